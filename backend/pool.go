@@ -1,0 +1,284 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrQueueFull is returned by Server.Acquire when the server is at its
+// connection limit and its wait queue is full.
+var ErrQueueFull = errors.New("backend: queue full")
+
+// ErrQueueTimeout is returned by Server.Acquire when no connection slot
+// freed up within the queue timeout.
+var ErrQueueTimeout = errors.New("backend: queue timeout")
+
+// Acquire takes one of the server's connection slots, waiting in a queue
+// of at most queueMax requests for up to timeout. It returns ErrQueueFull,
+// ErrQueueTimeout or the context's error when no slot was taken. Every
+// successful Acquire must be paired with Release.
+func (s *Server) Acquire(ctx context.Context, queueMax int, timeout time.Duration) error {
+	s.lastUse.Store(time.Now().UnixNano())
+	if s.slots == nil {
+		s.inflight.Add(1)
+		s.requests.Add(1)
+		return nil
+	}
+	select {
+	case s.slots <- struct{}{}:
+		s.inflight.Add(1)
+		s.requests.Add(1)
+		return nil
+	default:
+	}
+	if s.queued.Add(1) > int64(queueMax) {
+		s.queued.Add(-1)
+		return ErrQueueFull
+	}
+	defer s.queued.Add(-1)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		s.inflight.Add(1)
+		s.requests.Add(1)
+		return nil
+	case <-t.C:
+		return ErrQueueTimeout
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Release returns a slot taken by Acquire.
+func (s *Server) Release() {
+	s.inflight.Add(-1)
+	if s.slots != nil {
+		<-s.slots
+	}
+}
+
+// PoolOptions tunes a Pool. The zero value is usable.
+type PoolOptions struct {
+	// PanicThreshold is the fraction (0..1) of Up servers below which the
+	// pool enters panic mode and routes to servers that are Down but
+	// still live. Zero means panic only when no server is Up.
+	PanicThreshold float64
+	// PassiveFails is the number of consecutive failures on real traffic
+	// (connect errors, resets, timeouts) that eject a server at once.
+	// Zero means 3; negative disables passive ejection.
+	PassiveFails int
+	// OnAvailable is called on edges of "at least one server can take a
+	// new client" (the signal VRRP tracks). It is called with the pool's
+	// lock held: it must not call back into the pool. Nil means none.
+	OnAvailable func(up bool)
+	// OnHealth is called once for every health transition of a server,
+	// with the reason, and when panic mode starts or ends (s nil). Same
+	// locking rule as OnAvailable. Nil means none.
+	OnHealth func(s *Server, from, to Health, reason string, panicMode bool)
+}
+
+// Pool is the set of servers behind kclb. Membership changes (discovery,
+// reload) swap an immutable slice, so readers never lock.
+type Pool struct {
+	opts    PoolOptions
+	servers atomic.Pointer[[]*Server]
+	panic   atomic.Bool // shared with every server
+
+	mu        sync.Mutex // serialises state changes and edge detection
+	available bool       // last value reported to OnAvailable
+}
+
+// NewPool returns a pool holding servers built from specs. Names must be
+// unique and non-empty.
+func NewPool(specs []Spec, opts PoolOptions) (*Pool, error) {
+	if opts.PassiveFails == 0 {
+		opts.PassiveFails = 3
+	}
+	p := &Pool{opts: opts}
+	list := make([]*Server, 0, len(specs))
+	seen := make(map[string]bool, len(specs))
+	for _, sp := range specs {
+		if sp.Name == "" {
+			return nil, errors.New("backend: server without a name")
+		}
+		if seen[sp.Name] {
+			return nil, fmt.Errorf("backend: duplicate server name %q", sp.Name)
+		}
+		seen[sp.Name] = true
+		list = append(list, NewServer(sp, &p.panic))
+	}
+	p.servers.Store(&list)
+	p.mu.Lock()
+	p.recomputeLocked()
+	p.mu.Unlock()
+	return p, nil
+}
+
+// Servers returns the current members. The slice must not be modified.
+func (p *Pool) Servers() []*Server { return *p.servers.Load() }
+
+// Lookup returns the server called name, or nil.
+func (p *Pool) Lookup(name string) *Server {
+	for _, s := range p.Servers() {
+		if s.spec.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Panic reports whether panic mode is in force.
+func (p *Pool) Panic() bool { return p.panic.Load() }
+
+// AnyAvailable reports whether at least one server takes new clients.
+func (p *Pool) AnyAvailable() bool {
+	for _, s := range p.Servers() {
+		if s.Available() {
+			return true
+		}
+	}
+	return false
+}
+
+// SetHealth records a health verdict for s with its explanation. detail
+// replaces the stored Detail; Since is set by the pool on transitions.
+func (p *Pool) SetHealth(s *Server, h Health, d Detail) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.mu.Lock()
+	from := Health(s.health.Load())
+	if from != h {
+		d.Since = time.Now()
+	} else {
+		d.Since = s.detail.Since
+	}
+	s.detail = d
+	s.mu.Unlock()
+	if from == h {
+		return
+	}
+	s.health.Store(uint32(h))
+	if h != HealthUp {
+		s.passiveFails.Store(0)
+	}
+	if p.opts.OnHealth != nil {
+		p.opts.OnHealth(s, from, h, d.Reason, p.panic.Load())
+	}
+	p.recomputeLocked()
+}
+
+// SetAdmin sets the admin state of the server called name.
+func (p *Pool) SetAdmin(name string, a AdminState) error {
+	s := p.Lookup(name)
+	if s == nil {
+		return fmt.Errorf("backend: unknown server %q", name)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.SetAdmin(a)
+	p.recomputeLocked()
+	return nil
+}
+
+// ObserveSuccess records a successful exchange with s on real traffic.
+func (p *Pool) ObserveSuccess(s *Server) {
+	if s.passiveFails.Load() != 0 {
+		s.passiveFails.Store(0)
+	}
+}
+
+// ObserveFailure records a failed exchange with s on real traffic (connect
+// error, reset, timeout). After PassiveFails consecutive failures the
+// server is marked Dead at once; active checks bring it back.
+func (p *Pool) ObserveFailure(s *Server, cause string) {
+	s.errors.Add(1)
+	if p.opts.PassiveFails < 0 {
+		return
+	}
+	n := s.passiveFails.Add(1)
+	if n < int64(p.opts.PassiveFails) || s.Health() != HealthUp {
+		return
+	}
+	d := s.Detail()
+	d.Reason = fmt.Sprintf("passive: %d consecutive failures, last: %s", n, cause)
+	d.Passes = 0
+	p.SetHealth(s, HealthDead, d)
+}
+
+// CountError records a failed request on s that does not count against
+// its health (for example a client that went away).
+func (p *Pool) CountError(s *Server) { s.errors.Add(1) }
+
+// Add inserts a server (discovery). It returns the existing server when
+// one with the same name is present.
+func (p *Pool) Add(spec Spec) *Server {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := *p.servers.Load()
+	for _, s := range cur {
+		if s.spec.Name == spec.Name {
+			return s
+		}
+	}
+	s := NewServer(spec, &p.panic)
+	next := append(slices.Clip(cur), s)
+	p.servers.Store(&next)
+	p.recomputeLocked()
+	return s
+}
+
+// Remove deletes the server called name. Requests already forwarded to it
+// finish normally. It reports whether the server was present.
+func (p *Pool) Remove(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := *p.servers.Load()
+	i := slices.IndexFunc(cur, func(s *Server) bool { return s.spec.Name == name })
+	if i < 0 {
+		return false
+	}
+	next := slices.Delete(slices.Clone(cur), i, i+1)
+	p.servers.Store(&next)
+	p.recomputeLocked()
+	return true
+}
+
+// recomputeLocked updates panic mode and fires the availability edge.
+// p.mu must be held.
+func (p *Pool) recomputeLocked() {
+	servers := *p.servers.Load()
+	up, total := 0, 0
+	for _, s := range servers {
+		if s.Admin() == AdminMaint {
+			continue
+		}
+		total++
+		if s.Health() == HealthUp {
+			up++
+		}
+	}
+	panicMode := total > 0 && (up == 0 || float64(up)/float64(total) < p.opts.PanicThreshold)
+	if p.panic.Swap(panicMode) != panicMode && p.opts.OnHealth != nil {
+		reason := fmt.Sprintf("%d of %d servers ready", up, total)
+		p.opts.OnHealth(nil, 0, 0, reason, panicMode)
+	}
+	avail := false
+	for _, s := range servers {
+		if s.Available() {
+			avail = true
+			break
+		}
+	}
+	if avail != p.available {
+		p.available = avail
+		if p.opts.OnAvailable != nil {
+			p.opts.OnAvailable(avail)
+		}
+	}
+}
