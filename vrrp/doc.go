@@ -1,0 +1,28 @@
+// Package vrrp is kclb's in-process VRRP: it moves a virtual IPv4 address (VIP) between kclb
+// nodes on one layer-2 segment, so that a standby takes over when the active node dies or
+// stops.
+//
+// It implements VRRPv3 (RFC 5798) for IPv4 and, for mixed pairs with keepalived during a
+// migration, VRRPv2 (RFC 3768) with keepalived's clear-text "auth_type PASS". Behaviour
+// follows keepalived's defaults where the RFC leaves room: the Master keeps the interface's
+// real MAC and announces the VIP with gratuitous ARP requests (5 at takeover, 5 more after
+// 5 s, optional periodic refresh), accept mode is on, and a stopping Master sends a
+// priority-0 advert before it removes the VIP.
+//
+// The package is layered:
+//   - packet.go: the wire format (Packet, MarshalBinary, UnmarshalBinary, VerifyChecksum).
+//   - fsm.go: Machine, the RFC 5798 §6.4 state machine. It is pure: it takes the current
+//     time as an argument and returns Actions, so every transition is tested without sleeping.
+//   - track.go: health tracking with rise/fall hysteresis (priority drops by a weight).
+//   - instance.go: Instance, which drives a Machine from a socket and timers, runs the
+//     side effects (VIP, gratuitous ARP, VIPHook, notify commands) and reports Status.
+//   - *_linux.go: the raw IP protocol 112 socket (golang.org/x/net/ipv4), VIP management
+//     (github.com/vishvananda/netlink) and gratuitous ARP (github.com/mdlayher/arp). Other
+//     platforms build, but New returns an error there.
+//
+// The package knows nothing about backends: the caller reports health with
+// Instance.SetHealthy on edges and reads Instance.Status.
+//
+// Firewalls must let IP protocol 112 and the group 224.0.0.18 through (for example
+// "iptables -A INPUT -p vrrp -j ACCEPT"); where multicast is filtered use unicast peers.
+package vrrp
