@@ -1,0 +1,425 @@
+package vrrp
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+)
+
+var (
+	addrA = netip.MustParseAddr("203.0.113.11")
+	addrB = netip.MustParseAddr("203.0.113.12")
+	addrC = netip.MustParseAddr("203.0.113.13")
+)
+
+// Event constructors for the transition tables. Each returns the Machine call to make.
+type event func(m *Machine, now time.Time) []Action
+
+func start() event    { return (*Machine).Start }
+func tick() event     { return (*Machine).Tick }
+func shutdown() event { return (*Machine).Shutdown }
+func health(ok bool) event {
+	return func(m *Machine, now time.Time) []Action { return m.SetHealthy(now, ok) }
+}
+func advert(src netip.Addr, prio uint8, interval time.Duration) event {
+	return func(m *Machine, now time.Time) []Action {
+		return m.Receive(now, Advert{Src: src, Priority: prio, Interval: interval})
+	}
+}
+
+// Expected actions, short forms.
+func send(p uint8) Action { return Action{Kind: ActSendAdvert, Priority: p} }
+func garp(n int) Action   { return Action{Kind: ActGARP, Count: n} }
+func trans(from, to State) Action {
+	return Action{Kind: ActTransition, From: from, To: to}
+}
+
+var (
+	addVIP = Action{Kind: ActAddVIP}
+	rmVIP  = Action{Kind: ActRemoveVIP}
+)
+
+// noDeadline marks a step whose Deadline must be the zero Time; anyDeadline skips the check.
+const (
+	noDeadline  = time.Duration(-1)
+	anyDeadline = time.Duration(-2)
+)
+
+type step struct {
+	at       time.Duration // since the test's epoch (the fake clock)
+	ev       event
+	want     []Action
+	state    State
+	deadline time.Duration // when Tick is due next, since the epoch
+	master   netip.Addr    // if valid, the expected Master()
+	prio     uint8         // if non-zero, the expected effective priority
+}
+
+func baseConfig() MachineConfig {
+	return MachineConfig{Version: 3, Priority: 100, AdvertInterval: time.Second, LocalAddr: addrA,
+		Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second}
+}
+
+// Timer values for priority 100 at interval 1 s: Skew_Time = 156/256 s.
+const (
+	skew100 = 609375 * time.Microsecond
+	mdi100  = 3*time.Second + skew100
+	// At a learned interval of 100 ms: Skew 15.6/256... = 60.9375 ms.
+	skew100fast = 60937500 * time.Nanosecond
+	mdi100fast  = 300*time.Millisecond + skew100fast
+)
+
+func TestMachineTransitions(t *testing.T) {
+	withCfg := func(f func(*MachineConfig)) MachineConfig { c := baseConfig(); f(&c); return c }
+	tests := []struct {
+		name  string
+		cfg   MachineConfig
+		steps []step
+	}{
+		{
+			name: "backup waits Master_Down_Interval then takes over",
+			cfg:  baseConfig(),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: mdi100 - time.Nanosecond, ev: tick(), state: StateBackup, deadline: mdi100},
+				{at: mdi100, ev: tick(), want: []Action{send(100), addVIP, garp(5), trans(StateBackup, StateMaster)},
+					state: StateMaster, deadline: mdi100 + time.Second, master: addrA},
+				{at: mdi100 + time.Second, ev: tick(), want: []Action{send(100)}, state: StateMaster, deadline: mdi100 + 2*time.Second},
+			},
+		},
+		{
+			name: "owner 255 becomes master at once and ignores adverts",
+			cfg:  withCfg(func(c *MachineConfig) { c.Priority = 255 }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{send(255), addVIP, garp(5), trans(StateInit, StateMaster)},
+					state: StateMaster, deadline: time.Second},
+				{at: 100 * time.Millisecond, ev: advert(addrC, 255, time.Second), state: StateMaster, deadline: time.Second},
+				{at: 200 * time.Millisecond, ev: health(false), state: StateMaster, prio: 255, deadline: anyDeadline},
+			},
+		},
+		{
+			name: "v3 backup learns Master_Adver_Interval",
+			cfg:  baseConfig(),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: time.Second, ev: advert(addrB, 150, 100*time.Millisecond), state: StateBackup,
+					deadline: time.Second + mdi100fast, master: addrB},
+				{at: time.Second + mdi100fast, ev: tick(), want: []Action{send(100), addVIP, garp(5), trans(StateBackup, StateMaster)},
+					state: StateMaster, deadline: 2*time.Second + mdi100fast},
+			},
+		},
+		{
+			name: "v2 backup keeps its own interval and skew in seconds",
+			cfg:  withCfg(func(c *MachineConfig) { c.Version = 2; c.AdvertInterval = 2 * time.Second }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: 6*time.Second + skew100},
+				{at: time.Second, ev: advert(addrB, 150, time.Second), state: StateBackup, deadline: 7*time.Second + skew100},
+			},
+		},
+		{
+			name: "priority 0 advert: backup takes over after Skew_Time",
+			cfg:  baseConfig(),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: time.Second, ev: advert(addrB, 150, time.Second), state: StateBackup, deadline: time.Second + mdi100},
+				{at: 2 * time.Second, ev: advert(addrB, 0, time.Second), state: StateBackup, deadline: 2*time.Second + skew100},
+				{at: 2*time.Second + skew100, ev: tick(), want: []Action{send(100), addVIP, garp(5), trans(StateBackup, StateMaster)}, state: StateMaster, deadline: anyDeadline},
+			},
+		},
+		{
+			name: "preempt: lower priority adverts are ignored, backup preempts",
+			cfg:  baseConfig(),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: time.Second, ev: advert(addrB, 50, time.Second), state: StateBackup, deadline: mdi100},
+				{at: 2 * time.Second, ev: advert(addrB, 50, time.Second), state: StateBackup, deadline: mdi100},
+				{at: mdi100, ev: tick(), want: []Action{send(100), addVIP, garp(5), trans(StateBackup, StateMaster)}, state: StateMaster, deadline: anyDeadline},
+			},
+		},
+		{
+			name: "equal priority in backup is accepted regardless of address",
+			cfg:  baseConfig(),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: time.Second, ev: advert(netip.MustParseAddr("203.0.113.1"), 100, time.Second), state: StateBackup, deadline: time.Second + mdi100},
+			},
+		},
+		{
+			name: "nopreempt: lower priority master is kept",
+			cfg:  withCfg(func(c *MachineConfig) { c.Preempt = false }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: time.Second, ev: advert(addrB, 50, time.Second), state: StateBackup, deadline: time.Second + mdi100, master: addrB},
+				{at: 2 * time.Second, ev: advert(addrB, 50, time.Second), state: StateBackup, deadline: 2*time.Second + mdi100},
+			},
+		},
+		{
+			name: "preempt delay tolerates a lower master, then MDI runs",
+			cfg:  withCfg(func(c *MachineConfig) { c.PreemptDelay = 2 * time.Second }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: time.Second, ev: advert(addrB, 50, time.Second), state: StateBackup, deadline: time.Second + mdi100},
+				{at: 2 * time.Second, ev: advert(addrB, 50, time.Second), state: StateBackup, deadline: 2*time.Second + mdi100},
+				{at: 3*time.Second - time.Nanosecond, ev: advert(addrB, 50, time.Second), state: StateBackup, deadline: 3*time.Second - time.Nanosecond + mdi100},
+				{at: 3 * time.Second, ev: advert(addrB, 50, time.Second), state: StateBackup, deadline: 3*time.Second - time.Nanosecond + mdi100},
+				{at: 3*time.Second - time.Nanosecond + mdi100, ev: tick(), want: []Action{send(100), addVIP, garp(5), trans(StateBackup, StateMaster)}, state: StateMaster, deadline: anyDeadline},
+			},
+		},
+		{
+			name: "preempt delay restarts after a higher master was seen",
+			cfg:  withCfg(func(c *MachineConfig) { c.PreemptDelay = 2 * time.Second }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: time.Second, ev: advert(addrB, 50, time.Second), state: StateBackup, deadline: time.Second + mdi100},
+				{at: 2 * time.Second, ev: advert(addrB, 150, time.Second), state: StateBackup, deadline: 2*time.Second + mdi100},
+				{at: 4 * time.Second, ev: advert(addrB, 50, time.Second), state: StateBackup, deadline: 4*time.Second + mdi100},
+				{at: 5 * time.Second, ev: advert(addrB, 50, time.Second), state: StateBackup, deadline: 5*time.Second + mdi100},
+			},
+		},
+		{
+			name: "master: higher priority, tie-break, lower priority and priority 0",
+			cfg:  withCfg(func(c *MachineConfig) { c.LocalAddr = addrB }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: mdi100, ev: tick(), want: []Action{send(100), addVIP, garp(5), trans(StateBackup, StateMaster)}, state: StateMaster, deadline: mdi100 + time.Second},
+				// equal priority, lower address: we win and re-assert with advert + GARP
+				{at: 4 * time.Second, ev: advert(addrA, 100, time.Second), want: []Action{send(100), garp(5)}, state: StateMaster, deadline: 5 * time.Second},
+				// again within one interval: rate limited
+				{at: 4*time.Second + 500*time.Millisecond, ev: advert(addrA, 99, time.Second), state: StateMaster, deadline: 5 * time.Second},
+				// priority 0 from a resigning peer: send at once
+				{at: 4*time.Second + 600*time.Millisecond, ev: advert(addrA, 0, time.Second), want: []Action{send(100)}, state: StateMaster, deadline: 5*time.Second + 600*time.Millisecond},
+				// equal priority, higher address: we yield and learn its interval
+				{at: 5 * time.Second, ev: advert(addrC, 100, 100*time.Millisecond), want: []Action{rmVIP, trans(StateMaster, StateBackup)},
+					state: StateBackup, deadline: 5*time.Second + mdi100fast, master: addrC},
+			},
+		},
+		{
+			name: "master yields to a strictly higher priority with a lower address",
+			cfg:  withCfg(func(c *MachineConfig) { c.LocalAddr = addrC }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: mdi100, ev: tick(), want: []Action{send(100), addVIP, garp(5), trans(StateBackup, StateMaster)}, state: StateMaster, deadline: anyDeadline},
+				{at: 4 * time.Second, ev: advert(addrA, 101, time.Second), want: []Action{rmVIP, trans(StateMaster, StateBackup)}, state: StateBackup, deadline: 4*time.Second + mdi100, master: addrA},
+			},
+		},
+		{
+			name: "shutdown as master sends priority 0 and removes the VIP",
+			cfg:  withCfg(func(c *MachineConfig) { c.Priority = 255 }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{send(255), addVIP, garp(5), trans(StateInit, StateMaster)}, state: StateMaster, deadline: time.Second},
+				{at: time.Second / 2, ev: shutdown(), want: []Action{send(0), rmVIP, trans(StateMaster, StateInit)}, state: StateInit, deadline: noDeadline},
+				{at: time.Second, ev: shutdown(), state: StateInit, deadline: noDeadline},
+			},
+		},
+		{
+			name: "shutdown as backup sends nothing",
+			cfg:  baseConfig(),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: time.Second, ev: shutdown(), want: []Action{trans(StateBackup, StateInit)}, state: StateInit, deadline: noDeadline},
+				{at: 2 * time.Second, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: 2*time.Second + mdi100},
+			},
+		},
+		{
+			name: "GARP: second burst after GARPDelay, then refresh",
+			cfg:  withCfg(func(c *MachineConfig) { c.Priority = 255; c.GARPRefresh = 30 * time.Second }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{send(255), addVIP, garp(5), trans(StateInit, StateMaster)}, state: StateMaster, deadline: time.Second},
+				{at: 5 * time.Second, ev: tick(), want: []Action{send(255), garp(5)}, state: StateMaster, deadline: 6 * time.Second},
+				{at: 35 * time.Second, ev: tick(), want: []Action{send(255), garp(1)}, state: StateMaster, deadline: 36 * time.Second},
+			},
+		},
+		{
+			name: "GARP: no second burst and no refresh when disabled",
+			cfg:  withCfg(func(c *MachineConfig) { c.Priority = 255; c.GARPDelay = 0 }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{send(255), addVIP, garp(5), trans(StateInit, StateMaster)}, state: StateMaster, deadline: time.Second},
+				{at: 5 * time.Second, ev: tick(), want: []Action{send(255)}, state: StateMaster, deadline: 6 * time.Second},
+			},
+		},
+		{
+			name: "a late tick sends one advert, not a burst",
+			cfg:  withCfg(func(c *MachineConfig) { c.Priority = 255; c.GARPDelay = 0 }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{send(255), addVIP, garp(5), trans(StateInit, StateMaster)}, state: StateMaster, deadline: time.Second},
+				{at: 3500 * time.Millisecond, ev: tick(), want: []Action{send(255)}, state: StateMaster, deadline: 4500 * time.Millisecond},
+			},
+		},
+		{
+			name: "tracking with weight: fall and rise hysteresis change the advertised priority",
+			cfg:  withCfg(func(c *MachineConfig) { c.Priority = 255; c.TrackWeight = 30; c.TrackFall = 2; c.TrackRise = 2 }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{send(255), addVIP, garp(5), trans(StateInit, StateMaster)}, state: StateMaster, prio: 255, deadline: anyDeadline},
+				{at: 10 * time.Millisecond, ev: health(false), state: StateMaster, prio: 255, deadline: anyDeadline},
+			},
+		},
+		{
+			name: "tracking with weight on a master",
+			cfg:  withCfg(func(c *MachineConfig) { c.TrackWeight = 30; c.TrackFall = 2; c.TrackRise = 2 }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: mdi100, ev: tick(), want: []Action{send(100), addVIP, garp(5), trans(StateBackup, StateMaster)}, state: StateMaster, deadline: anyDeadline},
+				{at: 4 * time.Second, ev: health(false), state: StateMaster, prio: 100, deadline: anyDeadline},
+				{at: 4100 * time.Millisecond, ev: health(true), state: StateMaster, prio: 100, deadline: anyDeadline},
+				{at: 4200 * time.Millisecond, ev: health(false), state: StateMaster, prio: 100, deadline: anyDeadline},
+				{at: 4300 * time.Millisecond, ev: health(false), want: []Action{send(70)}, state: StateMaster, prio: 70, deadline: 5300 * time.Millisecond},
+				{at: 4400 * time.Millisecond, ev: health(false), state: StateMaster, prio: 70, deadline: 5300 * time.Millisecond},
+				// a priority-80 backup now wins
+				{at: 4500 * time.Millisecond, ev: advert(addrB, 80, time.Second), want: []Action{rmVIP, trans(StateMaster, StateBackup)}, state: StateBackup, prio: 70, deadline: anyDeadline},
+				{at: 5 * time.Second, ev: health(true), state: StateBackup, prio: 70, deadline: anyDeadline},
+				{at: 6 * time.Second, ev: health(true), state: StateBackup, prio: 100, deadline: anyDeadline},
+				// and we preempt it again: its adverts are now ignored
+				{at: 6500 * time.Millisecond, ev: advert(addrB, 80, time.Second), state: StateBackup, deadline: 4500*time.Millisecond + 3*time.Second + 186*time.Second/256},
+			},
+		},
+		{
+			name: "tracking weight larger than priority clamps to 1",
+			cfg:  withCfg(func(c *MachineConfig) { c.TrackWeight = 200 }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: time.Second, ev: health(false), state: StateBackup, prio: 1, deadline: mdi100},
+			},
+		},
+		{
+			name: "tracking with weight 0 faults and recovers",
+			cfg:  baseConfig(),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: mdi100, ev: tick(), want: []Action{send(100), addVIP, garp(5), trans(StateBackup, StateMaster)}, state: StateMaster, deadline: anyDeadline},
+				{at: 4 * time.Second, ev: health(false), want: []Action{send(0), rmVIP, trans(StateMaster, StateFault)}, state: StateFault, deadline: noDeadline},
+				{at: 5 * time.Second, ev: advert(addrB, 50, time.Second), state: StateFault, deadline: noDeadline},
+				{at: 6 * time.Second, ev: tick(), state: StateFault, deadline: noDeadline},
+				{at: 7 * time.Second, ev: health(true), want: []Action{trans(StateFault, StateBackup)}, state: StateBackup, deadline: 7*time.Second + mdi100},
+			},
+		},
+		{
+			name: "unhealthy before start with weight 0 starts in fault",
+			cfg:  baseConfig(),
+			steps: []step{
+				{at: 0, ev: health(false), state: StateInit, deadline: noDeadline},
+				{at: time.Second, ev: start(), want: []Action{trans(StateInit, StateFault)}, state: StateFault, deadline: noDeadline},
+			},
+		},
+	}
+	epoch := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := NewMachine(tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, s := range tt.steps {
+				got := s.ev(m, epoch.Add(s.at))
+				if !slices.Equal(got, s.want) {
+					t.Fatalf("step %d at %v: actions %v, want %v", i, s.at, got, s.want)
+				}
+				if m.State() != s.state {
+					t.Fatalf("step %d at %v: state %v, want %v", i, s.at, m.State(), s.state)
+				}
+				switch dl := m.Deadline(); s.deadline {
+				case anyDeadline:
+				case noDeadline:
+					if !dl.IsZero() {
+						t.Fatalf("step %d at %v: deadline %v, want none", i, s.at, dl.Sub(epoch))
+					}
+				default:
+					if !dl.Equal(epoch.Add(s.deadline)) {
+						t.Fatalf("step %d at %v: deadline %v, want %v", i, s.at, dl.Sub(epoch), s.deadline)
+					}
+				}
+				if s.master.IsValid() && m.Master() != s.master {
+					t.Fatalf("step %d: master %v, want %v", i, m.Master(), s.master)
+				}
+				if s.prio != 0 && m.Priority() != s.prio {
+					t.Fatalf("step %d: priority %d, want %d", i, m.Priority(), s.prio)
+				}
+			}
+		})
+	}
+}
+
+func TestTimers(t *testing.T) {
+	tests := []struct {
+		name     string
+		version  int
+		prio     uint8
+		interval time.Duration
+		skew     time.Duration
+		mdi      time.Duration
+	}{
+		{"v3 prio 100 1s", 3, 100, time.Second, skew100, mdi100},
+		{"v3 prio 100 100ms", 3, 100, 100 * time.Millisecond, skew100fast, mdi100fast},
+		{"v3 prio 150 1s", 3, 150, time.Second, 106 * time.Second / 256, 3*time.Second + 106*time.Second/256},
+		{"v3 prio 254 1s", 3, 254, time.Second, 2 * time.Second / 256, 3*time.Second + 2*time.Second/256},
+		{"v2 prio 100 3s", 2, 100, 3 * time.Second, skew100, 9*time.Second + skew100},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := NewMachine(MachineConfig{Version: tt.version, Priority: tt.prio, AdvertInterval: tt.interval, LocalAddr: addrA})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.SkewTime(); got != tt.skew {
+				t.Errorf("SkewTime = %v, want %v", got, tt.skew)
+			}
+			if got := m.MasterDownInterval(); got != tt.mdi {
+				t.Errorf("MasterDownInterval = %v, want %v", got, tt.mdi)
+			}
+		})
+	}
+}
+
+func TestNewMachineErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  func(*MachineConfig)
+	}{
+		{"version 4", func(c *MachineConfig) { c.Version = 4 }},
+		{"priority 0", func(c *MachineConfig) { c.Priority = 0 }},
+		{"zero interval", func(c *MachineConfig) { c.AdvertInterval = 0 }},
+		{"no local address", func(c *MachineConfig) { c.LocalAddr = netip.Addr{} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := baseConfig()
+			tt.cfg(&c)
+			if _, err := NewMachine(c); err == nil {
+				t.Fatal("NewMachine succeeded")
+			}
+		})
+	}
+}
+
+func TestTracker(t *testing.T) {
+	tests := []struct {
+		name       string
+		rise, fall int
+		reports    []bool
+		want       []bool // tracked health after each report
+	}{
+		{"rise fall 1", 1, 1, []bool{false, true, true, false}, []bool{false, true, true, false}},
+		{"fall 3", 1, 3, []bool{false, false, true, false, false, false}, []bool{true, true, true, true, true, false}},
+		{"rise 2", 2, 1, []bool{false, true, false, true, true}, []bool{false, false, false, false, true}},
+		{"zero means 1", 0, 0, []bool{false, true}, []bool{false, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := newTracker(tt.rise, tt.fall)
+			for i, r := range tt.reports {
+				tr.observe(r)
+				if tr.healthy != tt.want[i] {
+					t.Fatalf("after report %d (%v): healthy %v, want %v", i, r, tr.healthy, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestStateString(t *testing.T) {
+	for s, want := range map[State]string{StateInit: "INIT", StateBackup: "BACKUP", StateMaster: "MASTER", StateFault: "FAULT", 9: "State(9)"} {
+		if got := s.String(); got != want {
+			t.Errorf("%d.String() = %q, want %q", s, got, want)
+		}
+	}
+}
