@@ -1,0 +1,234 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// forwardRules strips client-supplied forwarding and tracing headers
+// from untrusted peers and sets exactly one forwarded-header family.
+type forwardRules struct {
+	family  HeaderFamily
+	trusted []netip.Prefix
+}
+
+// untrustedExact are removed from requests of untrusted peers (Keycloak's
+// HAProxy guide strips the same set on ingress).
+var untrustedExact = []string{
+	"Forwarded", "X-Real-Ip", "Traceparent", "Tracestate", "Baggage", "B3",
+	"Uber-Trace-Id", "X-Ot-Span-Context",
+}
+
+// untrustedPrefixes are header-name prefixes removed from untrusted peers.
+var untrustedPrefixes = []string{"X-Forwarded-", "X-Original-", "X-B3-"}
+
+func (f *forwardRules) isTrusted(a netip.Addr) bool {
+	for _, p := range f.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// apply rewrites r's forwarding headers for a request from client (the
+// TCP peer) on a listener that is secure or not.
+func (f *forwardRules) apply(r *http.Request, client netip.Addr, secure bool) {
+	h := r.Header
+	trusted := len(f.trusted) > 0 && f.isTrusted(client)
+	if !trusted {
+		for _, k := range untrustedExact {
+			delete(h, k)
+		}
+		for k := range h {
+			if hasAnyPrefix(k, untrustedPrefixes) {
+				delete(h, k)
+			}
+		}
+	}
+	proto := "http"
+	if secure {
+		proto = "https"
+	}
+	host, port := splitHost(r.Host, secure)
+	switch f.family {
+	case Forwarded:
+		elem := "for=" + forwardedNode(client) + ";proto=" + proto + ";host=" + quoteIfNeeded(host+":"+port)
+		if prior := h.Values("Forwarded"); trusted && len(prior) > 0 {
+			elem = strings.Join(prior, ", ") + ", " + elem
+		}
+		h["Forwarded"] = []string{elem}
+		// Exactly one family reaches Keycloak.
+		for k := range h {
+			if strings.HasPrefix(k, "X-Forwarded-") {
+				delete(h, k)
+			}
+		}
+	default:
+		xff := client.String()
+		if prior := h.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
+			xff = strings.Join(prior, ", ") + ", " + xff
+		}
+		h["X-Forwarded-For"] = []string{xff}
+		if !trusted || h.Get("X-Forwarded-Proto") == "" {
+			h["X-Forwarded-Proto"] = []string{proto}
+			h["X-Forwarded-Host"] = []string{host}
+			h["X-Forwarded-Port"] = []string{port}
+		}
+		delete(h, "Forwarded")
+	}
+}
+
+// splitHost splits a Host header into host and port, supplying the
+// scheme's default port. A trailing dot on the name is dropped.
+func splitHost(hostport string, secure bool) (string, string) {
+	host, port := hostport, ""
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
+		host, port = hostport[:i], hostport[i+1:]
+	}
+	host = strings.TrimSuffix(host, ".")
+	if port == "" {
+		port = "80"
+		if secure {
+			port = "443"
+		}
+	}
+	return host, port
+}
+
+func forwardedNode(a netip.Addr) string {
+	if a.Is6() {
+		return `"[` + a.String() + `]"`
+	}
+	return a.String()
+}
+
+func quoteIfNeeded(s string) string {
+	if strings.ContainsAny(s, ":[]") {
+		return `"` + s + `"`
+	}
+	return s
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if len(s) >= len(p) && strings.EqualFold(s[:len(p)], p) {
+			return true
+		}
+	}
+	return false
+}
+
+// hopByHop are connection-specific headers never forwarded (RFC 9110
+// 7.6.1).
+var hopByHop = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes hop-by-hop headers and those named in
+// Connection.
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				delete(h, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+}
+
+// maxRequestIDLen bounds a client-supplied X-Request-ID that is
+// propagated.
+const maxRequestIDLen = 128
+
+// requestID keeps a well-formed X-Request-ID or replaces it with a new
+// random one.
+func requestID(r *http.Request) {
+	if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
+		return
+	}
+	var b [16]byte
+	rand.Read(b[:])
+	r.Header["X-Request-Id"] = []string{hex.EncodeToString(b[:])}
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// SecurityHeader is a response header kclb adds when the backend did not
+// set it.
+type SecurityHeader struct {
+	// Name is the canonical header name.
+	Name string
+	// Value is added verbatim.
+	Value string
+	// Framing marks headers that control framing; they are never added to
+	// frame-exempt pages.
+	Framing bool
+}
+
+// NewSecurityHeaders builds the list kclb adds by default, skipping empty
+// values (an empty value disables that header).
+func NewSecurityHeaders(hsts, contentTypeOptions, referrerPolicy, frameOptions string) []SecurityHeader {
+	var out []SecurityHeader
+	add := func(name, v string, framing bool) {
+		if v != "" {
+			out = append(out, SecurityHeader{Name: http.CanonicalHeaderKey(name), Value: v, Framing: framing})
+		}
+	}
+	add("Strict-Transport-Security", hsts, false)
+	add("X-Content-Type-Options", contentTypeOptions, false)
+	add("Referrer-Policy", referrerPolicy, false)
+	add("X-Frame-Options", frameOptions, true)
+	return out
+}
+
+// addSecurityHeaders adds each header that h lacks. Framing headers are
+// skipped on exempt pages, and X-Frame-Options is also skipped when the
+// backend's CSP already decides framing (frame-ancestors).
+func addSecurityHeaders(h http.Header, list []SecurityHeader, exempt bool) {
+	for i := range list {
+		sh := &list[i]
+		if _, ok := h[sh.Name]; ok {
+			continue
+		}
+		if sh.Framing && (exempt || cspHasFrameAncestors(h)) {
+			continue
+		}
+		h[sh.Name] = []string{sh.Value}
+	}
+}
+
+func cspHasFrameAncestors(h http.Header) bool {
+	for _, v := range h["Content-Security-Policy"] {
+		if strings.Contains(v, "frame-ancestors") {
+			return true
+		}
+	}
+	return false
+}
+
+func frameExempt(path string, exempt []string) bool {
+	for _, e := range exempt {
+		if strings.Contains(path, e) {
+			return true
+		}
+	}
+	return false
+}

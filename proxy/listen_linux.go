@@ -1,0 +1,37 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listen opens a TCP listener on addr. With freebind, IP_FREEBIND lets it
+// bind an address the host does not hold yet (a VRRP virtual IP held by
+// the peer), so a Backup stays hot and never rebinds at takeover.
+func Listen(ctx context.Context, addr string, freebind bool) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if freebind {
+		lc.Control = func(network, address string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+				if serr == nil && network == "tcp6" {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+				}
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}

@@ -1,0 +1,582 @@
+// Package proxy is kclb's HTTP forwarding mechanism: the handler that
+// applies the path policy and forwarded-header rules to a client request,
+// asks a Router for a backend server, forwards the request over a pooled
+// keep-alive HTTP/1.1 connection (retrying on another server when that is
+// safe), and writes the response back with the security headers Keycloak
+// did not set itself. It also builds the http.Servers for kclb's public
+// listeners.
+//
+// Policies are values: routing arrives through the Router interface
+// (affinity, or a plain balancer.Selector via BalancerRouter), path rules
+// through a *pathpolicy.Policy. The package never reads configuration.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/balancer"
+	"github.com/kclb/kclb/pathpolicy"
+)
+
+// Router chooses the server for one attempt of a request and annotates
+// the response. Implementations must be safe for concurrent use.
+type Router interface {
+	// Route returns the server for r, skipping tried, and whether the
+	// response must (re)issue the affinity cookie. A nil server means no
+	// server is available.
+	Route(r *http.Request, servers []*backend.Server, tried *balancer.Tried) (s *backend.Server, setCookie bool)
+	// StripRequest removes the router's own state (its cookie) from the
+	// headers forwarded to the backend.
+	StripRequest(h http.Header)
+	// Respond adjusts the response headers from server s: learn routes,
+	// set the affinity cookie when setCookie is true.
+	Respond(h http.Header, s *backend.Server, setCookie, secure bool)
+}
+
+// BalancerRouter adapts a balancer.Selector to Router for deployments
+// without affinity.
+type BalancerRouter struct{ Selector balancer.Selector }
+
+// Route implements Router.
+func (b BalancerRouter) Route(r *http.Request, servers []*backend.Server, tried *balancer.Tried) (*backend.Server, bool) {
+	return b.Selector.Select(r, servers, tried), false
+}
+
+// StripRequest implements Router; it does nothing.
+func (BalancerRouter) StripRequest(http.Header) {}
+
+// Respond implements Router; it does nothing.
+func (BalancerRouter) Respond(http.Header, *backend.Server, bool, bool) {}
+
+// HeaderFamily selects which forwarded headers kclb sets, matching
+// Keycloak's proxy-headers option.
+type HeaderFamily uint8
+
+const (
+	// XForwarded sets X-Forwarded-For/-Proto/-Host/-Port (the default).
+	XForwarded HeaderFamily = iota
+	// Forwarded sets RFC 7239 Forwarded.
+	Forwarded
+)
+
+// Options configures a Handler. Zero fields take the defaults named.
+type Options struct {
+	// Pool holds the backend servers. Required.
+	Pool *backend.Pool
+	// Router picks servers. Required.
+	Router Router
+	// Policy decides which paths are public. Nil allows every path
+	// (for tests only).
+	Policy *pathpolicy.Policy
+	// BlockedStatus answers paths the policy blocks: 404 (default) or 403.
+	// /admin/ from outside the admin networks always gets 403.
+	BlockedStatus int
+	// Headers is the forwarded-header family. Default XForwarded.
+	Headers HeaderFamily
+	// TrustedProxies are peers whose forwarded headers are kept and
+	// extended instead of stripped. Empty trusts nobody.
+	TrustedProxies []netip.Prefix
+	// Security lists response headers added when the backend did not set
+	// them. Nil means none.
+	Security []SecurityHeader
+	// FrameExempt lists path substrings whose responses never get
+	// framing headers (X-Frame-Options, frame-ancestors CSP). Nil means
+	// DefaultFrameExempt.
+	FrameExempt []string
+	// Retries is how many further servers a request may be tried on
+	// after a connect failure (or a reset before any response for an
+	// idempotent request). Default 3; negative means none.
+	Retries int
+	// ConnectTimeout bounds dialing a backend. Default 5 s.
+	ConnectTimeout time.Duration
+	// ServerTimeout bounds the wait for a backend's response headers.
+	// Default 50 s.
+	ServerTimeout time.Duration
+	// QueueTimeout bounds the wait for a connection slot on a server at
+	// its maxconn. Default 5 s.
+	QueueTimeout time.Duration
+	// QueueSize bounds the requests waiting per server. Default 1024.
+	QueueSize int
+	// IdleTimeout closes idle pooled backend connections. Default 90 s.
+	IdleTimeout time.Duration
+	// MaxIdlePerServer bounds pooled idle connections per server.
+	// Default 512.
+	MaxIdlePerServer int
+	// MaxResponseHeaderBytes bounds a backend's response headers.
+	// Default 1 MiB (Keycloak's login responses carry large cookies).
+	MaxResponseHeaderBytes int64
+	// AccessLog, if non-nil, receives one record per request.
+	AccessLog *slog.Logger
+	// Logger receives operational messages. Nil discards them.
+	Logger *slog.Logger
+	// Observer, if non-nil, is told about every request (for metrics).
+	Observer Observer
+}
+
+// Observer receives per-request events. Implementations must be fast and
+// safe for concurrent use.
+type Observer interface {
+	// Request is called once per finished request. s is nil when no
+	// server was reached.
+	Request(s *backend.Server, code int, d time.Duration)
+	// Blocked is called for every request the path policy refused.
+	Blocked(v pathpolicy.Verdict)
+}
+
+// DefaultFrameExempt are the Keycloak pages that other origins frame on
+// purpose (the JS adapter's session iframe and third-party cookie check).
+var DefaultFrameExempt = []string{"/login-status-iframe.html", "/3p-cookies/"}
+
+// Stats counts what the handler did. All fields are totals since start.
+type Stats struct {
+	Requests     uint64 // requests handled
+	Blocked      uint64 // refused by the path policy (any verdict)
+	Retries      uint64 // attempts after the first
+	NoServer     uint64 // 503: no server available
+	QueueFull    uint64 // 503: every candidate's queue was full or timed out
+	BadGateway   uint64 // 502 answered
+	Timeouts     uint64 // 504 answered
+	ClientAborts uint64 // client went away before the response completed
+	Truncated    uint64 // backend failed mid-body; client stream aborted
+}
+
+// Handler forwards client requests to backend servers.
+type Handler struct {
+	opts      Options
+	transport *http.Transport
+	forwarded forwardRules
+
+	requests, blocked, retries, noServer, queueFull atomic.Uint64
+	badGateway, timeouts, clientAborts, truncated   atomic.Uint64
+}
+
+// New returns a Handler. It returns an error if a required option is
+// missing.
+func New(opts Options) (*Handler, error) {
+	if opts.Pool == nil || opts.Router == nil {
+		return nil, errors.New("proxy: Pool and Router are required")
+	}
+	if opts.BlockedStatus == 0 {
+		opts.BlockedStatus = http.StatusNotFound
+	}
+	if opts.FrameExempt == nil {
+		opts.FrameExempt = DefaultFrameExempt
+	}
+	if opts.Retries == 0 {
+		opts.Retries = 3
+	}
+	if opts.Retries < 0 {
+		opts.Retries = 0
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 5 * time.Second
+	}
+	if opts.ServerTimeout <= 0 {
+		opts.ServerTimeout = 50 * time.Second
+	}
+	if opts.QueueTimeout <= 0 {
+		opts.QueueTimeout = 5 * time.Second
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 1024
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 90 * time.Second
+	}
+	if opts.MaxIdlePerServer <= 0 {
+		opts.MaxIdlePerServer = 512
+	}
+	if opts.MaxResponseHeaderBytes <= 0 {
+		opts.MaxResponseHeaderBytes = 1 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	dialer := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
+	h := &Handler{
+		opts: opts,
+		transport: &http.Transport{
+			DialContext:            dialer.DialContext,
+			MaxIdleConns:           0,
+			MaxIdleConnsPerHost:    opts.MaxIdlePerServer,
+			IdleConnTimeout:        opts.IdleTimeout,
+			ResponseHeaderTimeout:  opts.ServerTimeout,
+			MaxResponseHeaderBytes: opts.MaxResponseHeaderBytes,
+			DisableCompression:     true,
+			ForceAttemptHTTP2:      false,
+			WriteBufferSize:        16 << 10,
+			ReadBufferSize:         16 << 10,
+		},
+		forwarded: forwardRules{family: opts.Headers, trusted: opts.TrustedProxies},
+	}
+	return h, nil
+}
+
+// Close releases idle backend connections.
+func (h *Handler) Close() { h.transport.CloseIdleConnections() }
+
+// Stats returns the handler's counters.
+func (h *Handler) Stats() Stats {
+	return Stats{
+		Requests: h.requests.Load(), Blocked: h.blocked.Load(), Retries: h.retries.Load(),
+		NoServer: h.noServer.Load(), QueueFull: h.queueFull.Load(), BadGateway: h.badGateway.Load(),
+		Timeouts: h.timeouts.Load(), ClientAborts: h.clientAborts.Load(), Truncated: h.truncated.Load(),
+	}
+}
+
+// Pool returns the pool the handler forwards to.
+func (h *Handler) Pool() *backend.Pool { return h.opts.Pool }
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	h.requests.Add(1)
+	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
+	client := peer.Addr().Unmap()
+
+	path := r.URL.Path
+	if h.opts.Policy != nil {
+		canon, verdict := h.opts.Policy.Check(r.URL.EscapedPath(), client)
+		if verdict != pathpolicy.Allow {
+			h.refuse(w, r, verdict, start)
+			return
+		}
+		path = canon
+	}
+
+	secure := r.TLS != nil
+	h.forwarded.apply(r, client, secure)
+	removeHopByHop(r.Header)
+	requestID(r)
+	h.opts.Router.StripRequest(r.Header)
+
+	// The inbound request becomes the outbound one: no copies.
+	r.URL = &url.URL{Scheme: "http", Path: path, RawQuery: r.URL.RawQuery}
+	r.RequestURI = ""
+	r.Close = false
+	r.TransferEncoding = nil
+	var body *retryBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &retryBody{rc: r.Body}
+		r.Body = body
+	}
+
+	code, s := h.forward(w, r, body, path, secure)
+	if h.opts.Observer != nil {
+		h.opts.Observer.Request(s, code, time.Since(start))
+	}
+	if h.opts.AccessLog != nil {
+		h.logAccess(r, client, path, code, s, start)
+	}
+}
+
+// forward runs the attempts for one request and writes the response. It
+// returns the status sent to the client (0 if the client went away) and
+// the server that answered, if any.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBody, path string, secure bool) (int, *backend.Server) {
+	var tried balancer.Tried
+	ctx := r.Context()
+	pool := h.opts.Pool
+	queueFailed := false
+	var lastErr error
+	var last *backend.Server
+	for attempt := 0; attempt <= h.opts.Retries; attempt++ {
+		s, setCookie := h.opts.Router.Route(r, pool.Servers(), &tried)
+		if s == nil {
+			break
+		}
+		if attempt > 0 {
+			h.retries.Add(1)
+			if last != nil {
+				last.CountRedispatch()
+			}
+		}
+		tried.Add(s)
+		last = s
+		if err := s.Acquire(ctx, h.opts.QueueSize, h.opts.QueueTimeout); err != nil {
+			if ctx.Err() != nil {
+				h.clientAborts.Add(1)
+				return 0, s
+			}
+			queueFailed = true
+			continue
+		}
+		r.URL.Host = s.Addr()
+		resp, err := h.transport.RoundTrip(r)
+		if err != nil {
+			s.Release()
+			if ctx.Err() != nil {
+				h.clientAborts.Add(1)
+				return 0, s
+			}
+			lastErr = err
+			pool.ObserveFailure(s, errorCause(err))
+			if retriable(r, body, err) {
+				continue
+			}
+			return h.gatewayError(w, err), s
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable && attempt < h.opts.Retries &&
+			body == nil && idempotent(r.Method) && hasOther(pool.Servers(), &tried) {
+			// Keycloak answers 503 when busy: try another node.
+			resp.Body.Close()
+			s.Release()
+			pool.ObserveSuccess(s)
+			continue
+		}
+		pool.ObserveSuccess(s)
+		code := h.respond(w, r, resp, s, setCookie, secure, path)
+		s.Release()
+		if body != nil {
+			body.closeUnderlying()
+		}
+		return code, s
+	}
+	if body != nil {
+		body.closeUnderlying()
+	}
+	if lastErr != nil {
+		return h.gatewayError(w, lastErr), last
+	}
+	if queueFailed {
+		h.queueFull.Add(1)
+	} else {
+		h.noServer.Add(1)
+	}
+	writeError(w, http.StatusServiceUnavailable)
+	return http.StatusServiceUnavailable, nil
+}
+
+// hasOther reports whether an untried server could take the request.
+func hasOther(servers []*backend.Server, tried *balancer.Tried) bool {
+	for _, s := range servers {
+		if s.Available() && !tried.Has(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// respond copies resp to w. It returns the status written.
+func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Response, s *backend.Server, setCookie, secure bool, path string) int {
+	defer resp.Body.Close()
+	removeHopByHop(resp.Header)
+	dst := w.Header()
+	for k, vv := range resp.Header {
+		dst[k] = vv
+	}
+	addSecurityHeaders(dst, h.opts.Security, frameExempt(path, h.opts.FrameExempt))
+	h.opts.Router.Respond(dst, s, setCookie, secure)
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return resp.StatusCode
+	}
+	stream := resp.ContentLength < 0
+	if err := copyBody(w, resp.Body, stream); err != nil {
+		if errors.Is(err, errClientWrite) {
+			h.clientAborts.Add(1)
+		} else {
+			// The backend failed mid-body: mark the client stream as
+			// broken rather than ending it cleanly.
+			h.truncated.Add(1)
+			h.opts.Pool.CountError(s)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	return resp.StatusCode
+}
+
+var errClientWrite = errors.New("proxy: client write failed")
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyBody streams src to w with a pooled buffer, flushing after every
+// chunk when stream is true (unknown length: SSE, chunked pages).
+func copyBody(w http.ResponseWriter, src io.Reader, stream bool) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	flusher, _ := w.(http.Flusher)
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return errClientWrite
+			}
+			if stream && flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// gatewayError answers a failed forward with 502 or 504.
+func (h *Handler) gatewayError(w http.ResponseWriter, err error) int {
+	code := http.StatusBadGateway
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		code = http.StatusGatewayTimeout
+		h.timeouts.Add(1)
+	} else {
+		h.badGateway.Add(1)
+	}
+	h.opts.Logger.Debug("backend request failed", "err", err)
+	writeError(w, code)
+	return code
+}
+
+// refuse answers a request the path policy did not allow.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, v pathpolicy.Verdict, start time.Time) {
+	h.blocked.Add(1)
+	code := h.opts.BlockedStatus
+	switch v {
+	case pathpolicy.AdminDenied:
+		code = http.StatusForbidden
+	case pathpolicy.Invalid:
+		code = http.StatusBadRequest
+	}
+	if h.opts.Observer != nil {
+		h.opts.Observer.Blocked(v)
+		h.opts.Observer.Request(nil, code, time.Since(start))
+	}
+	addSecurityHeaders(w.Header(), h.opts.Security, false)
+	writeError(w, code)
+	if h.opts.AccessLog != nil {
+		peer, _ := netip.ParseAddrPort(r.RemoteAddr)
+		h.logAccess(r, peer.Addr().Unmap(), r.URL.Path, code, nil, start)
+	}
+}
+
+func (h *Handler) logAccess(r *http.Request, client netip.Addr, path string, code int, s *backend.Server, start time.Time) {
+	server := "-"
+	if s != nil {
+		server = s.Name()
+	}
+	h.opts.AccessLog.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("id", r.Header.Get("X-Request-Id")),
+		slog.String("client", client.String()),
+		slog.String("method", r.Method),
+		slog.String("path", path),
+		slog.String("proto", r.Proto),
+		slog.Int("status", code),
+		slog.String("server", server),
+		slog.Duration("duration", time.Since(start)),
+	)
+}
+
+// writeError writes a small plain-text error page that names no internal
+// address.
+func writeError(w http.ResponseWriter, code int) {
+	h := w.Header()
+	for _, k := range []string{"Content-Length", "Content-Encoding", "Etag", "Last-Modified", "Set-Cookie"} {
+		delete(h, k)
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	if code == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "5")
+	}
+	text := strconv.Itoa(code) + " " + http.StatusText(code) + "\n"
+	h.Set("Content-Length", strconv.Itoa(len(text)))
+	w.WriteHeader(code)
+	io.WriteString(w, text)
+}
+
+// retryBody lets a request body survive a failed attempt: the transport's
+// Close is ignored, and the proxy knows whether any byte was consumed (in
+// which case the request cannot be replayed).
+type retryBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *retryBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 || err == io.EOF {
+		b.read.Store(true)
+	}
+	return n, err
+}
+
+func (b *retryBody) Close() error { return nil }
+
+func (b *retryBody) closeUnderlying() { b.rc.Close() }
+
+// retriable reports whether a failed attempt may be repeated on another
+// server: always after a connect failure (nothing was sent), and for
+// idempotent requests whose body was not consumed when the backend reset
+// before answering.
+func retriable(r *http.Request, body *retryBody, err error) bool {
+	if body != nil && body.read.Load() {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		// A response-header timeout: the request may have been processed.
+		return false
+	}
+	return idempotent(r.Method) && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// errorCause names a backend error for health reasons without leaking
+// more than its kind.
+func errorCause(err error) string {
+	var op *net.OpError
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		return "connect: " + syscallName(err)
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed before response"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "protocol error"
+}
+
+func syscallName(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "failed"
+}
