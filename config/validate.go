@@ -1,0 +1,655 @@
+package config
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// validator collects problems found after decoding.
+type validator struct {
+	problems []Problem
+}
+
+func (v *validator) problem(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func idx(list string, i int) string { return list + "[" + strconv.Itoa(i) + "]" }
+
+// resolvePaths makes relative file paths absolute against baseDir.
+func (c *Config) resolvePaths(baseDir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) && baseDir != "" {
+			*p = filepath.Join(baseDir, *p)
+		}
+	}
+	abs(&c.Global.StateFile)
+	for i := range c.TLS.Certificates {
+		abs(&c.TLS.Certificates[i].Cert)
+		abs(&c.TLS.Certificates[i].Key)
+	}
+	abs(&c.Affinity.SecretFile)
+	abs(&c.Health.CAFile)
+	abs(&c.Admin.Socket)
+	abs(&c.Admin.TokenFile)
+}
+
+// resolve fills derived defaults. It is idempotent.
+func (c *Config) resolve(v *validator) {
+	if c.Global.Name == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			c.Global.Name = h
+		} else {
+			c.Global.Name = "kclb"
+		}
+	}
+	tlsPort := 0
+	for _, l := range c.Listeners {
+		if l.TLS {
+			if _, port, err := splitHostPort(l.Bind); err == nil {
+				tlsPort = port
+				break
+			}
+		}
+	}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if l.RedirectHTTPS && l.RedirectPort == 0 {
+			l.RedirectPort = tlsPort
+		}
+	}
+	for i := range c.Backend.Servers {
+		s := &c.Backend.Servers[i]
+		if s.Management == "" {
+			s.Management = ":9000"
+		}
+		mh, mp, err := net.SplitHostPort(s.Management)
+		if err == nil && mh == "" {
+			if ah, _, err := net.SplitHostPort(s.Address); err == nil && ah != "" {
+				s.Management = net.JoinHostPort(ah, mp)
+			}
+		}
+		if s.MaxConn == 0 {
+			s.MaxConn = c.Backend.DefaultMaxConn
+		}
+	}
+	c.resolveKey(v)
+}
+
+func (c *Config) resolveKey(v *validator) {
+	a := &c.Affinity
+	if !a.Enabled {
+		return
+	}
+	switch {
+	case a.Secret != "" && a.SecretFile != "":
+		v.problem("affinity.secret_file", "set only one of affinity.secret and affinity.secret_file")
+	case a.Secret != "":
+		if len(a.Secret) < 16 {
+			v.problem("affinity.secret", "is %d bytes; want at least 16", len(a.Secret))
+			return
+		}
+		a.Key = []byte(a.Secret)
+	case a.SecretFile != "":
+		b, err := os.ReadFile(a.SecretFile)
+		if err != nil {
+			v.problem("affinity.secret_file", "%s", fileError(err))
+			return
+		}
+		b = bytes.TrimSpace(b)
+		if len(b) < 16 {
+			v.problem("affinity.secret_file", "%q holds %d bytes; want at least 16", a.SecretFile, len(b))
+			return
+		}
+		a.Key = b
+	case len(a.Key) == 0:
+		a.Key = []byte(rand.Text())
+		c.Warnings = append(c.Warnings, "affinity.secret: neither secret nor secret_file is set; "+
+			"using a random key, so affinity cookies break on restart and differ between edge nodes")
+	}
+}
+
+// fileError describes why a file cannot be used, without Go's "open" prefix.
+func fileError(err error) string {
+	var pe *os.PathError
+	if e, ok := err.(*os.PathError); ok {
+		pe = e
+	}
+	if pe == nil {
+		return err.Error()
+	}
+	switch {
+	case os.IsNotExist(pe.Err):
+		return fmt.Sprintf("%q does not exist", pe.Path)
+	case os.IsPermission(pe.Err):
+		return fmt.Sprintf("%q is not readable (permission denied)", pe.Path)
+	default:
+		return fmt.Sprintf("%q cannot be read: %v", pe.Path, pe.Err)
+	}
+}
+
+// checkReadable reports a problem unless path names a readable regular file.
+func (v *validator) checkReadable(key, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		v.problem(key, "%s", fileError(err))
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		v.problem(key, "%q cannot be read: %v", path, err)
+		return
+	}
+	if st.IsDir() {
+		v.problem(key, "%q is a directory, not a file", path)
+		return
+	}
+	var b [1]byte
+	if _, err := f.Read(b[:]); err != nil && st.Size() > 0 {
+		v.problem(key, "%q cannot be read: %v", path, err)
+	}
+}
+
+// splitHostPort splits "host:port" and checks the port is 1..65535.
+func splitHostPort(s string) (string, int, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		if !strings.Contains(s, ":") || (strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]")) {
+			return "", 0, fmt.Errorf("%q is missing a port", s)
+		}
+		if strings.Count(s, ":") > 1 && !strings.HasPrefix(s, "[") {
+			return "", 0, fmt.Errorf("%q is not host:port (put IPv6 addresses in brackets: \"[::1]:443\")", s)
+		}
+		return "", 0, fmt.Errorf("%q is not host:port", s)
+	}
+	if port == "" {
+		return "", 0, fmt.Errorf("%q is missing a port", s)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return "", 0, fmt.Errorf("%q: port %q is not a number in 1..65535", s, port)
+	}
+	return host, n, nil
+}
+
+// validHost reports whether h is an IP literal or a DNS host name.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkAddr checks a host:port where the host may be a name; emptyHost
+// allows an empty host.
+func (v *validator) checkAddr(key, s string, emptyHost bool) {
+	if s == "" {
+		v.problem(key, "is required")
+		return
+	}
+	h, _, err := splitHostPort(s)
+	if err != nil {
+		v.problem(key, "%s", err)
+		return
+	}
+	if h == "" && !emptyHost {
+		v.problem(key, "%q is missing a host", s)
+		return
+	}
+	if h != "" && !validHost(h) {
+		v.problem(key, "%q: %q is not an IP address or host name", s, h)
+	}
+}
+
+func (v *validator) positive(key string, d Duration) {
+	if d.Duration <= 0 {
+		v.problem(key, "must be greater than 0, got %s", d.Duration)
+	}
+}
+
+func (v *validator) nonNegative(key string, d Duration) {
+	if d.Duration < 0 {
+		v.problem(key, "must not be negative, got %s", d.Duration)
+	}
+}
+
+func (v *validator) intRange(key string, n, lo, hi int) {
+	if n < lo || n > hi {
+		v.problem(key, "%d is out of range %d..%d", n, lo, hi)
+	}
+}
+
+func (v *validator) atLeast(key string, n, lo int) {
+	if n < lo {
+		v.problem(key, "%d is less than %d", n, lo)
+	}
+}
+
+// checkHeaderValue rejects characters that cannot appear in a header value.
+func (v *validator) checkHeaderValue(key, s string) {
+	for _, r := range s {
+		if r < ' ' && r != '\t' || r == 0x7f {
+			v.problem(key, "contains a control character; header values cannot")
+			return
+		}
+	}
+}
+
+// keycloakCookies are cookie names Keycloak sets itself (besides the
+// AUTH_SESSION_ID family); the affinity cookie must not clobber them.
+var keycloakCookies = []string{
+	"KC_RESTART", "KC_AUTH_SESSION_HASH", "KC_STATE_CHECKER",
+	"KEYCLOAK_IDENTITY", "KEYCLOAK_IDENTITY_LEGACY",
+	"KEYCLOAK_SESSION", "KEYCLOAK_SESSION_LEGACY",
+	"KEYCLOAK_REMEMBER_ME", "KEYCLOAK_LOCALE",
+}
+
+// isToken reports whether s is a non-empty RFC 9110 token (a valid cookie name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validate checks every rule and records problems in v.
+func (c *Config) validate(v *validator) {
+	g := c.Global
+	if strings.ContainsFunc(g.Name, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		v.problem("global.name", "contains a control character")
+	}
+	v.atLeast("global.maxconn", g.MaxConn, 1)
+	v.nonNegative("global.shutdown_grace", g.ShutdownGrace)
+
+	t := c.Timeouts
+	v.positive("timeouts.connect", t.Connect)
+	v.positive("timeouts.client", t.Client)
+	v.positive("timeouts.server", t.Server)
+	v.positive("timeouts.queue", t.Queue)
+	v.positive("timeouts.client_header", t.ClientHeader)
+	v.positive("timeouts.keep_alive", t.KeepAlive)
+	v.positive("timeouts.backend_idle", t.BackendIdle)
+
+	l := c.Limits
+	v.intRange("limits.max_request_header_bytes", l.MaxRequestHeaderBytes, 4096, 1<<26)
+	v.intRange("limits.max_response_header_bytes", l.MaxResponseHeaderBytes, 65536, 1<<26)
+	v.intRange("limits.retries", l.Retries, 0, 100)
+	v.atLeast("limits.queue_size", l.QueueSize, 0)
+	v.intRange("limits.h2_max_concurrent_streams", l.H2MaxConcurrentStreams, 1, 1<<31-1)
+
+	c.validateListeners(v)
+	c.validateBackend(v)
+
+	p := c.Paths
+	for i, s := range p.Public {
+		if !strings.HasPrefix(s, "/") {
+			v.problem(idx("paths.public", i), "%q must start with \"/\"", s)
+		}
+	}
+	if p.BlockedStatus != 403 && p.BlockedStatus != 404 {
+		v.problem("paths.blocked_status", "%d is not 403 or 404", p.BlockedStatus)
+	}
+
+	h := c.Headers
+	v.checkHeaderValue("headers.hsts", h.HSTS)
+	v.checkHeaderValue("headers.content_type_options", h.ContentTypeOptions)
+	v.checkHeaderValue("headers.referrer_policy", h.ReferrerPolicy)
+	v.checkHeaderValue("headers.frame_options", h.FrameOptions)
+	for i, s := range h.FrameExempt {
+		if s == "" {
+			v.problem(idx("headers.frame_exempt", i), "is empty (it would exempt every path)")
+		}
+	}
+
+	a := c.Affinity
+	if a.Enabled {
+		switch {
+		case !isToken(a.Cookie):
+			v.problem("affinity.cookie", "%q is not a valid cookie name", a.Cookie)
+		case strings.HasPrefix(strings.ToUpper(a.Cookie), "AUTH_SESSION_ID"):
+			v.problem("affinity.cookie", "%q would clobber Keycloak's AUTH_SESSION_ID cookie and cause redirect loops; use e.g. \"KC_ROUTE\"", a.Cookie)
+		default:
+			for _, k := range keycloakCookies {
+				if strings.EqualFold(a.Cookie, k) {
+					v.problem("affinity.cookie", "%q is one of Keycloak's own cookies; use e.g. \"KC_ROUTE\"", a.Cookie)
+				}
+			}
+		}
+	}
+	v.nonNegative("affinity.max_age", a.MaxAge)
+
+	c.validateHealth(v)
+
+	ad := c.Admin
+	if ad.SocketMode > 0o777 {
+		v.problem("admin.socket_mode", "%s is not a permission mode", ad.SocketMode)
+	}
+	if ad.TCP != "" {
+		v.checkAddr("admin.tcp", ad.TCP, true)
+		if ad.TokenFile == "" {
+			v.problem("admin.token_file", "is required when admin.tcp is set")
+		}
+	}
+	if ad.TokenFile != "" {
+		v.checkReadable("admin.token_file", ad.TokenFile)
+	}
+
+	c.validateVRRP(v)
+}
+
+func (c *Config) validateListeners(v *validator) {
+	if len(c.Listeners) == 0 {
+		v.problem("listener", "no listeners configured (add a [[listener]])")
+	}
+	type bound struct {
+		host string
+		port int
+		i    int
+	}
+	var binds []bound
+	names := make(map[string]int)
+	anyTLS := false
+	for i, l := range c.Listeners {
+		key := idx("listener", i)
+		if l.Name == "" {
+			v.problem(key+".name", "is required")
+		} else if j, dup := names[l.Name]; dup {
+			v.problem(key+".name", "%q is already used by listener[%d]", l.Name, j)
+		} else {
+			names[l.Name] = i
+		}
+		if l.Bind == "" {
+			v.problem(key+".bind", "is required")
+		} else if h, port, err := splitHostPort(l.Bind); err != nil {
+			v.problem(key+".bind", "%s", err)
+		} else if a, perr := netip.ParseAddr(h); h != "" && perr != nil {
+			v.problem(key+".bind", "%q: host %q is not an IP address (leave it empty to bind all addresses)", l.Bind, h)
+		} else {
+			b := bound{host: h, port: port, i: i}
+			if h != "" {
+				b.host = a.Unmap().String()
+				if a.IsUnspecified() {
+					b.host = ""
+				}
+			}
+			for _, o := range binds {
+				if o.port == b.port && (o.host == b.host || o.host == "" || b.host == "") {
+					v.problem(key+".bind", "%q conflicts with listener[%d] (%q)", l.Bind, o.i, c.Listeners[o.i].Bind)
+					break
+				}
+			}
+			binds = append(binds, b)
+		}
+		if l.TLS {
+			anyTLS = true
+			if l.RedirectHTTPS {
+				v.problem(key+".redirect_https", "only applies to plain listeners (this one has tls = true)")
+			}
+		} else if l.HTTP2 {
+			v.problem(key+".http2", "requires tls = true (HTTP/2 is offered through TLS ALPN)")
+		}
+		if l.RedirectHTTPS && l.RedirectPort == 0 && !l.TLS {
+			v.problem(key+".redirect_port", "is required when redirect_https is set and no listener has tls = true")
+		} else if l.RedirectPort != 0 {
+			v.intRange(key+".redirect_port", l.RedirectPort, 1, 65535)
+		}
+	}
+	if anyTLS && len(c.TLS.Certificates) == 0 {
+		for i, l := range c.Listeners {
+			if l.TLS {
+				v.problem(idx("listener", i)+".tls", "needs at least one [[tls.certificate]]")
+			}
+		}
+	}
+	for i, cert := range c.TLS.Certificates {
+		key := idx("tls.certificate", i)
+		if cert.Cert == "" {
+			v.problem(key+".cert", "is required")
+		} else {
+			v.checkReadable(key+".cert", cert.Cert)
+		}
+		if cert.Key == "" {
+			v.problem(key+".key", "is required")
+		} else {
+			v.checkReadable(key+".key", cert.Key)
+		}
+	}
+}
+
+func validServerName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validRoute reports whether s can appear in a cookie value.
+func validRoute(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '"' || c == ',' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Config) validateBackend(v *validator) {
+	b := c.Backend
+	for i, p := range b.TrustedProxies {
+		if p != p.Masked() {
+			v.problem(idx("backend.trusted_proxies", i), "%q has host bits set (did you mean %q?)", p, p.Masked())
+		}
+	}
+	v.atLeast("backend.default_maxconn", b.DefaultMaxConn, 0)
+	if b.DNSName != "" {
+		if !validHost(b.DNSName) {
+			v.problem("backend.dns_name", "%q is not a DNS name", b.DNSName)
+		}
+		v.intRange("backend.dns_port", b.DNSPort, 1, 65535)
+		v.positive("backend.dns_interval", b.DNSInterval)
+	} else if len(b.Servers) == 0 {
+		v.problem("backend.server", "no servers configured (add a [[backend.server]] or set backend.dns_name)")
+	}
+	names := make(map[string]int)
+	routes := make(map[string]int)
+	for i, s := range b.Servers {
+		key := idx("backend.server", i)
+		switch {
+		case s.Name == "":
+			v.problem(key+".name", "is required")
+		case !validServerName(s.Name):
+			v.problem(key+".name", "%q may only contain letters, digits, '.', '_' and '-'", s.Name)
+		default:
+			if j, dup := names[s.Name]; dup {
+				v.problem(key+".name", "%q is already used by backend.server[%d]", s.Name, j)
+			} else {
+				names[s.Name] = i
+			}
+		}
+		v.checkAddr(key+".address", s.Address, false)
+		v.checkAddr(key+".management", s.Management, true)
+		if s.Route != "" {
+			if !validRoute(s.Route) {
+				v.problem(key+".route", "%q contains characters not allowed in a cookie", s.Route)
+			} else if j, dup := routes[s.Route]; dup {
+				v.problem(key+".route", "%q is already used by backend.server[%d]", s.Route, j)
+			} else {
+				routes[s.Route] = i
+			}
+		}
+		v.intRange(key+".weight", s.Weight, 1, 1000)
+		v.atLeast(key+".maxconn", s.MaxConn, 0)
+	}
+	for i, p := range c.Paths.AdminNetworks {
+		if p != p.Masked() {
+			v.problem(idx("paths.admin_networks", i), "%q has host bits set (did you mean %q?)", p, p.Masked())
+		}
+	}
+}
+
+func (c *Config) validateHealth(v *validator) {
+	h := c.Health
+	for _, p := range []struct{ key, val string }{
+		{"health.path", h.Path}, {"health.live_path", h.LivePath}, {"health.started_path", h.StartedPath},
+	} {
+		if !strings.HasPrefix(p.val, "/") {
+			v.problem(p.key, "%q must start with \"/\"", p.val)
+		} else if strings.ContainsFunc(p.val, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			v.problem(p.key, "%q contains white space or control characters", p.val)
+		}
+	}
+	if h.CAFile != "" {
+		if h.Scheme != SchemeHTTPS {
+			v.problem("health.ca_file", "only applies with scheme = \"https\"")
+		} else {
+			v.checkReadable("health.ca_file", h.CAFile)
+		}
+	}
+	if h.InsecureSkipVerify && h.Scheme != SchemeHTTPS {
+		v.problem("health.insecure_skip_verify", "only applies with scheme = \"https\"")
+	}
+	v.positive("health.interval", h.Interval)
+	v.positive("health.timeout", h.Timeout)
+	if h.Interval.Duration > 0 && h.Timeout.Duration > h.Interval.Duration {
+		v.problem("health.timeout", "%s is longer than health.interval (%s)", h.Timeout.Duration, h.Interval.Duration)
+	}
+	v.atLeast("health.rise", h.Rise, 1)
+	v.atLeast("health.fall", h.Fall, 1)
+	v.nonNegative("health.slowstart", h.Slowstart)
+	v.atLeast("health.passive_fails", h.PassiveFails, 0)
+	if !(h.PanicThreshold >= 0 && h.PanicThreshold <= 1) {
+		v.problem("health.panic_threshold", "%g is not a fraction in 0..1", h.PanicThreshold)
+	}
+	v.atLeast("health.max_body_bytes", h.MaxBodyBytes, 1)
+}
+
+func (c *Config) validateVRRP(v *validator) {
+	type router struct {
+		iface string
+		vrid  int
+		v6    bool
+	}
+	routers := make(map[router]int)
+	names := make(map[string]int)
+	for i, in := range c.VRRP.Instances {
+		key := idx("vrrp.instance", i)
+		if in.Name == "" {
+			v.problem(key+".name", "is required")
+		} else if j, dup := names[in.Name]; dup {
+			v.problem(key+".name", "%q is already used by vrrp.instance[%d]", in.Name, j)
+		} else {
+			names[in.Name] = i
+		}
+		switch {
+		case in.Interface == "":
+			v.problem(key+".interface", "is required")
+		case len(in.Interface) > 15 || strings.ContainsAny(in.Interface, "/ \t\n") || in.Interface == "." || in.Interface == "..":
+			v.problem(key+".interface", "%q is not a valid interface name", in.Interface)
+		}
+		if in.VRID == 0 {
+			v.problem(key+".vrid", "is required (1..255)")
+		} else {
+			v.intRange(key+".vrid", in.VRID, 1, 255)
+		}
+		v.intRange(key+".priority", in.Priority, 1, 255)
+		switch in.Version {
+		case 2:
+			d := in.AdvertInt.Duration
+			if d < time.Second || d > 255*time.Second || d%time.Second != 0 {
+				v.problem(key+".advert_int", "%s: VRRP version 2 needs whole seconds in 1s..255s", d)
+			}
+		case 3:
+			d := in.AdvertInt.Duration
+			if d < 10*time.Millisecond || d > 40950*time.Millisecond || d%(10*time.Millisecond) != 0 {
+				v.problem(key+".advert_int", "%s: want 10ms..40.95s in steps of 10ms", d)
+			}
+			if in.AuthPass != "" {
+				v.problem(key+".auth_pass", "VRRP version 3 has no authentication; remove auth_pass or set version = 2")
+			}
+		default:
+			v.problem(key+".version", "%d is not 2 or 3", in.Version)
+		}
+		if len(in.AuthPass) > 8 {
+			v.problem(key+".auth_pass", "is %d bytes; VRRP allows at most 8", len(in.AuthPass))
+		}
+		if len(in.VIPs) == 0 {
+			v.problem(key+".vips", "needs at least one virtual address")
+		}
+		v4, v6 := false, false
+		for j, p := range in.VIPs {
+			if !p.IsValid() {
+				continue // already reported by the decoder
+			}
+			a := p.Addr()
+			switch {
+			case a.Is4() || a.Is4In6():
+				v4 = true
+			default:
+				v6 = true
+			}
+			if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+				v.problem(idx(key+".vips", j), "%q cannot be a virtual address", p)
+			}
+		}
+		if v4 && v6 {
+			v.problem(key+".vips", "mixes IPv4 and IPv6; use one instance per address family")
+		}
+		if v6 && in.Version == 2 {
+			v.problem(key+".vips", "VRRP version 2 carries IPv4 only; use version = 3 for IPv6")
+		}
+		for j, a := range in.UnicastPeers {
+			if a.IsValid() && (v4 && !a.Unmap().Is4()) || (v6 && a.Unmap().Is4()) {
+				v.problem(idx(key+".unicast_peers", j), "%q is not of the virtual addresses' family", a)
+			}
+		}
+		v.nonNegative(key+".preempt_delay", in.PreemptDelay)
+		v.intRange(key+".track_weight", in.TrackWeight, 0, 254)
+		v.atLeast(key+".track_rise", in.TrackRise, 1)
+		v.atLeast(key+".track_fall", in.TrackFall, 1)
+		v.atLeast(key+".garp_repeat", in.GARPRepeat, 0)
+		v.nonNegative(key+".garp_delay", in.GARPDelay)
+		v.nonNegative(key+".garp_refresh", in.GARPRefresh)
+		if in.Interface != "" && in.VRID != 0 {
+			r := router{in.Interface, in.VRID, v6 && !v4}
+			if j, dup := routers[r]; dup {
+				v.problem(key+".vrid", "%d is already used on %s by vrrp.instance[%d]", in.VRID, in.Interface, j)
+			} else {
+				routers[r] = i
+			}
+		}
+	}
+}
