@@ -184,6 +184,10 @@ func (s *Store) load() (*snapshot, error) {
 // TLSConfig returns a new server configuration that picks the certificate of
 // each handshake from the Store's current set. The caller owns the returned
 // value and may adjust it before first use; it must not be changed after.
+//
+// ALPN: http.Server.ServeTLS rewrites NextProtos from Server.Protocols, so a
+// server using it must set Protocols to match Options.HTTP2; serving on
+// tls.NewListener(ln, cfg) keeps NextProtos as returned here.
 func (s *Store) TLSConfig() *tls.Config {
 	protos := []string{"http/1.1"}
 	if s.opts.HTTP2 {
