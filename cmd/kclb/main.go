@@ -1,0 +1,85 @@
+// Command kclb is an edge proxy for a Keycloak cluster: TLS termination,
+// Keycloak-aware session affinity, deep health checks, an in-process VRRP
+// virtual IP and a drain API for rolling restarts, in one binary.
+//
+// Usage:
+//
+//	kclb run -c /etc/kclb/config.toml   run the proxy
+//	kclb check -c FILE                  validate a configuration (exit 0/1)
+//	kclb demo                           local demo: 3 Keycloak stand-ins + kclb
+//	kclb version                        print the version
+//
+// cmd/kclb is the only place that reads configuration and wires the
+// runtime packages together.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// errUsage marks a command-line mistake (exit status 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a subcommand and returns the process exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(args[1:], stderr)
+	case "check":
+		err = cmdCheck(args[1:], stdout, stderr)
+	case "demo":
+		err = cmdDemo(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "kclb", version)
+	case "help", "-h", "--help":
+		usage(stdout)
+	default:
+		if c, ok := adminCommands[args[0]]; ok {
+			err = c(args[1:], stdout, stderr)
+			break
+		}
+		fmt.Fprintf(stderr, "kclb: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+		return 2
+	default:
+		fmt.Fprintln(stderr, "kclb:", err)
+		return 1
+	}
+}
+
+// adminCommands are the operator commands that talk to a running kclb;
+// they register themselves from other files.
+var adminCommands = map[string]func(args []string, stdout, stderr io.Writer) error{}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: kclb <command> [flags]
+
+commands:
+  run -c FILE      run the proxy with the configuration FILE
+  check -c FILE    validate FILE; prints every problem, exits 0 or 1
+  demo             start three Keycloak stand-ins and kclb on localhost
+  version          print the version
+`)
+}
