@@ -1,0 +1,849 @@
+package affinity
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/balancer"
+)
+
+var testSecret = []byte("0123456789abcdef-test-secret")
+
+// epoch is the fixed test clock.
+var epoch = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// firstEligible is a deterministic fallback: the first available server
+// not yet tried. It counts its calls.
+type firstEligible struct{ calls atomic.Int64 }
+
+func (f *firstEligible) Select(_ *http.Request, servers []*backend.Server, tried *balancer.Tried) *backend.Server {
+	f.calls.Add(1)
+	for _, s := range servers {
+		if s.Available() && !tried.Has(s) {
+			return s
+		}
+	}
+	return nil
+}
+
+// fixture is a pool of servers kc1..kcN (routes node1..nodeN unless
+// routes is false) and an Affinity over a firstEligible fallback.
+type fixture struct {
+	pool *backend.Pool
+	aff  *Affinity
+	fb   *firstEligible
+	now  *time.Time
+}
+
+func newFixture(t testing.TB, n int, routes bool, mod func(*Options)) *fixture {
+	t.Helper()
+	specs := make([]backend.Spec, n)
+	for i := range specs {
+		specs[i] = backend.Spec{Name: "kc" + string(rune('1'+i)), Addr: "127.0.0.1:1"}
+		if routes {
+			specs[i].Route = "node" + string(rune('1'+i))
+		}
+	}
+	pool, err := backend.NewPool(specs, backend.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := epoch
+	opts := Options{Secret: testSecret, AuthSessionRoute: true, Learn: true, Now: func() time.Time { return now }}
+	if mod != nil {
+		mod(&opts)
+	}
+	fb := &firstEligible{}
+	aff, err := New(opts, fb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{pool: pool, aff: aff, fb: fb, now: &now}
+}
+
+func (f *fixture) server(name string) *backend.Server { return f.pool.Lookup(name) }
+
+// cookieFor returns a KC_ROUTE pair naming server, issued now.
+func (f *fixture) cookieFor(name string) string {
+	return "KC_ROUTE=" + EncodeCookie(testSecret, name, f.now.Add(6*time.Hour))
+}
+
+func (f *fixture) pick(tried *balancer.Tried, cookies ...string) Decision {
+	r, _ := http.NewRequest("GET", "http://kc.test/realms/test/account", nil)
+	for _, c := range cookies {
+		r.Header.Add("Cookie", c)
+	}
+	return f.aff.Pick(r, f.pool.Servers(), tried)
+}
+
+func name(s *backend.Server) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return s.Name()
+}
+
+func TestNewOptions(t *testing.T) {
+	fb := &firstEligible{}
+	tests := []struct {
+		name    string
+		opts    Options
+		fb      balancer.Selector
+		wantErr string
+	}{
+		{name: "defaults", opts: Options{Secret: testSecret}, fb: fb},
+		{name: "custom name", opts: Options{Secret: testSecret, CookieName: "LB"}, fb: fb},
+		{name: "auth session name", opts: Options{Secret: testSecret, CookieName: "AUTH_SESSION_ID"}, fb: fb, wantErr: "clobber"},
+		{name: "auth session prefix", opts: Options{Secret: testSecret, CookieName: "AUTH_SESSION_ID_KCLB"}, fb: fb, wantErr: "clobber"},
+		{name: "invalid name", opts: Options{Secret: testSecret, CookieName: "KC ROUTE"}, fb: fb, wantErr: "not a valid"},
+		{name: "name with equals", opts: Options{Secret: testSecret, CookieName: "A=B"}, fb: fb, wantErr: "not a valid"},
+		{name: "short secret", opts: Options{Secret: []byte("short")}, fb: fb, wantErr: "at least 16"},
+		{name: "no secret", opts: Options{}, fb: fb, wantErr: "at least 16"},
+		{name: "tiny max age", opts: Options{Secret: testSecret, MaxAge: time.Millisecond}, fb: fb, wantErr: "below 1s"},
+		{name: "negative max age", opts: Options{Secret: testSecret, MaxAge: -time.Hour}, fb: fb, wantErr: "below 1s"},
+		{name: "no fallback", opts: Options{Secret: testSecret}, wantErr: "fallback"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := New(tt.opts, tt.fb)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				if a.opts.MaxAge != 6*time.Hour && tt.opts.MaxAge == 0 {
+					t.Errorf("MaxAge default = %v", a.opts.MaxAge)
+				}
+				if tt.opts.CookieName == "" && a.opts.CookieName != "KC_ROUTE" {
+					t.Errorf("CookieName default = %q", a.opts.CookieName)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("New error = %v, want containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestNewCopiesSecret(t *testing.T) {
+	secret := slices.Clone(testSecret)
+	a, err := New(Options{Secret: secret, Now: func() time.Time { return epoch }}, &firstEligible{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(secret)
+	s := backend.NewServer(backend.Spec{Name: "kc1"}, nil)
+	h := http.Header{}
+	a.Respond(h, Decision{Server: s, SetCookie: true}, true)
+	v := cookieValue(t, h, "KC_ROUTE")
+	if id, _, err := DecodeCookie(testSecret, v, epoch); err != nil || id != CookieID(testSecret, "kc1") {
+		t.Fatalf("cookie after caller cleared its secret: id %q err %v", id, err)
+	}
+}
+
+func TestPickPrecedence(t *testing.T) {
+	f := newFixture(t, 3, true, nil)
+	tests := []struct {
+		name    string
+		cookies []string
+		want    string
+		source  Source
+		set     bool
+	}{
+		{name: "new client", want: "kc1", source: SourceBalancer, set: true},
+		{name: "kc_route", cookies: []string{f.cookieFor("kc2")}, want: "kc2", source: SourceCookie},
+		{name: "auth session legacy format", cookies: []string{"AUTH_SESSION_ID=5e161e00-d426-4ea6-98e9-52eb9844e2d7.node3"},
+			want: "kc3", source: SourceAuthSession, set: true},
+		{name: "auth session 26.1 format", cookies: []string{"AUTH_SESSION_ID=NWUxNjFlMDAtZDQyNi00ZWE2LTk4ZTktNTJlYjk4NDRlMmQ3LkhTNTEyc2ln.node2"},
+			want: "kc2", source: SourceAuthSession, set: true},
+		{name: "auth session beats kc_route", cookies: []string{"AUTH_SESSION_ID=abc.node3; " + f.cookieFor("kc2")},
+			want: "kc3", source: SourceAuthSession, set: true},
+		{name: "auth session agrees with kc_route", cookies: []string{f.cookieFor("kc3") + "; AUTH_SESSION_ID=abc.node3"},
+			want: "kc3", source: SourceAuthSession},
+		{name: "legacy cookie alone", cookies: []string{"AUTH_SESSION_ID_LEGACY=abc.node2"}, want: "kc2", source: SourceAuthSession, set: true},
+		{name: "AUTH_SESSION_ID beats legacy", cookies: []string{"AUTH_SESSION_ID_LEGACY=abc.node2; AUTH_SESSION_ID=abc.node3"},
+			want: "kc3", source: SourceAuthSession, set: true},
+		{name: "first AUTH_SESSION_ID wins", cookies: []string{"AUTH_SESSION_ID=abc.node2; AUTH_SESSION_ID=abc.node3"},
+			want: "kc2", source: SourceAuthSession, set: true},
+		{name: "first AUTH_SESSION_ID wins across headers", cookies: []string{"AUTH_SESSION_ID=abc.node3", "AUTH_SESSION_ID=abc.node2"},
+			want: "kc3", source: SourceAuthSession, set: true},
+		{name: "unknown route falls to kc_route", cookies: []string{"AUTH_SESSION_ID=abc.nodeX; " + f.cookieFor("kc2")},
+			want: "kc2", source: SourceCookie},
+		{name: "route without suffix falls to kc_route", cookies: []string{"AUTH_SESSION_ID=abc; " + f.cookieFor("kc2")},
+			want: "kc2", source: SourceCookie},
+		{name: "unknown route and no cookie", cookies: []string{"AUTH_SESSION_ID=abc.nodeX"}, want: "kc1", source: SourceBalancer, set: true},
+		{name: "kc_route in second header", cookies: []string{"a=b", f.cookieFor("kc3")}, want: "kc3", source: SourceCookie},
+		{name: "quoted kc_route", cookies: []string{`KC_ROUTE="` + strings.TrimPrefix(f.cookieFor("kc2"), "KC_ROUTE=") + `"`},
+			want: "kc2", source: SourceCookie},
+		{name: "first valid kc_route wins", cookies: []string{"KC_ROUTE=garbage; " + f.cookieFor("kc3") + "; " + f.cookieFor("kc2")},
+			want: "kc3", source: SourceCookie},
+		{name: "name is case sensitive", cookies: []string{"kc_route=" + strings.TrimPrefix(f.cookieFor("kc2"), "KC_ROUTE=")},
+			want: "kc1", source: SourceBalancer, set: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := f.pick(nil, tt.cookies...)
+			if name(d.Server) != tt.want || d.Source != tt.source || d.SetCookie != tt.set || d.Redispatched {
+				t.Fatalf("Pick = {%s %v set=%v redisp=%v}, want {%s %v set=%v redisp=false}",
+					name(d.Server), d.Source, d.SetCookie, d.Redispatched, tt.want, tt.source, tt.set)
+			}
+		})
+	}
+}
+
+func TestAuthSessionRouteDisabled(t *testing.T) {
+	f := newFixture(t, 3, true, func(o *Options) { o.AuthSessionRoute = false })
+	d := f.pick(nil, "AUTH_SESSION_ID=abc.node3; "+f.cookieFor("kc2"))
+	if name(d.Server) != "kc2" || d.Source != SourceCookie {
+		t.Fatalf("Pick = %s/%v, want kc2/cookie", name(d.Server), d.Source)
+	}
+	d = f.pick(nil, "AUTH_SESSION_ID=abc.node3")
+	if name(d.Server) != "kc1" || d.Source != SourceBalancer {
+		t.Fatalf("Pick = %s/%v, want kc1/balancer", name(d.Server), d.Source)
+	}
+}
+
+func TestCustomCookieName(t *testing.T) {
+	f := newFixture(t, 3, true, func(o *Options) { o.CookieName = "LBSTICK" })
+	v := EncodeCookie(testSecret, "kc3", f.now.Add(time.Hour))
+	if d := f.pick(nil, "KC_ROUTE="+v); d.Source != SourceBalancer {
+		t.Fatalf("default name honoured with a custom name: %v", d.Source)
+	}
+	if d := f.pick(nil, "LBSTICK="+v); name(d.Server) != "kc3" || d.Source != SourceCookie {
+		t.Fatalf("Pick = %s/%v, want kc3/cookie", name(d.Server), d.Source)
+	}
+	h := http.Header{"Cookie": {"LBSTICK=" + v + "; KC_ROUTE=x"}}
+	f.aff.StripRequest(h)
+	if got := h.Get("Cookie"); got != "KC_ROUTE=x" {
+		t.Fatalf("StripRequest left %q", got)
+	}
+}
+
+func TestInvalidCookiesIgnored(t *testing.T) {
+	f := newFixture(t, 3, true, nil)
+	good := strings.TrimPrefix(f.cookieFor("kc3"), "KC_ROUTE=")
+	tampered := []byte(good)
+	tampered[3] ^= 1 // still base64url: flips a letter's case bit
+	other := []byte("another-secret-of-enough-length")
+	tests := []struct {
+		name   string
+		cookie string
+		reason MissReason
+		clock  time.Duration // advance the clock before picking
+	}{
+		{name: "garbage", cookie: "KC_ROUTE=garbage", reason: MissMalformed},
+		{name: "empty", cookie: "KC_ROUTE=", reason: MissMalformed},
+		{name: "address", cookie: "KC_ROUTE=127.0.0.1:8080", reason: MissMalformed},
+		{name: "tampered id", cookie: "KC_ROUTE=" + string(tampered), reason: MissSignature},
+		{name: "wrong key", cookie: "KC_ROUTE=" + EncodeCookie(other, "kc3", f.now.Add(time.Hour)), reason: MissSignature},
+		{name: "expired", cookie: "KC_ROUTE=" + good, reason: MissExpired, clock: 6*time.Hour + time.Second},
+		{name: "beyond max age", cookie: "KC_ROUTE=" + EncodeCookie(testSecret, "kc3", f.now.Add(48*time.Hour)), reason: MissExpired},
+		{name: "unknown server", cookie: "KC_ROUTE=" + EncodeCookie(testSecret, "kc9", f.now.Add(time.Hour)), reason: MissUnknownServer},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			saved := *f.now
+			*f.now = saved.Add(tt.clock)
+			defer func() { *f.now = saved }()
+			before := f.aff.Stats()
+			d := f.pick(nil, tt.cookie)
+			if name(d.Server) != "kc1" || d.Source != SourceBalancer || !d.SetCookie || d.Redispatched {
+				t.Fatalf("Pick = %+v, want a fresh balancer pick of kc1 with a new cookie", d)
+			}
+			after := f.aff.Stats()
+			for r := range MissReason(NumMissReasons) {
+				want := before.Misses[r]
+				if r == tt.reason {
+					want++
+				}
+				if after.Misses[r] != want {
+					t.Errorf("Misses[%v] = %d, want %d", r, after.Misses[r], want)
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownRouteCounted(t *testing.T) {
+	f := newFixture(t, 2, true, nil)
+	f.pick(nil, "AUTH_SESSION_ID=abc.nowhere")
+	if got := f.aff.Stats().Misses[MissUnknownRoute]; got != 1 {
+		t.Fatalf("Misses[unknown_route] = %d, want 1", got)
+	}
+}
+
+func TestPeerInstanceCookie(t *testing.T) {
+	// The other kclb of the VRRP pair shares the secret: its cookie must
+	// pin here too, although this instance never issued an id.
+	peer := newFixture(t, 3, false, nil)
+	h := http.Header{}
+	peer.aff.Respond(h, Decision{Server: peer.server("kc2"), SetCookie: true}, true)
+	v := cookieValue(t, h, "KC_ROUTE")
+
+	f := newFixture(t, 3, false, nil)
+	d := f.pick(nil, "KC_ROUTE="+v)
+	if name(d.Server) != "kc2" || d.Source != SourceCookie || d.SetCookie {
+		t.Fatalf("Pick with the peer's cookie = %+v, want kc2 from the cookie", d)
+	}
+}
+
+func TestStaleServerNeverReturned(t *testing.T) {
+	f := newFixture(t, 3, true, nil)
+	old := f.server("kc2")
+	c := f.cookieFor("kc2")
+	f.aff.Learn("gen-route", old)
+	if !f.pool.Remove("kc2") {
+		t.Fatal("Remove kc2 failed")
+	}
+	for _, ck := range []string{c, "AUTH_SESSION_ID=a.node2", "AUTH_SESSION_ID=a.gen-route"} {
+		d := f.pick(nil, ck)
+		if d.Server == old || name(d.Server) != "kc1" || d.Source != SourceBalancer {
+			t.Fatalf("cookie %q: Pick = %s/%v, want kc1 from the balancer", ck, name(d.Server), d.Source)
+		}
+	}
+	// The server comes back under the same name (a new *Server): the old
+	// cookie pins to the new object.
+	back := f.pool.Add(backend.Spec{Name: "kc2", Addr: "127.0.0.1:2"})
+	d := f.pick(nil, c)
+	if d.Server != back || d.Source != SourceCookie {
+		t.Fatalf("Pick after re-add = %s/%v (same object: %v), want the new kc2", name(d.Server), d.Source, d.Server == back)
+	}
+}
+
+func TestRefreshCookie(t *testing.T) {
+	f := newFixture(t, 2, true, nil)
+	c := f.cookieFor("kc2") // valid for 6h
+	tests := []struct {
+		name    string
+		advance time.Duration
+		set     bool
+	}{
+		{name: "fresh", advance: time.Hour, set: false},
+		{name: "just over half left", advance: 2*time.Hour + 59*time.Minute, set: false},
+		{name: "under half left", advance: 3*time.Hour + time.Minute, set: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			*f.now = epoch.Add(tt.advance)
+			d := f.pick(nil, c)
+			if name(d.Server) != "kc2" || d.Source != SourceCookie || d.SetCookie != tt.set {
+				t.Fatalf("Pick = %+v, want kc2 from the cookie, SetCookie=%v", d, tt.set)
+			}
+		})
+	}
+}
+
+func TestRedispatch(t *testing.T) {
+	tests := []struct {
+		name       string
+		prepare    func(f *fixture, tried *balancer.Tried)
+		cookies    func(f *fixture) []string
+		want       string
+		source     Source
+		redispatch bool
+		keepCookie bool // SetCookie false expected
+	}{
+		{name: "down", prepare: func(f *fixture, _ *balancer.Tried) {
+			f.pool.SetHealth(f.server("kc2"), backend.HealthDown, backend.Detail{})
+		}, cookies: func(f *fixture) []string { return []string{f.cookieFor("kc2")} }, want: "kc1", redispatch: true},
+		{name: "dead", prepare: func(f *fixture, _ *balancer.Tried) {
+			f.pool.SetHealth(f.server("kc2"), backend.HealthDead, backend.Detail{})
+		}, cookies: func(f *fixture) []string { return []string{f.cookieFor("kc2")} }, want: "kc1", redispatch: true},
+		{name: "maint", prepare: func(f *fixture, _ *balancer.Tried) {
+			if err := f.pool.SetAdmin("kc2", backend.AdminMaint); err != nil {
+				panic(err)
+			}
+		}, cookies: func(f *fixture) []string { return []string{f.cookieFor("kc2")} }, want: "kc1", redispatch: true},
+		{name: "tried", prepare: func(f *fixture, tried *balancer.Tried) {
+			tried.Add(f.server("kc2"))
+		}, cookies: func(f *fixture) []string { return []string{f.cookieFor("kc2")} }, want: "kc1", redispatch: true},
+		{name: "drain honours pin", prepare: func(f *fixture, _ *balancer.Tried) {
+			if err := f.pool.SetAdmin("kc2", backend.AdminDrain); err != nil {
+				panic(err)
+			}
+		}, cookies: func(f *fixture) []string { return []string{f.cookieFor("kc2")} }, want: "kc2", source: SourceCookie, keepCookie: true},
+		{name: "drain honours auth session", prepare: func(f *fixture, _ *balancer.Tried) {
+			if err := f.pool.SetAdmin("kc3", backend.AdminDrain); err != nil {
+				panic(err)
+			}
+		}, cookies: func(f *fixture) []string { return []string{"AUTH_SESSION_ID=x.node3"} }, want: "kc3", source: SourceAuthSession},
+		{name: "auth session down falls to kc_route", prepare: func(f *fixture, _ *balancer.Tried) {
+			f.pool.SetHealth(f.server("kc3"), backend.HealthDown, backend.Detail{})
+		}, cookies: func(f *fixture) []string { return []string{"AUTH_SESSION_ID=x.node3; " + f.cookieFor("kc2")} }, want: "kc2", source: SourceCookie, keepCookie: true},
+		{name: "auth session maint and no cookie", prepare: func(f *fixture, _ *balancer.Tried) {
+			if err := f.pool.SetAdmin("kc3", backend.AdminMaint); err != nil {
+				panic(err)
+			}
+		}, cookies: func(f *fixture) []string { return []string{"AUTH_SESSION_ID=x.node3"} }, want: "kc1", redispatch: true},
+		{name: "both pins down", prepare: func(f *fixture, _ *balancer.Tried) {
+			f.pool.SetHealth(f.server("kc3"), backend.HealthDown, backend.Detail{})
+			f.pool.SetHealth(f.server("kc2"), backend.HealthDown, backend.Detail{})
+		}, cookies: func(f *fixture) []string { return []string{"AUTH_SESSION_ID=x.node3; " + f.cookieFor("kc2")} }, want: "kc1", redispatch: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, 3, true, nil)
+			var tried balancer.Tried
+			cookies := tt.cookies(f)
+			tt.prepare(f, &tried)
+			d := f.pick(&tried, cookies...)
+			wantSet := !tt.keepCookie
+			if name(d.Server) != tt.want || d.Source != tt.source || d.Redispatched != tt.redispatch || d.SetCookie != wantSet {
+				t.Fatalf("Pick = {%s %v set=%v redisp=%v}, want {%s %v set=%v redisp=%v}",
+					name(d.Server), d.Source, d.SetCookie, d.Redispatched, tt.want, tt.source, wantSet, tt.redispatch)
+			}
+			var counted uint64
+			for _, s := range f.pool.Servers() {
+				counted += s.Counters().Redispatches
+			}
+			want := uint64(0)
+			if tt.redispatch {
+				want = 1
+			}
+			if counted != want || f.aff.Stats().Redispatches != want {
+				t.Fatalf("redispatches: servers %d, stats %d, want %d", counted, f.aff.Stats().Redispatches, want)
+			}
+		})
+	}
+}
+
+func TestRedispatchCountsOldServer(t *testing.T) {
+	f := newFixture(t, 3, true, nil)
+	if err := f.pool.SetAdmin("kc2", backend.AdminMaint); err != nil {
+		t.Fatal(err)
+	}
+	d := f.pick(nil, f.cookieFor("kc2"))
+	if !d.Redispatched || name(d.Server) != "kc1" {
+		t.Fatalf("Pick = %+v", d)
+	}
+	if got := f.server("kc2").Counters().Redispatches; got != 1 {
+		t.Fatalf("kc2 redispatches = %d, want 1", got)
+	}
+	// The re-issued cookie pins to the new server.
+	h := http.Header{}
+	f.aff.Respond(h, d, true)
+	d2 := f.pick(nil, "KC_ROUTE="+cookieValue(t, h, "KC_ROUTE"))
+	if name(d2.Server) != "kc1" || d2.Source != SourceCookie {
+		t.Fatalf("Pick with re-issued cookie = %+v, want kc1 from the cookie", d2)
+	}
+}
+
+func TestNoServer(t *testing.T) {
+	f := newFixture(t, 2, true, nil)
+	for _, s := range f.pool.Servers() {
+		f.pool.SetHealth(s, backend.HealthDead, backend.Detail{})
+	}
+	d := f.pick(nil, f.cookieFor("kc2"))
+	if d != (Decision{}) {
+		t.Fatalf("Pick with every server dead = %+v, want zero", d)
+	}
+	if f.aff.Stats().NoServer != 1 {
+		t.Fatalf("NoServer = %d, want 1", f.aff.Stats().NoServer)
+	}
+	h := http.Header{}
+	f.aff.Respond(h, d, true)
+	if len(h) != 0 {
+		t.Fatalf("Respond with no server changed headers: %v", h)
+	}
+}
+
+func TestDrainNewClientsAvoid(t *testing.T) {
+	specs := []backend.Spec{{Name: "kc1"}, {Name: "kc2"}, {Name: "kc3"}}
+	pool, err := backend.NewPool(specs, backend.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{Secret: testSecret, Now: func() time.Time { return epoch }}, &balancer.RoundRobin{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pin one client to kc2, then drain kc2.
+	h := http.Header{}
+	a.Respond(h, Decision{Server: pool.Lookup("kc2"), SetCookie: true}, true)
+	pinned := "KC_ROUTE=" + cookieValue(t, h, "KC_ROUTE")
+	if err := pool.SetAdmin("kc2", backend.AdminDrain); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for range 60 {
+		r, _ := http.NewRequest("GET", "http://kc.test/", nil)
+		counts[name(a.Pick(r, pool.Servers(), nil).Server)]++
+		r.Header.Set("Cookie", pinned)
+		if d := a.Pick(r, pool.Servers(), nil); name(d.Server) != "kc2" || d.Source != SourceCookie {
+			t.Fatalf("pinned client on draining kc2 got %s/%v", name(d.Server), d.Source)
+		}
+	}
+	if counts["kc2"] != 0 || counts["kc1"] != 30 || counts["kc3"] != 30 {
+		t.Fatalf("new clients during drain: %v, want kc1 and kc3 only, evenly", counts)
+	}
+}
+
+func TestLearnFromSetCookie(t *testing.T) {
+	f := newFixture(t, 3, false, nil)
+	kc1, kc2, kc3 := f.server("kc1"), f.server("kc2"), f.server("kc3")
+	respond := func(s *backend.Server, setCookies ...string) {
+		f.aff.Respond(http.Header{"Set-Cookie": setCookies}, Decision{Server: s}, true)
+	}
+	// Before learning the route means nothing.
+	if d := f.pick(nil, "AUTH_SESSION_ID=abc.kc-b-1234"); d.Source != SourceBalancer {
+		t.Fatalf("unlearned route used: %+v", d)
+	}
+	respond(kc2, "KC_RESTART=eyJ; Path=/realms/test/", "AUTH_SESSION_ID=NWUxNjFl.kc-b-1234; Version=1; Path=/realms/test/; HttpOnly; SameSite=None; Secure")
+	respond(kc3, `AUTH_SESSION_ID_LEGACY="5e161e00-d426.kc-c-9"; Path=/realms/test/`)
+	respond(kc1, "AUTH_SESSION_ID=; Max-Age=0; Path=/realms/test/") // deletion: nothing to learn
+	if got, want := f.aff.Routes(), map[string]string{"kc-b-1234": "kc2", "kc-c-9": "kc3"}; !mapsEqual(got, want) {
+		t.Fatalf("Routes = %v, want %v", got, want)
+	}
+	if d := f.pick(nil, "AUTH_SESSION_ID=abc.kc-b-1234"); d.Server != kc2 || d.Source != SourceAuthSession {
+		t.Fatalf("learned route: Pick = %s/%v, want kc2/auth_session", name(d.Server), d.Source)
+	}
+
+	// One contradicting observation does not move the route; relearnAfter
+	// consecutive ones do; an agreeing one in between resets the count.
+	respond(kc1, "AUTH_SESSION_ID=x.kc-b-1234")
+	respond(kc1, "AUTH_SESSION_ID=x.kc-b-1234")
+	respond(kc2, "AUTH_SESSION_ID=x.kc-b-1234")
+	respond(kc1, "AUTH_SESSION_ID=x.kc-b-1234")
+	respond(kc1, "AUTH_SESSION_ID=x.kc-b-1234")
+	if got := f.aff.Routes()["kc-b-1234"]; got != "kc2" {
+		t.Fatalf("route moved to %s after non-consecutive contradictions", got)
+	}
+	respond(kc1, "AUTH_SESSION_ID=x.kc-b-1234")
+	if got := f.aff.Routes()["kc-b-1234"]; got != "kc1" {
+		t.Fatalf("route is %s after %d consecutive contradictions, want kc1", got, relearnAfter)
+	}
+	if st := f.aff.Stats(); st.RouteConflicts != 5 || st.Routes != 2 || st.RoutesLearned != 3 {
+		t.Fatalf("Stats = %+v, want 5 conflicts, 2 routes, 3 learned", st)
+	}
+
+	// Learn is authoritative: it overrides and is not moved by cookies.
+	f.aff.Learn("kc-b-1234", kc2)
+	for range relearnAfter + 1 {
+		respond(kc3, "AUTH_SESSION_ID=x.kc-b-1234")
+	}
+	if got := f.aff.Routes()["kc-b-1234"]; got != "kc2" {
+		t.Fatalf("explicit route moved to %s by cookies", got)
+	}
+	f.aff.Learn("kc-b-1234", kc3)
+	if got := f.aff.Routes()["kc-b-1234"]; got != "kc3" {
+		t.Fatalf("Learn did not override: %s", got)
+	}
+	f.aff.Learn("", kc3)
+	f.aff.Learn("r", nil)
+	f.aff.Learn(strings.Repeat("r", 256), kc3)
+	if n := len(f.aff.Routes()); n != 2 {
+		t.Fatalf("invalid Learn calls added routes: %v", f.aff.Routes())
+	}
+}
+
+func TestLearnDisabled(t *testing.T) {
+	f := newFixture(t, 2, false, func(o *Options) { o.Learn = false })
+	f.aff.Respond(http.Header{"Set-Cookie": {"AUTH_SESSION_ID=x.n2; Path=/realms/t/"}}, Decision{Server: f.server("kc2")}, true)
+	if r := f.aff.Routes(); len(r) != 0 {
+		t.Fatalf("learned with Learn=false: %v", r)
+	}
+	// Explicit Learn still works.
+	f.aff.Learn("n2", f.server("kc2"))
+	if d := f.pick(nil, "AUTH_SESSION_ID=x.n2"); name(d.Server) != "kc2" {
+		t.Fatalf("explicit route ignored: %s", name(d.Server))
+	}
+}
+
+func TestConfiguredRouteBeatsLearned(t *testing.T) {
+	f := newFixture(t, 3, true, nil)
+	f.aff.Learn("node2", f.server("kc3"))
+	if d := f.pick(nil, "AUTH_SESSION_ID=x.node2"); name(d.Server) != "kc2" {
+		t.Fatalf("Pick = %s, want kc2 (configured route)", name(d.Server))
+	}
+}
+
+func TestLearnedRoutesBounded(t *testing.T) {
+	f := newFixture(t, 1, false, nil)
+	s := f.server("kc1")
+	for i := range maxLearnedRoutes + 50 {
+		f.aff.observe("gen-"+strconv.Itoa(i), s)
+	}
+	if n := len(f.aff.Routes()); n != maxLearnedRoutes {
+		t.Fatalf("learned %d routes, want the cap %d", n, maxLearnedRoutes)
+	}
+	if _, ok := f.aff.Routes()["gen-"+strconv.Itoa(maxLearnedRoutes+49)]; !ok {
+		t.Fatal("newest route evicted")
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// cookieValue returns the value of the Set-Cookie named name in h.
+func cookieValue(t testing.TB, h http.Header, name string) string {
+	t.Helper()
+	for _, v := range h.Values("Set-Cookie") {
+		c, err := http.ParseSetCookie(v)
+		if err == nil && c.Name == name {
+			return c.Value
+		}
+	}
+	t.Fatalf("no Set-Cookie %s in %v", name, h)
+	return ""
+}
+
+func TestRespondCookieAttributes(t *testing.T) {
+	for _, secure := range []bool{true, false} {
+		t.Run(map[bool]string{true: "https", false: "http"}[secure], func(t *testing.T) {
+			f := newFixture(t, 2, true, func(o *Options) { o.MaxAge = 90 * time.Minute })
+			h := http.Header{}
+			s := f.server("kc2")
+			f.aff.Respond(h, Decision{Server: s, SetCookie: true}, secure)
+			raw := h.Values("Set-Cookie")
+			if len(raw) != 1 {
+				t.Fatalf("Set-Cookie = %q, want one", raw)
+			}
+			c, err := http.ParseSetCookie(raw[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Name != "KC_ROUTE" || c.MaxAge != 5400 || c.Path != "/" || !c.HttpOnly || c.Secure != secure || c.Domain != "" {
+				t.Fatalf("cookie = %+v (raw %q)", c, raw[0])
+			}
+			wantSameSite := http.SameSite(0) // attribute absent
+			if secure {
+				wantSameSite = http.SameSiteNoneMode
+			}
+			if c.SameSite != wantSameSite {
+				t.Fatalf("SameSite = %v, want %v (raw %q)", c.SameSite, wantSameSite, raw[0])
+			}
+			if strings.Contains(c.Value, "kc2") || strings.Contains(c.Value, "127.0.0.1") {
+				t.Fatalf("cookie value %q reveals the server", c.Value)
+			}
+			id, exp, err := DecodeCookie(testSecret, c.Value, epoch)
+			if err != nil || id != CookieID(testSecret, "kc2") || !exp.Equal(epoch.Add(90*time.Minute)) {
+				t.Fatalf("DecodeCookie = %q %v %v", id, exp, err)
+			}
+			if got := h.Values("Cache-Control"); !slices.Equal(got, []string{"private"}) {
+				t.Fatalf("Cache-Control = %q", got)
+			}
+		})
+	}
+}
+
+func TestCacheControl(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []string
+		set  bool
+		want []string
+	}{
+		{name: "absent", set: true, want: []string{"private"}},
+		{name: "no-store kept", in: []string{"no-store, must-revalidate, max-age=0"}, set: true, want: []string{"no-store, must-revalidate, max-age=0"}},
+		{name: "private kept", in: []string{"private, max-age=60"}, set: true, want: []string{"private, max-age=60"}},
+		{name: "qualified private kept", in: []string{`private="Set-Cookie"`}, set: true, want: []string{`private="Set-Cookie"`}},
+		{name: "case insensitive", in: []string{"No-Store"}, set: true, want: []string{"No-Store"}},
+		{name: "no-store in second line", in: []string{"max-age=0", "no-store"}, set: true, want: []string{"max-age=0", "no-store"}},
+		{name: "no-cache gets private", in: []string{"no-cache"}, set: true, want: []string{"no-cache", "private"}},
+		{name: "public replaced", in: []string{"public, max-age=3600"}, set: true, want: []string{"max-age=3600, private"}},
+		{name: "public alone", in: []string{"PUBLIC"}, set: true, want: []string{"private"}},
+		{name: "no cookie no change", in: []string{"public, max-age=3600"}, want: []string{"public, max-age=3600"}},
+		{name: "no cookie absent", want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, 1, true, nil)
+			h := http.Header{}
+			if tt.in != nil {
+				h["Cache-Control"] = slices.Clone(tt.in)
+			}
+			f.aff.Respond(h, Decision{Server: f.server("kc1"), SetCookie: tt.set}, true)
+			if got := h["Cache-Control"]; !slices.Equal(got, tt.want) {
+				t.Fatalf("Cache-Control = %q, want %q", got, tt.want)
+			}
+			if n := len(h["Set-Cookie"]); (n == 1) != tt.set {
+				t.Fatalf("%d Set-Cookie headers, SetCookie=%v", n, tt.set)
+			}
+		})
+	}
+}
+
+func TestRespondKeepsBackendCookies(t *testing.T) {
+	f := newFixture(t, 2, true, nil)
+	backendCookies := []string{"AUTH_SESSION_ID=abc.node2; Path=/realms/test/", "KC_RESTART=jwt; Path=/realms/test/"}
+	h := http.Header{"Set-Cookie": slices.Clone(backendCookies)}
+	f.aff.Respond(h, Decision{Server: f.server("kc2"), SetCookie: true}, true)
+	got := h["Set-Cookie"]
+	if len(got) != 3 || !slices.Equal(got[:2], backendCookies) || !strings.HasPrefix(got[2], "KC_ROUTE=") {
+		t.Fatalf("Set-Cookie = %q", got)
+	}
+}
+
+func TestStripRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []string
+		want []string // nil: header removed
+	}{
+		{name: "no header", in: nil, want: nil},
+		{name: "only ours", in: []string{"KC_ROUTE=abc"}, want: nil},
+		{name: "ours first", in: []string{"KC_ROUTE=abc; a=1; b=2"}, want: []string{"a=1; b=2"}},
+		{name: "ours middle", in: []string{"a=1; KC_ROUTE=abc; b=2"}, want: []string{"a=1; b=2"}},
+		{name: "ours last", in: []string{"a=1; b=2; KC_ROUTE=abc"}, want: []string{"a=1; b=2"}},
+		{name: "not ours", in: []string{"a=1;b=2;  c=\"q\""}, want: []string{"a=1;b=2;  c=\"q\""}},
+		{name: "similar names kept", in: []string{"XKC_ROUTE=1; KC_ROUTE_2=2; kc_route=3; KC_ROUTE=4"}, want: []string{"XKC_ROUTE=1; KC_ROUTE_2=2; kc_route=3"}},
+		{name: "duplicates", in: []string{"KC_ROUTE=1; a=1; KC_ROUTE=2; b=2; KC_ROUTE=3"}, want: []string{"a=1; b=2"}},
+		{name: "odd spacing kept", in: []string{"a=1;KC_ROUTE=x;\tb=2 ;c=3"}, want: []string{"a=1;\tb=2 ;c=3"}},
+		{name: "empty segments kept", in: []string{"a=1;; KC_ROUTE=x; b=2"}, want: []string{"a=1; b=2"}},
+		{name: "empty segments around kept", in: []string{"a=1;;b=2; KC_ROUTE=x"}, want: []string{"a=1;;b=2"}},
+		{name: "value with spaces and equals", in: []string{`a="x y=z"; KC_ROUTE=x; b==`}, want: []string{`a="x y=z"; b==`}},
+		{name: "spaces around name", in: []string{"a=1;  KC_ROUTE =x ; b=2"}, want: []string{"a=1 ; b=2"}},
+		{name: "several headers", in: []string{"KC_ROUTE=1", "a=1", "b=2; KC_ROUTE=2"}, want: []string{"a=1", "b=2"}},
+		{name: "flag without value kept", in: []string{"flag; KC_ROUTE=1"}, want: []string{"flag"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, 1, true, nil)
+			h := http.Header{"Other": {"x"}}
+			if tt.in != nil {
+				h["Cookie"] = slices.Clone(tt.in)
+			}
+			f.aff.StripRequest(h)
+			got, ok := h["Cookie"]
+			if tt.want == nil {
+				if ok {
+					t.Fatalf("Cookie = %q, want removed", got)
+				}
+			} else if !slices.Equal(got, tt.want) {
+				t.Fatalf("Cookie = %q, want %q", got, tt.want)
+			}
+			if h.Get("Other") != "x" {
+				t.Fatal("other header touched")
+			}
+		})
+	}
+}
+
+func TestSelectImplementsSelector(t *testing.T) {
+	f := newFixture(t, 3, true, nil)
+	var sel balancer.Selector = f.aff
+	r, _ := http.NewRequest("GET", "http://kc.test/", nil)
+	r.Header.Set("Cookie", f.cookieFor("kc3"))
+	if s := sel.Select(r, f.pool.Servers(), nil); name(s) != "kc3" {
+		t.Fatalf("Select = %s, want kc3", name(s))
+	}
+}
+
+func TestSourceAndReasonStrings(t *testing.T) {
+	seen := map[string]bool{}
+	for s := range Source(NumSources) {
+		str := s.String()
+		if str == "unknown" || seen[str] {
+			t.Fatalf("Source(%d).String() = %q", s, str)
+		}
+		seen[str] = true
+	}
+	for m := range MissReason(NumMissReasons) {
+		str := m.String()
+		if str == "unknown" || seen[str] {
+			t.Fatalf("MissReason(%d).String() = %q", m, str)
+		}
+		seen[str] = true
+	}
+	if Source(NumSources).String() != "unknown" || MissReason(NumMissReasons).String() != "unknown" {
+		t.Fatal("out of range values must print unknown")
+	}
+}
+
+// validCookies is a realistic Cookie header of a client in a login flow:
+// Keycloak's cookies plus a valid KC_ROUTE for kc2.
+func validCookies(f *fixture) string {
+	return "KC_RESTART=eyJhbGciOiJIUzUxMiJ9.eyJjaWQiOiJhY2NvdW50In0.c2ln; " +
+		"AUTH_SESSION_ID=NWUxNjFlMDAtZDQyNi00ZWE2LTk4ZTktNTJlYjk4NDRlMmQ3LkhTNTEyc2ln.node2; " +
+		"KC_AUTH_SESSION_HASH=aGFzaA; _ga=GA1.1.123; " + f.cookieFor("kc2")
+}
+
+func TestPickZeroAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	f := newFixture(t, 3, true, nil)
+	r, _ := http.NewRequest("GET", "http://kc.test/realms/test/login-actions/authenticate", nil)
+	r.Header.Set("Cookie", validCookies(f))
+	servers := f.pool.Servers()
+	var d Decision
+	allocs := testing.AllocsPerRun(200, func() {
+		var tried balancer.Tried
+		d = f.aff.Pick(r, servers, &tried)
+	})
+	if name(d.Server) != "kc2" || d.Source != SourceAuthSession || d.SetCookie {
+		t.Fatalf("Pick = %+v, want kc2 from the auth session without a new cookie", d)
+	}
+	if allocs != 0 {
+		t.Fatalf("Pick allocates %.1f times per call, want 0", allocs)
+	}
+	// The cookie-only path too.
+	r.Header.Set("Cookie", "a=1; "+f.cookieFor("kc3"))
+	allocs = testing.AllocsPerRun(200, func() { d = f.aff.Pick(r, servers, nil) })
+	if name(d.Server) != "kc3" || d.Source != SourceCookie || allocs != 0 {
+		t.Fatalf("cookie path: Pick = %+v with %.1f allocs, want kc3 from the cookie with 0", d, allocs)
+	}
+}
+
+func BenchmarkPick(b *testing.B) {
+	f := newFixture(b, 3, true, nil)
+	r, _ := http.NewRequest("GET", "http://kc.test/realms/test/login-actions/authenticate", nil)
+	r.Header.Set("Cookie", validCookies(f))
+	servers := f.pool.Servers()
+	b.ReportAllocs()
+	for b.Loop() {
+		var tried balancer.Tried
+		if d := f.aff.Pick(r, servers, &tried); d.Server == nil {
+			b.Fatal("no server")
+		}
+	}
+}
+
+func BenchmarkPickCookieOnly(b *testing.B) {
+	f := newFixture(b, 3, true, nil)
+	r, _ := http.NewRequest("GET", "http://kc.test/resources/x.css", nil)
+	r.Header.Set("Cookie", "_ga=GA1.1.123; "+f.cookieFor("kc3"))
+	servers := f.pool.Servers()
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := f.aff.Pick(r, servers, nil); d.Source != SourceCookie {
+			b.Fatal("not from the cookie")
+		}
+	}
+}
+
+func BenchmarkRespondSetCookie(b *testing.B) {
+	f := newFixture(b, 3, true, nil)
+	s := f.server("kc2")
+	b.ReportAllocs()
+	for b.Loop() {
+		h := http.Header{"Set-Cookie": {"AUTH_SESSION_ID=abc.node2; Path=/realms/test/"}}
+		f.aff.Respond(h, Decision{Server: s, SetCookie: true}, true)
+	}
+}
+
+func BenchmarkStripRequest(b *testing.B) {
+	f := newFixture(b, 3, true, nil)
+	c := validCookies(f)
+	b.ReportAllocs()
+	h := http.Header{"Cookie": {c}}
+	for b.Loop() {
+		h["Cookie"][0] = c
+		f.aff.StripRequest(h)
+	}
+}
