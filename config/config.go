@@ -488,7 +488,8 @@ func (v *VRRPInstance) setDefaults() {
 // with management ports 127.0.0.1:19001..19003. It has no certificate, no
 // state file, no admin socket and no VRRP: the caller adds certificate paths
 // to TLS.Certificates and then calls Validate. Derived defaults (instance
-// name, redirect port, server maxconn) are already filled in.
+// name, redirect port, server maxconn) are already filled in, and
+// Affinity.Key holds a random key (noted in Warnings).
 func Default() *Config {
 	c := defaults()
 	c.Global.StateFile = ""

@@ -401,6 +401,9 @@ func TestExampleLoads(t *testing.T) {
 	if len(c.Warnings) != 0 {
 		t.Errorf("warnings: %q", c.Warnings)
 	}
+	if c.Path != path {
+		t.Errorf("Path = %q, want %q", c.Path, path)
+	}
 	if len(c.Backend.Servers) != 3 || c.Backend.Servers[2].Management != "203.0.113.22:9000" || c.VRRP.Instances[0].VRID != 51 {
 		t.Errorf("example topology not as documented: %+v %+v", c.Backend.Servers, c.VRRP.Instances)
 	}
