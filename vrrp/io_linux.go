@@ -1,0 +1,237 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"github.com/mdlayher/arp"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// tosCS6 is the IP TOS keepalived sends adverts with (DSCP CS6, network control).
+const tosCS6 = 0xc0
+
+// openPlatform opens the raw protocol 112 socket, the netlink VIP manager and the ARP
+// client on o.Interface. It needs CAP_NET_RAW and CAP_NET_ADMIN.
+func openPlatform(o *Options) (*platform, error) {
+	ifi, err := net.InterfaceByName(o.Interface)
+	if err != nil {
+		return nil, err
+	}
+	local := o.SourceAddr
+	if !local.IsValid() {
+		if local, err = primaryAddr(ifi, o.VIPs); err != nil {
+			return nil, err
+		}
+	}
+	c, err := listenVRRP(ifi, local)
+	if err != nil {
+		return nil, err
+	}
+	link, err := netlink.LinkByIndex(ifi.Index)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("netlink link %s: %w", ifi.Name, err)
+	}
+	return &platform{conn: c, vips: &linuxVIPs{ifi: ifi, link: link}, local: local}, nil
+}
+
+// primaryAddr returns the first IPv4 address of ifi that is not one of the VIPs.
+func primaryAddr(ifi *net.Interface, vips []netip.Prefix) (netip.Addr, error) {
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ifi.Name, err)
+	}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok || !ip.Unmap().Is4() {
+			continue
+		}
+		ip = ip.Unmap()
+		isVIP := false
+		for _, v := range vips {
+			if v.Addr() == ip {
+				isVIP = true
+			}
+		}
+		if !isVIP {
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%s has no IPv4 address besides the VIPs", ifi.Name)
+}
+
+// linuxConn is the raw IP protocol 112 socket of one instance.
+type linuxConn struct {
+	ifi   *net.Interface
+	local netip.Addr
+	raw   *net.IPConn
+	pc    *ipv4.PacketConn
+	rc    syscall.RawConn
+	wcm   ipv4.ControlMessage // source and interface of sent adverts
+}
+
+func listenVRRP(ifi *net.Interface, local netip.Addr) (*linuxConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
+		})
+		return errors.Join(err, serr)
+	}}
+	pconn, err := lc.ListenPacket(context.Background(), "ip4:112", "0.0.0.0")
+	if err != nil {
+		return nil, fmt.Errorf("listen ip4:112 on %s: %w", ifi.Name, err)
+	}
+	raw := pconn.(*net.IPConn)
+	pc := ipv4.NewPacketConn(raw)
+	group := &net.IPAddr{IP: net.IP(MulticastGroup.AsSlice())}
+	steps := []struct {
+		what string
+		err  error
+	}{
+		{"join 224.0.0.18", pc.JoinGroup(ifi, group)},
+		{"multicast interface", pc.SetMulticastInterface(ifi)},
+		{"multicast TTL", pc.SetMulticastTTL(255)},
+		{"TTL", pc.SetTTL(255)},
+		{"multicast loopback", pc.SetMulticastLoopback(false)},
+		{"TOS", pc.SetTOS(tosCS6)},
+		{"control messages", pc.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true)},
+	}
+	for _, s := range steps {
+		if s.err != nil {
+			pc.Close()
+			return nil, fmt.Errorf("%s on %s: %w", s.what, ifi.Name, s.err)
+		}
+	}
+	rc, err := raw.SyscallConn()
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("raw conn: %w", err)
+	}
+	return &linuxConn{ifi: ifi, local: local, raw: raw, pc: pc, rc: rc,
+		wcm: ipv4.ControlMessage{Src: net.IP(local.AsSlice()), IfIndex: ifi.Index}}, nil
+}
+
+func (c *linuxConn) ReadFrom(b []byte) (int, ipInfo, error) {
+	for {
+		n, cm, src, err := c.pc.ReadFrom(b)
+		if err != nil {
+			return 0, ipInfo{}, err
+		}
+		if cm != nil && cm.IfIndex != 0 && cm.IfIndex != c.ifi.Index {
+			continue // SO_BINDTODEVICE makes this rare; be safe
+		}
+		h := ipInfo{TTL: -1}
+		if ia, ok := src.(*net.IPAddr); ok {
+			h.Src, _ = netip.AddrFromSlice(ia.IP.To4())
+		}
+		if cm != nil {
+			h.TTL = cm.TTL
+			h.Dst, _ = netip.AddrFromSlice(cm.Dst.To4())
+		}
+		return n, h, nil
+	}
+}
+
+func (c *linuxConn) WriteTo(b []byte, dst netip.Addr) error {
+	_, err := c.pc.WriteTo(b, &c.wcm, &net.IPAddr{IP: net.IP(dst.AsSlice())})
+	return err
+}
+
+func (c *linuxConn) Pending() bool {
+	var n int
+	var ierr error
+	if err := c.rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil || ierr != nil {
+		return false
+	}
+	return n > 0
+}
+
+func (c *linuxConn) Close() error {
+	err := c.pc.Close()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// linuxVIPs manages VIPs with netlink and announces them with gratuitous ARP.
+type linuxVIPs struct {
+	ifi  *net.Interface
+	link netlink.Link
+	arp  *arp.Client // opened on first use; used only by the effects goroutine
+}
+
+func (v *linuxVIPs) Add(vips []netip.Prefix) error {
+	var errs []error
+	for _, p := range vips {
+		a := &netlink.Addr{IPNet: prefixIPNet(p)}
+		if err := netlink.AddrReplace(v.link, a); err != nil {
+			errs = append(errs, fmt.Errorf("add %v to %s: %w", p, v.ifi.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (v *linuxVIPs) Remove(vips []netip.Prefix) error {
+	var errs []error
+	for _, p := range vips {
+		a := &netlink.Addr{IPNet: prefixIPNet(p)}
+		if err := netlink.AddrDel(v.link, a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove %v from %s: %w", p, v.ifi.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// GARP sends ARP announcements like keepalived: requests "who-has VIP tell VIP" from the
+// interface MAC to the broadcast address.
+func (v *linuxVIPs) GARP(vips []netip.Prefix, count int) error {
+	if v.arp == nil {
+		c, err := arp.Dial(v.ifi)
+		if err != nil {
+			return fmt.Errorf("arp on %s: %w", v.ifi.Name, err)
+		}
+		v.arp = c
+	}
+	bcast := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	var errs []error
+	for _, p := range vips {
+		pkt, err := arp.NewPacket(arp.OperationRequest, v.ifi.HardwareAddr, p.Addr(), bcast, p.Addr())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("garp %v: %w", p, err))
+			continue
+		}
+		for range count {
+			if err := v.arp.WriteTo(pkt, bcast); err != nil {
+				errs = append(errs, fmt.Errorf("garp %v on %s: %w", p, v.ifi.Name, err))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (v *linuxVIPs) Close() error {
+	if v.arp == nil {
+		return nil
+	}
+	err := v.arp.Close()
+	v.arp = nil
+	return err
+}
+
+func prefixIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), 32)}
+}
