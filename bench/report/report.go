@@ -1,0 +1,292 @@
+// Package report turns benchmark results into Markdown tables and SVG
+// charts (throughput bars, latency percentile curves) without external
+// tools.
+package report
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kclb/kclb/bench/hist"
+	"github.com/kclb/kclb/bench/load"
+	"github.com/kclb/kclb/bench/procstat"
+)
+
+// Run is one measured run of one target in one scenario.
+type Run struct {
+	Target string
+	// Index counts runs of this target from 1.
+	Index int
+	// Result is the load generator's outcome. For idle scenarios only
+	// Requests (connections held) is set.
+	Result *load.Result
+	// ProxyCPU is the CPU time the target's processes used during the run.
+	ProxyCPU time.Duration
+	// BackendCPU is the CPU time all backends used during the run.
+	BackendCPU time.Duration
+	// PeakRSS is the largest sampled VmRSS of the target, bytes.
+	PeakRSS int64
+	// BaseRSS is the target's VmRSS before the run, bytes.
+	BaseRSS int64
+	// Resumed and Handshakes count client TLS handshakes (handshake scenarios).
+	Resumed, Handshakes int64
+}
+
+// Kind is the table layout a scenario uses.
+type Kind uint8
+
+// Scenario kinds. The zero value is Throughput.
+const (
+	Throughput Kind = iota // req/s, latency, CPU per request
+	Idle                   // memory per held connection
+)
+
+// String names the kind.
+func (k Kind) String() string {
+	if k == Idle {
+		return "idle"
+	}
+	return "throughput"
+}
+
+// Scenario groups the runs of one scenario.
+type Scenario struct {
+	Name        string
+	Description string
+	Kind        Kind
+	Runs        []Run
+}
+
+// Report is a whole benchmark session.
+type Report struct {
+	Machine   procstat.Machine
+	Versions  map[string]string // tool name -> version line
+	Date      time.Time
+	Duration  time.Duration // per run
+	Warmup    time.Duration
+	Runs      int
+	Targets   []string // in display order
+	Command   string
+	Scenarios []Scenario
+}
+
+// Summary is one target's aggregate over its runs in a scenario.
+type Summary struct {
+	Target      string
+	Runs        int
+	RPS, MinRPS float64
+	MaxRPS      float64
+	Latency     hist.Histogram // merged over runs
+	Requests    uint64
+	Errors      [load.NumErrKinds]uint64
+	CPUPer10k   float64 // median proxy CPU-s per 10k requests
+	BackPer10k  float64 // median backend CPU-s per 10k requests
+	PeakRSS     int64
+	BaseRSS     int64
+	PerConn     float64 // idle: median bytes per held connection
+	Resumed     int64
+	Handshakes  int64
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// Summarize aggregates sc's runs per target, in the order of targets.
+func Summarize(sc *Scenario, targets []string) []Summary {
+	var out []Summary
+	for _, t := range targets {
+		s := Summary{Target: t}
+		var rps, cpu, back, perConn []float64
+		for _, r := range sc.Runs {
+			if r.Target != t || r.Result == nil {
+				continue
+			}
+			s.Runs++
+			res := r.Result
+			rps = append(rps, res.RPS())
+			s.Latency.Merge(&res.Latency)
+			s.Requests += res.Requests
+			for i, e := range res.Errors {
+				s.Errors[i] += e
+			}
+			if res.Requests > 0 {
+				cpu = append(cpu, r.ProxyCPU.Seconds()/float64(res.Requests)*1e4)
+				back = append(back, r.BackendCPU.Seconds()/float64(res.Requests)*1e4)
+				perConn = append(perConn, float64(r.PeakRSS-r.BaseRSS)/float64(res.Requests))
+			}
+			s.PeakRSS = max(s.PeakRSS, r.PeakRSS)
+			if s.BaseRSS == 0 || r.BaseRSS < s.BaseRSS {
+				s.BaseRSS = r.BaseRSS
+			}
+			s.Resumed += r.Resumed
+			s.Handshakes += r.Handshakes
+		}
+		if s.Runs == 0 {
+			continue
+		}
+		s.RPS = median(rps)
+		s.MinRPS, s.MaxRPS = slices.Min(rps), slices.Max(rps)
+		s.CPUPer10k, s.BackPer10k, s.PerConn = median(cpu), median(back), median(perConn)
+		out = append(out, s)
+	}
+	return out
+}
+
+func find(sums []Summary, t string) *Summary {
+	for i := range sums {
+		if sums[i].Target == t {
+			return &sums[i]
+		}
+	}
+	return nil
+}
+
+func ms(ns int64) string { return fmt.Sprintf("%.2f", float64(ns)/1e6) }
+
+func ratio(a, b float64) string {
+	if b <= 0 || a <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func thousands(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[0] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func errorText(e [load.NumErrKinds]uint64) string {
+	var parts []string
+	for k, n := range e {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", load.ErrKind(k), n))
+		}
+	}
+	if len(parts) == 0 {
+		return "0"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// WriteMarkdown writes the report body: machine table, one table per
+// scenario, chart links (relative to chartDir as seen from the document).
+func WriteMarkdown(w io.Writer, r *Report, chartDir string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Generated by `%s` on %s.\n\n", r.Command, r.Date.UTC().Format("2006-01-02 15:04 MST"))
+	b.WriteString("| machine | |\n|---|---|\n")
+	fmt.Fprintf(&b, "| CPU | %s (nproc %d) |\n| kernel | %s |\n| Go | %s |\n", r.Machine.CPUModel, r.Machine.NumCPU, r.Machine.Kernel, r.Machine.GoVersion)
+	keys := make([]string, 0, len(r.Versions))
+	for k := range r.Versions {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "| %s | %s |\n", k, r.Versions[k])
+	}
+	fmt.Fprintf(&b, "| runs | %d per target, interleaved, %v each after a %v warm-up; medians shown |\n\n", r.Runs, r.Duration, r.Warmup)
+	b.WriteString("The load generator, the proxy and the backends share the same cores: compare ratios measured in the same run, not absolute numbers. ")
+	b.WriteString("Latency percentiles come from all runs of a target merged. CPU is utime+stime of the target's processes per 10k successful requests; for `direct` it is the serving backend's own CPU.\n\n")
+	fmt.Fprintf(&b, "![throughput relative to HAProxy](%s/throughput.svg)\n\n", chartDir)
+	for i := range r.Scenarios {
+		sc := &r.Scenarios[i]
+		sums := Summarize(sc, r.Targets)
+		fmt.Fprintf(&b, "### %s\n\n%s\n\n", sc.Name, sc.Description)
+		if len(sums) == 0 {
+			b.WriteString("(no runs)\n\n")
+			continue
+		}
+		ha, di := find(sums, "haproxy"), find(sums, "direct")
+		switch sc.Kind {
+		case Idle:
+			b.WriteString("| target | connections held | RSS before MiB | RSS peak MiB | KiB per connection | vs HAProxy | errors |\n|---|---|---|---|---|---|---|\n")
+			for _, s := range sums {
+				vs := "-"
+				if ha != nil {
+					vs = ratio(s.PerConn, ha.PerConn)
+				}
+				fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %s | %s |\n", s.Target, thousands(float64(s.Requests)/float64(s.Runs)),
+					float64(s.BaseRSS)/(1<<20), float64(s.PeakRSS)/(1<<20), s.PerConn/1024, vs, errorText(s.Errors))
+			}
+		default:
+			b.WriteString("| target | runs | req/s | min..max | p50 ms | p90 ms | p99 ms | p99.9 ms | vs direct | vs HAProxy | CPU-s /10k req | backends CPU-s /10k | peak RSS MiB | errors |\n")
+			b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+			for _, s := range sums {
+				vd, vh := "-", "-"
+				if di != nil {
+					vd = ratio(s.RPS, di.RPS)
+				}
+				if ha != nil {
+					vh = ratio(s.RPS, ha.RPS)
+				}
+				l := &s.Latency
+				fmt.Fprintf(&b, "| %s | %d | %s | %s..%s | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.1f | %s |\n",
+					s.Target, s.Runs, thousands(s.RPS), thousands(s.MinRPS), thousands(s.MaxRPS),
+					ms(l.Quantile(0.5)), ms(l.Quantile(0.9)), ms(l.Quantile(0.99)), ms(l.Quantile(0.999)),
+					vd, vh, s.CPUPer10k, s.BackPer10k, float64(s.PeakRSS)/(1<<20), errorText(s.Errors))
+			}
+			if hs := sums[0].Handshakes; hs > 0 {
+				b.WriteString("\nTLS handshakes resumed: ")
+				var parts []string
+				for _, s := range sums {
+					parts = append(parts, fmt.Sprintf("%s %d of %d", s.Target, s.Resumed, s.Handshakes))
+				}
+				b.WriteString(strings.Join(parts, "; ") + ".\n")
+			}
+			fmt.Fprintf(&b, "\n![latency percentiles, %s](%s/latency-%s.svg)\n", sc.Name, chartDir, sc.Name)
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Markers delimit the generated part of docs/benchmarks.md.
+const (
+	BeginMarker = "<!-- bench:begin (generated by go run ./bench; edits inside are overwritten) -->"
+	EndMarker   = "<!-- bench:end -->"
+)
+
+// Splice replaces the text between BeginMarker and EndMarker in doc with
+// body. If doc has no markers, a title and the marked body are appended.
+func Splice(doc, body string) string {
+	i := strings.Index(doc, BeginMarker)
+	j := strings.Index(doc, EndMarker)
+	if i >= 0 && j > i {
+		return doc[:i+len(BeginMarker)] + "\n" + body + doc[j:]
+	}
+	if strings.TrimSpace(doc) == "" {
+		doc = "# Benchmarks\n\nkclb against HAProxy, nginx and the backends served directly, measured by `go run ./bench` (see bench/).\n"
+	}
+	return strings.TrimRight(doc, "\n") + "\n\n" + BeginMarker + "\n" + body + EndMarker + "\n"
+}
+
+// sortedTargets returns the targets in r.Targets order that appear in sc.
+func sortedTargets(sc *Scenario, targets []string) []string {
+	var out []string
+	for _, t := range targets {
+		if slices.ContainsFunc(sc.Runs, func(r Run) bool { return r.Target == t }) {
+			out = append(out, t)
+		}
+	}
+	return out
+}

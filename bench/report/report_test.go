@@ -1,0 +1,176 @@
+package report
+
+import (
+	"bytes"
+	"encoding/xml"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kclb/kclb/bench/load"
+	"github.com/kclb/kclb/bench/procstat"
+)
+
+func fakeResult(requests uint64, latency time.Duration, errs uint64) *load.Result {
+	r := &load.Result{Requests: requests, Elapsed: time.Second}
+	for range requests {
+		r.Latency.RecordDuration(latency)
+	}
+	r.Errors[load.ErrStatus] = errs
+	return r
+}
+
+func fakeReport() *Report {
+	r := &Report{
+		Machine:  procstat.Machine{NumCPU: 2, CPUModel: "Test CPU <x>", Kernel: "6.1", GoVersion: "go1.26"},
+		Versions: map[string]string{"HAProxy": "2.6.12"},
+		Date:     time.Date(2026, 11, 25, 21, 0, 0, 0, time.UTC),
+		Duration: time.Second, Warmup: time.Second, Runs: 2,
+		Targets: []string{"direct", "kclb", "haproxy"},
+		Command: "go run ./bench -quick",
+	}
+	tp := Scenario{Name: "http-ka-c64", Description: "keep-alive", Kind: Throughput}
+	for i := 1; i <= 2; i++ {
+		tp.Runs = append(tp.Runs,
+			Run{Target: "direct", Index: i, Result: fakeResult(3000, time.Millisecond, 0), ProxyCPU: 300 * time.Millisecond, PeakRSS: 10 << 20},
+			Run{Target: "kclb", Index: i, Result: fakeResult(uint64(1000+i*200), 4*time.Millisecond, 2), ProxyCPU: time.Second, PeakRSS: 30 << 20},
+			Run{Target: "haproxy", Index: i, Result: fakeResult(2000, 2*time.Millisecond, 0), ProxyCPU: 500 * time.Millisecond, PeakRSS: 20 << 20})
+	}
+	idle := Scenario{Name: "idle-10k", Description: "idle", Kind: Idle, Runs: []Run{
+		{Target: "kclb", Index: 1, Result: &load.Result{Requests: 1000}, BaseRSS: 10 << 20, PeakRSS: 10<<20 + 1000*20*1024},
+		{Target: "haproxy", Index: 1, Result: &load.Result{Requests: 1000}, BaseRSS: 20 << 20, PeakRSS: 20<<20 + 1000*10*1024},
+	}}
+	r.Scenarios = []Scenario{tp, idle}
+	return r
+}
+
+func TestWriteMarkdown(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteMarkdown(&b, fakeReport(), "bench"); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"| CPU | Test CPU <x> (nproc 2) |",
+		"| HAProxy | 2.6.12 |",
+		// direct: 3000 req/s, ratio 1.00 to itself, 1.50 to HAProxy, 1 CPU-s per 10k.
+		"| direct | 2 | 3,000 | 3,000..3,000 | 1.00 |",
+		"| 1.00 | 1.50 | 1.00 |",
+		// kclb: median of 1200 and 1400 is 1300, 0.65 of HAProxy's 2000.
+		"| kclb | 2 | 1,300 | 1,200..1,400 | 4.00 | 4.00 | 4.00 | 4.00 | 0.43 | 0.65 |",
+		"status 4 |",
+		"| haproxy | 2 | 2,000 |",
+		// idle: 20 KiB per connection for kclb, twice HAProxy's 10.
+		"| kclb | 1,000 | 10.0 | 29.5 | 20.0 | 2.00 | 0 |",
+		"![latency percentiles, http-ka-c64](bench/latency-http-ka-c64.svg)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q\n%s", want, md)
+		}
+	}
+}
+
+func TestSplice(t *testing.T) {
+	tests := []struct {
+		name, doc, body string
+		want            []string
+	}{
+		{name: "empty doc", doc: "", body: "B1\n", want: []string{"# Benchmarks", BeginMarker + "\nB1\n" + EndMarker}},
+		{name: "keeps prose and replaces body", doc: "# T\nintro\n" + BeginMarker + "\nold\n" + EndMarker + "\nafter\n", body: "new\n",
+			want: []string{"# T\nintro\n", BeginMarker + "\nnew\n" + EndMarker + "\nafter\n"}},
+		{name: "doc without markers", doc: "# Mine\n", body: "x\n", want: []string{"# Mine\n\n" + BeginMarker}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Splice(tc.doc, tc.body)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Fatalf("Splice = %q, lacks %q", got, w)
+				}
+			}
+			if strings.Contains(got, "old") {
+				t.Fatalf("old body kept: %q", got)
+			}
+			if again := Splice(got, tc.body); again != got {
+				t.Fatalf("Splice not idempotent:\n%q\n%q", got, again)
+			}
+		})
+	}
+}
+
+// checkSVG parses doc as XML and counts elements by local name.
+func checkSVG(t *testing.T, doc []byte) map[string]int {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(doc))
+	d.Strict = true
+	counts := map[string]int{}
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed XML: %v\n%s", err, doc)
+		}
+		switch el := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 && (el.Name.Local != "svg" || el.Name.Space != "http://www.w3.org/2000/svg") {
+				t.Fatalf("root element %v", el.Name)
+			}
+			depth++
+			counts[el.Name.Local]++
+		case xml.EndElement:
+			depth--
+		}
+	}
+	if depth != 0 {
+		t.Fatalf("unbalanced elements")
+	}
+	return counts
+}
+
+func TestSVGs(t *testing.T) {
+	r := fakeReport()
+	var b bytes.Buffer
+	if err := WriteThroughputSVG(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	c := checkSVG(t, b.Bytes())
+	// 1 background + 3 bars + 3 legend boxes.
+	if c["rect"] != 7 {
+		t.Errorf("throughput chart has %d rects, want 7\n%s", c["rect"], b.String())
+	}
+	b.Reset()
+	if err := WriteLatencySVG(&b, r, &r.Scenarios[0]); err != nil {
+		t.Fatal(err)
+	}
+	c = checkSVG(t, b.Bytes())
+	if c["polyline"] != 3 {
+		t.Errorf("latency chart has %d curves, want 3", c["polyline"])
+	}
+	if !strings.Contains(b.String(), "Test CPU") && strings.Contains(b.String(), "<x>") {
+		t.Error("unescaped text")
+	}
+}
+
+func TestNiceCeil(t *testing.T) {
+	tests := []struct {
+		name    string
+		in, out float64
+	}{
+		{name: "tiny", in: 0.01, out: 0.1},
+		{name: "exact", in: 2, out: 2},
+		{name: "up to 5", in: 3.2, out: 5},
+		{name: "up to 10", in: 7, out: 10},
+		{name: "hundreds", in: 123, out: 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := niceCeil(tc.in); got != tc.out {
+				t.Fatalf("niceCeil(%v) = %v, want %v", tc.in, got, tc.out)
+			}
+		})
+	}
+}
