@@ -25,7 +25,9 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	} else if err != nil {
 		fmt.Fprintln(os.Stderr, "kcsim:", err)
 		os.Exit(1)
 	}
@@ -93,12 +95,14 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serveAll(ctx, specs)
+	return serveAll(ctx, specs, func(node, traffic, mgmt string) {
+		fmt.Printf("kcsim %s traffic=%s mgmt=%s\n", node, traffic, mgmt)
+	})
 }
 
-// serveAll listens for every spec, then serves all nodes until ctx is done
-// or one fails (which stops the others).
-func serveAll(ctx context.Context, specs []nodeSpec) error {
+// serveAll listens for every spec, calls listening for each node, then serves
+// all nodes until ctx is done or one fails (which stops the others).
+func serveAll(ctx context.Context, specs []nodeSpec, listening func(node, traffic, mgmt string)) error {
 	type listeners struct{ t, m net.Listener }
 	var ls []listeners
 	closeAll := func() {
@@ -126,7 +130,7 @@ func serveAll(ctx context.Context, specs []nodeSpec) error {
 	errc := make(chan error, len(specs))
 	for i, s := range specs {
 		n := kcsim.New(s.opts)
-		fmt.Printf("kcsim %s traffic=%s mgmt=%s\n", n.Name(), ls[i].t.Addr(), ls[i].m.Addr())
+		listening(n.Name(), ls[i].t.Addr().String(), ls[i].m.Addr().String())
 		go func(l listeners) {
 			err := n.Serve(ctx, l.t, l.m)
 			if err != nil {
