@@ -894,3 +894,37 @@ func (w *discardWriter) WriteHeader(int)             {}
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
+
+func TestLoginFlowDefaultClient(t *testing.T) {
+	c := StartCluster(t, 1, Options{Strict: true})
+	if _, err := (&LoginFlow{}).Run(context.Background(), c.At(0).TrafficURL()); err != nil {
+		t.Fatal(err)
+	}
+	// Without cookies the authenticate step must fail, and say so.
+	noJar := &http.Client{Transport: &http.Transport{}}
+	defer noJar.CloseIdleConnections()
+	_, err := (&LoginFlow{Client: noJar}).Run(context.Background(), c.At(0).TrafficURL())
+	var le *LoginError
+	if !errors.As(err, &le) || le.Step != StepAuthenticate || le.Status != http.StatusBadRequest {
+		t.Errorf("login without a jar: %v, want an authenticate failure with 400", err)
+	}
+}
+
+// BenchmarkHelloLoopback measures /hello through a real loopback socket
+// with one keep-alive connection.
+func BenchmarkHelloLoopback(b *testing.B) {
+	c := StartCluster(b, 1, Options{})
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	u := c.At(0).TrafficURL() + "/realms/test/hello"
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := hc.Get(u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}

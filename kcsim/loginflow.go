@@ -58,7 +58,8 @@ func (e *LoginError) Unwrap() error { return e.Err }
 type LoginFlow struct {
 	// Client sends the requests. It must have a cookie jar for the flow to
 	// work; redirects are never followed (a copy with CheckRedirect is
-	// used). If nil, a new client with a fresh jar is used for each Run.
+	// used). If nil, each Run uses a new client with a fresh jar and its own
+	// connections, closed when Run returns.
 	Client *http.Client
 	// Realm defaults to "test".
 	Realm string
@@ -96,7 +97,9 @@ func (f *LoginFlow) Run(ctx context.Context, baseURL string) (*LoginResult, erro
 		c = *f.Client
 	} else {
 		jar, _ := cookiejar.New(nil)
-		c.Jar = jar
+		tr := &http.Transport{}
+		defer tr.CloseIdleConnections()
+		c.Jar, c.Transport = jar, tr
 	}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	res := &LoginResult{}
