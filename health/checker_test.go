@@ -1,0 +1,524 @@
+package health
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kclb/kclb/backend"
+)
+
+func TestDatabaseDownLeavesAndReturnsWithSlowStart(t *testing.T) {
+	e := newEnv(t, 3, testOptions())
+	s := e.server(0)
+	e.nodes[0].setReady(readyDBDown)
+	for i := 1; i < e.opts.Fall; i++ {
+		e.step()
+		if s.Health() != backend.HealthUp {
+			t.Fatalf("after %d failed rounds: health %v, want up (fall %d)", i, s.Health(), e.opts.Fall)
+		}
+	}
+	e.step()
+	if s.Health() != backend.HealthDown {
+		t.Fatalf("after fall rounds: health %v, want down", s.Health())
+	}
+	evs := serverEvents(e.drain())
+	if len(evs) != 1 || evs[0].server != "node1" || evs[0].from != backend.HealthUp || evs[0].to != backend.HealthDown {
+		t.Fatalf("events %+v, want one node1 up>down", evs)
+	}
+	if !strings.Contains(evs[0].reason, dbCheckName) || !strings.Contains(evs[0].reason, failingSince) {
+		t.Errorf("reason %q does not name the failing check and its since", evs[0].reason)
+	}
+	d := s.Detail()
+	if d.FailingSince != failingSince {
+		t.Errorf("Detail.FailingSince = %q, want %q", d.FailingSince, failingSince)
+	}
+	if d.Fails != e.opts.Fall {
+		t.Errorf("Detail.Fails = %d, want %d", d.Fails, e.opts.Fall)
+	}
+	for _, other := range []int{1, 2} {
+		if h := e.server(other).Health(); h != backend.HealthUp {
+			t.Errorf("node%d health %v, want up", other+1, h)
+		}
+	}
+
+	e.nodes[0].setReady(readyUp)
+	for i := 1; i < e.opts.Rise; i++ {
+		e.step()
+		if s.Health() != backend.HealthDown {
+			t.Fatalf("after %d passes: health %v, want still down (rise %d)", i, s.Health(), e.opts.Rise)
+		}
+	}
+	e.step()
+	if s.Health() != backend.HealthUp {
+		t.Fatalf("after rise passes: health %v, want up", s.Health())
+	}
+	if f := s.Weight(); f != 1 {
+		t.Errorf("weight right after return = %d, want 1 (slow start from 0)", f)
+	}
+	if d := s.Detail(); d.FailingSince != "" || !strings.Contains(d.Reason, "2 consecutive passes") {
+		t.Errorf("detail after return %+v", d)
+	}
+	// Slow start: 10 s ramp, 1 s steps: weight rises monotonically to full.
+	last := s.Weight()
+	for range 10 {
+		e.step()
+		w := s.Weight()
+		if w < last {
+			t.Fatalf("weight went down during slow start: %d after %d", w, last)
+		}
+		last = w
+	}
+	if last != 100 {
+		t.Fatalf("weight after slow start = %d, want 100", last)
+	}
+}
+
+func TestFailureModes(t *testing.T) {
+	tests := []struct {
+		name    string
+		mode    readyMode
+		timeout time.Duration
+		want    backend.Health
+		reason  string
+	}{
+		{name: "503 DOWN body", mode: readyDBDown, want: backend.HealthDown, reason: dbCheckName},
+		{name: "200 with DOWN body", mode: ready200Down, want: backend.HealthDown, reason: dbCheckName},
+		{name: "invalid JSON", mode: readyInvalid, want: backend.HealthDown, reason: "invalid body"},
+		{name: "2 MiB body", mode: readyHuge, want: backend.HealthDown, reason: "body larger than 65536 bytes"},
+		{name: "hanging check", mode: readyHang, timeout: 100 * time.Millisecond, want: backend.HealthDown, reason: "no answer within 100ms"},
+		{name: "still starting", mode: readyStarting, want: backend.HealthStarting, reason: "Keycloak Initialized"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := testOptions()
+			if tc.timeout != 0 {
+				opts.Timeout = tc.timeout
+			}
+			e := newEnv(t, 1, opts)
+			if tc.want == backend.HealthStarting {
+				e.nodes[0].starting.Store(true)
+			}
+			e.nodes[0].setReady(tc.mode)
+			for range e.opts.Fall {
+				e.step()
+			}
+			s := e.server(0)
+			if s.Health() != tc.want {
+				t.Fatalf("health %v, want %v (detail %+v)", s.Health(), tc.want, s.Detail())
+			}
+			if r := s.Detail().Reason; !strings.Contains(r, tc.reason) {
+				t.Fatalf("reason %q, want it to contain %q", r, tc.reason)
+			}
+		})
+	}
+}
+
+func TestMgmtRefusedIsDead(t *testing.T) {
+	opts := testOptions()
+	opts.WellKnown = true
+	opts.Realm = testRealm
+	e := newEnv(t, 2, opts)
+	e.nodes[0].mgmt.Close()
+	for range e.opts.Fall {
+		e.step()
+	}
+	s := e.server(0)
+	if s.Health() != backend.HealthDead {
+		t.Fatalf("health %v, want dead", s.Health())
+	}
+	if r := s.Detail().Reason; !strings.Contains(r, "connection refused") {
+		t.Fatalf("reason %q, want connection refused", r)
+	}
+	// Traffic still answers, but Dead servers never take panic traffic.
+	e.nodes[1].setReady(readyDBDown)
+	for range e.opts.Fall {
+		e.step()
+	}
+	if !e.pool.Panic() {
+		t.Fatal("pool not in panic with no server up")
+	}
+	if s.Available() {
+		t.Error("dead server available in panic mode")
+	}
+	if !e.server(1).Available() {
+		t.Error("live (down) server not available in panic mode")
+	}
+}
+
+func TestNotLiveIsDead(t *testing.T) {
+	e := newEnv(t, 1, testOptions())
+	e.nodes[0].setReady(readyDBDown)
+	e.nodes[0].notLive.Store(true)
+	for range e.opts.Fall {
+		e.step()
+	}
+	if h := e.server(0).Health(); h != backend.HealthDead {
+		t.Fatalf("health %v, want dead", h)
+	}
+	// The node becomes live again but stays unready: Dead moves to Down.
+	e.nodes[0].notLive.Store(false)
+	e.step()
+	if h := e.server(0).Health(); h != backend.HealthDown {
+		t.Fatalf("health %v, want down once live", h)
+	}
+}
+
+func TestFlappingNeverOutrunsRiseFall(t *testing.T) {
+	e := newEnv(t, 1, testOptions())
+	for i := range 20 {
+		if i%2 == 0 {
+			e.nodes[0].setReady(readyDBDown)
+		} else {
+			e.nodes[0].setReady(readyUp)
+		}
+		e.step()
+	}
+	if evs := e.drain(); len(evs) != 0 {
+		t.Fatalf("flapping caused transitions: %+v", evs)
+	}
+	// Two downs then one up: still not enough for fall 3.
+	for _, m := range []readyMode{readyDBDown, readyDBDown, readyUp, readyDBDown, readyDBDown, readyUp} {
+		e.nodes[0].setReady(m)
+		e.step()
+	}
+	if evs := e.drain(); len(evs) != 0 {
+		t.Fatalf("2-down/1-up pattern caused transitions: %+v", evs)
+	}
+}
+
+func TestAllDatabaseDownPanicMode(t *testing.T) {
+	e := newEnv(t, 3, testOptions())
+	for _, k := range e.nodes {
+		k.setReady(readyDBDown)
+	}
+	for range e.opts.Fall {
+		e.step()
+	}
+	for i := range e.nodes {
+		if h := e.server(i).Health(); h != backend.HealthDown {
+			t.Fatalf("node%d health %v, want down (live)", i+1, h)
+		}
+		if !e.server(i).Available() {
+			t.Errorf("node%d not available in panic mode", i+1)
+		}
+	}
+	if !e.pool.Panic() {
+		t.Fatal("panic mode off with every server down")
+	}
+	var sawPanic bool
+	for _, ev := range e.drain() {
+		if ev.server == "" && ev.panic {
+			sawPanic = true
+		}
+	}
+	if !sawPanic {
+		t.Error("no panic-start event")
+	}
+	for _, k := range e.nodes {
+		k.setReady(readyUp)
+	}
+	for range e.opts.Rise {
+		e.step()
+	}
+	if e.pool.Panic() {
+		t.Fatal("panic mode still on after the database returned")
+	}
+	var sawEnd bool
+	for _, ev := range e.drain() {
+		if ev.server == "" && !ev.panic {
+			sawEnd = true
+		}
+	}
+	if !sawEnd {
+		t.Error("no panic-end event")
+	}
+}
+
+func TestPassiveEjectionNeedsRisePasses(t *testing.T) {
+	e := newEnv(t, 2, testOptions())
+	for range 3 {
+		e.step() // build up passes that must not count after the ejection
+	}
+	s := e.server(0)
+	for range 3 {
+		e.pool.ObserveFailure(s, "connection reset")
+	}
+	if s.Health() != backend.HealthDead {
+		t.Fatalf("passive ejection: health %v, want dead", s.Health())
+	}
+	e.drain()
+	for i := 1; i < e.opts.Rise; i++ {
+		e.step()
+		if s.Health() != backend.HealthDead {
+			t.Fatalf("after %d passes: health %v, want dead until rise", i, s.Health())
+		}
+		if r := s.Detail().Reason; !strings.Contains(r, "passive") {
+			t.Fatalf("passive reason overwritten: %q", r)
+		}
+	}
+	e.step()
+	if s.Health() != backend.HealthUp {
+		t.Fatalf("after rise passes: health %v, want up", s.Health())
+	}
+	evs := serverEvents(e.drain())
+	if len(evs) != 1 || evs[0].from != backend.HealthDead || evs[0].to != backend.HealthUp {
+		t.Fatalf("events %+v, want one dead>up", evs)
+	}
+}
+
+func TestPassiveEjectionNotOverriddenByDown(t *testing.T) {
+	e := newEnv(t, 1, testOptions())
+	s := e.server(0)
+	for range 3 {
+		e.pool.ObserveFailure(s, "connection reset")
+	}
+	e.nodes[0].setReady(readyDBDown) // live but unready: must stay Dead
+	for range 4 {
+		e.step()
+		if s.Health() != backend.HealthDead {
+			t.Fatalf("checker moved a passively ejected server to %v", s.Health())
+		}
+	}
+}
+
+func TestClusterSplit(t *testing.T) {
+	tests := []struct {
+		name string
+		mode ClusterMode
+		want backend.Health
+	}{
+		{name: "report", mode: ClusterReport, want: backend.HealthUp},
+		{name: "eject", mode: ClusterEject, want: backend.HealthDown},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := testOptions()
+			opts.ClusterCheck = tc.mode
+			var mu sync.Mutex
+			routes := map[string]string{}
+			opts.OnRoute = func(route string, s *backend.Server) {
+				mu.Lock()
+				routes[s.Name()] = route
+				mu.Unlock()
+			}
+			e := newEnv(t, 3, opts)
+			e.step()
+			mu.Lock()
+			for _, k := range e.nodes {
+				if routes[k.node] != k.node {
+					t.Errorf("route of %s = %q, want %q", k.node, routes[k.node], k.node)
+				}
+			}
+			mu.Unlock()
+			for i := range e.nodes {
+				if e.server(i).Detail().Split {
+					t.Fatalf("node%d flagged split in a healthy cluster", i+1)
+				}
+			}
+			e.nodes[2].split.Store(true)
+			for range e.opts.Fall {
+				e.step()
+			}
+			s := e.server(2)
+			if !s.Detail().Split {
+				t.Fatal("split node not flagged")
+			}
+			if s.Health() != tc.want {
+				t.Fatalf("split node health %v, want %v", s.Health(), tc.want)
+			}
+			if tc.want == backend.HealthDown && !strings.Contains(s.Detail().Reason, "cluster split") {
+				t.Errorf("reason %q", s.Detail().Reason)
+			}
+			for _, i := range []int{0, 1} {
+				if d := e.server(i).Detail(); d.Split || e.server(i).Health() != backend.HealthUp {
+					t.Errorf("majority node%d: split=%v health=%v", i+1, d.Split, e.server(i).Health())
+				}
+			}
+			e.nodes[2].split.Store(false)
+			for range e.opts.Rise {
+				e.step()
+			}
+			if s.Detail().Split || s.Health() != backend.HealthUp {
+				t.Fatalf("healed node: split=%v health=%v", s.Detail().Split, s.Health())
+			}
+		})
+	}
+}
+
+func TestTokenProbe(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte(testSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions()
+	opts.Realm = testRealm
+	opts.TokenProbe = TokenProbe{ClientID: testClientID, SecretFile: secretFile, Interval: time.Second}
+	e := newEnv(t, 2, opts)
+	e.step()
+	if e.nodes[0].tokenHits.Load() == 0 {
+		t.Fatal("token endpoint never called")
+	}
+	if h := e.server(0).Health(); h != backend.HealthUp {
+		t.Fatalf("health %v with a working token probe (detail %+v)", h, e.server(0).Detail())
+	}
+	e.nodes[0].tokenFail.Store(true)
+	for range e.opts.Fall {
+		e.step()
+	}
+	s := e.server(0)
+	if s.Health() != backend.HealthDown {
+		t.Fatalf("health %v, want down with the token probe failing while ready is UP", s.Health())
+	}
+	d := s.Detail()
+	if !strings.Contains(d.Reason, "token: HTTP 401") {
+		t.Errorf("reason %q", d.Reason)
+	}
+	for _, where := range []string{d.Reason, d.LastResult, e.logs.String()} {
+		if strings.Contains(where, testSecret) || strings.Contains(where, "s3cr3t") {
+			t.Fatalf("secret leaked: %q", where)
+		}
+	}
+	if h := e.server(1).Health(); h != backend.HealthUp {
+		t.Errorf("other node health %v", h)
+	}
+}
+
+func TestTokenProbeOwnInterval(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte(testSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions()
+	opts.Realm = testRealm
+	opts.TokenProbe = TokenProbe{ClientID: testClientID, SecretFile: secretFile, Interval: 5 * time.Second}
+	e := newEnv(t, 1, opts)
+	for range 10 {
+		e.step()
+	}
+	ready, token := e.nodes[0].readyHits.Load(), e.nodes[0].tokenHits.Load()
+	if ready != 11 || token != 3 {
+		t.Fatalf("11 rounds made %d ready and %d token requests, want 11 and 3", ready, token)
+	}
+}
+
+func TestLBCheckAndWellKnown(t *testing.T) {
+	opts := testOptions()
+	opts.LBCheck = true
+	opts.WellKnown = true
+	opts.Realm = testRealm
+	e := newEnv(t, 1, opts)
+	e.step()
+	if h := e.server(0).Health(); h != backend.HealthUp {
+		t.Fatalf("health %v (detail %+v)", h, e.server(0).Detail())
+	}
+	e.nodes[0].lbDown.Store(true)
+	for range e.opts.Fall {
+		e.step()
+	}
+	if h := e.server(0).Health(); h != backend.HealthDown {
+		t.Fatalf("health %v with lb-check DOWN, want down", h)
+	}
+	if r := e.server(0).Detail().Reason; !strings.Contains(r, "lb-check") {
+		t.Errorf("reason %q", r)
+	}
+}
+
+func TestTrafficRefusedIsDead(t *testing.T) {
+	opts := testOptions()
+	opts.WellKnown = true
+	opts.Realm = testRealm
+	e := newEnv(t, 1, opts)
+	e.nodes[0].traffic.Close()
+	for range e.opts.Fall {
+		e.step()
+	}
+	if h := e.server(0).Health(); h != backend.HealthDead {
+		t.Fatalf("health %v with the traffic port refusing, want dead", h)
+	}
+}
+
+func TestObserveHook(t *testing.T) {
+	var oks, fails atomic.Int64
+	opts := testOptions()
+	opts.Observe = func(s *backend.Server, latency time.Duration, ok bool) {
+		if latency < 0 {
+			t.Errorf("negative latency")
+		}
+		if ok {
+			oks.Add(1)
+		} else {
+			fails.Add(1)
+		}
+	}
+	e := newEnv(t, 1, opts)
+	e.nodes[0].setReady(readyDBDown)
+	e.step()
+	e.step()
+	if oks.Load() != 1 || fails.Load() != 2 {
+		t.Fatalf("observed %d ok and %d failed rounds, want 1 and 2", oks.Load(), fails.Load())
+	}
+	if d := e.server(0).Detail(); d.LastCheck.IsZero() || d.Fails != 2 || !strings.Contains(d.LastResult, dbCheckName) {
+		t.Fatalf("detail %+v", d)
+	}
+}
+
+func TestServersAddedAndRemovedAtRuntime(t *testing.T) {
+	e := newEnv(t, 1, testOptions())
+	k := newFakeKC(t, "late", 2)
+	s := e.pool.Add(k.spec())
+	e.settle()
+	e.clk.Advance(time.Second) // the supervisor's resync starts a goroutine
+	e.idle++
+	e.settle()
+	if k.readyHits.Load() == 0 {
+		t.Fatal("server added at runtime was never checked")
+	}
+	if w := s.Weight(); w >= 100 {
+		t.Fatalf("late server weight %d: slow start not applied", w)
+	}
+	e.pool.Remove("late")
+	e.settle()
+	e.clk.Advance(time.Second) // the supervisor's resync stops the goroutine
+	e.idle--
+	waitFor(t, "late goroutine exit", func() bool { return e.checker.active.Load() == 1 })
+	hits := k.readyHits.Load()
+	for range 3 {
+		e.step()
+	}
+	if w := s.Weight(); w != 100 {
+		t.Errorf("removed server left with weight %d, want full", w)
+	}
+	if k.readyHits.Load() != hits {
+		t.Fatalf("removed server still checked: %d hits after %d", k.readyHits.Load(), hits)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	tests := []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{name: "bad scheme", opts: Options{Scheme: "ftp"}, want: "Scheme"},
+		{name: "relative path", opts: Options{Path: "health/ready"}, want: "Path"},
+		{name: "well-known without realm", opts: Options{WellKnown: true}, want: "Realm"},
+		{name: "token without secret file", opts: Options{Realm: "r", TokenProbe: TokenProbe{ClientID: "c"}}, want: "SecretFile"},
+		{name: "missing CA file", opts: Options{Scheme: "https", CAFile: "/nonexistent/ca.pem"}, want: "CAFile"},
+		{name: "realm with slash", opts: Options{Realm: "a/b", WellKnown: true}, want: "Realm"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(func() []*backend.Server { return nil }, (*backend.Pool)(nil), tc.opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want mention of %s", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,278 @@
+package health
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kclb/kclb/backend"
+)
+
+// ClusterMode says what the checker does when a node's cluster view
+// disagrees with the majority of nodes.
+type ClusterMode uint8
+
+const (
+	// ClusterOff: no cluster check (zero value).
+	ClusterOff ClusterMode = iota
+	// ClusterReport: flag the node (Detail.Split) but keep it in rotation.
+	ClusterReport
+	// ClusterEject: flag the node and count the disagreement as a failed
+	// check, so it leaves rotation (Down) after Fall rounds.
+	ClusterEject
+)
+
+// String returns "off", "report" or "eject".
+func (m ClusterMode) String() string {
+	switch m {
+	case ClusterOff:
+		return "off"
+	case ClusterReport:
+		return "report"
+	case ClusterEject:
+		return "eject"
+	}
+	return "unknown"
+}
+
+// ParseClusterMode is the inverse of ClusterMode.String.
+func ParseClusterMode(s string) (ClusterMode, bool) {
+	switch s {
+	case "off", "":
+		return ClusterOff, true
+	case "report":
+		return ClusterReport, true
+	case "eject":
+		return ClusterEject, true
+	}
+	return 0, false
+}
+
+// TokenProbe configures the authenticated probe: a client-credentials
+// token request for a dedicated probe client. The zero value (empty
+// ClientID) disables it.
+type TokenProbe struct {
+	// ClientID is the probe client's id in Options.Realm. Empty disables
+	// the probe.
+	ClientID string
+	// SecretFile is the path of a file holding the client secret
+	// (surrounding whitespace is ignored). It is read before each probe,
+	// so a rotated secret is picked up. The secret never appears in logs,
+	// reasons or errors.
+	SecretFile string
+	// Interval between token requests to one server. Zero means 30s.
+	Interval time.Duration
+}
+
+// Options configures a Checker. The zero value checks GET /health/ready
+// over HTTP with Keycloak's recommended load-balancer settings.
+type Options struct {
+	// Path is the readiness path on the management port. Empty means
+	// "/health/ready".
+	Path string
+	// LivePath tells Down (live, not ready) from Dead. Empty means
+	// "/health/live".
+	LivePath string
+	// StartedPath tells a node that is still starting. Empty means
+	// "/health/started".
+	StartedPath string
+	// Scheme is "http" or "https" for the management port. Empty means
+	// "http".
+	Scheme string
+	// TrafficScheme is the scheme of the traffic port, used by the
+	// well-known, lb-check and token probes. Empty means Scheme.
+	TrafficScheme string
+	// CAFile is a PEM bundle verifying the servers' certificates. Empty
+	// means the system roots.
+	CAFile string
+	// InsecureSkipVerify disables certificate verification.
+	InsecureSkipVerify bool
+	// Interval between check rounds on one server. Zero means 5s.
+	Interval time.Duration
+	// Timeout for each HTTP request of a round (real time). Zero means 2s.
+	Timeout time.Duration
+	// Rise is the number of consecutive passing rounds that bring a server
+	// back Up. Zero means 2.
+	Rise int
+	// Fall is the number of consecutive failing rounds that take an Up
+	// server out. Zero means 3.
+	Fall int
+	// Slowstart is how long a server that comes back Up takes to ramp
+	// its weight from 0 to full. Zero means 60s; negative disables.
+	Slowstart time.Duration
+	// MaxBodyBytes caps a health body; a larger body fails the check.
+	// Zero means 64 KiB.
+	MaxBodyBytes int64
+	// Jitter spreads rounds by ±Jitter×Interval (and delays each server's
+	// first round by up to Jitter×Interval) so checks do not align. Zero
+	// means 0.1; negative disables; values above 0.5 mean 0.5.
+	Jitter float64
+	// Realm is the realm used by the well-known and token probes. Required
+	// when either is enabled.
+	Realm string
+	// WellKnown adds GET /realms/{Realm}/.well-known/openid-configuration
+	// on the traffic port to every round (200 with a JSON object).
+	WellKnown bool
+	// ClusterCheck reads vendor_cluster_size from /metrics on the
+	// management port and compares the nodes' views. Zero means off.
+	ClusterCheck ClusterMode
+	// MetricsPath is the metrics path on the management port. Empty means
+	// "/metrics".
+	MetricsPath string
+	// MaxMetricsBytes caps how much of /metrics is read. Zero means 4 MiB.
+	MaxMetricsBytes int64
+	// TokenProbe configures the authenticated probe; zero disables it.
+	TokenProbe TokenProbe
+	// LBCheck adds Keycloak's multi-site GET /lb-check on the traffic
+	// port to every round (200 expected).
+	LBCheck bool
+	// Logger receives check-level detail at debug level. Health
+	// transitions are reported through the pool's OnHealth hook, not
+	// logged here. Nil means slog.Default().
+	Logger *slog.Logger
+	// Clock schedules rounds, slow start and drains. Nil means the wall
+	// clock.
+	Clock Clock
+	// OnRoute, if set, is called when the checker learns a server's
+	// Keycloak node name (the node label of vendor_cluster_size) or
+	// the name changes. It is called from the server's check goroutine.
+	// Metrics are fetched when OnRoute is set even if ClusterCheck is off.
+	OnRoute func(route string, s *backend.Server)
+	// Observe, if set, is called after every round with its latency and
+	// outcome, for metrics. It is called from the server's check
+	// goroutine and must not block.
+	Observe func(s *backend.Server, latency time.Duration, ok bool)
+}
+
+// Defaults from Keycloak's HAProxy guide: inter 5s fall 3 rise 2
+// slowstart 60s.
+const (
+	defaultPath          = "/health/ready"
+	defaultLivePath      = "/health/live"
+	defaultStartedPath   = "/health/started"
+	defaultMetricsPath   = "/metrics"
+	defaultInterval      = 5 * time.Second
+	defaultTimeout       = 2 * time.Second
+	defaultRise          = 2
+	defaultFall          = 3
+	defaultSlowstart     = 60 * time.Second
+	defaultMaxBody       = 64 << 10
+	defaultMaxMetrics    = 4 << 20
+	defaultJitter        = 0.1
+	defaultTokenInterval = 30 * time.Second
+)
+
+// withDefaults fills zero fields and validates the result. Errors name
+// the option.
+func (o Options) withDefaults() (Options, error) {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&o.Path, defaultPath)
+	def(&o.LivePath, defaultLivePath)
+	def(&o.StartedPath, defaultStartedPath)
+	def(&o.MetricsPath, defaultMetricsPath)
+	def(&o.Scheme, "http")
+	def(&o.TrafficScheme, o.Scheme)
+	for _, p := range []struct{ name, v string }{
+		{"Path", o.Path}, {"LivePath", o.LivePath}, {"StartedPath", o.StartedPath}, {"MetricsPath", o.MetricsPath},
+	} {
+		if !strings.HasPrefix(p.v, "/") {
+			return o, fmt.Errorf("health: %s %q must start with '/'", p.name, p.v)
+		}
+	}
+	for _, s := range []struct{ name, v string }{{"Scheme", o.Scheme}, {"TrafficScheme", o.TrafficScheme}} {
+		if s.v != "http" && s.v != "https" {
+			return o, fmt.Errorf("health: %s %q: want http or https", s.name, s.v)
+		}
+	}
+	if o.Interval == 0 {
+		o.Interval = defaultInterval
+	}
+	if o.Timeout == 0 {
+		o.Timeout = defaultTimeout
+	}
+	if o.Interval < 0 || o.Timeout < 0 {
+		return o, errors.New("health: Interval and Timeout must not be negative")
+	}
+	if o.Rise == 0 {
+		o.Rise = defaultRise
+	}
+	if o.Fall == 0 {
+		o.Fall = defaultFall
+	}
+	if o.Rise < 0 || o.Fall < 0 {
+		return o, errors.New("health: Rise and Fall must not be negative")
+	}
+	if o.Slowstart == 0 {
+		o.Slowstart = defaultSlowstart
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = defaultMaxBody
+	}
+	if o.MaxMetricsBytes == 0 {
+		o.MaxMetricsBytes = defaultMaxMetrics
+	}
+	if o.MaxBodyBytes < 0 || o.MaxMetricsBytes < 0 {
+		return o, errors.New("health: MaxBodyBytes and MaxMetricsBytes must not be negative")
+	}
+	switch {
+	case o.Jitter == 0:
+		o.Jitter = defaultJitter
+	case o.Jitter < 0:
+		o.Jitter = 0
+	case o.Jitter > 0.5:
+		o.Jitter = 0.5
+	}
+	if o.ClusterCheck > ClusterEject {
+		return o, fmt.Errorf("health: ClusterCheck %d unknown", o.ClusterCheck)
+	}
+	if o.TokenProbe.ClientID != "" {
+		if o.TokenProbe.SecretFile == "" {
+			return o, errors.New("health: TokenProbe.SecretFile is required with TokenProbe.ClientID")
+		}
+		if o.TokenProbe.Interval == 0 {
+			o.TokenProbe.Interval = defaultTokenInterval
+		}
+		if o.TokenProbe.Interval < 0 {
+			return o, errors.New("health: TokenProbe.Interval must not be negative")
+		}
+	}
+	if (o.WellKnown || o.TokenProbe.ClientID != "") && o.Realm == "" {
+		return o, errors.New("health: Realm is required by WellKnown and TokenProbe")
+	}
+	if strings.ContainsAny(o.Realm, "/?#%") {
+		return o, fmt.Errorf("health: Realm %q contains a reserved character", o.Realm)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	return o, nil
+}
+
+// tlsConfig builds the client TLS configuration for HTTPS probes.
+func (o Options) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.InsecureSkipVerify}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("health: CAFile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("health: CAFile %s: no PEM certificate", o.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
