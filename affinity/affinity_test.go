@@ -847,3 +847,45 @@ func BenchmarkStripRequest(b *testing.B) {
 		f.aff.StripRequest(h)
 	}
 }
+
+// TestConcurrentPickAndLearn runs decisions, learning and id creation at
+// once; run with -race it checks the copy-on-write tables.
+func TestConcurrentPickAndLearn(t *testing.T) {
+	f := newFixture(t, 3, false, nil)
+	peer := EncodeCookie(testSecret, "kc3", epoch.Add(time.Hour)) // id not yet cached here
+	done := make(chan struct{})
+	errs := make(chan string, 4)
+	for w := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 300 {
+				switch w {
+				case 0:
+					f.aff.Respond(http.Header{"Set-Cookie": {"AUTH_SESSION_ID=a.r" + strconv.Itoa(i%20)}},
+						Decision{Server: f.pool.Servers()[i%3], SetCookie: i%2 == 0}, true)
+				case 1:
+					f.aff.Learn("explicit"+strconv.Itoa(i%5), f.server("kc1"))
+				default:
+					d := f.pick(nil, "AUTH_SESSION_ID=a.r"+strconv.Itoa(i%20)+"; KC_ROUTE="+peer)
+					if d.Server == nil {
+						errs <- "no server"
+						return
+					}
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	if d := f.pick(nil, "KC_ROUTE="+peer); name(d.Server) != "kc3" || d.Source != SourceCookie {
+		t.Fatalf("Pick after concurrent use = %s/%v, want kc3 from the cookie", name(d.Server), d.Source)
+	}
+	if got := f.aff.Routes()["explicit4"]; got != "kc1" {
+		t.Fatalf("explicit route = %q, want kc1", got)
+	}
+}
