@@ -1,0 +1,329 @@
+// Command bench measures kclb side by side with HAProxy (and optionally
+// nginx) and with the backends served directly, on the same stand-in
+// Keycloak nodes, and writes docs/benchmarks.md plus SVG charts.
+//
+//	go run ./bench                 default suite (under 10 minutes on 2 cores)
+//	go run ./bench -quick          short suite (under 2 minutes)
+//	go run ./bench -scenarios http-ka-c64,tls -targets direct,haproxy -runs 5
+//
+// Runs are interleaved (A B C A B C) after a warm-up of every target, and
+// the report gives medians and ratios to HAProxy and to direct.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kclb/kclb/bench/procstat"
+	"github.com/kclb/kclb/bench/report"
+	"github.com/kclb/kclb/bench/target"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// options are the command-line flags.
+type options struct {
+	quick      bool
+	scenarios  string
+	targets    string
+	out        string
+	duration   time.Duration
+	warmup     time.Duration
+	runs       int
+	idleConns  int
+	openRate   float64
+	backend    string
+	backendSrc string
+	kclbBin    string
+	portBase   int
+	keep       bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&o.quick, "quick", false, "short suite: 1 run of 2s per target, 0.5s warm-up, 5000 idle connections")
+	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenario names or prefixes (default: all)")
+	fs.StringVar(&o.targets, "targets", "direct,kclb,haproxy", "comma-separated targets: direct, kclb, haproxy, nginx")
+	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "Markdown file to write (the generated section is replaced); charts go to <dir>/bench/; \"\" = stdout only")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per run")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "warm-up per target and scenario")
+	fs.IntVar(&o.runs, "runs", 3, "runs per target and scenario")
+	fs.IntVar(&o.idleConns, "idle-conns", 10000, "connections held in the idle scenario")
+	fs.Float64Var(&o.openRate, "rate", 5000, "total request rate of the open-loop scenario, req/s")
+	fs.StringVar(&o.backend, "backend", "kcsim", "stand-in backends: kcsim (./cmd/kcsim) or simple (a main package taking -addr and -node)")
+	fs.StringVar(&o.backendSrc, "backend-src", "/work/shared/tools/peer-bench/backend", "source directory of the simple backend")
+	fs.StringVar(&o.kclbBin, "kclb-bin", "", "prebuilt kclb binary (default: go build ./cmd/kclb)")
+	fs.IntVar(&o.portBase, "port-base", 28000, "first of the loopback ports used (backends base+81.., proxies base+200..)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (configs, logs)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick {
+		if !set["duration"] {
+			o.duration = 2 * time.Second
+		}
+		if !set["warmup"] {
+			o.warmup = 500 * time.Millisecond
+		}
+		if !set["runs"] {
+			o.runs = 1
+		}
+		if !set["idle-conns"] {
+			o.idleConns = 5000
+		}
+	}
+	if o.runs < 1 || o.duration <= 0 || o.idleConns < 1 || o.openRate <= 0 {
+		return o, fmt.Errorf("-runs, -duration, -idle-conns and -rate must be positive")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	if err := benchmark(ctx, o, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	return 0
+}
+
+// raiseNoFile lifts the soft open-file limit to the hard one; children
+// (backends, proxies) inherit it.
+func raiseNoFile() (uint64, error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, fmt.Errorf("getrlimit: %w", err)
+	}
+	rl.Cur = rl.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, fmt.Errorf("setrlimit: %w", err)
+	}
+	return rl.Cur, nil
+}
+
+func goBuild(dir, out, pkg string) error {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+func firstLine(cmd string, args ...string) string {
+	b, err := exec.Command(cmd, args...).CombinedOutput()
+	if err != nil && len(b) == 0 {
+		return "?"
+	}
+	l, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return l
+}
+
+func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) error {
+	start := time.Now()
+	all := allScenarios(o.idleConns, o.openRate)
+	scs, err := selectScenarios(all, o.scenarios)
+	if err != nil {
+		return err
+	}
+	nofile, err := raiseNoFile()
+	if err != nil {
+		return err
+	}
+	if need := uint64(2*o.idleConns + 1000); nofile < need {
+		fmt.Fprintf(stderr, "bench: open-file limit %d is below %d: the idle scenario may fail\n", nofile, need)
+	}
+	dir, err := os.MkdirTemp("", "kclb-bench-")
+	if err != nil {
+		return fmt.Errorf("scratch dir: %w", err)
+	}
+	if o.keep {
+		fmt.Fprintln(stderr, "bench: scratch directory", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+
+	versions := map[string]string{}
+	var names []string
+	for _, t := range strings.Split(o.targets, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			names = append(names, t)
+		}
+	}
+	base := o.portBase
+	var targets []target.Target
+	var direct *target.Direct
+	for _, name := range names {
+		switch name {
+		case "direct":
+			direct = &target.Direct{}
+			targets = append(targets, direct)
+		case "kclb":
+			bin := o.kclbBin
+			if bin == "" {
+				bin = filepath.Join(dir, "kclb")
+				fmt.Fprintln(stderr, "bench: building ./cmd/kclb")
+				if err := goBuild(root, bin, "./cmd/kclb"); err != nil {
+					return err
+				}
+			}
+			versions["kclb"] = "commit " + firstLine("git", "-C", root, "rev-parse", "--short", "HEAD")
+			targets = append(targets, target.NewKclb(bin, loop(base+500), loop(base+510)))
+		case "haproxy":
+			versions["HAProxy"] = firstLine("haproxy", "-v")
+			targets = append(targets, target.NewHAProxy(loop(base+200), loop(base+210)))
+		case "nginx":
+			versions["nginx"] = firstLine("nginx", "-v")
+			targets = append(targets, target.NewNginx(loop(base+300), loop(base+310)))
+		default:
+			return fmt.Errorf("-targets: unknown %q (want direct, kclb, haproxy, nginx)", name)
+		}
+	}
+
+	certs := map[target.KeyType]*target.Cert{}
+	for _, kt := range []target.KeyType{target.ECDSA, target.RSA} {
+		if certs[kt], err = target.WriteCert(dir, kt); err != nil {
+			return err
+		}
+	}
+
+	var backends *target.Backends
+	switch o.backend {
+	case "kcsim":
+		bin := filepath.Join(dir, "kcsim")
+		fmt.Fprintln(stderr, "bench: building ./cmd/kcsim")
+		if err := goBuild(root, bin, "./cmd/kcsim"); err != nil {
+			return err
+		}
+		backends, err = target.StartKcsim(ctx, bin, dir, 3, base+81, base+1001)
+		versions["backends"] = "kcsim, 3 nodes in one process"
+	case "simple":
+		bin := filepath.Join(dir, "backend")
+		if err := goBuild(o.backendSrc, bin, "."); err != nil {
+			return err
+		}
+		backends, err = target.StartSimple(ctx, bin, dir, 3, base+81)
+		versions["backends"] = "3 processes of " + o.backendSrc
+	default:
+		return fmt.Errorf("-backend: unknown %q (want kcsim or simple)", o.backend)
+	}
+	if err != nil {
+		return err
+	}
+	defer backends.Stop()
+	if direct != nil {
+		direct.Group = backends.Proc()[0]
+	}
+
+	s := &suite{
+		opts: o, dir: dir, backends: backends, targets: targets, certs: certs, progress: stderr,
+	}
+	rep := &report.Report{
+		Machine: procstat.ReadMachine(), Versions: versions, Date: time.Now(),
+		Duration: o.duration, Warmup: o.warmup, Runs: o.runs, Targets: names,
+		Command: commandLine(o),
+	}
+	for i, sc := range scs {
+		fmt.Fprintf(stderr, "bench: scenario %d/%d %s\n", i+1, len(scs), sc.name)
+		rep.Scenarios = append(rep.Scenarios, s.runScenario(ctx, sc))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	fmt.Fprintf(stderr, "bench: done in %v\n", time.Since(start).Round(time.Second))
+	return writeReport(rep, o.out, stdout)
+}
+
+func loop(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+
+// commandLine reconstructs a short command for the report header.
+func commandLine(o options) string {
+	c := "go run ./bench"
+	if o.quick {
+		c += " -quick"
+	}
+	if o.scenarios != "" {
+		c += " -scenarios " + o.scenarios
+	}
+	c += " -targets " + o.targets
+	return c
+}
+
+// writeReport prints the Markdown to stdout and, if out is set, splices it
+// into out and writes the charts to <dir of out>/bench/.
+func writeReport(rep *report.Report, out string, stdout io.Writer) error {
+	var md strings.Builder
+	if err := report.WriteMarkdown(&md, rep, "bench"); err != nil {
+		return err
+	}
+	io.WriteString(stdout, md.String())
+	if out == "" {
+		return nil
+	}
+	chartDir := filepath.Join(filepath.Dir(out), "bench")
+	if err := os.MkdirAll(chartDir, 0o755); err != nil {
+		return fmt.Errorf("charts: %w", err)
+	}
+	write := func(name string, f func(io.Writer) error) error {
+		var b strings.Builder
+		if err := f(&b); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(chartDir, name), []byte(b.String()), 0o644); err != nil {
+			return fmt.Errorf("charts: %w", err)
+		}
+		return nil
+	}
+	if err := write("throughput.svg", func(w io.Writer) error { return report.WriteThroughputSVG(w, rep) }); err != nil {
+		return err
+	}
+	for i := range rep.Scenarios {
+		sc := &rep.Scenarios[i]
+		if sc.Kind != report.Throughput || len(sc.Runs) == 0 {
+			continue
+		}
+		if err := write("latency-"+sc.Name+".svg", func(w io.Writer) error { return report.WriteLatencySVG(w, rep, sc) }); err != nil {
+			return err
+		}
+	}
+	old, err := os.ReadFile(out)
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("read %s: %w", out, err)
+	}
+	if err := os.WriteFile(out, []byte(report.Splice(string(old), md.String())), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", out, err)
+	}
+	return nil
+}

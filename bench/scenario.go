@@ -1,0 +1,153 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"strings"
+
+	"github.com/kclb/kclb/bench/load"
+	"github.com/kclb/kclb/bench/report"
+	"github.com/kclb/kclb/bench/target"
+)
+
+// mode is how a scenario generates load.
+type mode uint8
+
+const (
+	modeH1   mode = iota // raw HTTP/1.1 client
+	modeH2               // HTTP/2 streams
+	modeMix              // Keycloak login mix on net/http
+	modeIdle             // held idle keep-alive connections
+)
+
+func (m mode) String() string {
+	return [...]string{"h1", "h2", "mix", "idle"}[m]
+}
+
+// scenario is one row group of the report.
+type scenario struct {
+	name, desc string
+	mode       mode
+	tls        bool           // over the target's HTTPS listener (targets without one are skipped)
+	key        target.KeyType // server certificate type
+	workers    int            // connections (h1, mix users, idle) or connections (h2)
+	streams    int            // h2: concurrent streams per connection
+	newConn    bool           // h1: a new connection per request
+	resume     bool           // h1+tls: offer TLS session resumption
+	rate       float64        // > 0: open loop at this many requests/s
+	path       string
+}
+
+func (s scenario) kind() report.Kind {
+	if s.mode == modeIdle {
+		return report.Idle
+	}
+	return report.Throughput
+}
+
+const helloPath = "/realms/test/hello"
+
+// allScenarios is the default suite, in run order.
+func allScenarios(idleConns int, openRate float64) []scenario {
+	return []scenario{
+		{name: "http-ka-c64", mode: modeH1, workers: 64, path: helloPath,
+			desc: "HTTP/1.1 keep-alive, 64 connections, closed loop, small (955-byte) responses; raw-socket client."},
+		{name: fmt.Sprintf("http-ka-open%dk", int(openRate/1000)), mode: modeH1, workers: 64, rate: openRate, path: helloPath,
+			desc: fmt.Sprintf("HTTP/1.1 keep-alive, 64 connections, open loop at %.0f req/s in total: latency under a fixed load, measured from each request's intended send time (no coordinated omission).", openRate)},
+		{name: "https-ka-c64", mode: modeH1, tls: true, workers: 64, path: helloPath,
+			desc: "HTTP/1.1 over TLS 1.3 (ECDSA P-256, X25519) with keep-alive, 64 connections, closed loop."},
+		{name: "tls-hs-ecdsa", mode: modeH1, tls: true, newConn: true, workers: 32, path: helloPath,
+			desc: "A new TLS connection per request (Connection: close), full handshakes, ECDSA P-256 certificate, 32 concurrent clients: handshakes per second."},
+		{name: "tls-hs-rsa", mode: modeH1, tls: true, newConn: true, key: target.RSA, workers: 32, path: helloPath,
+			desc: "As tls-hs-ecdsa with an RSA 2048 certificate."},
+		{name: "tls-resume", mode: modeH1, tls: true, newConn: true, resume: true, workers: 32, path: helloPath,
+			desc: "A new TLS connection per request with TLS 1.3 session resumption (tickets), ECDSA certificate, 32 concurrent clients."},
+		{name: "h2-c64-m10", mode: modeH2, tls: true, workers: 64, streams: 10, path: helloPath,
+			desc: "HTTP/2 over TLS, 64 connections with 10 concurrent streams each (640 in flight); backends over HTTP/1.1."},
+		{name: fmt.Sprintf("idle-%dk", idleConns/1000), mode: modeIdle, workers: idleConns, path: helloPath,
+			desc: fmt.Sprintf("%d keep-alive connections, each after one request, held idle; memory per connection = (peak VmRSS - VmRSS before) / connections. The target is restarted before each run.", idleConns)},
+		{name: "login-mix", mode: modeMix, tls: true, workers: 32,
+			desc: "Keycloak mix over HTTPS (HTTP/1.1, keep-alive), 32 users with cookie jars: per login 2 static resources, OIDC discovery, login page, credentials POST, code exchange, 2 token refreshes; each step is one sample. A login that changes node midway counts as an affinity error."},
+	}
+}
+
+// selectScenarios filters all by a comma-separated list of names or name
+// prefixes ("tls" selects every tls-* scenario); "" selects all.
+func selectScenarios(all []scenario, list string) ([]scenario, error) {
+	if strings.TrimSpace(list) == "" {
+		return all, nil
+	}
+	var out []scenario
+	for _, want := range strings.Split(list, ",") {
+		want = strings.TrimSpace(want)
+		n := 0
+		for _, s := range all {
+			if s.name == want || strings.HasPrefix(s.name, want) {
+				out = append(out, s)
+				n++
+			}
+		}
+		if n == 0 {
+			var names []string
+			for _, s := range all {
+				names = append(names, s.name)
+			}
+			return nil, fmt.Errorf("-scenarios: unknown %q (have %s)", want, strings.Join(names, ", "))
+		}
+	}
+	return out, nil
+}
+
+// clientTLS returns the client TLS config for a scenario: trust the bench
+// certificate, TLS 1.2+, X25519 only (as OpenSSL 3.0's default client,
+// so Go's post-quantum hybrid does not tax Go servers alone).
+func clientTLS(c *target.Cert, resume bool) *tls.Config {
+	cfg := &tls.Config{
+		RootCAs:          c.Pool,
+		ServerName:       "localhost",
+		MinVersion:       tls.VersionTLS12,
+		CurvePreferences: []tls.CurveID{tls.X25519},
+	}
+	if resume {
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1024)
+	}
+	return cfg
+}
+
+// loadFor builds the load configuration of sc against addr. stats, if
+// non-nil after the run, returns TLS handshake counts.
+func loadFor(sc scenario, addr string, cert *target.Cert, workers int) (cfg load.Config, stats func() (resumed, handshakes int64), cleanup func()) {
+	cleanup = func() {}
+	cfg.Workers = workers
+	cfg.Rate = sc.rate
+	var tc *tls.Config
+	scheme := "http://"
+	if sc.tls {
+		tc = clientTLS(cert, sc.resume)
+		scheme = "https://"
+	}
+	switch sc.mode {
+	case modeH2:
+		nw, closeAll := load.H2Workers(load.H2Options{Addr: addr, Host: "localhost", Path: sc.path, TLS: tc, Conns: workers})
+		cfg.Workers = workers * sc.streams
+		cfg.NewWorker, cleanup = nw, closeAll
+	case modeMix:
+		nw, closeAll := load.MixWorkers(load.MixOptions{BaseURL: scheme + addr, TLS: tc})
+		cfg.NewWorker, cleanup = nw, closeAll
+	default:
+		var ws []*load.H1Worker
+		cfg.NewWorker = func(int) load.Worker {
+			w := load.NewH1Worker(load.H1Options{Addr: addr, Host: "localhost", Path: sc.path, TLS: tc, NewConnPerRequest: sc.newConn})
+			ws = append(ws, w)
+			return w
+		}
+		stats = func() (r, h int64) {
+			for _, w := range ws {
+				r += w.Resumed
+				h += w.Handshakes
+			}
+			return r, h
+		}
+	}
+	return cfg, stats, cleanup
+}

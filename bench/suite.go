@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kclb/kclb/bench/load"
+	"github.com/kclb/kclb/bench/procstat"
+	"github.com/kclb/kclb/bench/report"
+	"github.com/kclb/kclb/bench/target"
+)
+
+// suite runs scenarios against a fixed set of targets and backends.
+type suite struct {
+	opts     options
+	dir      string
+	backends interface{ Proc() []procstat.Group }
+	targets  []target.Target
+	certs    map[target.KeyType]*target.Cert
+	progress io.Writer // progress lines; nil = none
+}
+
+func (s *suite) env(sc scenario) target.Env {
+	var list []target.Backend
+	if b, ok := s.backends.(*target.Backends); ok {
+		list = b.List
+	}
+	return target.Env{
+		Dir: s.dir, Backends: list, Cert: s.certs[sc.key],
+		MaxConn: s.opts.idleConns + 1000, ReadyPath: helloPath,
+	}
+}
+
+func (s *suite) logf(format string, args ...any) {
+	if s.progress != nil {
+		fmt.Fprintf(s.progress, format+"\n", args...)
+	}
+}
+
+func addrOf(t target.Target, sc scenario) string {
+	if sc.tls {
+		return t.HTTPSAddr()
+	}
+	return t.HTTPAddr()
+}
+
+// runScenario starts the targets that apply to sc, warms each up, runs
+// the runs interleaved (A B C A B C) and stops the targets. A target that
+// fails to start is reported in the description and skipped.
+func (s *suite) runScenario(ctx context.Context, sc scenario) report.Scenario {
+	rs := report.Scenario{Name: sc.name, Description: sc.desc, Kind: sc.kind()}
+	env := s.env(sc)
+	var active []target.Target
+	for _, t := range s.targets {
+		if sc.tls {
+			if _, isDirect := t.(*target.Direct); isDirect {
+				continue // the stand-ins serve plain HTTP only
+			}
+		}
+		active = append(active, t)
+	}
+	if sc.mode == modeIdle {
+		failed := map[string]bool{}
+		for run := 1; run <= s.opts.runs && ctx.Err() == nil; run++ {
+			for _, t := range active {
+				if failed[t.Name()] {
+					continue
+				}
+				if err := t.Start(ctx, env); err != nil {
+					failed[t.Name()] = true
+					rs.Description += fmt.Sprintf(" **%s did not start:** %v.", t.Name(), oneLine(err))
+					continue
+				}
+				rs.Runs = append(rs.Runs, s.measureIdle(ctx, sc, t, run))
+				t.Stop()
+			}
+		}
+		return rs
+	}
+	var started []target.Target
+	for _, t := range active {
+		if err := t.Start(ctx, env); err != nil {
+			s.logf("bench: %s: %v", t.Name(), err)
+			rs.Description += fmt.Sprintf(" **%s did not start:** %v.", t.Name(), oneLine(err))
+			continue
+		}
+		started = append(started, t)
+	}
+	defer func() {
+		for _, t := range started {
+			t.Stop()
+		}
+	}()
+	if s.opts.warmup > 0 {
+		for _, t := range started {
+			s.measure(ctx, sc, t, 0, s.opts.warmup)
+		}
+	}
+	for run := 1; run <= s.opts.runs && ctx.Err() == nil; run++ {
+		for _, t := range started {
+			rs.Runs = append(rs.Runs, s.measure(ctx, sc, t, run, s.opts.duration))
+		}
+	}
+	return rs
+}
+
+func oneLine(err error) string {
+	msg := err.Error()
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	out := []rune{}
+	for _, r := range msg {
+		if r == '\n' || r == '|' {
+			r = ' '
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}
+
+func (s *suite) backendCPU() time.Duration {
+	var sum time.Duration
+	for _, g := range s.backends.Proc() {
+		sum += g.CPU()
+	}
+	return sum
+}
+
+// sampler records a group's peak RSS and prints a progress line every
+// second until stop is called.
+type sampler struct {
+	peak atomic.Int64
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (s *suite) startSampler(g procstat.Group, label string, begin time.Time, total time.Duration, count func() (ok, errs uint64)) *sampler {
+	sm := &sampler{stop: make(chan struct{}), done: make(chan struct{})}
+	sm.peak.Store(g.RSS())
+	go func() {
+		defer close(sm.done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		n := 0
+		var lastOK uint64
+		for {
+			select {
+			case <-sm.stop:
+				if s.progress != nil {
+					fmt.Fprint(s.progress, "\r\033[K")
+				}
+				return
+			case <-tick.C:
+			}
+			if r := g.RSS(); r > sm.peak.Load() {
+				sm.peak.Store(r)
+			}
+			if n++; n%10 == 0 && s.progress != nil && count != nil {
+				ok, errs := count()
+				fmt.Fprintf(s.progress, "\r\033[K  %s  %4.1fs/%v  %8.0f req/s  ok %d  err %d  rss %.1f MiB",
+					label, time.Since(begin).Seconds(), total, float64(ok-lastOK), ok, errs, float64(sm.peak.Load())/(1<<20))
+				lastOK = ok
+			}
+		}
+	}()
+	return sm
+}
+
+func (sm *sampler) finish() int64 {
+	close(sm.stop)
+	<-sm.done
+	return sm.peak.Load()
+}
+
+// measure runs sc once against t for d. Run 0 is a warm-up.
+func (s *suite) measure(ctx context.Context, sc scenario, t target.Target, run int, d time.Duration) report.Run {
+	cfg, stats, cleanup := loadFor(sc, addrOf(t, sc), s.certs[sc.key], sc.workers)
+	cfg.Duration = d
+	g := t.Proc()
+	label := fmt.Sprintf("%s %s run %d/%d", sc.name, t.Name(), run, s.opts.runs)
+	if run == 0 {
+		label = fmt.Sprintf("%s %s warm-up", sc.name, t.Name())
+	}
+	var prog load.Progress
+	baseRSS := g.RSS()
+	c0, b0 := g.CPU(), s.backendCPU()
+	sm := s.startSampler(g, label, time.Now(), d, func() (uint64, uint64) { return prog.Done(), prog.Errs() })
+	res := load.Run(ctx, cfg, &prog)
+	peak := sm.finish()
+	c1, b1 := g.CPU(), s.backendCPU()
+	cleanup()
+	r := report.Run{Target: t.Name(), Index: run, Result: res, ProxyCPU: c1 - c0, BackendCPU: b1 - b0, PeakRSS: peak, BaseRSS: baseRSS}
+	if stats != nil {
+		r.Resumed, r.Handshakes = stats()
+	}
+	if run > 0 {
+		s.logf("  %-34s %9.0f req/s  p50 %6.2f ms  p99 %7.2f ms  cpu %5.2f s  err %d",
+			label, res.RPS(), float64(res.Latency.Quantile(0.5))/1e6, float64(res.Latency.Quantile(0.99))/1e6,
+			r.ProxyCPU.Seconds(), res.TotalErrors())
+	}
+	return r
+}
+
+// measureIdle opens sc.workers keep-alive connections to t, sends one
+// request on each, holds them, samples the target's RSS, then closes them.
+func (s *suite) measureIdle(ctx context.Context, sc scenario, t target.Target, run int) report.Run {
+	g := t.Proc()
+	addr := t.HTTPAddr()
+	label := fmt.Sprintf("%s %s run %d/%d", sc.name, t.Name(), run, s.opts.runs)
+	res := &load.Result{}
+	baseRSS := g.RSS()
+	var held atomic.Uint64
+	var failed atomic.Uint64
+	begin := time.Now()
+	sm := s.startSampler(g, label, begin, 0, func() (uint64, uint64) { return held.Load(), failed.Load() })
+
+	req := load.BuildRequest("localhost", sc.path, false)
+	conns := make([]net.Conn, sc.workers)
+	var errMu sync.Mutex // guards res.Errors
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			br := bufio.NewReaderSize(nil, 16<<10)
+			d := net.Dialer{Timeout: 10 * time.Second}
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= len(conns) {
+					return
+				}
+				err := func() error {
+					c, err := d.DialContext(ctx, "tcp", addr)
+					if err != nil {
+						return &load.Error{Kind: load.ErrDial, Err: err}
+					}
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					if _, err := c.Write(req); err != nil {
+						c.Close()
+						return &load.Error{Kind: load.ErrWrite, Err: err}
+					}
+					br.Reset(c)
+					r, err := load.ParseResponse(br)
+					if err == nil && (r.Close || r.Status >= 400) {
+						err = &load.Error{Kind: load.ErrStatus, Err: fmt.Errorf("status %d close %v", r.Status, r.Close)}
+					}
+					if err == nil && br.Buffered() > 0 {
+						err = &load.Error{Kind: load.ErrParse, Err: errors.New("extra bytes after response")}
+					}
+					if err != nil {
+						c.Close()
+						return err
+					}
+					c.SetDeadline(time.Time{})
+					conns[i] = c
+					return nil
+				}()
+				if err != nil {
+					failed.Add(1)
+					errMu.Lock()
+					res.Errors[load.Classify(err)]++
+					errMu.Unlock()
+					continue
+				}
+				held.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(begin)
+	res.Requests = held.Load()
+	// Hold the connections idle for a second while the sampler watches RSS.
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Second):
+	}
+	peak := sm.finish()
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+	r := report.Run{Target: t.Name(), Index: run, Result: res, PeakRSS: peak, BaseRSS: baseRSS}
+	s.logf("  %-34s held %d  rss %.1f -> %.1f MiB  %.1f KiB/conn  err %d", label, res.Requests,
+		float64(baseRSS)/(1<<20), float64(peak)/(1<<20), float64(peak-baseRSS)/float64(max(res.Requests, 1))/1024, res.TotalErrors())
+	return r
+}
