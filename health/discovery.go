@@ -81,7 +81,7 @@ type DiscoveryOptions struct {
 // A failed lookup, or one with no addresses, changes nothing.
 type Discovery struct {
 	opts   DiscoveryOptions
-	prefix string
+	prefix string // "<Name>-" without Name's trailing dot
 	pool   Membership
 	log    *slog.Logger
 
@@ -190,7 +190,7 @@ func (d *Discovery) Run(ctx context.Context) error {
 func (d *Discovery) Resolve(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
 	defer cancel()
-	addrs, err := d.opts.Resolver.LookupNetIP(ctx, d.opts.Network, strings.TrimSuffix(d.prefix, "-"))
+	addrs, err := d.opts.Resolver.LookupNetIP(ctx, d.opts.Network, d.opts.Name)
 	if err == nil && len(addrs) == 0 {
 		err = errors.New("no addresses")
 	}
