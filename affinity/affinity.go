@@ -250,8 +250,14 @@ func usable(s *backend.Server, tried *balancer.Tried) bool {
 // Pick decides where this attempt of r goes among servers, skipping those
 // in tried (nil means none). Servers are resolved by name against servers,
 // so a server removed from the pool is never returned. When a pinned
-// server cannot take the attempt, Pick calls CountRedispatch on it. Pick
-// does not modify r.
+// server cannot take the attempt (not AcceptsPinned, or in tried) and the
+// fallback chooses another, the decision is Redispatched; Pick calls
+// CountRedispatch on the pinned server unless it is in tried (the caller's
+// retry loop counts those). Of several AUTH_SESSION_ID cookies the first
+// is used: RFC 6265 section 5.4 has browsers send the most specific path
+// first, which is Keycloak's realm path; a re-issued cookie replaces the
+// old one in the browser. Of several KC_ROUTE cookies the first that
+// verifies is used. Pick does not modify r.
 func (a *Affinity) Pick(r *http.Request, servers []*backend.Server, tried *balancer.Tried) Decision {
 	var (
 		auth, legacy string
@@ -353,7 +359,11 @@ func (a *Affinity) Pick(r *http.Request, servers []*backend.Server, tried *balan
 	a.hits[SourceBalancer].Add(1)
 	d := Decision{Server: s, Source: SourceBalancer, SetCookie: true}
 	if pinned != nil && pinned != s {
-		pinned.CountRedispatch()
+		if !tried.Has(pinned) {
+			// A pin in tried already failed this request: the caller's
+			// retry loop counts that redispatch.
+			pinned.CountRedispatch()
+		}
 		a.redispatches.Add(1)
 		d.Redispatched = true
 	}
