@@ -559,7 +559,9 @@ func containsAddr(list []netip.Addr, a netip.Addr) bool {
 func (i *Instance) step(f func(m *Machine, now time.Time) []Action) {
 	i.mu.Lock()
 	now := i.now()
+	before := i.m.Deadline()
 	acts := f(i.m, now)
+	moved := !i.m.Deadline().Equal(before)
 	for _, a := range acts {
 		switch a.Kind {
 		case ActSendAdvert:
@@ -579,7 +581,7 @@ func (i *Instance) step(f func(m *Machine, now time.Time) []Action) {
 		}
 	}
 	i.mu.Unlock()
-	if len(acts) > 0 {
+	if moved || len(acts) > 0 { // the timer loop must re-read the deadline (e.g. priority 0 shortened it)
 		select {
 		case i.wake <- struct{}{}:
 		default:

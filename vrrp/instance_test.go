@@ -247,6 +247,34 @@ func TestInstancePairFailover(t *testing.T) {
 	}
 }
 
+// TestPriorityZeroWakesTimer checks that a priority-0 advert, which shortens the
+// Master_Down_Timer to Skew_Time, is acted on at once rather than at the old deadline.
+func TestPriorityZeroWakesTimer(t *testing.T) {
+	n := &fakeNet{}
+	master := n.newConn(addrC)
+	b := startNode(t, n, addrB, Options{Priority: 254, AdvertInterval: time.Second}, nil) // MDI 3.008 s, Skew 7.8 ms
+	waitFor(t, "backup", func() bool { return b.inst.Status().State == StateBackup })
+	send := func(prio uint8) {
+		p := Packet{Version: 3, VRID: 51, Priority: prio, Interval: time.Second, Src: addrC, Dst: MulticastGroup,
+			Addrs: []netip.Addr{testVIP.Addr()}}
+		buf, err := p.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := master.WriteTo(buf, MulticastGroup); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(255)
+	waitFor(t, "master learned", func() bool { return b.inst.Status().Master == addrC })
+	t0 := time.Now()
+	send(0)
+	waitFor(t, "takeover", func() bool { return b.inst.Status().State == StateMaster })
+	if d := time.Since(t0); d > 1500*time.Millisecond { // far below Master_Down_Interval (3 s)
+		t.Fatalf("takeover after priority 0 took %v: the timer slept until the old deadline", d)
+	}
+}
+
 type recordingObserver struct {
 	mu   sync.Mutex // guards seen
 	seen []string

@@ -86,6 +86,9 @@ func listenVRRP(ifi *net.Interface, local netip.Addr) (*linuxConn, error) {
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
+			if serr == nil { // no DF bit, like keepalived
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
+			}
 		})
 		return errors.Join(err, serr)
 	}}

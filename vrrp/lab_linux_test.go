@@ -1,0 +1,428 @@
+package vrrp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// The namespace tests build the topology of shared/tools/keepalived-failover.sh:
+//
+//	<p>-a eth0 203.0.113.11 ─┐
+//	<p>-b eth0 203.0.113.12 ─┼─ <p>-sw: bridge br0 (no STP, no multicast snooping)
+//	<p>-c eth0 203.0.113.50 ─┘  (client)
+//
+// with VIP 203.0.113.100/24 on VRID 51. Every test gets its own namespace prefix
+// kclbv-<pid>-<n>, and everything is deleted in t.Cleanup.
+
+const (
+	labVIP    = "203.0.113.100"
+	labVRID   = 51
+	helperEnv = "KCLB_VRRP_HELPER_CONF"
+)
+
+var labAddrs = map[string]string{"a": "203.0.113.11", "b": "203.0.113.12", "c": "203.0.113.50"}
+
+var labSeq atomic.Int32
+
+type lab struct {
+	t      *testing.T
+	prefix string
+	dir    string
+}
+
+// needRoot skips the test unless it runs as root with iproute2.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2 (ip)")
+	}
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	needRoot(t)
+	l := &lab{t: t, prefix: fmt.Sprintf("kclbv-%d-%d", os.Getpid(), labSeq.Add(1)), dir: t.TempDir()}
+	if d := os.Getenv("KCLB_VRRP_LOGDIR"); d != "" { // keep logs and captures for debugging
+		l.dir = filepath.Join(d, l.prefix)
+		if err := os.MkdirAll(l.dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw := l.ns("sw")
+	if out, err := exec.Command("ip", "netns", "add", sw).CombinedOutput(); err != nil {
+		t.Skipf("cannot create network namespaces: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		for _, n := range []string{"a", "b", "c", "sw"} {
+			_ = exec.Command("ip", "netns", "del", l.ns(n)).Run()
+		}
+	})
+	run(t, "ip", "-n", sw, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")
+	run(t, "ip", "-n", sw, "link", "set", "br0", "up")
+	for i, n := range []string{"a", "b", "c"} {
+		ns := l.ns(n)
+		run(t, "ip", "netns", "add", ns)
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+		port := fmt.Sprintf("p%d", i)
+		run(t, "ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", sw)
+		run(t, "ip", "-n", sw, "link", "set", port, "master", "br0")
+		run(t, "ip", "-n", sw, "link", "set", port, "up")
+		run(t, "ip", "-n", ns, "addr", "add", labAddrs[n]+"/24", "dev", "eth0")
+		run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+	}
+	if _, err := exec.LookPath("tcpdump"); err == nil && os.Getenv("KCLB_VRRP_TCPDUMP") != "" {
+		l.startProc("sw", "tcpdump", "tcpdump", "-i", "br0", "-n", "-l", "-tt", "-vv", "ip proto 112 or arp")
+	}
+	return l
+}
+
+func (l *lab) ns(node string) string { return l.prefix + "-" + node }
+
+// handle returns a netlink handle inside the node's namespace.
+func (l *lab) handle(node string) *netlink.Handle {
+	l.t.Helper()
+	nsh, err := netns.GetFromName(l.ns(node))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer nsh.Close()
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(h.Close)
+	return h
+}
+
+// vipProbe reports quickly whether a node holds the VIP.
+type vipProbe struct {
+	h    *netlink.Handle
+	link netlink.Link
+}
+
+func (l *lab) probe(node string) *vipProbe {
+	h := l.handle(node)
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return &vipProbe{h: h, link: link}
+}
+
+func (p *vipProbe) has() bool {
+	addrs, err := p.h.AddrList(p.link, netlink.FAMILY_V4)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if a.IP.String() == labVIP {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *lab) mac(node string) string {
+	h := l.handle(node)
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return link.Attrs().HardwareAddr.String()
+}
+
+// clientNeigh returns the client's neighbour entry (MAC) for the VIP, "" if none.
+func (l *lab) clientNeigh() string {
+	out, _ := exec.Command("ip", "-n", l.ns("c"), "neigh", "show", labVIP).Output()
+	f := strings.Fields(string(out))
+	for i := range f {
+		if f[i] == "lladdr" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+func (l *lab) ping(node, dst string) error {
+	return exec.Command("ip", "netns", "exec", l.ns(node), "ping", "-c", "1", "-W", "1", dst).Run()
+}
+
+func (l *lab) linkSet(node, state string) {
+	run(l.t, "ip", "-n", l.ns(node), "link", "set", "eth0", state)
+}
+
+// waitUntil polls cond every 2 ms until it holds or timeout passes; it returns the time
+// at which cond first held, and whether it did.
+func waitUntil(timeout time.Duration, cond func() bool) (time.Time, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return time.Now(), true
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// helperConf configures one kclb VRRP helper process.
+type helperConf struct {
+	VRID        uint8
+	Priority    uint8
+	AdvertMS    int
+	Version     int
+	AuthPass    string
+	Preempt     bool
+	TrackWeight uint8
+	StatusFile  string
+}
+
+// proc is a process started inside a namespace.
+type proc struct {
+	cmd  *exec.Cmd
+	name string
+	log  string
+	done chan struct{}
+}
+
+func (l *lab) startProc(node, name string, args ...string) *proc {
+	l.t.Helper()
+	logPath := filepath.Join(l.dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns(node)}, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	return l.startCmd(cmd, name, logPath, f)
+}
+
+func (l *lab) startCmd(cmd *exec.Cmd, name, logPath string, f *os.File) *proc {
+	l.t.Helper()
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		l.t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, name: name, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	l.t.Cleanup(func() {
+		p.signal(syscall.SIGKILL)
+		<-p.done
+		if l.t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			l.t.Logf("--- %s log ---\n%s", name, tail(b, 3000))
+		}
+	})
+	return p
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+func (p *proc) signal(s syscall.Signal) {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Signal(s)
+	}
+}
+
+func (p *proc) wait(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %v", p.name, timeout)
+	}
+}
+
+// startKCLB runs a kclb VRRP helper process (this test binary, TestHelperProcess) in a node.
+func (l *lab) startKCLB(node, name string, c helperConf) *proc {
+	l.t.Helper()
+	c.StatusFile = filepath.Join(l.dir, name+".status.json")
+	conf, err := json.Marshal(c)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	logPath := filepath.Join(l.dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", l.ns(node), os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(conf))
+	cmd.Stdout, cmd.Stderr = f, f
+	return l.startCmd(cmd, name, logPath, f)
+}
+
+// helperStatus reads the status file a helper writes every 20 ms.
+func (l *lab) helperStatus(name string) (Status, bool) {
+	b, err := os.ReadFile(filepath.Join(l.dir, name+".status.json"))
+	if err != nil {
+		return Status{}, false
+	}
+	var s Status
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Status{}, false
+	}
+	return s, true
+}
+
+// TestHelperProcess is not a test: it is the kclb VRRP process the namespace tests run
+// inside a namespace. SIGTERM stops it gracefully, SIGUSR1 toggles the health signal.
+func TestHelperProcess(t *testing.T) {
+	conf := os.Getenv(helperEnv)
+	if conf == "" {
+		t.Skip("helper process for the namespace tests")
+	}
+	var c helperConf
+	if err := json.Unmarshal([]byte(conf), &c); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	inst, err := New(Options{
+		Interface: "eth0", VRID: c.VRID, Priority: c.Priority, Version: c.Version,
+		AdvertInterval: time.Duration(c.AdvertMS) * time.Millisecond, AuthPass: c.AuthPass,
+		VIPs: []netip.Prefix{netip.MustParsePrefix(labVIP + "/24")}, Preempt: c.Preempt,
+		TrackWeight: c.TrackWeight, Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	go func() {
+		healthy := true
+		for s := range sigs {
+			if s == syscall.SIGUSR1 {
+				healthy = !healthy
+				log.Info("helper: health toggled", "healthy", healthy)
+				inst.SetHealthy(healthy)
+				continue
+			}
+			cancel()
+		}
+	}()
+	go func() {
+		for ctx.Err() == nil {
+			writeStatus(c.StatusFile, inst.Status())
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	if err := inst.Run(ctx); err != nil {
+		log.Error("helper: run", "err", err)
+		os.Exit(1)
+	}
+	writeStatus(c.StatusFile, inst.Status())
+	os.Exit(0)
+}
+
+func writeStatus(path string, s Status) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return
+	}
+	tmp := path + ".tmp"
+	if os.WriteFile(tmp, b, 0o644) == nil {
+		_ = os.Rename(tmp, path)
+	}
+}
+
+// startKeepalived writes a keepalived config for one node and starts keepalived there.
+func (l *lab) startKeepalived(node, name string, version, prio int, advert string, authPass string) *proc {
+	l.t.Helper()
+	auth := ""
+	if authPass != "" {
+		auth = "authentication {\n    auth_type PASS\n    auth_pass " + authPass + "\n  }"
+	}
+	conf := fmt.Sprintf(`global_defs {
+  router_id %s
+  vrrp_version %d
+}
+vrrp_instance VI_KC {
+  state BACKUP
+  interface eth0
+  virtual_router_id %d
+  priority %d
+  advert_int %s
+  %s
+  virtual_ipaddress {
+    %s/24 dev eth0
+  }
+}
+`, name, version, labVRID, prio, advert, auth, labVIP)
+	path := filepath.Join(l.dir, name+".conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	pid := filepath.Join(l.dir, name+".pid")
+	vpid := filepath.Join(l.dir, name+".vrrp.pid")
+	p := l.startProc(node, name, "keepalived", "-n", "-l", "-D", "-P", "-R", "-f", path, "-p", pid, "-r", vpid)
+	return p
+}
+
+// killKeepalived SIGKILLs keepalived's VRRP child and then the parent, like a host death.
+func (l *lab) killKeepalived(name string, p *proc) {
+	l.t.Helper()
+	b, err := os.ReadFile(filepath.Join(l.dir, name+".vrrp.pid"))
+	if err == nil {
+		var pid int
+		if _, err := fmt.Sscan(string(bytes.TrimSpace(b)), &pid); err == nil && pid > 0 {
+			if cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); bytes.Contains(cl, []byte("keepalived")) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	p.signal(syscall.SIGKILL)
+}
+
+func needKeepalived(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Skip("needs keepalived (apt-get install -y keepalived)")
+	}
+}
+
+// mdi returns Master_Down_Interval for a priority and advert interval (version 3 formula;
+// equal to version 2's for a 1 s interval).
+func mdi(prio int, interval time.Duration) time.Duration {
+	return 3*interval + time.Duration(256-prio)*interval/256
+}
+
+func skew(prio int, interval time.Duration) time.Duration {
+	return time.Duration(256-prio) * interval / 256
+}

@@ -1,0 +1,126 @@
+package vrrp
+
+import (
+	"syscall"
+	"testing"
+	"time"
+)
+
+// failoverSlack is the margin added to the RFC bounds in assertions: the namespaces share
+// 2 CPUs with other work, and VIP presence is polled. Measured values are logged.
+const failoverSlack = 400 * time.Millisecond
+
+// TestNamespaceFailover runs two kclb VRRP processes in network namespaces at a 100 ms
+// advert interval: crash failover, graceful failover, preemption, nopreempt and tracking.
+func TestNamespaceFailover(t *testing.T) {
+	l := newLab(t)
+	const interval = 100 * time.Millisecond
+	a, b := l.probe("a"), l.probe("b")
+	macA, macB := l.mac("a"), l.mac("b")
+	confA := helperConf{VRID: labVRID, Priority: 150, AdvertMS: 100, Preempt: true, TrackWeight: 60}
+	confB := helperConf{VRID: labVRID, Priority: 100, AdvertMS: 100, Preempt: true}
+	pa := l.startKCLB("a", "kclb-a", confA)
+	pb := l.startKCLB("b", "kclb-b", confB)
+	_ = pb
+
+	if _, ok := waitUntil(5*time.Second, func() bool { return a.has() && !b.has() }); !ok {
+		t.Fatalf("A (priority 150) did not become the only master: A=%v B=%v", a.has(), b.has())
+	}
+	if err := l.ping("c", labVIP); err != nil {
+		t.Fatalf("client cannot reach the VIP on A: %v", err)
+	}
+	if got := l.clientNeigh(); got != macA {
+		t.Fatalf("client neighbour for VIP %q, want A's MAC %s", got, macA)
+	}
+
+	t.Run("kill -9 master", func(t *testing.T) {
+		t0 := time.Now()
+		pa.signal(syscall.SIGKILL)
+		l.linkSet("a", "down") // a dead host: its stale VIP must not answer
+		t1, ok := waitUntil(5*time.Second, b.has)
+		if !ok {
+			t.Fatal("B never took the VIP")
+		}
+		bound := mdi(100, interval) + 100*time.Millisecond
+		t.Logf("crash failover: kill -> VIP on B %v (Master_Down_Interval %v, bound %v)", t1.Sub(t0), mdi(100, interval), bound)
+		if d := t1.Sub(t0); d > bound+failoverSlack {
+			t.Errorf("crash failover took %v, bound %v (+%v slack)", d, bound, failoverSlack)
+		}
+		if _, ok := waitUntil(2*time.Second, func() bool { return l.clientNeigh() == macB }); !ok {
+			t.Fatalf("client neighbour for VIP is %q, want B's MAC %s (gratuitous ARP)", l.clientNeigh(), macB)
+		}
+		if err := l.ping("c", labVIP); err != nil {
+			t.Fatalf("client cannot reach the VIP on B: %v", err)
+		}
+	})
+
+	t.Run("old master returns and preempts", func(t *testing.T) {
+		l.linkSet("a", "up")
+		pa = l.startKCLB("a", "kclb-a2", confA)
+		if _, ok := waitUntil(5*time.Second, func() bool { return a.has() && !b.has() }); !ok {
+			t.Fatalf("A did not preempt: A=%v B=%v", a.has(), b.has())
+		}
+		if _, ok := waitUntil(2*time.Second, func() bool { return l.clientNeigh() == macA }); !ok {
+			t.Fatalf("client neighbour %q, want A's MAC", l.clientNeigh())
+		}
+	})
+
+	t.Run("unhealthy master loses the VIP", func(t *testing.T) {
+		pa.signal(syscall.SIGUSR1) // A: 150 - 60 = 90 < 100
+		if _, ok := waitUntil(5*time.Second, func() bool { return b.has() && !a.has() }); !ok {
+			t.Fatalf("VIP did not move to B: A=%v B=%v", a.has(), b.has())
+		}
+		if _, ok := waitUntil(time.Second, func() bool {
+			st, _ := l.helperStatus("kclb-a2")
+			return st.Priority == 90 && st.State == StateBackup
+		}); !ok {
+			st, _ := l.helperStatus("kclb-a2")
+			t.Fatalf("A status %v priority %d, want BACKUP 90", st.State, st.Priority)
+		}
+		pa.signal(syscall.SIGUSR1) // healthy again: A preempts
+		if _, ok := waitUntil(5*time.Second, func() bool { return a.has() && !b.has() }); !ok {
+			t.Fatalf("VIP did not return to A: A=%v B=%v", a.has(), b.has())
+		}
+	})
+
+	t.Run("SIGTERM master", func(t *testing.T) {
+		t0 := time.Now()
+		pa.signal(syscall.SIGTERM)
+		t1, ok := waitUntil(5*time.Second, b.has)
+		if !ok {
+			t.Fatal("B never took the VIP")
+		}
+		pa.wait(t, 5*time.Second)
+		bound := skew(100, interval) + 100*time.Millisecond
+		t.Logf("graceful failover: SIGTERM -> VIP on B %v (Skew_Time %v, bound %v)", t1.Sub(t0), skew(100, interval), bound)
+		if d := t1.Sub(t0); d > bound+failoverSlack/2 || d >= mdi(100, interval) {
+			t.Errorf("graceful failover took %v: priority-0 advert not acted on (bound %v)", d, bound)
+		}
+		if a.has() {
+			t.Fatal("A kept the VIP after SIGTERM")
+		}
+		if st, ok := l.helperStatus("kclb-a2"); !ok || st.State != StateInit || st.TransitionsTo[StateMaster] != 2 {
+			t.Fatalf("A final status %+v", st)
+		}
+	})
+
+	t.Run("nopreempt: returning higher priority stays backup", func(t *testing.T) {
+		c := confA
+		c.Preempt = false
+		l.startKCLB("a", "kclb-a3", c)
+		if _, ok := waitUntil(5*time.Second, func() bool {
+			st, ok := l.helperStatus("kclb-a3")
+			return ok && st.State == StateBackup && st.AdvertsReceived > 0
+		}); !ok {
+			t.Fatal("A did not start as backup")
+		}
+		// Several Master_Down_Intervals: B must keep the VIP.
+		end := time.Now().Add(4 * mdi(150, interval))
+		for time.Now().Before(end) {
+			if a.has() || !b.has() {
+				t.Fatalf("nopreempt violated: A=%v B=%v", a.has(), b.has())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
