@@ -303,13 +303,22 @@ func testOptions() Options {
 
 func newEnv(t *testing.T, n int, opts Options) *env {
 	t.Helper()
-	e := &env{t: t, clk: newFakeClock(), events: make(chan event, 1000), logs: &syncBuffer{}}
+	var nodes []*fakeKC
 	specs := make([]backend.Spec, 0, n)
 	for i := range n {
 		k := newFakeKC(t, fmt.Sprintf("node%d", i+1), n)
-		e.nodes = append(e.nodes, k)
+		nodes = append(nodes, k)
 		specs = append(specs, k.spec())
 	}
+	e := newEnvSpecs(t, specs, opts)
+	e.nodes = nodes
+	return e
+}
+
+// newEnvSpecs starts a checker on a fake clock for a pool of specs.
+func newEnvSpecs(t *testing.T, specs []backend.Spec, opts Options) *env {
+	t.Helper()
+	e := &env{t: t, clk: newFakeClock(), events: make(chan event, 1000), logs: &syncBuffer{}}
 	pool, err := backend.NewPool(specs, backend.PoolOptions{
 		OnHealth: func(s *backend.Server, from, to backend.Health, reason string, panicMode bool) {
 			ev := event{from: from, to: to, reason: reason, panic: panicMode}
@@ -331,7 +340,7 @@ func newEnv(t *testing.T, n int, opts Options) *env {
 		t.Fatal(err)
 	}
 	e.checker = c
-	e.idle = n + 1
+	e.idle = len(specs) + 1
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
