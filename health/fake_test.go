@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -137,9 +138,21 @@ type fakeKC struct {
 }
 
 func newFakeKC(t *testing.T, node string, clusterSize int) *fakeKC {
+	return newFakeKCWith(t, node, clusterSize, false)
+}
+
+// newFakeKCWith optionally serves the management port over TLS (the
+// httptest certificate, valid for 127.0.0.1).
+func newFakeKCWith(t *testing.T, node string, clusterSize int, mgmtTLS bool) *fakeKC {
 	t.Helper()
 	k := &fakeKC{node: node, size: clusterSize}
-	k.mgmt = httptest.NewServer(http.HandlerFunc(k.serveMgmt))
+	if mgmtTLS {
+		k.mgmt = httptest.NewUnstartedServer(http.HandlerFunc(k.serveMgmt))
+		k.mgmt.Config.ErrorLog = log.New(io.Discard, "", 0) // expected handshake failures
+		k.mgmt.StartTLS()
+	} else {
+		k.mgmt = httptest.NewServer(http.HandlerFunc(k.serveMgmt))
+	}
 	k.traffic = httptest.NewServer(http.HandlerFunc(k.serveTraffic))
 	t.Cleanup(func() {
 		k.mgmt.Close()
@@ -150,7 +163,7 @@ func newFakeKC(t *testing.T, node string, clusterSize int) *fakeKC {
 
 func (k *fakeKC) setReady(m readyMode) { k.ready.Store(int32(m)) }
 
-func hostport(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+func hostport(s *httptest.Server) string { return s.Listener.Addr().String() }
 
 func (k *fakeKC) spec() backend.Spec {
 	return backend.Spec{Name: k.node, Addr: hostport(k.traffic), Mgmt: hostport(k.mgmt)}

@@ -294,18 +294,20 @@ func (c *Checker) tokenProbe(ctx context.Context, s *backend.Server) probeResult
 	}
 	target := c.trafficURL(s, "/realms/"+c.opts.Realm+"/protocol/openid-connect/token")
 	f := fetch(ctx, c.client, http.MethodPost, target, form, c.opts.Timeout, c.opts.MaxBodyBytes)
-	res := c.judgeToken(name, f)
+	res := c.judgeToken(name, f, secret)
 	res.reason = redact(res.reason, secret)
 	return res
 }
 
-func (c *Checker) judgeToken(name string, f fetched) probeResult {
+// judgeToken judges a token response. Peer-supplied text is redacted
+// before it is clipped, so a clipped secret cannot survive in part.
+func (c *Checker) judgeToken(name string, f fetched, secret string) probeResult {
 	if r, done := c.trafficFailure(name, f); done && f.answered() {
 		var e struct {
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(f.body, &e) == nil && e.Error != "" {
-			r.reason += " " + clip(e.Error)
+			r.reason += " " + clip(redact(e.Error, secret))
 		}
 		return r
 	} else if done {
