@@ -1,0 +1,158 @@
+package vrrp
+
+import (
+	"flag"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var longInterop = flag.Bool("vrrp.long", false, "watch for flapping for 30 s instead of 10 s in the keepalived interop test (or KCLB_LONG=1)")
+
+func flapWindow() time.Duration {
+	if *longInterop || os.Getenv("KCLB_LONG") == "1" {
+		return 30 * time.Second
+	}
+	return 10 * time.Second
+}
+
+// steady checks for window that holder keeps the VIP and other never has it, and that the
+// kclb helper named kclb does not change state meanwhile.
+func (l *lab) steady(t *testing.T, window time.Duration, holder, other *vipProbe, kclb string) {
+	t.Helper()
+	st0, _ := l.helperStatus(kclb)
+	end := time.Now().Add(window)
+	samples := 0
+	for time.Now().Before(end) {
+		if !holder.has() || other.has() {
+			t.Fatalf("flap after %d samples: holder has VIP=%v, other has VIP=%v", samples, holder.has(), other.has())
+		}
+		samples++
+		time.Sleep(20 * time.Millisecond)
+	}
+	st1, _ := l.helperStatus(kclb)
+	if st1.Transitions != st0.Transitions {
+		t.Fatalf("kclb changed state %d times during the window (now %v)", st1.Transitions-st0.Transitions, st1.State)
+	}
+	t.Logf("no flapping for %v (%d samples); kclb %v, %d adverts received, drops %v", window, samples, st1.State, st1.AdvertsReceived, nonZero(st1.Drops))
+}
+
+func nonZero(m map[DropReason]uint64) map[DropReason]uint64 {
+	out := map[DropReason]uint64{}
+	for k, v := range m {
+		if v != 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// TestInteropKeepalived runs kclb's VRRP against keepalived in one virtual router, VRRPv3 at
+// 100 ms and VRRPv2 with PASS authentication at 1 s: each wins when it has the higher
+// priority, failover works both ways, and nobody flaps.
+func TestInteropKeepalived(t *testing.T) {
+	needRoot(t)
+	needKeepalived(t)
+	tests := []struct {
+		name     string
+		version  int
+		interval time.Duration
+		advert   string // keepalived advert_int
+		pass     string
+	}{
+		{"v3 100ms", 3, 100 * time.Millisecond, "0.1", ""},
+		{"v2 PASS 1s", 2, time.Second, "1", "kclbpass"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t)
+			a, b := l.probe("a"), l.probe("b")
+			macA, macB := l.mac("a"), l.mac("b")
+			kconf := helperConf{VRID: labVRID, Priority: 100, AdvertMS: int(tt.interval / time.Millisecond),
+				Version: tt.version, AuthPass: tt.pass, Preempt: true}
+			startup := 3*mdi(100, tt.interval) + 3*time.Second
+
+			// keepalived 150 on A, kclb 100 on B: keepalived wins, kclb follows.
+			ka := l.startKeepalived("a", "ka1", tt.version, 150, tt.advert, tt.pass)
+			kb := l.startKCLB("b", "kclb1", kconf)
+			if _, ok := waitUntil(startup, func() bool { return a.has() && !b.has() }); !ok {
+				t.Fatalf("keepalived (150) did not become the only master: A=%v B=%v", a.has(), b.has())
+			}
+			if _, ok := waitUntil(2*time.Second, func() bool {
+				st, _ := l.helperStatus("kclb1")
+				return st.State == StateBackup && st.Master.String() == labAddrs["a"] && st.AdvertsReceived > 0
+			}); !ok {
+				st, _ := l.helperStatus("kclb1")
+				t.Fatalf("kclb does not follow keepalived: %+v", st)
+			}
+			if err := l.ping("c", labVIP); err != nil { // creates the client's neighbour entry
+				t.Fatalf("client cannot reach the VIP on keepalived: %v", err)
+			}
+			l.steady(t, flapWindow(), a, b, "kclb1")
+
+			// Crash keepalived: kclb takes over within Master_Down_Interval.
+			t0 := time.Now()
+			l.killKeepalived("ka1", ka)
+			l.linkSet("a", "down")
+			t1, ok := waitUntil(mdi(100, tt.interval)+2*time.Second, b.has)
+			if !ok {
+				t.Fatal("kclb did not take over from crashed keepalived")
+			}
+			t.Logf("keepalived crash -> VIP on kclb: %v (MDI %v)", t1.Sub(t0), mdi(100, tt.interval))
+			if _, ok := waitUntil(2*time.Second, func() bool { return l.clientNeigh() == macB }); !ok {
+				t.Fatalf("client neighbour %q, want kclb's MAC %s", l.clientNeigh(), macB)
+			}
+
+			// keepalived returns at 100 (equal, lower address): it stays backup. Then kclb
+			// stops gracefully and keepalived takes over after Skew_Time.
+			l.linkSet("a", "up")
+			ka = l.startKeepalived("a", "ka2", tt.version, 100, tt.advert, tt.pass)
+			if _, ok := waitUntil(2*mdi(100, tt.interval)+time.Second, func() bool { return !a.has() }); !ok {
+				t.Fatal("keepalived kept the stale VIP")
+			}
+			time.Sleep(mdi(100, tt.interval)) // keepalived must stay backup
+			if a.has() || !b.has() {
+				t.Fatalf("equal priority, lower address took over: A=%v B=%v", a.has(), b.has())
+			}
+			t0 = time.Now()
+			kb.signal(syscall.SIGTERM)
+			t1, ok = waitUntil(mdi(100, tt.interval)+2*time.Second, func() bool { return a.has() && !b.has() })
+			if !ok {
+				t.Fatalf("keepalived did not take over after kclb SIGTERM: A=%v B=%v", a.has(), b.has())
+			}
+			t.Logf("kclb SIGTERM -> VIP on keepalived: %v (Skew_Time %v)", t1.Sub(t0), skew(100, tt.interval))
+			if d := t1.Sub(t0); d >= mdi(100, tt.interval) {
+				t.Errorf("keepalived ignored kclb's priority-0 advert: takeover after %v", d)
+			}
+			kb.wait(t, 5*time.Second)
+
+			// kclb returns at 150: it preempts keepalived and keeps the VIP.
+			kconf.Priority = 150
+			kb = l.startKCLB("b", "kclb2", kconf)
+			if _, ok := waitUntil(startup, func() bool { return b.has() && !a.has() }); !ok {
+				t.Fatalf("kclb (150) did not preempt keepalived: A=%v B=%v", a.has(), b.has())
+			}
+			if _, ok := waitUntil(2*time.Second, func() bool { return l.clientNeigh() == macB }); !ok {
+				t.Fatalf("client neighbour %q, want kclb's MAC %s", l.clientNeigh(), macB)
+			}
+			l.steady(t, flapWindow(), b, a, "kclb2")
+
+			// Crash kclb: keepalived takes over.
+			t0 = time.Now()
+			kb.signal(syscall.SIGKILL)
+			l.linkSet("b", "down")
+			t1, ok = waitUntil(mdi(100, tt.interval)+2*time.Second, a.has)
+			if !ok {
+				t.Fatal("keepalived did not take over from crashed kclb")
+			}
+			t.Logf("kclb crash -> VIP on keepalived: %v (MDI %v)", t1.Sub(t0), mdi(100, tt.interval))
+			if _, ok := waitUntil(2*time.Second, func() bool { return l.clientNeigh() == macA }); !ok {
+				t.Fatalf("client neighbour %q, want keepalived's MAC %s", l.clientNeigh(), macA)
+			}
+			ka.signal(syscall.SIGTERM)
+			ka.wait(t, 5*time.Second)
+		})
+	}
+}
