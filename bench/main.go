@@ -248,7 +248,8 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 
 	s := &suite{
-		opts: o, dir: dir, backends: backends, targets: targets, certs: certs, progress: stderr,
+		opts: o, dir: dir, backends: backends, backendList: backends.List, targets: targets, certs: certs, progress: stderr,
+		tty: isTerminal(stderr),
 	}
 	rep := &report.Report{
 		Machine: procstat.ReadMachine(), Versions: versions, Date: time.Now(),
@@ -264,6 +265,16 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "bench: done in %v\n", time.Since(start).Round(time.Second))
 	return writeReport(rep, o.out, stdout)
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func loop(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }

@@ -17,23 +17,31 @@ import (
 	"github.com/kclb/kclb/bench/target"
 )
 
+// backendSet is what the suite needs from the running backends.
+type backendSet interface {
+	// Proc measures the backend processes.
+	Proc() []procstat.Group
+	// Stats returns server-side counters, ok false when unavailable.
+	Stats(ctx context.Context) (target.ServerStats, bool)
+}
+
 // suite runs scenarios against a fixed set of targets and backends.
 type suite struct {
-	opts     options
-	dir      string
-	backends interface{ Proc() []procstat.Group }
-	targets  []target.Target
-	certs    map[target.KeyType]*target.Cert
-	progress io.Writer // progress lines; nil = none
+	opts        options
+	dir         string
+	backends    backendSet
+	backendList []target.Backend
+	targets     []target.Target
+	certs       map[target.KeyType]*target.Cert
+	progress    io.Writer // progress lines; nil = none
+	// tty makes the progress line rewrite itself in place; otherwise a
+	// plain line is printed every second.
+	tty bool
 }
 
 func (s *suite) env(sc scenario) target.Env {
-	var list []target.Backend
-	if b, ok := s.backends.(*target.Backends); ok {
-		list = b.List
-	}
 	return target.Env{
-		Dir: s.dir, Backends: list, Cert: s.certs[sc.key],
+		Dir: s.dir, Backends: s.backendList, Cert: s.certs[sc.key],
 		MaxConn: s.opts.idleConns + 1000, ReadyPath: helloPath,
 	}
 }
@@ -154,7 +162,7 @@ func (s *suite) startSampler(g procstat.Group, label string, begin time.Time, to
 		for {
 			select {
 			case <-sm.stop:
-				if s.progress != nil {
+				if s.progress != nil && s.tty {
 					fmt.Fprint(s.progress, "\r\033[K")
 				}
 				return
@@ -165,8 +173,12 @@ func (s *suite) startSampler(g procstat.Group, label string, begin time.Time, to
 			}
 			if n++; n%10 == 0 && s.progress != nil && count != nil {
 				ok, errs := count()
-				fmt.Fprintf(s.progress, "\r\033[K  %s  %4.1fs/%v  %8.0f req/s  ok %d  err %d  rss %.1f MiB",
-					label, time.Since(begin).Seconds(), total, float64(ok-lastOK), ok, errs, float64(sm.peak.Load())/(1<<20))
+				start, end := "\r\033[K", ""
+				if !s.tty {
+					start, end = "", "\n"
+				}
+				fmt.Fprintf(s.progress, "%s  %s  %4.1fs/%v  %8.0f req/s  ok %d  err %d  rss %.1f MiB%s",
+					start, label, time.Since(begin).Seconds(), total, float64(ok-lastOK), ok, errs, float64(sm.peak.Load())/(1<<20), end)
 				lastOK = ok
 			}
 		}
@@ -191,13 +203,20 @@ func (s *suite) measure(ctx context.Context, sc scenario, t target.Target, run i
 	}
 	var prog load.Progress
 	baseRSS := g.RSS()
+	st0, ok0 := s.backends.Stats(ctx)
 	c0, b0 := g.CPU(), s.backendCPU()
 	sm := s.startSampler(g, label, time.Now(), d, func() (uint64, uint64) { return prog.Done(), prog.Errs() })
 	res := load.Run(ctx, cfg, &prog)
 	peak := sm.finish()
 	c1, b1 := g.CPU(), s.backendCPU()
 	cleanup()
+	st1, ok1 := s.backends.Stats(ctx)
 	r := report.Run{Target: t.Name(), Index: run, Result: res, ProxyCPU: c1 - c0, BackendCPU: b1 - b0, PeakRSS: peak, BaseRSS: baseRSS}
+	if ok0 && ok1 {
+		r.ServerCounted = true
+		r.ServerRequests = st1.Requests - st0.Requests
+		r.Misroutes = st1.Misroutes - st0.Misroutes
+	}
 	if stats != nil {
 		r.Resumed, r.Handshakes = stats()
 	}

@@ -51,6 +51,9 @@ const (
 	numSteps
 )
 
+// MixSteps is the number of requests in one simulated user's login cycle.
+const MixSteps = numSteps
+
 // MixWorkers returns a NewWorker function for the mix and a function that
 // closes the shared transport's idle connections. Each worker is a user with
 // its own cookie jar; all share one connection pool with keep-alive.

@@ -34,6 +34,13 @@ type Run struct {
 	BaseRSS int64
 	// Resumed and Handshakes count client TLS handshakes (handshake scenarios).
 	Resumed, Handshakes int64
+	// ServerCounted is true when the backends reported ServerRequests and
+	// Misroutes for the run (kcsim's /kcsim/stats).
+	ServerCounted bool
+	// ServerRequests is the number of traffic requests the backends served.
+	ServerRequests int64
+	// Misroutes counts login steps that reached a node not owning the login.
+	Misroutes int64
 }
 
 // Kind is the table layout a scenario uses.
@@ -90,6 +97,11 @@ type Summary struct {
 	PerConn     float64 // idle: median bytes per held connection
 	Resumed     int64
 	Handshakes  int64
+	// ServerCounted is true when every run had backend counts.
+	ServerCounted  bool
+	ServerRequests int64
+	ClientRequests uint64 // successful + failed requests of counted runs
+	Misroutes      int64
 }
 
 func median(v []float64) float64 {
@@ -108,7 +120,7 @@ func median(v []float64) float64 {
 func Summarize(sc *Scenario, targets []string) []Summary {
 	var out []Summary
 	for _, t := range targets {
-		s := Summary{Target: t}
+		s := Summary{Target: t, ServerCounted: true}
 		var rps, cpu, back, perConn []float64
 		for _, r := range sc.Runs {
 			if r.Target != t || r.Result == nil {
@@ -133,6 +145,10 @@ func Summarize(sc *Scenario, targets []string) []Summary {
 			}
 			s.Resumed += r.Resumed
 			s.Handshakes += r.Handshakes
+			s.ServerCounted = s.ServerCounted && r.ServerCounted
+			s.ServerRequests += r.ServerRequests
+			s.ClientRequests += res.Requests + res.TotalErrors()
+			s.Misroutes += r.Misroutes
 		}
 		if s.Runs == 0 {
 			continue
@@ -251,6 +267,16 @@ func WriteMarkdown(w io.Writer, r *Report, chartDir string) error {
 					parts = append(parts, fmt.Sprintf("%s %d of %d", s.Target, s.Resumed, s.Handshakes))
 				}
 				b.WriteString(strings.Join(parts, "; ") + ".\n")
+			}
+			var counted []string
+			for _, s := range sums {
+				if s.ServerCounted && s.ClientRequests > 0 {
+					counted = append(counted, fmt.Sprintf("%s %.3f (misrouted login steps %d)", s.Target,
+						float64(s.ServerRequests)/float64(s.ClientRequests), s.Misroutes))
+				}
+			}
+			if len(counted) > 0 {
+				b.WriteString("\nRequests counted by the backends per request sent: " + strings.Join(counted, "; ") + ".\n")
 			}
 			fmt.Fprintf(&b, "\n![latency percentiles, %s](%s/latency-%s.svg)\n", sc.Name, chartDir, sc.Name)
 		}

@@ -5,6 +5,7 @@ package target
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -186,18 +187,61 @@ type Backends struct {
 	// List describes the running nodes.
 	List  []Backend
 	procs []*Proc
+	// statsOK is true when the nodes serve kcsim's /kcsim/stats.
+	statsOK bool
+}
+
+// ServerStats sums the kcsim counters of all nodes.
+type ServerStats struct {
+	// Requests counts traffic-port requests served.
+	Requests int64 `json:"requests"`
+	// Logins counts completed logins.
+	Logins int64 `json:"logins"`
+	// Misroutes counts login steps that reached a node not owning the login
+	// (kcsim -strict).
+	Misroutes int64 `json:"misroutes"`
+}
+
+// Stats reads and sums /kcsim/stats of every node. ok is false when the
+// backends are not kcsim or a node did not answer.
+func (b *Backends) Stats(ctx context.Context) (sum ServerStats, ok bool) {
+	if !b.statsOK {
+		return sum, false
+	}
+	c := &http.Client{Timeout: 2 * time.Second}
+	for _, be := range b.List {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+be.Mgmt+"/kcsim/stats", nil)
+		if err != nil {
+			return sum, false
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return sum, false
+		}
+		var s ServerStats
+		err = json.NewDecoder(resp.Body).Decode(&s)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return sum, false
+		}
+		sum.Requests += s.Requests
+		sum.Logins += s.Logins
+		sum.Misroutes += s.Misroutes
+	}
+	return sum, true
 }
 
 // StartKcsim starts one kcsim process serving n nodes with traffic ports
-// from baseTraffic and management ports from baseMgmt.
+// from baseTraffic and management ports from baseMgmt, in strict mode (a
+// node rejects and counts login steps for logins it does not own).
 func StartKcsim(ctx context.Context, bin, dir string, n, baseTraffic, baseMgmt int) (*Backends, error) {
 	log := filepath.Join(dir, "kcsim.log")
 	p, err := StartProc(bin, []string{"-nodes", fmt.Sprint(n), "-base-traffic", fmt.Sprint(baseTraffic),
-		"-base-mgmt", fmt.Sprint(baseMgmt)}, log)
+		"-base-mgmt", fmt.Sprint(baseMgmt), "-strict"}, log)
 	if err != nil {
 		return nil, err
 	}
-	b := &Backends{procs: []*Proc{p}}
+	b := &Backends{procs: []*Proc{p}, statsOK: true}
 	for i := range n {
 		b.List = append(b.List, Backend{
 			Name:    fmt.Sprintf("kc%d", i+1),

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kclb/kclb/bench/load"
+	"github.com/kclb/kclb/bench/procstat"
+	"github.com/kclb/kclb/bench/report"
+	"github.com/kclb/kclb/bench/target"
+	"github.com/kclb/kclb/kcsim"
+)
+
+// fakeTarget is an already running server in this process.
+type fakeTarget struct {
+	name, addr, tlsAddr string
+	starts              int
+}
+
+func (f *fakeTarget) Name() string                            { return f.name }
+func (f *fakeTarget) Start(context.Context, target.Env) error { f.starts++; return nil }
+func (f *fakeTarget) HTTPAddr() string                        { return f.addr }
+func (f *fakeTarget) HTTPSAddr() string                       { return f.tlsAddr }
+func (f *fakeTarget) Proc() procstat.Group                    { return procstat.Group{Root: os.Getpid()} }
+func (f *fakeTarget) Stop() error                             { return nil }
+
+// fakeBackends reports this process and a request counter.
+type fakeBackends struct {
+	count func() int64
+}
+
+func (f fakeBackends) Proc() []procstat.Group { return []procstat.Group{{Root: os.Getpid()}} }
+func (f fakeBackends) Stats(context.Context) (target.ServerStats, bool) {
+	return target.ServerStats{Requests: f.count()}, true
+}
+
+func testSuite(t *testing.T, tg target.Target, count func() int64) *suite {
+	t.Helper()
+	cert, err := target.WriteCert(t.TempDir(), target.ECDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &suite{
+		opts:     options{duration: time.Second, runs: 1, idleConns: 50},
+		dir:      t.TempDir(),
+		backends: fakeBackends{count: count},
+		targets:  []target.Target{tg},
+		certs:    map[target.KeyType]*target.Cert{target.ECDSA: cert},
+	}
+}
+
+// TestSmokeCountsMatchServer runs the tool's scenario machinery for 1 s
+// against an httptest server and checks that the requests the report
+// counts are the requests the server answered.
+func TestSmokeCountsMatchServer(t *testing.T) {
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		io.WriteString(w, strings.Repeat("x", 955))
+	}))
+	t.Cleanup(srv.Close)
+	tg := &fakeTarget{name: "fake", addr: srv.Listener.Addr().String()}
+	s := testSuite(t, tg, served.Load)
+	tests := []struct {
+		name string
+		sc   scenario
+	}{
+		{name: "closed loop", sc: scenario{name: "ka", mode: modeH1, workers: 8, path: helloPath}},
+		{name: "open loop", sc: scenario{name: "open", mode: modeH1, workers: 8, rate: 500, path: helloPath}},
+		{name: "new connection per request", sc: scenario{name: "close", mode: modeH1, workers: 4, newConn: true, path: helloPath}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := served.Load()
+			rs := s.runScenario(context.Background(), tc.sc)
+			if len(rs.Runs) != 1 {
+				t.Fatalf("%d runs, want 1: %s", len(rs.Runs), rs.Description)
+			}
+			r := rs.Runs[0]
+			client := int64(r.Result.Requests + r.Result.TotalErrors())
+			if client == 0 || r.Result.TotalErrors() != 0 {
+				t.Fatalf("requests %d, errors %v", r.Result.Requests, r.Result.Errors)
+			}
+			if got := served.Load() - before; got != client {
+				t.Fatalf("server answered %d, client counted %d", got, client)
+			}
+			if !r.ServerCounted || r.ServerRequests != client {
+				t.Fatalf("run's server count %d (%v), client %d", r.ServerRequests, r.ServerCounted, client)
+			}
+			if tc.sc.rate > 0 && client != r.Result.Planned {
+				t.Fatalf("open loop: %d sent, %d planned", client, r.Result.Planned)
+			}
+			if r.PeakRSS <= 0 || r.ProxyCPU < 0 {
+				t.Fatalf("process measures: rss %d cpu %v", r.PeakRSS, r.ProxyCPU)
+			}
+		})
+	}
+}
+
+func TestSmokeIdle(t *testing.T) {
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+	}))
+	t.Cleanup(srv.Close)
+	tg := &fakeTarget{name: "fake", addr: srv.Listener.Addr().String()}
+	s := testSuite(t, tg, served.Load)
+	rs := s.runScenario(context.Background(), scenario{name: "idle", mode: modeIdle, workers: 50, path: helloPath})
+	if len(rs.Runs) != 1 || rs.Runs[0].Result.Requests != 50 || served.Load() != 50 || tg.starts != 1 {
+		t.Fatalf("runs %d, held %d, served %d, starts %d", len(rs.Runs), rs.Runs[0].Result.Requests, served.Load(), tg.starts)
+	}
+}
+
+// TestSmokeLoginMix drives the Keycloak mix against an in-process
+// stand-in node over TLS.
+func TestSmokeLoginMix(t *testing.T) {
+	node := kcsim.New(kcsim.Options{Node: "keycloak1", Strict: true})
+	var served atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		node.TrafficHandler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	tg := &fakeTarget{name: "fake"}
+	s := testSuite(t, tg, served.Load)
+	pair, err := tlsPair(s.certs[target.ECDSA])
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.TLS = pair
+	srv.StartTLS()
+	tg.tlsAddr = srv.Listener.Addr().String()
+	s.opts.duration = 500 * time.Millisecond
+	rs := s.runScenario(context.Background(), scenario{name: "mix", mode: modeMix, tls: true, workers: 4})
+	r := rs.Runs[0]
+	if r.Result.Requests < load.MixSteps || r.Result.TotalErrors() != 0 {
+		t.Fatalf("mix: %d requests, errors %v (%s)", r.Result.Requests, r.Result.Errors, rs.Description)
+	}
+	if st := node.Stats(); st.Logins == 0 || st.Tokens == 0 || r.ServerRequests != int64(r.Result.Requests) {
+		t.Fatalf("node stats %+v, server count %d, client %d", st, r.ServerRequests, r.Result.Requests)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		check   func(options) bool
+		wantErr bool
+	}{
+		{name: "defaults", args: nil, check: func(o options) bool { return o.runs == 3 && o.duration == 5*time.Second && o.idleConns == 10000 }},
+		{name: "quick", args: []string{"-quick"}, check: func(o options) bool { return o.runs == 1 && o.duration == 2*time.Second }},
+		{name: "quick keeps explicit runs", args: []string{"-quick", "-runs", "2"}, check: func(o options) bool { return o.runs == 2 }},
+		{name: "bad runs", args: []string{"-runs", "0"}, wantErr: true},
+		{name: "stray argument", args: []string{"x"}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseFlags(tc.args, io.Discard)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v", err)
+			}
+			if err == nil && !tc.check(o) {
+				t.Fatalf("options %+v", o)
+			}
+		})
+	}
+}
+
+func TestSelectScenarios(t *testing.T) {
+	all := allScenarios(10000, 5000)
+	tests := []struct {
+		name    string
+		list    string
+		want    int
+		wantErr bool
+	}{
+		{name: "all", list: "", want: len(all)},
+		{name: "prefix", list: "tls", want: 3},
+		{name: "exact and prefix", list: "http-ka-c64,h2", want: 2},
+		{name: "unknown", list: "nope", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := selectScenarios(all, tc.list)
+			if (err != nil) != tc.wantErr || len(got) != tc.want {
+				t.Fatalf("got %d scenarios, err %v; want %d", len(got), err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWriteReportFiles(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "docs", "benchmarks.md")
+	os.MkdirAll(filepath.Dir(out), 0o755)
+	os.WriteFile(out, []byte("# Benchmarks\n\nHand-written intro.\n"), 0o644)
+	rep := &report.Report{Targets: []string{"haproxy"}, Runs: 1, Scenarios: []report.Scenario{{Name: "s1", Runs: []report.Run{
+		{Target: "haproxy", Index: 1, Result: fakeResult()}}}}}
+	if err := writeReport(rep, out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(out)
+	if !strings.Contains(string(md), "Hand-written intro.") || !strings.Contains(string(md), "| haproxy | 1 |") {
+		t.Fatalf("markdown:\n%s", md)
+	}
+	for _, f := range []string{"throughput.svg", "latency-s1.svg"} {
+		if _, err := os.Stat(filepath.Join(dir, "docs", "bench", f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func tlsPair(c *target.Cert) (*tls.Config, error) {
+	pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}}, nil
+}
+
+func fakeResult() *load.Result {
+	r := &load.Result{Requests: 100, Elapsed: time.Second}
+	for i := range 100 {
+		r.Latency.RecordDuration(time.Duration(i+1) * time.Millisecond)
+	}
+	return r
+}
