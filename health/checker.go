@@ -295,7 +295,10 @@ func (w *worker) round(ctx context.Context, now time.Time) {
 		}
 	}
 	if res.ok && c.opts.TokenProbe.ClientID != "" {
-		if !w.tokenRan || !now.Before(w.tokenNext) {
+		// While the last token request failed, retry every round, so a
+		// single failure costs one round and a lasting one fails Fall
+		// rounds in a row.
+		if !w.tokenRan || !w.token.ok || !now.Before(w.tokenNext) {
 			w.token = c.tokenProbe(ctx, s)
 			w.tokenRan = true
 			w.tokenNext = now.Add(c.opts.TokenProbe.Interval)

@@ -406,6 +406,21 @@ func TestTokenProbeOwnInterval(t *testing.T) {
 	if ready != 11 || token != 3 {
 		t.Fatalf("11 rounds made %d ready and %d token requests, want 11 and 3", ready, token)
 	}
+	// A single failure is retried at the next round and costs nothing.
+	for range 4 {
+		e.step() // up to the next token request (rounds 12..15)
+	}
+	e.nodes[0].tokenFail.Store(true)
+	e.step() // round 16: token due, fails
+	e.nodes[0].tokenFail.Store(false)
+	e.step() // round 17: retried at once, passes
+	if got := e.nodes[0].tokenHits.Load(); got != 5 {
+		t.Fatalf("token requests after a failure and its retry: %d, want 5", got)
+	}
+	s := e.server(0)
+	if s.Health() != backend.HealthUp || s.Detail().Fails != 0 {
+		t.Fatalf("single token failure: health %v fails %d", s.Health(), s.Detail().Fails)
+	}
 }
 
 func TestLBCheckAndWellKnown(t *testing.T) {

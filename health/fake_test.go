@@ -137,13 +137,13 @@ type fakeKC struct {
 	tokenHits atomic.Int64
 }
 
-func newFakeKC(t *testing.T, node string, clusterSize int) *fakeKC {
+func newFakeKC(t testing.TB, node string, clusterSize int) *fakeKC {
 	return newFakeKCWith(t, node, clusterSize, false)
 }
 
 // newFakeKCWith optionally serves the management port over TLS (the
 // httptest certificate, valid for 127.0.0.1).
-func newFakeKCWith(t *testing.T, node string, clusterSize int, mgmtTLS bool) *fakeKC {
+func newFakeKCWith(t testing.TB, node string, clusterSize int, mgmtTLS bool) *fakeKC {
 	t.Helper()
 	k := &fakeKC{node: node, size: clusterSize}
 	if mgmtTLS {

@@ -65,7 +65,10 @@ type TokenProbe struct {
 	// so a rotated secret is picked up. The secret never appears in logs,
 	// reasons or errors.
 	SecretFile string
-	// Interval between token requests to one server. Zero means 30s.
+	// Interval between token requests to one server while they succeed.
+	// After a failure the request is repeated every round until it
+	// succeeds, and every failing round counts towards Fall like a failed
+	// readiness check. Zero means 30s.
 	Interval time.Duration
 }
 
