@@ -160,7 +160,7 @@ func (d *Discovery) Run(ctx context.Context) error {
 	for {
 		now := clk.Now()
 		if !now.Before(next) {
-			d.Resolve(ctx)
+			d.resolve(ctx)
 			next = now.Add(d.opts.Interval)
 		}
 		d.reap(now)
@@ -184,10 +184,8 @@ func (d *Discovery) Run(ctx context.Context) error {
 	}
 }
 
-// Resolve performs one lookup and applies it. Run calls it; it is
-// exported for tests and for an operator's "resolve now".
-// It must not run concurrently with Run.
-func (d *Discovery) Resolve(ctx context.Context) {
+// resolve performs one lookup and applies it.
+func (d *Discovery) resolve(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
 	defer cancel()
 	addrs, err := d.opts.Resolver.LookupNetIP(ctx, d.opts.Network, d.opts.Name)

@@ -119,10 +119,15 @@ type Options struct {
 	// when either is enabled.
 	Realm string
 	// WellKnown adds GET /realms/{Realm}/.well-known/openid-configuration
-	// on the traffic port to every round (200 with a JSON object).
+	// on the traffic port to every round (200 with a JSON document that
+	// names an issuer).
 	WellKnown bool
 	// ClusterCheck reads vendor_cluster_size from /metrics on the
-	// management port and compares the nodes' views. Zero means off.
+	// management port and compares the nodes' views: the majority view is
+	// the most common size among the fresh views (ties go to the larger
+	// size), and a node seeing another size is flagged Split. At least two
+	// views are needed. A split into equal halves that each see the same
+	// size is not detected. Zero means off.
 	ClusterCheck ClusterMode
 	// MetricsPath is the metrics path on the management port. Empty means
 	// "/metrics".
