@@ -1,6 +1,7 @@
 package health
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,6 +76,16 @@ func TestDatabaseDownLeavesAndReturnsWithSlowStart(t *testing.T) {
 	}
 	if last != 100 {
 		t.Fatalf("weight after slow start = %d, want 100", last)
+	}
+	// Transitions are cmd/kclb's to log (from OnHealth): the checker logs
+	// check detail at debug only.
+	for _, line := range strings.Split(e.logs.String(), "\n") {
+		if line != "" && !strings.Contains(line, "level=DEBUG") {
+			t.Fatalf("checker logged above debug: %s", line)
+		}
+	}
+	if !strings.Contains(e.logs.String(), dbCheckName) {
+		t.Fatal("failing check not logged at debug")
 	}
 }
 
@@ -536,4 +547,54 @@ func TestNewValidates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWallClock runs the checker on the real clock with a small interval
+// and jitter on, synchronising on the pool's events only.
+func TestWallClock(t *testing.T) {
+	k := newFakeKC(t, "node1", 1)
+	events := make(chan event, 100)
+	pool, err := backend.NewPool([]backend.Spec{k.spec()}, backend.PoolOptions{
+		OnHealth: func(s *backend.Server, from, to backend.Health, reason string, panicMode bool) {
+			if s != nil {
+				events <- event{server: s.Name(), from: from, to: to, reason: reason}
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(pool.Servers, pool, Options{Interval: 10 * time.Millisecond, Timeout: time.Second, Slowstart: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	next := func() event {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(20 * time.Second):
+			t.Fatal("no health event")
+		}
+		return event{}
+	}
+	k.setReady(readyDBDown)
+	if ev := next(); ev.to != backend.HealthDown {
+		t.Fatalf("event %+v, want down", ev)
+	}
+	k.setReady(readyUp)
+	if ev := next(); ev.to != backend.HealthUp {
+		t.Fatalf("event %+v, want up", ev)
+	}
+	s := pool.Servers()[0]
+	waitFor(t, "slow start to finish", func() bool { return s.Weight() == 100 })
 }
