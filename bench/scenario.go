@@ -67,7 +67,7 @@ func allScenarios(idleConns int, openRate float64) []scenario {
 		{name: fmt.Sprintf("idle-%dk", idleConns/1000), mode: modeIdle, workers: idleConns, path: helloPath,
 			desc: fmt.Sprintf("%d keep-alive connections, each after one request, held idle; memory per connection = (peak VmRSS - VmRSS before) / connections. The target is restarted before each run.", idleConns)},
 		{name: "login-mix", mode: modeMix, tls: true, workers: 32,
-			desc: "Keycloak mix over HTTPS (HTTP/1.1, keep-alive), 32 users with cookie jars: per login 2 static resources, OIDC discovery, login page, credentials POST, code exchange, 2 token refreshes; each step is one sample. A login that changes node midway counts as an affinity error."},
+			desc: "Keycloak mix over HTTPS (HTTP/1.1, keep-alive), 32 users with cookie jars: per login 2 static resources, OIDC discovery, login page, credentials POST, code exchange, 2 token refreshes; each step is one sample. A login that changes node midway counts as an affinity error. The stand-ins run in strict mode: a node rejects (400) and counts login steps for logins it does not own, so a proxy without affinity (nginx open source) shows status errors and misroutes here."},
 	}
 }
 

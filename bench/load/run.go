@@ -45,6 +45,8 @@ type Result struct {
 	// Planned is the number of sends an open-loop schedule held; 0 for
 	// closed loop.
 	Planned int64
+	// Sample holds the first error message seen of each kind ("" if none).
+	Sample [NumErrKinds]string
 }
 
 // TotalErrors sums Errors.
@@ -73,6 +75,11 @@ func (r *Result) Merge(o *Result) {
 	r.Latency.Merge(&o.Latency)
 	r.Elapsed = max(r.Elapsed, o.Elapsed)
 	r.Planned += o.Planned
+	for i, m := range o.Sample {
+		if r.Sample[i] == "" {
+			r.Sample[i] = m
+		}
+	}
 }
 
 // Progress is a live view of a running load, safe for concurrent reads.
@@ -147,7 +154,11 @@ func Run(ctx context.Context, cfg Config, prog *Progress) *Result {
 					if ctx.Err() != nil {
 						return // cancelled mid-request: not the server's fault
 					}
-					res.Errors[Classify(err)]++
+					k := Classify(err)
+					if res.Errors[k] == 0 {
+						res.Sample[k] = err.Error()
+					}
+					res.Errors[k]++
 					prog.errs.Add(1)
 					continue
 				}

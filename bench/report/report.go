@@ -90,8 +90,9 @@ type Summary struct {
 	Latency     hist.Histogram // merged over runs
 	Requests    uint64
 	Errors      [load.NumErrKinds]uint64
-	CPUPer10k   float64 // median proxy CPU-s per 10k requests
-	BackPer10k  float64 // median backend CPU-s per 10k requests
+	Samples     []string // first error message per kind, "kind: message"
+	CPUPer10k   float64  // median proxy CPU-s per 10k requests
+	BackPer10k  float64  // median backend CPU-s per 10k requests
 	PeakRSS     int64
 	BaseRSS     int64
 	PerConn     float64 // idle: median bytes per held connection
@@ -132,6 +133,9 @@ func Summarize(sc *Scenario, targets []string) []Summary {
 			s.Latency.Merge(&res.Latency)
 			s.Requests += res.Requests
 			for i, e := range res.Errors {
+				if e > 0 && s.Errors[i] == 0 && res.Sample[i] != "" {
+					s.Samples = append(s.Samples, res.Sample[i])
+				}
 				s.Errors[i] += e
 			}
 			if res.Requests > 0 {
@@ -273,6 +277,14 @@ func WriteMarkdown(w io.Writer, r *Report, chartDir string) error {
 				if s.ServerCounted && s.ClientRequests > 0 {
 					counted = append(counted, fmt.Sprintf("%s %.3f (misrouted login steps %d)", s.Target,
 						float64(s.ServerRequests)/float64(s.ClientRequests), s.Misroutes))
+				}
+			}
+			for _, s := range sums {
+				for _, m := range s.Samples {
+					if len(m) > 220 {
+						m = m[:80] + "…" + m[len(m)-140:]
+					}
+					fmt.Fprintf(&b, "\nFirst %s error: `%s`\n", s.Target, strings.ReplaceAll(m, "`", "'"))
 				}
 			}
 			if len(counted) > 0 {

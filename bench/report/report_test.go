@@ -154,23 +154,3 @@ func TestSVGs(t *testing.T) {
 		t.Error("unescaped text")
 	}
 }
-
-func TestNiceCeil(t *testing.T) {
-	tests := []struct {
-		name    string
-		in, out float64
-	}{
-		{name: "tiny", in: 0.01, out: 0.1},
-		{name: "exact", in: 2, out: 2},
-		{name: "up to 5", in: 3.2, out: 5},
-		{name: "up to 10", in: 7, out: 10},
-		{name: "hundreds", in: 123, out: 200},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := niceCeil(tc.in); got != tc.out {
-				t.Fatalf("niceCeil(%v) = %v, want %v", tc.in, got, tc.out)
-			}
-		})
-	}
-}

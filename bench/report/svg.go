@@ -156,20 +156,42 @@ func WriteLatencySVG(w io.Writer, r *Report, sc *Scenario) error {
 	sums := Summarize(sc, r.Targets)
 	const left, right, top, bottom = 70.0, 110.0, 40.0, 50.0
 	width, height := 720, 360
-	s := newSVG(width, height, "Latency by percentile: "+sc.Name)
+	s := newSVG(width, height, "Latency by percentile (log scale): "+sc.Name)
 	plotW, plotH := float64(width)-left-right, float64(height)-top-bottom
 	const maxNines = 4.0
-	maxMs := 0.0
+	// Latency on a log scale, whole decades from below the smallest p50
+	// to above the largest p99.99.
+	loMs, hiMs := math.Inf(1), 0.0
 	for _, x := range sums {
-		maxMs = max(maxMs, float64(x.Latency.Quantile(1-math.Pow(10, -maxNines)))/1e6)
+		if x.Latency.Count() == 0 {
+			continue
+		}
+		loMs = min(loMs, float64(max(x.Latency.Quantile(0.001), 1))/1e6)
+		hiMs = max(hiMs, float64(x.Latency.Quantile(1-math.Pow(10, -maxNines)))/1e6)
 	}
-	maxMs = niceCeil(maxMs)
+	if hiMs == 0 {
+		loMs, hiMs = 0.1, 1
+	}
+	loExp := math.Floor(math.Log10(loMs))
+	hiExp := math.Max(math.Ceil(math.Log10(hiMs)), loExp+1)
 	xOf := func(n float64) float64 { return left + plotW*n/maxNines }
-	yOf := func(v float64) float64 { return top + plotH*(1-v/maxMs) }
-	for i := 0; i <= 5; i++ {
-		v := maxMs * float64(i) / 5
-		s.line(left, yOf(v), left+plotW, yOf(v), "#dddddd", 1)
-		s.text(left-6, yOf(v)+4, "end", fmt.Sprintf("%.3g ms", v), "")
+	yOf := func(v float64) float64 {
+		v = math.Min(math.Max(v, math.Pow(10, loExp)), math.Pow(10, hiExp))
+		return top + plotH*(1-(math.Log10(v)-loExp)/(hiExp-loExp))
+	}
+	for e := loExp; e <= hiExp; e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, e)
+			if e == hiExp && m > 1 {
+				break
+			}
+			stroke := "#eeeeee"
+			if m == 1 {
+				stroke = "#cccccc"
+			}
+			s.line(left, yOf(v), left+plotW, yOf(v), stroke, 1)
+			s.text(left-6, yOf(v)+4, "end", fmt.Sprintf("%g ms", v), "")
+		}
 	}
 	for n, label := range []string{"0%", "90%", "99%", "99.9%", "99.99%"} {
 		s.line(xOf(float64(n)), top, xOf(float64(n)), top+plotH, "#dddddd", 1)
@@ -187,7 +209,7 @@ func WriteLatencySVG(w io.Writer, r *Report, sc *Scenario) error {
 			n := maxNines * float64(i) / 80
 			q := 1 - math.Pow(10, -n)
 			v := float64(x.Latency.Quantile(q)) / 1e6
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", xOf(n), yOf(min(v, maxMs))))
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", xOf(n), yOf(v)))
 		}
 		fmt.Fprintf(&s.b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"><title>%s</title></polyline>`+"\n",
 			colorOf(x.Target, indexOf(r.Targets, x.Target)), strings.Join(pts, " "), esc(x.Target))
@@ -196,18 +218,4 @@ func WriteLatencySVG(w io.Writer, r *Report, sc *Scenario) error {
 	s.line(left, top, left, top+plotH, "black", 1)
 	s.legend(left+plotW+14, top+12, shown)
 	return s.close(w)
-}
-
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten (at least 0.1).
-func niceCeil(v float64) float64 {
-	if v <= 0.1 {
-		return 0.1
-	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if v <= m*p {
-			return m * p
-		}
-	}
-	return 10 * p
 }
