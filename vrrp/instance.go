@@ -492,6 +492,9 @@ func (i *Instance) receiveLoop(plat *platform) error {
 			continue
 		}
 		i.received.Add(1)
+		if a.Priority == 0 {
+			i.log.Info("vrrp: received priority 0 advert (master resigned)", "src", a.Src)
+		}
 		i.step(func(m *Machine, now time.Time) []Action { return m.Receive(now, a) })
 	}
 }

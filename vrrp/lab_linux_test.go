@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -204,6 +206,15 @@ type helperConf struct {
 	Preempt     bool
 	TrackWeight uint8
 	StatusFile  string
+	// GCStress keeps a large pointer-rich heap, allocates garbage and forces a GC every
+	// 20 ms, to show that collector pauses do not cause false failovers.
+	GCStress bool
+}
+
+// gcStats is written next to the status file by a GCStress helper.
+type gcStats struct {
+	NumGC    int64
+	MaxPause time.Duration
 }
 
 // proc is a process started inside a namespace.
@@ -343,12 +354,49 @@ func TestHelperProcess(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
+	if c.GCStress {
+		go gcStress(ctx, c.StatusFile+".gc")
+	}
 	if err := inst.Run(ctx); err != nil {
 		log.Error("helper: run", "err", err)
 		os.Exit(1)
 	}
 	writeStatus(c.StatusFile, inst.Status())
 	os.Exit(0)
+}
+
+// gcStress churns the heap until ctx is done and records GC pauses in path.
+func gcStress(ctx context.Context, path string) {
+	type node struct {
+		next *node
+		pad  [6]*int
+	}
+	live := make([]*node, 1<<20) // ~64 MiB of pointers for the collector to mark
+	for i := range live {
+		live[i] = &node{}
+		if i > 0 {
+			live[i].next = live[i-1]
+		}
+	}
+	var sink []byte
+	last := time.Now()
+	for ctx.Err() == nil {
+		for range 1000 {
+			sink = make([]byte, 4096)
+		}
+		_ = sink
+		if time.Since(last) > 20*time.Millisecond {
+			runtime.GC()
+			last = time.Now()
+			var st debug.GCStats
+			st.PauseQuantiles = make([]time.Duration, 5)
+			debug.ReadGCStats(&st)
+			if b, err := json.Marshal(gcStats{NumGC: st.NumGC, MaxPause: st.PauseQuantiles[4]}); err == nil {
+				_ = os.WriteFile(path, b, 0o644)
+			}
+		}
+	}
+	runtime.KeepAlive(live)
 }
 
 func writeStatus(path string, s Status) {

@@ -1,6 +1,9 @@
 package vrrp
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -123,4 +126,34 @@ func TestNamespaceFailover(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
+}
+
+// TestNamespaceGCStress runs both nodes at a 100 ms advert interval (Master_Down_Interval
+// 361 ms) while their Go runtimes collect a 64 MiB pointer heap every 20 ms: the Backup must
+// never take over.
+func TestNamespaceGCStress(t *testing.T) {
+	l := newLab(t)
+	a, b := l.probe("a"), l.probe("b")
+	l.startKCLB("a", "kclb-a", helperConf{VRID: labVRID, Priority: 150, AdvertMS: 100, Preempt: true, GCStress: true})
+	l.startKCLB("b", "kclb-b", helperConf{VRID: labVRID, Priority: 100, AdvertMS: 100, Preempt: true, GCStress: true})
+	if _, ok := waitUntil(5*time.Second, func() bool { return a.has() && !b.has() }); !ok {
+		t.Fatalf("A did not become the only master: A=%v B=%v", a.has(), b.has())
+	}
+	if _, ok := waitUntil(2*time.Second, func() bool {
+		st, _ := l.helperStatus("kclb-b")
+		return st.State == StateBackup && st.AdvertsReceived > 0
+	}); !ok {
+		t.Fatal("B is not a backup following A")
+	}
+	l.steady(t, 3*time.Second, a, b, "kclb-b")
+	for _, n := range []string{"kclb-a", "kclb-b"} {
+		var g gcStats
+		if buf, err := os.ReadFile(filepath.Join(l.dir, n+".status.json.gc")); err == nil {
+			_ = json.Unmarshal(buf, &g)
+		}
+		if g.NumGC < 5 {
+			t.Fatalf("%s: GC stress did not run (%d collections)", n, g.NumGC)
+		}
+		t.Logf("%s: %d collections, max pause %v", n, g.NumGC, g.MaxPause)
+	}
 }
