@@ -128,6 +128,7 @@ func (l *lab) handle(node string) *netlink.Handle {
 type vipProbe struct {
 	h    *netlink.Handle
 	link netlink.Link
+	vip  string
 }
 
 func (l *lab) probe(node string) *vipProbe {
@@ -136,7 +137,14 @@ func (l *lab) probe(node string) *vipProbe {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	return &vipProbe{h: h, link: link}
+	return &vipProbe{h: h, link: link, vip: labVIP}
+}
+
+// probeVIP is probe for another VIP.
+func (l *lab) probeVIP(node, vip string) *vipProbe {
+	p := l.probe(node)
+	p.vip = vip
+	return p
 }
 
 func (p *vipProbe) has() bool {
@@ -145,7 +153,7 @@ func (p *vipProbe) has() bool {
 		return false
 	}
 	for _, a := range addrs {
-		if a.IP.String() == labVIP {
+		if a.IP.String() == p.vip {
 			return true
 		}
 	}
@@ -209,6 +217,12 @@ type helperConf struct {
 	// GCStress keeps a large pointer-rich heap, allocates garbage and forces a GC every
 	// 20 ms, to show that collector pauses do not cause false failovers.
 	GCStress bool
+	// VIP defaults to labVIP; UnicastPeers switches to unicast adverts.
+	VIP          string
+	UnicastPeers []string
+	// Second, if set, runs another instance in the same process (its StatusFile is set by
+	// startKCLB to <name>-2.status.json).
+	Second *helperConf
 }
 
 // gcStats is written next to the status file by a GCStress helper.
@@ -284,6 +298,11 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) {
 func (l *lab) startKCLB(node, name string, c helperConf) *proc {
 	l.t.Helper()
 	c.StatusFile = filepath.Join(l.dir, name+".status.json")
+	if c.Second != nil {
+		s := *c.Second
+		s.StatusFile = filepath.Join(l.dir, name+"-2.status.json")
+		c.Second = &s
+	}
 	conf, err := json.Marshal(c)
 	if err != nil {
 		l.t.Fatal(err)
@@ -324,14 +343,30 @@ func TestHelperProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	inst, err := New(Options{
-		Interface: "eth0", VRID: c.VRID, Priority: c.Priority, Version: c.Version,
-		AdvertInterval: time.Duration(c.AdvertMS) * time.Millisecond, AuthPass: c.AuthPass,
-		VIPs: []netip.Prefix{netip.MustParsePrefix(labVIP + "/24")}, Preempt: c.Preempt,
-		TrackWeight: c.TrackWeight, Logger: log,
-	})
-	if err != nil {
-		t.Fatal(err)
+	confs := []helperConf{c}
+	if c.Second != nil {
+		confs = append(confs, *c.Second)
+	}
+	var insts []*Instance
+	for _, hc := range confs {
+		vip := hc.VIP
+		if vip == "" {
+			vip = labVIP
+		}
+		var peers []netip.Addr
+		for _, p := range hc.UnicastPeers {
+			peers = append(peers, netip.MustParseAddr(p))
+		}
+		inst, err := New(Options{
+			Interface: "eth0", VRID: hc.VRID, Priority: hc.Priority, Version: hc.Version,
+			AdvertInterval: time.Duration(hc.AdvertMS) * time.Millisecond, AuthPass: hc.AuthPass,
+			VIPs: []netip.Prefix{netip.MustParsePrefix(vip + "/24")}, Preempt: hc.Preempt,
+			TrackWeight: hc.TrackWeight, UnicastPeers: peers, Logger: log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		insts = append(insts, inst)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 4)
@@ -342,7 +377,9 @@ func TestHelperProcess(t *testing.T) {
 			if s == syscall.SIGUSR1 {
 				healthy = !healthy
 				log.Info("helper: health toggled", "healthy", healthy)
-				inst.SetHealthy(healthy)
+				for _, inst := range insts {
+					inst.SetHealthy(healthy)
+				}
 				continue
 			}
 			cancel()
@@ -350,19 +387,31 @@ func TestHelperProcess(t *testing.T) {
 	}()
 	go func() {
 		for ctx.Err() == nil {
-			writeStatus(c.StatusFile, inst.Status())
+			for k, inst := range insts {
+				writeStatus(confs[k].StatusFile, inst.Status())
+			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
 	if c.GCStress {
 		go gcStress(ctx, c.StatusFile+".gc")
 	}
-	if err := inst.Run(ctx); err != nil {
-		log.Error("helper: run", "err", err)
-		os.Exit(1)
+	errs := make(chan error, len(insts))
+	for _, inst := range insts {
+		go func() { errs <- inst.Run(ctx) }()
 	}
-	writeStatus(c.StatusFile, inst.Status())
-	os.Exit(0)
+	code := 0
+	for range insts {
+		if err := <-errs; err != nil {
+			log.Error("helper: run", "err", err)
+			code = 1
+			cancel()
+		}
+	}
+	for k, inst := range insts {
+		writeStatus(confs[k].StatusFile, inst.Status())
+	}
+	os.Exit(code)
 }
 
 // gcStress churns the heap until ctx is done and records GC pauses in path.

@@ -157,3 +157,43 @@ func TestNamespaceGCStress(t *testing.T) {
 		t.Logf("%s: %d collections, max pause %v", n, g.NumGC, g.MaxPause)
 	}
 }
+
+// TestNamespaceMultiInstanceUnicast runs two virtual routers per process, active-active
+// (A is Master of VRID 51, B of VRID 52), with unicast adverts; killing A moves both VIPs to B.
+func TestNamespaceMultiInstanceUnicast(t *testing.T) {
+	l := newLab(t)
+	const vip2 = "203.0.113.101"
+	a1, b1 := l.probe("a"), l.probe("b")
+	a2, b2 := l.probeVIP("a", vip2), l.probeVIP("b", vip2)
+	conf := func(prio1, prio2 uint8, peer string) helperConf {
+		return helperConf{VRID: 51, Priority: prio1, AdvertMS: 100, Preempt: true, UnicastPeers: []string{peer},
+			Second: &helperConf{VRID: 52, Priority: prio2, AdvertMS: 100, Preempt: true, VIP: vip2, UnicastPeers: []string{peer}}}
+	}
+	pa := l.startKCLB("a", "kclb-a", conf(150, 100, labAddrs["b"]))
+	l.startKCLB("b", "kclb-b", conf(100, 150, labAddrs["a"]))
+	if _, ok := waitUntil(5*time.Second, func() bool { return a1.has() && !b1.has() && b2.has() && !a2.has() }); !ok {
+		t.Fatalf("not active-active: A has %v/%v, B has %v/%v", a1.has(), a2.has(), b1.has(), b2.has())
+	}
+	if _, ok := waitUntil(2*time.Second, func() bool {
+		s1, _ := l.helperStatus("kclb-b")
+		s2, _ := l.helperStatus("kclb-b-2")
+		return s1.State == StateBackup && s1.Master.String() == labAddrs["a"] && s2.State == StateMaster
+	}); !ok {
+		t.Fatal("B's instances do not report BACKUP of A (VRID 51) and MASTER (VRID 52)")
+	}
+	t0 := time.Now()
+	pa.signal(syscall.SIGKILL)
+	l.linkSet("a", "down")
+	t1, ok := waitUntil(5*time.Second, b1.has)
+	if !ok {
+		t.Fatal("B did not take over VRID 51")
+	}
+	t.Logf("unicast crash failover: %v (MDI %v)", t1.Sub(t0), mdi(100, 100*time.Millisecond))
+	if !b2.has() {
+		t.Fatal("B lost VRID 52")
+	}
+	st, _ := l.helperStatus("kclb-b")
+	if d := st.Drops; d[DropVRID] != 0 || d[DropChecksum] != 0 || d[DropUnknownPeer] != 0 {
+		t.Fatalf("unexpected drops on B: %v", nonZero(d))
+	}
+}
