@@ -26,8 +26,11 @@ type Config struct {
 	// Rate, if > 0, makes the run open-loop: Rate requests per second in
 	// total, latency measured from each request's intended send time. If a
 	// worker falls behind, the requests it owes are sent late and their
-	// delay counts. 0 means closed loop.
+	// delay counts. Requests still unsent Grace after Duration are counted
+	// as ErrTimeout without being sent. 0 means closed loop.
 	Rate float64
+	// Grace bounds how long an open-loop run may overrun; default 5s.
+	Grace time.Duration
 	// NewWorker builds worker i (0 <= i < Workers). Required.
 	NewWorker func(i int) Worker
 }
@@ -108,6 +111,9 @@ func Run(ctx context.Context, cfg Config, prog *Progress) *Result {
 	if prog == nil {
 		prog = new(Progress)
 	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 5 * time.Second
+	}
 	workers := make([]Worker, cfg.Workers)
 	for i := range workers {
 		workers[i] = cfg.NewWorker(i)
@@ -134,6 +140,14 @@ func Run(ctx context.Context, cfg Config, prog *Progress) *Result {
 					var ok bool
 					if t0, ok = pacer.Next(); !ok {
 						return
+					}
+					if time.Now().After(end.Add(cfg.Grace)) {
+						if res.Errors[ErrTimeout] == 0 {
+							res.Sample[ErrTimeout] = "open loop: request not sent before the end of the grace period"
+						}
+						res.Errors[ErrTimeout]++
+						prog.errs.Add(1)
+						continue
 					}
 					if d := time.Until(t0); d > 0 {
 						timer.Reset(d)

@@ -230,3 +230,23 @@ func TestClassify(t *testing.T) {
 		t.Fatal("ErrKind.String")
 	}
 }
+
+func TestOpenLoopBacklogIsCountedNotSent(t *testing.T) {
+	// A server slower than the schedule: 1 worker, 20 ms per request, 500
+	// req/s for 200 ms (100 planned). Only the requests sent before the
+	// grace period ends reach the server; the rest count as timeouts.
+	var served atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		time.Sleep(20 * time.Millisecond)
+	}))
+	t.Cleanup(s.Close)
+	res := Run(context.Background(), Config{Workers: 1, Duration: 200 * time.Millisecond, Rate: 500, Grace: 100 * time.Millisecond,
+		NewWorker: func(int) Worker { return NewH1Worker(H1Options{Addr: s.Listener.Addr().String()}) }}, nil)
+	if res.Planned != 100 || int64(res.Requests+res.TotalErrors()) != res.Planned {
+		t.Fatalf("planned %d, ok %d, errors %v", res.Planned, res.Requests, res.Errors)
+	}
+	if res.Errors[ErrTimeout] == 0 || int64(res.Requests) != served.Load() {
+		t.Fatalf("ok %d, served %d, errors %v", res.Requests, served.Load(), res.Errors)
+	}
+}

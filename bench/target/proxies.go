@@ -117,8 +117,13 @@ func NewHAProxy(httpAddr, tlsAddr string) *HAProxy {
 func (h *HAProxy) Config(env Env) string {
 	var b strings.Builder
 	maxconn := max(env.MaxConn, 1000)
+	// no strict-limits: with maxconn near the hard open-file limit HAProxy
+	// asks for more descriptors than it may have (2 per connection plus
+	// reserve); it then warns and runs, which is what the idle scenario
+	// (client connections only) needs.
 	fmt.Fprintf(&b, `global
     maxconn %d
+    no strict-limits
     nbthread 2
     ssl-default-bind-options ssl-min-ver TLSv1.2
     tune.ssl.default-dh-param 2048
