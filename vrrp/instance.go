@@ -184,6 +184,14 @@ type Status struct {
 	Drops map[DropReason]uint64
 	// Errors counts failed side effects (VIP changes, GARPs, hooks, notify commands, sends).
 	Errors uint64
+	// AddrMismatches counts accepted adverts whose address list differs from our VIPs
+	// (a misconfigured peer, RFC 5798 §7.1); they are logged at most every 10 s.
+	AddrMismatches uint64
+	// AdvertsAsMaster counts adverts received from another router while Master: a
+	// resigning peer, a preemption, or a split brain being healed.
+	AdvertsAsMaster uint64
+	// Resignations counts priority-0 adverts received (a Master stopping gracefully).
+	Resignations uint64
 }
 
 // Instance runs one VRRP virtual router on one interface. Create it with New, start it with
@@ -201,9 +209,11 @@ type Instance struct {
 	running atomic.Bool
 	wake    chan struct{} // capacity 1: the timer loop re-reads the deadline
 
-	sent, received, errs atomic.Uint64
-	drops                [numDropReasons]atomic.Uint64
-	deferrals            atomic.Uint64 // Master_Down expiries postponed for queued adverts
+	sent, received, errs           atomic.Uint64
+	mismatches, asMaster, resigned atomic.Uint64
+	lastWarn                       atomic.Int64 // unix nanos of the last rate-limited warning
+	drops                          [numDropReasons]atomic.Uint64
+	deferrals                      atomic.Uint64 // Master_Down expiries postponed for queued adverts
 
 	mu          sync.Mutex // guards the fields below and the order of adverts and queued effects
 	m           *Machine
@@ -363,6 +373,7 @@ func (i *Instance) Status() Status {
 	}
 	i.mu.Unlock()
 	s.AdvertsSent, s.AdvertsReceived, s.Errors = i.sent.Load(), i.received.Load(), i.errs.Load()
+	s.AddrMismatches, s.AdvertsAsMaster, s.Resignations = i.mismatches.Load(), i.asMaster.Load(), i.resigned.Load()
 	s.Drops = make(map[DropReason]uint64, numDropReasons)
 	for r := range numDropReasons {
 		s.Drops[r] = i.drops[r].Load()
@@ -493,9 +504,16 @@ func (i *Instance) receiveLoop(plat *platform) error {
 		}
 		i.received.Add(1)
 		if a.Priority == 0 {
+			i.resigned.Add(1)
 			i.log.Info("vrrp: received priority 0 advert (master resigned)", "src", a.Src)
 		}
-		i.step(func(m *Machine, now time.Time) []Action { return m.Receive(now, a) })
+		i.step(func(m *Machine, now time.Time) []Action {
+			if m.State() == StateMaster {
+				i.asMaster.Add(1)
+				i.log.Debug("vrrp: advert received while master", "src", a.Src, "priority", a.Priority)
+			}
+			return m.Receive(now, a)
+		})
 	}
 }
 
@@ -524,7 +542,7 @@ func (i *Instance) validate(b []byte, h ipInfo, p *Packet, local netip.Addr) (Ad
 		return drop(DropVersion)
 	}
 	if err := VerifyChecksum(b, h.Src, h.Dst); err != nil {
-		i.log.Debug("vrrp: dropped advert", "src", h.Src, "err", err)
+		i.warnf("vrrp: dropped advert with bad checksum", "src", h.Src, "err", err)
 		return drop(DropChecksum)
 	}
 	if p.VRID != i.opts.VRID {
@@ -545,7 +563,35 @@ func (i *Instance) validate(b []byte, h ipInfo, p *Packet, local netip.Addr) (Ad
 	if i.opts.Priority == 255 {
 		return drop(DropOwner)
 	}
+	if !sameAddrs(p.Addrs, i.opts.VIPs) {
+		i.mismatches.Add(1)
+		i.warnf("vrrp: advert address list differs from ours (misconfigured peer?)", "src", h.Src, "addrs", p.Addrs)
+	}
 	return Advert{Src: h.Src, Priority: p.Priority, Interval: p.Interval}, true
+}
+
+// sameAddrs reports whether addrs are the addresses of vips, in any order.
+func sameAddrs(addrs []netip.Addr, vips []netip.Prefix) bool {
+	if len(addrs) != len(vips) {
+		return false
+	}
+	for _, v := range vips {
+		if !containsAddr(addrs, v.Addr()) {
+			return false
+		}
+	}
+	return true
+}
+
+// warnf logs a warning about received packets at most every 10 s, so a flood cannot flood
+// the log.
+func (i *Instance) warnf(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := i.lastWarn.Load()
+	if now-last < int64(10*time.Second) || !i.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	i.log.Warn(msg, args...)
 }
 
 func containsAddr(list []netip.Addr, a netip.Addr) bool {

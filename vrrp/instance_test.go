@@ -222,6 +222,9 @@ func TestInstancePairFailover(t *testing.T) {
 	waitFor(t, "B master after A unhealthy", func() bool {
 		return b.inst.Status().State == StateMaster && b.vips.hasVIP() && a.inst.Status().State == StateBackup && !a.vips.hasVIP()
 	})
+	if a.inst.Status().AdvertsAsMaster == 0 {
+		t.Fatal("A did not count B's preempting advert as received while master")
+	}
 	if got := a.inst.Status().Priority; got != 50 {
 		t.Fatalf("A effective priority %d, want 50", got)
 	}
@@ -362,11 +365,23 @@ func TestInstanceDropsInvalidPackets(t *testing.T) {
 			}
 		})
 	}
+	t.Run("address list mismatch is accepted and counted", func(t *testing.T) {
+		nd := startNode(t, &fakeNet{}, addrB, Options{AdvertInterval: time.Second}, nil)
+		waitFor(t, "started", func() bool { return nd.inst.Status().State == StateBackup })
+		nd.conn.in <- fakeMsg{b: valid(func(p *Packet) { p.Addrs = []netip.Addr{addrC} }), h: mcast}
+		waitFor(t, "advert accepted", func() bool {
+			st := nd.inst.Status()
+			return st.AdvertsReceived == 1 && st.Master == peer && st.AddrMismatches == 1
+		})
+	})
 	t.Run("valid packet is accepted", func(t *testing.T) {
 		nd := startNode(t, &fakeNet{}, addrB, Options{AdvertInterval: time.Second}, nil)
 		waitFor(t, "started", func() bool { return nd.inst.Status().State == StateBackup })
 		nd.conn.in <- fakeMsg{b: valid(nil), h: mcast}
 		waitFor(t, "advert accepted", func() bool { st := nd.inst.Status(); return st.AdvertsReceived == 1 && st.Master == peer })
+		if st := nd.inst.Status(); st.AddrMismatches != 0 || st.AdvertsAsMaster != 0 {
+			t.Fatalf("counters %+v", st)
+		}
 	})
 	t.Run("v2 valid packet with password is accepted", func(t *testing.T) {
 		nd := startNode(t, &fakeNet{}, addrB, Options{Version: 2, AuthPass: "secret"}, nil)

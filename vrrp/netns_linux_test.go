@@ -102,6 +102,10 @@ func TestNamespaceFailover(t *testing.T) {
 		if a.has() {
 			t.Fatal("A kept the VIP after SIGTERM")
 		}
+		if _, ok := waitUntil(time.Second, func() bool { st, _ := l.helperStatus("kclb-b"); return st.Resignations == 1 }); !ok {
+			st, _ := l.helperStatus("kclb-b")
+			t.Fatalf("B saw %d priority-0 adverts, want 1", st.Resignations)
+		}
 		if st, ok := l.helperStatus("kclb-a2"); !ok || st.State != StateInit || st.TransitionsTo[StateMaster] != 2 {
 			t.Fatalf("A final status %+v", st)
 		}
