@@ -261,7 +261,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.forwarded.apply(r, client, secure)
 	removeHopByHop(r.Header)
 	requestID(r)
-	h.opts.Router.StripRequest(r.Header)
 
 	// The inbound request becomes the outbound one: no copies.
 	r.URL = &url.URL{Scheme: "http", Path: path, RawQuery: r.URL.RawQuery}
@@ -306,6 +305,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 		}
 		tried.Add(s)
 		last = s
+		// The router has read its cookie; Keycloak must not see it.
+		h.opts.Router.StripRequest(r.Header)
 		if err := s.Acquire(ctx, h.opts.QueueSize, h.opts.QueueTimeout); err != nil {
 			if ctx.Err() != nil {
 				h.clientAborts.Add(1)

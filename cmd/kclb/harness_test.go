@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/tlsconf"
+)
+
+// kclbBin is the kclb binary built once for the package's tests.
+var kclbBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kclb-test-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	kclbBin = filepath.Join(dir, "kclb")
+	out, err := exec.Command("go", "build", "-o", kclbBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building kclb: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// testCert writes a self-signed certificate for localhost into dir.
+func testCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	certFile, keyFile, err := tlsconf.GenerateSelfSigned(dir, []string{"localhost", "127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return certFile, keyFile, pool
+}
+
+// env is a running kclb in front of a stand-in cluster.
+type env struct {
+	t         *testing.T
+	cluster   *kcsim.Cluster
+	dir       string
+	cfgPath   string
+	httpAddr  string
+	httpsAddr string
+	certFile  string
+	keyFile   string
+	roots     *x509.CertPool
+	proc      *kclbProc
+}
+
+// envOptions tunes newEnv. Extra is appended to the generated TOML.
+type envOptions struct {
+	nodes   int
+	kcsim   kcsim.Options
+	servers string // extra keys for every [[backend.server]]
+	extra   string
+}
+
+// newEnv starts nodes stand-ins and kclb with an HTTP and an HTTPS
+// listener in front of them.
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	if o.nodes == 0 {
+		o.nodes = 3
+	}
+	e := &env{t: t, dir: t.TempDir()}
+	e.cluster = kcsim.StartCluster(t, o.nodes, o.kcsim)
+	e.certFile, e.keyFile, e.roots = testCert(t, e.dir)
+	e.httpAddr, e.httpsAddr = freeAddr(t), freeAddr(t)
+	var b strings.Builder
+	fmt.Fprintf(&b, `
+[global]
+name = "test"
+state_file = ""
+access_log = false
+log_level = "debug"
+shutdown_grace = "5s"
+
+[admin]
+socket = ""
+
+[[listener]]
+name = "http"
+bind = %q
+redirect_https = true
+
+[[listener]]
+name = "https"
+bind = %q
+tls = true
+http2 = true
+
+[[tls.certificate]]
+cert = %q
+key = %q
+
+[health]
+interval = "200ms"
+timeout = "150ms"
+slowstart = "0s"
+`, e.httpAddr, e.httpsAddr, e.certFile, e.keyFile)
+	for i, n := range e.cluster.Nodes() {
+		fmt.Fprintf(&b, "\n[[backend.server]]\nname = \"keycloak%d\"\naddress = %q\nmanagement = %q\n%s\n",
+			i+1, n.Traffic.String(), n.Mgmt.String(), o.servers)
+	}
+	b.WriteString(o.extra)
+	e.cfgPath = filepath.Join(e.dir, "kclb.toml")
+	if err := os.WriteFile(e.cfgPath, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.proc = startKclb(t, e.cfgPath, 2)
+	return e
+}
+
+// client returns an HTTPS client that trusts the test certificate and
+// resolves localhost to kclb's loopback address.
+func (e *env) client(h2 bool) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: e.roots},
+		ForceAttemptHTTP2: h2,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, e.httpsAddr)
+		},
+	}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	c := &http.Client{Transport: tr, Timeout: 20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return c
+}
+
+// url returns the HTTPS URL of path on kclb, with "localhost" as the host
+// so SNI and the certificate match.
+func (e *env) url(path string) string {
+	_, port, _ := net.SplitHostPort(e.httpsAddr)
+	return "https://localhost:" + port + path
+}
+
+// kclbProc is a running kclb process with its log lines.
+type kclbProc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex // guards logs and waiters
+	logs []string
+	// waiters are notified of every new log line.
+	waiters []chan string
+	done    chan struct{} // closed when the process has exited
+	err     error         // the exit error, valid after done is closed
+}
+
+// startKclb runs `kclb run -c cfg` and waits for listeners "listening" log
+// lines (the signal that sockets are bound).
+func startKclb(t *testing.T, cfg string, listeners int) *kclbProc {
+	t.Helper()
+	p := &kclbProc{cmd: exec.Command(kclbBin, "run", "-c", cfg), done: make(chan struct{})}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout = io.Discard
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := p.watch("msg=listening")
+	go p.read(stderr)
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("kclb log:\n%s", strings.Join(p.Logs(), "\n"))
+		}
+	})
+	for range listeners {
+		select {
+		case <-ready:
+		case <-p.done:
+			t.Fatalf("kclb exited before listening: %v\n%s", p.err, strings.Join(p.Logs(), "\n"))
+		case <-time.After(20 * time.Second):
+			t.Fatalf("kclb did not listen within 20s\n%s", strings.Join(p.Logs(), "\n"))
+		}
+	}
+	return p
+}
+
+func (p *kclbProc) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		p.mu.Lock()
+		p.logs = append(p.logs, line)
+		for _, w := range p.waiters {
+			select {
+			case w <- line:
+			default:
+			}
+		}
+		p.mu.Unlock()
+	}
+	p.err = p.cmd.Wait()
+	close(p.done)
+}
+
+// watch returns a channel that receives every future log line containing
+// substr.
+func (p *kclbProc) watch(substr string) <-chan string {
+	all := make(chan string, 1024)
+	out := make(chan string, 64)
+	p.mu.Lock()
+	p.waiters = append(p.waiters, all)
+	p.mu.Unlock()
+	go func() {
+		for l := range all {
+			if strings.Contains(l, substr) {
+				out <- l
+			}
+		}
+	}()
+	return out
+}
+
+// Logs returns the log lines so far.
+func (p *kclbProc) Logs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.logs...)
+}
+
+// waitLog waits for a log line containing substr, failing after timeout.
+func waitLog(t *testing.T, ch <-chan string, what string, timeout time.Duration) string {
+	t.Helper()
+	select {
+	case l := <-ch:
+		return l
+	case <-time.After(timeout):
+		t.Fatalf("no log line for %s within %v", what, timeout)
+	}
+	return ""
+}
