@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		usage(stdout)
 	default:
-		if c, ok := adminCommands[args[0]]; ok {
+		if c, ok := extraCommands[args[0]]; ok {
 			err = c(args[1:], stdout, stderr)
 			break
 		}
@@ -69,9 +69,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// adminCommands are the operator commands that talk to a running kclb;
-// they register themselves from other files.
-var adminCommands = map[string]func(args []string, stdout, stderr io.Writer) error{}
+// extraCommands are the operator commands that talk to a running kclb;
+// each registers itself from its own file with an init function.
+var extraCommands = map[string]func(args []string, stdout, stderr io.Writer) error{}
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: kclb <command> [flags]

@@ -9,12 +9,16 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/kclb/kclb/affinity"
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/config"
 	"github.com/kclb/kclb/health"
+	"github.com/kclb/kclb/proxy"
+	"github.com/kclb/kclb/tlsconf"
 )
 
 // cmdCheck validates a configuration like `haproxy -c`.
@@ -56,82 +60,158 @@ func cmdRun(args []string, stderr io.Writer) error {
 	return serve(ctx, cfg, newLogger(cfg.Global, os.Stderr), nil)
 }
 
-// serve runs kclb with cfg until ctx is cancelled, then shuts down
-// gracefully. ready, if non-nil, is closed once the listeners are bound.
-func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- struct{}) error {
+// instance is one running kclb: the runtime objects built from the
+// configuration. The pool, affinity identity and TLS store live as long
+// as the process; the handler is rebuilt on reload.
+type instance struct {
+	logger  *slog.Logger
+	started time.Time
+
+	pool     *backend.Pool
+	router   *proxy.Switch  // public listeners serve through it
+	observer proxy.Observer // metrics sink for the proxy; nil means none
+	store  *tlsconf.Store
+	aff    *affinity.Affinity // nil when affinity is off
+
+	mu      sync.Mutex // guards the fields below
+	cfg     *config.Config
+	handler *proxy.Handler
+	fronts  []*frontend
+}
+
+// Config returns the configuration in force.
+func (in *instance) Config() *config.Config {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.cfg
+}
+
+// Handler returns the proxy handler in force.
+func (in *instance) Handler() *proxy.Handler {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.handler
+}
+
+// Frontends returns the public listeners.
+func (in *instance) Frontends() []*frontend {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.fronts
+}
+
+// newInstance builds the runtime for cfg without opening sockets.
+func newInstance(cfg *config.Config, logger *slog.Logger) (*instance, error) {
 	for _, w := range cfg.Warnings {
 		logger.Warn("config", "warning", w)
 	}
-	store, err := tlsStore(cfg)
-	if err != nil {
-		return err
+	in := &instance{logger: logger, started: time.Now(), cfg: cfg, router: new(proxy.Switch)}
+	var err error
+	if in.store, err = tlsStore(cfg); err != nil {
+		return nil, err
 	}
-	pool, err := backend.NewPool(poolSpecs(cfg), backend.PoolOptions{
+	in.pool, err = backend.NewPool(poolSpecs(cfg), backend.PoolOptions{
 		PanicThreshold: cfg.Health.PanicThreshold,
 		PassiveFails:   cfg.Health.PassiveFails,
-		OnHealth: func(s *backend.Server, from, to backend.Health, reason string, panicMode bool) {
-			if s == nil {
-				if panicMode {
-					logger.Warn("panic mode on: routing to every live server", "reason", reason)
-				} else {
-					logger.Info("panic mode off", "reason", reason)
-				}
-				return
-			}
-			logger.Info("server health", "server", s.Name(), "from", from.String(), "to", to.String(), "reason", reason)
-		},
-		OnAvailable: func(up bool) {
-			logger.Info("backend availability", "any_available", up)
-		},
+		OnHealth:       in.onHealth,
+		OnAvailable:    in.onAvailable,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	router, aff, err := buildRouter(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	h, err := buildHandler(cfg, pool, router, logger)
+	in.aff = aff
+	if in.observer, err = in.newObserver(); err != nil {
+		return nil, err
+	}
+	if in.handler, err = buildHandler(cfg, in.pool, router, in.observer, logger); err != nil {
+		return nil, err
+	}
+	in.router.Store(in.handler)
+	return in, nil
+}
+
+// onHealth logs every server health transition and panic-mode edge.
+func (in *instance) onHealth(s *backend.Server, from, to backend.Health, reason string, panicMode bool) {
+	if s == nil {
+		if panicMode {
+			in.logger.Warn("panic mode on: routing to every live server", "reason", reason)
+		} else {
+			in.logger.Info("panic mode off", "reason", reason)
+		}
+		return
+	}
+	in.logger.Info("server health", "server", s.Name(), "from", from.String(), "to", to.String(), "reason", reason)
+}
+
+// onAvailable receives the pool's "some server can take a client" edge.
+func (in *instance) onAvailable(up bool) {
+	in.logger.Info("backend availability", "any_available", up)
+}
+
+// healthOptions converts the [health] section.
+func (in *instance) healthOptions(cfg *config.Config) health.Options {
+	o := health.Options{
+		Path:               cfg.Health.Path,
+		LivePath:           cfg.Health.LivePath,
+		StartedPath:        cfg.Health.StartedPath,
+		Scheme:             cfg.Health.Scheme.String(),
+		CAFile:             cfg.Health.CAFile,
+		InsecureSkipVerify: cfg.Health.InsecureSkipVerify,
+		Interval:           cfg.Health.Interval.Duration,
+		Timeout:            cfg.Health.Timeout.Duration,
+		Rise:               cfg.Health.Rise,
+		Fall:               cfg.Health.Fall,
+		Slowstart:          cfg.Health.Slowstart.Duration,
+		MaxBodyBytes:       int64(cfg.Health.MaxBodyBytes),
+		Logger:             in.logger.With("component", "health"),
+	}
+	if cfg.Health.Slowstart.Duration == 0 {
+		o.Slowstart = -1
+	}
+	if in.aff != nil {
+		o.OnRoute = in.aff.Learn
+	}
+	return o
+}
+
+// serve runs kclb with cfg until ctx is cancelled, then shuts down
+// gracefully. ready, if non-nil, is closed once the listeners are bound.
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- struct{}) error {
+	in, err := newInstance(cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
+	defer in.Handler().Close()
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 8)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	errc := make(chan error, 16)
 	if cfg.Health.Enabled {
-		hopts := health.Options{
-			Path:               cfg.Health.Path,
-			LivePath:           cfg.Health.LivePath,
-			StartedPath:        cfg.Health.StartedPath,
-			Scheme:             cfg.Health.Scheme.String(),
-			CAFile:             cfg.Health.CAFile,
-			InsecureSkipVerify: cfg.Health.InsecureSkipVerify,
-			Interval:           cfg.Health.Interval.Duration,
-			Timeout:            cfg.Health.Timeout.Duration,
-			Rise:               cfg.Health.Rise,
-			Fall:               cfg.Health.Fall,
-			Slowstart:          cfg.Health.Slowstart.Duration,
-			MaxBodyBytes:       int64(cfg.Health.MaxBodyBytes),
-			Logger:             logger.With("component", "health"),
-		}
-		if aff != nil {
-			hopts.OnRoute = aff.Learn
-		}
-		checker, err := health.New(pool.Servers, pool, hopts)
+		checker, err := health.New(in.pool.Servers, in.pool, in.healthOptions(cfg))
 		if err != nil {
 			return fmt.Errorf("health: %w", err)
 		}
-		go func() { errc <- checker.Run(runCtx) }()
+		wg.Go(func() { errc <- checker.Run(runCtx) })
 	}
 
-	fronts, err := openFrontends(ctx, cfg, h, store, logger)
+	if err := in.startAdmin(runCtx, &wg); err != nil {
+		return err
+	}
+	fronts, err := openFrontends(ctx, cfg, in.router, in.store, logger)
 	if err != nil {
 		return err
 	}
+	in.mu.Lock()
+	in.fronts = fronts
+	in.mu.Unlock()
 	for _, f := range fronts {
-		go func() { errc <- f.serve() }()
+		wg.Go(func() { errc <- f.serve() })
 		logger.Info("listening", "listener", f.name, "addr", f.ln.Addr().String(), "tls", f.tls)
 	}
 	if ready != nil {
@@ -148,14 +228,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
-			if store == nil {
-				continue
-			}
-			if err := store.Reload(); err != nil {
-				logger.Error("reload certificates failed; keeping the current ones", "err", err)
-			} else {
-				logger.Info("certificates reloaded")
-			}
+			in.reloadCertificates()
 		case err := <-errc:
 			if err != nil && !errors.Is(err, context.Canceled) {
 				runErr = err
@@ -168,7 +241,20 @@ loop:
 		grace = 30 * time.Second
 	}
 	logger.Info("shutting down", "grace", grace.String())
-	shutdownAll(fronts, grace)
+	shutdownAll(in.Frontends(), grace)
 	cancel()
 	return runErr
+}
+
+// reloadCertificates re-reads every certificate; on error the current
+// ones stay in use.
+func (in *instance) reloadCertificates() {
+	if in.store == nil {
+		return
+	}
+	if err := in.store.Reload(); err != nil {
+		in.logger.Error("reload certificates failed; keeping the current ones", "err", err)
+		return
+	}
+	in.logger.Info("certificates reloaded")
 }

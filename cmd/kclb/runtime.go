@@ -89,7 +89,7 @@ func buildRouter(cfg *config.Config) (proxy.Router, *affinity.Affinity, error) {
 }
 
 // buildHandler makes the proxy handler for cfg over pool.
-func buildHandler(cfg *config.Config, pool *backend.Pool, router proxy.Router, logger *slog.Logger) (*proxy.Handler, error) {
+func buildHandler(cfg *config.Config, pool *backend.Pool, router proxy.Router, obs proxy.Observer, logger *slog.Logger) (*proxy.Handler, error) {
 	var access *slog.Logger
 	if cfg.Global.AccessLog {
 		access = logger.With("log", "access")
@@ -121,6 +121,7 @@ func buildHandler(cfg *config.Config, pool *backend.Pool, router proxy.Router, l
 		MaxResponseHeaderBytes: int64(cfg.Limits.MaxResponseHeaderBytes),
 		AccessLog:              access,
 		Logger:                 logger,
+		Observer:               obs,
 	})
 }
 
