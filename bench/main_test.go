@@ -42,6 +42,7 @@ func (f fakeBackends) Proc() []procstat.Group { return []procstat.Group{{Root: o
 func (f fakeBackends) Stats(context.Context) (target.ServerStats, bool) {
 	return target.ServerStats{Requests: f.count()}, true
 }
+func (f fakeBackends) Control(context.Context, int, string) error { return nil }
 
 func testSuite(t *testing.T, tg target.Target, count func() int64) *suite {
 	t.Helper()
@@ -184,7 +185,8 @@ func TestSelectScenarios(t *testing.T) {
 		want    int
 		wantErr bool
 	}{
-		{name: "all", list: "", want: len(all)},
+		{name: "default leaves out optional", list: "", want: len(all) - 2},
+		{name: "optional by name", list: "fail", want: 2},
 		{name: "prefix", list: "tls", want: 3},
 		{name: "exact and prefix", list: "http-ka-c64,h2", want: 2},
 		{name: "unknown", list: "nope", wantErr: true},

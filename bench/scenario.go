@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/kclb/kclb/bench/load"
 	"github.com/kclb/kclb/bench/report"
@@ -36,6 +37,14 @@ type scenario struct {
 	resume     bool           // h1+tls: offer TLS session resumption
 	rate       float64        // > 0: open loop at this many requests/s
 	path       string
+	// fault and clear are kcsim control forms posted to the second node
+	// one third and two thirds into each measured run.
+	fault, clear string
+	// minDuration lengthens runs of this scenario (failure detection
+	// needs several health-check intervals).
+	minDuration time.Duration
+	// optional scenarios run only when named in -scenarios.
+	optional bool
 }
 
 func (s scenario) kind() report.Kind {
@@ -68,14 +77,27 @@ func allScenarios(idleConns int, openRate float64) []scenario {
 			desc: fmt.Sprintf("%d keep-alive connections, each after one request, held idle; memory per connection = (peak VmRSS - VmRSS before) / connections. The target is restarted before each run.", idleConns)},
 		{name: "login-mix", mode: modeMix, tls: true, workers: 32,
 			desc: "Keycloak mix over HTTPS (HTTP/1.1, keep-alive), 32 users with cookie jars: per login 2 static resources, OIDC discovery, login page, credentials POST, code exchange, 2 token refreshes; each step is one sample. A login that changes node midway counts as an affinity error. The stand-ins run in strict mode: a node rejects (400) and counts login steps for logins it does not own, so a proxy without affinity (nginx open source) shows status errors and misroutes here."},
+		{name: "fail-refuse", mode: modeH1, workers: 256, rate: 2000, path: helloPath, optional: true,
+			fault: "refuse=on", clear: "refuse=off", minDuration: 9 * time.Second,
+			desc: "Failure under load (run only when named): HTTP/1.1 keep-alive, 256 connections, open loop at 2000 req/s; node 2 refuses connections (kcsim refuse=on) from one third to two thirds of the run. Shows errors and latency while the proxy notices and redispatches."},
+		{name: "fail-slow", mode: modeH1, workers: 256, rate: 2000, path: helloPath, optional: true,
+			fault: "delay=200ms", clear: "delay=0s", minDuration: 9 * time.Second,
+			desc: "Failure under load (run only when named): as fail-refuse, but node 2 answers 200 ms late (kcsim delay=200ms) instead of refusing; both proxies balance round robin."},
 	}
 }
 
 // selectScenarios filters all by a comma-separated list of names or name
-// prefixes ("tls" selects every tls-* scenario); "" selects all.
+// prefixes ("tls" selects every tls-* scenario); "" selects all but the
+// optional ones.
 func selectScenarios(all []scenario, list string) ([]scenario, error) {
 	if strings.TrimSpace(list) == "" {
-		return all, nil
+		var out []scenario
+		for _, s := range all {
+			if !s.optional {
+				out = append(out, s)
+			}
+		}
+		return out, nil
 	}
 	var out []scenario
 	for _, want := range strings.Split(list, ",") {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,8 @@ type backendSet interface {
 	Proc() []procstat.Group
 	// Stats returns server-side counters, ok false when unavailable.
 	Stats(ctx context.Context) (target.ServerStats, bool)
+	// Control applies a kcsim control form to node i.
+	Control(ctx context.Context, i int, form string) error
 }
 
 // suite runs scenarios against a fixed set of targets and backends.
@@ -111,12 +114,39 @@ func (s *suite) runScenario(ctx context.Context, sc scenario) report.Scenario {
 			s.measure(ctx, sc, t, 0, s.opts.warmup)
 		}
 	}
+	d := max(s.opts.duration, sc.minDuration)
 	for run := 1; run <= s.opts.runs && ctx.Err() == nil; run++ {
 		for _, t := range started {
-			rs.Runs = append(rs.Runs, s.measure(ctx, sc, t, run, s.opts.duration))
+			r := s.measure(ctx, sc, t, run, d)
+			if r.FaultErr != "" && !strings.Contains(rs.Description, r.FaultErr) {
+				rs.Description += " **Fault injection failed:** " + oneLine(errors.New(r.FaultErr)) + "."
+			}
+			rs.Runs = append(rs.Runs, r)
 		}
 	}
 	return rs
+}
+
+// injectFault posts sc.fault to node 2 at d/3 and sc.clear at 2d/3 (or
+// when stop closes). It returns the first error.
+func (s *suite) injectFault(ctx context.Context, sc scenario, d time.Duration, stop <-chan struct{}) error {
+	select {
+	case <-time.After(d / 3):
+	case <-stop:
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+	err := s.backends.Control(ctx, 1, sc.fault)
+	select {
+	case <-time.After(d / 3):
+	case <-stop:
+	case <-ctx.Done():
+	}
+	// Clear even if ctx is done, so the backends are usable afterwards.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	return errors.Join(err, s.backends.Control(cctx, 1, sc.clear))
 }
 
 func oneLine(err error) string {
@@ -206,12 +236,26 @@ func (s *suite) measure(ctx context.Context, sc scenario, t target.Target, run i
 	st0, ok0 := s.backends.Stats(ctx)
 	c0, b0 := g.CPU(), s.backendCPU()
 	sm := s.startSampler(g, label, time.Now(), d, func() (uint64, uint64) { return prog.Done(), prog.Errs() })
+	var faultErr chan error
+	stopFault := make(chan struct{})
+	if sc.fault != "" && run > 0 {
+		faultErr = make(chan error, 1)
+		go func() { faultErr <- s.injectFault(ctx, sc, d, stopFault) }()
+	}
 	res := load.Run(ctx, cfg, &prog)
+	close(stopFault)
+	var ferr error
+	if faultErr != nil {
+		ferr = <-faultErr
+	}
 	peak := sm.finish()
 	c1, b1 := g.CPU(), s.backendCPU()
 	cleanup()
 	st1, ok1 := s.backends.Stats(ctx)
 	r := report.Run{Target: t.Name(), Index: run, Result: res, ProxyCPU: c1 - c0, BackendCPU: b1 - b0, PeakRSS: peak, BaseRSS: baseRSS}
+	if ferr != nil {
+		r.FaultErr = ferr.Error()
+	}
 	if ok0 && ok1 {
 		r.ServerCounted = true
 		r.ServerRequests = st1.Requests - st0.Requests

@@ -418,11 +418,12 @@ func (i *Instance) Run(ctx context.Context) error {
 	i.log.Info("vrrp: starting", "interface", i.opts.Interface, "source", plat.local,
 		"priority", i.opts.Priority, "version", i.opts.Version, "advert_interval", i.opts.AdvertInterval)
 
-	recvDone := make(chan error, 1)
-	go func() { recvDone <- i.receiveLoop(plat) }()
+	var recvErr error
+	recvDone := make(chan struct{})
+	go func() { recvErr = i.receiveLoop(plat); close(recvDone) }()
 
 	i.step((*Machine).Start)
-	runErr := i.timerLoop(ctx, plat, recvDone)
+	runErr := i.timerLoop(ctx, plat, recvDone, &recvErr)
 
 	i.step((*Machine).Shutdown)
 	i.mu.Lock()
@@ -432,16 +433,15 @@ func (i *Instance) Run(ctx context.Context) error {
 	close(notes)
 	wg.Wait()
 	plat.conn.Close()
-	if err := <-recvDone; runErr == nil && err != nil && ctx.Err() == nil {
-		runErr = err
-	}
+	<-recvDone
 	i.log.Info("vrrp: stopped")
 	return runErr
 }
 
 // timerLoop is the advert sender and timer goroutine. It only waits on its own timer, so a
 // busy receive path cannot delay adverts.
-func (i *Instance) timerLoop(ctx context.Context, plat *platform, recvDone <-chan error) error {
+// recvErr is valid once recvDone is closed.
+func (i *Instance) timerLoop(ctx context.Context, plat *platform, recvDone <-chan struct{}, recvErr *error) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var deferredSince time.Time
@@ -457,8 +457,8 @@ func (i *Instance) timerLoop(ctx context.Context, plat *platform, recvDone <-cha
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-recvDone:
-			return fmt.Errorf("vrrp %s: receive: %w", i.opts.Name, err)
+		case <-recvDone:
+			return fmt.Errorf("vrrp %s: receive: %w", i.opts.Name, *recvErr)
 		case <-i.wake:
 			continue
 		case <-timer.C:
@@ -625,7 +625,12 @@ func (i *Instance) step(f func(m *Machine, now time.Time) []Action) {
 			i.since = now
 			i.log.Info("vrrp: transition", "from", a.From, "to", a.To, "priority", i.m.Priority(), "master", i.m.Master())
 			if i.notes != nil {
-				i.notes <- note{from: a.From, to: a.To, prio: i.m.Priority()}
+				select {
+				case i.notes <- note{from: a.From, to: a.To, prio: i.m.Priority()}:
+				default: // the Observer or notify commands are stuck: never block the state machine
+					i.errs.Add(1)
+					i.log.Error("vrrp: notify queue full, transition not notified", "to", a.To)
+				}
 			}
 		}
 	}

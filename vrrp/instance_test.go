@@ -31,6 +31,7 @@ type fakeConn struct {
 	local  netip.Addr
 	in     chan fakeMsg
 	gate   chan struct{} // if non-nil, ReadFrom waits for a value on it before each read
+	fail   chan error    // if non-nil, ReadFrom returns the first error sent on it
 	closed chan struct{}
 	once   sync.Once
 }
@@ -70,6 +71,8 @@ func (c *fakeConn) ReadFrom(b []byte) (int, ipInfo, error) {
 	select {
 	case m := <-c.in:
 		return copy(b, m.b), m.h, nil
+	case err := <-c.fail:
+		return 0, ipInfo{}, err
 	case <-c.closed:
 		return 0, ipInfo{}, errors.New("closed")
 	}
@@ -550,4 +553,46 @@ func TestNewValidation(t *testing.T) {
 	if i.opts.GARPRepeat != 5 || i.opts.GARPDelay != 5*time.Second || i.opts.AdvertInterval != time.Second || i.opts.Version != 3 {
 		t.Fatalf("defaults: %+v", i.opts)
 	}
+}
+
+func TestRunErrors(t *testing.T) {
+	errRead := errors.New("socket gone")
+	t.Run("receive error ends Run", func(t *testing.T) {
+		n := &fakeNet{}
+		inst, err := New(Options{Interface: "fake0", VRID: 51, Priority: 255, VIPs: []netip.Prefix{testVIP}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, vips := n.newConn(addrA), &fakeVIPs{}
+		c.fail = make(chan error, 1)
+		inst.open = func(*Options) (*platform, error) { return &platform{conn: c, vips: vips, local: addrA}, nil }
+		done := make(chan error, 1)
+		go func() { done <- inst.Run(context.Background()) }()
+		waitFor(t, "master", vips.hasVIP)
+		c.fail <- errRead
+		select {
+		case err := <-done:
+			if !errors.Is(err, errRead) {
+				t.Fatalf("Run = %v, want %v", err, errRead)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return")
+		}
+		if vips.hasVIP() {
+			t.Fatal("VIP kept after Run failed")
+		}
+		if err := inst.Run(context.Background()); err == nil {
+			t.Fatal("second Run succeeded")
+		}
+	})
+	t.Run("open error", func(t *testing.T) {
+		inst, err := New(Options{Interface: "fake0", VRID: 51, VIPs: []netip.Prefix{testVIP}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst.open = func(*Options) (*platform, error) { return nil, errRead }
+		if err := inst.Run(context.Background()); !errors.Is(err, errRead) {
+			t.Fatalf("Run = %v, want %v", err, errRead)
+		}
+	})
 }

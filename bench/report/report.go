@@ -41,6 +41,8 @@ type Run struct {
 	ServerRequests int64
 	// Misroutes counts login steps that reached a node not owning the login.
 	Misroutes int64
+	// FaultErr is set when a failure scenario could not inject its fault.
+	FaultErr string
 }
 
 // Kind is the table layout a scenario uses.

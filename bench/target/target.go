@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -200,6 +201,29 @@ type ServerStats struct {
 	// Misroutes counts login steps that reached a node not owning the login
 	// (kcsim -strict).
 	Misroutes int64 `json:"misroutes"`
+}
+
+// Control posts a kcsim control form ("refuse=on", "delay=200ms") to node
+// i's management port. It fails when the backends are not kcsim.
+func (b *Backends) Control(ctx context.Context, i int, form string) error {
+	if !b.statsOK || i < 0 || i >= len(b.List) {
+		return fmt.Errorf("target: no kcsim node %d to control", i)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+b.List[i].Mgmt+"/kcsim/control", strings.NewReader(form))
+	if err != nil {
+		return fmt.Errorf("target: control: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("target: control %s: %w", b.List[i].Name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("target: control %s %q: status %d: %s", b.List[i].Name, form, resp.StatusCode, msg)
+	}
+	return nil
 }
 
 // Stats reads and sums /kcsim/stats of every node. ok is false when the

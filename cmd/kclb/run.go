@@ -70,8 +70,8 @@ type instance struct {
 	pool     *backend.Pool
 	router   *proxy.Switch  // public listeners serve through it
 	observer proxy.Observer // metrics sink for the proxy; nil means none
-	store  *tlsconf.Store
-	aff    *affinity.Affinity // nil when affinity is off
+	store    *tlsconf.Store
+	aff      *affinity.Affinity // nil when affinity is off
 
 	mu      sync.Mutex // guards the fields below
 	cfg     *config.Config
