@@ -136,6 +136,8 @@ defaults
     timeout server  30s
     timeout http-keep-alive 30s
     option forwardfor
+    option redispatch
+    retries 3
 
 frontend fe
     bind %s
