@@ -151,6 +151,12 @@ func (p *Pool) AnyAvailable() bool {
 func (p *Pool) SetHealth(s *Server, h Health, d Detail) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.setHealthLocked(s, h, d)
+}
+
+// setHealthLocked applies a verdict and fires the hooks on a transition.
+// p.mu must be held.
+func (p *Pool) setHealthLocked(s *Server, h Health, d Detail) {
 	s.mu.Lock()
 	from := Health(s.health.Load())
 	if from != h {
@@ -231,6 +237,50 @@ func (p *Pool) Add(spec Spec) *Server {
 	p.servers.Store(&next)
 	p.recomputeLocked()
 	return s
+}
+
+// Reconcile makes the pool's members match specs (a configuration
+// reload): servers whose spec is unchanged are kept as they are; a server
+// whose spec changed under the same name is replaced by a new one that
+// inherits its admin state and health; new names are added and missing
+// ones removed. Requests in flight finish on the servers they started on.
+func (p *Pool) Reconcile(specs []Spec) error {
+	seen := make(map[string]bool, len(specs))
+	for _, sp := range specs {
+		if sp.Name == "" {
+			return errors.New("backend: server without a name")
+		}
+		if seen[sp.Name] {
+			return fmt.Errorf("backend: duplicate server name %q", sp.Name)
+		}
+		seen[sp.Name] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := *p.servers.Load()
+	next := make([]*Server, 0, len(specs))
+	for _, sp := range specs {
+		if sp.Weight <= 0 {
+			sp.Weight = 100
+		}
+		i := slices.IndexFunc(cur, func(s *Server) bool { return s.spec.Name == sp.Name })
+		switch {
+		case i >= 0 && cur[i].spec == sp:
+			next = append(next, cur[i])
+		case i >= 0:
+			old := cur[i]
+			s := NewServer(sp, &p.panic)
+			s.admin.Store(old.admin.Load())
+			s.health.Store(old.health.Load())
+			s.detail = old.Detail()
+			next = append(next, s)
+		default:
+			next = append(next, NewServer(sp, &p.panic))
+		}
+	}
+	p.servers.Store(&next)
+	p.recomputeLocked()
+	return nil
 }
 
 // Remove deletes the server called name. Requests already forwarded to it

@@ -1,0 +1,171 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func newTestPool(t *testing.T, n int, opts PoolOptions) *Pool {
+	t.Helper()
+	var specs []Spec
+	for i := range n {
+		specs = append(specs, Spec{Name: string(rune('a' + i)), Addr: "127.0.0.1:1"})
+	}
+	p, err := NewPool(specs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPanicMode(t *testing.T) {
+	tests := []struct {
+		name      string
+		n         int
+		threshold float64
+		down      int
+		wantPanic bool
+	}{
+		{"one of two down", 2, 0, 1, false},
+		{"all down", 2, 0, 2, true},
+		{"threshold crossed", 4, 0.5, 3, true},
+		{"threshold held", 4, 0.5, 2, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newTestPool(t, tt.n, PoolOptions{PanicThreshold: tt.threshold})
+			for _, s := range p.Servers()[:tt.down] {
+				p.SetHealth(s, HealthDown, Detail{Reason: "db down"})
+			}
+			if p.Panic() != tt.wantPanic {
+				t.Fatalf("panic = %v, want %v", p.Panic(), tt.wantPanic)
+			}
+			// In panic mode Down (live) servers take traffic; Dead never.
+			d := p.Servers()[0]
+			if d.Available() != tt.wantPanic {
+				t.Fatalf("down server available = %v in panic=%v", d.Available(), tt.wantPanic)
+			}
+			p.SetHealth(d, HealthDead, Detail{})
+			if d.Available() {
+				t.Fatal("dead server available")
+			}
+		})
+	}
+}
+
+func TestAvailabilityEdges(t *testing.T) {
+	var edges []bool
+	p := newTestPool(t, 2, PoolOptions{OnAvailable: func(up bool) { edges = append(edges, up) }})
+	a, b := p.Servers()[0], p.Servers()[1]
+	p.SetHealth(a, HealthDead, Detail{})
+	p.SetHealth(b, HealthDead, Detail{})
+	p.SetHealth(a, HealthUp, Detail{})
+	want := []bool{true, false, true}
+	if len(edges) != len(want) {
+		t.Fatalf("edges %v, want %v", edges, want)
+	}
+	for i := range want {
+		if edges[i] != want[i] {
+			t.Fatalf("edges %v, want %v", edges, want)
+		}
+	}
+}
+
+func TestPassiveEjection(t *testing.T) {
+	p := newTestPool(t, 1, PoolOptions{PassiveFails: 3})
+	s := p.Servers()[0]
+	p.ObserveFailure(s, "connect: refused")
+	p.ObserveFailure(s, "connect: refused")
+	p.ObserveSuccess(s)
+	p.ObserveFailure(s, "connect: refused")
+	p.ObserveFailure(s, "connect: refused")
+	if s.Health() != HealthUp {
+		t.Fatalf("ejected before 3 consecutive failures")
+	}
+	p.ObserveFailure(s, "connect: refused")
+	if s.Health() != HealthDead || s.Detail().Reason == "" {
+		t.Fatalf("health %v reason %q after 3 failures", s.Health(), s.Detail().Reason)
+	}
+}
+
+func TestAdminStates(t *testing.T) {
+	p := newTestPool(t, 1, PoolOptions{})
+	s := p.Servers()[0]
+	for _, tc := range []struct {
+		a                 AdminState
+		avail, acceptsPin bool
+	}{{AdminReady, true, true}, {AdminDrain, false, true}, {AdminMaint, false, false}} {
+		if err := p.SetAdmin("a", tc.a); err != nil {
+			t.Fatal(err)
+		}
+		if s.Available() != tc.avail || s.AcceptsPinned() != tc.acceptsPin {
+			t.Fatalf("%v: available %v pinned %v", tc.a, s.Available(), s.AcceptsPinned())
+		}
+	}
+	if err := p.SetAdmin("nope", AdminDrain); err == nil {
+		t.Fatal("unknown server accepted")
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	p := newTestPool(t, 3, PoolOptions{})
+	a, b := p.Lookup("a"), p.Lookup("b")
+	p.SetAdmin("b", AdminDrain)
+	p.SetHealth(b, HealthDown, Detail{Reason: "x"})
+	err := p.Reconcile([]Spec{
+		{Name: "a", Addr: "127.0.0.1:1"}, // unchanged
+		{Name: "b", Addr: "127.0.0.1:2"}, // changed address
+		{Name: "d", Addr: "127.0.0.1:4"}, // new; c removed
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Lookup("a") != a {
+		t.Fatal("unchanged server replaced")
+	}
+	nb := p.Lookup("b")
+	if nb == b || nb.Addr() != "127.0.0.1:2" || nb.Admin() != AdminDrain || nb.Health() != HealthDown {
+		t.Fatalf("changed server: same=%v addr %s admin %v health %v", nb == b, nb.Addr(), nb.Admin(), nb.Health())
+	}
+	if p.Lookup("c") != nil || p.Lookup("d") == nil {
+		t.Fatal("membership not reconciled")
+	}
+	if err := p.Reconcile([]Spec{{Name: "x"}, {Name: "x"}}); err == nil {
+		t.Fatal("duplicate names accepted")
+	}
+}
+
+func TestAcquireQueue(t *testing.T) {
+	s := NewServer(Spec{Name: "a", MaxConn: 1}, nil)
+	ctx := context.Background()
+	if err := s.Acquire(ctx, 1, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// One waiter fits the queue and gets the slot when it is released.
+	got := make(chan error, 1)
+	go func() { got <- s.Acquire(ctx, 1, time.Minute) }()
+	for s.Queued() != 1 {
+		time.Sleep(time.Millisecond) // polling a condition: the waiter has queued
+	}
+	if err := s.Acquire(ctx, 1, time.Minute); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("second waiter: %v, want ErrQueueFull", err)
+	}
+	s.Release()
+	if err := <-got; err != nil {
+		t.Fatalf("queued waiter: %v", err)
+	}
+	if err := s.Acquire(ctx, 0, time.Millisecond); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("zero queue: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.Acquire(cctx, 1, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	s.Release()
+	if s.InFlight() != 0 {
+		t.Fatalf("in flight %d", s.InFlight())
+	}
+}
