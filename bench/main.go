@@ -65,7 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "warm-up per target and scenario")
 	fs.IntVar(&o.runs, "runs", 3, "runs per target and scenario")
 	fs.IntVar(&o.idleConns, "idle-conns", 10000, "connections held in the idle scenario")
-	fs.Float64Var(&o.openRate, "rate", 5000, "total request rate of the open-loop scenario, req/s")
+	fs.Float64Var(&o.openRate, "rate", 4000, "total request rate of the open-loop scenario, req/s")
 	fs.StringVar(&o.backend, "backend", "kcsim", "stand-in backends: kcsim (./cmd/kcsim) or simple (a main package taking -addr and -node)")
 	fs.StringVar(&o.backendSrc, "backend-src", "/work/shared/tools/peer-bench/backend", "source directory of the simple backend")
 	fs.StringVar(&o.kclbBin, "kclb-bin", "", "prebuilt kclb binary (default: go build ./cmd/kclb)")

@@ -262,6 +262,7 @@ name = "bench"
 maxconn = %d
 log_level = "warn"
 access_log = false
+shutdown_grace = "1s"
 state_file = ""
 
 [[listener]]
