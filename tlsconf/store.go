@@ -197,12 +197,13 @@ func (s *Store) TLSConfig() *tls.Config {
 		MinVersion:     s.opts.MinVersion,
 		CipherSuites:   slices.Clone(tls12Suites),
 		NextProtos:     protos,
-		GetCertificate: s.getCertificate,
+		GetCertificate: s.GetCertificate,
 	}
 }
 
-// getCertificate is the tls.Config.GetCertificate hook.
-func (s *Store) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+// GetCertificate is the tls.Config.GetCertificate hook: it picks the
+// certificate for hello from the current set. It never fails.
+func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return s.cur.Load().pick(hello), nil
 }
 
