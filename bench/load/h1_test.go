@@ -144,3 +144,19 @@ func FuzzParseResponse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseResponse(b *testing.B) {
+	b.ReportAllocs()
+	resp := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store, must-revalidate, max-age=0\r\n" +
+		"Set-Cookie: AUTH_SESSION_ID=abc123.node1; Path=/realms/test/; HttpOnly\r\nContent-Length: 955\r\n\r\n" + strings.Repeat("x", 955)
+	sr := strings.NewReader(resp)
+	br := bufio.NewReaderSize(sr, 16<<10)
+	b.SetBytes(int64(len(resp)))
+	for b.Loop() {
+		sr.Reset(resp)
+		br.Reset(sr)
+		if _, err := ParseResponse(br); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

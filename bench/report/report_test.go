@@ -35,7 +35,8 @@ func fakeReport() *Report {
 		tp.Runs = append(tp.Runs,
 			Run{Target: "direct", Index: i, Result: fakeResult(3000, time.Millisecond, 0), ProxyCPU: 300 * time.Millisecond, PeakRSS: 10 << 20},
 			Run{Target: "kclb", Index: i, Result: fakeResult(uint64(1000+i*200), 4*time.Millisecond, 2), ProxyCPU: time.Second, PeakRSS: 30 << 20},
-			Run{Target: "haproxy", Index: i, Result: fakeResult(2000, 2*time.Millisecond, 0), ProxyCPU: 500 * time.Millisecond, PeakRSS: 20 << 20})
+			Run{Target: "haproxy", Index: i, Result: fakeResult(2000, 2*time.Millisecond, 0), ProxyCPU: 500 * time.Millisecond, PeakRSS: 20 << 20,
+				ServerCounted: true, ServerRequests: 2000, Misroutes: int64(i)})
 	}
 	idle := Scenario{Name: "idle-10k", Description: "idle", Kind: Idle, Runs: []Run{
 		{Target: "kclb", Index: 1, Result: &load.Result{Requests: 1000}, BaseRSS: 10 << 20, PeakRSS: 10<<20 + 1000*20*1024},
@@ -64,6 +65,7 @@ func TestWriteMarkdown(t *testing.T) {
 		// idle: 20 KiB per connection for kclb, twice HAProxy's 10.
 		"| kclb | 1,000 | 10.0 | 29.5 | 20.0 | 2.00 | 0 |",
 		"![latency percentiles, http-ka-c64](bench/latency-http-ka-c64.svg)",
+		"Requests counted by the backends per request sent: haproxy 1.000 (misrouted login steps 3).",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q\n%s", want, md)
