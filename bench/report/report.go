@@ -64,48 +64,67 @@ func (k Kind) String() string {
 
 // Scenario groups the runs of one scenario.
 type Scenario struct {
-	Name        string
+	// Name is the scenario's short name ("http-ka-c64"), used in file names.
+	Name string
+	// Description is Markdown shown under the heading.
 	Description string
-	Kind        Kind
-	Runs        []Run
+	// Kind selects the table layout.
+	Kind Kind
+	// Runs are all measured runs, of every target, in run order.
+	Runs []Run
 	// Logins makes the report show misrouted login steps even when zero.
 	Logins bool
 }
 
 // Report is a whole benchmark session.
 type Report struct {
-	Machine   procstat.Machine
-	Versions  map[string]string // tool name -> version line
-	Date      time.Time
-	Duration  time.Duration // per run
-	Warmup    time.Duration
-	Runs      int
-	Targets   []string // in display order
-	Command   string
+	// Machine describes the host.
+	Machine procstat.Machine
+	// Versions maps a component name to its version line.
+	Versions map[string]string
+	// Date is when the session started.
+	Date time.Time
+	// Duration and Warmup are the per-run and per-target warm-up times.
+	Duration, Warmup time.Duration
+	// Runs is the number of runs per target and scenario.
+	Runs int
+	// Targets are the target names in display order.
+	Targets []string
+	// Command is the command line shown in the header.
+	Command string
+	// Scenarios are the results, in run order.
 	Scenarios []Scenario
 }
 
 // Summary is one target's aggregate over its runs in a scenario.
 type Summary struct {
-	Target      string
-	Runs        int
-	RPS, MinRPS float64
-	MaxRPS      float64
-	Latency     hist.Histogram // merged over runs
-	Requests    uint64
-	Errors      [load.NumErrKinds]uint64
-	Samples     []string // first error message per kind, "kind: message"
-	CPUPer10k   float64  // median proxy CPU-s per 10k requests
-	BackPer10k  float64  // median backend CPU-s per 10k requests
-	PeakRSS     int64
-	BaseRSS     int64
-	PerConn     float64 // idle: median bytes per held connection
-	Resumed     int64
-	Handshakes  int64
-	// ServerCounted is true when every run had backend counts.
+	// Target is the target's name; Runs the number of runs aggregated.
+	Target string
+	Runs   int
+	// RPS is the median of the runs' req/s; MinRPS and MaxRPS the extremes.
+	RPS, MinRPS, MaxRPS float64
+	// Latency is merged over all runs.
+	Latency hist.Histogram
+	// Requests and Errors are summed over runs.
+	Requests uint64
+	Errors   [load.NumErrKinds]uint64
+	// Samples holds the first error message of each kind seen.
+	Samples []string
+	// CPUPer10k and BackPer10k are the medians of proxy and backend CPU
+	// seconds per 10k successful requests.
+	CPUPer10k, BackPer10k float64
+	// PeakRSS is the largest peak and BaseRSS the smallest pre-run RSS, bytes.
+	PeakRSS, BaseRSS int64
+	// PerConn is, for idle scenarios, the median bytes per held connection.
+	PerConn float64
+	// Resumed and Handshakes sum client TLS handshake counts.
+	Resumed, Handshakes int64
+	// ServerCounted is true when every run had backend counts; then
+	// ServerRequests (served by the backends), ClientRequests (sent,
+	// successful or not) and Misroutes are summed over runs.
 	ServerCounted  bool
 	ServerRequests int64
-	ClientRequests uint64 // successful + failed requests of counted runs
+	ClientRequests uint64
 	Misroutes      int64
 }
 

@@ -166,7 +166,7 @@ func WriteLatencySVG(w io.Writer, r *Report, sc *Scenario) error {
 		if x.Latency.Count() == 0 {
 			continue
 		}
-		loMs = min(loMs, float64(max(x.Latency.Quantile(0.001), 1))/1e6)
+		loMs = min(loMs, float64(max(x.Latency.Quantile(0.01), 1))/1e6)
 		hiMs = max(hiMs, float64(x.Latency.Quantile(1-math.Pow(10, -maxNines)))/1e6)
 	}
 	if hiMs == 0 {

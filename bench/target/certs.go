@@ -40,6 +40,7 @@ type Cert struct {
 	CertFile, KeyFile, Combined string
 	// Pool trusts the certificate, for clients.
 	Pool *x509.CertPool
+	// Type is the key algorithm.
 	Type KeyType
 }
 
