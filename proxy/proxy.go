@@ -151,6 +151,7 @@ type Stats struct {
 	Timeouts     uint64 // 504 answered
 	ClientAborts uint64 // client went away before the response completed
 	Truncated    uint64 // backend failed mid-body; client stream aborted
+	BadRequests  uint64 // 400/408: the client's request body was malformed, cut off or too slow
 }
 
 // Handler forwards client requests to backend servers.
@@ -161,6 +162,7 @@ type Handler struct {
 
 	requests, blocked, retries, noServer, queueFull atomic.Uint64
 	badGateway, timeouts, clientAborts, truncated   atomic.Uint64
+	badRequests                                     atomic.Uint64
 }
 
 // New returns a Handler. It returns an error if a required option is
@@ -234,6 +236,7 @@ func (h *Handler) Stats() Stats {
 		Requests: h.requests.Load(), Blocked: h.blocked.Load(), Retries: h.retries.Load(),
 		NoServer: h.noServer.Load(), QueueFull: h.queueFull.Load(), BadGateway: h.badGateway.Load(),
 		Timeouts: h.timeouts.Load(), ClientAborts: h.clientAborts.Load(), Truncated: h.truncated.Load(),
+		BadRequests: h.badRequests.Load(),
 	}
 }
 
@@ -266,6 +269,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.URL = &url.URL{Scheme: "http", Path: path, RawQuery: r.URL.RawQuery}
 	r.RequestURI = ""
 	r.Close = false
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// RFC 9112 6.1: a request framed by Transfer-Encoding may have
+		// carried a Content-Length too (net/http drops it silently); the
+		// connection must not be reused after the response, so a front
+		// proxy that framed by Content-Length cannot smuggle a request.
+		w.Header().Set("Connection", "close")
+	}
 	r.TransferEncoding = nil
 	var body *retryBody
 	if r.Body != nil && r.Body != http.NoBody {
@@ -322,6 +332,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 			if ctx.Err() != nil {
 				h.clientAborts.Add(1)
 				return 0, s
+			}
+			if body != nil && body.clientErr() != nil {
+				// The client's body broke (bad chunk, cut off, too slow):
+				// not the server's fault, and not replayable.
+				body.closeUnderlying()
+				return h.clientError(w, body.clientErr()), s
 			}
 			lastErr = err
 			pool.ObserveFailure(s, errorCause(err))
@@ -445,6 +461,22 @@ func (h *Handler) gatewayError(w http.ResponseWriter, err error) int {
 	return code
 }
 
+// clientError answers a request whose body could not be read from the
+// client: 408 after a read timeout, 400 otherwise. The connection is
+// closed after the answer, since its framing is no longer trustworthy.
+func (h *Handler) clientError(w http.ResponseWriter, err error) int {
+	h.badRequests.Add(1)
+	code := http.StatusBadRequest
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		code = http.StatusRequestTimeout
+	}
+	h.opts.Logger.Debug("client request body failed", "err", err)
+	w.Header().Set("Connection", "close")
+	writeError(w, code)
+	return code
+}
+
 // refuse answers a request the path policy did not allow.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, v pathpolicy.Verdict, start time.Time) {
 	h.blocked.Add(1)
@@ -508,6 +540,7 @@ func writeError(w http.ResponseWriter, code int) {
 type retryBody struct {
 	rc   io.ReadCloser
 	read atomic.Bool
+	err  atomic.Pointer[error] // first read error other than EOF
 }
 
 func (b *retryBody) Read(p []byte) (int, error) {
@@ -515,7 +548,20 @@ func (b *retryBody) Read(p []byte) (int, error) {
 	if n > 0 || err == io.EOF {
 		b.read.Store(true)
 	}
+	if err != nil && err != io.EOF {
+		b.read.Store(true)
+		b.err.CompareAndSwap(nil, &err)
+	}
 	return n, err
+}
+
+// clientErr returns the error reading the client's body failed with, or
+// nil.
+func (b *retryBody) clientErr() error {
+	if p := b.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (b *retryBody) Close() error { return nil }

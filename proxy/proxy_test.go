@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/balancer"
@@ -327,5 +328,60 @@ func TestRedirectHandler(t *testing.T) {
 				t.Fatalf("%d %q, want 308 %q", rec.Code, rec.Header().Get("Location"), tt.want)
 			}
 		})
+	}
+}
+
+// rawExchange writes req on a new connection to addr and returns what
+// came back until the server closed the connection (or 5 s passed).
+func rawExchange(t *testing.T, addr, req string) (resp string, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	return string(b), err == nil
+}
+
+func TestBrokenClientBodyIsNotBackendFault(t *testing.T) {
+	be := startBackend(t, "kc1")
+	p := newTestProxy(t, []string{hostOf(be)}, nil)
+	const n = 5 // more than PassiveFails (3)
+	for i := range n {
+		req := "POST /realms/test/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nAB\r\n0\r\n\r\n"
+		resp, closed := rawExchange(t, hostOf(p.front), req)
+		if !strings.HasPrefix(resp, "HTTP/1.1 400 ") || !closed {
+			t.Fatalf("request %d: got %q closed=%v, want a 400 and the connection closed", i, resp, closed)
+		}
+	}
+	if got := p.h.Stats().BadRequests; got != n {
+		t.Errorf("BadRequests = %d, want %d", got, n)
+	}
+	if s := p.pool.Servers()[0]; s.Health() != backend.HealthUp {
+		t.Errorf("server health %v after broken client bodies, want up", s.Health())
+	}
+	if st := p.h.Stats(); st.BadGateway != 0 || st.Timeouts != 0 {
+		t.Errorf("client errors counted as gateway errors: %+v", st)
+	}
+}
+
+func TestChunkedRequestClosesConnection(t *testing.T) {
+	be := startBackend(t, "kc1")
+	p := newTestProxy(t, []string{hostOf(be)}, nil)
+	// Content-Length and Transfer-Encoding together: net/http frames by
+	// Transfer-Encoding; the connection must not serve a second request.
+	req := "POST /realms/test/x HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+		"GET /realms/test/smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+	resp, closed := rawExchange(t, hostOf(p.front), req)
+	if !closed || strings.Count(resp, "HTTP/1.1 ") != 1 || !strings.HasPrefix(resp, "HTTP/1.1 200 ") {
+		t.Fatalf("got %q closed=%v, want one 200 and the connection closed", resp, closed)
+	}
+	if strings.Contains(resp, "smuggled") {
+		t.Errorf("second request was served: %q", resp)
 	}
 }
