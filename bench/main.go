@@ -199,7 +199,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) error {
 					return err
 				}
 			}
-			versions["kclb"] = "commit " + firstLine("git", "-C", root, "rev-parse", "--short", "HEAD")
+			versions["kclb"] = "commit " + firstLine("git", "-C", root, "describe", "--always", "--dirty")
 			targets = append(targets, target.NewKclb(bin, loop(base+500), loop(base+510)))
 		case "haproxy":
 			versions["HAProxy"] = firstLine("haproxy", "-v")

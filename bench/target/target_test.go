@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -30,8 +31,8 @@ func TestProxiesServeThroughConfig(t *testing.T) {
 		target Target
 		cookie bool
 	}{
-		{name: "haproxy", bin: "haproxy", target: NewHAProxy("127.0.0.1:28991", "127.0.0.1:28992"), cookie: true},
-		{name: "nginx", bin: "nginx", target: NewNginx("127.0.0.1:28993", "127.0.0.1:28994")},
+		{name: "haproxy", bin: "haproxy", target: NewHAProxy(freeAddr(t), freeAddr(t)), cookie: true},
+		{name: "nginx", bin: "nginx", target: NewNginx(freeAddr(t), freeAddr(t))},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,6 +71,17 @@ func TestProxiesServeThroughConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func TestWriteCert(t *testing.T) {
