@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kclb/kclb/config"
 )
 
 func TestProxiesServeThroughConfig(t *testing.T) {
@@ -102,6 +104,22 @@ func TestWriteCert(t *testing.T) {
 				t.Fatalf("key algorithm %v", pair.Leaf.PublicKeyAlgorithm)
 			}
 		})
+	}
+}
+
+func TestKclbConfigIsValid(t *testing.T) {
+	dir := t.TempDir()
+	cert, err := WriteCert(dir, RSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := NewKclb("kclb", "127.0.0.1:28500", "127.0.0.1:28510")
+	cfg := k.Config(Env{Dir: dir, Cert: cert, MaxConn: 10000, Backends: []Backend{
+		{Name: "kc1", Traffic: "127.0.0.1:28081", Mgmt: "127.0.0.1:29001", Route: "keycloak1"},
+		{Name: "kc2", Traffic: "127.0.0.1:28082", Mgmt: "127.0.0.1:29002", Route: "keycloak2"},
+	}})
+	if _, err := config.Parse([]byte(cfg), dir); err != nil {
+		t.Fatalf("kclb rejects the bench configuration: %v\n%s", err, cfg)
 	}
 }
 
