@@ -54,6 +54,10 @@ type ServerOptions struct {
 	// ErrorLog receives net/http's own errors (TLS handshake failures).
 	// Nil discards them.
 	ErrorLog *slog.Logger
+	// Conns, if non-nil, counts the server's connections, including
+	// requests net/http refuses before the handler runs. It may be
+	// shared by several servers.
+	Conns *ConnStats
 }
 
 // NewServer returns an http.Server for one public listener. Serve it with
@@ -86,6 +90,11 @@ func NewServer(o ServerOptions) *http.Server {
 			MaxConcurrentStreams:      o.MaxConcurrentStreams,
 			MaxReceiveBufferPerStream: 1 << 20,
 		},
+	}
+	if o.Conns != nil {
+		srv.Handler = o.Conns.wrap(o.Handler)
+		srv.ConnContext = o.Conns.connContext
+		srv.ConnState = o.Conns.connState
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
