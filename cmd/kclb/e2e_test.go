@@ -231,7 +231,7 @@ func TestSIGHUPSwapsCertificate(t *testing.T) {
 	if err := os.WriteFile(e.certFile, certPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	reloaded := e.proc.watch("certificates reloaded")
+	reloaded := e.proc.watch("configuration reloaded")
 	e.proc.cmd.Process.Signal(syscall.SIGHUP)
 	waitLog(t, reloaded, "certificate reload", 10*time.Second)
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"sync/atomic"
 	"context"
 	"errors"
 	"flag"
@@ -61,8 +63,9 @@ func cmdRun(args []string, stderr io.Writer) error {
 }
 
 // instance is one running kclb: the runtime objects built from the
-// configuration. The pool, affinity identity and TLS store live as long
-// as the process; the handler is rebuilt on reload.
+// configuration. The pool (with every server's health and admin state)
+// lives as long as the process; handler, routing policy, certificates,
+// listeners, health checker and VRRP instances are replaced on reload.
 type instance struct {
 	logger  *slog.Logger
 	started time.Time
@@ -70,13 +73,25 @@ type instance struct {
 	pool     *backend.Pool
 	router   *proxy.Switch  // public listeners serve through it
 	observer proxy.Observer // metrics sink for the proxy; nil means none
-	store    *tlsconf.Store
-	aff      *affinity.Affinity // nil when affinity is off
+	store    atomic.Pointer[tlsconf.Store]
+	sem      chan struct{} // global maxconn slots; nil for no limit
+
+	// available is the pool's last "a server can take a client" edge;
+	// listenersOK turns false when a public listener fails.
+	available, listenersOK atomic.Bool
+	// vrrps are the running VRRP instances; an atomic pointer because the
+	// pool's availability hook reads it while the pool's lock is held.
+	vrrps atomic.Pointer[[]*vrrpRunner]
 
 	mu      sync.Mutex // guards the fields below
 	cfg     *config.Config
+	aff     *affinity.Affinity // nil when affinity is off
+	rt      proxy.Router
 	handler *proxy.Handler
 	fronts  []*frontend
+	checker context.CancelFunc // stops the running health checker
+	wg      *sync.WaitGroup    // owns every long-lived goroutine of serve
+	errc    chan error         // goroutines report fatal errors here
 }
 
 // Config returns the configuration in force.
@@ -93,6 +108,13 @@ func (in *instance) Handler() *proxy.Handler {
 	return in.handler
 }
 
+// Affinity returns the affinity policy in force, or nil.
+func (in *instance) Affinity() *affinity.Affinity {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.aff
+}
+
 // Frontends returns the public listeners.
 func (in *instance) Frontends() []*frontend {
 	in.mu.Lock()
@@ -106,10 +128,15 @@ func newInstance(cfg *config.Config, logger *slog.Logger) (*instance, error) {
 		logger.Warn("config", "warning", w)
 	}
 	in := &instance{logger: logger, started: time.Now(), cfg: cfg, router: new(proxy.Switch)}
-	var err error
-	if in.store, err = tlsStore(cfg); err != nil {
+	in.listenersOK.Store(true)
+	if cfg.Global.MaxConn > 0 {
+		in.sem = make(chan struct{}, cfg.Global.MaxConn)
+	}
+	store, err := tlsStore(cfg)
+	if err != nil {
 		return nil, err
 	}
+	in.store.Store(store)
 	in.pool, err = backend.NewPool(poolSpecs(cfg), backend.PoolOptions{
 		PanicThreshold: cfg.Health.PanicThreshold,
 		PassiveFails:   cfg.Health.PassiveFails,
@@ -119,15 +146,13 @@ func newInstance(cfg *config.Config, logger *slog.Logger) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	router, aff, err := buildRouter(cfg)
-	if err != nil {
+	if in.rt, in.aff, err = buildRouter(cfg); err != nil {
 		return nil, err
 	}
-	in.aff = aff
 	if in.observer, err = in.newObserver(); err != nil {
 		return nil, err
 	}
-	if in.handler, err = buildHandler(cfg, in.pool, router, in.observer, logger); err != nil {
+	if in.handler, err = buildHandler(cfg, in.pool, in.rt, in.observer, logger); err != nil {
 		return nil, err
 	}
 	in.router.Store(in.handler)
@@ -147,13 +172,20 @@ func (in *instance) onHealth(s *backend.Server, from, to backend.Health, reason 
 	in.logger.Info("server health", "server", s.Name(), "from", from.String(), "to", to.String(), "reason", reason)
 }
 
-// onAvailable receives the pool's "some server can take a client" edge.
+// onAvailable receives the pool's "some server can take a client" edge
+// (called with the pool's lock held) and forwards it to VRRP.
 func (in *instance) onAvailable(up bool) {
+	in.available.Store(up)
 	in.logger.Info("backend availability", "any_available", up)
+	in.signalVRRP()
 }
 
+// healthy is the one signal VRRP tracks: listeners serving and at least
+// one backend able to take a client.
+func (in *instance) healthy() bool { return in.available.Load() && in.listenersOK.Load() }
+
 // healthOptions converts the [health] section.
-func (in *instance) healthOptions(cfg *config.Config) health.Options {
+func (in *instance) healthOptions(cfg *config.Config, aff *affinity.Affinity) health.Options {
 	o := health.Options{
 		Path:               cfg.Health.Path,
 		LivePath:           cfg.Health.LivePath,
@@ -167,52 +199,112 @@ func (in *instance) healthOptions(cfg *config.Config) health.Options {
 		Fall:               cfg.Health.Fall,
 		Slowstart:          cfg.Health.Slowstart.Duration,
 		MaxBodyBytes:       int64(cfg.Health.MaxBodyBytes),
-		Logger:             in.logger.With("component", "health"),
+		Logger:             in.logger,
 	}
 	if cfg.Health.Slowstart.Duration == 0 {
 		o.Slowstart = -1
 	}
-	if in.aff != nil {
-		o.OnRoute = in.aff.Learn
+	if aff != nil {
+		o.OnRoute = aff.Learn
 	}
 	return o
 }
 
+// startChecker starts active health checks for cfg, replacing the running
+// checker. in.mu must be held.
+func (in *instance) startCheckerLocked(ctx context.Context, cfg *config.Config, aff *affinity.Affinity) error {
+	if in.checker != nil {
+		in.checker()
+		in.checker = nil
+	}
+	if !cfg.Health.Enabled {
+		return nil
+	}
+	checker, err := health.New(in.pool.Servers, in.pool, in.healthOptions(cfg, aff))
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	in.checker = cancel
+	in.wg.Go(func() {
+		if err := checker.Run(cctx); err != nil {
+			in.errc <- fmt.Errorf("health: %w", err)
+		}
+	})
+	return nil
+}
+
+// tlsBase returns the TLS configuration for HTTPS listeners: certificates
+// come from whatever store is current, so a reload that changes the
+// certificate list applies to new handshakes on the listeners already open.
+func (in *instance) tlsBase() *tls.Config {
+	st := in.store.Load()
+	if st == nil {
+		return nil
+	}
+	tc := st.TLSConfig()
+	tc.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if s := in.store.Load(); s != nil {
+			return s.GetCertificate(h)
+		}
+		return nil, errors.New("no certificate configured")
+	}
+	return tc
+}
+
+// startFrontends serves fronts and records them. in.mu must be held.
+func (in *instance) startFrontendsLocked(fronts []*frontend) {
+	for _, f := range fronts {
+		in.wg.Go(func() {
+			if err := f.serve(); err != nil {
+				in.listenersOK.Store(false)
+				in.signalVRRP()
+				in.errc <- err
+			}
+		})
+		in.logger.Info("listening", "listener", f.name, "addr", f.ln.Addr().String(), "tls", f.tls)
+	}
+}
+
 // serve runs kclb with cfg until ctx is cancelled, then shuts down
-// gracefully. ready, if non-nil, is closed once the listeners are bound.
+// gracefully: VRRP resigns and releases the VIPs first, then listeners
+// stop accepting and requests in flight get the shutdown grace period.
+// ready, if non-nil, is closed once the listeners are bound.
 func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- struct{}) error {
 	in, err := newInstance(cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer in.Handler().Close()
+	defer func() { in.Handler().Close() }()
 
-	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	errc := make(chan error, 16)
-	if cfg.Health.Enabled {
-		checker, err := health.New(in.pool.Servers, in.pool, in.healthOptions(cfg))
-		if err != nil {
-			return fmt.Errorf("health: %w", err)
-		}
-		wg.Go(func() { errc <- checker.Run(runCtx) })
-	}
+	in.wg = &wg
+	in.errc = make(chan error, 16)
 
+	in.mu.Lock()
+	err = in.startCheckerLocked(runCtx, cfg, in.aff)
+	in.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if err := in.startAdmin(runCtx, &wg); err != nil {
 		return err
 	}
-	fronts, err := openFrontends(ctx, cfg, in.router, in.store, logger)
+	fronts, err := openFrontends(ctx, cfg, cfg.Listeners, in.router, in.tlsBase(), in.sem, logger)
 	if err != nil {
 		return err
 	}
 	in.mu.Lock()
 	in.fronts = fronts
+	in.startFrontendsLocked(fronts)
+	err = in.startVRRPLocked(cfg.VRRP.Instances)
 	in.mu.Unlock()
-	for _, f := range fronts {
-		wg.Go(func() { errc <- f.serve() })
-		logger.Info("listening", "listener", f.name, "addr", f.ln.Addr().String(), "tls", f.tls)
+	if err != nil {
+		shutdownAll(fronts, time.Second)
+		return err
 	}
 	if ready != nil {
 		close(ready)
@@ -228,33 +320,21 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
-			in.reloadCertificates()
-		case err := <-errc:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				runErr = err
-				break loop
+			if err := in.reload(runCtx); err != nil {
+				logger.Error("reload failed; the running configuration stays in force", "err", err)
 			}
+		case err := <-in.errc:
+			runErr = err
+			break loop
 		}
 	}
-	grace := cfg.Global.ShutdownGrace.Duration
+	grace := in.Config().Global.ShutdownGrace.Duration
 	if grace <= 0 {
 		grace = 30 * time.Second
 	}
 	logger.Info("shutting down", "grace", grace.String())
+	in.stopVRRP()
 	shutdownAll(in.Frontends(), grace)
 	cancel()
 	return runErr
-}
-
-// reloadCertificates re-reads every certificate; on error the current
-// ones stay in use.
-func (in *instance) reloadCertificates() {
-	if in.store == nil {
-		return
-	}
-	if err := in.store.Reload(); err != nil {
-		in.logger.Error("reload certificates failed; keeping the current ones", "err", err)
-		return
-	}
-	in.logger.Info("certificates reloaded")
 }

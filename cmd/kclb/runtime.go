@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"context"
 	"errors"
 	"fmt"
@@ -140,6 +141,7 @@ func tlsStore(cfg *config.Config) (*tlsconf.Store, error) {
 
 // frontend is one public listener and its server.
 type frontend struct {
+	spec config.Listener
 	name string
 	ln   net.Listener
 	srv  *http.Server
@@ -148,17 +150,13 @@ type frontend struct {
 
 // openFrontends binds every listener of cfg. On error the ones already
 // opened are closed.
-func openFrontends(ctx context.Context, cfg *config.Config, h http.Handler, store *tlsconf.Store, logger *slog.Logger) ([]*frontend, error) {
+func openFrontends(ctx context.Context, cfg *config.Config, listeners []config.Listener, h http.Handler, tlsBase *tls.Config, sem chan struct{}, logger *slog.Logger) ([]*frontend, error) {
 	var out []*frontend
 	fail := func(err error) ([]*frontend, error) {
 		for _, f := range out {
 			f.ln.Close()
 		}
 		return nil, err
-	}
-	var sem chan struct{}
-	if cfg.Global.MaxConn > 0 {
-		sem = make(chan struct{}, cfg.Global.MaxConn)
 	}
 	redirectPort := 0
 	for _, l := range cfg.Listeners {
@@ -169,7 +167,7 @@ func openFrontends(ctx context.Context, cfg *config.Config, h http.Handler, stor
 			break
 		}
 	}
-	for _, l := range cfg.Listeners {
+	for _, l := range listeners {
 		ln, err := proxy.Listen(ctx, l.Bind, l.Freebind)
 		if err != nil {
 			return fail(fmt.Errorf("listener %q: %w", l.Name, err))
@@ -189,10 +187,10 @@ func openFrontends(ctx context.Context, cfg *config.Config, h http.Handler, stor
 			ErrorLog:             logger.With("listener", l.Name),
 		}
 		if l.TLS {
-			if store == nil {
+			if tlsBase == nil {
 				return fail(fmt.Errorf("listener %q: tls without certificates", l.Name))
 			}
-			tc := store.TLSConfig().Clone()
+			tc := tlsBase.Clone()
 			if l.HTTP2 {
 				tc.NextProtos = []string{"h2", "http/1.1"}
 			} else {
@@ -206,7 +204,7 @@ func openFrontends(ctx context.Context, cfg *config.Config, h http.Handler, stor
 			}
 			so.Handler = proxy.RedirectHandler(port)
 		}
-		out = append(out, &frontend{name: l.Name, ln: ln, srv: proxy.NewServer(so), tls: l.TLS})
+		out = append(out, &frontend{spec: l, name: l.Name, ln: ln, srv: proxy.NewServer(so), tls: l.TLS})
 	}
 	return out, nil
 }
@@ -240,3 +238,4 @@ func shutdownAll(fronts []*frontend, grace time.Duration) {
 	}
 	wg.Wait()
 }
+

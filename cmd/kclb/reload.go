@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+
+	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/tlsconf"
+)
+
+// reload re-reads the configuration file and applies it. Everything is
+// validated and built first (configuration, certificates, routing policy,
+// handler, new listeners); only then is the new runtime swapped in. On any
+// error the running configuration stays in force and the error is
+// returned.
+//
+// What survives a reload: listeners whose definition is unchanged (their
+// open connections are untouched), every server whose name stays (health,
+// admin state, counters), the affinity identity when [affinity] is
+// unchanged (learned routes), VRRP instances whose settings are unchanged.
+// Listener-level timeouts and limits apply to listeners opened by the
+// reload.
+func (in *instance) reload(ctx context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	old := in.cfg
+	in.logger.Info("reloading configuration", "file", old.Path)
+	cfg, err := config.Load(old.Path)
+	if err != nil {
+		return err
+	}
+	if cfg.Affinity.Secret == "" && cfg.Affinity.SecretFile == "" {
+		// A generated key must survive reloads, or every affinity
+		// cookie would turn invalid at once.
+		cfg.Affinity.Key = old.Affinity.Key
+	}
+	for _, w := range cfg.Warnings {
+		in.logger.Warn("config", "warning", w)
+	}
+
+	// Certificates: re-read the same files, or load a new set.
+	var newStore *tlsconf.Store
+	curStore := in.store.Load()
+	if curStore != nil && slices.Equal(cfg.TLS.Certificates, old.TLS.Certificates) && cfg.TLS.MinVersion == old.TLS.MinVersion {
+		if err := curStore.Reload(); err != nil {
+			return fmt.Errorf("reload certificates: %w", err)
+		}
+	} else if newStore, err = tlsStore(cfg); err != nil {
+		return err
+	}
+
+	// Routing policy: keep affinity (and its learned routes) when unchanged.
+	rt, aff := in.rt, in.aff
+	if !reflect.DeepEqual(cfg.Affinity, old.Affinity) || cfg.Backend.Balance != old.Backend.Balance {
+		if rt, aff, err = buildRouter(cfg); err != nil {
+			return err
+		}
+	}
+	h, err := buildHandler(cfg, in.pool, rt, in.observer, in.logger)
+	if err != nil {
+		return err
+	}
+
+	// Listeners: keep identical ones, open added ones before committing.
+	var keep, drop []*frontend
+	var add []config.Listener
+	for _, f := range in.fronts {
+		if slices.Contains(cfg.Listeners, f.spec) {
+			keep = append(keep, f)
+		} else {
+			drop = append(drop, f)
+		}
+	}
+	for _, l := range cfg.Listeners {
+		if !slices.ContainsFunc(keep, func(f *frontend) bool { return f.spec == l }) {
+			add = append(add, l)
+		}
+	}
+	// A changed listener on the same address must release it first.
+	sameBind := func(l config.Listener) bool {
+		return slices.ContainsFunc(drop, func(f *frontend) bool { return f.spec.Bind == l.Bind })
+	}
+	var early, late []config.Listener
+	for _, l := range add {
+		if sameBind(l) {
+			late = append(late, l)
+		} else {
+			early = append(early, l)
+		}
+	}
+	if newStore != nil {
+		in.store.Store(newStore)
+	}
+	added, err := openFrontends(ctx, cfg, early, in.router, in.tlsBase(), in.sem, in.logger)
+	if err != nil {
+		if newStore != nil {
+			in.store.Store(curStore)
+		}
+		return err
+	}
+
+	// Commit.
+	if err := in.pool.Reconcile(poolSpecs(cfg)); err != nil {
+		for _, f := range added {
+			f.ln.Close()
+		}
+		if newStore != nil {
+			in.store.Store(curStore)
+		}
+		return err
+	}
+	oldHandler := in.handler
+	in.cfg, in.rt, in.aff, in.handler = cfg, rt, aff, h
+	in.router.Store(h)
+	oldHandler.Close()
+	// Stop accepting on removed listeners now; their requests in flight
+	// finish in the background.
+	for _, f := range drop {
+		f.ln.Close()
+	}
+	grace := cfg.Global.ShutdownGrace.Duration
+	in.wg.Go(func() { shutdownAll(drop, grace) })
+	if len(late) > 0 {
+		more, err := openFrontends(ctx, cfg, late, in.router, in.tlsBase(), in.sem, in.logger)
+		if err != nil {
+			in.logger.Error("reload: reopening changed listeners failed", "err", err)
+		}
+		added = append(added, more...)
+	}
+	in.startFrontendsLocked(added)
+	in.fronts = append(keep, added...)
+	if err := in.startCheckerLocked(ctx, cfg, aff); err != nil {
+		in.logger.Error("reload: health checker", "err", err)
+	}
+	if err := in.startVRRPLocked(cfg.VRRP.Instances); err != nil {
+		in.logger.Error("reload: vrrp", "err", err)
+	}
+	in.logger.Info("configuration reloaded", "listeners_kept", len(keep), "listeners_opened", len(added), "listeners_closed", len(drop))
+	return nil
+}
