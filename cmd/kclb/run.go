@@ -1,9 +1,8 @@
 package main
 
 import (
-	"crypto/tls"
-	"sync/atomic"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 

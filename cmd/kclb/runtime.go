@@ -1,8 +1,8 @@
 package main
 
 import (
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -238,4 +238,3 @@ func shutdownAll(fronts []*frontend, grace time.Duration) {
 	}
 	wg.Wait()
 }
-
