@@ -1,0 +1,154 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/proxy"
+)
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	// Name is the instance name ([global] name).
+	Name string `json:"name"`
+	// Version is the kclb build version.
+	Version string `json:"version"`
+	// Started is when the process started; UptimeSeconds is the time since.
+	Started       time.Time `json:"started"`
+	UptimeSeconds float64   `json:"uptime_seconds"`
+	// Authorized tells the caller whether it may change admin states
+	// (always true on the Unix socket; a valid bearer token over TCP).
+	Authorized bool `json:"authorized"`
+	// Panic is true while the pool routes to servers that are down but
+	// live because too few are up.
+	Panic bool `json:"panic"`
+	// AnyAvailable is true when at least one server takes new clients.
+	AnyAvailable bool `json:"any_available"`
+	// Listeners are the public listeners.
+	Listeners []Listener `json:"listeners"`
+	// Servers are the backend servers in pool order.
+	Servers []ServerStatus `json:"servers"`
+	// VRRP lists the VRRP instances; absent when VRRP is off.
+	VRRP []VRRPStatus `json:"vrrp,omitempty"`
+	// Proxy holds the request handler's counters; absent if unknown.
+	Proxy *proxy.Stats `json:"proxy,omitempty"`
+	// Affinity holds the affinity counters; absent when affinity is off.
+	Affinity *AffinityStatus `json:"affinity,omitempty"`
+}
+
+// Listener is one public listener.
+type Listener struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	TLS  bool   `json:"tls"`
+}
+
+// VRRPStatus is one VRRP instance as the status API shows it.
+type VRRPStatus struct {
+	Name string `json:"name"`
+	// State is "init", "backup", "master" or "fault".
+	State string `json:"state"`
+	// Priority is the effective priority after tracking.
+	Priority           int       `json:"priority"`
+	ConfiguredPriority int       `json:"configured_priority"`
+	Healthy            bool      `json:"healthy"`
+	Master             string    `json:"master,omitempty"`
+	Since              time.Time `json:"since"`
+	Transitions        uint64    `json:"transitions"`
+}
+
+// AffinityStatus summarises the affinity counters.
+type AffinityStatus struct {
+	// Hits counts decisions by source ("balancer", "cookie", "auth_session").
+	Hits map[string]uint64 `json:"hits"`
+	// Misses counts ignored cookies and routes by reason.
+	Misses        map[string]uint64 `json:"misses"`
+	NoServer      uint64            `json:"no_server"`
+	Redispatches  uint64            `json:"redispatches"`
+	RoutesLearned uint64            `json:"routes_learned"`
+	Routes        int               `json:"routes"`
+	// RouteTable maps learned Keycloak routes to server names.
+	RouteTable map[string]string `json:"route_table,omitempty"`
+}
+
+// ServerStatus is one backend server.
+type ServerStatus struct {
+	Name       string `json:"name"`
+	Address    string `json:"address"`
+	Management string `json:"management,omitempty"`
+	// Health is "up", "down", "dead" or "starting"; Reason explains it and
+	// Since is when it last changed.
+	Health string    `json:"health"`
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since"`
+	// Admin is "ready", "drain" or "maint".
+	Admin string `json:"admin"`
+	// Available is true when the server takes new clients.
+	Available bool `json:"available"`
+	// Weight is the effective weight (slow start applied).
+	Weight       int    `json:"weight"`
+	InFlight     int64  `json:"in_flight"`
+	Queued       int64  `json:"queued"`
+	Requests     uint64 `json:"requests"`
+	Errors       uint64 `json:"errors"`
+	Redispatches uint64 `json:"redispatches"`
+	// LastUse is when the server last started a request, and IdleSeconds
+	// the time since; both absent if it never did. Active affinity clients
+	// are not counted individually: a server with recent use has clients.
+	LastUse     *time.Time `json:"last_use,omitempty"`
+	IdleSeconds *float64   `json:"idle_seconds,omitempty"`
+	// Check is the last active health check; absent before the first.
+	Check *CheckStatus `json:"check,omitempty"`
+	// Passes and Fails count consecutive check results.
+	Passes       int    `json:"passes"`
+	Fails        int    `json:"fails"`
+	FailingSince string `json:"failing_since,omitempty"`
+	Split        bool   `json:"split,omitempty"`
+}
+
+// CheckStatus is the outcome of the last active health check.
+type CheckStatus struct {
+	Time          time.Time `json:"time"`
+	Result        string    `json:"result"`
+	LatencyMillis float64   `json:"latency_ms"`
+}
+
+// serverStatus snapshots s at now.
+func serverStatus(s *backend.Server, now time.Time) ServerStatus {
+	c := s.Counters()
+	d := s.Detail()
+	st := ServerStatus{
+		Name: s.Name(), Address: s.Addr(), Management: s.Mgmt(),
+		Health: s.Health().String(), Reason: d.Reason, Since: d.Since,
+		Admin: s.Admin().String(), Available: s.Available(), Weight: s.Weight(),
+		InFlight: c.InFlight, Queued: c.Queued, Requests: c.Requests, Errors: c.Errors,
+		Redispatches: c.Redispatches,
+		Passes:       d.Passes, Fails: d.Fails, FailingSince: d.FailingSince, Split: d.Split,
+	}
+	if lu := s.LastUse(); !lu.IsZero() {
+		idle := max(now.Sub(lu), 0).Seconds()
+		st.LastUse, st.IdleSeconds = &lu, &idle
+	}
+	if !d.LastCheck.IsZero() {
+		st.Check = &CheckStatus{Time: d.LastCheck, Result: d.LastResult,
+			LatencyMillis: float64(d.LastLatency.Microseconds()) / 1000}
+	}
+	return st
+}
+
+// affinityStatus converts the affinity counters.
+func affinityStatus(a affinity.Stats, routes map[string]string) *AffinityStatus {
+	out := &AffinityStatus{
+		Hits: map[string]uint64{}, Misses: map[string]uint64{},
+		NoServer: a.NoServer, Redispatches: a.Redispatches, RoutesLearned: a.RoutesLearned,
+		Routes: a.Routes, RouteTable: routes,
+	}
+	for i, n := range a.Hits {
+		out.Hits[affinity.Source(i).String()] = n
+	}
+	for i, n := range a.Misses {
+		out.Misses[affinity.MissReason(i).String()] = n
+	}
+	return out
+}
