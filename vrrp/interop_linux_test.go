@@ -18,10 +18,13 @@ func flapWindow() time.Duration {
 }
 
 // steady checks for window that holder keeps the VIP and other never has it, and that the
-// kclb helper named kclb does not change state meanwhile.
-func (l *lab) steady(t *testing.T, window time.Duration, holder, other *vipProbe, kclb string) {
+// kclb helper named kclb stays in state want.
+func (l *lab) steady(t *testing.T, window time.Duration, holder, other *vipProbe, kclb string, want State) {
 	t.Helper()
-	st0, _ := l.helperStatus(kclb)
+	var st0 Status
+	if _, ok := waitUntil(time.Second, func() bool { st0, _ = l.helperStatus(kclb); return st0.State == want }); !ok {
+		t.Fatalf("%s is %v, want %v", kclb, st0.State, want)
+	}
 	end := time.Now().Add(window)
 	samples := 0
 	for time.Now().Before(end) {
@@ -32,7 +35,7 @@ func (l *lab) steady(t *testing.T, window time.Duration, holder, other *vipProbe
 		time.Sleep(20 * time.Millisecond)
 	}
 	st1, _ := l.helperStatus(kclb)
-	if st1.Transitions != st0.Transitions {
+	if st1.Transitions != st0.Transitions || st1.State != want {
 		t.Fatalf("kclb changed state %d times during the window (now %v)", st1.Transitions-st0.Transitions, st1.State)
 	}
 	t.Logf("no flapping for %v (%d samples); kclb %v, %d adverts received, drops %v", window, samples, st1.State, st1.AdvertsReceived, nonZero(st1.Drops))
@@ -90,7 +93,7 @@ func TestInteropKeepalived(t *testing.T) {
 			if err := l.ping("c", labVIP); err != nil { // creates the client's neighbour entry
 				t.Fatalf("client cannot reach the VIP on keepalived: %v", err)
 			}
-			l.steady(t, flapWindow(), a, b, "kclb1")
+			l.steady(t, flapWindow(), a, b, "kclb1", StateBackup)
 
 			// Crash keepalived: kclb takes over within Master_Down_Interval.
 			t0 := time.Now()
@@ -137,7 +140,7 @@ func TestInteropKeepalived(t *testing.T) {
 			if _, ok := waitUntil(2*time.Second, func() bool { return l.clientNeigh() == macB }); !ok {
 				t.Fatalf("client neighbour %q, want kclb's MAC %s", l.clientNeigh(), macB)
 			}
-			l.steady(t, flapWindow(), b, a, "kclb2")
+			l.steady(t, flapWindow(), b, a, "kclb2", StateMaster)
 
 			// Crash kclb: keepalived takes over.
 			t0 = time.Now()
