@@ -72,11 +72,13 @@ func (f *forwardRules) apply(r *http.Request, client netip.Addr, secure bool) {
 		if prior := h.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
 			xff = strings.Join(prior, ", ") + ", " + xff
 		}
-		h["X-Forwarded-For"] = []string{xff}
+		// One backing array for the four values: one allocation.
+		vals := [4]string{xff, proto, host, port}
+		h["X-Forwarded-For"] = vals[0:1:1]
 		if !trusted || h.Get("X-Forwarded-Proto") == "" {
-			h["X-Forwarded-Proto"] = []string{proto}
-			h["X-Forwarded-Host"] = []string{host}
-			h["X-Forwarded-Port"] = []string{port}
+			h["X-Forwarded-Proto"] = vals[1:2:2]
+			h["X-Forwarded-Host"] = vals[2:3:3]
+			h["X-Forwarded-Port"] = vals[3:4:4]
 		}
 		delete(h, "Forwarded")
 	}
@@ -181,6 +183,10 @@ type SecurityHeader struct {
 	// Framing marks headers that control framing; they are never added to
 	// frame-exempt pages.
 	Framing bool
+
+	// vals is the shared, read-only value slice (capacity 1, so an
+	// append by anyone copies it).
+	vals []string
 }
 
 // NewSecurityHeaders builds the list kclb adds by default, skipping empty
@@ -189,7 +195,7 @@ func NewSecurityHeaders(hsts, contentTypeOptions, referrerPolicy, frameOptions s
 	var out []SecurityHeader
 	add := func(name, v string, framing bool) {
 		if v != "" {
-			out = append(out, SecurityHeader{Name: http.CanonicalHeaderKey(name), Value: v, Framing: framing})
+			out = append(out, SecurityHeader{Name: http.CanonicalHeaderKey(name), Value: v, Framing: framing, vals: []string{v}})
 		}
 	}
 	add("Strict-Transport-Security", hsts, false)
@@ -211,7 +217,11 @@ func addSecurityHeaders(h http.Header, list []SecurityHeader, exempt bool) {
 		if sh.Framing && (exempt || cspHasFrameAncestors(h)) {
 			continue
 		}
-		h[sh.Name] = []string{sh.Value}
+		if sh.vals == nil {
+			h[sh.Name] = []string{sh.Value}
+			continue
+		}
+		h[sh.Name] = sh.vals
 	}
 }
 
