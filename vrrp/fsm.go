@@ -151,6 +151,8 @@ type Machine struct {
 	garpSecond bool      // Master: the pending GARP burst is the second one (GARPRepeat ARPs)
 	lowerSince time.Time // Backup: when a lower-priority Master was first seen (preempt delay)
 	assertAt   time.Time // Master: last re-assertion after a lower-priority advert
+	// garpAssertAt is when the last re-assertion GARP burst was sent.
+	garpAssertAt time.Time
 }
 
 // NewMachine validates cfg and returns a Machine in StateInit.
@@ -347,7 +349,11 @@ func (m *Machine) Receive(now time.Time, a Advert) []Action {
 		m.assertAt = now
 		m.adverAt = now.Add(m.cfg.AdvertInterval)
 		acts := []Action{{Kind: ActSendAdvert, Priority: local}}
-		if m.cfg.GARPRepeat > 0 {
+		// GARPs at most every max(GARPDelay, AdvertInterval), like keepalived's
+		// garp_lower_prio_delay, so a flood of adverts cannot turn into an ARP flood.
+		gap := max(m.cfg.GARPDelay, m.cfg.AdvertInterval)
+		if m.cfg.GARPRepeat > 0 && (m.garpAssertAt.IsZero() || !now.Before(m.garpAssertAt.Add(gap))) {
+			m.garpAssertAt = now
 			acts = append(acts, Action{Kind: ActGARP, Count: m.cfg.GARPRepeat})
 		}
 		return acts
@@ -420,7 +426,7 @@ func (m *Machine) becomeBackup(now time.Time, acts []Action, master netip.Addr) 
 }
 
 func (m *Machine) clearTimers() {
-	m.adverAt, m.downAt, m.garpAt, m.lowerSince, m.assertAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	m.adverAt, m.downAt, m.garpAt, m.lowerSince, m.assertAt, m.garpAssertAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	m.garpSecond = false
 }
 

@@ -187,11 +187,15 @@ func TestMachineTransitions(t *testing.T) {
 				{at: 4 * time.Second, ev: advert(addrA, 100, time.Second), want: []Action{send(100), garp(5)}, state: StateMaster, deadline: 5 * time.Second},
 				// again within one interval: rate limited
 				{at: 4*time.Second + 500*time.Millisecond, ev: advert(addrA, 99, time.Second), state: StateMaster, deadline: 5 * time.Second},
+				// after one interval: advert again, but no GARPs until GARPDelay (5 s) has passed
+				{at: 4*time.Second + 520*time.Millisecond + 500*time.Millisecond, ev: advert(addrA, 99, time.Second), want: []Action{send(100)}, state: StateMaster, deadline: 6*time.Second + 20*time.Millisecond},
 				// priority 0 from a resigning peer: send at once
-				{at: 4*time.Second + 600*time.Millisecond, ev: advert(addrA, 0, time.Second), want: []Action{send(100)}, state: StateMaster, deadline: 5*time.Second + 600*time.Millisecond},
+				{at: 5*time.Second + 100*time.Millisecond, ev: advert(addrA, 0, time.Second), want: []Action{send(100)}, state: StateMaster, deadline: 6*time.Second + 100*time.Millisecond},
+				// 5 s after the last burst: advert and GARPs again
+				{at: 9*time.Second + 100*time.Millisecond, ev: advert(addrA, 99, time.Second), want: []Action{send(100), garp(5)}, state: StateMaster, deadline: mdi100 + 5*time.Second}, // the pending second takeover burst
 				// equal priority, higher address: we yield and learn its interval
-				{at: 5 * time.Second, ev: advert(addrC, 100, 100*time.Millisecond), want: []Action{rmVIP, trans(StateMaster, StateBackup)},
-					state: StateBackup, deadline: 5*time.Second + mdi100fast, master: addrC},
+				{at: 9*time.Second + 200*time.Millisecond, ev: advert(addrC, 100, 100*time.Millisecond), want: []Action{rmVIP, trans(StateMaster, StateBackup)},
+					state: StateBackup, deadline: 9*time.Second + 200*time.Millisecond + mdi100fast, master: addrC},
 			},
 		},
 		{

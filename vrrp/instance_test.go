@@ -424,41 +424,59 @@ func TestQueuedAdvertDefersTakeover(t *testing.T) {
 	close(gate)
 }
 
-// TestStormDoesNotStarveAdverts floods a Master with junk while it sends adverts every 20 ms.
+// TestStormDoesNotStarveAdverts floods a Master with packets while it sends adverts every
+// 20 ms: packets for another VRID (dropped before the state machine) and valid adverts of
+// lower priority (which take the state machine's lock).
 func TestStormDoesNotStarveAdverts(t *testing.T) {
-	n := &fakeNet{}
-	a := startNode(t, n, addrA, Options{Priority: 255, AdvertInterval: 20 * time.Millisecond}, nil)
-	waitFor(t, "master", func() bool { return a.inst.Status().State == StateMaster })
-	junk := Packet{Version: 3, VRID: 52, Priority: 200, Interval: 20 * time.Millisecond, Src: addrC, Dst: MulticastGroup,
-		Addrs: []netip.Addr{testVIP.Addr()}}
-	b, err := junk.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name    string
+		vrid    uint8
+		counter func(Status) uint64
+	}{
+		{"other VRID", 52, func(s Status) uint64 { return s.Drops[DropVRID] }},
+		{"valid lower priority", 51, func(s Status) uint64 { return s.AdvertsReceived }},
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		m := fakeMsg{b: b, h: ipInfo{Src: addrC, Dst: MulticastGroup, TTL: 255}}
-		for {
-			select {
-			case a.conn.in <- m:
-			case <-stop:
-				return
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := &fakeNet{}
+			a := startNode(t, n, addrA, Options{Priority: 200, AdvertInterval: 20 * time.Millisecond, Preempt: true}, nil)
+			waitFor(t, "master", func() bool { return a.inst.Status().State == StateMaster })
+			junk := Packet{Version: 3, VRID: tt.vrid, Priority: 100, Interval: 20 * time.Millisecond, Src: addrC, Dst: MulticastGroup,
+				Addrs: []netip.Addr{testVIP.Addr()}}
+			b, err := junk.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}()
-	waitFor(t, "storm under way", func() bool { return a.inst.Status().Drops[DropVRID] > 1000 })
-	sent0, t0 := a.inst.Status().AdvertsSent, time.Now()
-	waitFor(t, "storm of 1 s", func() bool { return time.Since(t0) > time.Second })
-	sent, elapsed := a.inst.Status().AdvertsSent-sent0, time.Since(t0)
-	close(stop)
-	wg.Wait()
-	expected := uint64(elapsed / (20 * time.Millisecond))
-	t.Logf("storm: %d adverts in %v (expected %d), %d packets dropped", sent, elapsed, expected, a.inst.Status().Drops[DropVRID])
-	if sent < expected/3 {
-		t.Fatalf("adverts starved: %d sent, expected about %d", sent, expected)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m := fakeMsg{b: b, h: ipInfo{Src: addrC, Dst: MulticastGroup, TTL: 255}}
+				for {
+					select {
+					case a.conn.in <- m:
+					case <-stop:
+						return
+					}
+				}
+			}()
+			waitFor(t, "storm under way", func() bool { return tt.counter(a.inst.Status()) > 1000 })
+			sent0, t0 := a.inst.Status().AdvertsSent, time.Now()
+			waitFor(t, "storm of 1 s", func() bool { return time.Since(t0) > time.Second })
+			st := a.inst.Status()
+			sent, elapsed := st.AdvertsSent-sent0, time.Since(t0)
+			close(stop)
+			wg.Wait()
+			expected := uint64(elapsed / (20 * time.Millisecond))
+			t.Logf("storm: %d adverts in %v (expected %d), %d storm packets handled", sent, elapsed, expected, tt.counter(st))
+			if sent < expected/3 {
+				t.Fatalf("adverts starved: %d sent, expected about %d", sent, expected)
+			}
+			if st.State != StateMaster || st.Transitions != 2 {
+				t.Fatalf("storm changed the state: %v after %d transitions", st.State, st.Transitions)
+			}
+		})
 	}
 }
 
