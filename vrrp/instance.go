@@ -658,7 +658,7 @@ func (i *Instance) sendAdvertLocked(prio uint8) {
 	}
 	dsts := i.opts.UnicastPeers
 	if len(dsts) == 0 {
-		dsts = []netip.Addr{MulticastGroup}
+		dsts = []netip.Addr{MulticastGroup()}
 	}
 	for _, dst := range dsts {
 		i.pkt.Dst = dst

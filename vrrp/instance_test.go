@@ -84,7 +84,7 @@ func (c *fakeConn) WriteTo(b []byte, dst netip.Addr) error {
 	defer c.net.mu.Unlock()
 	c.net.sent = append(c.net.sent, m)
 	for _, o := range c.net.conns {
-		if o == c || (dst != MulticastGroup && dst != o.local) {
+		if o == c || (dst != MulticastGroup() && dst != o.local) {
 			continue
 		}
 		select {
@@ -261,13 +261,13 @@ func TestPriorityZeroWakesTimer(t *testing.T) {
 	b := startNode(t, n, addrB, Options{Priority: 254, AdvertInterval: time.Second}, nil) // MDI 3.008 s, Skew 7.8 ms
 	waitFor(t, "backup", func() bool { return b.inst.Status().State == StateBackup })
 	send := func(prio uint8) {
-		p := Packet{Version: 3, VRID: 51, Priority: prio, Interval: time.Second, Src: addrC, Dst: MulticastGroup,
+		p := Packet{Version: 3, VRID: 51, Priority: prio, Interval: time.Second, Src: addrC, Dst: MulticastGroup(),
 			Addrs: []netip.Addr{testVIP.Addr()}}
 		buf, err := p.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := master.WriteTo(buf, MulticastGroup); err != nil {
+		if err := master.WriteTo(buf, MulticastGroup()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -301,7 +301,7 @@ func (o *recordingObserver) get() []string {
 func TestInstanceDropsInvalidPackets(t *testing.T) {
 	peer := addrC
 	valid := func(f func(p *Packet)) []byte {
-		p := Packet{Version: 3, VRID: 51, Priority: 200, Interval: time.Second, Src: peer, Dst: MulticastGroup,
+		p := Packet{Version: 3, VRID: 51, Priority: 200, Interval: time.Second, Src: peer, Dst: MulticastGroup(),
 			Addrs: []netip.Addr{testVIP.Addr()}}
 		if f != nil {
 			f(&p)
@@ -321,7 +321,7 @@ func TestInstanceDropsInvalidPackets(t *testing.T) {
 			}
 		})
 	}
-	mcast := ipInfo{Src: peer, Dst: MulticastGroup, TTL: 255}
+	mcast := ipInfo{Src: peer, Dst: MulticastGroup(), TTL: 255}
 	tests := []struct {
 		name   string
 		opts   Options
@@ -329,16 +329,16 @@ func TestInstanceDropsInvalidPackets(t *testing.T) {
 		h      ipInfo
 		reason DropReason
 	}{
-		{"TTL 64", Options{}, valid(nil), ipInfo{Src: peer, Dst: MulticastGroup, TTL: 64}, DropTTL},
-		{"TTL 254", Options{}, valid(nil), ipInfo{Src: peer, Dst: MulticastGroup, TTL: 254}, DropTTL},
-		{"own packet", Options{}, valid(nil), ipInfo{Src: addrB, Dst: MulticastGroup, TTL: 255}, DropOwn},
+		{"TTL 64", Options{}, valid(nil), ipInfo{Src: peer, Dst: MulticastGroup(), TTL: 64}, DropTTL},
+		{"TTL 254", Options{}, valid(nil), ipInfo{Src: peer, Dst: MulticastGroup(), TTL: 254}, DropTTL},
+		{"own packet", Options{}, valid(nil), ipInfo{Src: addrB, Dst: MulticastGroup(), TTL: 255}, DropOwn},
 		{"unknown unicast peer", Options{UnicastPeers: []netip.Addr{addrA}}, valid(nil), mcast, DropUnknownPeer},
 		{"truncated", Options{}, valid(nil)[:9], mcast, DropTruncated},
 		{"empty", Options{}, nil, mcast, DropTruncated},
 		{"bad type", Options{}, func() []byte { b := valid(nil); b[0] = 0x32; return b }(), mcast, DropMalformed},
 		{"v2 at a v3 instance", Options{}, v2(nil), mcast, DropVersion},
 		{"bad checksum", Options{}, func() []byte { b := valid(nil); b[7] ^= 0xff; return b }(), mcast, DropChecksum},
-		{"checksum for another source", Options{}, valid(nil), ipInfo{Src: addrA, Dst: MulticastGroup, TTL: 255}, DropChecksum},
+		{"checksum for another source", Options{}, valid(nil), ipInfo{Src: addrA, Dst: MulticastGroup(), TTL: 255}, DropChecksum},
 		{"wrong VRID", Options{}, valid(func(p *Packet) { p.VRID = 52 }), mcast, DropVRID},
 		{"v2 wrong password", Options{Version: 2, AuthPass: "other"}, v2(nil), mcast, DropAuth},
 		{"v2 missing password", Options{Version: 2, AuthPass: "secret"}, v2(func(p *Packet) { p.AuthType = AuthNone; p.AuthData = [8]byte{} }), mcast, DropAuth},
@@ -405,13 +405,13 @@ func TestQueuedAdvertDefersTakeover(t *testing.T) {
 		c.gate = gate
 		i.pendingGrace = time.Minute
 	})
-	p := Packet{Version: 3, VRID: 51, Priority: 200, Interval: 100 * time.Millisecond, Src: addrC, Dst: MulticastGroup,
+	p := Packet{Version: 3, VRID: 51, Priority: 200, Interval: 100 * time.Millisecond, Src: addrC, Dst: MulticastGroup(),
 		Addrs: []netip.Addr{testVIP.Addr()}}
 	buf, err := p.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := master.WriteTo(buf, MulticastGroup); err != nil { // queued, but the receiver is paused
+	if err := master.WriteTo(buf, MulticastGroup()); err != nil { // queued, but the receiver is paused
 		t.Fatal(err)
 	}
 	waitFor(t, "Master_Down expiry deferred", func() bool { return b.inst.deferrals.Load() > 0 })
@@ -441,7 +441,7 @@ func TestStormDoesNotStarveAdverts(t *testing.T) {
 			n := &fakeNet{}
 			a := startNode(t, n, addrA, Options{Priority: 200, AdvertInterval: 20 * time.Millisecond, Preempt: true}, nil)
 			waitFor(t, "master", func() bool { return a.inst.Status().State == StateMaster })
-			junk := Packet{Version: 3, VRID: tt.vrid, Priority: 100, Interval: 20 * time.Millisecond, Src: addrC, Dst: MulticastGroup,
+			junk := Packet{Version: 3, VRID: tt.vrid, Priority: 100, Interval: 20 * time.Millisecond, Src: addrC, Dst: MulticastGroup(),
 				Addrs: []netip.Addr{testVIP.Addr()}}
 			b, err := junk.MarshalBinary()
 			if err != nil {
@@ -452,7 +452,7 @@ func TestStormDoesNotStarveAdverts(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				m := fakeMsg{b: b, h: ipInfo{Src: addrC, Dst: MulticastGroup, TTL: 255}}
+				m := fakeMsg{b: b, h: ipInfo{Src: addrC, Dst: MulticastGroup(), TTL: 255}}
 				for {
 					select {
 					case a.conn.in <- m:

@@ -98,7 +98,7 @@ func listenVRRP(ifi *net.Interface, local netip.Addr) (*linuxConn, error) {
 	}
 	raw := pconn.(*net.IPConn)
 	pc := ipv4.NewPacketConn(raw)
-	group := &net.IPAddr{IP: net.IP(MulticastGroup.AsSlice())}
+	group := &net.IPAddr{IP: net.IP(MulticastGroup().AsSlice())}
 	steps := []struct {
 		what string
 		err  error

@@ -21,8 +21,9 @@ const (
 	AuthSimple = 1 // clear-text password, keepalived's "auth_type PASS"
 )
 
-// MulticastGroup is the IPv4 multicast group VRRP adverts are sent to (RFC 5798 §5.1.1.2).
-var MulticastGroup = netip.AddrFrom4([4]byte{224, 0, 0, 18})
+// MulticastGroup returns 224.0.0.18, the IPv4 multicast group VRRP adverts are sent to
+// (RFC 5798 §5.1.1.2).
+func MulticastGroup() netip.Addr { return netip.AddrFrom4([4]byte{224, 0, 0, 18}) }
 
 const (
 	headerLen   = 8

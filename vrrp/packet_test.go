@@ -56,7 +56,7 @@ func readPcap(t testing.TB, name string) []ipPacket {
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func TestGoldenKeepalived(t *testing.T) {
-	src, dst := mustAddr("203.0.113.11"), MulticastGroup
+	src, dst := mustAddr("203.0.113.11"), MulticastGroup()
 	pass := [8]byte{'k', 'c', 'l', 'b', 'p', 'a', 's', 's'}
 	tests := []struct {
 		name string
@@ -162,7 +162,7 @@ func TestUnmarshalErrors(t *testing.T) {
 }
 
 func TestMarshalErrors(t *testing.T) {
-	src, dst := mustAddr("203.0.113.11"), MulticastGroup
+	src, dst := mustAddr("203.0.113.11"), MulticastGroup()
 	vip := []netip.Addr{mustAddr("203.0.113.100")}
 	tests := []struct {
 		name string
@@ -201,7 +201,7 @@ func FuzzPacket(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0x31, 1, 100, 0, 0, 100, 0, 0})
-	src, dst := mustAddr("203.0.113.11"), MulticastGroup
+	src, dst := mustAddr("203.0.113.11"), MulticastGroup()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = VerifyChecksum(b, src, dst)
 		var p Packet
@@ -238,7 +238,7 @@ func FuzzPacket(f *testing.F) {
 
 func BenchmarkMarshal(b *testing.B) {
 	p := Packet{Version: 3, VRID: 51, Priority: 150, Interval: time.Second, Src: mustAddr("203.0.113.11"),
-		Dst: MulticastGroup, Addrs: []netip.Addr{mustAddr("203.0.113.100")}}
+		Dst: MulticastGroup(), Addrs: []netip.Addr{mustAddr("203.0.113.100")}}
 	buf := make([]byte, 0, 64)
 	b.ReportAllocs()
 	for b.Loop() {
