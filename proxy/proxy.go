@@ -283,19 +283,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = body
 	}
 
-	code, s := h.forward(w, r, body, path, secure)
+	code, s, abort := h.forward(w, r, body, path, secure)
 	if h.opts.Observer != nil {
 		h.opts.Observer.Request(s, code, time.Since(start))
 	}
 	if h.opts.AccessLog != nil {
 		h.logAccess(r, client, path, code, s, start)
 	}
+	if abort {
+		// The backend failed mid-body: mark the client stream as broken
+		// rather than ending it cleanly. Only after every slot and
+		// counter is settled: the panic unwinds past them.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // forward runs the attempts for one request and writes the response. It
-// returns the status sent to the client (0 if the client went away) and
-// the server that answered, if any.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBody, path string, secure bool) (int, *backend.Server) {
+// returns the status sent to the client (0 if the client went away), the
+// server that answered, if any, and whether the client stream must be
+// aborted because the backend failed mid-body.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBody, path string, secure bool) (int, *backend.Server, bool) {
 	var tried balancer.Tried
 	ctx := r.Context()
 	pool := h.opts.Pool
@@ -320,7 +327,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 		if err := s.Acquire(ctx, h.opts.QueueSize, h.opts.QueueTimeout); err != nil {
 			if ctx.Err() != nil {
 				h.clientAborts.Add(1)
-				return 0, s
+				return 0, s, false
 			}
 			queueFailed = true
 			continue
@@ -331,20 +338,20 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 			s.Release()
 			if ctx.Err() != nil {
 				h.clientAborts.Add(1)
-				return 0, s
+				return 0, s, false
 			}
 			if body != nil && body.clientErr() != nil {
 				// The client's body broke (bad chunk, cut off, too slow):
 				// not the server's fault, and not replayable.
 				body.closeUnderlying()
-				return h.clientError(w, body.clientErr()), s
+				return h.clientError(w, body.clientErr()), s, false
 			}
 			lastErr = err
 			pool.ObserveFailure(s, errorCause(err))
 			if retriable(r, body, err) {
 				continue
 			}
-			return h.gatewayError(w, err), s
+			return h.gatewayError(w, err), s, false
 		}
 		if resp.StatusCode == http.StatusServiceUnavailable && attempt < h.opts.Retries &&
 			body == nil && idempotent(r.Method) && hasOther(pool.Servers(), &tried) {
@@ -355,18 +362,18 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 			continue
 		}
 		pool.ObserveSuccess(s)
-		code := h.respond(w, r, resp, s, setCookie, secure, path)
+		code, abort := h.respond(w, r, resp, s, setCookie, secure, path)
 		s.Release()
 		if body != nil {
 			body.closeUnderlying()
 		}
-		return code, s
+		return code, s, abort
 	}
 	if body != nil {
 		body.closeUnderlying()
 	}
 	if lastErr != nil {
-		return h.gatewayError(w, lastErr), last
+		return h.gatewayError(w, lastErr), last, false
 	}
 	if queueFailed {
 		h.queueFull.Add(1)
@@ -374,7 +381,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 		h.noServer.Add(1)
 	}
 	writeError(w, http.StatusServiceUnavailable)
-	return http.StatusServiceUnavailable, nil
+	return http.StatusServiceUnavailable, nil, false
 }
 
 // hasOther reports whether an untried server could take the request.
@@ -387,8 +394,10 @@ func hasOther(servers []*backend.Server, tried *balancer.Tried) bool {
 	return false
 }
 
-// respond copies resp to w. It returns the status written.
-func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Response, s *backend.Server, setCookie, secure bool, path string) int {
+// respond copies resp to w. It returns the status written and whether
+// the backend failed mid-body (the caller must then abort the client
+// stream).
+func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Response, s *backend.Server, setCookie, secure bool, path string) (int, bool) {
 	defer resp.Body.Close()
 	removeHopByHop(resp.Header)
 	dst := w.Header()
@@ -399,21 +408,19 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 	h.opts.Router.Respond(dst, s, setCookie, secure)
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
-		return resp.StatusCode
+		return resp.StatusCode, false
 	}
 	stream := resp.ContentLength < 0
 	if err := copyBody(w, resp.Body, stream); err != nil {
 		if errors.Is(err, errClientWrite) {
 			h.clientAborts.Add(1)
 		} else {
-			// The backend failed mid-body: mark the client stream as
-			// broken rather than ending it cleanly.
 			h.truncated.Add(1)
 			h.opts.Pool.CountError(s)
-			panic(http.ErrAbortHandler)
+			return resp.StatusCode, true
 		}
 	}
-	return resp.StatusCode
+	return resp.StatusCode, false
 }
 
 var errClientWrite = errors.New("proxy: client write failed")

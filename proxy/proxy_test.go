@@ -385,3 +385,47 @@ func TestChunkedRequestClosesConnection(t *testing.T) {
 		t.Errorf("second request was served: %q", resp)
 	}
 }
+
+func TestTruncatedBodyReleasesSlot(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				c.Read(buf)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 8192))
+			}()
+		}
+	}()
+	p := newTestProxy(t, []string{ln.Addr().String()}, nil)
+	s := p.pool.Servers()[0]
+	for i := range 3 {
+		resp, err := http.Get(p.front.URL + "/realms/test/x")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if err == nil {
+			t.Fatalf("request %d: truncated body read without error", i)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.InFlight() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := s.InFlight(); n != 0 {
+		t.Errorf("InFlight = %d after truncated responses, want 0 (slot leaked)", n)
+	}
+	if got := p.h.Stats().Truncated; got != 3 {
+		t.Errorf("Truncated = %d, want 3", got)
+	}
+}
