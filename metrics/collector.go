@@ -1,0 +1,188 @@
+package metrics
+
+import (
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/pathpolicy"
+)
+
+// desc builds a metric description.
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+// Metric descriptions of the scrape-time collector. They are immutable
+// after package initialisation.
+var (
+	dBuild       = desc("kclb_build_info", "kclb build information; always 1.", "version", "goversion")
+	dStart       = desc("kclb_start_time_seconds", "Start time of the kclb process, Unix seconds.")
+	dPanic       = desc("kclb_panic_mode", "1 while the pool routes to live-but-down servers because too few are up.")
+	dAvailable   = desc("kclb_servers_available", "Number of servers that take new clients.")
+	dRequests    = desc("kclb_requests_total", "Requests handled by the proxy by response code class (none: client went away).", "code")
+	dBlocked     = desc("kclb_blocked_requests_total", "Requests refused by the path policy, by verdict.", "verdict")
+	dSrvResp     = desc("kclb_server_responses_total", "Responses from each server to clients, by code class.", "server", "code")
+	dSrvReq      = desc("kclb_server_requests_total", "Requests forwarded to each server (attempts that got a connection slot).", "server")
+	dSrvErr      = desc("kclb_server_errors_total", "Failed exchanges with each server (connect errors, resets, truncated bodies).", "server")
+	dSrvRedisp   = desc("kclb_server_redispatches_total", "Requests first tried on, or pinned to, each server that were sent elsewhere.", "server")
+	dSrvInFl     = desc("kclb_server_in_flight_requests", "Requests currently forwarded to each server.", "server")
+	dSrvQueue    = desc("kclb_server_queued_requests", "Requests waiting for a connection slot on each server.", "server")
+	dSrvHealth   = desc("kclb_server_health", "Health state of each server (1 for the current state).", "server", "state")
+	dSrvUp       = desc("kclb_server_up", "1 when the server's health is up.", "server")
+	dSrvAdmin    = desc("kclb_server_admin_state", "Admin state of each server (1 for the current state).", "server", "state")
+	dSrvAvail    = desc("kclb_server_available", "1 when the server takes new clients.", "server")
+	dSrvWeight   = desc("kclb_server_weight", "Effective weight of each server (slow start applied).", "server")
+	dSrvLastUse  = desc("kclb_server_last_request_timestamp_seconds", "When each server last started a request, Unix seconds (0: never).", "server")
+	dSrvChecks   = desc("kclb_server_health_checks_total", "Active health-check rounds per server by result.", "server", "result")
+	dSrvFails    = desc("kclb_server_check_consecutive_failures", "Consecutive failed health checks of each server.", "server")
+	dProxy       = desc("kclb_proxy_events_total", "Proxy events: retry, no_server, queue_rejected, bad_gateway, gateway_timeout, client_abort, truncated.", "event")
+	dAffHits     = desc("kclb_affinity_hits_total", "Affinity routing decisions by source (balancer: new client).", "source")
+	dAffMiss     = desc("kclb_affinity_misses_total", "Affinity cookies or routes ignored, by reason.", "reason")
+	dAffNoSrv    = desc("kclb_affinity_no_server_total", "Routing attempts for which no server was eligible.")
+	dAffRedisp   = desc("kclb_affinity_redispatches_total", "Pinned clients sent to another server.")
+	dAffLearned  = desc("kclb_affinity_routes_learned_total", "Changes to the learned Keycloak route table.")
+	dAffConfl    = desc("kclb_affinity_route_conflicts_total", "Set-Cookie routes that contradicted a learned route.")
+	dAffRoutes   = desc("kclb_affinity_routes", "Learned Keycloak routes.")
+	dVRRPState   = desc("kclb_vrrp_state", "VRRP state of each instance (1 for the current state).", "instance", "state")
+	dVRRPPrio    = desc("kclb_vrrp_priority", "Effective VRRP priority of each instance.", "instance")
+	dVRRPTrans   = desc("kclb_vrrp_transitions_total", "VRRP state transitions of each instance.", "instance")
+	dAdminUnauth = desc("kclb_admin_unauthorized_total", "Admin mutations refused for a missing or invalid bearer token.")
+)
+
+var healthStates = []backend.Health{backend.HealthUp, backend.HealthDown, backend.HealthDead, backend.HealthStarting}
+var adminStates = []backend.AdminState{backend.AdminReady, backend.AdminDrain, backend.AdminMaint}
+
+// collector reads kclb's state at scrape time.
+type collector struct{ m *Metrics }
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{dBuild, dStart, dPanic, dAvailable, dRequests, dBlocked,
+		dSrvResp, dSrvReq, dSrvErr, dSrvRedisp, dSrvInFl, dSrvQueue, dSrvHealth, dSrvUp, dSrvAdmin,
+		dSrvAvail, dSrvWeight, dSrvLastUse, dSrvChecks, dSrvFails, dProxy, dAffHits, dAffMiss, dAffNoSrv,
+		dAffRedisp, dAffLearned, dAffConfl, dAffRoutes, dVRRPState, dVRRPPrio, dVRRPTrans, dAdminUnauth} {
+		ch <- d
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	m, o := c.m, c.m.opts
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	gauge(dBuild, 1, o.Version, runtime.Version())
+	gauge(dStart, float64(o.Started.UnixNano())/1e9)
+	gauge(dPanic, b2f(o.Pool.Panic()))
+	for i, cl := range codeClasses {
+		counter(dRequests, m.requests[i].Load(), cl)
+	}
+	for _, v := range []pathpolicy.Verdict{pathpolicy.Blocked, pathpolicy.AdminDenied, pathpolicy.Invalid} {
+		counter(dBlocked, m.blocked[v].Load(), v.String())
+	}
+
+	servers := o.Pool.Servers()
+	m.prune(servers)
+	hot := *m.servers.Load()
+	avail := 0
+	for _, s := range servers {
+		n := s.Name()
+		cs := s.Counters()
+		counter(dSrvReq, cs.Requests, n)
+		counter(dSrvErr, cs.Errors, n)
+		counter(dSrvRedisp, cs.Redispatches, n)
+		gauge(dSrvInFl, float64(cs.InFlight), n)
+		gauge(dSrvQueue, float64(cs.Queued), n)
+		h := s.Health()
+		for _, st := range healthStates {
+			gauge(dSrvHealth, b2f(h == st), n, st.String())
+		}
+		gauge(dSrvUp, b2f(h == backend.HealthUp), n)
+		a := s.Admin()
+		for _, st := range adminStates {
+			gauge(dSrvAdmin, b2f(a == st), n, st.String())
+		}
+		av := s.Available()
+		if av {
+			avail++
+		}
+		gauge(dSrvAvail, b2f(av), n)
+		gauge(dSrvWeight, float64(s.Weight()), n)
+		lu := 0.0
+		if t := s.LastUse(); !t.IsZero() {
+			lu = float64(t.UnixNano()) / 1e9
+		}
+		gauge(dSrvLastUse, lu, n)
+		gauge(dSrvFails, float64(s.Detail().Fails), n)
+		hc := hot[s]
+		for i, cl := range codeClasses {
+			var v uint64
+			if hc != nil {
+				v = hc.codes[i].Load()
+			}
+			counter(dSrvResp, v, n, cl)
+		}
+		var pass, fail uint64
+		if hc != nil {
+			pass, fail = hc.checks[1].Load(), hc.checks[0].Load()
+		}
+		counter(dSrvChecks, pass, n, "pass")
+		counter(dSrvChecks, fail, n, "fail")
+	}
+	gauge(dAvailable, float64(avail))
+
+	if o.Proxy != nil {
+		ps := o.Proxy()
+		for _, e := range []struct {
+			name string
+			v    uint64
+		}{{"retry", ps.Retries}, {"no_server", ps.NoServer}, {"queue_rejected", ps.QueueFull},
+			{"bad_gateway", ps.BadGateway}, {"gateway_timeout", ps.Timeouts},
+			{"client_abort", ps.ClientAborts}, {"truncated", ps.Truncated}} {
+			counter(dProxy, e.v, e.name)
+		}
+	}
+	if o.Affinity != nil {
+		st := o.Affinity.Stats()
+		for i, v := range st.Hits {
+			counter(dAffHits, v, affinity.Source(i).String())
+		}
+		for i, v := range st.Misses {
+			counter(dAffMiss, v, affinity.MissReason(i).String())
+		}
+		counter(dAffNoSrv, st.NoServer)
+		counter(dAffRedisp, st.Redispatches)
+		counter(dAffLearned, st.RoutesLearned)
+		counter(dAffConfl, st.RouteConflicts)
+		gauge(dAffRoutes, float64(st.Routes))
+	}
+	if o.VRRP != nil {
+		for _, v := range o.VRRP() {
+			states := v.States
+			if len(states) == 0 {
+				states = []string{v.State}
+			}
+			for _, st := range states {
+				gauge(dVRRPState, b2f(st == v.State), v.Instance, st)
+			}
+			gauge(dVRRPPrio, float64(v.Priority), v.Instance)
+			counter(dVRRPTrans, v.Transitions, v.Instance)
+		}
+	}
+	if o.AdminUnauthorized != nil {
+		counter(dAdminUnauth, o.AdminUnauthorized())
+	}
+}

@@ -1,0 +1,244 @@
+// Package metrics exposes kclb's Prometheus metrics on a registry of its
+// own (never the global one): per-server traffic, health and admin state,
+// health-check latency, affinity and path-policy counters, panic mode,
+// VRRP state, and the Go runtime and process collectors.
+//
+// Almost everything is read at scrape time from the atomics the runtime
+// packages already keep (backend.Server.Counters, affinity.Stats,
+// proxy.Stats), so the request path pays nothing for it. Only the
+// response code classes and the request duration are counted on the hot
+// path, by Metrics acting as the proxy's Observer: a per-server counter
+// block found in a copy-on-write map keyed by *backend.Server, with no
+// label lookup per request.
+package metrics
+
+import (
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/pathpolicy"
+	"github.com/kclb/kclb/proxy"
+)
+
+// VRRP is one VRRP instance as metrics see it. It is the extension point
+// for the vrrp package: cmd/kclb converts vrrp status into these values.
+type VRRP struct {
+	// Instance is the instance name (label "instance").
+	Instance string
+	// State is the current state; States lists every state name so that
+	// the state set exports a 0 for the others.
+	State  string
+	States []string
+	// Priority is the effective priority.
+	Priority int
+	// Transitions counts state changes since start.
+	Transitions uint64
+}
+
+// Options configures Metrics. Only Pool is required.
+type Options struct {
+	// Pool holds the servers. Required.
+	Pool *backend.Pool
+	// Version labels kclb_build_info.
+	Version string
+	// Started is the process start time. Zero means the time of New.
+	Started time.Time
+	// Proxy returns the request handler's counters. Nil omits them.
+	Proxy func() proxy.Stats
+	// Affinity is the affinity policy; nil when affinity is off.
+	Affinity *affinity.Affinity
+	// VRRP returns the VRRP instances; nil when VRRP is off.
+	VRRP func() []VRRP
+	// AdminUnauthorized returns the number of refused admin mutations.
+	// Nil omits the metric.
+	AdminUnauthorized func() uint64
+	// CheckBuckets are the health-check latency buckets in seconds.
+	// Nil means 1 ms .. 10 s.
+	CheckBuckets []float64
+	// DurationBuckets are the request duration buckets in seconds. Nil
+	// means 1 ms .. 60 s.
+	DurationBuckets []float64
+}
+
+// codeClasses label the response code classes; index 0 is a request the
+// client abandoned before a status was sent.
+var codeClasses = [...]string{"none", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// classOf returns the index of code in codeClasses.
+func classOf(code int) int {
+	c := code / 100
+	if c < 1 || c > 5 {
+		return 0
+	}
+	return c
+}
+
+// numVerdicts bounds the pathpolicy verdicts counted.
+const numVerdicts = 8
+
+// serverCounters are the hot-path counters of one server.
+type serverCounters struct {
+	name   string
+	codes  [len(codeClasses)]atomic.Uint64
+	checks [2]atomic.Uint64 // [0] failed, [1] passed
+	check  prometheus.Observer
+}
+
+// Metrics collects kclb's metrics. Create it with New; it is safe for
+// concurrent use and implements proxy.Observer.
+type Metrics struct {
+	opts     Options
+	reg      *prometheus.Registry
+	checkVec *prometheus.HistogramVec
+	duration prometheus.Histogram
+
+	servers atomic.Pointer[map[*backend.Server]*serverCounters]
+	mu      sync.Mutex // serialises updates of servers
+
+	requests [len(codeClasses)]atomic.Uint64
+	blocked  [numVerdicts]atomic.Uint64
+}
+
+var _ proxy.Observer = (*Metrics)(nil)
+
+// New returns Metrics with its own registry holding kclb's collectors
+// and the Go runtime and process collectors.
+func New(opts Options) (*Metrics, error) {
+	if opts.Started.IsZero() {
+		opts.Started = time.Now()
+	}
+	if opts.CheckBuckets == nil {
+		opts.CheckBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	}
+	if opts.DurationBuckets == nil {
+		opts.DurationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	}
+	m := &Metrics{opts: opts, reg: prometheus.NewRegistry()}
+	empty := map[*backend.Server]*serverCounters{}
+	m.servers.Store(&empty)
+	m.checkVec = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "kclb_server_check_duration_seconds",
+		Help:    "Duration of active health-check rounds per server.",
+		Buckets: opts.CheckBuckets,
+	}, []string{"server"})
+	m.duration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "kclb_request_duration_seconds",
+		Help:    "Time from receiving a request to finishing its response (or refusal).",
+		Buckets: opts.DurationBuckets,
+	})
+	for _, c := range []prometheus.Collector{
+		m.checkVec, m.duration, &collector{m: m},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := m.reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Registry returns the registry, for tests and for adding collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler returns the /metrics handler for the registry. Servers removed
+// from the pool are forgotten before each scrape.
+func (m *Metrics) Handler() http.Handler {
+	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, MaxRequestsInFlight: 4})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.prune(m.opts.Pool.Servers())
+		h.ServeHTTP(w, r)
+	})
+}
+
+// counters returns the hot-path counters of s, creating them on first use.
+func (m *Metrics) counters(s *backend.Server) *serverCounters {
+	if c := (*m.servers.Load())[s]; c != nil {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := *m.servers.Load()
+	if c := cur[s]; c != nil {
+		return c
+	}
+	c := &serverCounters{name: s.Name(), check: m.checkVec.WithLabelValues(s.Name())}
+	next := make(map[*backend.Server]*serverCounters, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[s] = c
+	m.servers.Store(&next)
+	return c
+}
+
+// prune forgets servers no longer in live (removed by discovery or reload).
+func (m *Metrics) prune(live []*backend.Server) {
+	stale := false
+	for k := range *m.servers.Load() {
+		if !slices.Contains(live, k) {
+			stale = true
+			break
+		}
+	}
+	if !stale {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := *m.servers.Load()
+	keep := make(map[*backend.Server]bool, len(live))
+	names := make(map[string]bool, len(live))
+	for _, s := range live {
+		keep[s] = true
+		names[s.Name()] = true
+	}
+	next := make(map[*backend.Server]*serverCounters, len(live))
+	for k, v := range cur {
+		if keep[k] {
+			next[k] = v
+		} else if !names[v.name] {
+			m.checkVec.DeleteLabelValues(v.name)
+		}
+	}
+	m.servers.Store(&next)
+}
+
+// Request implements proxy.Observer: it counts the response code class,
+// overall and for the server that answered, and the duration.
+func (m *Metrics) Request(s *backend.Server, code int, d time.Duration) {
+	cl := classOf(code)
+	m.requests[cl].Add(1)
+	if s != nil {
+		m.counters(s).codes[cl].Add(1)
+	}
+	m.duration.Observe(d.Seconds())
+}
+
+// Blocked implements proxy.Observer: it counts refusals by verdict.
+func (m *Metrics) Blocked(v pathpolicy.Verdict) {
+	if int(v) < numVerdicts {
+		m.blocked[v].Add(1)
+	}
+}
+
+// ObserveCheck records one health-check round of s; it matches
+// health.Options.Observe.
+func (m *Metrics) ObserveCheck(s *backend.Server, latency time.Duration, ok bool) {
+	c := m.counters(s)
+	c.check.Observe(latency.Seconds())
+	if ok {
+		c.checks[1].Add(1)
+	} else {
+		c.checks[0].Add(1)
+	}
+}

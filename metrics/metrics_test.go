@@ -1,0 +1,194 @@
+package metrics
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/pathpolicy"
+	"github.com/kclb/kclb/proxy"
+)
+
+// Scrape fetches h's exposition and parses it with the Prometheus text
+// parser.
+func scrape(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 {
+		t.Fatalf("scrape status %d", rec.Code)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	if err != nil {
+		t.Fatalf("exposition does not parse: %v\n%s", err, rec.Body.String())
+	}
+	return fams
+}
+
+// value returns the value of the sample of family name whose labels
+// include want; it fails if there is none.
+func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	t.Helper()
+	f := fams[name]
+	if f == nil {
+		t.Fatalf("no family %s", name)
+	}
+next:
+	for _, m := range f.Metric {
+		got := map[string]string{}
+		for _, l := range m.Label {
+			got[l.GetName()] = l.GetValue()
+		}
+		for k, v := range want {
+			if got[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	t.Fatalf("no sample %s%v", name, want)
+	return 0
+}
+
+func TestScrapeAfterTraffic(t *testing.T) {
+	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: "a:1"}, {Name: "kc2", Addr: "b:1"}}, backend.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unauth := uint64(3)
+	m, err := New(Options{
+		Pool: pool, Version: "test",
+		Proxy:             func() proxy.Stats { return proxy.Stats{Retries: 4} },
+		AdminUnauthorized: func() uint64 { return unauth },
+		VRRP: func() []VRRP {
+			return []VRRP{{Instance: "VI_1", State: "master", States: []string{"backup", "master", "fault"}, Priority: 110, Transitions: 2}}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc1, kc2 := pool.Lookup("kc1"), pool.Lookup("kc2")
+	ctx := context.Background()
+	for range 5 {
+		kc1.Acquire(ctx, 1, time.Second)
+		kc1.Release()
+		m.Request(kc1, 200, time.Millisecond)
+	}
+	m.Request(kc2, 503, time.Millisecond)
+	m.Request(nil, 404, time.Millisecond)
+	m.Blocked(pathpolicy.Blocked)
+	m.ObserveCheck(kc1, 3*time.Millisecond, true)
+	m.ObserveCheck(kc1, 3*time.Millisecond, false)
+	pool.SetAdmin("kc2", backend.AdminDrain)
+	pool.SetHealth(kc2, backend.HealthDown, backend.Detail{})
+
+	f := scrape(t, m.Handler())
+	for _, tc := range []struct {
+		name   string
+		metric string
+		labels map[string]string
+		want   float64
+	}{
+		{"server 2xx", "kclb_server_responses_total", map[string]string{"server": "kc1", "code": "2xx"}, 5},
+		{"server 5xx", "kclb_server_responses_total", map[string]string{"server": "kc2", "code": "5xx"}, 1},
+		{"all 4xx", "kclb_requests_total", map[string]string{"code": "4xx"}, 1},
+		{"all 2xx", "kclb_requests_total", map[string]string{"code": "2xx"}, 5},
+		{"forwarded", "kclb_server_requests_total", map[string]string{"server": "kc1"}, 5},
+		{"blocked", "kclb_blocked_requests_total", map[string]string{"verdict": "blocked"}, 1},
+		{"checks pass", "kclb_server_health_checks_total", map[string]string{"server": "kc1", "result": "pass"}, 1},
+		{"checks fail", "kclb_server_health_checks_total", map[string]string{"server": "kc1", "result": "fail"}, 1},
+		{"check histogram", "kclb_server_check_duration_seconds", map[string]string{"server": "kc1"}, 2},
+		{"duration histogram", "kclb_request_duration_seconds", nil, 7},
+		{"drain state", "kclb_server_admin_state", map[string]string{"server": "kc2", "state": "drain"}, 1},
+		{"ready state off", "kclb_server_admin_state", map[string]string{"server": "kc2", "state": "ready"}, 0},
+		{"down", "kclb_server_health", map[string]string{"server": "kc2", "state": "down"}, 1},
+		{"up", "kclb_server_up", map[string]string{"server": "kc1"}, 1},
+		{"available", "kclb_servers_available", nil, 1},
+		{"panic", "kclb_panic_mode", nil, 0},
+		{"retries", "kclb_proxy_events_total", map[string]string{"event": "retry"}, 4},
+		{"unauthorized", "kclb_admin_unauthorized_total", nil, 3},
+		{"vrrp master", "kclb_vrrp_state", map[string]string{"instance": "VI_1", "state": "master"}, 1},
+		{"vrrp backup", "kclb_vrrp_state", map[string]string{"instance": "VI_1", "state": "backup"}, 0},
+		{"vrrp priority", "kclb_vrrp_priority", map[string]string{"instance": "VI_1"}, 110},
+		{"build", "kclb_build_info", map[string]string{"version": "test"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := value(t, f, tc.metric, tc.labels); got != tc.want {
+				t.Fatalf("%s%v = %v, want %v", tc.metric, tc.labels, got, tc.want)
+			}
+		})
+	}
+	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total"} {
+		if f[name] == nil {
+			t.Errorf("runtime/process metric %s missing", name)
+		}
+	}
+}
+
+func TestRemovedServerPruned(t *testing.T) {
+	pool, _ := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: "a:1"}, {Name: "kc2", Addr: "b:1"}}, backend.PoolOptions{})
+	m, _ := New(Options{Pool: pool})
+	m.ObserveCheck(pool.Lookup("kc2"), time.Millisecond, true)
+	m.Request(pool.Lookup("kc2"), 200, time.Millisecond)
+	pool.Remove("kc2")
+	f := scrape(t, m.Handler())
+	for _, mf := range f {
+		for _, s := range mf.Metric {
+			for _, l := range s.Label {
+				if l.GetName() == "server" && l.GetValue() == "kc2" {
+					t.Fatalf("%s still exports removed server kc2", mf.GetName())
+				}
+			}
+		}
+	}
+	if len(*m.servers.Load()) != 0 {
+		t.Fatalf("hot counters of removed server kept")
+	}
+}
+
+func TestHandlerServesText(t *testing.T) {
+	pool, _ := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: "a:1"}}, backend.PoolOptions{})
+	m, _ := New(Options{Pool: pool})
+	ts := httptest.NewServer(m.Handler())
+	defer ts.Close()
+	resp, err := http.Get(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(resp.Header.Get("Content-Type"), "text/plain") || !strings.Contains(string(b), "kclb_server_up{server=\"kc1\"} 1") {
+		t.Fatalf("content type %q body %.300s", resp.Header.Get("Content-Type"), b)
+	}
+}
+
+func BenchmarkObserverRequest(b *testing.B) {
+	pool, _ := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: "a:1"}, {Name: "kc2", Addr: "b:1"}, {Name: "kc3", Addr: "c:1"}}, backend.PoolOptions{})
+	m, _ := New(Options{Pool: pool})
+	servers := pool.Servers()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			m.Request(servers[i%3], 200, time.Millisecond)
+			i++
+		}
+	})
+}
