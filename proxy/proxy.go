@@ -412,7 +412,9 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 	}
 	stream := resp.ContentLength < 0
 	if err := copyBody(w, resp.Body, stream); err != nil {
-		if errors.Is(err, errClientWrite) {
+		if errors.Is(err, errClientWrite) || r.Context().Err() != nil {
+			// The client went away or hit its write timeout; net/http
+			// cancels the request, which also fails the backend read.
 			h.clientAborts.Add(1)
 		} else {
 			h.truncated.Add(1)
