@@ -123,10 +123,10 @@ func TestBadBackends(t *testing.T) {
 	tests := []struct {
 		name   string
 		script func(*net.TCPConn, *bufio.Reader)
-		status int  // status the client sees
+		status int    // status the client sees
 		body   string // body the client reads completely (when status 200 and !broken)
-		broken bool // the client's stream must end in an error
-		fails  bool // the server's error counter must grow
+		broken bool   // the client's stream must end in an error
+		fails  bool   // the server's error counter must grow
 		stat   func(before, after uint64) bool
 	}{
 		{name: "CR in header value", script: writeThen("HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nok", false), status: 502, fails: true},
