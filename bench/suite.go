@@ -66,7 +66,7 @@ func addrOf(t target.Target, sc scenario) string {
 // the runs interleaved (A B C A B C) and stops the targets. A target that
 // fails to start is reported in the description and skipped.
 func (s *suite) runScenario(ctx context.Context, sc scenario) report.Scenario {
-	rs := report.Scenario{Name: sc.name, Description: sc.desc, Kind: sc.kind(), Logins: sc.mode == modeMix}
+	rs := report.Scenario{Name: sc.name, Description: sc.desc, Kind: sc.kind(), Logins: sc.mode == modeMix, OpenLoop: sc.rate > 0}
 	env := s.env(sc)
 	var active []target.Target
 	for _, t := range s.targets {

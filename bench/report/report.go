@@ -74,6 +74,9 @@ type Scenario struct {
 	Runs []Run
 	// Logins makes the report show misrouted login steps even when zero.
 	Logins bool
+	// OpenLoop marks a fixed-rate scenario: its req/s is the offered rate,
+	// so the throughput chart leaves it out.
+	OpenLoop bool
 }
 
 // Report is a whole benchmark session.

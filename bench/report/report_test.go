@@ -42,7 +42,8 @@ func fakeReport() *Report {
 		{Target: "kclb", Index: 1, Result: &load.Result{Requests: 1000}, BaseRSS: 10 << 20, PeakRSS: 10<<20 + 1000*20*1024},
 		{Target: "haproxy", Index: 1, Result: &load.Result{Requests: 1000}, BaseRSS: 20 << 20, PeakRSS: 20<<20 + 1000*10*1024},
 	}}
-	r.Scenarios = []Scenario{tp, idle}
+	open := Scenario{Name: "open", Kind: Throughput, OpenLoop: true, Runs: []Run{{Target: "kclb", Index: 1, Result: fakeResult(100, time.Millisecond, 0)}}}
+	r.Scenarios = []Scenario{tp, idle, open}
 	return r
 }
 
@@ -140,7 +141,7 @@ func TestSVGs(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := checkSVG(t, b.Bytes())
-	// 1 background + 3 bars + 3 legend boxes.
+	// 1 background + 3 bars + 3 legend boxes; the open-loop scenario has none.
 	if c["rect"] != 7 {
 		t.Errorf("throughput chart has %d rects, want 7\n%s", c["rect"], b.String())
 	}

@@ -66,13 +66,13 @@ func (s *svg) close(w io.Writer) error {
 	return err
 }
 
-// WriteThroughputSVG draws, per throughput scenario, one bar per target:
+// WriteThroughputSVG draws, per closed-loop throughput scenario, one bar per target:
 // median req/s relative to HAProxy (or to the fastest target when HAProxy
 // did not run), labelled with the absolute median.
 func WriteThroughputSVG(w io.Writer, r *Report) error {
 	var scs []*Scenario
 	for i := range r.Scenarios {
-		if r.Scenarios[i].Kind == Throughput && len(r.Scenarios[i].Runs) > 0 {
+		if r.Scenarios[i].Kind == Throughput && !r.Scenarios[i].OpenLoop && len(r.Scenarios[i].Runs) > 0 {
 			scs = append(scs, &r.Scenarios[i])
 		}
 	}
