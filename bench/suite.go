@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -234,7 +235,8 @@ func (s *suite) measure(ctx context.Context, sc scenario, t target.Target, run i
 	var prog load.Progress
 	baseRSS := g.RSS()
 	st0, ok0 := s.backends.Stats(ctx)
-	c0, b0 := g.CPU(), s.backendCPU()
+	self := procstat.Group{Root: os.Getpid()}
+	c0, b0, g0 := g.CPU(), s.backendCPU(), self.CPU()
 	sm := s.startSampler(g, label, time.Now(), d, func() (uint64, uint64) { return prog.Done(), prog.Errs() })
 	var faultErr chan error
 	stopFault := make(chan struct{})
@@ -249,10 +251,11 @@ func (s *suite) measure(ctx context.Context, sc scenario, t target.Target, run i
 		ferr = <-faultErr
 	}
 	peak := sm.finish()
-	c1, b1 := g.CPU(), s.backendCPU()
+	c1, b1, g1 := g.CPU(), s.backendCPU(), self.CPU()
 	cleanup()
 	st1, ok1 := s.backends.Stats(ctx)
 	r := report.Run{Target: t.Name(), Index: run, Result: res, ProxyCPU: c1 - c0, BackendCPU: b1 - b0, PeakRSS: peak, BaseRSS: baseRSS}
+	r.ClientCPU = g1 - g0
 	if ferr != nil {
 		r.FaultErr = ferr.Error()
 	}

@@ -43,6 +43,8 @@ type Run struct {
 	Misroutes int64
 	// FaultErr is set when a failure scenario could not inject its fault.
 	FaultErr string
+	// ClientCPU is the CPU time the load generator itself used.
+	ClientCPU time.Duration
 }
 
 // Kind is the table layout a scenario uses.
@@ -113,9 +115,9 @@ type Summary struct {
 	Errors   [load.NumErrKinds]uint64
 	// Samples holds the first error message of each kind seen.
 	Samples []string
-	// CPUPer10k and BackPer10k are the medians of proxy and backend CPU
-	// seconds per 10k successful requests.
-	CPUPer10k, BackPer10k float64
+	// CPUPer10k, BackPer10k and ClientPer10k are the medians of proxy,
+	// backend and load-generator CPU seconds per 10k successful requests.
+	CPUPer10k, BackPer10k, ClientPer10k float64
 	// PeakRSS is the largest peak and BaseRSS the smallest pre-run RSS, bytes.
 	PeakRSS, BaseRSS int64
 	// PerConn is, for idle scenarios, the median bytes per held connection.
@@ -148,7 +150,7 @@ func Summarize(sc *Scenario, targets []string) []Summary {
 	var out []Summary
 	for _, t := range targets {
 		s := Summary{Target: t, ServerCounted: true}
-		var rps, cpu, back, perConn []float64
+		var rps, cpu, back, client, perConn []float64
 		for _, r := range sc.Runs {
 			if r.Target != t || r.Result == nil {
 				continue
@@ -167,6 +169,7 @@ func Summarize(sc *Scenario, targets []string) []Summary {
 			if res.Requests > 0 {
 				cpu = append(cpu, r.ProxyCPU.Seconds()/float64(res.Requests)*1e4)
 				back = append(back, r.BackendCPU.Seconds()/float64(res.Requests)*1e4)
+				client = append(client, r.ClientCPU.Seconds()/float64(res.Requests)*1e4)
 				perConn = append(perConn, float64(r.PeakRSS-r.BaseRSS)/float64(res.Requests))
 			}
 			s.PeakRSS = max(s.PeakRSS, r.PeakRSS)
@@ -185,7 +188,7 @@ func Summarize(sc *Scenario, targets []string) []Summary {
 		}
 		s.RPS = median(rps)
 		s.MinRPS, s.MaxRPS = slices.Min(rps), slices.Max(rps)
-		s.CPUPer10k, s.BackPer10k, s.PerConn = median(cpu), median(back), median(perConn)
+		s.CPUPer10k, s.BackPer10k, s.ClientPer10k, s.PerConn = median(cpu), median(back), median(client), median(perConn)
 		out = append(out, s)
 	}
 	return out
@@ -319,6 +322,15 @@ func WriteMarkdown(w io.Writer, r *Report, chartDir string) error {
 					}
 					fmt.Fprintf(&b, "\nFirst %s error: `%s`\n", s.Target, strings.ReplaceAll(m, "`", "'"))
 				}
+			}
+			var gen []string
+			for _, s := range sums {
+				if s.ClientPer10k > 0 {
+					gen = append(gen, fmt.Sprintf("%s %.2f", s.Target, s.ClientPer10k))
+				}
+			}
+			if len(gen) > 0 {
+				b.WriteString("\nLoad generator CPU-s /10k req: " + strings.Join(gen, "; ") + ".\n")
 			}
 			if len(counted) > 0 {
 				b.WriteString("\nRequests counted by the backends per request sent: " + strings.Join(counted, "; ") + ".\n")

@@ -33,7 +33,7 @@ func fakeReport() *Report {
 	tp := Scenario{Name: "http-ka-c64", Description: "keep-alive", Kind: Throughput}
 	for i := 1; i <= 2; i++ {
 		tp.Runs = append(tp.Runs,
-			Run{Target: "direct", Index: i, Result: fakeResult(3000, time.Millisecond, 0), ProxyCPU: 300 * time.Millisecond, PeakRSS: 10 << 20},
+			Run{Target: "direct", Index: i, Result: fakeResult(3000, time.Millisecond, 0), ProxyCPU: 300 * time.Millisecond, PeakRSS: 10 << 20, ClientCPU: 600 * time.Millisecond},
 			Run{Target: "kclb", Index: i, Result: fakeResult(uint64(1000+i*200), 4*time.Millisecond, 2), ProxyCPU: time.Second, PeakRSS: 30 << 20},
 			Run{Target: "haproxy", Index: i, Result: fakeResult(2000, 2*time.Millisecond, 0), ProxyCPU: 500 * time.Millisecond, PeakRSS: 20 << 20,
 				ServerCounted: true, ServerRequests: 2000, Misroutes: int64(i)})
@@ -67,6 +67,7 @@ func TestWriteMarkdown(t *testing.T) {
 		"| kclb | 1,000 | 10.0 | 29.5 | 20.0 | 2.00 | 0 |",
 		"![latency percentiles, http-ka-c64](bench/latency-http-ka-c64.svg)",
 		"Requests counted by the backends per request sent: haproxy 1.000 (misrouted login steps 3).",
+		"Load generator CPU-s /10k req: direct 2.00.",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q\n%s", want, md)
