@@ -102,8 +102,8 @@ type Options struct {
 	Retries int
 	// ConnectTimeout bounds dialing a backend. Default 5 s.
 	ConnectTimeout time.Duration
-	// ServerTimeout bounds the wait for a backend's response headers.
-	// Default 50 s.
+	// ServerTimeout bounds the wait for a backend's response headers and
+	// every wait for more bytes of its response body. Default 50 s.
 	ServerTimeout time.Duration
 	// QueueTimeout bounds the wait for a connection slot on a server at
 	// its maxconn. Default 5 s.
@@ -411,7 +411,13 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 		return resp.StatusCode, false
 	}
 	stream := resp.ContentLength < 0
-	if err := copyBody(w, resp.Body, stream); err != nil {
+	// ServerTimeout also bounds every wait for more body bytes: a backend
+	// that stalls mid-body must not hold the client, a goroutine and a
+	// server slot forever. Closing the body fails the pending read.
+	idle := time.AfterFunc(h.opts.ServerTimeout, func() { resp.Body.Close() })
+	err := copyBody(w, resp.Body, stream, idle, h.opts.ServerTimeout)
+	idle.Stop()
+	if err != nil {
 		if errors.Is(err, errClientWrite) || r.Context().Err() != nil {
 			// The client went away or hit its write timeout; net/http
 			// cancels the request, which also fails the backend read.
@@ -430,14 +436,17 @@ var errClientWrite = errors.New("proxy: client write failed")
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // copyBody streams src to w with a pooled buffer, flushing after every
-// chunk when stream is true (unknown length: SSE, chunked pages).
-func copyBody(w http.ResponseWriter, src io.Reader, stream bool) error {
+// chunk when stream is true (unknown length: SSE, chunked pages). idle
+// runs for d during every read from src and is stopped otherwise.
+func copyBody(w http.ResponseWriter, src io.Reader, stream bool, idle *time.Timer, d time.Duration) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	flusher, _ := w.(http.Flusher)
 	for {
+		idle.Reset(d) // only reads are timed: a slow client is not the backend's fault
 		n, rerr := src.Read(buf)
+		idle.Stop()
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return errClientWrite
