@@ -109,6 +109,14 @@ func trickle(c *net.TCPConn, _ *bufio.Reader) {
 	}
 }
 
+// stall sends the head and a little of the body, then nothing (until
+// the proxy gives up and closes, or 30 s pass).
+func stall(c *net.TCPConn, br *bufio.Reader) {
+	io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok")
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	io.Copy(io.Discard, br)
+}
+
 // bigHeader answers 200 with one header of n bytes.
 func bigHeader(n int) string {
 	return "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", n) + "\r\nContent-Length: 2\r\n\r\nok"
@@ -139,6 +147,7 @@ func TestBadBackends(t *testing.T) {
 		{name: "reset after part of body", script: writeThen("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 4096), true), status: 200, broken: true, fails: true},
 		{name: "broken chunked body", script: writeThen("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n", false), status: 200, broken: true, fails: true},
 		{name: "response that never ends", script: trickle, status: 200, broken: true},
+		{name: "stall after headers", script: stall, status: 200, broken: true, fails: true},
 		{name: "100 KiB header", script: writeThen(bigHeader(100<<10), false), status: 200, body: "ok"},
 		{name: "2 MiB header", script: writeThen(bigHeader(2<<20), false), status: 502, fails: true},
 	}
