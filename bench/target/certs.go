@@ -1,20 +1,12 @@
 package target
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
-	"time"
+
+	"github.com/kclb/kclb/tlsconf"
 )
 
 // KeyType selects the certificate key algorithm.
@@ -44,45 +36,17 @@ type Cert struct {
 	Type KeyType
 }
 
-// WriteCert generates a certificate of type kt valid for a day and writes it
-// under dir as <kt>.crt, <kt>.key and <kt>.pem.
+// WriteCert generates a certificate of type kt (tlsconf.SelfSigned) valid
+// for a day and writes it under dir as <kt>.crt, <kt>.key and <kt>.pem.
 func WriteCert(dir string, kt KeyType) (*Cert, error) {
-	var key crypto.Signer
-	var err error
+	key := tlsconf.KeyECDSAP256
 	if kt == RSA {
-		key, err = rsa.GenerateKey(rand.Reader, 2048)
-	} else {
-		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		key = tlsconf.KeyRSA2048
 	}
+	certPEM, keyPEM, err := tlsconf.SelfSigned{Hosts: []string{"localhost", "127.0.0.1"}, Key: key}.Generate()
 	if err != nil {
-		return nil, fmt.Errorf("target: generate %v key: %w", kt, err)
+		return nil, fmt.Errorf("target: generate %v certificate: %w", kt, err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, fmt.Errorf("target: create %v certificate: %w", kt, err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("target: parse certificate: %w", err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("target: marshal key: %w", err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
 	c := &Cert{
 		CertFile: filepath.Join(dir, kt.String()+".crt"),
 		KeyFile:  filepath.Join(dir, kt.String()+".key"),
@@ -90,7 +54,9 @@ func WriteCert(dir string, kt KeyType) (*Cert, error) {
 		Pool:     x509.NewCertPool(),
 		Type:     kt,
 	}
-	c.Pool.AddCert(leaf)
+	if !c.Pool.AppendCertsFromPEM(certPEM) {
+		return nil, fmt.Errorf("target: generated %v certificate does not parse", kt)
+	}
 	for _, f := range []struct {
 		path string
 		data []byte
