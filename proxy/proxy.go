@@ -336,15 +336,18 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 		resp, err := h.transport.RoundTrip(r)
 		if err != nil {
 			s.Release()
+			if body != nil && body.clientErr() != nil {
+				// The client's body broke (bad chunk, cut off, too slow):
+				// not the server's fault, and not replayable. Checked
+				// before the context: net/http cancels it on any failed
+				// read from the client, and the client that is still
+				// there must not get an empty 200.
+				body.closeUnderlying()
+				return h.clientError(w, body.clientErr()), s, false
+			}
 			if ctx.Err() != nil {
 				h.clientAborts.Add(1)
 				return 0, s, false
-			}
-			if body != nil && body.clientErr() != nil {
-				// The client's body broke (bad chunk, cut off, too slow):
-				// not the server's fault, and not replayable.
-				body.closeUnderlying()
-				return h.clientError(w, body.clientErr()), s, false
 			}
 			lastErr = err
 			pool.ObserveFailure(s, errorCause(err))
