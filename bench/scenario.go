@@ -79,7 +79,7 @@ func allScenarios(idleConns int, openRate float64) []scenario {
 			desc: "Keycloak mix over HTTPS (HTTP/1.1, keep-alive), 32 users with cookie jars: per login 2 static resources, OIDC discovery, login page, credentials POST, code exchange, 2 token refreshes; each step is one sample. A login that changes node midway counts as an affinity error. The stand-ins run in strict mode: a node rejects (400) and counts login steps for logins it does not own, so a proxy without affinity (nginx open source) shows status errors and misroutes here."},
 		{name: "fail-refuse", mode: modeH1, workers: 256, rate: 2000, path: helloPath, optional: true,
 			fault: "refuse=on", clear: "refuse=off", minDuration: 9 * time.Second,
-			desc: "Failure under load (run only when named): HTTP/1.1 keep-alive, 256 connections, open loop at 2000 req/s; node 2 refuses connections (kcsim refuse=on) from one third to two thirds of the run. Shows errors and latency while the proxy notices and redispatches."},
+			desc: "Failure under load (run only when named): HTTP/1.1 keep-alive, 256 connections, open loop at 2000 req/s; node 2's traffic port refuses connections and drops open ones (kcsim refuse=on) from one third to two thirds of the run, while its management port (health checks) stays UP, so only retries, redispatch and passive detection help. Latency is taken from the intended send time, so a stall shows in full."},
 		{name: "fail-slow", mode: modeH1, workers: 256, rate: 2000, path: helloPath, optional: true,
 			fault: "delay=200ms", clear: "delay=0s", minDuration: 9 * time.Second,
 			desc: "Failure under load (run only when named): as fail-refuse, but node 2 answers 200 ms late (kcsim delay=200ms) instead of refusing; both proxies balance round robin."},
