@@ -71,10 +71,8 @@ func (s *suite) runScenario(ctx context.Context, sc scenario) report.Scenario {
 	env := s.env(sc)
 	var active []target.Target
 	for _, t := range s.targets {
-		if sc.tls {
-			if _, isDirect := t.(*target.Direct); isDirect {
-				continue // the stand-ins serve plain HTTP only
-			}
+		if _, isDirect := t.(*target.Direct); isDirect && (sc.tls || sc.fault != "") {
+			continue // the stand-ins serve plain HTTP only; faults hit node 2, direct uses node 1
 		}
 		active = append(active, t)
 	}
