@@ -167,6 +167,9 @@ type Backend struct {
 	DNSPort int `toml:"dns_port"`
 	// DNSInterval is how often DNSName is resolved. Default 10s; must be > 0.
 	DNSInterval Duration `toml:"dns_interval"`
+	// DNSManagementPort is the management port (health checks) of
+	// discovered servers. Default 9000.
+	DNSManagementPort int `toml:"dns_management_port"`
 	// Servers are the static servers; at least one unless DNSName is set.
 	Servers []Server `toml:"server"`
 }
@@ -298,6 +301,27 @@ type Health struct {
 	PanicThreshold float64 `toml:"panic_threshold"`
 	// MaxBodyBytes caps how much of a health response is read. Default 65536; >= 1.
 	MaxBodyBytes int `toml:"max_body_bytes"`
+	// Realm is the realm the deeper probes use (OIDC discovery, token
+	// probe). Default "master".
+	Realm string `toml:"realm"`
+	// WellKnown also requires GET /realms/{realm}/.well-known/openid-configuration
+	// on the traffic port to answer 200. Default false.
+	WellKnown bool `toml:"well_known"`
+	// ClusterCheck compares every node's vendor_cluster_size (management
+	// /metrics): "off", "report" (flag a split node in status) or "eject"
+	// (also take it out of rotation). Default "off".
+	ClusterCheck string `toml:"cluster_check"`
+	// LBCheck also requires Keycloak's multi-site /lb-check on the traffic
+	// port to answer 200. Default false.
+	LBCheck bool `toml:"lb_check"`
+	// TokenClientID enables the authenticated probe: a client-credentials
+	// token request for this client, sent to each node. Default "" (off).
+	TokenClientID string `toml:"token_client_id"`
+	// TokenSecretFile holds the probe client's secret (required with
+	// token_client_id; never logged). Default "".
+	TokenSecretFile string `toml:"token_secret_file"`
+	// TokenInterval is the time between token probes. Default 30s.
+	TokenInterval Duration `toml:"token_interval"`
 }
 
 // Admin is the [admin] section: the drain/status API.
@@ -413,11 +437,12 @@ func defaults() *Config {
 		},
 		TLS: TLS{MinVersion: TLS12},
 		Backend: Backend{
-			Balance:        BalanceLeastRequest,
-			ProxyHeaders:   ProxyXForwarded,
-			DefaultMaxConn: 500,
-			DNSPort:        8080,
-			DNSInterval:    Dur(10 * time.Second),
+			Balance:           BalanceLeastRequest,
+			ProxyHeaders:      ProxyXForwarded,
+			DefaultMaxConn:    500,
+			DNSPort:           8080,
+			DNSInterval:       Dur(10 * time.Second),
+			DNSManagementPort: 9000,
 		},
 		Paths: Paths{
 			Public:      []string{"/realms/", "/resources/", "/.well-known/"},
@@ -443,18 +468,21 @@ func defaults() *Config {
 			LearnRoutes:      true,
 		},
 		Health: Health{
-			Enabled:      true,
-			Path:         "/health/ready",
-			LivePath:     "/health/live",
-			StartedPath:  "/health/started",
-			Scheme:       SchemeHTTP,
-			Interval:     Dur(5 * time.Second),
-			Timeout:      Dur(2 * time.Second),
-			Rise:         2,
-			Fall:         3,
-			Slowstart:    Dur(60 * time.Second),
-			PassiveFails: 3,
-			MaxBodyBytes: 65536,
+			Enabled:       true,
+			Path:          "/health/ready",
+			LivePath:      "/health/live",
+			StartedPath:   "/health/started",
+			Scheme:        SchemeHTTP,
+			Interval:      Dur(5 * time.Second),
+			Timeout:       Dur(2 * time.Second),
+			Rise:          2,
+			Fall:          3,
+			Slowstart:     Dur(60 * time.Second),
+			PassiveFails:  3,
+			MaxBodyBytes:  65536,
+			Realm:         "master",
+			ClusterCheck:  "off",
+			TokenInterval: Dur(30 * time.Second),
 		},
 		Admin: Admin{
 			Socket:     "/run/kclb/admin.sock",

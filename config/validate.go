@@ -38,6 +38,7 @@ func (c *Config) resolvePaths(baseDir string) {
 	}
 	abs(&c.Affinity.SecretFile)
 	abs(&c.Health.CAFile)
+	abs(&c.Health.TokenSecretFile)
 	abs(&c.Admin.Socket)
 	abs(&c.Admin.TokenFile)
 }
@@ -481,6 +482,7 @@ func (c *Config) validateBackend(v *validator) {
 		}
 		v.intRange("backend.dns_port", b.DNSPort, 1, 65535)
 		v.positive("backend.dns_interval", b.DNSInterval)
+		v.intRange("backend.dns_management_port", b.DNSManagementPort, 1, 65535)
 	} else if len(b.Servers) == 0 {
 		v.problem("backend.server", "no servers configured (add a [[backend.server]] or set backend.dns_name)")
 	}
@@ -555,6 +557,22 @@ func (c *Config) validateHealth(v *validator) {
 		v.problem("health.panic_threshold", "%g is not a fraction in 0..1", h.PanicThreshold)
 	}
 	v.atLeast("health.max_body_bytes", h.MaxBodyBytes, 1)
+	switch h.ClusterCheck {
+	case "off", "report", "eject":
+	default:
+		v.problem("health.cluster_check", "%q is not one of \"off\", \"report\", \"eject\"", h.ClusterCheck)
+	}
+	if h.Realm == "" || strings.ContainsAny(h.Realm, "/?#% ") {
+		v.problem("health.realm", "%q is not a realm name", h.Realm)
+	}
+	if h.TokenClientID != "" {
+		if h.TokenSecretFile == "" {
+			v.problem("health.token_secret_file", "is required with health.token_client_id")
+		} else {
+			v.checkReadable("health.token_secret_file", h.TokenSecretFile)
+		}
+		v.positive("health.token_interval", h.TokenInterval)
+	}
 }
 
 func (c *Config) validateVRRP(v *validator) {

@@ -139,7 +139,7 @@ func newInstance(cfg *config.Config, logger *slog.Logger) (*instance, error) {
 	in.store.Store(store)
 	in.pool, err = backend.NewPool(poolSpecs(cfg), backend.PoolOptions{
 		PanicThreshold: cfg.Health.PanicThreshold,
-		PassiveFails:   cfg.Health.PassiveFails,
+		PassiveFails:   passiveFails(cfg.Health.PassiveFails),
 		OnHealth:       in.onHealth,
 		OnAvailable:    in.onAvailable,
 	})
@@ -200,6 +200,7 @@ func (in *instance) healthOptions(cfg *config.Config, aff *affinity.Affinity) he
 		Slowstart:          cfg.Health.Slowstart.Duration,
 		MaxBodyBytes:       int64(cfg.Health.MaxBodyBytes),
 		Logger:             in.logger,
+		Observe:            in.observeCheck,
 	}
 	if cfg.Health.Slowstart.Duration == 0 {
 		o.Slowstart = -1
@@ -217,20 +218,48 @@ func (in *instance) startCheckerLocked(ctx context.Context, cfg *config.Config, 
 		in.checker()
 		in.checker = nil
 	}
-	if !cfg.Health.Enabled {
+	if !cfg.Health.Enabled && cfg.Backend.DNSName == "" {
 		return nil
 	}
 	checker, err := health.New(in.pool.Servers, in.pool, in.healthOptions(cfg, aff))
 	if err != nil {
 		return fmt.Errorf("health: %w", err)
 	}
+	var disc *health.Discovery
+	if cfg.Backend.DNSName != "" {
+		mgmt := uint16(cfg.Backend.DNSManagementPort)
+		if !cfg.Health.Enabled {
+			mgmt = 0
+		}
+		disc, err = health.NewDiscovery(in.pool, health.DiscoveryOptions{
+			Name:     cfg.Backend.DNSName,
+			Port:     uint16(cfg.Backend.DNSPort),
+			MgmtPort: mgmt,
+			Template: backend.Spec{MaxConn: cfg.Backend.DefaultMaxConn},
+			Interval: cfg.Backend.DNSInterval.Duration,
+			Grace:    cfg.Global.ShutdownGrace.Duration,
+			Logger:   in.logger,
+		})
+		if err != nil {
+			return fmt.Errorf("discovery: %w", err)
+		}
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	in.checker = cancel
-	in.wg.Go(func() {
-		if err := checker.Run(cctx); err != nil {
-			in.errc <- fmt.Errorf("health: %w", err)
-		}
-	})
+	if cfg.Health.Enabled {
+		in.wg.Go(func() {
+			if err := checker.Run(cctx); err != nil {
+				in.errc <- fmt.Errorf("health: %w", err)
+			}
+		})
+	}
+	if disc != nil {
+		in.wg.Go(func() {
+			if err := disc.Run(cctx); err != nil {
+				in.errc <- fmt.Errorf("discovery: %w", err)
+			}
+		})
+	}
 	return nil
 }
 
@@ -337,4 +366,13 @@ loop:
 	shutdownAll(in.Frontends(), grace)
 	cancel()
 	return runErr
+}
+
+// passiveFails converts health.passive_fails (0 disables) to the pool's
+// convention (negative disables).
+func passiveFails(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
