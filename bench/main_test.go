@@ -189,6 +189,7 @@ func TestSelectScenarios(t *testing.T) {
 		{name: "optional by name", list: "fail", want: 2},
 		{name: "prefix", list: "tls", want: 3},
 		{name: "exact and prefix", list: "http-ka-c64,h2", want: 2},
+		{name: "overlapping prefixes once", list: "http,https,http-ka-c64", want: 3},
 		{name: "unknown", list: "nope", wantErr: true},
 	}
 	for _, tc := range tests {

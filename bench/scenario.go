@@ -100,13 +100,17 @@ func selectScenarios(all []scenario, list string) ([]scenario, error) {
 		return out, nil
 	}
 	var out []scenario
+	seen := map[string]bool{}
 	for _, want := range strings.Split(list, ",") {
 		want = strings.TrimSpace(want)
 		n := 0
 		for _, s := range all {
 			if s.name == want || strings.HasPrefix(s.name, want) {
-				out = append(out, s)
 				n++
+				if !seen[s.name] {
+					seen[s.name] = true
+					out = append(out, s)
+				}
 			}
 		}
 		if n == 0 {
