@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kclb/kclb/tlsconf"
+)
+
+// TestImportCheck runs `kclb import` on the seed configurations, provides
+// the files the result references (HAProxy's combined PEM and the affinity
+// secret) and runs `kclb check` on it.
+func TestImportCheck(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "config.toml")
+	cmd := exec.Command(kclbBin, "import", "-o", out,
+		"../../importer/testdata/haproxy.cfg", "../../importer/testdata/keepalived.conf")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kclb import: %v\n%s", err, stderr.Bytes())
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("kclb import -o wrote to stdout: %q", stdout.Bytes())
+	}
+	if n := strings.Count(stderr.String(), "warning: "); n != 16 {
+		t.Errorf("%d warnings on stderr, want 16:\n%s", n, stderr.Bytes())
+	}
+	for _, want := range []string{
+		"warning: haproxy.cfg:29: http-response set-header X-Frame-Options DENY: ",
+		"warning: keepalived.conf:17: auth_type PASS: ",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.Bytes())
+		}
+	}
+	st, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm()&0o007 != 0 {
+		t.Errorf("%s has mode %v; it holds the VRRP password and must not be world-readable", out, st.Mode().Perm())
+	}
+
+	certPEM, keyPEM, err := tlsconf.SelfSigned{Hosts: []string{"sso.example.com"}, ValidFor: time.Hour}.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, data := range map[string][]byte{
+		"etc/ssl/certs/keycloak.pem": append(certPEM, keyPEM...), // HAProxy's combined PEM
+		"etc/kclb/affinity.key":      []byte("a-shared-secret-of-enough-length\n"),
+	} {
+		p := filepath.Join(dir, path)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.ReplaceAll(data, []byte(`"/etc/`), []byte(`"`+dir+`/etc/`))
+	if err := os.WriteFile(out, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check, err := exec.Command(kclbBin, "check", "-c", out).CombinedOutput()
+	if err != nil || !bytes.Contains(check, []byte("is valid")) {
+		t.Fatalf("kclb check on the imported configuration: %v\n%s\n--- config:\n%s", err, check, data)
+	}
+}
+
+func TestImportCommand(t *testing.T) {
+	dir := t.TempDir()
+	existing := filepath.Join(dir, "exists.toml")
+	os.WriteFile(existing, []byte("keep me"), 0o600)
+	seed := "../../importer/testdata/haproxy.cfg"
+	tests := []struct {
+		name       string
+		args       []string
+		wantStatus int
+		wantStdout string // substring
+		wantStderr string // substring
+	}{
+		{"no files", []string{"import"}, 2, "", "usage: kclb import"},
+		{"three files", []string{"import", seed, seed, seed}, 2, "", "usage: kclb import"},
+		{"missing file", []string{"import", filepath.Join(dir, "nope.cfg")}, 1, "", "no such file"},
+		{"to stdout", []string{"import", seed}, 0, "\n[[backend.server]]\nname = \"keycloak1\"\n", "warning: haproxy.cfg:4: daemon: "},
+		{"flag after file", []string{"import", seed, "-o", filepath.Join(dir, "new.toml")}, 0, "", "wrote "},
+		{"exists", []string{"import", "-o", existing, seed}, 1, "", "exists (use -f to overwrite)"},
+		{"force", []string{"import", "-f", "-o", existing, seed}, 0, "", "wrote "},
+		{"unbalanced keepalived", []string{"import", seed, writeTemp(t, dir, "bad.conf", "vrrp_instance V {\n")}, 1, "", "block is not closed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			status := run(tt.args, &stdout, &stderr)
+			if status != tt.wantStatus {
+				t.Errorf("status %d, want %d; stderr:\n%s", status, tt.wantStatus, stderr.Bytes())
+			}
+			if !strings.Contains(stdout.String(), tt.wantStdout) {
+				t.Errorf("stdout lacks %q:\n%s", tt.wantStdout, stdout.Bytes())
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.wantStderr, stderr.Bytes())
+			}
+		})
+	}
+	if data, _ := os.ReadFile(existing); !bytes.Contains(data, []byte("[[listener]]")) {
+		t.Errorf("-f did not overwrite %s: %q", existing, data)
+	}
+}
+
+func writeTemp(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
