@@ -83,8 +83,9 @@ type Options struct {
 	Listeners func() []Listener
 	// Proxy returns the request handler's counters. Nil means none shown.
 	Proxy func() proxy.Stats
-	// Affinity is the affinity policy, nil when affinity is off.
-	Affinity *affinity.Affinity
+	// Affinity returns the affinity policy in force, nil when affinity is
+	// off. Nil means affinity is off.
+	Affinity func() *affinity.Affinity
 	// VRRP returns the VRRP instances' status. Nil means VRRP is off.
 	VRRP func() []VRRPStatus
 	// State persists admin states. Nil disables persistence.
@@ -342,7 +343,9 @@ func (s *Server) Snapshot(authorized bool) Status {
 		st.Proxy = &ps
 	}
 	if o.Affinity != nil {
-		st.Affinity = affinityStatus(o.Affinity.Stats(), o.Affinity.Routes())
+		if a := o.Affinity(); a != nil {
+			st.Affinity = affinityStatus(a.Stats(), a.Routes())
+		}
 	}
 	return st
 }

@@ -155,8 +155,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(dProxy, e.v, e.name)
 		}
 	}
-	if o.Affinity != nil {
-		st := o.Affinity.Stats()
+	if a := affinityOf(o); a != nil {
+		st := a.Stats()
 		for i, v := range st.Hits {
 			counter(dAffHits, v, affinity.Source(i).String())
 		}
@@ -185,4 +185,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if o.AdminUnauthorized != nil {
 		counter(dAdminUnauth, o.AdminUnauthorized())
 	}
+}
+
+// affinityOf returns the affinity policy in force, or nil.
+func affinityOf(o Options) *affinity.Affinity {
+	if o.Affinity == nil {
+		return nil
+	}
+	return o.Affinity()
 }

@@ -54,8 +54,9 @@ type Options struct {
 	Started time.Time
 	// Proxy returns the request handler's counters. Nil omits them.
 	Proxy func() proxy.Stats
-	// Affinity is the affinity policy; nil when affinity is off.
-	Affinity *affinity.Affinity
+	// Affinity returns the affinity policy in force, nil when affinity is
+	// off. Nil means affinity is off.
+	Affinity func() *affinity.Affinity
 	// VRRP returns the VRRP instances; nil when VRRP is off.
 	VRRP func() []VRRP
 	// AdminUnauthorized returns the number of refused admin mutations.

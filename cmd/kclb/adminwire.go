@@ -2,16 +2,264 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/kclb/kclb/admin"
+	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/metrics"
 	"github.com/kclb/kclb/proxy"
+	"github.com/kclb/kclb/vrrp"
 )
 
-// newObserver returns the metrics sink for the proxy handler. Until the
-// metrics package is wired, requests are only counted by the handler.
-func (in *instance) newObserver() (proxy.Observer, error) { return nil, nil }
+// observer is the proxy's metrics sink: the Prometheus collectors plus
+// the admin server once it exists (for its refused-mutation counter).
+type observer struct {
+	*metrics.Metrics
+	admin atomic.Pointer[admin.Server]
+}
 
-// startAdmin starts the operator interface (admin API, metrics) for in;
-// its goroutines are added to wg and stop when ctx ends. The admin
-// listener is not wired yet, so nothing is started.
-func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup) error { return nil }
+// newObserver returns the metrics sink for the proxy handler.
+func (in *instance) newObserver() (proxy.Observer, error) {
+	o := &observer{}
+	m, err := metrics.New(metrics.Options{
+		Pool:     in.pool,
+		Version:  version,
+		Started:  in.started,
+		Proxy:    in.proxyStats,
+		Affinity: in.Affinity,
+		VRRP:     in.vrrpMetrics,
+		AdminUnauthorized: func() uint64 {
+			if s := o.admin.Load(); s != nil {
+				return s.Unauthorized()
+			}
+			return 0
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	o.Metrics = m
+	return o, nil
+}
+
+// observeCheck feeds health-check latencies to the metrics
+// (health.Options.Observe).
+func (in *instance) observeCheck(s *backend.Server, d time.Duration, ok bool) {
+	if o, _ := in.observer.(*observer); o != nil {
+		o.ObserveCheck(s, d, ok)
+	}
+}
+
+// proxyStats returns the counters of the handler in force.
+func (in *instance) proxyStats() proxy.Stats {
+	if h := in.Handler(); h != nil {
+		return h.Stats()
+	}
+	return proxy.Stats{}
+}
+
+// vrrpStates are the VRRP state names exported as a state set.
+var vrrpStates = []vrrp.State{vrrp.StateInit, vrrp.StateBackup, vrrp.StateMaster, vrrp.StateFault}
+
+// vrrpMetrics converts the VRRP status for the metrics package.
+func (in *instance) vrrpMetrics() []metrics.VRRP {
+	st := in.vrrpStatus()
+	out := make([]metrics.VRRP, 0, len(st))
+	names := make([]string, len(vrrpStates))
+	for i, s := range vrrpStates {
+		names[i] = strings.ToLower(s.String())
+	}
+	for _, s := range st {
+		out = append(out, metrics.VRRP{Instance: s.Name, State: strings.ToLower(s.State.String()),
+			States: names, Priority: int(s.Priority), Transitions: s.Transitions})
+	}
+	return out
+}
+
+// adminVRRP converts the VRRP status for the status API.
+func (in *instance) adminVRRP() []admin.VRRPStatus {
+	st := in.vrrpStatus()
+	if len(st) == 0 {
+		return nil
+	}
+	out := make([]admin.VRRPStatus, 0, len(st))
+	for _, s := range st {
+		v := admin.VRRPStatus{Name: s.Name, State: strings.ToLower(s.State.String()),
+			Priority: int(s.Priority), ConfiguredPriority: int(s.ConfiguredPriority),
+			Healthy: s.Healthy, Since: s.Since, Transitions: s.Transitions}
+		if s.Master.IsValid() {
+			v.Master = s.Master.String()
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// adminListeners lists the public listeners for the status API.
+func (in *instance) adminListeners() []admin.Listener {
+	var out []admin.Listener
+	for _, f := range in.Frontends() {
+		out = append(out, admin.Listener{Name: f.name, Addr: f.ln.Addr().String(), TLS: f.tls})
+	}
+	return out
+}
+
+// startAdmin starts the operator interface (admin API, stats page,
+// metrics) on the configured Unix socket and TCP address, after applying
+// the admin states persisted in the state file. Its goroutines are added
+// to wg and stop when ctx ends. Changes to [admin] need a restart.
+func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup) error {
+	cfg := in.Config()
+	ac := cfg.Admin
+	var state *admin.StateFile
+	if cfg.Global.StateFile != "" {
+		state = admin.NewStateFile(cfg.Global.StateFile)
+	}
+	token := ""
+	if ac.TCP != "" {
+		b, err := os.ReadFile(ac.TokenFile)
+		if err != nil {
+			return fmt.Errorf("admin.token_file: %w", err)
+		}
+		if token = strings.TrimSpace(string(b)); token == "" {
+			return fmt.Errorf("admin.token_file: %s is empty", ac.TokenFile)
+		}
+	}
+	opts := admin.Options{
+		Pool:         in.pool,
+		Name:         cfg.Global.Name,
+		Version:      version,
+		Started:      in.started,
+		Listeners:    in.adminListeners,
+		Proxy:        in.proxyStats,
+		Affinity:     in.Affinity,
+		VRRP:         in.adminVRRP,
+		State:        state,
+		Token:        token,
+		ActiveChecks: cfg.Health.Enabled,
+		Logger:       in.logger.With("component", "admin"),
+	}
+	o, _ := in.observer.(*observer)
+	if o != nil {
+		opts.Metrics = o.Handler()
+	}
+	srv, err := admin.New(opts)
+	if err != nil {
+		return err
+	}
+	if o != nil {
+		o.admin.Store(srv)
+	}
+	if _, err := srv.Restore(); err != nil {
+		// Refusing to start would turn a damaged state file into an
+		// outage; say loudly that persisted states were not applied.
+		in.logger.Error("admin states from the state file NOT applied; every server starts ready", "err", err)
+	}
+
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	if ac.Socket != "" {
+		ln, err := listenAdminSocket(ac)
+		if err != nil {
+			return err
+		}
+		lns = append(lns, ln)
+		in.logger.Info("admin API listening", "socket", ac.Socket, "mode", ac.SocketMode.String())
+		wg.Go(func() {
+			if err := srv.Serve(ctx, ln, true); err != nil {
+				in.logger.Error("admin socket failed", "err", err)
+			}
+		})
+	}
+	if ac.TCP != "" {
+		ln, err := net.Listen("tcp", ac.TCP)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("admin.tcp: %w", err)
+		}
+		in.logger.Info("admin API listening", "tcp", ln.Addr().String())
+		wg.Go(func() {
+			if err := srv.Serve(ctx, ln, false); err != nil {
+				in.logger.Error("admin TCP listener failed", "err", err)
+			}
+		})
+	}
+	return nil
+}
+
+// listenAdminSocket opens the admin Unix socket with the configured mode
+// and group. A stale socket file left by a crashed kclb is replaced; a
+// socket another process still answers on is an error.
+func listenAdminSocket(ac config.Admin) (net.Listener, error) {
+	path := ac.Socket
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("admin.socket: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("admin.socket: %s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("admin.socket: %s is in use by another process", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("admin.socket: remove stale socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin.socket: %w", err)
+	}
+	mode := fs.FileMode(ac.SocketMode)
+	if mode == 0 {
+		mode = 0o660
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin.socket_mode: %w", err)
+	}
+	if ac.SocketGroup != "" {
+		gid, err := lookupGroup(ac.SocketGroup)
+		if err == nil {
+			err = os.Chown(path, -1, gid)
+		}
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("admin.socket_group: %w", err)
+		}
+	}
+	return ln, nil
+}
+
+// lookupGroup resolves a group name or numeric id.
+func lookupGroup(name string) (int, error) {
+	if id, err := strconv.Atoi(name); err == nil {
+		return id, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, err
+	}
+	id, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, errors.New("group " + name + " has a non-numeric id " + g.Gid)
+	}
+	return id, nil
+}

@@ -89,6 +89,11 @@ type envOptions struct {
 	kcsim   kcsim.Options
 	servers string // extra keys for every [[backend.server]]
 	extra   string
+	// admin is the body of the [admin] section; empty means `socket = ""`
+	// (no admin listener).
+	admin string
+	// stateFile is [global] state_file; empty disables persistence.
+	stateFile string
 }
 
 // newEnv starts nodes stand-ins and kclb with an HTTP and an HTTPS
@@ -102,17 +107,21 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.cluster = kcsim.StartCluster(t, o.nodes, o.kcsim)
 	e.certFile, e.keyFile, e.roots = testCert(t, e.dir)
 	e.httpAddr, e.httpsAddr = freeAddr(t), freeAddr(t)
+	adminSection := o.admin
+	if adminSection == "" {
+		adminSection = `socket = ""`
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `
 [global]
 name = "test"
-state_file = ""
+state_file = %q
 access_log = false
 log_level = "debug"
 shutdown_grace = "5s"
 
 [admin]
-socket = ""
+%s
 
 [[listener]]
 name = "http"
@@ -133,7 +142,7 @@ key = %q
 interval = "200ms"
 timeout = "150ms"
 slowstart = "0s"
-`, e.httpAddr, e.httpsAddr, e.certFile, e.keyFile)
+`, o.stateFile, adminSection, e.httpAddr, e.httpsAddr, e.certFile, e.keyFile)
 	for i, n := range e.cluster.Nodes() {
 		fmt.Fprintf(&b, "\n[[backend.server]]\nname = \"keycloak%d\"\naddress = %q\nmanagement = %q\n%s\n",
 			i+1, n.Traffic.String(), n.Mgmt.String(), o.servers)
