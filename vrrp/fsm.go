@@ -153,6 +153,7 @@ type Machine struct {
 	assertAt   time.Time // Master: last re-assertion after a lower-priority advert
 	// garpAssertAt is when the last re-assertion GARP burst was sent.
 	garpAssertAt time.Time
+	lastAdvert   time.Time // when Receive was last called
 }
 
 // NewMachine validates cfg and returns a Machine in StateInit.
@@ -180,6 +181,9 @@ func (m *Machine) State() State { return m.state }
 // Master returns the address of the current Master: LocalAddr when this node is Master, the
 // sender of the last accepted advert when Backup, and the zero Addr when unknown.
 func (m *Machine) Master() netip.Addr { return m.master }
+
+// LastAdvert returns when the last advert was received (accepted or ignored), zero if none.
+func (m *Machine) LastAdvert() time.Time { return m.lastAdvert }
 
 // Healthy reports the tracked health (after rise/fall hysteresis).
 func (m *Machine) Healthy() bool { return m.track.healthy }
@@ -307,6 +311,7 @@ func (m *Machine) Receive(now time.Time, a Advert) []Action {
 		return nil // RFC 5798 §7.1: the owner discards adverts
 	}
 	local := m.Priority()
+	m.lastAdvert = now
 	switch m.state {
 	case StateBackup:
 		if a.Priority == 0 {

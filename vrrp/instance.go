@@ -623,7 +623,15 @@ func (i *Instance) step(f func(m *Machine, now time.Time) []Action) {
 			i.transitions++
 			i.transTo[a.To]++
 			i.since = now
-			i.log.Info("vrrp: transition", "from", a.From, "to", a.To, "priority", i.m.Priority(), "master", i.m.Master())
+			args := []any{"from", a.From, "to", a.To, "priority", i.m.Priority(), "master", i.m.Master()}
+			if a.From == StateBackup && a.To == StateMaster {
+				// Diagnose unexpected takeovers: how long the peer had been silent.
+				if la := i.m.LastAdvert(); !la.IsZero() {
+					args = append(args, "since_last_advert", now.Sub(la).Round(time.Millisecond))
+				}
+				args = append(args, "deferred_expiries", i.deferrals.Load())
+			}
+			i.log.Info("vrrp: transition", args...)
 			if i.notes != nil {
 				select {
 				case i.notes <- note{from: a.From, to: a.To, prio: i.m.Priority()}:
