@@ -54,8 +54,8 @@ func ParseKeepalived(data []byte) ([]*Node, error) {
 			}
 		}
 		for _, w := range words {
-			switch w {
-			case "{":
+			switch w.brace {
+			case '{':
 				top := stack[len(stack)-1]
 				var n *Node
 				if len(args) == 0 && len(top.Block) > 0 && !top.Block[len(top.Block)-1].HasBlock {
@@ -68,14 +68,14 @@ func ParseKeepalived(data []byte) ([]*Node, error) {
 				}
 				n.HasBlock = true
 				stack = append(stack, n)
-			case "}":
+			case '}':
 				flush()
 				if len(stack) == 1 {
 					return nil, fmt.Errorf("importer: keepalived line %d: unexpected \"}\"", num)
 				}
 				stack = stack[:len(stack)-1]
 			default:
-				args = append(args, w)
+				args = append(args, w.text)
 			}
 		}
 		flush()
@@ -87,17 +87,23 @@ func ParseKeepalived(data []byte) ([]*Node, error) {
 	return root.Block, nil
 }
 
-// splitKeepalivedLine splits a line into words, with "{" and "}" as
-// words of their own.
-func splitKeepalivedLine(s string) ([]string, error) {
+// kaWord is a word of a keepalived line, or a brace.
+type kaWord struct {
+	text  string
+	brace byte // '{' or '}' for an unquoted brace, else 0
+}
+
+// splitKeepalivedLine splits a line into words, with unquoted "{" and "}"
+// as words of their own.
+func splitKeepalivedLine(s string) ([]kaWord, error) {
 	var (
-		words []string
+		words []kaWord
 		word  strings.Builder
 		in    bool
 	)
 	flush := func() {
 		if in {
-			words = append(words, word.String())
+			words = append(words, kaWord{text: word.String()})
 			word.Reset()
 			in = false
 		}
@@ -111,7 +117,7 @@ func splitKeepalivedLine(s string) ([]string, error) {
 			return words, nil
 		case c == '{' || c == '}':
 			flush()
-			words = append(words, string(c))
+			words = append(words, kaWord{text: string(c), brace: c})
 		case c == '"':
 			end := strings.IndexByte(s[i+1:], '"')
 			if end < 0 {

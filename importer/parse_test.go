@@ -90,6 +90,11 @@ func TestParseKeepalived(t *testing.T) {
 			in:   "a{b}\nc\n{\nd 1}\ne {}\n",
 			want: "01:a{01:b};02:c{04:d 1};05:e{}",
 		},
+		{
+			name: "quoted braces are words",
+			in:   "notify_master \"/bin/x {\" \"}\"\n",
+			want: "01:notify_master /bin/x { }",
+		},
 		{name: "unexpected close", in: "a {\n}\n}\n", wantErr: "line 3: unexpected \"}\""},
 		{name: "unclosed", in: "x\nvrrp_instance V {\n state MASTER\n", wantErr: "line 2: \"vrrp_instance V\" block is not closed"},
 		{name: "unterminated quote", in: "a \"b\n", wantErr: "line 1: unterminated quote"},
