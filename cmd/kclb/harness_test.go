@@ -94,6 +94,8 @@ type envOptions struct {
 	admin string
 	// stateFile is [global] state_file; empty disables persistence.
 	stateFile string
+	// noProc writes the configuration but does not start kclb.
+	noProc bool
 }
 
 // newEnv starts nodes stand-ins and kclb with an HTTP and an HTTPS
@@ -152,7 +154,9 @@ slowstart = "0s"
 	if err := os.WriteFile(e.cfgPath, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.proc = startKclb(t, e.cfgPath, 2)
+	if !o.noProc {
+		e.proc = startKclb(t, e.cfgPath, 2)
+	}
 	return e
 }
 

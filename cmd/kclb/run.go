@@ -322,13 +322,27 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	if err := in.startAdmin(runCtx, &wg); err != nil {
 		return err
 	}
-	fronts, err := openFrontends(ctx, cfg, cfg.Listeners, in.router, in.tlsBase(), in.sem, logger)
+	handover, err := takeInherited()
 	if err != nil {
 		return err
+	}
+	fronts, err := openFrontends(ctx, cfg, cfg.Listeners, in.router, in.tlsBase(), in.sem, handover.listeners, logger)
+	if err != nil {
+		return err
+	}
+	for bind, ln := range handover.listeners {
+		logger.Warn("upgrade: inherited listener not in the configuration; closing it", "bind", bind)
+		ln.Close()
 	}
 	in.mu.Lock()
 	in.fronts = fronts
 	in.startFrontendsLocked(fronts)
+	in.mu.Unlock()
+	if err := handover.childHandshake(); err != nil {
+		// The old process may still hold the VIP; start VRRP anyway.
+		logger.Error("upgrade hand-over", "err", err)
+	}
+	in.mu.Lock()
 	err = in.startVRRPLocked(cfg.VRRP.Instances)
 	in.mu.Unlock()
 	if err != nil {
@@ -342,6 +356,9 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 	var runErr error
 loop:
 	for {
@@ -352,6 +369,12 @@ loop:
 			if err := in.reload(runCtx); err != nil {
 				logger.Error("reload failed; the running configuration stays in force", "err", err)
 			}
+		case <-usr2:
+			if err := in.upgrade(runCtx); err != nil {
+				logger.Error("upgrade failed; this process keeps serving", "err", err)
+				continue
+			}
+			break loop
 		case err := <-in.errc:
 			runErr = err
 			break loop

@@ -143,14 +143,15 @@ func tlsStore(cfg *config.Config) (*tlsconf.Store, error) {
 type frontend struct {
 	spec config.Listener
 	name string
-	ln   net.Listener
+	raw  net.Listener // the socket itself (handed to a new binary on upgrade)
+	ln   net.Listener // raw behind the global maxconn limit
 	srv  *http.Server
 	tls  bool
 }
 
 // openFrontends binds every listener of cfg. On error the ones already
 // opened are closed.
-func openFrontends(ctx context.Context, cfg *config.Config, listeners []config.Listener, h http.Handler, tlsBase *tls.Config, sem chan struct{}, logger *slog.Logger) ([]*frontend, error) {
+func openFrontends(ctx context.Context, cfg *config.Config, listeners []config.Listener, h http.Handler, tlsBase *tls.Config, sem chan struct{}, inherited map[string]net.Listener, logger *slog.Logger) ([]*frontend, error) {
 	var out []*frontend
 	fail := func(err error) ([]*frontend, error) {
 		for _, f := range out {
@@ -168,10 +169,16 @@ func openFrontends(ctx context.Context, cfg *config.Config, listeners []config.L
 		}
 	}
 	for _, l := range listeners {
-		ln, err := proxy.Listen(ctx, l.Bind, l.Freebind)
-		if err != nil {
-			return fail(fmt.Errorf("listener %q: %w", l.Name, err))
+		ln, ok := inherited[l.Bind]
+		if ok {
+			delete(inherited, l.Bind)
+		} else {
+			var err error
+			if ln, err = proxy.Listen(ctx, l.Bind, l.Freebind); err != nil {
+				return fail(fmt.Errorf("listener %q: %w", l.Name, err))
+			}
 		}
+		raw := ln
 		if sem != nil {
 			ln = proxy.LimitListener(ln, sem)
 		}
@@ -204,7 +211,7 @@ func openFrontends(ctx context.Context, cfg *config.Config, listeners []config.L
 			}
 			so.Handler = proxy.RedirectHandler(port)
 		}
-		out = append(out, &frontend{spec: l, name: l.Name, ln: ln, srv: proxy.NewServer(so), tls: l.TLS})
+		out = append(out, &frontend{spec: l, name: l.Name, raw: raw, ln: ln, srv: proxy.NewServer(so), tls: l.TLS})
 	}
 	return out, nil
 }
