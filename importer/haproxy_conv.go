@@ -24,6 +24,9 @@ type hapConv struct {
 	listenerNames  map[string]bool
 	headersSet     map[string]bool // output keys of [headers] set from the input
 	minTLS         *strOrigin
+	// defaultsBackend are server-related directives of defaults sections;
+	// they precede the imported backend's own.
+	defaultsBackend []Line
 }
 
 type intOrigin struct {
@@ -64,6 +67,10 @@ func (c *hapConv) convert(h *HAProxy) {
 			}
 		case "defaults":
 			for _, l := range s.Lines {
+				if isBackendKeyword(l) {
+					c.defaultsBackend = append(c.defaultsBackend, l)
+					continue
+				}
 				c.proxyLine(s, l, true, true)
 			}
 		case "frontend", "listen":
@@ -224,6 +231,9 @@ func (c *hapConv) proxySection(s Section, fe, be bool) {
 		listeners []*table
 		b         backendState
 	)
+	if be {
+		b.lines = append(b.lines, c.defaultsBackend...)
+	}
 	for _, l := range s.Lines {
 		switch k := l.Args[0]; {
 		case k == "bind" && fe:
@@ -301,10 +311,6 @@ func (c *hapConv) proxyLine(s Section, l Line, fe, be bool) {
 	case "acl":
 		c.warn(l, "kclb has no ACLs; which paths are public is set in [paths]")
 	default:
-		if s.Kind == "defaults" && isBackendKeyword(l) {
-			c.warn(l, "in defaults; set it in the backend section to import it")
-			return
-		}
 		c.warn(l, msgNotMapped)
 	}
 }

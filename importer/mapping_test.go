@@ -78,6 +78,16 @@ func TestImportMappings(t *testing.T) {
 			},
 		},
 		{
+			name:    "backend directives in defaults",
+			haproxy: "defaults\n option httpchk GET /health/live\n balance roundrobin\n default-server check port 9000\n" + minimalHAProxy,
+			check: func(t *testing.T, c *config.Config) {
+				eq(t, "health.path", c.Health.Path, "/health/live")
+				eq(t, "balance", c.Backend.Balance, config.BalanceRoundRobin)
+				eq(t, "management", c.Backend.Servers[0].Management, "10.0.0.1:9000")
+			},
+			noWarn: []string{"defaults", "traffic port"},
+		},
+		{
 			name:    "short interval caps the timeout",
 			haproxy: "frontend f\n bind :80\nbackend b\n timeout check 5s\n server a 10.0.0.1:8080 check inter 500ms\n",
 			check: func(t *testing.T, c *config.Config) {
