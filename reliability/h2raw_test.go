@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,13 +24,24 @@ type h2raw struct {
 	enc  *hpack.Encoder
 	hbuf bytes.Buffer
 	next uint32 // next client stream id
+	// done holds answers read while waiting for another stream.
+	done   map[uint32]h2result
+	goaway bool
+	code   http2.ErrCode
 }
 
 // dialH2 opens a TLS connection negotiating h2 and exchanges the
-// preface and SETTINGS.
-func dialH2(t testing.TB, l *lb) *h2raw {
+// preface and SETTINGS. rcvbuf, if not zero, shrinks the socket's
+// receive buffer so that what the server writes backs up quickly.
+func dialH2(t testing.TB, l *lb, rcvbuf int) *h2raw {
 	t.Helper()
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", l.tlsAddr,
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if rcvbuf > 0 {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf) })
+		}
+	}
+	conn, err := tls.DialWithDialer(d, "tcp", l.tlsAddr,
 		&tls.Config{RootCAs: l.roots, ServerName: "localhost", NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +50,7 @@ func dialH2(t testing.TB, l *lb) *h2raw {
 		conn.Close()
 		t.Fatalf("negotiated %q, want h2", p)
 	}
-	c := &h2raw{t: t, conn: conn, next: 1}
+	c := &h2raw{t: t, conn: conn, next: 1, done: map[uint32]h2result{}}
 	c.fr = http2.NewFramer(conn, conn)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = 1 << 20
@@ -91,42 +103,54 @@ type h2result struct {
 
 // wait reads frames until stream id is answered (response headers or a
 // reset), the connection ends, or d passes. It acknowledges SETTINGS and
-// PING on the way.
+// PING on the way and keeps answers for other streams.
 func (c *h2raw) wait(id uint32, d time.Duration) h2result {
+	if res, ok := c.done[id]; ok {
+		delete(c.done, id)
+		return res
+	}
 	c.conn.SetReadDeadline(time.Now().Add(d))
 	defer c.conn.SetReadDeadline(time.Time{})
-	var res h2result
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
+			res := h2result{goaway: c.goaway, code: c.code}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return res
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				res.closed = true
 			}
-			res.closed = true
 			return res
 		}
+		var res h2result
+		var sid uint32
 		switch f := f.(type) {
 		case *http2.SettingsFrame:
 			if !f.IsAck() {
 				c.fr.WriteSettingsAck()
 			}
+			continue
 		case *http2.PingFrame:
 			if !f.IsAck() {
 				c.fr.WritePing(true, f.Data)
 			}
+			continue
 		case *http2.GoAwayFrame:
-			res.goaway, res.code = true, f.ErrCode
+			c.goaway, c.code = true, f.ErrCode
+			continue
 		case *http2.RSTStreamFrame:
-			if f.StreamID == id {
-				res.reset, res.rst = true, f.ErrCode
-				return res
-			}
+			sid, res.reset, res.rst = f.StreamID, true, f.ErrCode
 		case *http2.MetaHeadersFrame:
-			if f.StreamID == id {
-				res.status, _ = strconv.Atoi(f.PseudoValue("status"))
-				return res
-			}
+			sid = f.StreamID
+			res.status, _ = strconv.Atoi(f.PseudoValue("status"))
+		default:
+			continue
+		}
+		res.goaway, res.code = c.goaway, c.code
+		if sid == id {
+			return res
+		}
+		if _, seen := c.done[sid]; !seen {
+			c.done[sid] = res
 		}
 	}
 }

@@ -272,12 +272,14 @@ func rawHTTP(t testing.TB, addr, req string, wait time.Duration) rawResult {
 }
 
 // recorder is a loopback HTTP/1.1 backend that records every request
-// URI it receives and answers 200 "ok".
+// URI it receives and answers 200 "ok", after ?sleep=<duration> if
+// given (at most 10 s).
 type recorder struct {
-	addr string
-	mu   sync.Mutex // guards uris
-	uris []string
-	n    atomic.Int64
+	addr           string
+	mu             sync.Mutex // guards uris
+	uris           []string
+	n              atomic.Int64
+	inflight, peak atomic.Int64 // concurrent requests now and at most
 }
 
 func startRecorder(t testing.TB) *recorder {
@@ -290,6 +292,20 @@ func startRecorder(t testing.TB) *recorder {
 	rec.addr = ln.Addr().String()
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
+		rec.inflight.Add(1)
+		defer rec.inflight.Add(-1)
+		for {
+			cur, peak := rec.inflight.Load(), rec.peak.Load()
+			if cur <= peak || rec.peak.CompareAndSwap(peak, cur) {
+				break
+			}
+		}
+		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil && d > 0 {
+			select {
+			case <-time.After(min(d, 10*time.Second)):
+			case <-r.Context().Done():
+			}
+		}
 		rec.mu.Lock()
 		rec.uris = append(rec.uris, r.RequestURI)
 		rec.mu.Unlock()

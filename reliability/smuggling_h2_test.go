@@ -37,7 +37,7 @@ func TestSmugglingHTTP2(t *testing.T) {
 		{"space in name", []string{"x a", "b"}},
 		{"colon in name", []string{"x:a", "b"}},
 	}
-	c := dialH2(t, l)
+	c := dialH2(t, l, 0)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			before := l.h.Stats().Requests
