@@ -317,6 +317,11 @@ func writeReport(rep *report.Report, out string, stdout io.Writer) error {
 		}
 		return nil
 	}
+	// Latency charts of scenarios not in this run would be stale.
+	stale, _ := filepath.Glob(filepath.Join(chartDir, "latency-*.svg"))
+	for _, f := range stale {
+		os.Remove(f)
+	}
 	if err := write("throughput.svg", func(w io.Writer) error { return report.WriteThroughputSVG(w, rep) }); err != nil {
 		return err
 	}

@@ -207,6 +207,8 @@ func TestWriteReportFiles(t *testing.T) {
 	out := filepath.Join(dir, "docs", "benchmarks.md")
 	os.MkdirAll(filepath.Dir(out), 0o755)
 	os.WriteFile(out, []byte("# Benchmarks\n\nHand-written intro.\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "docs", "bench"), 0o755)
+	os.WriteFile(filepath.Join(dir, "docs", "bench", "latency-gone.svg"), []byte("<svg/>"), 0o644)
 	rep := &report.Report{Targets: []string{"haproxy"}, Runs: 1, Scenarios: []report.Scenario{{Name: "s1", Runs: []report.Run{
 		{Target: "haproxy", Index: 1, Result: fakeResult()}}}}}
 	if err := writeReport(rep, out, io.Discard); err != nil {
@@ -220,6 +222,9 @@ func TestWriteReportFiles(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "docs", "bench", f)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "docs", "bench", "latency-gone.svg")); !os.IsNotExist(err) {
+		t.Fatalf("stale chart kept: %v", err)
 	}
 }
 

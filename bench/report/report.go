@@ -362,8 +362,8 @@ for the h1 scenarios, net/http and x/net/http2 for HTTP/2 and the login mix; lat
 (under 0.8 % error); proxy CPU from utime+stime of /proc/PID/stat; peak VmRSS sampled every 100 ms. Every proxy
 gets the same topology: round robin over the three nodes, an affinity cookie, health checks on the management
 port every 2 s (nginx open source has neither cookie affinity nor active checks), four security headers,
-access logs off. Everything shares the same cores (and, on the
-project's machine, other developers' work): compare ratios within one run, not absolute numbers across runs.
+access logs off. Everything shares the same cores (and, on the project's machine, other developers' work):
+compare ratios within one run, not absolute numbers across runs.
 `
 
 // Markers delimit the generated part of docs/benchmarks.md.
