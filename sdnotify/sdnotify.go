@@ -95,6 +95,28 @@ func Status(msg string) error {
 	return Notify("STATUS=" + strings.ReplaceAll(msg, "\n", " "))
 }
 
+// MainPID sends MAINPID=pid: the process pid takes over as the service's
+// main process. A process handing its listeners to a new binary (the
+// SIGUSR2 upgrade) sends it before it exits; otherwise systemd treats its
+// exit as the end of the service and stops the new process with it. Only
+// the current main process may send it under NotifyAccess=main.
+func MainPID(pid int) error { return Notify("MAINPID=" + strconv.Itoa(pid)) }
+
+// ChildEnv returns env (in os.Environ form) without WATCHDOG_PID, for a
+// process that will take over as the main process: with the old
+// process's id in WATCHDOG_PID, WatchdogInterval would report the
+// watchdog off in the child and systemd would kill it for missing pings.
+// NOTIFY_SOCKET and WATCHDOG_USEC are kept.
+func ChildEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "WATCHDOG_PID=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // WatchdogInterval returns systemd's watchdog timeout from $WATCHDOG_USEC
 // and true when the watchdog is enabled for this process: the variable
 // holds a positive number and $WATCHDOG_PID, if set, is this process's id.

@@ -86,6 +86,7 @@ func TestHelpers(t *testing.T) {
 		{"watchdog", WatchdogPing, "WATCHDOG=1"},
 		{"status", func() error { return Status("serving\n3 servers") }, "STATUS=serving 3 servers"},
 		{"notify", func() error { return Notify("READY=1\nSTATUS=up") }, "READY=1\nSTATUS=up"},
+		{"mainpid", func() error { return MainPID(4242) }, "MAINPID=4242"},
 	}
 	for _, abstract := range []bool{false, true} {
 		for _, tt := range tests {
@@ -270,5 +271,17 @@ func TestWatchdogDisabled(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return without a watchdog")
+	}
+}
+
+func TestChildEnv(t *testing.T) {
+	env := []string{"PATH=/bin", "WATCHDOG_PID=17", "NOTIFY_SOCKET=/run/systemd/notify", "WATCHDOG_USEC=10000000", "XWATCHDOG_PID=1"}
+	got := ChildEnv(env)
+	want := []string{"PATH=/bin", "NOTIFY_SOCKET=/run/systemd/notify", "WATCHDOG_USEC=10000000", "XWATCHDOG_PID=1"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("ChildEnv = %q, want %q", got, want)
+	}
+	if len(env) != 5 || env[1] != "WATCHDOG_PID=17" {
+		t.Fatalf("ChildEnv modified its argument: %q", env)
 	}
 }
