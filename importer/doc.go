@@ -10,6 +10,15 @@
 // comments at the top of the output, so a reviewer sees them next to the
 // result.
 //
+// Where the input configures something, the output reproduces its
+// behaviour. Where the input is silent, the output follows HAProxy's and
+// keepalived's defaults when kclb's own would change what users or the
+// peer node see (no health checks, no affinity, no slow start, no VRRP
+// tracking, VRRP version 2), and says in a comment what kclb recommends.
+// kclb's protections stay on (security headers added when Keycloak sets
+// none, path filtering, forwarding-header hygiene); the ones that change
+// behaviour are warnings.
+//
 // The output uses absolute paths as found in the input (the HAProxy
 // combined PEM is used as both certificate and key, which kclb accepts)
 // plus /etc/kclb/affinity.key for the affinity secret; it passes
