@@ -202,7 +202,16 @@ type kclbProc struct {
 // lines (the signal that sockets are bound).
 func startKclb(t *testing.T, cfg string, listeners int) *kclbProc {
 	t.Helper()
+	return startKclbEnv(t, cfg, listeners, nil)
+}
+
+// startKclbEnv is startKclb with extra environment variables.
+func startKclbEnv(t *testing.T, cfg string, listeners int, env []string) *kclbProc {
+	t.Helper()
 	p := &kclbProc{cmd: exec.Command(kclbBin, "run", "-c", cfg), done: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/kclb/kclb/config"
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/proxy"
+	"github.com/kclb/kclb/sdnotify"
 	"github.com/kclb/kclb/tlsconf"
 )
 
@@ -79,6 +80,8 @@ type instance struct {
 	// available is the pool's last "a server can take a client" edge;
 	// listenersOK turns false when a public listener fails.
 	available, listenersOK atomic.Bool
+	// lastBeat is when the main loop last proved it runs (unix nanos).
+	lastBeat atomic.Int64
 	// vrrps are the running VRRP instances; an atomic pointer because the
 	// pool's availability hook reads it while the pool's lock is held.
 	vrrps atomic.Pointer[[]*vrrpRunner]
@@ -352,6 +355,15 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	if ready != nil {
 		close(ready)
 	}
+	in.waitFirstHealthRound(ctx, cfg)
+	if err := sdnotify.Ready(); err != nil {
+		logger.Warn("systemd notify", "err", err)
+	}
+	in.beat()
+	wd := &sdnotify.Watchdog{Logger: logger}
+	wg.Go(func() { wd.Run(runCtx, in.alive) })
+	beat := time.NewTicker(time.Second)
+	defer beat.Stop()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -365,10 +377,14 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
+		case <-beat.C:
+			in.beat()
 		case <-hup:
+			sdnotify.Reloading()
 			if err := in.reload(runCtx); err != nil {
 				logger.Error("reload failed; the running configuration stays in force", "err", err)
 			}
+			sdnotify.Ready()
 		case <-usr2:
 			if err := in.upgrade(runCtx); err != nil {
 				logger.Error("upgrade failed; this process keeps serving", "err", err)
@@ -385,6 +401,7 @@ loop:
 		grace = 30 * time.Second
 	}
 	logger.Info("shutting down", "grace", grace.String())
+	sdnotify.Stopping()
 	in.stopVRRP()
 	shutdownAll(in.Frontends(), grace)
 	cancel()
@@ -398,4 +415,49 @@ func passiveFails(n int) int {
 		return -1
 	}
 	return n
+}
+
+// beat records that the main loop is alive.
+func (in *instance) beat() { in.lastBeat.Store(time.Now().UnixNano()) }
+
+// alive reports whether the process makes progress, for systemd's
+// watchdog: the main loop ticked recently, the listeners serve, and every
+// VRRP instance's goroutine still runs.
+func (in *instance) alive() bool {
+	if time.Since(time.Unix(0, in.lastBeat.Load())) > 3*time.Second || !in.listenersOK.Load() {
+		return false
+	}
+	if p := in.vrrps.Load(); p != nil {
+		for _, r := range *p {
+			select {
+			case <-r.done:
+				return false
+			default:
+			}
+		}
+	}
+	return true
+}
+
+// waitFirstHealthRound waits until every server with a management
+// address has been checked once (bounded by one interval plus the
+// timeout), so READY=1 means kclb knows its backends.
+func (in *instance) waitFirstHealthRound(ctx context.Context, cfg *config.Config) {
+	if !cfg.Health.Enabled {
+		return
+	}
+	deadline := time.Now().Add(cfg.Health.Interval.Duration + cfg.Health.Timeout.Duration + time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		checked := true
+		for _, s := range in.pool.Servers() {
+			if s.Mgmt() != "" && s.Detail().LastCheck.IsZero() {
+				checked = false
+				break
+			}
+		}
+		if checked {
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // polling the pool: the checker has no round signal
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kclb/kclb/sdnotify"
 )
 
 // Zero-downtime binary upgrade. SIGUSR2 makes the running kclb start the
@@ -152,7 +154,7 @@ func (in *instance) upgrade(ctx context.Context) error {
 	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = files
-	cmd.Env = append(os.Environ(), envUpgradeSync+"=3", envUpgradeListeners+"="+strings.Join(entries, ","))
+	cmd.Env = append(sdnotify.ChildEnv(os.Environ()), envUpgradeSync+"=3", envUpgradeListeners+"="+strings.Join(entries, ","))
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("upgrade: start %s: %w", exe, err)
 	}
@@ -183,6 +185,10 @@ func (in *instance) upgrade(ctx context.Context) error {
 	}
 	if err := say(mine, "released"); err != nil {
 		return fmt.Errorf("upgrade: %w", err)
+	}
+	// Under systemd the new process becomes the service's main process.
+	if err := sdnotify.MainPID(cmd.Process.Pid); err != nil {
+		in.logger.Warn("upgrade: telling systemd the new main pid", "err", err)
 	}
 	in.logger.Info("upgrade: handed over to the new process", "pid", cmd.Process.Pid)
 	return nil
