@@ -642,3 +642,72 @@ func TestRollingRestart(t *testing.T) {
 		}
 	}
 }
+
+// chromium runs headless Chromium on url with extra flags and returns
+// its standard output.
+func chromium(t *testing.T, url string, extra ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("needs chromium (apt-get install chromium)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-dev-shm-usage", "--user-data-dir=" + t.TempDir(), "--virtual-time-budget=3000"}, extra...)
+	cmd := exec.CommandContext(ctx, bin, append(args, url)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %v: %v\n%s", extra, err, errOut.String())
+	}
+	return out.String()
+}
+
+func TestStatsPageInChromium(t *testing.T) {
+	if _, err := exec.LookPath("chromium"); err != nil {
+		t.Skip("needs chromium (apt-get install chromium)")
+	}
+	a := newAdminEnv(t, adminOptions{tcp: true})
+	mustCLI(t, "drain", "keycloak2", "-s", a.socket)
+	mustCLI(t, "maint", "keycloak3", "-s", a.socket)
+	page := "http://" + a.tcp + "/stats"
+
+	// Read-only: rows and states, no buttons.
+	dom := chromium(t, page, "--dump-dom")
+	for _, want := range []string{
+		`id="server-keycloak1" data-health="up" data-admin="ready"`,
+		`id="server-keycloak2" data-health="up" data-admin="drain"`,
+		`id="server-keycloak3" data-health="up" data-admin="maint"`,
+		`class="st admin a-drain">drain<`,
+		`read-only`,
+		`data-loaded="1"`,
+	} {
+		if !strings.Contains(dom, want) {
+			t.Fatalf("rendered page lacks %q:\n%s", want, dom)
+		}
+	}
+	if strings.Contains(dom, "act-drain") {
+		t.Fatal("drain buttons shown to an unauthorised caller")
+	}
+
+	// With the token: buttons for every server.
+	authURL := page + "#token=" + a.token
+	dom = chromium(t, authURL, "--dump-dom")
+	if strings.Count(dom, `class="act-drain"`) != 3 || strings.Count(dom, `class="act-ready"`) != 3 || !strings.Contains(dom, "authorised") {
+		t.Fatalf("authorised page lacks buttons:\n%s", dom)
+	}
+
+	shot := filepath.Join(t.TempDir(), "stats.png")
+	chromium(t, authURL, "--screenshot="+shot, "--window-size=1280,800", "--hide-scrollbars")
+	b, err := os.ReadFile(shot)
+	if err != nil || len(b) < 1000 || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Fatalf("screenshot %s: %d bytes, %v", shot, len(b), err)
+	}
+	if dir := os.Getenv("KCLB_TEST_ARTIFACTS"); dir != "" {
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "stats.png"), b, 0o644)
+	}
+	t.Logf("screenshot: %s (%d bytes)", shot, len(b))
+}
