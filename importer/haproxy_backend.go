@@ -345,11 +345,20 @@ func (c *hapConv) health(s Section, httpchk *Line, path string, checked bool, fi
 			c.warn(*httpchk, "the checks went to the traffic port %s; Keycloak 25 and later serve /health/* only on the management port 9000 (with health-enabled=true), which kclb checks (server.management = \":9000\")", trafficPort)
 		}
 		h.set("enabled", tomlBool(true), "servers have 'check'")
-		if !strings.HasPrefix(path, "/") {
-			c.warn(*httpchk, "path %q does not start with /; using /health/ready", path)
-			path = "/health/ready"
+		if strings.HasPrefix(path, "/auth/") {
+			c.relativePath(*httpchk, "/auth")
+		}
+		if rest := strings.TrimPrefix(path, c.prefix); !strings.HasPrefix(rest, "/health/") {
+			ready := c.prefix + "/health/ready"
+			c.warn(*httpchk, "HAProxy checked %s on the traffic port, which only shows that the node answers; kclb checks Keycloak's readiness endpoint %s on the management port 9000 (health-enabled=true)", path, ready)
+			path = ready
+			cm = "readiness endpoint instead of " + c.file + ":" + strconv.Itoa(httpchk.Num) + "'s page"
 		}
 		h.set("path", tomlString(path), cm)
+		if c.prefix != "" {
+			h.set("live_path", tomlString(c.prefix+"/health/live"), "the management interface inherits http-relative-path "+c.prefix)
+			h.set("started_path", tomlString(c.prefix+"/health/started"), "the management interface inherits http-relative-path "+c.prefix)
+		}
 	}
 	if f, ok := first["inter"]; ok {
 		h.set("interval", tomlDur(v.inter), "from "+f)
@@ -538,4 +547,19 @@ func isKeycloakCookie(name string) bool {
 		}
 	}
 	return false
+}
+
+// relativePath records that Keycloak serves everything under prefix (its
+// legacy http-relative-path=/auth), which kclb's public paths must carry.
+func (c *hapConv) relativePath(l Line, prefix string) {
+	if c.prefix != "" {
+		return
+	}
+	c.prefix = prefix
+	var public []string
+	for _, p := range []string{"/realms/", "/resources/", "/.well-known/"} {
+		public = append(public, prefix+p)
+	}
+	c.out.paths.set("public", tomlStrings(public), "Keycloak's public paths under "+prefix+", as in "+c.from(l))
+	c.warn(l, "the %s prefix means Keycloak runs with http-relative-path=%s (the management interface inherits it); paths.public and the health paths carry it", prefix, prefix)
 }

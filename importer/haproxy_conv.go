@@ -27,6 +27,9 @@ type hapConv struct {
 	// defaultsBackend are server-related directives of defaults sections;
 	// they precede the imported backend's own.
 	defaultsBackend []Line
+	// prefix is Keycloak's http-relative-path ("/auth") when the checks
+	// show one; "" otherwise.
+	prefix string
 }
 
 type intOrigin struct {
@@ -701,5 +704,6 @@ func (c *hapConv) finishHeaders() {
 // pathsWarning says that kclb, unlike the imported configuration,
 // filters paths.
 func (c *hapConv) pathsWarning() {
-	c.warnings = append(c.warnings, Warning{File: c.file, Msg: "every path was proxied; kclb serves only /realms/, /resources/ and /.well-known/ publicly and /admin/ only to paths.admin_networks (default 127.0.0.0/8 and ::1): add your administrators' networks there"})
+	p := c.prefix
+	c.warnings = append(c.warnings, Warning{File: c.file, Msg: "every path was proxied; kclb serves only " + p + "/realms/, " + p + "/resources/ and " + p + "/.well-known/ publicly and " + p + "/admin/ only to paths.admin_networks (default 127.0.0.0/8 and ::1): add your administrators' networks there"})
 }

@@ -94,8 +94,8 @@ func Import(haproxy Source, keepalived *Source) (*Result, error) {
 // output is the configuration being built, table by table in the order
 // of config.example.toml.
 type output struct {
-	global, timeouts, limits, tls, backend, headers, affinity, health, admin *table
-	listeners, certs, servers, vrrp                                          []*table
+	global, timeouts, limits, tls, backend, paths, headers, affinity, health, admin *table
+	listeners, certs, servers, vrrp                                                 []*table
 }
 
 func newOutput() *output {
@@ -105,6 +105,7 @@ func newOutput() *output {
 		limits:   newTable("limits", false),
 		tls:      newTable("tls", false),
 		backend:  newTable("backend", false),
+		paths:    newTable("paths", false),
 		headers:  newTable("headers", false),
 		affinity: newTable("affinity", false),
 		health:   newTable("health", false),
@@ -142,6 +143,7 @@ func (o *output) render(warnings []Warning) []byte {
 	for _, t := range o.servers {
 		t.render(&b)
 	}
+	single(o.paths)
 	single(o.headers)
 	single(o.affinity)
 	single(o.health)

@@ -239,3 +239,41 @@ func TestImportSeedComments(t *testing.T) {
 		}
 	}
 }
+
+// TestImportInstallScript imports the tutorial's simpler configuration,
+// whose checks fetch a realm page under the legacy /auth prefix.
+func TestImportInstallScript(t *testing.T) {
+	r := importFiles(t, "testdata/haproxy-install-script.cfg", "")
+	want := []string{
+		"haproxy-install-script.cfg:3: daemon: handled by systemd: kclb runs in the foreground under Type=notify (deploy/kclb.service)",
+		"haproxy-install-script.cfg:18: option httpchk GET /auth/realms/master: the checks went to the traffic port 8080; Keycloak 25 and later serve /health/* only on the management port 9000 (with health-enabled=true), which kclb checks (server.management = \":9000\")",
+		"haproxy-install-script.cfg:18: option httpchk GET /auth/realms/master: the /auth prefix means Keycloak runs with http-relative-path=/auth (the management interface inherits it); paths.public and the health paths carry it",
+		"haproxy-install-script.cfg:18: option httpchk GET /auth/realms/master: HAProxy checked /auth/realms/master on the traffic port, which only shows that the node answers; kclb checks Keycloak's readiness endpoint /auth/health/ready on the management port 9000 (health-enabled=true)",
+		"haproxy-install-script.cfg:23: listen stats: the stats page is replaced by the admin socket ([admin] socket, `kclb status`); kclb never serves it publicly",
+		"haproxy-install-script.cfg: every path was proxied; kclb serves only /auth/realms/, /auth/resources/ and /auth/.well-known/ publicly and /auth/admin/ only to paths.admin_networks (default 127.0.0.0/8 and ::1): add your administrators' networks there",
+	}
+	var got []string
+	for _, w := range r.Warnings {
+		got = append(got, w.String())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// No certificate and no affinity secret: it parses as generated.
+	c, err := config.Parse(r.Config, "")
+	if err != nil {
+		t.Fatalf("Parse: %v\n%s", err, r.Config)
+	}
+	eq(t, "global.maxconn", c.Global.MaxConn, 4096)
+	eq(t, "listeners", len(c.Listeners), 1)
+	eq(t, "bind", c.Listeners[0].Bind, ":80")
+	eq(t, "redirect", c.Listeners[0].RedirectHTTPS, false)
+	eq(t, "servers", len(c.Backend.Servers), 3)
+	eq(t, "address", c.Backend.Servers[2].Address, "keycloak3:8080")
+	eq(t, "management", c.Backend.Servers[2].Management, "keycloak3:9000")
+	eq(t, "health.path", c.Health.Path, "/auth/health/ready")
+	eq(t, "health.live_path", c.Health.LivePath, "/auth/health/live")
+	eq(t, "affinity", c.Affinity.Enabled, false)
+	eq(t, "public", strings.Join(c.Paths.Public, " "), "/auth/realms/ /auth/resources/ /auth/.well-known/")
+	eq(t, "timeouts.server", c.Timeouts.Server.Duration, 50*time.Second)
+}
