@@ -339,3 +339,25 @@ func TestServeStopsOnCancel(t *testing.T) {
 		t.Fatal("wait succeeded although the server stopped")
 	}
 }
+
+func TestApplyPersistedToLateServer(t *testing.T) {
+	pool := testPool(t)
+	f := NewStateFile(filepath.Join(t.TempDir(), "state.json"))
+	if err := f.Save(State{Servers: map[string]string{"late": "drain"}}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := New(Options{Pool: pool, State: f})
+	if _, err := s.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if s.ApplyPersisted("late") {
+		t.Fatal("applied to a server that is not in the pool")
+	}
+	pool.Add(backend.Spec{Name: "late", Addr: "127.0.0.1:3"})
+	if !s.ApplyPersisted("late") || pool.Lookup("late").Admin() != backend.AdminDrain {
+		t.Fatal("persisted drain not applied to a server added later")
+	}
+	if s.ApplyPersisted("kc1") {
+		t.Fatal("applied a state to a server without one")
+	}
+}

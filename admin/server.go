@@ -168,6 +168,30 @@ func (s *Server) Restore() ([]string, error) {
 	return applied, nil
 }
 
+// ApplyPersisted applies the persisted admin state of the server called
+// name, if the state file has one and the server is in the pool. It is
+// for servers that join after Restore (DNS discovery, reload), so that a
+// drained server does not come back ready. It reports whether it applied
+// a state.
+func (s *Server) ApplyPersisted(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.state.Servers[name]
+	if !ok {
+		return false
+	}
+	a, _ := backend.ParseAdminState(v)
+	srv := s.opts.Pool.Lookup(name)
+	if srv == nil || srv.Admin() == a {
+		return false
+	}
+	if err := s.opts.Pool.SetAdmin(name, a); err != nil {
+		return false
+	}
+	s.opts.Logger.Info("admin state restored", "server", name, "admin", a.String())
+	return true
+}
+
 // Unauthorized returns how many mutations were refused for lack of a
 // valid token.
 func (s *Server) Unauthorized() uint64 { return s.unauthorized.Load() }

@@ -18,6 +18,7 @@ import (
 	"github.com/kclb/kclb/admin"
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/metrics"
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/vrrp"
@@ -262,4 +263,48 @@ func lookupGroup(name string) (int, error) {
 		return 0, errors.New("group " + name + " has a non-numeric id " + g.Gid)
 	}
 	return id, nil
+}
+
+// adminServer returns the running admin server, or nil before startAdmin.
+func (in *instance) adminServer() *admin.Server {
+	if o, _ := in.observer.(*observer); o != nil {
+		return o.admin.Load()
+	}
+	return nil
+}
+
+// persistingMembership is the pool as DNS discovery sees it: a server it
+// adds gets its persisted admin state at once, so a server drained
+// before a kclb restart stays drained when discovery finds it again.
+type persistingMembership struct {
+	*backend.Pool
+	in *instance
+}
+
+// Add implements health.Membership.
+func (m persistingMembership) Add(spec backend.Spec) *backend.Server {
+	s := m.Pool.Add(spec)
+	if a := m.in.adminServer(); a != nil {
+		a.ApplyPersisted(spec.Name)
+	}
+	return s
+}
+
+var _ health.Membership = persistingMembership{}
+
+// discoveryMembership returns the pool for health.NewDiscovery.
+func (in *instance) discoveryMembership() health.Membership {
+	return persistingMembership{Pool: in.pool, in: in}
+}
+
+// reapplyAdminState applies persisted admin states to servers that joined
+// the pool after start (call it after a reload changed the membership).
+func (in *instance) reapplyAdminState() {
+	a := in.adminServer()
+	if a == nil {
+		return
+	}
+	for _, s := range in.pool.Servers() {
+		a.ApplyPersisted(s.Name())
+	}
 }
