@@ -161,11 +161,19 @@ type Machine struct {
 	CPUModel  string
 	Kernel    string
 	GoVersion string
+	// LoadAvg is the 1, 5 and 15 minute load average when read, a hint of
+	// how busy the machine already was.
+	LoadAvg string
 }
 
 // ReadMachine gathers the Machine description; fields it cannot read are "?".
 func ReadMachine() Machine {
-	m := Machine{NumCPU: runtime.NumCPU(), CPUModel: "?", Kernel: "?", GoVersion: runtime.Version()}
+	m := Machine{NumCPU: runtime.NumCPU(), CPUModel: "?", Kernel: "?", GoVersion: runtime.Version(), LoadAvg: "?"}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		m.CPUModel = ParseCPUModel(b)
 	}

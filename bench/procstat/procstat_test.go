@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -113,7 +114,7 @@ func TestParseStatusRSS(t *testing.T) {
 
 func TestReadMachine(t *testing.T) {
 	m := ReadMachine()
-	if m.NumCPU < 1 || m.GoVersion == "" || m.Kernel == "?" {
+	if m.NumCPU < 1 || m.GoVersion == "" || m.Kernel == "?" || len(strings.Fields(m.LoadAvg)) != 3 {
 		t.Fatalf("machine %+v", m)
 	}
 	if got := ParseCPUModel([]byte("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n")); got != "AMD EPYC 7B13" {
