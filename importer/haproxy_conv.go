@@ -2,6 +2,7 @@ package importer
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"path"
 	"strconv"
@@ -369,6 +370,9 @@ func parseHAProxyTime(s string) (time.Duration, error) {
 	u, ok := unit[s[i:]]
 	if !ok {
 		return 0, fmt.Errorf("bad time unit in %q", s)
+	}
+	if n > int64(math.MaxInt64/u) {
+		return 0, fmt.Errorf("time %q is too long", s)
 	}
 	return time.Duration(n) * u, nil
 }

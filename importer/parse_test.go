@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseHAProxy(t *testing.T) {
@@ -113,6 +114,35 @@ func TestParseKeepalived(t *testing.T) {
 			}
 			if r := render(got); r != tt.want {
 				t.Fatalf("got  %s\nwant %s", r, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseHAProxyTime(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"default unit ms", "5000", 5 * time.Second, false},
+		{"ms", "50000ms", 50 * time.Second, false},
+		{"seconds", "30s", 30 * time.Second, false},
+		{"minutes", "2m", 2 * time.Minute, false},
+		{"hours", "1h", time.Hour, false},
+		{"days", "1d", 24 * time.Hour, false},
+		{"microseconds", "1500us", 1500 * time.Microsecond, false},
+		{"overflow", "999999999999d", 0, true},
+		{"bad unit", "5x", 0, true},
+		{"no number", "s", 0, true},
+		{"negative", "-5s", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseHAProxyTime(tt.in)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Fatalf("parseHAProxyTime(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
 			}
 		})
 	}
