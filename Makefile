@@ -40,3 +40,16 @@ vet:
 
 clean:
 	rm -rf bin
+
+## install: the binary, the systemd unit (ExecStart rewritten to $(PREFIX)/bin/kclb),
+## sysusers/tmpfiles entries and the example configuration; see deploy/README.md
+UNITDIR ?= /lib/systemd/system
+.PHONY: install
+install: build
+	install -D -m 0755 bin/kclb $(DESTDIR)$(PREFIX)/bin/kclb
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's#/usr/local/bin/kclb#$(PREFIX)/bin/kclb#g' deploy/kclb.service > $(DESTDIR)$(UNITDIR)/kclb.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/kclb.service
+	install -D -m 0644 deploy/kclb.sysusers $(DESTDIR)/usr/lib/sysusers.d/kclb.conf
+	install -D -m 0644 deploy/kclb.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/kclb.conf
+	install -D -m 0644 config.example.toml $(DESTDIR)/etc/kclb/config.toml.example
