@@ -7,6 +7,8 @@
 //	kclb run -c /etc/kclb/config.toml   run the proxy
 //	kclb check -c FILE                  validate a configuration (exit 0/1)
 //	kclb demo                           local demo: 3 Keycloak stand-ins + kclb
+//	kclb status|drain|ready|maint       operator commands (admin socket)
+//	kclb import haproxy.cfg [keepalived.conf]  translate an existing setup
 //	kclb version                        print the version
 //
 // cmd/kclb is the only place that reads configuration and wires the
@@ -78,8 +80,16 @@ func usage(w io.Writer) {
 
 commands:
   run -c FILE      run the proxy with the configuration FILE
+                   (SIGHUP reloads FILE, SIGUSR2 hands the sockets to a new binary)
   check -c FILE    validate FILE; prints every problem, exits 0 or 1
   demo             start three Keycloak stand-ins and kclb on localhost
+  status [--json]  show the edge: servers, health, admin state, VRRP
+  drain NAME [--wait] [--timeout D]   no new clients for NAME; logins in progress finish
+  ready NAME [--wait-healthy]         put NAME back into rotation
+  maint NAME       no traffic at all for NAME
+  import haproxy.cfg [keepalived.conf] [-o FILE]   translate an HAProxy + keepalived setup
   version          print the version
+
+Run "kclb <command> -h" for the flags of a command.
 `)
 }
