@@ -20,10 +20,14 @@
 //     (github.com/vishvananda/netlink) and gratuitous ARP (github.com/mdlayher/arp). Other
 //     platforms build, but New returns an error there.
 //
+// A node whose interface loses link or carrier (polled every advert interval, 100 ms .. 1 s)
+// enters StateFault like keepalived: it releases the VIPs and stays silent until the link
+// returns. Tracking with TrackWeight 0 faults the same way.
+//
 // The package knows nothing about backends: the caller reports health with
 // Instance.SetHealthy on edges and reads Instance.Status (or passes an Observer) for metrics.
 //
-// Concurrency: Run owns four goroutines. The timer goroutine sends adverts and runs the
+// Concurrency: Run owns five goroutines (the fifth polls the link state). The timer goroutine sends adverts and runs the
 // Master_Down timer on its own timer, so a flood of received packets cannot delay adverts;
 // the receive goroutine validates packets (drops are counted per DropReason and never reach
 // the Machine); an effects goroutine changes VIPs, sends gratuitous ARPs and calls the

@@ -17,8 +17,9 @@ const (
 	StateBackup
 	// StateMaster holds the VIPs and sends adverts.
 	StateMaster
-	// StateFault is entered when tracking with weight 0 reports unhealthy: the VIPs are
-	// released and no adverts are sent until the node is healthy again (keepalived's FAULT).
+	// StateFault is entered when the interface goes down or tracking with weight 0 reports
+	// unhealthy: the VIPs are released and no adverts are sent until the cause is gone
+	// (keepalived's FAULT).
 	StateFault
 )
 
@@ -154,6 +155,7 @@ type Machine struct {
 	// garpAssertAt is when the last re-assertion GARP burst was sent.
 	garpAssertAt time.Time
 	lastAdvert   time.Time // when Receive was last called
+	linkDown     bool      // the interface is down (SetLink)
 }
 
 // NewMachine validates cfg and returns a Machine in StateInit.
@@ -374,23 +376,8 @@ func (m *Machine) SetHealthy(now time.Time, ok bool) []Action {
 	if !m.track.observe(ok) {
 		return nil
 	}
-	if m.cfg.Priority == 255 {
-		return nil
-	}
-	if m.cfg.TrackWeight == 0 {
-		switch {
-		case m.faulty() && (m.state == StateMaster || m.state == StateBackup):
-			var acts []Action
-			if m.state == StateMaster {
-				acts = append(acts, Action{Kind: ActSendAdvert, Priority: 0}, Action{Kind: ActRemoveVIP})
-			}
-			m.clearTimers()
-			m.master = netip.Addr{}
-			return m.transition(acts, StateFault)
-		case !m.faulty() && m.state == StateFault:
-			return m.becomeBackup(now, nil, netip.Addr{})
-		}
-		return nil
+	if acts, changed := m.reconcileFault(now); changed {
+		return acts
 	}
 	if m.state == StateMaster && m.Priority() != before {
 		m.adverAt = now.Add(m.cfg.AdvertInterval)
@@ -399,8 +386,43 @@ func (m *Machine) SetHealthy(now time.Time, ok bool) []Action {
 	return nil
 }
 
+// SetLink reports whether the interface is up (administratively up and with carrier). While
+// it is down the machine is in StateFault, like keepalived: a Master sends a priority-0
+// advert (if it still can) and removes the VIPs. When the link returns the machine starts
+// over as Backup (or Master, for the owner). Before Start it only records the state.
+func (m *Machine) SetLink(now time.Time, up bool) []Action {
+	if m.linkDown == !up {
+		return nil
+	}
+	m.linkDown = !up
+	acts, _ := m.reconcileFault(now)
+	return acts
+}
+
+// reconcileFault enters or leaves StateFault after a tracking or link change.
+func (m *Machine) reconcileFault(now time.Time) ([]Action, bool) {
+	switch {
+	case m.faulty() && (m.state == StateMaster || m.state == StateBackup):
+		var acts []Action
+		if m.state == StateMaster {
+			acts = append(acts, Action{Kind: ActSendAdvert, Priority: 0}, Action{Kind: ActRemoveVIP})
+		}
+		m.clearTimers()
+		m.master = netip.Addr{}
+		return m.transition(acts, StateFault), true
+	case !m.faulty() && m.state == StateFault:
+		if m.cfg.Priority == 255 {
+			return m.becomeMaster(now, nil), true
+		}
+		return m.becomeBackup(now, nil, netip.Addr{}), true
+	}
+	return nil, false
+}
+
+// faulty reports whether the machine belongs in StateFault: the link is down, or tracking
+// with weight 0 reports unhealthy (never for the owner).
 func (m *Machine) faulty() bool {
-	return m.cfg.TrackWeight == 0 && m.cfg.Priority != 255 && !m.track.healthy
+	return m.linkDown || (m.cfg.TrackWeight == 0 && m.cfg.Priority != 255 && !m.track.healthy)
 }
 
 func (m *Machine) becomeMaster(now time.Time, acts []Action) []Action {

@@ -19,6 +19,9 @@ type event func(m *Machine, now time.Time) []Action
 func start() event    { return (*Machine).Start }
 func tick() event     { return (*Machine).Tick }
 func shutdown() event { return (*Machine).Shutdown }
+func link(up bool) event {
+	return func(m *Machine, now time.Time) []Action { return m.SetLink(now, up) }
+}
 func health(ok bool) event {
 	return func(m *Machine, now time.Time) []Action { return m.SetHealthy(now, ok) }
 }
@@ -295,6 +298,40 @@ func TestMachineTransitions(t *testing.T) {
 				{at: 5 * time.Second, ev: advert(addrB, 50, time.Second), state: StateFault, deadline: noDeadline},
 				{at: 6 * time.Second, ev: tick(), state: StateFault, deadline: noDeadline},
 				{at: 7 * time.Second, ev: health(true), want: []Action{trans(StateFault, StateBackup)}, state: StateBackup, deadline: 7*time.Second + mdi100},
+			},
+		},
+		{
+			name: "link down faults a master, link up starts over as backup",
+			cfg:  withCfg(func(c *MachineConfig) { c.TrackWeight = 10 }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: mdi100, ev: tick(), want: []Action{send(100), addVIP, garp(5), trans(StateBackup, StateMaster)}, state: StateMaster, deadline: anyDeadline},
+				{at: 4 * time.Second, ev: link(true), state: StateMaster, deadline: anyDeadline},
+				{at: 5 * time.Second, ev: link(false), want: []Action{send(0), rmVIP, trans(StateMaster, StateFault)}, state: StateFault, deadline: noDeadline},
+				{at: 5100 * time.Millisecond, ev: link(false), state: StateFault, deadline: noDeadline},
+				// tracking changes while faulty do not leave the fault
+				{at: 5200 * time.Millisecond, ev: health(false), state: StateFault, prio: 90, deadline: noDeadline},
+				{at: 6 * time.Second, ev: link(true), want: []Action{trans(StateFault, StateBackup)}, state: StateBackup, deadline: 6*time.Second + 3*time.Second + 166*time.Second/256},
+			},
+		},
+		{
+			name: "link down faults the owner too; link up makes it master again",
+			cfg:  withCfg(func(c *MachineConfig) { c.Priority = 255 }),
+			steps: []step{
+				{at: 0, ev: link(false), state: StateInit, deadline: noDeadline},
+				{at: time.Second, ev: start(), want: []Action{trans(StateInit, StateFault)}, state: StateFault, deadline: noDeadline},
+				{at: 2 * time.Second, ev: link(true), want: []Action{send(255), addVIP, garp(5), trans(StateFault, StateMaster)}, state: StateMaster, deadline: 3 * time.Second},
+			},
+		},
+		{
+			name: "link down while backup and weight-0 tracking: both must clear",
+			cfg:  baseConfig(),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: time.Second, ev: link(false), want: []Action{trans(StateBackup, StateFault)}, state: StateFault, deadline: noDeadline},
+				{at: 2 * time.Second, ev: health(false), state: StateFault, deadline: noDeadline},
+				{at: 3 * time.Second, ev: link(true), state: StateFault, deadline: noDeadline},
+				{at: 4 * time.Second, ev: health(true), want: []Action{trans(StateFault, StateBackup)}, state: StateBackup, deadline: 4*time.Second + mdi100},
 			},
 		},
 		{

@@ -402,6 +402,8 @@ func (i *Instance) Run(ctx context.Context) error {
 		}
 	}
 
+	ctx, cancelWatch := context.WithCancel(ctx)
+	defer cancelWatch()
 	var wg sync.WaitGroup
 	effects := make(chan effect, 256)
 	notes := make(chan note, 256)
@@ -418,6 +420,10 @@ func (i *Instance) Run(ctx context.Context) error {
 	i.log.Info("vrrp: starting", "interface", i.opts.Interface, "source", plat.local,
 		"priority", i.opts.Priority, "version", i.opts.Version, "advert_interval", i.opts.AdvertInterval)
 
+	if plat.linkUp != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); i.watchLink(ctx, plat.linkUp) }()
+	}
 	var recvErr error
 	recvDone := make(chan struct{})
 	go func() { recvErr = i.receiveLoop(plat); close(recvDone) }()
@@ -425,6 +431,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	i.step((*Machine).Start)
 	runErr := i.timerLoop(ctx, plat, recvDone, &recvErr)
 
+	cancelWatch()
 	i.step((*Machine).Shutdown)
 	i.mu.Lock()
 	i.effects, i.notes = nil, nil
@@ -486,6 +493,33 @@ func (i *Instance) timerLoop(ctx context.Context, plat *platform, recvDone <-cha
 		}
 		deferredSince = time.Time{}
 		i.step((*Machine).Tick)
+	}
+}
+
+// watchLink polls the interface state and feeds changes into the Machine until ctx is done.
+// Polling (every advert interval, 100 ms .. 1 s) keeps this goroutine simple to stop.
+func (i *Instance) watchLink(ctx context.Context, linkUp func() (bool, error)) {
+	every := min(max(i.opts.AdvertInterval, 100*time.Millisecond), time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last, known := true, false
+	for {
+		up, err := linkUp()
+		switch {
+		case err != nil:
+			i.warnf("vrrp: link state", "err", err)
+		case !known || up != last:
+			if known || !up {
+				i.log.Info("vrrp: link state changed", "interface", i.opts.Interface, "up", up)
+			}
+			last, known = up, true
+			i.step(func(m *Machine, now time.Time) []Action { return m.SetLink(now, up) })
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

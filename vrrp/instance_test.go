@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -613,4 +614,30 @@ func TestRunErrors(t *testing.T) {
 			t.Fatalf("Run = %v, want %v", err, errRead)
 		}
 	})
+}
+
+func TestLinkDownFaults(t *testing.T) {
+	var up atomic.Bool
+	up.Store(true)
+	obs := &recordingObserver{}
+	a := startNode(t, &fakeNet{}, addrA, Options{Priority: 200, AdvertInterval: 20 * time.Millisecond, Observer: obs}, func(i *Instance, c *fakeConn) {
+		open := i.open
+		i.open = func(o *Options) (*platform, error) {
+			p, err := open(o)
+			if err == nil {
+				p.linkUp = func() (bool, error) { return up.Load(), nil }
+			}
+			return p, err
+		}
+	})
+	waitFor(t, "master", func() bool { return a.inst.Status().State == StateMaster && a.vips.hasVIP() })
+	up.Store(false)
+	waitFor(t, "fault without VIP", func() bool { return a.inst.Status().State == StateFault && !a.vips.hasVIP() })
+	up.Store(true)
+	waitFor(t, "master again", func() bool { return a.inst.Status().State == StateMaster && a.vips.hasVIP() })
+	a.shutdown(t)
+	want := []string{"INIT->BACKUP", "BACKUP->MASTER", "MASTER->FAULT", "FAULT->BACKUP", "BACKUP->MASTER", "MASTER->INIT"}
+	if got := obs.get(); !slices.Equal(got, want) {
+		t.Fatalf("observer saw %v, want %v", got, want)
+	}
 }

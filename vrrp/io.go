@@ -42,6 +42,9 @@ type platform struct {
 	conn  advertConn
 	vips  vipManager
 	local netip.Addr // the primary IPv4 address of the interface
+	// linkUp reports whether the interface is up with carrier. If nil, the link is assumed
+	// to be up and not watched.
+	linkUp func() (bool, error)
 }
 
 // openFunc opens the platform for an instance. The zero Instance uses openPlatform, which

@@ -39,7 +39,15 @@ func openPlatform(o *Options) (*platform, error) {
 		c.Close()
 		return nil, fmt.Errorf("netlink link %s: %w", ifi.Name, err)
 	}
-	return &platform{conn: c, vips: &linuxVIPs{ifi: ifi, link: link}, local: local}, nil
+	linkUp := func() (bool, error) {
+		l, err := netlink.LinkByIndex(ifi.Index)
+		if err != nil {
+			return false, fmt.Errorf("link state of %s: %w", ifi.Name, err)
+		}
+		f := l.Attrs().RawFlags
+		return f&unix.IFF_UP != 0 && f&unix.IFF_RUNNING != 0, nil
+	}
+	return &platform{conn: c, vips: &linuxVIPs{ifi: ifi, link: link}, local: local, linkUp: linkUp}, nil
 }
 
 // primaryAddr returns the first IPv4 address of ifi that is not one of the VIPs.
