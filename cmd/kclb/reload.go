@@ -111,6 +111,7 @@ func (in *instance) reload(ctx context.Context) error {
 		}
 		return err
 	}
+	in.reapplyAdminState()
 	oldHandler := in.handler
 	in.cfg, in.rt, in.aff, in.handler = cfg, rt, aff, h
 	in.router.Store(h)

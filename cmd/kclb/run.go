@@ -234,7 +234,7 @@ func (in *instance) startCheckerLocked(ctx context.Context, cfg *config.Config, 
 		if !cfg.Health.Enabled {
 			mgmt = 0
 		}
-		disc, err = health.NewDiscovery(in.pool, health.DiscoveryOptions{
+		disc, err = health.NewDiscovery(in.discoveryMembership(), health.DiscoveryOptions{
 			Name:     cfg.Backend.DNSName,
 			Port:     uint16(cfg.Backend.DNSPort),
 			MgmtPort: mgmt,
