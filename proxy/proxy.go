@@ -566,7 +566,10 @@ type retryBody struct {
 
 func (b *retryBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	if n > 0 || err == io.EOF {
+	// An empty body (EOF at once) can be replayed: only bytes taken
+	// from the client make a request unrepeatable. HTTP/2 requests and
+	// chunked HTTP/1.1 requests carry such bodies on plain GETs.
+	if n > 0 {
 		b.read.Store(true)
 	}
 	if err != nil && err != io.EOF {

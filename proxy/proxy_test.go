@@ -429,3 +429,35 @@ func TestTruncatedBodyReleasesSlot(t *testing.T) {
 		t.Errorf("Truncated = %d, want 3", got)
 	}
 }
+
+func TestEmptyBodyRetried(t *testing.T) {
+	// kc1 accepts and closes every connection without answering.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			c.Read(buf)
+			c.Close()
+		}
+	}()
+	good := startBackend(t, "kc2")
+	p := newTestProxy(t, []string{ln.Addr().String(), hostOf(good)}, nil)
+	for i := range 4 {
+		// A GET whose body is empty but not absent (chunked, zero length).
+		resp, _ := rawExchange(t, hostOf(p.front), "GET /realms/test/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n")
+		if !strings.HasPrefix(resp, "HTTP/1.1 200 ") {
+			t.Fatalf("request %d: %q, want 200 after a retry on kc2", i, resp)
+		}
+	}
+	if st := p.h.Stats(); st.Retries == 0 || st.BadGateway != 0 {
+		t.Errorf("stats %+v, want retries and no 502", st)
+	}
+}
