@@ -79,6 +79,9 @@ type lb struct {
 	roots   *x509.CertPool
 	store   *tlsconf.Store
 	certDir string
+	// certFile and keyFile are the store's files: overwrite them and
+	// call store.Reload to rotate the certificate.
+	certFile, keyFile string
 }
 
 // startLB builds and serves an lb; everything is closed by t.Cleanup.
@@ -124,6 +127,7 @@ func startLB(t testing.TB, o lbOptions) *lb {
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.certFile, l.keyFile = certFile, keyFile
 	l.store, err = tlsconf.NewStore([]tlsconf.Pair{{CertFile: certFile, KeyFile: keyFile}}, tlsconf.Options{HTTP2: true})
 	if err != nil {
 		t.Fatal(err)
