@@ -361,3 +361,15 @@ func TestApplyPersistedToLateServer(t *testing.T) {
 		t.Fatal("applied a state to a server without one")
 	}
 }
+
+func FuzzDurationParam(f *testing.F) {
+	for _, s := range []string{"", "60s", "1m30s", "2.5", "0", "-1s", "1e9", "NaN", "+3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := durationParam(s, time.Second)
+		if err == nil && d < 0 {
+			t.Fatalf("durationParam(%q) = %v", s, d)
+		}
+	})
+}
