@@ -192,6 +192,10 @@ type Status struct {
 	AdvertsAsMaster uint64
 	// Resignations counts priority-0 adverts received (a Master stopping gracefully).
 	Resignations uint64
+	// MaxTimerLag is the largest delay between a timer deadline (advert, Master_Down) and
+	// the moment it ran. Values near the advert interval mean the process is starved of CPU
+	// and false failovers become likely.
+	MaxTimerLag time.Duration
 }
 
 // Instance runs one VRRP virtual router on one interface. Create it with New, start it with
@@ -214,6 +218,7 @@ type Instance struct {
 	lastWarn                       atomic.Int64 // unix nanos of the last rate-limited warning
 	drops                          [numDropReasons]atomic.Uint64
 	deferrals                      atomic.Uint64 // Master_Down expiries postponed for queued adverts
+	maxLag                         atomic.Int64  // MaxTimerLag in nanoseconds
 
 	mu          sync.Mutex // guards the fields below and the order of adverts and queued effects
 	m           *Machine
@@ -374,6 +379,7 @@ func (i *Instance) Status() Status {
 	i.mu.Unlock()
 	s.AdvertsSent, s.AdvertsReceived, s.Errors = i.sent.Load(), i.received.Load(), i.errs.Load()
 	s.AddrMismatches, s.AdvertsAsMaster, s.Resignations = i.mismatches.Load(), i.asMaster.Load(), i.resigned.Load()
+	s.MaxTimerLag = time.Duration(i.maxLag.Load())
 	s.Drops = make(map[DropReason]uint64, numDropReasons)
 	for r := range numDropReasons {
 		s.Drops[r] = i.drops[r].Load()
@@ -471,6 +477,9 @@ func (i *Instance) timerLoop(ctx context.Context, plat *platform, recvDone <-cha
 		case <-timer.C:
 		}
 		now := i.now()
+		if lag := now.Sub(dl); !dl.IsZero() && int64(lag) > i.maxLag.Load() {
+			i.maxLag.Store(int64(lag)) // only this goroutine stores
+		}
 		i.mu.Lock()
 		due := i.m.MasterDownDue(now)
 		i.mu.Unlock()

@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,18 +30,45 @@ func (l *lab) steady(t *testing.T, window time.Duration, holder, other *vipProbe
 	}
 	end := time.Now().Add(window)
 	samples := 0
+	var maxStall time.Duration // how late this polling loop woke up: a host-load canary
+	last := time.Now()
 	for time.Now().Before(end) {
 		if !holder.has() || other.has() {
-			t.Fatalf("flap after %d samples: holder has VIP=%v, other has VIP=%v", samples, holder.has(), other.has())
+			st, _ := l.helperStatus(kclb)
+			msg := fmt.Sprintf("flap after %d samples: holder has VIP=%v, other has VIP=%v (kclb max timer lag %v, test loop stalled up to %v, %s)",
+				samples, holder.has(), other.has(), st.MaxTimerLag, maxStall, loadavg())
+			if maxStall > stallLimit {
+				t.Skip("host overloaded, no verdict: " + msg)
+			}
+			t.Fatal(msg)
 		}
 		samples++
 		time.Sleep(20 * time.Millisecond)
+		if d := time.Since(last) - 20*time.Millisecond; d > maxStall {
+			maxStall = d
+		}
+		last = time.Now()
 	}
 	st1, _ := l.helperStatus(kclb)
 	if st1.Transitions != st0.Transitions || st1.State != want {
 		t.Fatalf("kclb changed state %d times during the window (now %v)", st1.Transitions-st0.Transitions, st1.State)
 	}
-	t.Logf("no flapping for %v (%d samples); kclb %v, %d adverts received, drops %v", window, samples, st1.State, st1.AdvertsReceived, nonZero(st1.Drops))
+	t.Logf("no flapping for %v (%d samples, test loop stalled up to %v); kclb %v, %d adverts received, max timer lag %v, drops %v",
+		window, samples, maxStall, st1.State, st1.AdvertsReceived, st1.MaxTimerLag, nonZero(st1.Drops))
+}
+
+// stallLimit is how late a 20 ms sleep of the test process may wake before a flap is blamed
+// on host overload (other processes starving the VRRP processes of CPU) rather than on the
+// code: it is far above anything a healthy host shows and below the 361 ms MDI of 100 ms
+// adverts.
+const stallLimit = 150 * time.Millisecond
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "load unknown"
+	}
+	return "loadavg " + strings.TrimSpace(string(b))
 }
 
 func nonZero(m map[DropReason]uint64) map[DropReason]uint64 {

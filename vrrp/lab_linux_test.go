@@ -444,7 +444,7 @@ func gcStress(ctx context.Context, path string) {
 			st.PauseQuantiles = make([]time.Duration, 5)
 			debug.ReadGCStats(&st)
 			if b, err := json.Marshal(gcStats{NumGC: st.NumGC, MaxPause: st.PauseQuantiles[4]}); err == nil {
-				_ = os.WriteFile(path, b, 0o644)
+				atomicWrite(path, b)
 			}
 		}
 	}
@@ -456,6 +456,11 @@ func writeStatus(path string, s Status) {
 	if err != nil {
 		return
 	}
+	atomicWrite(path, b)
+}
+
+// atomicWrite replaces path with b so that readers never see a partial file.
+func atomicWrite(path string, b []byte) {
 	tmp := path + ".tmp"
 	if os.WriteFile(tmp, b, 0o644) == nil {
 		_ = os.Rename(tmp, path)
