@@ -34,6 +34,15 @@ func (f *forwardRules) isTrusted(a netip.Addr) bool {
 	return false
 }
 
+// prepare readies r's headers for the backend: hop-by-hop headers, and
+// those the client named in Connection, are removed first, so that a
+// client cannot make kclb drop its own X-Forwarded-* or Forwarded by
+// naming them there; then apply sets the forwarded family.
+func (f *forwardRules) prepare(r *http.Request, client netip.Addr, secure bool) {
+	removeHopByHop(r.Header)
+	f.apply(r, client, secure)
+}
+
 // apply rewrites r's forwarding headers for a request from client (the
 // TCP peer) on a listener that is secure or not.
 func (f *forwardRules) apply(r *http.Request, client netip.Addr, secure bool) {

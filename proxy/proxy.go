@@ -124,6 +124,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Observer, if non-nil, is told about every request (for metrics).
 	Observer Observer
+	// StdlibTransport forwards with net/http's Transport instead of
+	// kclb's own HTTP/1.1 backend client (the default, which needs no
+	// goroutines per connection). It is a fallback for debugging.
+	StdlibTransport bool
 }
 
 // Observer receives per-request events. Implementations must be fast and
@@ -157,7 +161,7 @@ type Stats struct {
 // Handler forwards client requests to backend servers.
 type Handler struct {
 	opts      Options
-	transport *http.Transport
+	transport roundTripCloser
 	forwarded forwardRules
 
 	requests, blocked, retries, noServer, queueFull atomic.Uint64
@@ -207,24 +211,40 @@ func New(opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	dialer := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
 	h := &Handler{
-		opts: opts,
-		transport: &http.Transport{
-			DialContext:            dialer.DialContext,
-			MaxIdleConns:           0,
-			MaxIdleConnsPerHost:    opts.MaxIdlePerServer,
-			IdleConnTimeout:        opts.IdleTimeout,
-			ResponseHeaderTimeout:  opts.ServerTimeout,
-			MaxResponseHeaderBytes: opts.MaxResponseHeaderBytes,
-			DisableCompression:     true,
-			ForceAttemptHTTP2:      false,
-			WriteBufferSize:        16 << 10,
-			ReadBufferSize:         16 << 10,
-		},
+		opts:      opts,
 		forwarded: forwardRules{family: opts.Headers, trusted: opts.TrustedProxies},
 	}
+	if !opts.StdlibTransport {
+		h.transport = newUpstream(upstreamOptions{
+			ConnectTimeout:         opts.ConnectTimeout,
+			HeaderTimeout:          opts.ServerTimeout,
+			IdleTimeout:            opts.IdleTimeout,
+			MaxIdlePerServer:       opts.MaxIdlePerServer,
+			MaxResponseHeaderBytes: opts.MaxResponseHeaderBytes,
+		})
+		return h, nil
+	}
+	dialer := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
+	h.transport = &http.Transport{
+		DialContext:            dialer.DialContext,
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    opts.MaxIdlePerServer,
+		IdleConnTimeout:        opts.IdleTimeout,
+		ResponseHeaderTimeout:  opts.ServerTimeout,
+		MaxResponseHeaderBytes: opts.MaxResponseHeaderBytes,
+		DisableCompression:     true,
+		ForceAttemptHTTP2:      false,
+		WriteBufferSize:        16 << 10,
+		ReadBufferSize:         16 << 10,
+	}
 	return h, nil
+}
+
+// roundTripCloser is the backend client: upstream or http.Transport.
+type roundTripCloser interface {
+	http.RoundTripper
+	CloseIdleConnections()
 }
 
 // Close releases idle backend connections.
@@ -261,8 +281,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	secure := r.TLS != nil
-	h.forwarded.apply(r, client, secure)
-	removeHopByHop(r.Header)
+	h.forwarded.prepare(r, client, secure)
 	requestID(r)
 
 	// The inbound request becomes the outbound one: no copies.
