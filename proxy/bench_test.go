@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/kclb/kclb/backend"
@@ -31,50 +32,126 @@ func benchBackend(b *testing.B) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
+// newBenchHandler returns a Handler forwarding to the backend at addr with
+// the security headers set, over net/http's Transport when stdlib is true
+// and kclb's upstream client otherwise.
+func newBenchHandler(tb testing.TB, addr string, stdlib bool) *Handler {
+	tb.Helper()
+	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: addr}}, backend.PoolOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, err := New(Options{
+		Pool:            pool,
+		Router:          BalancerRouter{Selector: balancer.LeastRequest{}},
+		Policy:          pathpolicy.New(pathpolicy.Options{}),
+		Security:        NewSecurityHeaders("max-age=31536000", "nosniff", "no-referrer", "SAMEORIGIN"),
+		StdlibTransport: stdlib,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(h.Close)
+	return h
+}
+
+// benchFront serves h on a loopback listener and returns its address.
+func benchFront(b *testing.B, h *Handler) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := NewServer(ServerOptions{Handler: h})
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+var benchRequest = []byte("GET /realms/test/hello HTTP/1.1\r\nHost: sso.example.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+
+// benchClient is one keep-alive client connection.
+type benchClient struct {
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+func newBenchClient(b *testing.B, addr string) *benchClient {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return &benchClient{conn: conn, br: bufio.NewReaderSize(conn, 64<<10)}
+}
+
+// do sends one request and reads the whole response.
+func (c *benchClient) do() error {
+	if _, err := c.conn.Write(benchRequest); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// benchTransports are the backend clients the benchmarks compare.
+var benchTransports = []struct {
+	name   string
+	stdlib bool
+}{
+	{name: "transport=upstream"},
+	{name: "transport=stdlib", stdlib: true},
+}
+
 // BenchmarkProxyKeepAlive measures the whole forwarding path over real
 // loopback sockets: a keep-alive client, kclb's handler in an http.Server,
 // and a keep-alive backend.
 func BenchmarkProxyKeepAlive(b *testing.B) {
 	addr := benchBackend(b)
-	pool, _ := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: addr}}, backend.PoolOptions{})
-	h, err := New(Options{
-		Pool:     pool,
-		Router:   BalancerRouter{Selector: balancer.LeastRequest{}},
-		Policy:   pathpolicy.New(pathpolicy.Options{}),
-		Security: NewSecurityHeaders("max-age=31536000", "nosniff", "no-referrer", "SAMEORIGIN"),
-	})
-	if err != nil {
-		b.Fatal(err)
+	for _, tr := range benchTransports {
+		b.Run(tr.name, func(b *testing.B) {
+			c := newBenchClient(b, benchFront(b, newBenchHandler(b, addr, tr.stdlib)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.do(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
-	defer h.Close()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	srv := NewServer(ServerOptions{Handler: h})
-	go srv.Serve(ln)
-	defer srv.Close()
+}
 
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	req := []byte("GET /realms/test/hello HTTP/1.1\r\nHost: sso.example.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
-	br := bufio.NewReaderSize(conn, 64<<10)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := conn.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-			b.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			b.Fatal(fmt.Sprint("status ", resp.StatusCode))
-		}
+// BenchmarkProxyKeepAliveParallel is BenchmarkProxyKeepAlive with 16
+// keep-alive client connections per CPU (32 on two cores) in flight.
+func BenchmarkProxyKeepAliveParallel(b *testing.B) {
+	addr := benchBackend(b)
+	for _, tr := range benchTransports {
+		b.Run(tr.name, func(b *testing.B) {
+			front := benchFront(b, newBenchHandler(b, addr, tr.stdlib))
+			var mu sync.Mutex // serialises dialing and b.Cleanup
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				mu.Lock()
+				c := newBenchClient(b, front)
+				mu.Unlock()
+				for pb.Next() {
+					if err := c.do(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

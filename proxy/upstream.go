@@ -1,0 +1,517 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// upstream is kclb's HTTP/1.1 client for backend servers, used by the
+// Handler instead of net/http's Transport. It keeps, per backend address,
+// a LIFO stack of idle keep-alive connections and runs every exchange on
+// the calling goroutine: the request is written, then the response head
+// is read, and the connection goes back to the stack when the caller
+// reads the response body to a clean end. No goroutine runs per
+// connection or per request.
+//
+// A pooled connection the backend closed while idle is noticed before it
+// is reused (a non-blocking peek), because a request body once sent
+// cannot be sent again. A request that still fails on a reused
+// connection before the backend answered a byte is tried once more on a
+// new connection when nothing of its body was consumed (and, once the
+// request was written, only for idempotent methods).
+//
+// An upstream is safe for concurrent use.
+type upstream struct {
+	opts   upstreamOptions
+	dialer net.Dialer
+
+	// pools maps a backend address (host:port) to its *hostPool.
+	pools sync.Map
+
+	// janitor closes idle connections older than IdleTimeout; it is
+	// armed while any connection is idle.
+	janitor *time.Timer
+	armed   atomic.Bool
+
+	readers, writers sync.Pool
+}
+
+// upstreamOptions configures an upstream. Zero fields take the defaults
+// named.
+type upstreamOptions struct {
+	// ConnectTimeout bounds dialing a backend. Default 5 s.
+	ConnectTimeout time.Duration
+	// HeaderTimeout bounds the wait for the response head after the
+	// request was written, and every write of a request body. Default
+	// 50 s.
+	HeaderTimeout time.Duration
+	// IdleTimeout closes connections idle for longer. Default 90 s.
+	IdleTimeout time.Duration
+	// MaxIdlePerServer bounds the idle connections kept per address.
+	// Default 512.
+	MaxIdlePerServer int
+	// MaxResponseHeaderBytes bounds the bytes of a response head (each
+	// 1xx head gets the same allowance). Default 1 MiB.
+	MaxResponseHeaderBytes int64
+	// BufferSize is the size of the pooled read and write buffers.
+	// Default 16 KiB.
+	BufferSize int
+	// now returns the current time; tests replace it. Default time.Now.
+	now func() time.Time
+}
+
+// max1xx bounds the informational responses skipped before the final one.
+const max1xx = 5
+
+// errHeaderLimit is returned by an upConn read once the response head
+// has used its byte allowance.
+var errHeaderLimit = errors.New("proxy: response header byte limit reached")
+
+// errBodyClosed is returned by reads from a response body after Close or
+// after a failed read.
+var errBodyClosed = errors.New("proxy: read on closed response body")
+
+// aLongTimeAgo is a deadline in the past: setting it fails pending I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func newUpstream(o upstreamOptions) *upstream {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 5 * time.Second
+	}
+	if o.HeaderTimeout <= 0 {
+		o.HeaderTimeout = 50 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 90 * time.Second
+	}
+	if o.MaxIdlePerServer <= 0 {
+		o.MaxIdlePerServer = 512
+	}
+	if o.MaxResponseHeaderBytes <= 0 {
+		o.MaxResponseHeaderBytes = 1 << 20
+	}
+	if o.BufferSize <= 0 {
+		o.BufferSize = 16 << 10
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	u := &upstream{
+		opts:   o,
+		dialer: net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second},
+	}
+	size := o.BufferSize
+	u.readers.New = func() any { return bufio.NewReaderSize(nil, size) }
+	u.writers.New = func() any { return bufio.NewWriterSize(nil, size) }
+	u.janitor = time.AfterFunc(time.Hour, u.prune)
+	u.janitor.Stop()
+	return u
+}
+
+// hostPool holds the idle connections to one backend address.
+type hostPool struct {
+	addr string
+
+	mu   sync.Mutex // guards idle
+	idle []*upConn  // a stack: the most recently used connection last
+}
+
+// upConn is one connection to a backend. Its fields other than nc are
+// used only by the goroutine that owns the connection (the one running
+// an exchange or reading its response body), or under hostPool.mu while
+// the connection is idle.
+type upConn struct {
+	nc     net.Conn
+	rc     syscall.RawConn // for the stale-connection peek; nil if unavailable
+	hp     *hostPool
+	idleAt time.Time
+	reused bool // an earlier exchange on it completed
+
+	nread     int64 // bytes read in the current exchange
+	limit     int64 // bytes the response head may still read; <0: no limit
+	limitHit  bool  // the response head ran into limit
+	writeTime time.Duration
+
+	abortFn func()             // c.abort, bound once
+	peekFn  func(uintptr) bool // c.peek, bound once
+	peekBuf [1]byte
+	peekOK  bool // result of the last peek: open and nothing to read
+}
+
+// Read reads from the connection, enforcing the response-head limit and
+// counting bytes.
+func (c *upConn) Read(p []byte) (int, error) {
+	if c.limit >= 0 {
+		if c.limit == 0 {
+			c.limitHit = true
+			return 0, errHeaderLimit
+		}
+		if int64(len(p)) > c.limit {
+			p = p[:c.limit]
+		}
+	}
+	n, err := c.nc.Read(p)
+	c.nread += int64(n)
+	if c.limit >= 0 {
+		c.limit -= int64(n)
+	}
+	return n, err
+}
+
+// Write writes to the connection, refreshing the write deadline first
+// while a request body is being sent.
+func (c *upConn) Write(p []byte) (int, error) {
+	if c.writeTime > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.writeTime))
+	}
+	return c.nc.Write(p)
+}
+
+// abort fails the connection's pending and future I/O; it runs when the
+// request's context is done.
+func (c *upConn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
+
+func (c *upConn) close() { c.nc.Close() }
+
+// RoundTrip implements http.RoundTripper. It sends r to r.URL.Host over
+// HTTP/1.1 (r.Host, if set, names the Host header) and returns the
+// response, whose Body must be closed. Dial failures are returned as the
+// dialer's *net.OpError (Op "dial").
+func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL == nil || r.URL.Host == "" {
+		return nil, errors.New("proxy: upstream request without a host")
+	}
+	ctx := r.Context()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("proxy: request to %s: %w", r.URL.Host, err)
+	}
+	hp := u.pool(r.URL.Host)
+	for attempt := 0; ; attempt++ {
+		var c *upConn
+		if attempt == 0 {
+			c = u.get(hp)
+		}
+		if c == nil {
+			var err error
+			if c, err = u.dial(ctx, hp); err != nil {
+				return nil, err
+			}
+		}
+		resp, retry, err := u.exchange(ctx, c, r)
+		if err == nil {
+			return resp, nil
+		}
+		if !retry || attempt > 0 || ctx.Err() != nil {
+			return nil, err
+		}
+	}
+}
+
+// CloseIdleConnections closes every idle connection. Connections in use
+// are pooled again when their exchange completes cleanly.
+func (u *upstream) CloseIdleConnections() {
+	u.janitor.Stop()
+	u.armed.Store(false)
+	u.pools.Range(func(_, v any) bool {
+		hp := v.(*hostPool)
+		hp.mu.Lock()
+		idle := hp.idle
+		hp.idle = nil
+		hp.mu.Unlock()
+		for _, c := range idle {
+			c.close()
+		}
+		return true
+	})
+}
+
+func (u *upstream) pool(addr string) *hostPool {
+	if v, ok := u.pools.Load(addr); ok {
+		return v.(*hostPool)
+	}
+	v, _ := u.pools.LoadOrStore(addr, &hostPool{addr: addr})
+	return v.(*hostPool)
+}
+
+// get pops the most recently used idle connection that is neither
+// expired nor closed by the backend, or returns nil.
+func (u *upstream) get(hp *hostPool) *upConn {
+	var now time.Time
+	for {
+		hp.mu.Lock()
+		n := len(hp.idle)
+		if n == 0 {
+			hp.mu.Unlock()
+			return nil
+		}
+		c := hp.idle[n-1]
+		hp.idle[n-1] = nil
+		hp.idle = hp.idle[:n-1]
+		hp.mu.Unlock()
+		if now.IsZero() {
+			now = u.opts.now()
+		}
+		if now.Sub(c.idleAt) > u.opts.IdleTimeout || !c.alive() {
+			c.close()
+			continue
+		}
+		return c
+	}
+}
+
+// put makes c idle, or closes it when its pool is full.
+func (u *upstream) put(c *upConn) {
+	c.idleAt = u.opts.now()
+	c.reused = true
+	hp := c.hp
+	hp.mu.Lock()
+	if len(hp.idle) >= u.opts.MaxIdlePerServer {
+		hp.mu.Unlock()
+		c.close()
+		return
+	}
+	hp.idle = append(hp.idle, c)
+	hp.mu.Unlock()
+	if !u.armed.Load() && u.armed.CompareAndSwap(false, true) {
+		u.janitor.Reset(u.opts.IdleTimeout)
+	}
+}
+
+// prune closes the idle connections older than IdleTimeout and re-arms
+// the janitor while any remain.
+func (u *upstream) prune() {
+	u.armed.Store(false)
+	now := u.opts.now()
+	remain := false
+	var expired []*upConn
+	u.pools.Range(func(_, v any) bool {
+		hp := v.(*hostPool)
+		hp.mu.Lock()
+		i := 0 // the stack is ordered by idleAt, oldest first
+		for i < len(hp.idle) && now.Sub(hp.idle[i].idleAt) > u.opts.IdleTimeout {
+			i++
+		}
+		if i > 0 {
+			expired = append(expired, hp.idle[:i]...)
+			n := copy(hp.idle, hp.idle[i:])
+			clear(hp.idle[n:])
+			hp.idle = hp.idle[:n]
+		}
+		remain = remain || len(hp.idle) > 0
+		hp.mu.Unlock()
+		return true
+	})
+	for _, c := range expired {
+		c.close()
+	}
+	if remain && u.armed.CompareAndSwap(false, true) {
+		u.janitor.Reset(u.opts.IdleTimeout / 2)
+	}
+}
+
+func (u *upstream) dial(ctx context.Context, hp *hostPool) (*upConn, error) {
+	nc, err := u.dialer.DialContext(ctx, "tcp", hp.addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &upConn{nc: nc, hp: hp, limit: -1}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.rc, _ = sc.SyscallConn()
+	}
+	c.abortFn = c.abort
+	c.peekFn = c.peek
+	return c, nil
+}
+
+// exchange sends r over c and reads the response head. On failure c is
+// closed, and retry reports whether r may be sent again on a new
+// connection.
+func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request) (resp *http.Response, retry bool, err error) {
+	reused := c.reused
+	stop := context.AfterFunc(ctx, c.abortFn)
+
+	hasBody := r.Body != nil && r.Body != http.NoBody
+	if hasBody {
+		c.writeTime = u.opts.HeaderTimeout
+	}
+	bw := u.writers.Get().(*bufio.Writer)
+	bw.Reset(c)
+	err = r.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	u.writers.Put(bw)
+	if hasBody {
+		c.writeTime = 0
+		if err == nil {
+			err = c.nc.SetWriteDeadline(time.Time{})
+		}
+	}
+	if err != nil {
+		stop()
+		c.close()
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, false, fmt.Errorf("proxy: write request to %s: %w", c.hp.addr, cerr)
+		}
+		return nil, reused && !bodyConsumed(r), fmt.Errorf("proxy: write request to %s: %w", c.hp.addr, err)
+	}
+
+	c.nc.SetReadDeadline(time.Now().Add(u.opts.HeaderTimeout))
+	br := u.readers.Get().(*bufio.Reader)
+	br.Reset(c)
+	c.nread = 0
+	c.limitHit = false
+	for n1xx := 0; ; n1xx++ {
+		c.limit = u.opts.MaxResponseHeaderBytes
+		resp, err = http.ReadResponse(br, r)
+		if err != nil {
+			break
+		}
+		code := resp.StatusCode
+		if code >= 200 || code == http.StatusSwitchingProtocols {
+			break
+		}
+		if code < 100 || n1xx == max1xx {
+			err = fmt.Errorf("unexpected status %d", code)
+			break
+		}
+	}
+	c.limit = -1
+	if err == nil {
+		c.nc.SetReadDeadline(time.Time{})
+		if cerr := ctx.Err(); cerr != nil {
+			// The abort may have run before the deadline was cleared.
+			err = cerr
+		}
+	}
+	if err != nil {
+		br.Reset(nil)
+		u.readers.Put(br)
+		stop()
+		c.close()
+		switch {
+		case ctx.Err() != nil:
+			return nil, false, fmt.Errorf("proxy: read response from %s: %w", c.hp.addr, ctx.Err())
+		case c.limitHit:
+			return nil, false, fmt.Errorf("proxy: response headers from %s exceed %d bytes", c.hp.addr, u.opts.MaxResponseHeaderBytes)
+		}
+		retry = reused && c.nread == 0 && !bodyConsumed(r) && idempotent(r.Method) &&
+			(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET))
+		return nil, retry, fmt.Errorf("proxy: read response from %s: %w", c.hp.addr, err)
+	}
+
+	reusable := !resp.Close && !r.Close
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		stop()
+		resp.Body = &switchedBody{br: br, c: c}
+		return resp, false, nil
+	}
+	if resp.Body == http.NoBody {
+		reusable = reusable && br.Buffered() == 0
+		br.Reset(nil)
+		u.readers.Put(br)
+		u.release(c, stop, reusable)
+		return resp, false, nil
+	}
+	resp.Body = &upBody{rc: resp.Body, u: u, c: c, br: br, stop: stop, reusable: reusable}
+	return resp, false, nil
+}
+
+// release ends an exchange on c: the connection is pooled if reusable
+// and its context abort did not start, closed otherwise.
+func (u *upstream) release(c *upConn, stop func() bool, reusable bool) {
+	if stop() && reusable {
+		u.put(c)
+		return
+	}
+	c.close()
+}
+
+// bodyConsumed reports whether any byte of r's body may have been read,
+// so that r cannot be sent again.
+func bodyConsumed(r *http.Request) bool {
+	switch b := r.Body.(type) {
+	case nil:
+		return false
+	case *retryBody:
+		return b.read.Load()
+	}
+	return r.Body != http.NoBody
+}
+
+// Body states.
+const (
+	bodyOpen int32 = iota
+	bodyEOF
+	bodyClosed
+)
+
+// upBody is a response body that gives its connection back to the pool
+// at a clean end and closes it on Close before the end or on an error.
+// Close may be called concurrently with Read (it fails the read).
+type upBody struct {
+	rc       io.ReadCloser // ReadResponse's body; its Close is never called (it would drain)
+	u        *upstream
+	c        *upConn
+	br       *bufio.Reader
+	stop     func() bool
+	reusable bool
+	state    atomic.Int32
+}
+
+func (b *upBody) Read(p []byte) (int, error) {
+	switch b.state.Load() {
+	case bodyEOF:
+		return 0, io.EOF
+	case bodyClosed:
+		return 0, errBodyClosed
+	}
+	n, err := b.rc.Read(p)
+	if err == nil {
+		return n, nil
+	}
+	eof := err == io.EOF
+	next := bodyClosed
+	if eof {
+		next = bodyEOF
+	}
+	if b.state.CompareAndSwap(bodyOpen, next) {
+		// Only this goroutine reads: the buffer can be reused.
+		reusable := eof && b.reusable && b.br.Buffered() == 0
+		b.br.Reset(nil)
+		b.u.readers.Put(b.br)
+		b.u.release(b.c, b.stop, reusable)
+	}
+	return n, err
+}
+
+// Close implements io.Closer. Before the end of the body it closes the
+// connection; after, it does nothing.
+func (b *upBody) Close() error {
+	if b.state.CompareAndSwap(bodyOpen, bodyClosed) {
+		b.stop()
+		b.c.close()
+	}
+	return nil
+}
+
+// switchedBody is the body of a 101 response: the connection itself,
+// never pooled again.
+type switchedBody struct {
+	br *bufio.Reader
+	c  *upConn
+}
+
+func (b *switchedBody) Read(p []byte) (int, error)  { return b.br.Read(p) }
+func (b *switchedBody) Write(p []byte) (int, error) { return b.c.nc.Write(p) }
+func (b *switchedBody) Close() error                { return b.c.nc.Close() }
