@@ -303,6 +303,15 @@ func (in *instance) startFrontendsLocked(fronts []*frontend) {
 // stop accepting and requests in flight get the shutdown grace period.
 // ready, if non-nil, is closed once the listeners are bound.
 func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- struct{}) error {
+	// Catch SIGHUP and SIGUSR2 from the start: their default action would
+	// end the process while it is still starting.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
+
 	in, err := newInstance(cfg, logger)
 	if err != nil {
 		return err
@@ -365,12 +374,6 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	usr2 := make(chan os.Signal, 1)
-	signal.Notify(usr2, syscall.SIGUSR2)
-	defer signal.Stop(usr2)
 	var runErr error
 loop:
 	for {
