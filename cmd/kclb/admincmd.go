@@ -260,7 +260,7 @@ func printStatus(w io.Writer, st *admin.Status, color bool) {
 	fmt.Fprintln(w)
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVER\tHEALTH\tADMIN\tINFLIGHT\tQUEUED\tREQUESTS\tERRORS\tREDISP\tIDLE\tCHECK\tSINCE\tREASON")
+	fmt.Fprintln(tw, "SERVER\tHEALTH\tADMIN\tINFLIGHT\tQUEUED\tREQUESTS\tERRORS\tREDISP\tIDLE\tCHECK P/F\tSINCE\tREASON")
 	for _, s := range st.Servers {
 		idle := "never"
 		if s.IdleSeconds != nil {

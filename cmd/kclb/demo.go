@@ -41,6 +41,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	cfg.TLS.Certificates = []config.Certificate{{Cert: certFile, Key: keyFile}}
 	cfg.Health.Interval = config.Dur(2 * time.Second)
 	cfg.Health.Slowstart = config.Dur(10 * time.Second)
+	// The admin socket and state file live in the demo directory, so the
+	// demo needs no root and leaves nothing in /run or /var/lib.
+	cfg.Admin.Socket = filepath.Join(*dir, "admin.sock")
+	cfg.Global.StateFile = filepath.Join(*dir, "state.json")
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -83,7 +87,9 @@ try:
   curl --cacert %s -si https://localhost:8443/metrics      # never public: 404
   curl -si http://localhost:8080/realms/test/             # 308 to https
   curl -s -X POST 'http://127.0.0.1:19002/kcsim/control?db=down'   # make keycloak2 unready
-`, certFile, certFile, certFile)
+  kclb status -s %s                  # server table
+  kclb drain keycloak1 --wait -s %s
+`, certFile, certFile, certFile, cfg.Admin.Socket, cfg.Admin.Socket)
 	err = <-done
 	stopNodes()
 	if err != nil && !errors.Is(err, context.Canceled) {
