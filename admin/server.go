@@ -363,8 +363,7 @@ func (s *Server) Snapshot(authorized bool) Status {
 		st.VRRP = o.VRRP()
 	}
 	if o.Proxy != nil {
-		ps := o.Proxy()
-		st.Proxy = &ps
+		st.Proxy = proxyStatus(o.Proxy())
 	}
 	if o.Affinity != nil {
 		if a := o.Affinity(); a != nil {

@@ -32,9 +32,29 @@ type Status struct {
 	// VRRP lists the VRRP instances; absent when VRRP is off.
 	VRRP []VRRPStatus `json:"vrrp,omitempty"`
 	// Proxy holds the request handler's counters; absent if unknown.
-	Proxy *proxy.Stats `json:"proxy,omitempty"`
+	Proxy *ProxyStatus `json:"proxy,omitempty"`
 	// Affinity holds the affinity counters; absent when affinity is off.
 	Affinity *AffinityStatus `json:"affinity,omitempty"`
+}
+
+// ProxyStatus are the request handler's counters since the last reload.
+type ProxyStatus struct {
+	Requests     uint64 `json:"requests"`
+	Blocked      uint64 `json:"blocked"`
+	Retries      uint64 `json:"retries"`
+	NoServer     uint64 `json:"no_server"`
+	QueueFull    uint64 `json:"queue_full"`
+	BadGateway   uint64 `json:"bad_gateway"`
+	Timeouts     uint64 `json:"timeouts"`
+	ClientAborts uint64 `json:"client_aborts"`
+	Truncated    uint64 `json:"truncated"`
+}
+
+// proxyStatus converts the handler's counters.
+func proxyStatus(p proxy.Stats) *ProxyStatus {
+	return &ProxyStatus{Requests: p.Requests, Blocked: p.Blocked, Retries: p.Retries, NoServer: p.NoServer,
+		QueueFull: p.QueueFull, BadGateway: p.BadGateway, Timeouts: p.Timeouts, ClientAborts: p.ClientAborts,
+		Truncated: p.Truncated}
 }
 
 // Listener is one public listener.
