@@ -28,21 +28,7 @@ var e2eSecret = []byte("e2e-secret-0123456789abcdef")
 // strips the cookie itself after deciding (before every attempt; a retry
 // sees no KC_ROUTE, and its pin is in tried anyway) and StripRequest does
 // nothing.
-type router struct{ a *affinity.Affinity }
-
-var _ proxy.Router = router{}
-
-func (r router) Route(req *http.Request, servers []*backend.Server, tried *balancer.Tried) (*backend.Server, bool) {
-	d := r.a.Pick(req, servers, tried)
-	r.a.StripRequest(req.Header)
-	return d.Server, d.SetCookie
-}
-
-func (r router) StripRequest(http.Header) {}
-
-func (r router) Respond(h http.Header, s *backend.Server, setCookie, secure bool) {
-	r.a.Respond(h, affinity.Decision{Server: s, SetCookie: setCookie}, secure)
-}
+var _ proxy.Router = affinity.Router{}
 
 // e2e is kclb's handler with affinity in front of a kcsim cluster.
 type e2e struct {
@@ -71,7 +57,7 @@ func startE2E(t *testing.T, n int, kc kcsim.Options, configuredRoutes bool) *e2e
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := proxy.New(proxy.Options{Pool: pool, Router: router{aff}})
+	h, err := proxy.New(proxy.Options{Pool: pool, Router: affinity.Router{A: aff}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,21 +30,7 @@ func newLogger(g config.Global, w *os.File) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// affinityRouter adapts *affinity.Affinity to proxy.Router.
-type affinityRouter struct{ a *affinity.Affinity }
-
-func (r affinityRouter) Route(req *http.Request, servers []*backend.Server, tried *balancer.Tried) (*backend.Server, bool) {
-	d := r.a.Pick(req, servers, tried)
-	return d.Server, d.SetCookie
-}
-
-func (r affinityRouter) StripRequest(h http.Header) { r.a.StripRequest(h) }
-
-func (r affinityRouter) Respond(h http.Header, s *backend.Server, setCookie, secure bool) {
-	r.a.Respond(h, affinity.Decision{Server: s, SetCookie: setCookie}, secure)
-}
-
-var _ proxy.Router = affinityRouter{}
+var _ proxy.Router = affinity.Router{}
 
 // poolSpecs converts configured servers to backend specs.
 func poolSpecs(cfg *config.Config) []backend.Spec {
@@ -86,7 +72,7 @@ func buildRouter(cfg *config.Config) (proxy.Router, *affinity.Affinity, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("affinity: %w", err)
 	}
-	return affinityRouter{a}, a, nil
+	return affinity.Router{A: a}, a, nil
 }
 
 // buildHandler makes the proxy handler for cfg over pool.
