@@ -172,13 +172,19 @@ func TestAdminCommandsOverSocket(t *testing.T) {
 		})
 	}
 
-	// JSON output of a change.
-	var res admin.ChangeResult
+	// JSON output of a change, and of a change with a wait.
+	var res changeOutput
 	out := mustCLI(t, "drain", "keycloak2", "-s", a.socket, "--json")
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Previous != "ready" || res.Server.Admin != "drain" || res.Server.Name != "keycloak2" {
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Change == nil || res.Change.Previous != "ready" ||
+		res.Change.Server.Admin != "drain" || res.Change.Server.Name != "keycloak2" || res.Wait != nil {
 		t.Fatalf("drain --json: %v %+v\n%s", err, res, out)
 	}
-	mustCLI(t, "ready", "keycloak2", "-s", a.socket)
+	res = changeOutput{}
+	out = mustCLI(t, "ready", "keycloak2", "--wait-healthy", "-s", a.socket, "--json")
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Change == nil || res.Change.Server.Admin != "ready" ||
+		res.Wait == nil || res.Wait.Until != "healthy" || res.Wait.Server.Health != "up" || res.Wait.Server.Check == nil {
+		t.Fatalf("ready --wait-healthy --json: %v %+v\n%s", err, res, out)
+	}
 
 	// Errors: exit 1 and a clear message; usage errors exit 2.
 	for _, tc := range []struct {

@@ -154,14 +154,18 @@ func cmdAdminState(verb string, state backend.AdminState, args []string, stdout,
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", verb, name, err)
 	}
-	if af.json {
-		printJSON(stdout, res)
-	} else {
-		fmt.Fprintf(stdout, "%s: %s -> %s (health %s, %d in flight)\n", name, res.Previous, res.Server.Admin, res.Server.Health, res.Server.InFlight)
-	}
 	until, doWait := admin.UntilIdle, wait != nil && *wait
 	if waitHealthy != nil && *waitHealthy {
 		until, doWait = admin.UntilHealthy, true
+	}
+	// --json prints one document: the change, and the wait's outcome
+	// when there was one.
+	out := changeOutput{Change: res}
+	if af.json && !doWait {
+		return printJSON(stdout, out)
+	}
+	if !af.json {
+		fmt.Fprintf(stdout, "%s: %s -> %s (health %s, %d in flight)\n", name, res.Previous, res.Server.Admin, res.Server.Health, res.Server.InFlight)
 	}
 	if !doWait {
 		return nil
@@ -176,14 +180,26 @@ func cmdAdminState(verb string, state backend.AdminState, args []string, stdout,
 	ctx, cancel = context.WithTimeout(context.Background(), *timeout+10*time.Second)
 	defer cancel()
 	wr, err := c.Wait(ctx, name, until, *timeout, q)
+	if af.json {
+		out.Wait = wr
+		printJSON(stdout, out)
+	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", verb, name, err)
 	}
 	if af.json {
-		return printJSON(stdout, wr)
+		return nil
 	}
 	fmt.Fprintf(stdout, "%s: %s after %.1fs\n", name, until, wr.WaitedSeconds)
 	return nil
+}
+
+// changeOutput is what drain, ready and maint print with --json.
+type changeOutput struct {
+	Change *admin.ChangeResult `json:"change"`
+	// Wait is the outcome of --wait or --wait-healthy; null when the
+	// wait failed (the error goes to standard error) or was not asked for.
+	Wait *admin.WaitResult `json:"wait,omitempty"`
 }
 
 func printJSON(w io.Writer, v any) error {
