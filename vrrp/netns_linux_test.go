@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -138,11 +139,17 @@ func TestNamespaceFailover(t *testing.T) {
 		}
 		// Several Master_Down_Intervals: B must keep the VIP.
 		end := time.Now().Add(4 * mdi(150, interval))
-		for time.Now().Before(end) {
+		var maxStall time.Duration
+		for last := time.Now(); time.Now().Before(end); last = time.Now() {
 			if a.has() || !b.has() {
-				t.Fatalf("nopreempt violated: A=%v B=%v", a.has(), b.has())
+				msg := fmt.Sprintf("nopreempt violated: A=%v B=%v (test loop stalled up to %v, %s)", a.has(), b.has(), maxStall, loadavg())
+				if maxStall > stallLimit {
+					t.Skip("host overloaded, no verdict: " + msg)
+				}
+				t.Fatal(msg)
 			}
 			time.Sleep(10 * time.Millisecond)
+			maxStall = max(maxStall, time.Since(last)-10*time.Millisecond)
 		}
 	})
 }
