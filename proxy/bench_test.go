@@ -122,11 +122,13 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 		b.Run(tr.name, func(b *testing.B) {
 			c := newBenchClient(b, benchFront(b, newBenchHandler(b, addr, tr.stdlib)))
 			b.ReportAllocs()
+			done := reportCPU(b)
 			for b.Loop() {
 				if err := c.do(); err != nil {
 					b.Fatal(err)
 				}
 			}
+			done()
 		})
 	}
 }
@@ -141,6 +143,9 @@ func BenchmarkProxyKeepAliveParallel(b *testing.B) {
 			var mu sync.Mutex // serialises dialing and b.Cleanup
 			b.ReportAllocs()
 			b.SetParallelism(16)
+			b.ResetTimer()
+			done := reportCPU(b)
+			defer done()
 			b.RunParallel(func(pb *testing.PB) {
 				mu.Lock()
 				c := newBenchClient(b, front)
