@@ -5,7 +5,7 @@ DESTDIR ?=
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build demo test test-short fuzz bench bench-quick vet clean
+.PHONY: all build demo test test-short fuzz bench bench-quick soak vet clean
 
 all: build
 
@@ -34,6 +34,19 @@ fuzz:
 			echo "== $$dir $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir; \
 		done; \
 	done
+
+## bench: kclb side by side with HAProxy, nginx and direct; writes docs/benchmarks.md (< 10 min)
+bench:
+	$(GO) run ./bench -targets direct,kclb,haproxy,nginx
+
+## bench-quick: the same in under 2 minutes
+bench-quick:
+	$(GO) run ./bench -quick -targets direct,kclb,haproxy,nginx
+
+## soak: mixed traffic with node kills, drains, reloads and certificate rotation (SOAK, default 10m)
+SOAK ?= 10m
+soak:
+	KCLB_SOAK=$(SOAK) $(GO) test -count=1 -run Soak -timeout 0 -v ./reliability/
 
 vet:
 	$(GO) vet ./...
