@@ -373,3 +373,36 @@ func FuzzDurationParam(f *testing.F) {
 		}
 	})
 }
+
+func TestRecentRequests(t *testing.T) {
+	pool := testPool(t)
+	s, _ := New(Options{Pool: pool})
+	kc1 := pool.Lookup("kc1")
+	if st := s.Snapshot(true); st.Servers[0].RecentRequests != nil {
+		t.Fatal("recent requests before the first sample")
+	}
+	s.recent.sample(pool.Servers())
+	ctx := context.Background()
+	for range 5 {
+		kc1.Acquire(ctx, 1, time.Second)
+		kc1.Release()
+	}
+	if st := s.Snapshot(true); st.Servers[0].RecentRequests == nil || *st.Servers[0].RecentRequests != 5 || *st.Servers[1].RecentRequests != 0 {
+		t.Fatalf("recent requests %v %v", st.Servers[0].RecentRequests, st.Servers[1].RecentRequests)
+	}
+	// The requests leave the window after recentSlots samples.
+	for i := range recentSlots {
+		if n, _ := s.recent.requests(kc1); n != 5 && i < recentSlots-1 {
+			t.Fatalf("sample %d: %d recent requests, want 5", i, n)
+		}
+		s.recent.sample(pool.Servers())
+	}
+	if n, ok := s.recent.requests(kc1); !ok || n != 0 {
+		t.Fatalf("after the window: %d %v", n, ok)
+	}
+	pool.Remove("kc2")
+	s.recent.sample(pool.Servers())
+	if len(s.recent.rings) != 1 {
+		t.Fatalf("removed server kept: %d rings", len(s.recent.rings))
+	}
+}

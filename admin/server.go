@@ -114,6 +114,7 @@ type Server struct {
 
 	unauthorized atomic.Uint64
 	mutations    atomic.Uint64
+	recent       recent
 
 	mu    sync.Mutex // serialises admin changes and guards state
 	state State
@@ -357,7 +358,11 @@ func (s *Server) Snapshot(authorized bool) Status {
 		st.Listeners = append(st.Listeners, o.Listeners()...)
 	}
 	for _, srv := range o.Pool.Servers() {
-		st.Servers = append(st.Servers, serverStatus(srv, now))
+		ss := serverStatus(srv, now)
+		if n, ok := s.recent.requests(srv); ok {
+			ss.RecentRequests = &n
+		}
+		st.Servers = append(st.Servers, ss)
 	}
 	if o.VRRP != nil {
 		st.VRRP = o.VRRP()

@@ -113,9 +113,12 @@ type ServerStatus struct {
 	Requests     uint64 `json:"requests"`
 	Errors       uint64 `json:"errors"`
 	Redispatches uint64 `json:"redispatches"`
+	// RecentRequests counts the requests the server started in the last
+	// RecentWindow (10 s): new and pinned clients, the approximate number
+	// of active affinity clients. Absent until the first sample.
+	RecentRequests *uint64 `json:"recent_requests,omitempty"`
 	// LastUse is when the server last started a request, and IdleSeconds
-	// the time since; both absent if it never did. Active affinity clients
-	// are not counted individually: a server with recent use has clients.
+	// the time since; both absent if it never did.
 	LastUse     *time.Time `json:"last_use,omitempty"`
 	IdleSeconds *float64   `json:"idle_seconds,omitempty"`
 	// Check is the last active health check; absent before the first.

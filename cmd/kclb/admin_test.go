@@ -349,7 +349,7 @@ func TestAdminStatePersistsAcrossRestart(t *testing.T) {
 	// The status counts that traffic.
 	got = a.status(t)
 	k2 := serverByName(t, got, "keycloak2")
-	if got.Proxy == nil || got.Proxy.Requests < 30 || k2.Requests < 30 || k2.LastUse == nil || k2.IdleSeconds == nil ||
+	if got.Proxy == nil || got.Proxy.Requests < 30 || k2.Requests < 30 || k2.LastUse == nil || k2.IdleSeconds == nil || k2.RecentRequests == nil ||
 		got.Affinity == nil || got.Affinity.Hits["balancer"] < 10 {
 		t.Fatalf("status after 10 logins: proxy %+v, keycloak2 %+v, affinity %+v", got.Proxy, k2, got.Affinity)
 	}

@@ -276,7 +276,7 @@ func printStatus(w io.Writer, st *admin.Status, color bool) {
 	fmt.Fprintln(w)
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVER\tHEALTH\tADMIN\tINFLIGHT\tQUEUED\tREQUESTS\tERRORS\tREDISP\tIDLE\tCHECK P/F\tSINCE\tREASON")
+	fmt.Fprintln(tw, "SERVER\tHEALTH\tADMIN\tINFLIGHT\tQUEUED\tREQUESTS\tERRORS\tREDISP\tLAST10S\tIDLE\tCHECK P/F\tSINCE\tREASON")
 	for _, s := range st.Servers {
 		idle := "never"
 		if s.IdleSeconds != nil {
@@ -287,8 +287,12 @@ func printStatus(w io.Writer, st *admin.Status, color bool) {
 			check = fmt.Sprintf("%.1fms %d/%d", s.Check.LatencyMillis, s.Passes, s.Fails)
 		}
 		since := time.Since(s.Since).Round(time.Second).String()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", s.Name, s.Health, s.Admin,
-			s.InFlight, s.Queued, s.Requests, s.Errors, s.Redispatches, idle, check, since, s.Reason)
+		recent := "-"
+		if s.RecentRequests != nil {
+			recent = fmt.Sprint(*s.RecentRequests)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Health, s.Admin,
+			s.InFlight, s.Queued, s.Requests, s.Errors, s.Redispatches, recent, idle, check, since, s.Reason)
 	}
 	tw.Flush()
 	lines := strings.SplitAfter(b.String(), "\n")

@@ -169,6 +169,8 @@ func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup) error {
 		in.logger.Error("admin states from the state file NOT applied; every server starts ready", "err", err)
 	}
 
+	wg.Go(func() { srv.Run(ctx) })
+
 	var lns []net.Listener
 	closeAll := func() {
 		for _, ln := range lns {
