@@ -68,6 +68,10 @@ type Options struct {
 	// DurationBuckets are the request duration buckets in seconds. Nil
 	// means 1 ms .. 60 s.
 	DurationBuckets []float64
+	// Registry receives the collectors and is served by Handler. Nil means
+	// a new registry; never pass prometheus.DefaultRegisterer's registry
+	// if other code registers there too.
+	Registry *prometheus.Registry
 }
 
 // codeClasses label the response code classes; index 0 is a request the
@@ -111,8 +115,9 @@ type Metrics struct {
 
 var _ proxy.Observer = (*Metrics)(nil)
 
-// New returns Metrics with its own registry holding kclb's collectors
-// and the Go runtime and process collectors.
+// New returns Metrics with kclb's collectors and the Go runtime and
+// process collectors registered in opts.Registry. It fails if one of them
+// is already registered there.
 func New(opts Options) (*Metrics, error) {
 	if opts.Started.IsZero() {
 		opts.Started = time.Now()
@@ -123,7 +128,10 @@ func New(opts Options) (*Metrics, error) {
 	if opts.DurationBuckets == nil {
 		opts.DurationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 	}
-	m := &Metrics{opts: opts, reg: prometheus.NewRegistry()}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	m := &Metrics{opts: opts, reg: opts.Registry}
 	empty := map[*backend.Server]*serverCounters{}
 	m.servers.Store(&empty)
 	m.checkVec = prometheus.NewHistogramVec(prometheus.HistogramOpts{

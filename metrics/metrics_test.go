@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -191,4 +192,16 @@ func BenchmarkObserverRequest(b *testing.B) {
 			i++
 		}
 	})
+}
+
+func TestRegistryPassedIn(t *testing.T) {
+	pool, _ := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: "a:1"}}, backend.PoolOptions{})
+	reg := prometheus.NewRegistry()
+	m, err := New(Options{Pool: pool, Registry: reg})
+	if err != nil || m.Registry() != reg {
+		t.Fatalf("New: %v", err)
+	}
+	if _, err := New(Options{Pool: pool, Registry: reg}); err == nil {
+		t.Fatal("registering twice in one registry succeeded")
+	}
 }
