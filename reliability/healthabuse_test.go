@@ -81,7 +81,7 @@ func TestHealthAbuse(t *testing.T) {
 	l := startLB(t, lbOptions{backends: specs})
 	heap0 := heapInuse()
 	checker, err := health.New(l.pool.Servers, l.pool, health.Options{
-		Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond,
+		Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond,
 		Rise: 2, Fall: 3, Slowstart: -1, Jitter: -1,
 	})
 	if err != nil {

@@ -67,7 +67,7 @@ func TestSoak(t *testing.T) {
 	}
 	l := startLB(t, lbOptions{backends: specs})
 	checker, err := health.New(l.pool.Servers, l.pool, health.Options{
-		Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 2, Fall: 2, Slowstart: -1,
+		Interval: 200 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2, Slowstart: -1,
 	})
 	if err != nil {
 		t.Fatal(err)
