@@ -269,6 +269,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.requests.Add(1)
 	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
 	client := peer.Addr().Unmap()
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// RFC 9112 6.1: a request framed by Transfer-Encoding may have
+		// carried a Content-Length too (net/http drops it silently); the
+		// connection must not be reused after the response, so a front
+		// proxy that framed by Content-Length cannot smuggle a request
+		// (refused requests included).
+		w.Header().Set("Connection", "close")
+	}
 
 	path := r.URL.Path
 	if h.opts.Policy != nil {
@@ -288,13 +296,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.URL = &url.URL{Scheme: "http", Path: path, RawQuery: r.URL.RawQuery}
 	r.RequestURI = ""
 	r.Close = false
-	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
-		// RFC 9112 6.1: a request framed by Transfer-Encoding may have
-		// carried a Content-Length too (net/http drops it silently); the
-		// connection must not be reused after the response, so a front
-		// proxy that framed by Content-Length cannot smuggle a request.
-		w.Header().Set("Connection", "close")
-	}
 	r.TransferEncoding = nil
 	var body *retryBody
 	if r.Body != nil && r.Body != http.NoBody {

@@ -461,3 +461,14 @@ func TestEmptyBodyRetried(t *testing.T) {
 		t.Errorf("stats %+v, want retries and no 502", st)
 	}
 }
+
+func TestRefusedChunkedRequestClosesConnection(t *testing.T) {
+	be := startBackend(t, "kc1")
+	p := newTestProxy(t, []string{hostOf(be)}, nil)
+	req := "POST /admin/x HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+		"GET /realms/test/smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+	resp, closed := rawExchange(t, hostOf(p.front), req)
+	if !closed || strings.Count(resp, "HTTP/1.1 ") != 1 || !strings.HasPrefix(resp, "HTTP/1.1 403 ") {
+		t.Fatalf("got %q closed=%v, want one 403 and the connection closed", resp, closed)
+	}
+}
