@@ -112,6 +112,13 @@ func (c *Client) Wait(ctx context.Context, name string, until Until, timeout, qu
 	return &res, nil
 }
 
+// Reload asks kclb to re-read and apply its configuration file; a
+// configuration error comes back as an *APIError naming every problem.
+func (c *Client) Reload(ctx context.Context) error {
+	var res ReloadResult
+	return c.do(ctx, http.MethodPost, "/v1/reload", &res)
+}
+
 // do sends a request and decodes a 2xx JSON body into out.
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,6 +97,10 @@ type Options struct {
 	Token string
 	// Metrics, if set, is served at /metrics.
 	Metrics http.Handler
+	// Reload, if set, re-reads and applies the configuration for
+	// POST /v1/reload (authorised callers only); its error is returned to
+	// the caller. Nil answers 501.
+	Reload func(ctx context.Context) error
 	// ActiveChecks is true when the health checker runs; wait?until=healthy
 	// then requires a check that completed after the wait began.
 	ActiveChecks bool
@@ -280,6 +285,13 @@ func (s *Server) Handler(trusted bool) http.Handler {
 	mux.HandleFunc("GET /v1/servers/{name}", h.server)
 	mux.HandleFunc("GET /v1/servers/{name}/wait", h.wait)
 	mux.HandleFunc("POST /v1/servers/{name}/{action}", h.mutate)
+	mux.HandleFunc("POST /v1/reload", h.reload)
+	if trusted {
+		// Profiles only on the Unix socket: they are for the operator.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /{$}", h.page)
 	mux.HandleFunc("GET /stats", h.page)
 	if s.opts.Metrics != nil {
@@ -307,6 +319,29 @@ func (h *handler) authorized(r *http.Request) bool {
 	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), h.s.token) == 1
+}
+
+// ReloadResult is the body of a successful POST /v1/reload.
+type ReloadResult struct {
+	Reloaded bool `json:"reloaded"`
+}
+
+// reload applies the configuration file again.
+func (h *handler) reload(w http.ResponseWriter, r *http.Request) {
+	if !h.authorized(r) {
+		h.s.unauthorized.Add(1)
+		writeError(w, http.StatusUnauthorized, "reload needs a bearer token on this listener", nil)
+		return
+	}
+	if h.s.opts.Reload == nil {
+		writeError(w, http.StatusNotImplemented, "reload is not available", nil)
+		return
+	}
+	if err := h.s.opts.Reload(r.Context()); err != nil {
+		writeError(w, http.StatusUnprocessableEntity, err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, ReloadResult{Reloaded: true})
 }
 
 // ErrorBody is the JSON body of every error response.

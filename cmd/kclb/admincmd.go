@@ -34,6 +34,31 @@ func init() {
 	extraCommands["maint"] = func(args []string, stdout, stderr io.Writer) error {
 		return cmdAdminState("maint", backend.AdminMaint, args, stdout, stderr)
 	}
+	extraCommands["reload"] = cmdReload
+}
+
+// cmdReload asks the running kclb to re-read its configuration file; a
+// configuration error is printed and the command exits 1 (the running
+// configuration stays in force).
+func cmdReload(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var af adminFlags
+	af.register(fs)
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return errUsage
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Reload(ctx); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	fmt.Fprintln(stdout, "configuration reloaded")
+	return nil
 }
 
 // adminFlags are the connection flags every operator command takes.

@@ -150,6 +150,7 @@ func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup) error {
 		State:        state,
 		Token:        token,
 		ActiveChecks: cfg.Health.Enabled,
+		Reload:       in.reloadNotify,
 		Logger:       in.logger.With("component", "admin"),
 	}
 	o, _ := in.observer.(*observer)

@@ -87,6 +87,7 @@ commands:
   drain NAME [--wait] [--timeout D]   no new clients for NAME; logins in progress finish
   ready NAME [--wait-healthy]         put NAME back into rotation
   maint NAME       no traffic at all for NAME
+  reload           re-read the configuration of the running kclb (errors are printed)
   import haproxy.cfg [keepalived.conf] [-o FILE]   translate an HAProxy + keepalived setup
   version          print the version
 

@@ -383,11 +383,7 @@ loop:
 		case <-beat.C:
 			in.beat()
 		case <-hup:
-			sdnotify.Reloading()
-			if err := in.reload(runCtx); err != nil {
-				logger.Error("reload failed; the running configuration stays in force", "err", err)
-			}
-			sdnotify.Ready()
+			in.reloadNotify(runCtx)
 		case <-usr2:
 			if err := in.upgrade(runCtx); err != nil {
 				logger.Error("upgrade failed; this process keeps serving", "err", err)
@@ -463,4 +459,17 @@ func (in *instance) waitFirstHealthRound(ctx context.Context, cfg *config.Config
 		}
 		time.Sleep(20 * time.Millisecond) // polling the pool: the checker has no round signal
 	}
+}
+
+// reloadNotify reloads the configuration, telling systemd about it; on
+// failure the error is logged and returned (to `kclb reload`) and the
+// running configuration stays in force.
+func (in *instance) reloadNotify(ctx context.Context) error {
+	sdnotify.Reloading()
+	defer sdnotify.Ready()
+	if err := in.reload(ctx); err != nil {
+		in.logger.Error("reload failed; the running configuration stays in force", "err", err)
+		return err
+	}
+	return nil
 }
