@@ -345,7 +345,9 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request) (re
 	}
 	bw := u.writers.Get().(*bufio.Writer)
 	bw.Reset(c)
-	err = r.Write(bw)
+	if !writeHead(bw, r) {
+		err = r.Write(bw)
+	}
 	if err == nil {
 		err = bw.Flush()
 	}

@@ -1,0 +1,133 @@
+package proxy
+
+import (
+	"bufio"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// writeHead writes the request line and header block of r, a request
+// without a body, byte for byte as (*http.Request).Write would, but
+// without its allocations. It returns false, having written nothing,
+// for the requests it leaves to Request.Write: with a body, trailers,
+// Transfer-Encoding or Close set, an opaque URL, a host that is not
+// plain ASCII, carries an IPv6 zone or is invalid, or a target with
+// control bytes.
+func writeHead(bw *bufio.Writer, r *http.Request) bool {
+	if (r.Body != nil && r.Body != http.NoBody) || r.URL == nil || r.URL.Opaque != "" ||
+		len(r.TransferEncoding) > 0 || r.Trailer != nil || r.Close {
+		return false
+	}
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	if !plainHost(host) || !httpguts.ValidHostHeader(host) {
+		return false
+	}
+	path := r.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	query := r.URL.ForceQuery || r.URL.RawQuery != ""
+	if hasCTL(path) || (query && hasCTL(r.URL.RawQuery)) {
+		return false
+	}
+	method := r.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+
+	bw.WriteString(method)
+	bw.WriteByte(' ')
+	bw.WriteString(path)
+	if query {
+		bw.WriteByte('?')
+		bw.WriteString(r.URL.RawQuery)
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	ua := "Go-http-client/1.1"
+	if vv, ok := r.Header["User-Agent"]; ok {
+		ua = ""
+		if len(vv) > 0 {
+			ua = vv[0]
+		}
+	}
+	if ua != "" { // tested before cleaning, like Request.Write
+		writeField(bw, "User-Agent", cleanHeaderValue(ua))
+	}
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+
+	var buf [32]string
+	keys := buf[:0]
+	for k := range r.Header {
+		switch k {
+		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue // Request.Write drops them too
+		}
+		for _, v := range r.Header[k] {
+			writeField(bw, k, cleanHeaderValue(v))
+		}
+	}
+	bw.WriteString("\r\n")
+	return true
+}
+
+func writeField(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+// cleanHeaderValue turns CR and LF into spaces and trims surrounding
+// ASCII white space, as Request.Write does.
+func cleanHeaderValue(v string) string {
+	if strings.ContainsAny(v, "\r\n") {
+		b := []byte(v)
+		for i, c := range b {
+			if c == '\r' || c == '\n' {
+				b[i] = ' '
+			}
+		}
+		v = string(b)
+	}
+	return textproto.TrimString(v)
+}
+
+// plainHost reports whether host is ASCII and carries no IPv6 zone, so
+// Request.Write would send it unchanged.
+func plainHost(host string) bool {
+	for i := 0; i < len(host); i++ {
+		if host[i] >= 0x80 {
+			return false
+		}
+	}
+	return !strings.HasPrefix(host, "[") || !strings.Contains(host, "%")
+}
+
+// hasCTL reports whether s holds an ASCII control byte.
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < ' ' || b == 0x7f {
+			return true
+		}
+	}
+	return false
+}
