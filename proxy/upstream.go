@@ -190,6 +190,9 @@ func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL == nil || r.URL.Host == "" {
 		return nil, errors.New("proxy: upstream request without a host")
 	}
+	if r.URL.Scheme != "http" && r.URL.Scheme != "" {
+		return nil, fmt.Errorf("proxy: upstream speaks plain HTTP only, not %q", r.URL.Scheme)
+	}
 	ctx := r.Context()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("proxy: request to %s: %w", r.URL.Host, err)

@@ -598,6 +598,14 @@ func TestUpstreamDialError(t *testing.T) {
 	}
 }
 
+func TestUpstreamRefusesOtherSchemes(t *testing.T) {
+	u := newTestUpstream(t, upstreamOptions{})
+	req, _ := http.NewRequest(http.MethodGet, "https://127.0.0.1:1/", nil)
+	if _, err := u.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "plain HTTP") {
+		t.Fatalf("got %v, want a refusal of https", err)
+	}
+}
+
 func TestUpstreamIdleTimeout(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
