@@ -67,11 +67,11 @@ func snapshot() resources {
 func heapOutside(prefixes ...string) uint64 {
 	runtime.GC()
 	runtime.GC() // the profile reflects the state as of the last GC cycle
-	n, _ := runtime.MemProfile(nil, false)
-	recs := make([]runtime.MemProfileRecord, n+64)
-	n, ok := runtime.MemProfile(recs, false)
-	if !ok {
-		return 0
+	var recs []runtime.MemProfileRecord
+	n, ok := runtime.MemProfile(nil, false)
+	for !ok {
+		recs = make([]runtime.MemProfileRecord, n+n/4+64)
+		n, ok = runtime.MemProfile(recs, false)
 	}
 	rate := float64(runtime.MemProfileRate)
 	var total float64
