@@ -252,6 +252,7 @@ func TestIdleConnectionsBeyondMaxconn(t *testing.T) {
 	if testing.Short() {
 		n = 300
 	}
+	n = raiseNoFile(t, n)
 	rec := startRecorder(t)
 	l := startLB(t, lbOptions{backends: []backend.Spec{{Addr: rec.addr}}, maxconn: maxconn,
 		server: func(o *proxy.ServerOptions) { o.HeaderTimeout = 500 * time.Millisecond }})
@@ -299,4 +300,34 @@ func TestIdleConnectionsBeyondMaxconn(t *testing.T) {
 	if cs.Unused < uint64(n) || cs.Rejected != 0 {
 		t.Errorf("counts %+v, want Unused >= %d", cs, n)
 	}
+}
+
+// raiseNoFile makes room for n client connections plus their server
+// sides: it raises RLIMIT_NOFILE's soft limit up to the hard one if
+// needed, and returns n or, when the hard limit is too low, the number of
+// connections that fit.
+func raiseNoFile(t *testing.T, n int) int {
+	t.Helper()
+	need := uint64(2*n + 512)
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatalf("getrlimit: %v", err)
+	}
+	if rl.Cur < need && rl.Cur < rl.Max {
+		old := rl.Cur
+		rl.Cur = min(need, rl.Max)
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+			t.Fatalf("setrlimit: %v", err)
+		}
+		t.Cleanup(func() {
+			rl.Cur = old
+			syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+		})
+	}
+	if rl.Cur < need {
+		fit := int(rl.Cur-512) / 2
+		t.Logf("RLIMIT_NOFILE %d: %d idle connections instead of %d", rl.Cur, fit, n)
+		return fit
+	}
+	return n
 }
