@@ -38,7 +38,9 @@ var (
 	dSrvLastUse  = desc("kclb_server_last_request_timestamp_seconds", "When each server last started a request, Unix seconds (0: never).", "server")
 	dSrvChecks   = desc("kclb_server_health_checks_total", "Active health-check rounds per server by result.", "server", "result")
 	dSrvFails    = desc("kclb_server_check_consecutive_failures", "Consecutive failed health checks of each server.", "server")
-	dProxy       = desc("kclb_proxy_events_total", "Proxy events: retry, no_server, queue_rejected, bad_gateway, gateway_timeout, client_abort, truncated.", "event")
+	dProxy       = desc("kclb_proxy_events_total", "Proxy events: retry, no_server, queue_rejected, bad_gateway, gateway_timeout, client_abort, truncated, bad_request.", "event")
+	dConns       = desc("kclb_client_connections_total", "Client connections: accepted; rejected (a malformed, oversized or timed-out request head refused before any request ran); unused (closed without a request).", "event")
+	dConnsOpen   = desc("kclb_client_connections_open", "Client connections open now.")
 	dAffHits     = desc("kclb_affinity_hits_total", "Affinity routing decisions by source (balancer: new client).", "source")
 	dAffMiss     = desc("kclb_affinity_misses_total", "Affinity cookies or routes ignored, by reason.", "reason")
 	dAffNoSrv    = desc("kclb_affinity_no_server_total", "Routing attempts for which no server was eligible.")
@@ -62,7 +64,7 @@ type collector struct{ m *Metrics }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dBuild, dStart, dPanic, dAvailable, dRequests, dBlocked,
 		dSrvResp, dSrvReq, dSrvErr, dSrvRedisp, dSrvInFl, dSrvQueue, dSrvHealth, dSrvUp, dSrvAdmin,
-		dSrvAvail, dSrvWeight, dSrvLastUse, dSrvChecks, dSrvFails, dProxy, dAffHits, dAffMiss, dAffNoSrv,
+		dSrvAvail, dSrvWeight, dSrvLastUse, dSrvChecks, dSrvFails, dProxy, dConns, dConnsOpen, dAffHits, dAffMiss, dAffNoSrv,
 		dAffRedisp, dAffLearned, dAffConfl, dAffRoutes, dVRRPState, dVRRPPrio, dVRRPTrans, dAdminUnauth} {
 		ch <- d
 	}
@@ -151,9 +153,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			v    uint64
 		}{{"retry", ps.Retries}, {"no_server", ps.NoServer}, {"queue_rejected", ps.QueueFull},
 			{"bad_gateway", ps.BadGateway}, {"gateway_timeout", ps.Timeouts},
-			{"client_abort", ps.ClientAborts}, {"truncated", ps.Truncated}} {
+			{"client_abort", ps.ClientAborts}, {"truncated", ps.Truncated}, {"bad_request", ps.BadRequests}} {
 			counter(dProxy, e.v, e.name)
 		}
+	}
+	if o.Conns != nil {
+		cc := o.Conns()
+		counter(dConns, cc.Accepted, "accepted")
+		counter(dConns, cc.Rejected, "rejected")
+		counter(dConns, cc.Unused, "unused")
+		gauge(dConnsOpen, float64(cc.Open))
 	}
 	if a := affinityOf(o); a != nil {
 		st := a.Stats()

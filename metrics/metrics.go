@@ -59,6 +59,9 @@ type Options struct {
 	Affinity func() *affinity.Affinity
 	// VRRP returns the VRRP instances; nil when VRRP is off.
 	VRRP func() []VRRP
+	// Conns returns the public listeners' connection counters. Nil omits
+	// them.
+	Conns func() proxy.ConnCounts
 	// AdminUnauthorized returns the number of refused admin mutations.
 	// Nil omits the metric.
 	AdminUnauthorized func() uint64

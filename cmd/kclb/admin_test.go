@@ -513,6 +513,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"all decisions", "kclb_affinity_hits_total", nil, 3 * logins, false},
 		{"request durations", "kclb_request_duration_seconds", nil, 3*logins + 1, false},
 		{"checks", "kclb_server_health_checks_total", map[string]string{"server": "keycloak1", "result": "pass"}, 2, true},
+		{"client connections", "kclb_client_connections_total", map[string]string{"event": "accepted"}, 1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := delta(tc.metric, tc.labels)

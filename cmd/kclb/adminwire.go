@@ -39,6 +39,7 @@ func (in *instance) newObserver() (proxy.Observer, error) {
 		Version:  version,
 		Started:  in.started,
 		Proxy:    in.proxyStats,
+		Conns:    in.conns.Counts,
 		Affinity: in.Affinity,
 		VRRP:     in.vrrpMetrics,
 		AdminUnauthorized: func() uint64 {

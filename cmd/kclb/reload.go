@@ -93,7 +93,7 @@ func (in *instance) reload(ctx context.Context) error {
 	if newStore != nil {
 		in.store.Store(newStore)
 	}
-	added, err := openFrontends(ctx, cfg, early, in.router, in.tlsBase(), in.sem, nil, in.logger)
+	added, err := in.openFrontends(ctx, cfg, early, nil)
 	if err != nil {
 		if newStore != nil {
 			in.store.Store(curStore)
@@ -124,7 +124,7 @@ func (in *instance) reload(ctx context.Context) error {
 	grace := cfg.Global.ShutdownGrace.Duration
 	in.wg.Go(func() { shutdownAll(drop, grace) })
 	if len(late) > 0 {
-		more, err := openFrontends(ctx, cfg, late, in.router, in.tlsBase(), in.sem, nil, in.logger)
+		more, err := in.openFrontends(ctx, cfg, late, nil)
 		if err != nil {
 			in.logger.Error("reload: reopening changed listeners failed", "err", err)
 		}

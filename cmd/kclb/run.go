@@ -75,7 +75,8 @@ type instance struct {
 	router   *proxy.Switch  // public listeners serve through it
 	observer proxy.Observer // metrics sink for the proxy; nil means none
 	store    atomic.Pointer[tlsconf.Store]
-	sem      chan struct{} // global maxconn slots; nil for no limit
+	sem      chan struct{}    // global maxconn slots; nil for no limit
+	conns    *proxy.ConnStats // client connections of every public listener
 
 	// available is the pool's last "a server can take a client" edge;
 	// listenersOK turns false when a public listener fails.
@@ -130,7 +131,7 @@ func newInstance(cfg *config.Config, logger *slog.Logger) (*instance, error) {
 	for _, w := range cfg.Warnings {
 		logger.Warn("config", "warning", w)
 	}
-	in := &instance{logger: logger, started: time.Now(), cfg: cfg, router: new(proxy.Switch)}
+	in := &instance{logger: logger, started: time.Now(), cfg: cfg, router: new(proxy.Switch), conns: new(proxy.ConnStats)}
 	in.listenersOK.Store(true)
 	if cfg.Global.MaxConn > 0 {
 		in.sem = make(chan struct{}, cfg.Global.MaxConn)
@@ -338,7 +339,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	if err != nil {
 		return err
 	}
-	fronts, err := openFrontends(ctx, cfg, cfg.Listeners, in.router, in.tlsBase(), in.sem, handover.listeners, logger)
+	fronts, err := in.openFrontends(ctx, cfg, cfg.Listeners, handover.listeners)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,9 +134,13 @@ type frontend struct {
 	tls  bool
 }
 
-// openFrontends binds every listener of cfg. On error the ones already
+// openFrontends binds listeners (taking inherited sockets by bind address
+// first, after a binary upgrade) and builds their servers, all serving
+// through in.router and counted in in.conns. On error the ones already
 // opened are closed.
-func openFrontends(ctx context.Context, cfg *config.Config, listeners []config.Listener, h http.Handler, tlsBase *tls.Config, sem chan struct{}, inherited map[string]net.Listener, logger *slog.Logger) ([]*frontend, error) {
+func (in *instance) openFrontends(ctx context.Context, cfg *config.Config, listeners []config.Listener, inherited map[string]net.Listener) ([]*frontend, error) {
+	var h http.Handler = in.router
+	tlsBase, sem, logger := in.tlsBase(), in.sem, in.logger
 	var out []*frontend
 	fail := func(err error) ([]*frontend, error) {
 		for _, f := range out {
@@ -178,6 +181,7 @@ func openFrontends(ctx context.Context, cfg *config.Config, listeners []config.L
 			MaxHeaderBytes:       cfg.Limits.MaxRequestHeaderBytes,
 			MaxConcurrentStreams: cfg.Limits.H2MaxConcurrentStreams,
 			ErrorLog:             logger.With("listener", l.Name),
+			Conns:                in.conns,
 		}
 		if l.TLS {
 			if tlsBase == nil {
