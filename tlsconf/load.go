@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -80,6 +81,11 @@ func parsePair(certPEM, keyPEM []byte, p Pair, now time.Time) (*tls.Certificate,
 	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
 }
 
+// maxKeyDER bounds the DER size of a private key block: an RSA 8192-bit
+// PKCS#1 key is about 4.8 KiB, so 12 KiB leaves room while keeping a
+// hostile or corrupted file from making key validation run for seconds.
+const maxKeyDER = 12 << 10
+
 // parseKey returns the first private key found in keyPEM. Blocks of other
 // types (a combined cert+key file) are skipped; encrypted keys are rejected.
 func parseKey(keyPEM []byte, keyFile string) (crypto.Signer, error) {
@@ -93,6 +99,9 @@ func parseKey(keyPEM []byte, keyFile string) (crypto.Signer, error) {
 			key any
 			err error
 		)
+		if strings.HasSuffix(block.Type, "PRIVATE KEY") && len(block.Bytes) > maxKeyDER {
+			return nil, fmt.Errorf("tlsconf: %s: %s block of %d bytes is larger than any supported key", keyFile, block.Type, len(block.Bytes))
+		}
 		switch block.Type {
 		case "PRIVATE KEY":
 			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
