@@ -12,9 +12,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -51,6 +53,8 @@ type options struct {
 	kclbBin    string
 	portBase   int
 	keep       bool
+	// portBaseSet is true when -port-base was given explicitly.
+	portBaseSet bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -69,7 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.backend, "backend", "kcsim", "stand-in backends: kcsim (./cmd/kcsim) or simple (a main package taking -addr and -node)")
 	fs.StringVar(&o.backendSrc, "backend-src", "/work/shared/tools/peer-bench/backend", "source directory of the simple backend")
 	fs.StringVar(&o.kclbBin, "kclb-bin", "", "prebuilt kclb binary (default: go build ./cmd/kclb)")
-	fs.IntVar(&o.portBase, "port-base", 28000, "first of the loopback ports used (backends base+81.., proxies base+200..)")
+	fs.IntVar(&o.portBase, "port-base", 28000, "first of the loopback ports used (backends base+81.., proxies base+200..); if unset and busy, 24000, 20000, 16000 and 12000 are tried")
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (configs, logs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -79,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.portBaseSet = set["port-base"]
 	if o.quick {
 		if !set["duration"] {
 			o.duration = 2 * time.Second
@@ -182,7 +187,10 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			names = append(names, t)
 		}
 	}
-	base := o.portBase
+	base, err := pickPortBase(o.portBase, o.portBaseSet)
+	if err != nil {
+		return err
+	}
 	var targets []target.Target
 	var direct *target.Direct
 	for _, name := range names {
@@ -275,6 +283,43 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// portsOf lists every port the suite listens on for a base.
+func portsOf(base int) []int {
+	return []int{base + 81, base + 82, base + 83, base + 1001, base + 1002, base + 1003,
+		base + 200, base + 210, base + 300, base + 310, base + 500, base + 510}
+}
+
+// portsFree reports the first port of base that is already in use, so a
+// stray server there cannot answer in place of a target.
+func portsFree(base int) error {
+	for _, p := range portsOf(base) {
+		ln, err := net.Listen("tcp", loop(p))
+		if err != nil {
+			return fmt.Errorf("port %d is in use: %w", p, err)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// pickPortBase returns base if its ports are free; unless explicit, it
+// falls back to other bases below the ephemeral port range.
+func pickPortBase(base int, explicit bool) (int, error) {
+	candidates := []int{base}
+	if !explicit {
+		candidates = append(candidates, 24000, 20000, 16000, 12000)
+	}
+	var errs []error
+	for _, b := range candidates {
+		err := portsFree(b)
+		if err == nil {
+			return b, nil
+		}
+		errs = append(errs, fmt.Errorf("-port-base %d: %w", b, err))
+	}
+	return 0, errors.Join(errs...)
 }
 
 func loop(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -242,4 +243,24 @@ func fakeResult() *load.Result {
 		r.Latency.RecordDuration(time.Duration(i+1) * time.Millisecond)
 	}
 	return r
+}
+
+func TestPickPortBase(t *testing.T) {
+	// Occupy one port of base 28000's set; an explicit base must fail, an
+	// implicit one must move on.
+	ln, err := net.Listen("tcp", loop(28000+210))
+	if err != nil {
+		t.Skip("port 28210 already in use: ", err)
+	}
+	defer ln.Close()
+	if _, err := pickPortBase(28000, true); err == nil {
+		t.Fatal("explicit busy base accepted")
+	}
+	b, err := pickPortBase(28000, false)
+	if err != nil {
+		t.Skip("no free fallback base: ", err)
+	}
+	if b == 28000 {
+		t.Fatal("busy base chosen")
+	}
 }

@@ -94,6 +94,10 @@ func (p *proxyBase) launch(ctx context.Context, env Env, bin string, args []stri
 		p.Stop()
 		return fmt.Errorf("target %s: %w", p.name, err)
 	}
+	if err := WaitTCP(ctx, p.tls); err != nil || proc.Exited() {
+		p.Stop()
+		return fmt.Errorf("target %s: TLS listener %s not up or process gone (%v); log: %s", p.name, p.tls, err, tail(p.logFile))
+	}
 	return nil
 }
 
