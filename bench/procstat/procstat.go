@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -42,7 +43,9 @@ func ParseStatCPU(b []byte) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("procstat: stat stime: %w", err)
 	}
-	if u > 1<<40 || s > 1<<40 {
+	// Reject tick counts whose sum would overflow a time.Duration.
+	const maxTicks = uint64(math.MaxInt64 / int64(time.Second/ClockTicks))
+	if u > maxTicks || s > maxTicks-u {
 		return 0, fmt.Errorf("procstat: stat: implausible CPU ticks %d+%d", u, s)
 	}
 	return time.Duration(u+s) * (time.Second / ClockTicks), nil
