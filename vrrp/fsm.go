@@ -132,6 +132,11 @@ type MachineConfig struct {
 	// TrackRise and TrackFall are the numbers of consecutive healthy or unhealthy reports
 	// needed to change the tracked health. Values below 1 mean 1.
 	TrackRise, TrackFall int
+	// StartAsMaster makes Start enter Master at once instead of Backup. It
+	// is only for a process that takes over, on the same node, from a
+	// Master that stopped advertising without resigning (a binary
+	// upgrade): the peers keep seeing adverts from the same address.
+	StartAsMaster bool
 }
 
 // Machine is the VRRP state machine of one virtual router (RFC 5798 §6.4). It is pure: every
@@ -252,7 +257,7 @@ func (m *Machine) Start(now time.Time) []Action {
 	if m.faulty() {
 		return m.transition(nil, StateFault)
 	}
-	if m.cfg.Priority == 255 {
+	if m.cfg.Priority == 255 || m.cfg.StartAsMaster {
 		return m.becomeMaster(now, nil)
 	}
 	return m.becomeBackup(now, nil, netip.Addr{})

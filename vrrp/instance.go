@@ -102,6 +102,12 @@ type Options struct {
 	Hook VIPHook
 	// Observer is told about every transition. If nil, nobody is.
 	Observer Observer
+	// Inherit takes over from a Master of this node that stopped with
+	// Detach (a binary upgrade): the VIPs already on the interface are
+	// kept and the instance starts as Master, so the peers never see a
+	// gap. Default false: stale VIPs are removed and the instance starts
+	// as Backup.
+	Inherit bool
 }
 
 // DropReason classifies a received packet that was dropped without reaching the state machine.
@@ -211,7 +217,9 @@ type Instance struct {
 	authData     [authDataLen]byte
 
 	running atomic.Bool
-	wake    chan struct{} // capacity 1: the timer loop re-reads the deadline
+	// detached makes Run end without resigning or removing the VIPs.
+	detached atomic.Bool
+	wake     chan struct{} // capacity 1: the timer loop re-reads the deadline
 
 	sent, received, errs           atomic.Uint64
 	mismatches, asMaster, resigned atomic.Uint64
@@ -327,6 +335,7 @@ func New(opts Options) (*Instance, error) {
 		Preempt: o.Preempt || o.Priority == 255, PreemptDelay: o.PreemptDelay,
 		GARPRepeat: o.GARPRepeat, GARPDelay: o.GARPDelay, GARPRefresh: o.GARPRefresh,
 		TrackWeight: o.TrackWeight, TrackRise: o.TrackRise, TrackFall: o.TrackFall,
+		StartAsMaster: o.Inherit,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("vrrp %s: %w", o.Name, err)
@@ -349,6 +358,16 @@ func New(opts Options) (*Instance, error) {
 
 // Name returns the instance name (Options.Name or its default).
 func (i *Instance) Name() string { return i.opts.Name }
+
+// Detach makes the next return of Run (when its context is cancelled)
+// leave the VIPs in place and send no priority-0 advert, so that a new
+// process started with Options.Inherit takes over without a gap. It
+// reports whether the instance was Master (only then is inheriting
+// right).
+func (i *Instance) Detach() (wasMaster bool) {
+	i.detached.Store(true)
+	return i.Status().State == StateMaster
+}
 
 // SetHealthy reports the health of what this node serves. Rise/fall hysteresis counts
 // calls; when the tracked health changes the effective priority drops by TrackWeight (or
@@ -401,7 +420,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	}
 	defer plat.conn.Close()
 	defer plat.vips.Close()
-	if i.opts.Priority != 255 {
+	if i.opts.Priority != 255 && !i.opts.Inherit {
 		// A crashed previous run may have left the VIPs behind.
 		if err := plat.vips.Remove(i.opts.VIPs); err != nil {
 			i.log.Warn("vrrp: removing stale VIPs", "err", err)

@@ -283,9 +283,46 @@ func TestVRRPFailoverBetweenKclbInstances(t *testing.T) {
 	}
 
 	// The old Master returns and preempts.
-	l.start("a", "kclb-a2", kclbBin, "run", "-c", cfgA)
+	a2 := l.start("a", "kclb-a2", kclbBin, "run", "-c", cfgA)
 	if _, ok := until(10*time.Second, func() bool { return l.holdsVIP("a") && !l.holdsVIP("b") }); !ok {
 		t.Fatalf("a did not preempt on return: a=%v b=%v", l.holdsVIP("a"), l.holdsVIP("b"))
+	}
+
+	// Binary upgrade of the Master: the new process inherits the
+	// sockets and the VIP; the VIP never leaves a and b never takes it.
+	a2.Process.Signal(syscall.SIGUSR2)
+	moved := false
+	select {
+	case <-a2.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("old kclb on a did not exit after the upgrade")
+	}
+	// Watch for a while after the hand-over: b must stay Backup.
+	until(2*time.Second, func() bool {
+		if l.holdsVIP("b") || !l.holdsVIP("a") {
+			moved = true
+		}
+		return false
+	})
+	logA, _ := os.ReadFile(filepath.Join(l.dir, "kclb-a2.log"))
+	var childPID int
+	for _, line := range strings.Split(string(logA), "\n") {
+		if i := strings.Index(line, " pid="); i >= 0 && strings.Contains(line, "upgrade: new process started") {
+			fmt.Sscan(line[i+len(" pid="):], &childPID)
+		}
+	}
+	if childPID == 0 {
+		t.Fatalf("no upgraded process in a's log:\n%s", logA)
+	}
+	t.Cleanup(func() { syscall.Kill(childPID, syscall.SIGKILL) })
+	if a2.err != nil {
+		t.Fatalf("old kclb on a exited with %v after the upgrade", a2.err)
+	}
+	if moved {
+		t.Fatalf("the VIP moved during the binary upgrade: a=%v b=%v", l.holdsVIP("a"), l.holdsVIP("b"))
+	}
+	if err := l.clientGet(); err != nil {
+		t.Fatalf("HTTPS at the VIP after the upgrade: %v", err)
 	}
 
 	// a's only backend dies: a has no server left (not even a live one for

@@ -94,8 +94,11 @@ type instance struct {
 	handler *proxy.Handler
 	fronts  []*frontend
 	checker context.CancelFunc // stops the running health checker
-	wg      *sync.WaitGroup    // owns every long-lived goroutine of serve
-	errc    chan error         // goroutines report fatal errors here
+	// inheritVRRP names the VRRP instances to start as Master on VIPs
+	// already in place (after a binary upgrade from a Master).
+	inheritVRRP []string
+	wg          *sync.WaitGroup // owns every long-lived goroutine of serve
+	errc        chan error      // goroutines report fatal errors here
 }
 
 // Config returns the configuration in force.
@@ -351,12 +354,15 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	in.fronts = fronts
 	in.startFrontendsLocked(fronts)
 	in.mu.Unlock()
-	if err := handover.childHandshake(); err != nil {
+	masters, err := handover.childHandshake()
+	if err != nil {
 		// The old process may still hold the VIP; start VRRP anyway.
 		logger.Error("upgrade hand-over", "err", err)
 	}
 	in.mu.Lock()
+	in.inheritVRRP = masters
 	err = in.startVRRPLocked(cfg.VRRP.Instances)
+	in.inheritVRRP = nil
 	in.mu.Unlock()
 	if err != nil {
 		shutdownAll(fronts, time.Second)

@@ -25,11 +25,13 @@ import (
 //     files and one end of a socket pair for the hand-over dialogue;
 //  2. the new process builds its runtime on the inherited sockets,
 //     serves, and writes "ready";
-//  3. the old process stops its VRRP instances (the peer may hold the VIP
-//     for a moment; kclb's listeners there are hot), stops accepting,
-//     and writes "released";
-//  4. the new process starts VRRP; the old one finishes the requests in
-//     flight within the shutdown grace period and exits 0.
+//  3. the old process detaches its VRRP instances (they stop advertising
+//     but neither resign nor remove the VIPs), stops accepting, and writes
+//     "released" with the names of the instances that were Master;
+//  4. the new process starts VRRP, those instances directly as Master on
+//     the VIPs already in place, so the peer never sees a gap longer than
+//     an advert interval; the old one finishes the requests in flight
+//     within the shutdown grace period and exits 0.
 //
 // If the new process fails before "ready" (bad binary, bad config), it is
 // killed and the old one keeps serving.
@@ -106,16 +108,26 @@ func expect(r *bufio.Reader, f *os.File, word string, timeout time.Duration) err
 }
 
 // childHandshake is the new process's side: report ready, wait until the
-// old process released VRRP and stopped accepting.
-func (h inherited) childHandshake() error {
+// old process detached VRRP and stopped accepting. It returns the names of
+// the VRRP instances that were Master there (to inherit).
+func (h inherited) childHandshake() (masters []string, err error) {
 	if h.sync == nil {
-		return nil
+		return nil, nil
 	}
 	defer h.sync.Close()
 	if err := say(h.sync, "ready"); err != nil {
-		return fmt.Errorf("upgrade: %w", err)
+		return nil, fmt.Errorf("upgrade: %w", err)
 	}
-	return expect(bufio.NewReader(h.sync), h.sync, "released", upgradeTimeout)
+	h.sync.SetReadDeadline(time.Now().Add(upgradeTimeout))
+	line, err := bufio.NewReader(h.sync).ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: waiting for \"released\": %w", err)
+	}
+	f := strings.Fields(line)
+	if len(f) == 0 || f[0] != "released" {
+		return nil, fmt.Errorf("upgrade: got %q, want \"released\"", strings.TrimSpace(line))
+	}
+	return f[1:], nil
 }
 
 // upgrade is the old process's side. It returns nil once the new process
@@ -177,13 +189,13 @@ func (in *instance) upgrade(ctx context.Context) error {
 		cmd.Process.Kill()
 		return err
 	}
-	// The new process serves on the same sockets: stop VRRP and
-	// accepting here, then let it start VRRP.
-	in.stopVRRP()
+	// The new process serves on the same sockets: detach VRRP (the VIPs
+	// stay), stop accepting here, then let it take VRRP over.
+	masters := in.detachVRRP()
 	for _, f := range fronts {
 		f.ln.Close()
 	}
-	if err := say(mine, "released"); err != nil {
+	if err := say(mine, strings.Join(append([]string{"released"}, masters...), " ")); err != nil {
 		return fmt.Errorf("upgrade: %w", err)
 	}
 	// Under systemd the new process becomes the service's main process.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/kclb/kclb/config"
@@ -69,7 +70,9 @@ func (in *instance) startVRRPLocked(list []config.VRRPInstance) error {
 			next = append(next, keep)
 			continue
 		}
-		inst, err := vrrp.New(in.vrrpOptions(c))
+		o := in.vrrpOptions(c)
+		o.Inherit = slices.Contains(in.inheritVRRP, c.Name)
+		inst, err := vrrp.New(o)
 		if err != nil {
 			return fmt.Errorf("vrrp instance %q: %w", c.Name, err)
 		}
@@ -132,6 +135,22 @@ func (in *instance) stopVRRP() {
 			r.stop()
 		}
 	}
+}
+
+// detachVRRP stops every VRRP instance without resigning or removing the
+// VIPs (for a binary upgrade) and returns the names of those that were
+// Master.
+func (in *instance) detachVRRP() []string {
+	var masters []string
+	if p := in.vrrps.Swap(nil); p != nil {
+		for _, r := range *p {
+			if r.inst.Detach() {
+				masters = append(masters, r.cfg.Name)
+			}
+			r.stop()
+		}
+	}
+	return masters
 }
 
 // signalVRRP passes the current health to every VRRP instance.
