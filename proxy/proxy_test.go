@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -387,26 +388,11 @@ func TestChunkedRequestClosesConnection(t *testing.T) {
 }
 
 func TestTruncatedBodyReleasesSlot(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				c.Read(buf)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 8192))
-			}()
-		}
-	}()
-	p := newTestProxy(t, []string{ln.Addr().String()}, nil)
+	addr, _ := rawBackend(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		http.ReadRequest(br)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 8192))
+	})
+	p := newTestProxy(t, []string{addr}, nil)
 	s := p.pool.Servers()[0]
 	for i := range 3 {
 		resp, err := http.Get(p.front.URL + "/realms/test/x")
@@ -432,24 +418,11 @@ func TestTruncatedBodyReleasesSlot(t *testing.T) {
 
 func TestEmptyBodyRetried(t *testing.T) {
 	// kc1 accepts and closes every connection without answering.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 4096)
-			c.Read(buf)
-			c.Close()
-		}
-	}()
+	addr, _ := rawBackend(t, func(_ int, _ net.Conn, br *bufio.Reader) {
+		http.ReadRequest(br) // then close without answering
+	})
 	good := startBackend(t, "kc2")
-	p := newTestProxy(t, []string{ln.Addr().String(), hostOf(good)}, nil)
+	p := newTestProxy(t, []string{addr, hostOf(good)}, nil)
 	for i := range 4 {
 		// A GET whose body is empty but not absent (chunked, zero length).
 		resp, _ := rawExchange(t, hostOf(p.front), "GET /realms/test/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n")
