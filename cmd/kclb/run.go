@@ -136,20 +136,17 @@ func newInstance(cfg *config.Config, logger *slog.Logger) (*instance, error) {
 	}
 	in := &instance{logger: logger, started: time.Now(), cfg: cfg, router: new(proxy.Switch), conns: new(proxy.ConnStats)}
 	in.listenersOK.Store(true)
-	if cfg.Global.MaxConn > 0 {
-		in.sem = make(chan struct{}, cfg.Global.MaxConn)
+	if n := connSlots(cfg); n > 0 {
+		in.sem = make(chan struct{}, n)
 	}
 	store, err := tlsStore(cfg)
 	if err != nil {
 		return nil, err
 	}
 	in.store.Store(store)
-	in.pool, err = backend.NewPool(poolSpecs(cfg), backend.PoolOptions{
-		PanicThreshold: cfg.Health.PanicThreshold,
-		PassiveFails:   passiveFails(cfg.Health.PassiveFails),
-		OnHealth:       in.onHealth,
-		OnAvailable:    in.onAvailable,
-	})
+	po := poolOptions(cfg)
+	po.OnHealth, po.OnAvailable = in.onHealth, in.onAvailable
+	in.pool, err = backend.NewPool(poolSpecs(cfg), po)
 	if err != nil {
 		return nil, err
 	}
@@ -191,33 +188,6 @@ func (in *instance) onAvailable(up bool) {
 // one backend able to take a client.
 func (in *instance) healthy() bool { return in.available.Load() && in.listenersOK.Load() }
 
-// healthOptions converts the [health] section.
-func (in *instance) healthOptions(cfg *config.Config, aff *affinity.Affinity) health.Options {
-	o := health.Options{
-		Path:               cfg.Health.Path,
-		LivePath:           cfg.Health.LivePath,
-		StartedPath:        cfg.Health.StartedPath,
-		Scheme:             cfg.Health.Scheme.String(),
-		CAFile:             cfg.Health.CAFile,
-		InsecureSkipVerify: cfg.Health.InsecureSkipVerify,
-		Interval:           cfg.Health.Interval.Duration,
-		Timeout:            cfg.Health.Timeout.Duration,
-		Rise:               cfg.Health.Rise,
-		Fall:               cfg.Health.Fall,
-		Slowstart:          cfg.Health.Slowstart.Duration,
-		MaxBodyBytes:       int64(cfg.Health.MaxBodyBytes),
-		Logger:             in.logger,
-		Observe:            in.observeCheck,
-	}
-	if cfg.Health.Slowstart.Duration == 0 {
-		o.Slowstart = -1
-	}
-	if aff != nil {
-		o.OnRoute = aff.Learn
-	}
-	return o
-}
-
 // startChecker starts active health checks for cfg, replacing the running
 // checker. in.mu must be held.
 func (in *instance) startCheckerLocked(ctx context.Context, cfg *config.Config, aff *affinity.Affinity) error {
@@ -225,35 +195,30 @@ func (in *instance) startCheckerLocked(ctx context.Context, cfg *config.Config, 
 		in.checker()
 		in.checker = nil
 	}
-	if !cfg.Health.Enabled && cfg.Backend.DNSName == "" {
+	plan := checkOptions(cfg)
+	if !plan.Active && plan.Discovery == nil {
 		return nil
 	}
-	checker, err := health.New(in.pool.Servers, in.pool, in.healthOptions(cfg, aff))
+	ho := plan.Health
+	ho.Logger, ho.Observe = in.logger, in.observeCheck
+	if aff != nil {
+		ho.OnRoute = aff.Learn
+	}
+	checker, err := health.New(in.pool.Servers, in.pool, ho)
 	if err != nil {
 		return fmt.Errorf("health: %w", err)
 	}
 	var disc *health.Discovery
-	if cfg.Backend.DNSName != "" {
-		mgmt := uint16(cfg.Backend.DNSManagementPort)
-		if !cfg.Health.Enabled {
-			mgmt = 0
-		}
-		disc, err = health.NewDiscovery(in.discoveryMembership(), health.DiscoveryOptions{
-			Name:     cfg.Backend.DNSName,
-			Port:     uint16(cfg.Backend.DNSPort),
-			MgmtPort: mgmt,
-			Template: backend.Spec{MaxConn: cfg.Backend.DefaultMaxConn},
-			Interval: cfg.Backend.DNSInterval.Duration,
-			Grace:    cfg.Global.ShutdownGrace.Duration,
-			Logger:   in.logger,
-		})
-		if err != nil {
+	if plan.Discovery != nil {
+		do := *plan.Discovery
+		do.Logger = in.logger
+		if disc, err = health.NewDiscovery(in.discoveryMembership(), do); err != nil {
 			return fmt.Errorf("discovery: %w", err)
 		}
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	in.checker = cancel
-	if cfg.Health.Enabled {
+	if plan.Active {
 		in.wg.Go(func() {
 			if err := checker.Run(cctx); err != nil {
 				in.errc <- fmt.Errorf("health: %w", err)
@@ -412,15 +377,6 @@ loop:
 	shutdownAll(in.Frontends(), grace)
 	cancel()
 	return runErr
-}
-
-// passiveFails converts health.passive_fails (0 disables) to the pool's
-// convention (negative disables).
-func passiveFails(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
 }
 
 // beat records that the main loop is alive.

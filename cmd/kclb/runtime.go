@@ -15,15 +15,15 @@ import (
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/balancer"
 	"github.com/kclb/kclb/config"
-	"github.com/kclb/kclb/pathpolicy"
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/tlsconf"
 )
 
 // newLogger builds the process logger from the global section.
 func newLogger(g config.Global, w *os.File) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: g.LogLevel.SlogLevel()}
-	if g.LogFormat == config.LogJSON {
+	ls := logOptions(g)
+	opts := &slog.HandlerOptions{Level: ls.Level}
+	if ls.JSON {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
@@ -31,43 +31,18 @@ func newLogger(g config.Global, w *os.File) *slog.Logger {
 
 var _ proxy.Router = affinity.Router{}
 
-// poolSpecs converts configured servers to backend specs.
-func poolSpecs(cfg *config.Config) []backend.Spec {
-	specs := make([]backend.Spec, 0, len(cfg.Backend.Servers))
-	for _, s := range cfg.Backend.Servers {
-		maxconn := s.MaxConn
-		if maxconn == 0 {
-			maxconn = cfg.Backend.DefaultMaxConn
-		}
-		specs = append(specs, backend.Spec{
-			Name: s.Name, Addr: s.Address, Mgmt: s.Management, Route: s.Route,
-			Weight: s.Weight, MaxConn: maxconn,
-		})
-	}
-	return specs
-}
-
 // buildRouter makes the routing policy: the configured balancer, wrapped
 // by affinity when enabled.
 func buildRouter(cfg *config.Config) (proxy.Router, *affinity.Affinity, error) {
-	name := "least_request"
-	if cfg.Backend.Balance == config.BalanceRoundRobin {
-		name = "round_robin"
-	}
-	sel, err := balancer.New(name)
+	sel, err := balancer.New(balancerName(cfg))
 	if err != nil {
 		return nil, nil, err
 	}
-	if !cfg.Affinity.Enabled {
+	ao := affinityOptions(cfg)
+	if ao == nil {
 		return proxy.BalancerRouter{Selector: sel}, nil, nil
 	}
-	a, err := affinity.New(affinity.Options{
-		CookieName:       cfg.Affinity.Cookie,
-		MaxAge:           cfg.Affinity.MaxAge.Duration,
-		Secret:           cfg.Affinity.Key,
-		AuthSessionRoute: cfg.Affinity.AuthSessionRoute,
-		Learn:            cfg.Affinity.LearnRoutes,
-	}, sel)
+	a, err := affinity.New(*ao, sel)
 	if err != nil {
 		return nil, nil, fmt.Errorf("affinity: %w", err)
 	}
@@ -76,52 +51,19 @@ func buildRouter(cfg *config.Config) (proxy.Router, *affinity.Affinity, error) {
 
 // buildHandler makes the proxy handler for cfg over pool.
 func buildHandler(cfg *config.Config, pool *backend.Pool, router proxy.Router, obs proxy.Observer, logger *slog.Logger) (*proxy.Handler, error) {
-	var access *slog.Logger
-	if cfg.Global.AccessLog {
-		access = logger.With("log", "access")
-	}
-	retries := cfg.Limits.Retries
-	if !cfg.Limits.Redispatch || retries == 0 {
-		retries = -1
-	}
-	return proxy.New(proxy.Options{
-		Pool:   pool,
-		Router: router,
-		Policy: pathpolicy.New(pathpolicy.Options{
-			Public:        cfg.Paths.Public,
-			AllowJS:       cfg.Paths.AllowJS,
-			DenyRobots:    !cfg.Paths.AllowRobots,
-			AdminNetworks: cfg.Paths.AdminNetworks,
-		}),
-		BlockedStatus:          cfg.Paths.BlockedStatus,
-		Headers:                proxy.HeaderFamily(cfg.Backend.ProxyHeaders),
-		TrustedProxies:         cfg.Backend.TrustedProxies,
-		Security:               proxy.NewSecurityHeaders(cfg.Headers.HSTS, cfg.Headers.ContentTypeOptions, cfg.Headers.ReferrerPolicy, cfg.Headers.FrameOptions),
-		FrameExempt:            cfg.Headers.FrameExempt,
-		Retries:                retries,
-		ConnectTimeout:         cfg.Timeouts.Connect.Duration,
-		ServerTimeout:          cfg.Timeouts.Server.Duration,
-		QueueTimeout:           cfg.Timeouts.Queue.Duration,
-		QueueSize:              cfg.Limits.QueueSize,
-		IdleTimeout:            cfg.Timeouts.BackendIdle.Duration,
-		MaxResponseHeaderBytes: int64(cfg.Limits.MaxResponseHeaderBytes),
-		AccessLog:              access,
-		Logger:                 logger,
-		Observer:               obs,
-	})
+	o := handlerOptions(cfg, logger)
+	o.Pool, o.Router, o.Observer = pool, router, obs
+	return proxy.New(o)
 }
 
 // tlsStore loads the configured certificates, or returns nil when there
 // are none.
 func tlsStore(cfg *config.Config) (*tlsconf.Store, error) {
-	if len(cfg.TLS.Certificates) == 0 {
+	pairs, opts := tlsOptions(cfg)
+	if len(pairs) == 0 {
 		return nil, nil
 	}
-	pairs := make([]tlsconf.Pair, 0, len(cfg.TLS.Certificates))
-	for _, c := range cfg.TLS.Certificates {
-		pairs = append(pairs, tlsconf.Pair{CertFile: c.Cert, KeyFile: c.Key})
-	}
-	return tlsconf.NewStore(pairs, tlsconf.Options{MinVersion: cfg.TLS.MinVersion.ID(), HTTP2: true})
+	return tlsconf.NewStore(pairs, opts)
 }
 
 // frontend is one public listener and its server.
@@ -148,58 +90,34 @@ func (in *instance) openFrontends(ctx context.Context, cfg *config.Config, liste
 		}
 		return nil, err
 	}
-	redirectPort := 0
-	for _, l := range cfg.Listeners {
-		if l.TLS {
-			if _, p, err := net.SplitHostPort(l.Bind); err == nil {
-				fmt.Sscan(p, &redirectPort)
-			}
-			break
-		}
-	}
-	for _, l := range listeners {
-		ln, ok := inherited[l.Bind]
+	for i, p := range listenerPlans(cfg, listeners) {
+		l := listeners[i]
+		ln, ok := inherited[p.Bind]
 		if ok {
-			delete(inherited, l.Bind)
+			delete(inherited, p.Bind)
 		} else {
 			var err error
-			if ln, err = proxy.Listen(ctx, l.Bind, l.Freebind); err != nil {
-				return fail(fmt.Errorf("listener %q: %w", l.Name, err))
+			if ln, err = proxy.Listen(ctx, p.Bind, p.Freebind); err != nil {
+				return fail(fmt.Errorf("listener %q: %w", p.Name, err))
 			}
 		}
 		raw := ln
 		if sem != nil {
 			ln = proxy.LimitListener(ln, sem)
 		}
-		so := proxy.ServerOptions{
-			Handler:              h,
-			HTTP2:                l.HTTP2,
-			HeaderTimeout:        cfg.Timeouts.ClientHeader.Duration,
-			ClientTimeout:        cfg.Timeouts.Client.Duration,
-			WriteTimeout:         cfg.Timeouts.Client.Duration + cfg.Timeouts.Server.Duration,
-			KeepAlive:            cfg.Timeouts.KeepAlive.Duration,
-			MaxHeaderBytes:       cfg.Limits.MaxRequestHeaderBytes,
-			MaxConcurrentStreams: cfg.Limits.H2MaxConcurrentStreams,
-			ErrorLog:             logger.With("listener", l.Name),
-			Conns:                in.conns,
-		}
-		if l.TLS {
+		so := p.Server
+		so.Handler = h
+		so.ErrorLog = logger.With("listener", p.Name)
+		so.Conns = in.conns
+		if p.TLS {
 			if tlsBase == nil {
-				return fail(fmt.Errorf("listener %q: tls without certificates", l.Name))
+				return fail(fmt.Errorf("listener %q: tls without certificates", p.Name))
 			}
 			tc := tlsBase.Clone()
-			if l.HTTP2 {
-				tc.NextProtos = []string{"h2", "http/1.1"}
-			} else {
-				tc.NextProtos = []string{"http/1.1"}
-			}
+			tc.NextProtos = p.NextProtos
 			so.TLS = tc
-		} else if l.RedirectHTTPS {
-			port := l.RedirectPort
-			if port == 0 {
-				port = redirectPort
-			}
-			so.Handler = proxy.RedirectHandler(port)
+		} else if p.RedirectPort != 0 {
+			so.Handler = proxy.RedirectHandler(p.RedirectPort)
 		}
 		out = append(out, &frontend{spec: l, name: l.Name, raw: raw, ln: ln, srv: proxy.NewServer(so), tls: l.TLS})
 	}

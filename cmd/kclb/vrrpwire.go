@@ -19,33 +19,6 @@ type vrrpRunner struct {
 	done   chan struct{}
 }
 
-// vrrpOptions converts one [[vrrp.instance]].
-func (in *instance) vrrpOptions(c config.VRRPInstance) vrrp.Options {
-	return vrrp.Options{
-		Name:           c.Name,
-		Interface:      c.Interface,
-		VRID:           uint8(c.VRID),
-		Priority:       uint8(c.Priority),
-		AdvertInterval: c.AdvertInt.Duration,
-		Version:        c.Version,
-		AuthPass:       c.AuthPass,
-		VIPs:           c.VIPs,
-		UnicastPeers:   c.UnicastPeers,
-		Preempt:        c.Preempt,
-		PreemptDelay:   c.PreemptDelay.Duration,
-		TrackWeight:    uint8(c.TrackWeight),
-		TrackRise:      c.TrackRise,
-		TrackFall:      c.TrackFall,
-		GARPRepeat:     c.GARPRepeat,
-		GARPDelay:      c.GARPDelay.Duration,
-		GARPRefresh:    c.GARPRefresh.Duration,
-		NotifyMaster:   c.NotifyMaster,
-		NotifyBackup:   c.NotifyBackup,
-		NotifyFault:    c.NotifyFault,
-		Logger:         in.logger.With("component", "vrrp", "instance", c.Name),
-	}
-}
-
 // startVRRPLocked makes the running VRRP instances match list: instances
 // whose configuration is unchanged keep running untouched (no spurious
 // transition); changed ones are restarted; removed ones resign. in.mu
@@ -70,7 +43,8 @@ func (in *instance) startVRRPLocked(list []config.VRRPInstance) error {
 			next = append(next, keep)
 			continue
 		}
-		o := in.vrrpOptions(c)
+		o := vrrpOptions(c)
+		o.Logger = in.logger.With("component", "vrrp", "instance", c.Name)
 		o.Inherit = slices.Contains(in.inheritVRRP, c.Name)
 		inst, err := vrrp.New(o)
 		if err != nil {

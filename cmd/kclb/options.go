@@ -1,0 +1,343 @@
+package main
+
+// This file is the whole configuration → runtime conversion: pure
+// functions from a *config.Config to the option values the runtime
+// packages are built with. They open nothing, read no file and start no
+// goroutine; the instance adds its hooks (loggers, callbacks, the pool)
+// to what they return. wiring_test.go proves that every configuration key
+// changes what buildOptions returns, or names where else it is consumed,
+// so a key cannot silently stop reaching the runtime.
+
+import (
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/health"
+	"github.com/kclb/kclb/pathpolicy"
+	"github.com/kclb/kclb/proxy"
+	"github.com/kclb/kclb/tlsconf"
+	"github.com/kclb/kclb/vrrp"
+)
+
+// runtimeOptions is everything one configuration builds, as the runtime
+// packages' own option types. Hook fields (loggers, callbacks, the pool,
+// the router) are left unset: the instance fills them in.
+type runtimeOptions struct {
+	Log       logSettings
+	ConnSlots int
+	TLSPairs  []tlsconf.Pair
+	TLS       tlsconf.Options
+	Listeners []listenerPlan
+	Servers   []backend.Spec
+	Pool      backend.PoolOptions
+	Balancer  string
+	Affinity  *affinity.Options
+	Handler   proxy.Options
+	Checks    checkPlan
+	VRRP      []vrrp.Options
+}
+
+// buildOptions converts a whole configuration. A nil logger in it stands
+// for the process logger.
+func buildOptions(cfg *config.Config) runtimeOptions {
+	pairs, tlsOpts := tlsOptions(cfg)
+	ro := runtimeOptions{
+		Log:       logOptions(cfg.Global),
+		ConnSlots: connSlots(cfg),
+		TLSPairs:  pairs,
+		TLS:       tlsOpts,
+		Listeners: listenerPlans(cfg, cfg.Listeners),
+		Servers:   poolSpecs(cfg),
+		Pool:      poolOptions(cfg),
+		Balancer:  balancerName(cfg),
+		Affinity:  affinityOptions(cfg),
+		Handler:   handlerOptions(cfg, nil),
+		Checks:    checkOptions(cfg),
+	}
+	for _, v := range cfg.VRRP.Instances {
+		ro.VRRP = append(ro.VRRP, vrrpOptions(v))
+	}
+	return ro
+}
+
+// logSettings is what the process logger is built from.
+type logSettings struct {
+	Level slog.Level
+	JSON  bool
+}
+
+// logOptions converts global.log_level and global.log_format.
+func logOptions(g config.Global) logSettings {
+	return logSettings{Level: g.LogLevel.SlogLevel(), JSON: g.LogFormat == config.LogJSON}
+}
+
+// connSlots is the size of the global client connection semaphore
+// (global.maxconn); 0 means no limit.
+func connSlots(cfg *config.Config) int { return max(cfg.Global.MaxConn, 0) }
+
+// tlsOptions converts [tls]: the certificate files and the store options.
+// No pairs means no TLS listener can be served.
+func tlsOptions(cfg *config.Config) ([]tlsconf.Pair, tlsconf.Options) {
+	var pairs []tlsconf.Pair
+	for _, c := range cfg.TLS.Certificates {
+		pairs = append(pairs, tlsconf.Pair{CertFile: c.Cert, KeyFile: c.Key})
+	}
+	return pairs, tlsconf.Options{MinVersion: cfg.TLS.MinVersion.ID(), HTTP2: true}
+}
+
+// listenerPlan is one public listener as openFrontends builds it.
+type listenerPlan struct {
+	Name     string
+	Bind     string
+	Freebind bool
+	// TLS listeners serve with the [tls] certificates and offer
+	// NextProtos through ALPN.
+	TLS        bool
+	NextProtos []string
+	// RedirectPort, when not 0, makes a plain listener answer every
+	// request with a redirect to https on that port.
+	RedirectPort int
+	// Server lacks Handler, TLS, ErrorLog and Conns.
+	Server proxy.ServerOptions
+}
+
+// listenerPlans converts listeners (a subset of cfg.Listeners on reload).
+func listenerPlans(cfg *config.Config, listeners []config.Listener) []listenerPlan {
+	firstTLS := 0
+	for _, l := range cfg.Listeners {
+		if l.TLS {
+			if _, p, err := net.SplitHostPort(l.Bind); err == nil {
+				firstTLS, _ = strconv.Atoi(p)
+			}
+			break
+		}
+	}
+	t := cfg.Timeouts
+	var out []listenerPlan
+	for _, l := range listeners {
+		p := listenerPlan{
+			Name: l.Name, Bind: l.Bind, Freebind: l.Freebind, TLS: l.TLS,
+			Server: proxy.ServerOptions{
+				HTTP2:                l.HTTP2,
+				HeaderTimeout:        t.ClientHeader.Duration,
+				ClientTimeout:        t.Client.Duration,
+				WriteTimeout:         t.Client.Duration + t.Server.Duration,
+				KeepAlive:            t.KeepAlive.Duration,
+				MaxHeaderBytes:       cfg.Limits.MaxRequestHeaderBytes,
+				MaxConcurrentStreams: cfg.Limits.H2MaxConcurrentStreams,
+			},
+		}
+		switch {
+		case l.TLS && l.HTTP2:
+			p.NextProtos = []string{"h2", "http/1.1"}
+		case l.TLS:
+			p.NextProtos = []string{"http/1.1"}
+		case l.RedirectHTTPS:
+			p.RedirectPort = l.RedirectPort
+			if p.RedirectPort == 0 {
+				p.RedirectPort = firstTLS
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// poolSpecs converts configured servers to backend specs.
+func poolSpecs(cfg *config.Config) []backend.Spec {
+	specs := make([]backend.Spec, 0, len(cfg.Backend.Servers))
+	for _, s := range cfg.Backend.Servers {
+		maxconn := s.MaxConn
+		if maxconn == 0 {
+			maxconn = cfg.Backend.DefaultMaxConn
+		}
+		specs = append(specs, backend.Spec{
+			Name: s.Name, Addr: s.Address, Mgmt: s.Management, Route: s.Route,
+			Weight: s.Weight, MaxConn: maxconn,
+		})
+	}
+	return specs
+}
+
+// poolOptions converts the pool's share of [health]; the hooks are left
+// for the instance.
+func poolOptions(cfg *config.Config) backend.PoolOptions {
+	return backend.PoolOptions{
+		PanicThreshold: cfg.Health.PanicThreshold,
+		PassiveFails:   passiveFails(cfg.Health.PassiveFails),
+	}
+}
+
+// passiveFails converts health.passive_fails (0 disables) to the pool's
+// convention (negative disables).
+func passiveFails(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// balancerName converts backend.balance to a balancer.New name.
+func balancerName(cfg *config.Config) string {
+	if cfg.Backend.Balance == config.BalanceRoundRobin {
+		return "round_robin"
+	}
+	return "least_request"
+}
+
+// affinityOptions converts [affinity]; nil when affinity is off.
+func affinityOptions(cfg *config.Config) *affinity.Options {
+	a := cfg.Affinity
+	if !a.Enabled {
+		return nil
+	}
+	return &affinity.Options{
+		CookieName:       a.Cookie,
+		MaxAge:           a.MaxAge.Duration,
+		Secret:           a.Key,
+		AuthSessionRoute: a.AuthSessionRoute,
+		Learn:            a.LearnRoutes,
+	}
+}
+
+// handlerOptions converts the proxy handler's settings. Pool, Router and
+// Observer are left for the instance; logger (nil allowed) becomes the
+// handler's logger and, with global.access_log, the access log's parent.
+func handlerOptions(cfg *config.Config, logger *slog.Logger) proxy.Options {
+	var access *slog.Logger
+	if cfg.Global.AccessLog {
+		parent := logger
+		if parent == nil {
+			parent = slog.Default()
+		}
+		access = parent.With("log", "access")
+	}
+	retries := cfg.Limits.Retries
+	if !cfg.Limits.Redispatch || retries == 0 {
+		retries = -1
+	}
+	return proxy.Options{
+		Policy: pathpolicy.New(pathpolicy.Options{
+			Public:        cfg.Paths.Public,
+			AllowJS:       cfg.Paths.AllowJS,
+			DenyRobots:    !cfg.Paths.AllowRobots,
+			AdminNetworks: cfg.Paths.AdminNetworks,
+		}),
+		BlockedStatus:          cfg.Paths.BlockedStatus,
+		Headers:                proxy.HeaderFamily(cfg.Backend.ProxyHeaders),
+		TrustedProxies:         cfg.Backend.TrustedProxies,
+		Security:               proxy.NewSecurityHeaders(cfg.Headers.HSTS, cfg.Headers.ContentTypeOptions, cfg.Headers.ReferrerPolicy, cfg.Headers.FrameOptions),
+		FrameExempt:            cfg.Headers.FrameExempt,
+		Retries:                retries,
+		ConnectTimeout:         cfg.Timeouts.Connect.Duration,
+		ServerTimeout:          cfg.Timeouts.Server.Duration,
+		QueueTimeout:           cfg.Timeouts.Queue.Duration,
+		QueueSize:              cfg.Limits.QueueSize,
+		IdleTimeout:            cfg.Timeouts.BackendIdle.Duration,
+		MaxResponseHeaderBytes: int64(cfg.Limits.MaxResponseHeaderBytes),
+		AccessLog:              access,
+		Logger:                 logger,
+	}
+}
+
+// checkPlan is what the active checks and DNS discovery are built from.
+type checkPlan struct {
+	// Active runs the health checker (health.enabled).
+	Active bool
+	// Health lacks Logger, Observe and OnRoute.
+	Health health.Options
+	// Discovery is nil without backend.dns_name; it lacks Logger.
+	Discovery *health.DiscoveryOptions
+}
+
+// checkOptions converts [health] and the discovery keys of [backend].
+func checkOptions(cfg *config.Config) checkPlan {
+	p := checkPlan{Active: cfg.Health.Enabled, Health: healthOptions(cfg)}
+	if b := cfg.Backend; b.DNSName != "" {
+		mgmt := uint16(b.DNSManagementPort)
+		if !cfg.Health.Enabled {
+			mgmt = 0
+		}
+		p.Discovery = &health.DiscoveryOptions{
+			Name:     b.DNSName,
+			Port:     uint16(b.DNSPort),
+			MgmtPort: mgmt,
+			Template: backend.Spec{MaxConn: b.DefaultMaxConn},
+			Interval: b.DNSInterval.Duration,
+			Grace:    cfg.Global.ShutdownGrace.Duration,
+		}
+	}
+	return p
+}
+
+// healthOptions converts [health], deep probes included. The probes that
+// use Keycloak's traffic port (well-known, lb-check, token) speak plain
+// HTTP there, as the proxy does: health.scheme is the management port's.
+func healthOptions(cfg *config.Config) health.Options {
+	h := cfg.Health
+	mode, ok := health.ParseClusterMode(h.ClusterCheck)
+	if !ok {
+		mode = health.ClusterOff // config validation rejects other values
+	}
+	o := health.Options{
+		Path:               h.Path,
+		LivePath:           h.LivePath,
+		StartedPath:        h.StartedPath,
+		Scheme:             h.Scheme.String(),
+		TrafficScheme:      "http",
+		CAFile:             h.CAFile,
+		InsecureSkipVerify: h.InsecureSkipVerify,
+		Interval:           h.Interval.Duration,
+		Timeout:            h.Timeout.Duration,
+		Rise:               h.Rise,
+		Fall:               h.Fall,
+		Slowstart:          h.Slowstart.Duration,
+		MaxBodyBytes:       int64(h.MaxBodyBytes),
+		Realm:              h.Realm,
+		WellKnown:          h.WellKnown,
+		ClusterCheck:       mode,
+		LBCheck:            h.LBCheck,
+	}
+	if h.Slowstart.Duration == 0 {
+		o.Slowstart = -1
+	}
+	if h.TokenClientID != "" {
+		o.TokenProbe = health.TokenProbe{
+			ClientID:   h.TokenClientID,
+			SecretFile: h.TokenSecretFile,
+			Interval:   h.TokenInterval.Duration,
+		}
+	}
+	return o
+}
+
+// vrrpOptions converts one [[vrrp.instance]]; Logger and Inherit are left
+// for the instance.
+func vrrpOptions(c config.VRRPInstance) vrrp.Options {
+	return vrrp.Options{
+		Name:           c.Name,
+		Interface:      c.Interface,
+		VRID:           uint8(c.VRID),
+		Priority:       uint8(c.Priority),
+		AdvertInterval: c.AdvertInt.Duration,
+		Version:        c.Version,
+		AuthPass:       c.AuthPass,
+		VIPs:           c.VIPs,
+		UnicastPeers:   c.UnicastPeers,
+		Preempt:        c.Preempt,
+		PreemptDelay:   c.PreemptDelay.Duration,
+		TrackWeight:    uint8(c.TrackWeight),
+		TrackRise:      c.TrackRise,
+		TrackFall:      c.TrackFall,
+		GARPRepeat:     c.GARPRepeat,
+		GARPDelay:      c.GARPDelay.Duration,
+		GARPRefresh:    c.GARPRefresh.Duration,
+		NotifyMaster:   c.NotifyMaster,
+		NotifyBackup:   c.NotifyBackup,
+		NotifyFault:    c.NotifyFault,
+	}
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kclb/kclb/kcsim"
+)
+
+// probeInterval is health.interval in newEnv's configuration.
+const probeInterval = 200 * time.Millisecond
+
+// newProbeEnv starts kclb in front of three stand-ins with extra keys in
+// its [health] section.
+func newProbeEnv(t *testing.T, ko kcsim.Options, healthKeys string) *env {
+	t.Helper()
+	e := newEnv(t, envOptions{kcsim: ko, extra: echoPaths, noProc: true})
+	b, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), "[health]\n", "[health]\n"+healthKeys+"\n", 1)
+	if err := os.WriteFile(e.cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.proc = startKclb(t, e.cfgPath, 2)
+	return e
+}
+
+// traffic is a client that keeps sending /echo requests through kclb and
+// counts where they went and what failed, until stopped.
+type traffic struct {
+	stop context.CancelFunc
+	done chan struct{}
+
+	mu     sync.Mutex // guards the fields below
+	nodes  map[string]int
+	errors []string
+}
+
+func startTraffic(t *testing.T, e *env) *traffic {
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &traffic{stop: cancel, done: make(chan struct{}), nodes: map[string]int{}}
+	c := e.client(false)
+	go func() {
+		defer close(tr.done)
+		for ctx.Err() == nil {
+			req, _ := http.NewRequestWithContext(ctx, "GET", e.url("/echo"), nil)
+			resp, err := c.Do(req)
+			if ctx.Err() != nil {
+				return
+			}
+			var got echo
+			if err == nil {
+				var body []byte
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode == 200 {
+					err = json.Unmarshal(body, &got)
+				}
+			}
+			tr.mu.Lock()
+			switch {
+			case err != nil:
+				tr.errors = append(tr.errors, err.Error())
+			case resp.StatusCode != 200:
+				tr.errors = append(tr.errors, resp.Status)
+			default:
+				tr.nodes[got.Node]++
+			}
+			tr.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { tr.stop(); <-tr.done })
+	return tr
+}
+
+// reset returns the counts so far and starts new ones.
+func (tr *traffic) reset() (map[string]int, []string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	n, e := tr.nodes, tr.errors
+	tr.nodes, tr.errors = map[string]int{}, nil
+	return n, e
+}
+
+// waitServing waits until requests reach every one of names.
+func (tr *traffic) waitServing(t *testing.T, names ...string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		tr.mu.Lock()
+		all := true
+		for _, n := range names {
+			all = all && tr.nodes[n] > 0
+		}
+		tr.mu.Unlock()
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			n, errs := tr.reset()
+			t.Fatalf("requests never reached all of %v: %v (errors %v)", names, n, errs)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the counts: the client has no event for them
+	}
+}
+
+// avoids checks that, once requests in flight have drained (a window in
+// which others all served), a further window of requests never reached
+// node.
+func (tr *traffic) avoids(t *testing.T, node string, others ...string) {
+	t.Helper()
+	tr.reset()
+	tr.waitServing(t, others...)
+	tr.reset()
+	tr.waitServing(t, others...)
+	if n, _ := tr.reset(); n[node] > 0 {
+		t.Fatalf("%s still gets traffic after leaving rotation: %v", node, n)
+	}
+}
+
+// recovers turns the failure switch set off, waits for node to come back
+// up and serve, stops the traffic and checks that no request failed at
+// any point.
+func (tr *traffic) recovers(t *testing.T, e *env, node string, set func(bool)) {
+	t.Helper()
+	up := e.proc.watch("server=" + node + " from=down to=up")
+	set(false)
+	waitLog(t, up, node+" back up", 30*probeInterval)
+	tr.waitServing(t, node)
+	tr.stop()
+	<-tr.done
+	if _, errs := tr.reset(); len(errs) > 0 {
+		t.Fatalf("%d client errors: %v", len(errs), errs[:min(len(errs), 5)])
+	}
+}
+
+// TestClusterSplitEjectsMinority pins issue 18, item 4: with
+// cluster_check = "eject" a node whose cluster view disagrees with the
+// majority (a split, through kcsim's switch) leaves rotation after `fall`
+// (3) failed rounds, and clients see no error. On c0768d7 the key never
+// reached the checker and the node stayed in rotation.
+func TestClusterSplitEjectsMinority(t *testing.T) {
+	e := newProbeEnv(t, kcsim.Options{}, `cluster_check = "eject"`)
+	tr := startTraffic(t, e)
+	tr.waitServing(t, "keycloak1", "keycloak2", "keycloak3")
+
+	down := e.proc.watch(`server=keycloak2 from=up to=down`)
+	start := time.Now()
+	e.cluster.At(1).Node.SetSplit(true)
+	var line string
+	select {
+	case line = <-down:
+	case <-time.After(30 * probeInterval):
+		n, errs := tr.reset()
+		t.Fatalf("split node still in rotation after %v (30 intervals); traffic %v, errors %v", time.Since(start), n, errs)
+	}
+	took := time.Since(start)
+	if !strings.Contains(line, "cluster split") || !strings.Contains(line, "(3 consecutive failures)") {
+		t.Fatalf("transition %q: want a cluster split after fall=3 rounds", line)
+	}
+	t.Logf("split node out of rotation %v after the split = %.1f intervals", took.Round(time.Millisecond), float64(took)/float64(probeInterval))
+
+	// The minority node gets nothing new; the others serve everything.
+	tr.avoids(t, "keycloak2", "keycloak1", "keycloak3")
+
+	// Healing the split brings it back.
+	tr.recovers(t, e, "keycloak2", e.cluster.At(1).Node.SetSplit)
+}
+
+// TestTokenAndWellKnownProbes pins issue 18, item 4 for the authenticated
+// probe and OIDC discovery: a node whose token endpoint fails leaves
+// rotation (reason names the token probe) with no client error, comes
+// back when it answers again, and the probe secret never reaches the log.
+// On c0768d7 token_client_id and well_known were ignored.
+func TestTokenAndWellKnownProbes(t *testing.T) {
+	const secret = "probe-secret-e2e-7f3a"
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "probe.secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newProbeEnv(t, kcsim.Options{ProbeSecret: secret}, fmt.Sprintf(`
+realm = "test"
+well_known = true
+token_client_id = "kclb-probe"
+token_secret_file = %q
+token_interval = "1s"
+`, secretFile))
+	tr := startTraffic(t, e)
+	tr.waitServing(t, "keycloak1", "keycloak2", "keycloak3")
+
+	down := e.proc.watch(`server=keycloak3 from=up to=down`)
+	start := time.Now()
+	e.cluster.At(2).Node.SetTokenFail(true)
+	line := waitLog(t, down, "token probe failure", 30*probeInterval)
+	if !strings.Contains(line, "token: HTTP 500") || !strings.Contains(line, "(3 consecutive failures)") {
+		t.Fatalf("transition %q: want the token probe named, after fall=3 rounds", line)
+	}
+	took := time.Since(start)
+	t.Logf("node with a failing token endpoint out of rotation after %v = %.1f intervals", took.Round(time.Millisecond), float64(took)/float64(probeInterval))
+	tr.avoids(t, "keycloak3", "keycloak1", "keycloak2")
+
+	tr.recovers(t, e, "keycloak3", e.cluster.At(2).Node.SetTokenFail)
+	if logs := strings.Join(e.proc.Logs(), "\n"); strings.Contains(logs, secret) {
+		t.Fatal("the probe secret appears in kclb's log")
+	}
+}

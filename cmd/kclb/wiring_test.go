@@ -1,0 +1,415 @@
+package main
+
+import (
+	"bytes"
+	"encoding"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/kclb/kclb/config"
+)
+
+// consumedElsewhere names the configuration keys that do not reach the
+// runtime through buildOptions, where they are consumed instead, and the
+// test that pins them there. Keep it small: a key belongs here only when
+// its consumer cannot take a pure option value. Every other key must
+// change what buildOptions returns.
+var consumedElsewhere = map[string]string{
+	"global.name":        "admin.Options.Name in startAdmin (adminwire.go): the instance name `kclb status` and the status API show",
+	"global.state_file":  "admin.NewStateFile in startAdmin: persisted drain/disable states; TestAdminStatePersistsAcrossRestart",
+	"admin.socket":       "listenAdminSocket in startAdmin: the admin API's Unix socket; TestAdminCommandsOverSocket",
+	"admin.socket_mode":  "listenAdminSocket: chmod of the socket; TestAdminSocketPermissionDenied",
+	"admin.socket_group": "listenAdminSocket: chown of the socket to the group (an error names admin.socket_group)",
+	"admin.tcp":          "startAdmin: the admin API's TCP listener; TestAdminTCPAuth",
+	"admin.token_file":   "startAdmin: the bearer token of admin.tcp; TestAdminTCPAuth",
+}
+
+// wiringBase writes the files a full configuration needs into dir and
+// returns a configuration that switches every feature on, so that every
+// key, including those only read when another is set (DNS discovery, the
+// token probe, VRRP version 2 authentication), is consumed.
+func wiringBase(t *testing.T, dir string) (base string, files map[string]string) {
+	t.Helper()
+	cert, key, _ := testCert(t, dir)
+	files = map[string]string{"cert": cert, "key": key}
+	for name, content := range map[string]string{
+		"cert2": "cert copy", "key2": "key copy", "ca": "ca", "ca2": "ca2",
+		"probe": "probe-secret", "probe2": "probe-secret-2",
+		"affinity": "affinity-secret-from-file-0123456789", "token": "admin-token",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files[name] = p
+	}
+	base = fmt.Sprintf(`
+[global]
+name = "edge1"
+maxconn = 1000
+log_format = "text"
+log_level = "info"
+access_log = true
+shutdown_grace = "10s"
+state_file = %[6]q
+
+[timeouts]
+connect = "5s"
+
+[[listener]]
+name = "https"
+bind = "127.0.0.1:8443"
+tls = true
+http2 = true
+
+[[listener]]
+name = "http"
+bind = "127.0.0.1:8080"
+redirect_https = true
+
+[[tls.certificate]]
+cert = %[1]q
+key = %[2]q
+
+[backend]
+trusted_proxies = ["10.1.0.0/16"]
+dns_name = "keycloak.example.org"
+
+[[backend.server]]
+name = "keycloak1"
+address = "127.0.0.1:18081"
+management = "127.0.0.1:19001"
+route = "kc1"
+
+[paths]
+allow_js = false
+
+[affinity]
+secret = "0123456789abcdef0123"
+
+[health]
+scheme = "https"
+ca_file = %[3]q
+realm = "test"
+well_known = false
+cluster_check = "eject"
+lb_check = false
+token_client_id = "kclb-probe"
+token_secret_file = %[4]q
+token_interval = "30s"
+
+[admin]
+socket = %[7]q
+tcp = "127.0.0.1:9999"
+token_file = %[5]q
+
+[[vrrp.instance]]
+name = "vi1"
+interface = "lo"
+vrid = 51
+version = 2
+auth_pass = "pass1"
+vips = ["203.0.113.100/32"]
+unicast_peers = ["203.0.113.11"]
+notify_master = "/bin/true"
+`, cert, key, files["ca"], files["probe"], files["token"],
+		filepath.Join(dir, "state.json"), filepath.Join(dir, "admin.sock"))
+	return base, files
+}
+
+// wiringOverrides change a key where the generic mutation (flip, +1,
+// append) would give an invalid file, and make only the companion change
+// validity requires.
+func wiringOverrides(files map[string]string) map[string]func(c *config.Config) {
+	return map[string]func(c *config.Config){
+		"listener.bind": func(c *config.Config) { c.Listeners[0].Bind = "127.0.0.1:9443" },
+		"listener.tls": func(c *config.Config) {
+			c.Listeners[0].TLS, c.Listeners[0].HTTP2 = false, false
+		},
+		"listener.http2":          func(c *config.Config) { c.Listeners[0].HTTP2 = false },
+		"listener.redirect_https": func(c *config.Config) { c.Listeners[1].RedirectHTTPS = false },
+		"listener.redirect_port":  func(c *config.Config) { c.Listeners[1].RedirectPort = 443 },
+		"tls.certificate.cert":    func(c *config.Config) { c.TLS.Certificates[0].Cert = files["cert2"] },
+		"tls.certificate.key":     func(c *config.Config) { c.TLS.Certificates[0].Key = files["key2"] },
+		"backend.server.address":  func(c *config.Config) { c.Backend.Servers[0].Address = "127.0.0.1:18082" },
+		"backend.server.management": func(c *config.Config) {
+			c.Backend.Servers[0].Management = "127.0.0.1:19002"
+		},
+		"paths.blocked_status": func(c *config.Config) { c.Paths.BlockedStatus = 403 },
+		"affinity.secret_file": func(c *config.Config) {
+			c.Affinity.Secret, c.Affinity.SecretFile = "", files["affinity"]
+		},
+		"health.scheme": func(c *config.Config) {
+			c.Health.Scheme, c.Health.CAFile = config.SchemeHTTP, ""
+		},
+		"health.ca_file":           func(c *config.Config) { c.Health.CAFile = files["ca2"] },
+		"health.cluster_check":     func(c *config.Config) { c.Health.ClusterCheck = "report" },
+		"health.token_secret_file": func(c *config.Config) { c.Health.TokenSecretFile = files["probe2"] },
+		"vrrp.instance.version": func(c *config.Config) {
+			c.VRRP.Instances[0].Version, c.VRRP.Instances[0].AuthPass = 3, ""
+		},
+	}
+}
+
+// TestEveryKeyReachesTheRuntime pins issue 18, item 4: every key of the
+// configuration structs, found by reflection over their TOML tags, either
+// changes what buildOptions builds when it changes, or is listed in
+// consumedElsewhere. A new key without either fails here.
+func TestEveryKeyReachesTheRuntime(t *testing.T) {
+	dir := t.TempDir()
+	baseText, files := wiringBase(t, dir)
+	overrides := wiringOverrides(files)
+	load := func(t *testing.T, text string) *config.Config {
+		t.Helper()
+		c, err := config.Parse([]byte(text), dir)
+		if err != nil {
+			t.Fatalf("configuration does not parse: %v\n%s", err, text)
+		}
+		return c
+	}
+	base := load(t, baseText)
+	baseOpts := buildOptions(base)
+
+	keys := configKeys(reflect.TypeFor[config.Config](), "")
+	for k := range consumedElsewhere {
+		if !slices.Contains(keys, k) {
+			t.Errorf("consumedElsewhere names %q, which is not a configuration key", k)
+		}
+	}
+	for k := range overrides {
+		if !slices.Contains(keys, k) {
+			t.Errorf("override for %q, which is not a configuration key", k)
+		}
+	}
+	for _, key := range keys {
+		t.Run(key, func(t *testing.T) {
+			if why, ok := consumedElsewhere[key]; ok {
+				if why == "" {
+					t.Fatal("consumedElsewhere entry without a reason")
+				}
+				t.Logf("consumed elsewhere: %s", why)
+				return
+			}
+			c := load(t, baseText)
+			if set, ok := overrides[key]; ok {
+				set(c)
+			} else if err := mutate(configField(c, key)); err != nil {
+				t.Fatalf("%v: add an entry to wiringOverrides", err)
+			}
+			var buf bytes.Buffer
+			if err := toml.NewEncoder(&buf).Encode(c); err != nil {
+				t.Fatal(err)
+			}
+			changed := load(t, buf.String())
+			if reflect.DeepEqual(changed, base) {
+				t.Fatalf("the mutation did not change the configuration")
+			}
+			diff := firstDiff(reflect.ValueOf(baseOpts), reflect.ValueOf(buildOptions(changed)), "runtimeOptions")
+			if diff == "" {
+				t.Fatalf("changing %s from %v to %v changes nothing the runtime is built with: wire it in options.go, or list it in consumedElsewhere with a reason",
+					key, configField(base, key).Interface(), configField(changed, key).Interface())
+			}
+			t.Logf("%s reaches %s", key, diff)
+		})
+	}
+}
+
+// configKeys lists the dotted TOML keys of every leaf field of t, with
+// list entries ([[listener]], [[backend.server]], ...) under the list's
+// name.
+func configKeys(t reflect.Type, prefix string) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+		if tag == "-" || !f.IsExported() {
+			continue
+		}
+		if tag == "" {
+			panic("config field " + t.Name() + "." + f.Name + " has no toml tag")
+		}
+		key := prefix + tag
+		ft := f.Type
+		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct && !isLeaf(ft.Elem()) {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct && !isLeaf(ft) {
+			out = append(out, configKeys(ft, key+".")...)
+			continue
+		}
+		out = append(out, key)
+	}
+	return out
+}
+
+// isLeaf reports whether t is written as one TOML value (Duration,
+// netip.Prefix, ...).
+func isLeaf(t reflect.Type) bool {
+	return reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]())
+}
+
+// configField returns the settable field of c named by key; list keys
+// address the first entry.
+func configField(c *config.Config, key string) reflect.Value {
+	v := reflect.ValueOf(c).Elem()
+	for part := range strings.SplitSeq(key, ".") {
+		if v.Kind() == reflect.Slice {
+			v = v.Index(0)
+		}
+		found := false
+		for i := range v.NumField() {
+			if strings.Split(v.Type().Field(i).Tag.Get("toml"), ",")[0] == part {
+				v, found = v.Field(i), true
+				break
+			}
+		}
+		if !found {
+			panic("no config key " + key)
+		}
+	}
+	return v
+}
+
+// mutate changes v to another valid value of its type.
+func mutate(v reflect.Value) error {
+	switch p := v.Addr().Interface().(type) {
+	case *config.Duration:
+		p.Duration += time.Second
+		return nil
+	case *[]netip.Prefix:
+		*p = append(*p, netip.MustParsePrefix("192.0.2.0/24"))
+		return nil
+	case *[]netip.Addr:
+		*p = append(*p, netip.MustParseAddr("192.0.2.1"))
+		return nil
+	case *[]string:
+		next := "/extra/"
+		if len(*p) > 0 {
+			next = (*p)[0] + "x"
+		}
+		*p = append(*p, next)
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.Bool:
+		v.SetBool(!v.Bool())
+	case reflect.Int:
+		v.SetInt(v.Int() + 1)
+	case reflect.Float64:
+		v.SetFloat(v.Float() + 0.25)
+	case reflect.String:
+		v.SetString(v.String() + "x")
+	case reflect.Uint8, reflect.Uint32:
+		// Enums and modes: the next value if it has a spelling, else the
+		// previous one.
+		old := v.Uint()
+		v.SetUint(old + 1)
+		if m, ok := v.Interface().(encoding.TextMarshaler); ok {
+			if _, err := m.MarshalText(); err != nil {
+				v.SetUint(old - 1)
+			}
+		}
+	default:
+		return fmt.Errorf("no mutation for %s", v.Type())
+	}
+	return nil
+}
+
+// firstDiff returns the path of the first difference between a and b, or
+// "" if they are equal. Functions and loggers compare by being set or not
+// (pure conversions leave hooks to the instance); everything else
+// compares deeply, unexported fields included.
+func firstDiff(a, b reflect.Value, path string) string {
+	if a.Type() != b.Type() {
+		return path + " (type)"
+	}
+	switch a.Kind() {
+	case reflect.Func, reflect.Chan:
+		if a.IsNil() != b.IsNil() {
+			return path
+		}
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() {
+			if a.IsNil() != b.IsNil() {
+				return path
+			}
+			return ""
+		}
+		if a.Type() == reflect.TypeFor[*slog.Logger]() {
+			return ""
+		}
+		return firstDiff(a.Elem(), b.Elem(), path)
+	case reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			if a.IsNil() != b.IsNil() {
+				return path
+			}
+			return ""
+		}
+		return firstDiff(a.Elem(), b.Elem(), path)
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if d := firstDiff(a.Field(i), b.Field(i), path+"."+a.Type().Field(i).Name); d != "" {
+				return d
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if a.Len() != b.Len() {
+			return path + " (length)"
+		}
+		for i := range a.Len() {
+			if d := firstDiff(a.Index(i), b.Index(i), fmt.Sprintf("%s[%d]", path, i)); d != "" {
+				return d
+			}
+		}
+	case reflect.Map:
+		if a.Len() != b.Len() {
+			return path + " (length)"
+		}
+		for _, k := range a.MapKeys() {
+			bv := b.MapIndex(k)
+			if !bv.IsValid() {
+				return fmt.Sprintf("%s[%v]", path, k)
+			}
+			if d := firstDiff(a.MapIndex(k), bv, fmt.Sprintf("%s[%v]", path, k)); d != "" {
+				return d
+			}
+		}
+	case reflect.Bool:
+		if a.Bool() != b.Bool() {
+			return path
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if a.Int() != b.Int() {
+			return path
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		if a.Uint() != b.Uint() {
+			return path
+		}
+	case reflect.Float32, reflect.Float64:
+		if a.Float() != b.Float() {
+			return path
+		}
+	case reflect.String:
+		if a.String() != b.String() {
+			return path
+		}
+	case reflect.UnsafePointer:
+		if a.Pointer() != b.Pointer() {
+			return path
+		}
+	default:
+		panic("firstDiff: unhandled kind " + a.Kind().String() + " at " + path)
+	}
+	return ""
+}
