@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +54,10 @@ type Options struct {
 	// from the signed expiry. Default 6h; at least 1s. A client still
 	// pinned when less than half of it remains gets a fresh cookie.
 	MaxAge time.Duration
+	// Session sends the cookie without Max-Age, so the browser keeps it
+	// only until it closes; the signed expiry still bounds a pin at
+	// MaxAge and is renewed the same way. Default false.
+	Session bool
 	// Secret signs cookies; required, at least 16 bytes. kclb instances
 	// that take over from each other must share it.
 	Secret []byte
@@ -179,7 +182,7 @@ type Affinity struct {
 	maxAge   int64 // seconds
 	fallback balancer.Selector
 	codec    *codec
-	cookieSA string // "; Max-Age=N; Path=/; HttpOnly" suffix
+	cookieSA string // attributes after the value (cookieAttributes)
 
 	ids  atomic.Pointer[idTable]
 	idMu sync.Mutex // serialises id table updates
@@ -236,7 +239,7 @@ func New(opts Options, fallback balancer.Selector) (*Affinity, error) {
 		codec:    newCodec(opts.Secret),
 		pending:  make(map[string]pendingRoute),
 	}
-	a.cookieSA = "; Max-Age=" + strconv.FormatInt(a.maxAge, 10) + "; Path=/; HttpOnly"
+	a.cookieSA = cookieAttributes(a.maxAge, opts.Session)
 	a.ids.Store(&idTable{idName: map[string]string{}, nameID: map[string]string{}})
 	a.routes.Store(&routeTable{m: map[string]routeEntry{}})
 	return a, nil

@@ -50,6 +50,16 @@ var (
 	ErrCookieExpired = errors.New("affinity: cookie expired")
 )
 
+// cookieAttributes returns the attributes written after the affinity
+// cookie's value: Max-Age (left out for a session cookie), Path=/ and
+// HttpOnly.
+func cookieAttributes(maxAge int64, session bool) string {
+	if session {
+		return "; Path=/; HttpOnly"
+	}
+	return "; Max-Age=" + strconv.FormatInt(maxAge, 10) + "; Path=/; HttpOnly"
+}
+
 // codec signs and verifies KC_ROUTE values with keys derived from one
 // secret. It is safe for concurrent use.
 type codec struct {

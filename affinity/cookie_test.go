@@ -2,6 +2,7 @@ package affinity
 
 import (
 	"errors"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -388,4 +389,27 @@ func FuzzPick(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSessionCookie pins issue 18, item 6: with Session the cookie carries
+// no Max-Age (the browser drops it on close), and it still pins until its
+// signed expiry.
+func TestSessionCookie(t *testing.T) {
+	f := newFixture(t, 2, true, func(o *Options) { o.Session = true })
+	h := http.Header{}
+	f.aff.Respond(h, Decision{Server: f.server("kc2"), SetCookie: true}, true)
+	raw := h.Values("Set-Cookie")
+	if len(raw) != 1 || strings.Contains(raw[0], "Max-Age") || strings.Contains(raw[0], "Expires") {
+		t.Fatalf("Set-Cookie = %q, want one session cookie (no Max-Age, no Expires)", raw)
+	}
+	c, err := http.ParseSetCookie(raw[0])
+	if err != nil || c.Path != "/" || !c.HttpOnly || !c.Secure {
+		t.Fatalf("cookie %+v, err %v (raw %q)", c, err, raw[0])
+	}
+	if d := f.pick(nil, "KC_ROUTE="+c.Value); name(d.Server) != "kc2" || d.Source != SourceCookie {
+		t.Fatalf("session cookie picks %s via %v, want kc2 via cookie", name(d.Server), d.Source)
+	}
+	if _, exp, err := DecodeCookie(testSecret, c.Value, epoch); err != nil || !exp.Equal(epoch.Add(6*time.Hour)) {
+		t.Fatalf("signed expiry %v (err %v), want the 6h default", exp, err)
+	}
 }

@@ -238,8 +238,10 @@ type Affinity struct {
 	// Cookie is the affinity cookie's name. It must not be one of Keycloak's
 	// cookies (AUTH_SESSION_ID... above all). Default "KC_ROUTE".
 	Cookie string `toml:"cookie"`
-	// MaxAge is the cookie's lifetime; 0 makes it a session cookie.
-	// Default 6h; must be >= 0.
+	// MaxAge is the cookie's lifetime, sent as Max-Age and signed into the
+	// cookie; 0 makes it a session cookie (no Max-Age; the signed pin
+	// still lasts 6h and is renewed like any other). Default 6h; must be
+	// 0 or a whole number of seconds >= 1s.
 	MaxAge Duration `toml:"max_age"`
 	// Secret is the HMAC key that signs the cookie, at least 16 bytes; share
 	// it between edge nodes. Default "". Set Secret or SecretFile, not both.

@@ -233,6 +233,11 @@ func TestParseInvalid(t *testing.T) {
 		{"auth session cookie", base + "[affinity]\ncookie = \"AUTH_SESSION_ID_KCLB\"\n",
 			"line 10: affinity.cookie: \"AUTH_SESSION_ID_KCLB\" would clobber Keycloak's AUTH_SESSION_ID cookie and cause redirect loops; use e.g. \"KC_ROUTE\""},
 		{"short secret", base + "[affinity]\nsecret = \"short\"\n", "line 10: affinity.secret: is 5 bytes; want at least 16"},
+		// Issue 18, item 6: sub-second values passed check, then failed run.
+		{"sub-second max_age", base + "[affinity]\nmax_age = \"500ms\"\n",
+			"line 10: affinity.max_age: 500ms is below 1s (the cookie's Max-Age counts seconds; \"0s\" makes a session cookie)"},
+		{"fractional max_age", base + "[affinity]\nmax_age = \"90.5s\"\n",
+			"line 10: affinity.max_age: 1m30.5s is not a whole number of seconds (the cookie's Max-Age counts seconds)"},
 		{"blocked status", base + "[paths]\nblocked_status = 500\n", "line 10: paths.blocked_status: 500 is not 403 or 404"},
 		{"health timeout over interval", base + "[health]\ninterval = \"1s\"\ntimeout = \"2s\"\n",
 			"line 11: health.timeout: 2s is longer than health.interval (1s)"},

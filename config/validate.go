@@ -345,7 +345,15 @@ func (c *Config) validate(v *validator) {
 			}
 		}
 	}
-	v.nonNegative("affinity.max_age", a.MaxAge)
+	// Max-Age counts whole seconds; 0 is the session cookie.
+	switch d := a.MaxAge.Duration; {
+	case d < 0:
+		v.problem("affinity.max_age", "must not be negative, got %s", d)
+	case d > 0 && d < time.Second:
+		v.problem("affinity.max_age", "%s is below 1s (the cookie's Max-Age counts seconds; \"0s\" makes a session cookie)", d)
+	case d%time.Second != 0:
+		v.problem("affinity.max_age", "%s is not a whole number of seconds (the cookie's Max-Age counts seconds)", d)
+	}
 
 	c.validateHealth(v)
 

@@ -189,7 +189,9 @@ func balancerName(cfg *config.Config) string {
 	return "least_request"
 }
 
-// affinityOptions converts [affinity]; nil when affinity is off.
+// affinityOptions converts [affinity]; nil when affinity is off. A
+// max_age of 0 is a session cookie, whose signed pin keeps the affinity
+// package's default lifetime.
 func affinityOptions(cfg *config.Config) *affinity.Options {
 	a := cfg.Affinity
 	if !a.Enabled {
@@ -198,6 +200,7 @@ func affinityOptions(cfg *config.Config) *affinity.Options {
 	return &affinity.Options{
 		CookieName:       a.Cookie,
 		MaxAge:           a.MaxAge.Duration,
+		Session:          a.MaxAge.Duration == 0,
 		Secret:           a.Key,
 		AuthSessionRoute: a.AuthSessionRoute,
 		Learn:            a.LearnRoutes,
