@@ -61,6 +61,11 @@ type Global struct {
 	// ShutdownGrace is how long in-flight requests may finish after a stop
 	// signal. Default 30s; must be >= 0.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// PublicHost is the host name (with an optional ":port") kclb gives as
+	// Host to HTTP/1.0 and HTTP/2 requests that name none, usually
+	// Keycloak's public host name. Default "": such requests are answered
+	// 400. HTTP/1.1 requests without a Host are always 400.
+	PublicHost string `toml:"public_host"`
 	// StateFile persists admin state (drained/disabled servers) across
 	// restarts. Default "/var/lib/kclb/state.json"; empty disables persistence.
 	// Relative paths are resolved against the config file's directory.

@@ -198,6 +198,8 @@ func TestParseInvalid(t *testing.T) {
 			"line 10: timeouts.connect: want a duration string such as \"5s\", got integer 5"},
 		{"zero timeout", base + "[timeouts]\nserver = \"0s\"\n", "line 10: timeouts.server: must be greater than 0, got 0s"},
 		{"wrong type", base + "[limits]\nretries = \"3\"\n", "line 10: limits.retries: want an integer, got string \"3\""},
+		{"bad public host", base + "[global]\npublic_host = \"auth.example/x\"\n",
+			"line 10: global.public_host: \"auth.example/x\" is not a host name or IP address with an optional :port"},
 		{"small response headers", base + "[limits]\nmax_response_header_bytes = 8192\n",
 			"line 10: limits.max_response_header_bytes: 8192 is out of range 65536..67108864"},
 		{"enum", base + "[backend]\nbalance = \"random\"\n",

@@ -281,6 +281,33 @@ func isToken(s string) bool {
 	return true
 }
 
+// isHostPort reports whether s is a DNS name (letters, digits, '-', '.',
+// '_'), an IPv4 address or a bracketed IPv6 address, with an optional
+// ":port" of 1 to 65535.
+func isHostPort(s string) bool {
+	host := s
+	if i := strings.LastIndexByte(s, ':'); i >= 0 && !strings.HasSuffix(s, "]") {
+		p, err := strconv.Atoi(s[i+1:])
+		if err != nil || p < 1 || p > 65535 || s[i+1] == '+' || s[i+1] == '-' {
+			return false
+		}
+		host = s[:i]
+	}
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		a, err := netip.ParseAddr(host[1 : len(host)-1])
+		return err == nil && a.Is6() && a.Zone() == ""
+	}
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	for _, c := range []byte(host) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // validate checks every rule and records problems in v.
 func (c *Config) validate(v *validator) {
 	g := c.Global
@@ -288,6 +315,9 @@ func (c *Config) validate(v *validator) {
 		v.problem("global.name", "contains a control character")
 	}
 	v.atLeast("global.maxconn", g.MaxConn, 1)
+	if g.PublicHost != "" && !isHostPort(g.PublicHost) {
+		v.problem("global.public_host", "%q is not a host name or IP address with an optional :port", g.PublicHost)
+	}
 	v.nonNegative("global.shutdown_grace", g.ShutdownGrace)
 
 	t := c.Timeouts

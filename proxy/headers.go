@@ -15,16 +15,6 @@ type forwardRules struct {
 	trusted []netip.Prefix
 }
 
-// untrustedExact are removed from requests of untrusted peers (Keycloak's
-// HAProxy guide strips the same set on ingress).
-var untrustedExact = []string{
-	"Forwarded", "X-Real-Ip", "Traceparent", "Tracestate", "Baggage", "B3",
-	"Uber-Trace-Id", "X-Ot-Span-Context",
-}
-
-// untrustedPrefixes are header-name prefixes removed from untrusted peers.
-var untrustedPrefixes = []string{"X-Forwarded-", "X-Original-", "X-B3-"}
-
 func (f *forwardRules) isTrusted(a netip.Addr) bool {
 	for _, p := range f.trusted {
 		if p.Contains(a) {
@@ -49,11 +39,10 @@ func (f *forwardRules) apply(r *http.Request, client netip.Addr, secure bool) {
 	h := r.Header
 	trusted := len(f.trusted) > 0 && f.isTrusted(client)
 	if !trusted {
-		for _, k := range untrustedExact {
-			delete(h, k)
-		}
+		// Forwarding, tracing and client-certificate headers
+		// (untrustedHeader); one pass, whatever the spelling.
 		for k := range h {
-			if hasAnyPrefix(k, untrustedPrefixes) {
+			if untrustedHeader(k) {
 				delete(h, k)
 			}
 		}
@@ -117,20 +106,16 @@ func forwardedNode(a netip.Addr) string {
 	return a.String()
 }
 
+// quoteIfNeeded makes s a Forwarded parameter value: a token as it is,
+// anything else as a quoted-string. s is a validated authority
+// (validAuthority), so it holds neither '"' nor '\'.
 func quoteIfNeeded(s string) string {
-	if strings.ContainsAny(s, ":[]") {
-		return `"` + s + `"`
-	}
-	return s
-}
-
-func hasAnyPrefix(s string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if len(s) >= len(p) && strings.EqualFold(s[:len(p)], p) {
-			return true
+	for i := 0; i < len(s); i++ {
+		if !isTchar(s[i]) {
+			return `"` + s + `"`
 		}
 	}
-	return false
+	return s
 }
 
 // hopByHop are connection-specific headers never forwarded (RFC 9110

@@ -124,6 +124,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Observer, if non-nil, is told about every request (for metrics).
 	Observer Observer
+	// PublicHost is the Host (host or host:port) given to HTTP/1.0 and
+	// HTTP/2 requests that name none. Empty answers them 400. HTTP/1.1
+	// requests without a Host are always 400 (RFC 9112 3.2), and kclb
+	// never uses a backend address as Host.
+	PublicHost string
 	// StdlibTransport forwards with net/http's Transport instead of
 	// kclb's own HTTP/1.1 backend client (the default, which needs no
 	// goroutines per connection). It is a fallback for debugging.
@@ -155,7 +160,7 @@ type Stats struct {
 	Timeouts     uint64 // 504 answered
 	ClientAborts uint64 // client went away before the response completed
 	Truncated    uint64 // backend failed mid-body; client stream aborted
-	BadRequests  uint64 // 400/408: the client's request body was malformed, cut off or too slow
+	BadRequests  uint64 // 400/408: malformed method, target or Host, or a request body malformed, cut off or too slow
 }
 
 // Handler forwards client requests to backend servers.
@@ -269,6 +274,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.requests.Add(1)
 	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
 	client := peer.Addr().Unmap()
+	// Everything written into the backend's request line and Host must be
+	// valid HTTP/1.1: HTTP/2 pseudo-headers arrive unchecked (issue 12,
+	// items 1-3).
+	if !validMethod(r.Method) || !validTarget(r.RequestURI) {
+		h.badHead(w, r, client, start)
+		return
+	}
+	switch hostRule(r.ProtoMajor, r.ProtoMinor, r.Host, h.opts.PublicHost) {
+	case hostReject:
+		h.badHead(w, r, client, start)
+		return
+	case hostPublic:
+		r.Host = h.opts.PublicHost
+	}
 	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
 		// RFC 9112 6.1: a request framed by Transfer-Encoding may have
 		// carried a Content-Length too (net/http drops it silently); the
@@ -516,6 +535,23 @@ func (h *Handler) clientError(w http.ResponseWriter, err error) int {
 	w.Header().Set("Connection", "close")
 	writeError(w, code)
 	return code
+}
+
+// badHead answers 400 to a request whose method, target or Host cannot
+// be forwarded. HTTP/1 connections are closed after it; on HTTP/2 only
+// the stream ends.
+func (h *Handler) badHead(w http.ResponseWriter, r *http.Request, client netip.Addr, start time.Time) {
+	h.badRequests.Add(1)
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+	writeError(w, http.StatusBadRequest)
+	if h.opts.Observer != nil {
+		h.opts.Observer.Request(nil, http.StatusBadRequest, time.Since(start))
+	}
+	if h.opts.AccessLog != nil {
+		h.logAccess(r, client, "-", http.StatusBadRequest, nil, start)
+	}
 }
 
 // refuse answers a request the path policy did not allow.

@@ -27,11 +27,30 @@ type rawBackend struct {
 // connection is closed by t.Cleanup.
 func startRawBackend(t testing.TB, script func(c *net.TCPConn, br *bufio.Reader)) *rawBackend {
 	t.Helper()
+	rb := &rawBackend{}
+	rb.addr = serveConns(t, func(c net.Conn) {
+		rb.open.Add(1)
+		rb.total.Add(1)
+		defer rb.open.Add(-1)
+		br := bufio.NewReader(c)
+		if _, err := readHead(br); err != nil {
+			return
+		}
+		script(c.(*net.TCPConn), br)
+	})
+	return rb
+}
+
+// serveConns accepts connections on a loopback port and runs handle on
+// each in its own goroutine, closing the connection when handle returns.
+// t.Cleanup closes the listener and every connection and waits for the
+// handlers. It returns the listener's address.
+func serveConns(t testing.TB, handle func(c net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb := &rawBackend{addr: ln.Addr().String()}
 	var wg sync.WaitGroup
 	var mu sync.Mutex // guards conns
 	conns := map[net.Conn]bool{}
@@ -41,8 +60,6 @@ func startRawBackend(t testing.TB, script func(c *net.TCPConn, br *bufio.Reader)
 			if err != nil {
 				return
 			}
-			rb.open.Add(1)
-			rb.total.Add(1)
 			mu.Lock()
 			conns[c] = true
 			mu.Unlock()
@@ -52,13 +69,8 @@ func startRawBackend(t testing.TB, script func(c *net.TCPConn, br *bufio.Reader)
 					mu.Lock()
 					delete(conns, c)
 					mu.Unlock()
-					rb.open.Add(-1)
 				}()
-				br := bufio.NewReader(c)
-				if _, err := readHead(br); err != nil {
-					return
-				}
-				script(c.(*net.TCPConn), br)
+				handle(c)
 			})
 		}
 	})
@@ -71,7 +83,7 @@ func startRawBackend(t testing.TB, script func(c *net.TCPConn, br *bufio.Reader)
 		mu.Unlock()
 		wg.Wait()
 	})
-	return rb
+	return ln.Addr().String()
 }
 
 // writeThen returns a script that writes resp, or resets the connection

@@ -242,6 +242,7 @@ func handlerOptions(cfg *config.Config, logger *slog.Logger) proxy.Options {
 		QueueSize:              cfg.Limits.QueueSize,
 		IdleTimeout:            cfg.Timeouts.BackendIdle.Duration,
 		MaxResponseHeaderBytes: int64(cfg.Limits.MaxResponseHeaderBytes),
+		PublicHost:             cfg.Global.PublicHost,
 		AccessLog:              access,
 		Logger:                 logger,
 	}

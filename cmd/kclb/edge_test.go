@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The tests in this file drive the edge-hardening keys (issue 12)
+// through the real binary: config file → kclb run → bytes on the wire.
+
+// edgeBackend is a loopback HTTP/1.1 backend that records every request
+// head and answers 200 "ok" on a keep-alive connection. It reads
+// Content-Length bodies.
+type edgeBackend struct {
+	addr  string
+	mu    sync.Mutex // guards heads
+	heads []string
+}
+
+func startEdgeBackend(t *testing.T) *edgeBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eb := &edgeBackend{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	var cmu sync.Mutex // guards conns
+	conns := map[net.Conn]bool{}
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			cmu.Lock()
+			conns[c] = true
+			cmu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					var head strings.Builder
+					n := int64(0)
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						head.WriteString(line)
+						if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
+							fmt.Sscan(strings.TrimSpace(v), &n)
+						}
+						if line == "\r\n" {
+							break
+						}
+					}
+					if _, err := io.CopyN(io.Discard, br, n); err != nil {
+						return
+					}
+					eb.mu.Lock()
+					eb.heads = append(eb.heads, head.String())
+					eb.mu.Unlock()
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		cmu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		cmu.Unlock()
+		wg.Wait()
+	})
+	return eb
+}
+
+func (eb *edgeBackend) last() string {
+	eb.mu.Lock()
+	defer eb.mu.Unlock()
+	if len(eb.heads) == 0 {
+		return ""
+	}
+	return eb.heads[len(eb.heads)-1]
+}
+
+// startEdgeKclb runs kclb with one plain listener in front of eb, no
+// health checks and no admin socket; global and extra are TOML lines
+// added to [global] and after the rest. It returns the listener address.
+func startEdgeKclb(t *testing.T, eb *edgeBackend, global, extra string) (string, *kclbProc) {
+	t.Helper()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := fmt.Sprintf(`
+[global]
+name = "edge"
+state_file = ""
+access_log = false
+%s
+
+[admin]
+socket = ""
+
+[health]
+enabled = false
+
+[paths]
+public = ["/realms/"]
+
+[[listener]]
+name = "http"
+bind = %q
+
+[[backend.server]]
+name = "kc1"
+address = %q
+
+%s
+`, global, addr, eb.addr, extra)
+	path := filepath.Join(dir, "kclb.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return addr, startKclb(t, path, 1)
+}
+
+// rawExchange writes req on a new connection to addr and reads until
+// the server closes it or 5 s pass.
+func rawExchange(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+// TestPublicHostKey: global.public_host reaches the proxy (issue 12,
+// item 3): an HTTP/1.0 request without Host is forwarded with it; without
+// the key it is 400.
+func TestPublicHostKey(t *testing.T) {
+	eb := startEdgeBackend(t)
+	with, _ := startEdgeKclb(t, eb, `public_host = "auth.example.test"`, "")
+	without, _ := startEdgeKclb(t, eb, "", "")
+	if got := rawExchange(t, with, "GET /realms/a HTTP/1.0\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.0 200 ") {
+		t.Fatalf("with public_host: %q", got)
+	}
+	if h := eb.last(); !strings.Contains(h, "\r\nHost: auth.example.test\r\n") {
+		t.Fatalf("backend head %q, want Host: auth.example.test", h)
+	}
+	if got := rawExchange(t, without, "GET /realms/a HTTP/1.0\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.0 400 ") {
+		t.Fatalf("without public_host: %q", got)
+	}
+}
