@@ -554,7 +554,24 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, errs := parse(data, filepath.Dir(path))
+	return load(data, path, false)
+}
+
+// LoadSyntax is Load without any file access beyond path itself: every
+// key, type, range and cross-key rule is checked, but the certificate,
+// key, secret and token files the configuration names are not opened
+// (so the affinity key from secret_file stays unset). It is the check
+// for a configuration written on a workstation for another machine.
+func LoadSyntax(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return load(data, path, true)
+}
+
+func load(data []byte, path string, noFiles bool) (*Config, error) {
+	c, errs := parse(data, filepath.Dir(path), noFiles)
 	if errs != nil {
 		errs.File = path
 		return nil, errs
@@ -568,14 +585,14 @@ func Load(path string) (*Config, error) {
 // directory if empty). On any problem it returns a nil *Config and an
 // *Errors listing all of them.
 func Parse(data []byte, baseDir string) (*Config, error) {
-	c, errs := parse(data, baseDir)
+	c, errs := parse(data, baseDir, false)
 	if errs != nil {
 		return nil, errs
 	}
 	return c, nil
 }
 
-func parse(data []byte, baseDir string) (*Config, *Errors) {
+func parse(data []byte, baseDir string, noFiles bool) (*Config, *Errors) {
 	var raw map[string]any
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw)
 	if err != nil {
@@ -586,7 +603,7 @@ func parse(data []byte, baseDir string) (*Config, *Errors) {
 	d.decodeStruct("", raw, c)
 	d.finishParse(c)
 	c.resolvePaths(baseDir)
-	v := &validator{}
+	v := &validator{noFiles: noFiles}
 	c.resolve(v)
 	c.validate(v)
 	problems := append(d.problems, v.problems...)

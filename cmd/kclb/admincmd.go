@@ -41,8 +41,7 @@ func init() {
 // configuration error is printed and the command exits 1 (the running
 // configuration stays in force).
 func cmdReload(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("reload", stderr, "[-s SOCKET | -a URL -token-file F]")
 	var af adminFlags
 	af.register(fs)
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
@@ -68,9 +67,9 @@ type adminFlags struct {
 }
 
 func (f *adminFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.socket, "s", admin.DefaultSocket, "admin Unix socket of the running kclb")
-	fs.StringVar(&f.addr, "a", "", "admin TCP address instead of the socket, e.g. http://127.0.0.1:9100")
-	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the bearer token for -a")
+	fs.StringVar(&f.socket, "s", admin.DefaultSocket, "admin Unix `SOCKET` of the running kclb")
+	fs.StringVar(&f.addr, "a", "", "admin TCP `URL` instead of the socket, e.g. http://127.0.0.1:9100")
+	fs.StringVar(&f.tokenFile, "token-file", "", "`FILE` holding the bearer token for -a")
 	fs.BoolVar(&f.json, "json", false, "print the API's JSON instead of text")
 }
 
@@ -112,8 +111,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // cmdStatus prints the status of a running kclb.
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("status", stderr, "[-s SOCKET | -a URL -token-file F] [--json]")
 	var af adminFlags
 	af.register(fs)
 	color := fs.String("color", "auto", "colour the table: auto (when stdout is a terminal), always, never")
@@ -145,8 +143,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 
 // cmdAdminState sets a server's admin state and optionally waits.
 func cmdAdminState(verb string, state backend.AdminState, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(verb, stderr, "NAME [flags]")
 	var af adminFlags
 	af.register(fs)
 	var wait, waitHealthy *bool

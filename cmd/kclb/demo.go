@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -21,8 +20,7 @@ import (
 // cmdDemo starts three Keycloak stand-ins and kclb in front of them on
 // localhost with a self-signed certificate, until Ctrl-C.
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("demo", stderr, "")
 	dir := fs.String("dir", filepath.Join(os.TempDir(), "kclb-demo"), "directory for the self-signed certificate")
 	if err := fs.Parse(args); err != nil {
 		return errUsage

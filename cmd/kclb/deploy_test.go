@@ -58,7 +58,8 @@ func TestUnitDirectives(t *testing.T) {
 		"RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX AF_NETLINK AF_PACKET",
 		"SystemCallFilter":        "@system-service",
 		"ExecStart":               "/usr/local/bin/kclb run -c /etc/kclb/config.toml",
-		"ExecReload":              "/bin/kill -HUP $MAINPID",
+		"ExecStartPre":            "/usr/local/bin/kclb check -c /etc/kclb/config.toml",
+		"ExecReload":              "/usr/local/bin/kclb reload",
 		"KillSignal":              "SIGTERM",
 		"Restart":                 "on-failure",
 	}
@@ -150,5 +151,37 @@ func TestSysusers(t *testing.T) {
 		if st.Mode().Perm() != 0o750 {
 			t.Errorf("/%s has mode %v, want 0750", d, st.Mode().Perm())
 		}
+	}
+}
+
+// TestMakeInstall pins issue 15, item 7: `make install` puts the binary,
+// the unit, the manual page and the three completion scripts in place,
+// and the installed binary reports a release version, not "dev".
+func TestMakeInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries with make")
+	}
+	mk, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("needs make")
+	}
+	dest, bin := t.TempDir(), t.TempDir()
+	cmd := exec.Command(mk, "-C", "../..", "install", "DESTDIR="+dest, "BIN="+bin, "PREFIX=/usr/local")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	for _, f := range []string{
+		"usr/local/bin/kclb", "lib/systemd/system/kclb.service", "usr/local/share/man/man1/kclb.1",
+		"usr/share/bash-completion/completions/kclb", "usr/share/zsh/vendor-completions/_kclb",
+		"usr/share/fish/vendor_completions.d/kclb.fish",
+	} {
+		st, err := os.Stat(filepath.Join(dest, f))
+		if err != nil || st.Size() == 0 {
+			t.Errorf("make install: %s missing or empty (%v)", f, err)
+		}
+	}
+	out, err := exec.Command(filepath.Join(dest, "usr/local/bin/kclb"), "version").CombinedOutput()
+	if err != nil || strings.HasPrefix(string(out), "kclb dev ") || strings.Contains(string(out), "commit unknown") {
+		t.Errorf("installed kclb version: %q (%v); want the version from git describe and the commit", out, err)
 	}
 }

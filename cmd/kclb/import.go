@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,14 +17,11 @@ func init() {
 // configuration: `kclb import [-o FILE] [-f] haproxy.cfg [keepalived.conf]`.
 // The configuration goes to stdout or FILE, each warning to stderr.
 func cmdImport(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("import", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("import", stderr, "haproxy.cfg [keepalived.conf] [-o FILE] [--force]")
 	out := fs.String("o", "", "write the configuration to `FILE` instead of stdout")
-	force := fs.Bool("f", false, "overwrite FILE if it exists")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: kclb import [-o FILE] [-f] haproxy.cfg [keepalived.conf]")
-		fs.PrintDefaults()
-	}
+	var force bool
+	fs.BoolVar(&force, "force", false, "overwrite FILE if it exists")
+	fs.BoolVar(&force, "f", false, "short for --force")
 	// Flags may also follow the file names.
 	var files []string
 	for {
@@ -67,12 +63,12 @@ func cmdImport(args []string, stdout, stderr io.Writer) error {
 	}
 	// The file may hold the VRRP password: readable by owner and group only.
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if *force {
+	if force {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	}
 	f, err := os.OpenFile(*out, flags, 0o640)
 	if errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("import: %s exists (use -f to overwrite)", *out)
+		return fmt.Errorf("import: %s exists (use --force to overwrite)", *out)
 	}
 	if err != nil {
 		return fmt.Errorf("import: %w", err)

@@ -92,7 +92,7 @@ func TestImportCommand(t *testing.T) {
 		{"missing file", []string{"import", filepath.Join(dir, "nope.cfg")}, 1, "", "no such file"},
 		{"to stdout", []string{"import", seed}, 0, "\n[[backend.server]]\nname = \"keycloak1\"\n", "warning: haproxy.cfg:4: daemon: "},
 		{"flag after file", []string{"import", seed, "-o", filepath.Join(dir, "new.toml")}, 0, "", "wrote "},
-		{"exists", []string{"import", "-o", existing, seed}, 1, "", "exists (use -f to overwrite)"},
+		{"exists", []string{"import", "-o", existing, seed}, 1, "", "exists (use --force to overwrite)"},
 		{"force", []string{"import", "-f", "-o", existing, seed}, 0, "", "wrote "},
 		{"unbalanced keepalived", []string{"import", seed, writeTemp(t, dir, "bad.conf", "vrrp_instance V {\n")}, 1, "", "block is not closed"},
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,33 +23,10 @@ import (
 	"github.com/kclb/kclb/tlsconf"
 )
 
-// cmdCheck validates a configuration like `haproxy -c`.
-func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", "/etc/kclb/config.toml", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		return err
-	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintf(stdout, "warning: %s\n", w)
-	}
-	if _, err := tlsStore(cfg); err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
-	}
-	fmt.Fprintf(stdout, "configuration file %s is valid\n", *path)
-	return nil
-}
-
 // cmdRun runs the proxy until SIGINT or SIGTERM.
 func cmdRun(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", "/etc/kclb/config.toml", "configuration file")
+	fs := newFlagSet("run", stderr, "[-c FILE]")
+	path := fs.String("c", defaultConfig, "configuration `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
