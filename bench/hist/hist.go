@@ -56,19 +56,26 @@ func bounds(i int) (lo, hi uint64) {
 }
 
 // Record adds one value. Negative values are recorded as 0.
-func (h *Histogram) Record(v int64) {
+func (h *Histogram) Record(v int64) { h.RecordN(v, 1) }
+
+// RecordN adds n occurrences of value v, as n calls of Record would.
+// Negative values are recorded as 0; n == 0 records nothing.
+func (h *Histogram) RecordN(v int64, n uint64) {
+	if n == 0 {
+		return
+	}
 	if v < 0 {
 		v = 0
 	}
-	h.counts[index(uint64(v))]++
+	h.counts[index(uint64(v))] += n
 	if h.total == 0 || v < h.min {
 		h.min = v
 	}
 	if v > h.max {
 		h.max = v
 	}
-	h.total++
-	h.sum += float64(v)
+	h.total += n
+	h.sum += float64(v) * float64(n)
 }
 
 // RecordDuration adds one duration as nanoseconds.

@@ -126,3 +126,24 @@ func BenchmarkRecord(b *testing.B) {
 		h.Record(int64(i) * 997)
 	}
 }
+
+// TestRecordNEqualsRepeatedRecord: the external drivers (bench/driver)
+// rebuild histograms from (value, count) pairs; that must equal recording
+// each value count times.
+func TestRecordNEqualsRepeatedRecord(t *testing.T) {
+	var a, b Histogram
+	pairs := []struct {
+		v int64
+		n uint64
+	}{{-5, 2}, {0, 1}, {17, 0}, {300, 7}, {1 << 20, 3}, {5e9, 1}}
+	for _, p := range pairs {
+		a.RecordN(p.v, p.n)
+		for range p.n {
+			b.Record(p.v)
+		}
+	}
+	if a != b {
+		t.Fatalf("RecordN: count %d min %d max %d mean %v; repeated Record: count %d min %d max %d mean %v",
+			a.Count(), a.Min(), a.Max(), a.Mean(), b.Count(), b.Min(), b.Max(), b.Mean())
+	}
+}
