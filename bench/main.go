@@ -5,9 +5,11 @@
 //	go run ./bench                 default suite (under 10 minutes on 2 cores)
 //	go run ./bench -quick          short suite (under 2 minutes)
 //	go run ./bench -scenarios http-ka-c64,tls -targets direct,haproxy -runs 5
+//	go run ./bench -driver wrk,h2load   closed-loop rows measured by wrk and h2load
 //
 // Runs are interleaved (A B C A B C) after a warm-up of every target, and
-// the report gives medians and ratios to HAProxy and to direct.
+// the report gives medians and ratios to HAProxy and to direct, and checks
+// issue 16's targets in a summary table.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kclb/kclb/bench/driver"
 	"github.com/kclb/kclb/bench/procstat"
 	"github.com/kclb/kclb/bench/report"
 	"github.com/kclb/kclb/bench/target"
@@ -53,8 +56,13 @@ type options struct {
 	kclbBin    string
 	portBase   int
 	keep       bool
+	driver     string
+	// tools are the external load generators -driver lists.
+	tools []driver.Tool
 	// portBaseSet is true when -port-base was given explicitly.
 	portBaseSet bool
+	// rateSet is true when -rate was given explicitly.
+	rateSet bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -69,7 +77,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "warm-up per target and scenario")
 	fs.IntVar(&o.runs, "runs", 3, "runs per target and scenario")
 	fs.IntVar(&o.idleConns, "idle-conns", 10000, "connections held in the idle scenario")
-	fs.Float64Var(&o.openRate, "rate", 4000, "total request rate of the open-loop scenario, req/s")
+	fs.Float64Var(&o.openRate, "rate", 4000, "total request rate of the fixed-rate scenario, req/s (default: half of HAProxy's median req/s in http-ka-c64 of the same run; this value when that was not measured)")
+	fs.StringVar(&o.driver, "driver", builtinName, "load generators, comma-separated: builtin, wrk (closed-loop HTTP/1.1 rows), h2load (HTTP/2 rows); rows no listed tool can run use builtin")
 	fs.StringVar(&o.backend, "backend", "kcsim", "stand-in backends: kcsim (./cmd/kcsim) or simple (a main package taking -addr and -node)")
 	fs.StringVar(&o.backendSrc, "backend-src", "/work/shared/tools/peer-bench/backend", "source directory of the simple backend")
 	fs.StringVar(&o.kclbBin, "kclb-bin", "", "prebuilt kclb binary (default: go build ./cmd/kclb)")
@@ -84,6 +93,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	o.portBaseSet = set["port-base"]
+	o.rateSet = set["rate"]
+	var err error
+	if o.tools, err = parseDrivers(o.driver); err != nil {
+		return o, err
+	}
 	if o.quick {
 		if !set["duration"] {
 			o.duration = 2 * time.Second
@@ -159,6 +173,25 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	versions := map[string]string{}
+	gens := []string{"builtin (bench/load)"}
+	for _, tool := range o.tools {
+		var rows []string
+		for _, sc := range scs {
+			if t, ok, _ := driverFor(sc, o.tools); ok && t == tool {
+				rows = append(rows, sc.name)
+			}
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		if err := tool.Available(); err != nil {
+			return err
+		}
+		versions[tool.String()] = firstLine(tool.String(), "--version")
+		gens = append(gens, fmt.Sprintf("%s for %s", tool, strings.Join(rows, ", ")))
+	}
+	versions["load generators"] = strings.Join(gens, "; ")
 	nofile, err := raiseNoFile()
 	if err != nil {
 		return err
@@ -180,7 +213,6 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	versions := map[string]string{}
 	var names []string
 	for _, t := range strings.Split(o.targets, ",") {
 		if t = strings.TrimSpace(t); t != "" {
@@ -262,13 +294,20 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	rep := &report.Report{
 		Machine: procstat.ReadMachine(), Versions: versions, Date: time.Now(),
 		Duration: o.duration, Warmup: o.warmup, Runs: o.runs, Targets: names,
-		Command: commandLine(o),
+		Command: commandLine(o), Subject: "kclb", GoalsFrom: "issue 16", Goals: issue16Goals(o.idleConns),
 	}
+	// HAProxy's median req/s per scenario, for the fixed-rate scenario.
+	peaks := map[string]float64{}
 	for i, sc := range scs {
+		sc = fixRate(sc, peaks, o)
 		fmt.Fprintf(stderr, "bench: scenario %d/%d %s\n", i+1, len(scs), sc.name)
-		rep.Scenarios = append(rep.Scenarios, s.runScenario(ctx, sc))
+		rs := s.runScenario(ctx, sc)
+		rep.Scenarios = append(rep.Scenarios, rs)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if h := report.Summarize(&rs, []string{"haproxy"}); len(h) == 1 {
+			peaks[sc.name] = h[0].RPS
 		}
 	}
 	fmt.Fprintf(stderr, "bench: done in %v\n", time.Since(start).Round(time.Second))
@@ -334,7 +373,54 @@ func commandLine(o options) string {
 		c += " -scenarios " + o.scenarios
 	}
 	c += " -targets " + o.targets
+	if len(o.tools) > 0 {
+		c += " -driver " + o.driver
+	}
 	return c
+}
+
+// fixRate sets the rate of a scenario paced from another scenario's
+// HAProxy peak (half of it), unless -rate was given, and says in the
+// description where the rate came from.
+func fixRate(sc scenario, peaks map[string]float64, o options) scenario {
+	if sc.rateOf == "" {
+		return sc
+	}
+	switch p := peaks[sc.rateOf]; {
+	case o.rateSet:
+		sc.desc += fmt.Sprintf(" Rate: %.0f req/s (-rate).", sc.rate)
+	case p > 0:
+		sc.rate = p / 2
+		sc.desc += fmt.Sprintf(" Rate: %.0f req/s, half of HAProxy's median %.0f req/s in %s of this run.", sc.rate, p, sc.rateOf)
+	default:
+		sc.desc += fmt.Sprintf(" Rate: %.0f req/s (-rate's default: HAProxy's %s was not measured in this run).", sc.rate, sc.rateOf)
+	}
+	return sc
+}
+
+// issue16Goals are the targets of issue 16 (high throughput), checked in
+// the report's summary.
+func issue16Goals(idleConns int) []report.Goal {
+	type G = report.Goal
+	return []G{
+		{Label: "HTTP/1.1 keep-alive c64: req/s ≥ 1.0× HAProxy", Scenario: "http-ka-c64", Metric: report.MetricRPS, Versus: "haproxy", Factor: 1},
+		{Label: "HTTP/1.1 keep-alive c64: CPU per request ≤ 1.0× HAProxy", Scenario: "http-ka-c64", Metric: report.MetricCPU, Versus: "haproxy", Factor: 1},
+		{Label: "HTTP/1.1 keep-alive c1000: req/s ≥ 1.0× HAProxy", Scenario: "http-ka-c1000", Metric: report.MetricRPS, Versus: "haproxy", Factor: 1},
+		{Label: "HTTP/1.1 keep-alive c1000: CPU per request ≤ 1.0× HAProxy", Scenario: "http-ka-c1000", Metric: report.MetricCPU, Versus: "haproxy", Factor: 1},
+		{Label: "HTTPS keep-alive c64: req/s ≥ 1.0× HAProxy", Scenario: "https-ka-c64", Metric: report.MetricRPS, Versus: "haproxy", Factor: 1},
+		{Label: "HTTP/2 c64 × 10 streams: req/s ≥ 0.8× HAProxy", Scenario: "h2-c64-m10", Metric: report.MetricRPS, Versus: "haproxy", Factor: 0.8},
+		{Label: "HTTP/2 c64 × 10 streams: beat nginx", Scenario: "h2-c64-m10", Metric: report.MetricRPS, Versus: "nginx", Factor: 1},
+		{Label: "HTTP/2 c64 × 10 streams: CPU per request ≤ 1.5× HAProxy", Scenario: "h2-c64-m10", Metric: report.MetricCPU, Versus: "haproxy", Factor: 1.5},
+		{Label: "new TLS connection per request, ECDSA: ≥ 1.2× HAProxy", Scenario: "tls-hs-ecdsa", Metric: report.MetricRPS, Versus: "haproxy", Factor: 1.2},
+		{Label: "new TLS connection per request, ECDSA: ≥ 1.0× nginx", Scenario: "tls-hs-ecdsa", Metric: report.MetricRPS, Versus: "nginx", Factor: 1},
+		{Label: "new TLS connection per request, RSA 2048: ≥ 1.2× HAProxy", Scenario: "tls-hs-rsa", Metric: report.MetricRPS, Versus: "haproxy", Factor: 1.2},
+		{Label: "new TLS connection per request, RSA 2048: ≥ 1.0× nginx", Scenario: "tls-hs-rsa", Metric: report.MetricRPS, Versus: "nginx", Factor: 1},
+		{Label: "p99 at a fixed rate of half HAProxy's peak: ≤ HAProxy's p99 + 1 ms", Scenario: "http-ka-fixed", Metric: report.MetricP99, Versus: "haproxy", Factor: 1, Slack: 1e6},
+		{Label: "allocations per proxied HTTP/1.1 request in steady state: 0",
+			Note: "`go test -bench` with `-benchmem` over a real socket pair, not make bench (see the micro-benchmarks)"},
+		{Label: "RSS at c1000 ≤ 1.25× HAProxy", Scenario: "http-ka-c1000", Metric: report.MetricRSS, Versus: "haproxy", Factor: 1.25},
+		{Label: "idle connections ≤ 8 KiB each", Scenario: fmt.Sprintf("idle-%dk", idleConns/1000), Metric: report.MetricPerConn, Limit: 8 << 10},
+	}
 }
 
 // writeReport prints the Markdown to stdout and, if out is set, splices it

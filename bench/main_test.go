@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kclb/kclb/bench/driver"
 	"github.com/kclb/kclb/bench/load"
 	"github.com/kclb/kclb/bench/procstat"
 	"github.com/kclb/kclb/bench/report"
@@ -163,6 +164,12 @@ func TestParseFlags(t *testing.T) {
 		{name: "quick", args: []string{"-quick"}, check: func(o options) bool { return o.runs == 1 && o.duration == 2*time.Second }},
 		{name: "quick keeps explicit runs", args: []string{"-quick", "-runs", "2"}, check: func(o options) bool { return o.runs == 2 }},
 		{name: "bad runs", args: []string{"-runs", "0"}, wantErr: true},
+		{name: "builtin driver", args: nil, check: func(o options) bool { return len(o.tools) == 0 && !o.rateSet }},
+		{name: "both tools once", args: []string{"-driver", "wrk, h2load,wrk,builtin"}, check: func(o options) bool {
+			return len(o.tools) == 2 && o.tools[0] == driver.Wrk && o.tools[1] == driver.H2load
+		}},
+		{name: "unknown driver", args: []string{"-driver", "wrk2"}, wantErr: true},
+		{name: "explicit rate", args: []string{"-rate", "100"}, check: func(o options) bool { return o.rateSet && o.openRate == 100 }},
 		{name: "stray argument", args: []string{"x"}, wantErr: true},
 	}
 	for _, tc := range tests {
@@ -190,7 +197,7 @@ func TestSelectScenarios(t *testing.T) {
 		{name: "optional by name", list: "fail", want: 2},
 		{name: "prefix", list: "tls", want: 3},
 		{name: "exact and prefix", list: "http-ka-c64,h2", want: 2},
-		{name: "overlapping prefixes once", list: "http,https,http-ka-c64", want: 3},
+		{name: "overlapping prefixes once", list: "http,https,http-ka-c64", want: 4},
 		{name: "unknown", list: "nope", wantErr: true},
 	}
 	for _, tc := range tests {
@@ -216,7 +223,7 @@ func TestWriteReportFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	md, _ := os.ReadFile(out)
-	if !strings.Contains(string(md), "Hand-written intro.") || !strings.Contains(string(md), "| haproxy | 1 |") {
+	if !strings.Contains(string(md), "Hand-written intro.") || !strings.Contains(string(md), "| haproxy | builtin | 1 |") {
 		t.Fatalf("markdown:\n%s", md)
 	}
 	for _, f := range []string{"throughput.svg", "latency-s1.svg"} {
@@ -262,5 +269,127 @@ func TestPickPortBase(t *testing.T) {
 	}
 	if b == 28000 {
 		t.Fatal("busy base chosen")
+	}
+}
+
+// TestDriverFor pins which rows the external tools run (issue 16: wrk for
+// HTTP/1.1, h2load for HTTP/2; the fixed-rate row stays with the built-in
+// generator because wrk2 is not packaged).
+func TestDriverFor(t *testing.T) {
+	both := []driver.Tool{driver.Wrk, driver.H2load}
+	want := map[string]string{ // scenario -> tool with both listed, "" = builtin
+		"http-ka-c64": "wrk", "http-ka-c1000": "wrk", "http-ka-fixed": "", "https-ka-c64": "wrk",
+		"tls-hs-ecdsa": "wrk", "tls-hs-rsa": "wrk", "tls-resume": "", "h2-c64-m10": "h2load",
+		"idle-10k": "", "login-mix": "", "fail-refuse": "", "fail-slow": "",
+	}
+	all := allScenarios(10000, 4000)
+	if len(all) != len(want) {
+		t.Fatalf("%d scenarios, table has %d: add the new one", len(all), len(want))
+	}
+	for _, sc := range all {
+		w, listed := want[sc.name]
+		if !listed {
+			t.Fatalf("scenario %s not in the table", sc.name)
+		}
+		tool, ok, why := driverFor(sc, both)
+		if got := map[bool]string{true: tool.String()}[ok]; got != w {
+			t.Errorf("%s: driver %q, want %q", sc.name, got, w)
+		}
+		if !ok && why == "" {
+			t.Errorf("%s: builtin without a reason", sc.name)
+		}
+		if _, ok, why := driverFor(sc, nil); ok || why != "" {
+			t.Errorf("%s: builtin-only run picked a tool or gave a reason %q", sc.name, why)
+		}
+		if tool, ok, _ := driverFor(sc, []driver.Tool{driver.H2load}); ok && (tool != driver.H2load || sc.mode != modeH2) {
+			t.Errorf("%s: -driver h2load picked %v", sc.name, tool)
+		}
+	}
+}
+
+// TestFixRate: the fixed-rate row runs at half of HAProxy's peak measured
+// earlier in the same run (issue 16 target "p99 at a fixed rate of half
+// HAProxy's peak"), at -rate when given or when the peak is missing.
+func TestFixRate(t *testing.T) {
+	var fixed scenario
+	for _, sc := range allScenarios(10000, 4000) {
+		if sc.name == "http-ka-fixed" {
+			fixed = sc
+		}
+	}
+	if fixed.rateOf != "http-ka-c64" {
+		t.Fatalf("fixed-rate scenario paced from %q", fixed.rateOf)
+	}
+	peaks := map[string]float64{"http-ka-c64": 30000}
+	if got := fixRate(fixed, peaks, options{}); got.rate != 15000 || !strings.Contains(got.desc, "half of HAProxy's median 30000") {
+		t.Errorf("from the peak: rate %v, %q", got.rate, got.desc)
+	}
+	if got := fixRate(fixed, map[string]float64{}, options{}); got.rate != 4000 || !strings.Contains(got.desc, "not measured") {
+		t.Errorf("no peak: rate %v, %q", got.rate, got.desc)
+	}
+	if got := fixRate(fixed, peaks, options{rateSet: true}); got.rate != 4000 || !strings.Contains(got.desc, "(-rate)") {
+		t.Errorf("explicit -rate: rate %v, %q", got.rate, got.desc)
+	}
+}
+
+// TestSmokeExternalDrivers runs one short row with wrk (keep-alive and a
+// new connection per request) and one with h2load through the suite and
+// checks the counts against the server's and the driver recorded in the
+// run. Skips when a tool is missing.
+func TestSmokeExternalDrivers(t *testing.T) {
+	for _, tool := range []driver.Tool{driver.Wrk, driver.H2load} {
+		if err := tool.Available(); err != nil {
+			t.Skip(err)
+		}
+	}
+	var served atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		io.WriteString(w, strings.Repeat("x", 955))
+	})
+	plain := httptest.NewServer(h)
+	t.Cleanup(plain.Close)
+	secure := httptest.NewUnstartedServer(h)
+	secure.EnableHTTP2 = true
+	secure.StartTLS()
+	t.Cleanup(secure.Close)
+	tg := &fakeTarget{name: "fake", addr: plain.Listener.Addr().String(), tlsAddr: secure.Listener.Addr().String()}
+	s := testSuite(t, tg, served.Load)
+	s.opts.tools = []driver.Tool{driver.Wrk, driver.H2load}
+	tests := []struct {
+		sc       scenario
+		tool     string
+		inFlight int
+	}{
+		{scenario{name: "ka", mode: modeH1, workers: 4, path: helloPath}, "wrk", 4},
+		{scenario{name: "close", mode: modeH1, workers: 2, newConn: true, path: helloPath}, "wrk", 2},
+		{scenario{name: "h2", mode: modeH2, tls: true, workers: 2, streams: 4, path: helloPath}, "h2load", 8},
+	}
+	for _, tc := range tests {
+		t.Run(tc.sc.name, func(t *testing.T) {
+			before := served.Load()
+			rs := s.runScenario(context.Background(), tc.sc)
+			if len(rs.Runs) != 1 {
+				t.Fatalf("%d runs: %s", len(rs.Runs), rs.Description)
+			}
+			r := rs.Runs[0]
+			if r.Driver != tc.tool || !strings.HasPrefix(r.Command, tc.tool+" ") || r.ClientCPU <= 0 {
+				t.Fatalf("driver %q command %q client CPU %v", r.Driver, r.Command, r.ClientCPU)
+			}
+			if r.Result.Requests == 0 || r.Result.TotalErrors() != 0 {
+				t.Fatalf("requests %d errors %v %q", r.Result.Requests, r.Result.Errors, r.Result.Sample)
+			}
+			// The warm-up (built-in) and the run both hit the server; the
+			// run's own count comes from the backends' counter delta.
+			if extra := r.ServerRequests - int64(r.Result.Requests); extra < 0 || extra > int64(tc.inFlight) {
+				t.Fatalf("server answered %d during the run, %s counted %d", r.ServerRequests, tc.tool, r.Result.Requests)
+			}
+			if served.Load()-before < r.ServerRequests {
+				t.Fatalf("served %d in all, %d in the run", served.Load()-before, r.ServerRequests)
+			}
+			if !strings.Contains(rs.Description, "Load: "+tc.tool) {
+				t.Fatalf("description does not name the driver: %s", rs.Description)
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kclb/kclb/bench/driver"
 	"github.com/kclb/kclb/bench/load"
 	"github.com/kclb/kclb/bench/procstat"
 	"github.com/kclb/kclb/bench/report"
@@ -68,6 +69,12 @@ func addrOf(t target.Target, sc scenario) string {
 // fails to start is reported in the description and skipped.
 func (s *suite) runScenario(ctx context.Context, sc scenario) report.Scenario {
 	rs := report.Scenario{Name: sc.name, Description: sc.desc, Kind: sc.kind(), Logins: sc.mode == modeMix, OpenLoop: sc.rate > 0}
+	switch tool, ok, why := driverFor(sc, s.opts.tools); {
+	case ok:
+		rs.Description += fmt.Sprintf(" Load: %s (warm-ups: the built-in generator).", tool)
+	case why != "":
+		rs.Description += " Load: built-in generator; " + why + "."
+	}
 	env := s.env(sc)
 	var active []target.Target
 	for _, t := range s.targets {
@@ -223,8 +230,13 @@ func (sm *sampler) finish() int64 {
 
 // measure runs sc once against t for d. Run 0 is a warm-up.
 func (s *suite) measure(ctx context.Context, sc scenario, t target.Target, run int, d time.Duration) report.Run {
+	tool, external, _ := driverFor(sc, s.opts.tools)
+	external = external && run > 0 // warm-ups use the built-in generator: wrk counts whole seconds
 	cfg, stats, cleanup := loadFor(sc, addrOf(t, sc), s.certs[sc.key], sc.workers)
 	cfg.Duration = d
+	if external {
+		stats = nil
+	}
 	g := t.Proc()
 	label := fmt.Sprintf("%s %s run %d/%d", sc.name, t.Name(), run, s.opts.runs)
 	if run == 0 {
@@ -235,14 +247,25 @@ func (s *suite) measure(ctx context.Context, sc scenario, t target.Target, run i
 	st0, ok0 := s.backends.Stats(ctx)
 	self := procstat.Group{Root: os.Getpid()}
 	c0, b0, g0 := g.CPU(), s.backendCPU(), self.CPU()
-	sm := s.startSampler(g, label, time.Now(), d, func() (uint64, uint64) { return prog.Done(), prog.Errs() })
+	count := func() (uint64, uint64) { return prog.Done(), prog.Errs() }
+	if external {
+		count = nil // the tools report at the end only
+	}
+	sm := s.startSampler(g, label, time.Now(), d, count)
 	var faultErr chan error
 	stopFault := make(chan struct{})
 	if sc.fault != "" && run > 0 {
 		faultErr = make(chan error, 1)
 		go func() { faultErr <- s.injectFault(ctx, sc, d, stopFault) }()
 	}
-	res := load.Run(ctx, cfg, &prog)
+	var res *load.Result
+	var toolCPU time.Duration
+	command := ""
+	if external {
+		res, toolCPU, command = s.runTool(ctx, tool, sc, addrOf(t, sc), d)
+	} else {
+		res = load.Run(ctx, cfg, &prog)
+	}
 	close(stopFault)
 	var ferr error
 	if faultErr != nil {
@@ -254,6 +277,10 @@ func (s *suite) measure(ctx context.Context, sc scenario, t target.Target, run i
 	st1, ok1 := s.backends.Stats(ctx)
 	r := report.Run{Target: t.Name(), Index: run, Result: res, ProxyCPU: c1 - c0, BackendCPU: b1 - b0, PeakRSS: peak, BaseRSS: baseRSS}
 	r.ClientCPU = g1 - g0
+	r.Driver = builtinName
+	if external {
+		r.ClientCPU, r.Driver, r.Command = toolCPU, tool.String(), command
+	}
 	if ferr != nil {
 		r.FaultErr = ferr.Error()
 	}
@@ -266,11 +293,35 @@ func (s *suite) measure(ctx context.Context, sc scenario, t target.Target, run i
 		r.Resumed, r.Handshakes = stats()
 	}
 	if run > 0 {
+		if command != "" && run == 1 {
+			s.logf("  %s", command)
+		}
 		s.logf("  %-34s %9.0f req/s  p50 %6.2f ms  p99 %7.2f ms  cpu %5.2f s  err %d",
 			label, res.RPS(), float64(res.Latency.Quantile(0.5))/1e6, float64(res.Latency.Quantile(0.99))/1e6,
 			r.ProxyCPU.Seconds(), res.TotalErrors())
 	}
 	return r
+}
+
+// runTool runs sc once against addr with an external load generator. A
+// tool that fails to run or whose output cannot be read yields a result
+// with one ErrOther carrying the reason, so the report shows it.
+func (s *suite) runTool(ctx context.Context, tool driver.Tool, sc scenario, addr string, d time.Duration) (res *load.Result, cpu time.Duration, command string) {
+	scheme := "http://"
+	if sc.tls {
+		scheme = "https://"
+	}
+	out, err := driver.Run(ctx, tool, driver.Job{
+		URL: scheme + addr + sc.path, Host: "localhost", Conns: sc.workers, Streams: sc.streams,
+		Duration: d, Close: sc.newConn, Dir: s.dir,
+	})
+	if err != nil {
+		res = &load.Result{Elapsed: d}
+		res.Errors[load.ErrOther] = 1
+		res.Sample[load.ErrOther] = err.Error()
+		return res, 0, ""
+	}
+	return out.Result, out.CPU, out.Command
 }
 
 // measureIdle opens sc.workers keep-alive connections to t, sends one

@@ -129,7 +129,9 @@ type Outcome struct {
 	Result *load.Result
 	// CPU is the user+system time the tool itself used.
 	CPU time.Duration
-	// Command is the command line that ran, for reports.
+	// Command is the command line that ran, for reports, with the
+	// scratch files named as a user would (bench/driver/report.lua,
+	// requests.log).
 	Command string
 }
 

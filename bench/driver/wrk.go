@@ -58,7 +58,8 @@ func runWrk(ctx context.Context, job Job) (*Outcome, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w; output: %s", err, tailOf(out, 400))
 	}
-	return &Outcome{Result: res, CPU: cpu, Command: commandLine("wrk", args)}, nil
+	// Shown with the script's path in the repository, for users to rerun.
+	return &Outcome{Result: res, CPU: cpu, Command: commandLine("wrk", WrkArgs(job, "bench/driver/report.lua"))}, nil
 }
 
 // maxMicros bounds latencies and durations ParseWrk accepts (about 35

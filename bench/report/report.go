@@ -45,6 +45,19 @@ type Run struct {
 	FaultErr string
 	// ClientCPU is the CPU time the load generator itself used.
 	ClientCPU time.Duration
+	// Driver names the load generator of the run: "builtin" (bench/load),
+	// "wrk" or "h2load". "" reads as builtin.
+	Driver string
+	// Command is an external driver's command line; "" for builtin.
+	Command string
+}
+
+// DriverName returns r.Driver, or "builtin" when it is empty.
+func (r *Run) DriverName() string {
+	if r.Driver == "" {
+		return "builtin"
+	}
+	return r.Driver
 }
 
 // Kind is the table layout a scenario uses.
@@ -99,6 +112,12 @@ type Report struct {
 	Command string
 	// Scenarios are the results, in run order.
 	Scenarios []Scenario
+	// Subject is the target the Goals judge; default "kclb".
+	Subject string
+	// GoalsFrom names where the goals come from ("issue 16"); Goals, if
+	// any, are checked in a summary table at the top of the report.
+	GoalsFrom string
+	Goals     []Goal
 }
 
 // Summary is one target's aggregate over its runs in a scenario.
@@ -124,6 +143,9 @@ type Summary struct {
 	PerConn float64
 	// Resumed and Handshakes sum client TLS handshake counts.
 	Resumed, Handshakes int64
+	// Drivers lists the load generators of the runs ("builtin", "wrk",
+	// "h2load"), joined with "+" when they differ.
+	Drivers string
 	// ServerCounted is true when every run had backend counts; then
 	// ServerRequests (served by the backends), ClientRequests (sent,
 	// successful or not) and Misroutes are summed over runs.
@@ -156,6 +178,9 @@ func Summarize(sc *Scenario, targets []string) []Summary {
 				continue
 			}
 			s.Runs++
+			if d := r.DriverName(); !slices.Contains(strings.Split(s.Drivers, "+"), d) {
+				s.Drivers = strings.TrimPrefix(s.Drivers+"+"+d, "+")
+			}
 			res := r.Result
 			rps = append(rps, res.RPS())
 			s.Latency.Merge(&res.Latency)
@@ -258,6 +283,7 @@ func WriteMarkdown(w io.Writer, r *Report, chartDir string) error {
 	fmt.Fprintf(&b, "| runs | %d per target, interleaved, %v each after a %v warm-up; medians shown |\n\n", r.Runs, r.Duration, r.Warmup)
 	b.WriteString("The load generator, the proxy and the backends share the same cores: compare ratios measured in the same run, not absolute numbers. ")
 	b.WriteString("Latency percentiles come from all runs of a target merged. CPU is utime+stime of the target's processes per 10k successful requests; for `direct` it is the serving backend's own CPU.\n\n")
+	writeGoals(&b, r)
 	fmt.Fprintf(&b, "![throughput relative to HAProxy](%s/throughput.svg)\n\n", chartDir)
 	for i := range r.Scenarios {
 		sc := &r.Scenarios[i]
@@ -280,8 +306,8 @@ func WriteMarkdown(w io.Writer, r *Report, chartDir string) error {
 					float64(s.BaseRSS)/(1<<20), float64(s.PeakRSS)/(1<<20), s.PerConn/1024, vs, errorText(s.Errors))
 			}
 		default:
-			b.WriteString("| target | runs | req/s | min..max | p50 ms | p90 ms | p99 ms | p99.9 ms | vs direct | vs HAProxy | CPU-s /10k req | backends CPU-s /10k | peak RSS MiB | errors |\n")
-			b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+			b.WriteString("| target | driver | runs | req/s | min..max | p50 ms | p90 ms | p99 ms | p99.9 ms | vs direct | vs HAProxy | CPU-s /10k req | backends CPU-s /10k | peak RSS MiB | errors |\n")
+			b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 			for _, s := range sums {
 				vd, vh := "-", "-"
 				if di != nil {
@@ -291,11 +317,12 @@ func WriteMarkdown(w io.Writer, r *Report, chartDir string) error {
 					vh = ratio(s.RPS, ha.RPS)
 				}
 				l := &s.Latency
-				fmt.Fprintf(&b, "| %s | %d | %s | %s..%s | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.1f | %s |\n",
-					s.Target, s.Runs, thousands(s.RPS), thousands(s.MinRPS), thousands(s.MaxRPS),
+				fmt.Fprintf(&b, "| %s | %s | %d | %s | %s..%s | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.1f | %s |\n",
+					s.Target, s.Drivers, s.Runs, thousands(s.RPS), thousands(s.MinRPS), thousands(s.MaxRPS),
 					ms(l.Quantile(0.5)), ms(l.Quantile(0.9)), ms(l.Quantile(0.99)), ms(l.Quantile(0.999)),
 					vd, vh, s.CPUPer10k, s.BackPer10k, float64(s.PeakRSS)/(1<<20), errorText(s.Errors))
 			}
+			writeCommands(&b, sc)
 			if hs := sums[0].Handshakes; hs > 0 {
 				b.WriteString("\nTLS handshakes resumed: ")
 				var parts []string

@@ -34,7 +34,8 @@ func fakeReport() *Report {
 	for i := 1; i <= 2; i++ {
 		tp.Runs = append(tp.Runs,
 			Run{Target: "direct", Index: i, Result: fakeResult(3000, time.Millisecond, 0), ProxyCPU: 300 * time.Millisecond, PeakRSS: 10 << 20, ClientCPU: 600 * time.Millisecond},
-			Run{Target: "kclb", Index: i, Result: fakeResult(uint64(1000+i*200), 4*time.Millisecond, 2), ProxyCPU: time.Second, PeakRSS: 30 << 20},
+			Run{Target: "kclb", Index: i, Result: fakeResult(uint64(1000+i*200), 4*time.Millisecond, 2), ProxyCPU: time.Second, PeakRSS: 30 << 20,
+				Driver: "wrk", Command: "wrk -t 2 -c 64 http://k/"},
 			Run{Target: "haproxy", Index: i, Result: fakeResult(2000, 2*time.Millisecond, 0), ProxyCPU: 500 * time.Millisecond, PeakRSS: 20 << 20,
 				ServerCounted: true, ServerRequests: 2000, Misroutes: int64(i)})
 	}
@@ -57,12 +58,13 @@ func TestWriteMarkdown(t *testing.T) {
 		"| CPU | Test CPU <x> (nproc 2) |",
 		"| HAProxy | 2.6.12 |",
 		// direct: 3000 req/s, ratio 1.00 to itself, 1.50 to HAProxy, 1 CPU-s per 10k.
-		"| direct | 2 | 3,000 | 3,000..3,000 | 1.00 |",
+		"| direct | builtin | 2 | 3,000 | 3,000..3,000 | 1.00 |",
 		"| 1.00 | 1.50 | 1.00 |",
 		// kclb: median of 1200 and 1400 is 1300, 0.65 of HAProxy's 2000.
-		"| kclb | 2 | 1,300 | 1,200..1,400 | 4.00 | 4.00 | 4.00 | 4.00 | 0.43 | 0.65 |",
+		"| kclb | wrk | 2 | 1,300 | 1,200..1,400 | 4.00 | 4.00 | 4.00 | 4.00 | 0.43 | 0.65 |",
+		"- kclb: `wrk -t 2 -c 64 http://k/`",
 		"status 4 |",
-		"| haproxy | 2 | 2,000 |",
+		"| haproxy | builtin | 2 | 2,000 |",
 		// idle: 20 KiB per connection for kclb, twice HAProxy's 10.
 		"| kclb | 1,000 | 10.0 | 29.5 | 20.0 | 2.00 | 0 |",
 		"![latency percentiles, http-ka-c64](bench/latency-http-ka-c64.svg)",
@@ -72,6 +74,60 @@ func TestWriteMarkdown(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q\n%s", want, md)
 		}
+	}
+}
+
+// TestGoals checks the summary against targets on known numbers (issue
+// 16: "the summary table against each target (met or not, with the
+// number)").
+func TestGoals(t *testing.T) {
+	r := fakeReport()
+	tests := []struct {
+		name string
+		goal Goal
+		want Verdict
+		row  string
+	}{
+		{"req/s below HAProxy", Goal{Label: "rps", Scenario: "http-ka-c64", Metric: MetricRPS, Versus: "haproxy", Factor: 1}, NotMet,
+			"| rps | http-ka-c64 | wrk | 1,300 req/s (0.65×) | haproxy 2,000 req/s | **not met** |"},
+		{"req/s above a share of direct", Goal{Label: "rps2", Scenario: "http-ka-c64", Metric: MetricRPS, Versus: "direct", Factor: 0.4}, Met,
+			"| rps2 | http-ka-c64 | wrk | 1,300 req/s (0.43×) | direct 3,000 req/s | **met** |"},
+		// kclb: median of 1 s / 1200 and 1 s / 1400 requests; HAProxy 0.5 s / 2000.
+		{"CPU per request", Goal{Label: "cpu", Scenario: "http-ka-c64", Metric: MetricCPU, Versus: "haproxy", Factor: 1}, NotMet,
+			"| cpu | http-ka-c64 | wrk | 77.38 CPU-s /100k req (3.10×) | haproxy 25.00 CPU-s /100k req | **not met** |"},
+		{"CPU per request, loose", Goal{Label: "cpu4", Scenario: "http-ka-c64", Metric: MetricCPU, Versus: "haproxy", Factor: 4}, Met, ""},
+		{"p99 over HAProxy's + 1 ms", Goal{Label: "p99", Scenario: "http-ka-c64", Metric: MetricP99, Versus: "haproxy", Factor: 1, Slack: 1e6}, NotMet,
+			"| p99 | http-ka-c64 | wrk | 4.00 ms (+2.00 ms) | haproxy 2.00 ms | **not met** |"},
+		{"p99 within HAProxy's + 3 ms", Goal{Label: "p99b", Scenario: "http-ka-c64", Metric: MetricP99, Versus: "haproxy", Factor: 1, Slack: 3e6}, Met, ""},
+		{"RSS", Goal{Label: "rss", Scenario: "http-ka-c64", Metric: MetricRSS, Versus: "haproxy", Factor: 1.25}, NotMet,
+			"| rss | http-ka-c64 | wrk | 30.0 MiB (1.50×) | haproxy 20.0 MiB | **not met** |"},
+		{"idle memory under a limit", Goal{Label: "idle", Scenario: "idle-10k", Metric: MetricPerConn, Limit: 32 << 10}, Met,
+			"| idle | idle-10k | builtin | 20.0 KiB | limit 32.0 KiB | **met** |"},
+		{"idle memory over a limit", Goal{Label: "idle8", Scenario: "idle-10k", Metric: MetricPerConn, Limit: 8 << 10}, NotMet, ""},
+		{"scenario not run", Goal{Label: "h2", Scenario: "h2-c64-m10", Versus: "haproxy", Factor: 1}, NotMeasured,
+			"| h2 | h2-c64-m10 | - | - | - | not measured: scenario h2-c64-m10 not run |"},
+		{"reference not run", Goal{Label: "nginx", Scenario: "http-ka-c64", Versus: "nginx", Factor: 1}, NotMeasured,
+			"not measured: no nginx run |"},
+		{"measured elsewhere", Goal{Label: "allocs", Note: "go test -bench"}, NotMeasured, "| allocs | - | - | - | - | not measured: go test -bench |"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.goal.Check(r); got.Verdict != tc.want {
+				t.Fatalf("verdict %v (%+v), want %v", got.Verdict, got, tc.want)
+			}
+			if tc.row == "" {
+				return
+			}
+			rr := *r
+			rr.Goals = []Goal{tc.goal}
+			var b bytes.Buffer
+			if err := WriteMarkdown(&b, &rr, "bench"); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), tc.row) {
+				t.Fatalf("summary lacks %q\n%s", tc.row, b.String())
+			}
+		})
 	}
 }
 
