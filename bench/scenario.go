@@ -42,7 +42,7 @@ type scenario struct {
 	// replaces rate when that scenario ran first in the same session
 	// (issue 16: "p99 at a fixed rate of half HAProxy's peak").
 	rateOf string
-	path       string
+	path   string
 	// fault and clear are kcsim control forms posted to the second node
 	// one third and two thirds into each measured run.
 	fault, clear string
