@@ -43,13 +43,16 @@ fuzz:
 		done; \
 	done
 
-## bench: kclb side by side with HAProxy, nginx and direct; writes docs/benchmarks.md (< 10 min)
+## bench: kclb side by side with HAProxy, nginx and direct; writes docs/benchmarks.md (< 10 min).
+## DRIVER=wrk,h2load measures the closed-loop rows with wrk (HTTP/1.1) and h2load (HTTP/2)
+## instead of the built-in load generator (DRIVER=wrk or DRIVER=h2load: one of them)
+DRIVER ?= builtin
 bench:
-	$(GO) run ./bench -targets direct,kclb,haproxy,nginx
+	$(GO) run ./bench -targets direct,kclb,haproxy,nginx -driver $(DRIVER)
 
 ## bench-quick: the same in under 2 minutes
 bench-quick:
-	$(GO) run ./bench -quick -targets direct,kclb,haproxy,nginx
+	$(GO) run ./bench -quick -targets direct,kclb,haproxy,nginx -driver $(DRIVER)
 
 ## soak: mixed traffic with node kills, drains, reloads and certificate rotation (SOAK, default 10m)
 SOAK ?= 10m

@@ -78,7 +78,7 @@ func (s *suite) runScenario(ctx context.Context, sc scenario) report.Scenario {
 	env := s.env(sc)
 	var active []target.Target
 	for _, t := range s.targets {
-		if _, isDirect := t.(*target.Direct); isDirect && (sc.tls || sc.fault != "") {
+		if _, isDirect := t.(*target.Direct); isDirect && (sc.tls || sc.fault != "" || sc.noDirect) {
 			continue // the stand-ins serve plain HTTP only; faults hit node 2, direct uses node 1
 		}
 		active = append(active, t)

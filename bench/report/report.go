@@ -381,10 +381,21 @@ kclb side by side with HAProxy (Debian's package), optionally nginx, and the sta
 served directly, all on the same machine and the same three stand-in nodes (` + "`cmd/kcsim`" + `, strict mode).
 Produced by ` + "`go run ./bench`" + ` (source in ` + "`bench/`" + `):
 
-- ` + "`go run ./bench`" + ` runs the default suite (3 interleaved runs of 5 s per target after a 1 s warm-up;
-  under 10 minutes on 2 cores); ` + "`-quick`" + ` runs 1 run of 2 s (under 2 minutes).
+- ` + "`go run ./bench`" + ` (` + "`make bench`" + `) runs the default suite (3 interleaved runs of 5 s per target after a
+  1 s warm-up; under 10 minutes on 2 cores); ` + "`-quick`" + ` runs 1 run of 2 s (under 2 minutes).
 - ` + "`-scenarios a,b`" + ` (names or prefixes; ` + "`fail`" + ` selects the failure scenarios, which only run when named),
   ` + "`-targets direct,kclb,haproxy,nginx`" + `, ` + "`-runs`" + `, ` + "`-duration`" + `, ` + "`-out`" + ` (this file; charts go to ` + "`bench/`" + ` beside it).
+- ` + "`-driver wrk,h2load`" + ` (` + "`make bench DRIVER=wrk,h2load`" + `; ` + "`wrk`" + ` or ` + "`h2load`" + ` alone for one of them) measures
+  the closed-loop HTTP/1.1 rows with wrk (` + "`wrk -t 2 -c N -d D --latency -s bench/driver/report.lua`" + `, plus
+  ` + "`-H 'Connection: close'`" + ` for a new connection per request; the Lua ` + "`done()`" + ` hook prints the request and
+  error counts and wrk's latency distribution, including its coordinated-omission correction) and the
+  HTTP/2 row with h2load (` + "`h2load -t 2 -c 64 -m 10 -D D --log-file`" + `, latency from the per-request log).
+  The fixed-rate row (wrk2 is not packaged), TLS resumption (wrk does not resume sessions), idle
+  connections and the login mix stay on the built-in generator, and so do the warm-ups. Every row names
+  its driver and the tools' command lines are listed under each table. Issue 16's method of 2 runs of
+  10 s is ` + "`go run ./bench -driver wrk,h2load -duration 10s -runs 2`" + `.
+- The generated section opens with a summary table: each target of issue 16, kclb's number, the
+  reference's in the same interleaved run, met or not met.
 
 How it measures: its own load generator (closed loop with N connections, or open loop at a fixed rate with
 latency taken from each request's intended send time, so stalls are not hidden), a raw-socket HTTP/1.1 client
