@@ -274,12 +274,13 @@ func TestPickPortBase(t *testing.T) {
 
 // TestDriverFor pins which rows the external tools run (issue 16: wrk for
 // HTTP/1.1, h2load for HTTP/2; the fixed-rate row stays with the built-in
-// generator because wrk2 is not packaged).
+// generator because wrk2 is not packaged, the full-handshake rows because
+// wrk resumes TLS sessions, see driver.TestRealWrkResumesTLS).
 func TestDriverFor(t *testing.T) {
 	both := []driver.Tool{driver.Wrk, driver.H2load}
 	want := map[string]string{ // scenario -> tool with both listed, "" = builtin
 		"http-ka-c64": "wrk", "http-ka-c1000": "wrk", "http-ka-fixed": "", "https-ka-c64": "wrk",
-		"tls-hs-ecdsa": "wrk", "tls-hs-rsa": "wrk", "tls-resume": "", "h2-c64-m10": "h2load",
+		"tls-hs-ecdsa": "", "tls-hs-rsa": "", "tls-resume": "wrk", "h2-c64-m10": "h2load",
 		"idle-10k": "", "login-mix": "", "fail-refuse": "", "fail-slow": "",
 	}
 	all := allScenarios(10000, 4000)

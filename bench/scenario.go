@@ -215,12 +215,14 @@ func parseDrivers(list string) ([]driver.Tool, error) {
 
 // driverFor picks the external tool that runs sc, if any of tools can:
 // wrk runs closed-loop HTTP/1.1 rows (keep-alive, or Connection: close for
-// a new connection per request), h2load closed-loop HTTP/2 rows. Otherwise
-// ok is false and why, when tools were asked for, says why the built-in
-// generator runs the row.
+// a new connection per request; over TLS wrk resumes the session on every
+// reconnect, so of those only the resumption row), h2load closed-loop
+// HTTP/2 rows. Otherwise ok is false and why, when tools were asked for,
+// says why the built-in generator runs the row.
 func driverFor(sc scenario, tools []driver.Tool) (t driver.Tool, ok bool, why string) {
+	fullHandshakes := sc.tls && sc.newConn && !sc.resume
 	switch {
-	case sc.mode == modeH1 && sc.rate == 0 && !sc.resume && slices.Contains(tools, driver.Wrk):
+	case sc.mode == modeH1 && sc.rate == 0 && !fullHandshakes && slices.Contains(tools, driver.Wrk):
 		return driver.Wrk, true, ""
 	case sc.mode == modeH2 && sc.rate == 0 && slices.Contains(tools, driver.H2load):
 		return driver.H2load, true, ""
@@ -228,8 +230,8 @@ func driverFor(sc scenario, tools []driver.Tool) (t driver.Tool, ok bool, why st
 		return 0, false, ""
 	case sc.rate > 0:
 		return 0, false, "a fixed request rate: wrk and h2load cannot pace one (wrk2 is not packaged), so the built-in open-loop generator runs this row"
-	case sc.resume:
-		return 0, false, "wrk does not resume TLS sessions, so the built-in generator runs this row"
+	case fullHandshakes:
+		return 0, false, "wrk resumes the TLS session on every new connection (only each connection slot's first handshake is full), so full handshakes need the built-in generator; wrk runs tls-resume instead"
 	case sc.mode == modeIdle:
 		return 0, false, "idle connections are opened and held by the built-in generator"
 	case sc.mode == modeMix:

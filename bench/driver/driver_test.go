@@ -317,6 +317,37 @@ func TestRealWrk(t *testing.T) {
 	}
 }
 
+// TestRealWrkResumesTLS pins a fact the suite relies on: with
+// Connection: close over TLS, wrk opens a new connection per request but
+// resumes the TLS session on each (only a connection's first handshake is
+// full). So -driver wrk runs the tls-resume row, and the full-handshake
+// rows stay with the built-in generator.
+func TestRealWrkResumesTLS(t *testing.T) {
+	if err := Wrk.Available(); err != nil {
+		t.Skip(err)
+	}
+	var c counting
+	var resumed, full atomic.Int64
+	srv := c.server(t, true)
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.requests.Add(1)
+		if r.TLS.DidResume {
+			resumed.Add(1)
+		} else {
+			full.Add(1)
+		}
+	})
+	out, err := Run(context.Background(), Wrk, Job{URL: srv.URL + "/hello", Conns: 2, Duration: time.Second, Close: true, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCounts(t, out, c.requests.Load(), 2)
+	// At most one full handshake per connection slot, plus wrk's probe.
+	if resumed.Load() == 0 || full.Load() > 3 || c.conns.Load() < int64(out.Result.Requests) {
+		t.Fatalf("%d resumed, %d full handshakes, %d connections for %d requests", resumed.Load(), full.Load(), c.conns.Load(), out.Result.Requests)
+	}
+}
+
 // TestRealH2load runs h2load for a second over HTTP/2 with TLS, and over
 // HTTP/1.1 (issue 16: make bench -driver h2load).
 func TestRealH2load(t *testing.T) {

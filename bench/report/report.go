@@ -390,9 +390,11 @@ Produced by ` + "`go run ./bench`" + ` (source in ` + "`bench/`" + `):
   ` + "`-H 'Connection: close'`" + ` for a new connection per request; the Lua ` + "`done()`" + ` hook prints the request and
   error counts and wrk's latency distribution, including its coordinated-omission correction) and the
   HTTP/2 row with h2load (` + "`h2load -t 2 -c 64 -m 10 -D D --log-file`" + `, latency from the per-request log).
-  The fixed-rate row (wrk2 is not packaged), TLS resumption (wrk does not resume sessions), idle
-  connections and the login mix stay on the built-in generator, and so do the warm-ups. Every row names
-  its driver and the tools' command lines are listed under each table. Issue 16's method of 2 runs of
+  Over TLS, wrk resumes the session on every new connection (only a connection slot's first handshake
+  is full; ` + "`bench/driver`" + ` tests this), so with wrk ` + "`tls-resume`" + ` runs on wrk while the full-handshake rows
+  (` + "`tls-hs-ecdsa`" + `, ` + "`tls-hs-rsa`" + `) stay on the built-in generator, as do the fixed-rate row (wrk2 is not
+  packaged), idle connections, the login mix and the warm-ups. Every row names its driver and the tools'
+  command lines are listed under each table. Issue 16's method of 2 runs of
   10 s is ` + "`go run ./bench -driver wrk,h2load -duration 10s -runs 2`" + `.
 - The generated section opens with a summary table: each target of issue 16, kclb's number, the
   reference's in the same interleaved run, met or not met.
