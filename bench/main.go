@@ -296,6 +296,8 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Duration: o.duration, Warmup: o.warmup, Runs: o.runs, Targets: names,
 		Command: commandLine(o), Subject: "kclb", GoalsFrom: "issue 16", Goals: issue16Goals(o.idleConns),
 	}
+	fmt.Fprintf(stderr, "bench: %d scenarios on %d targets, about %v (estimate, builds not included)\n",
+		len(scs), len(names), estimate(scs, names, o).Round(time.Second))
 	// HAProxy's median req/s per scenario, for the fixed-rate scenario.
 	peaks := map[string]float64{}
 	for i, sc := range scs {

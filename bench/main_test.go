@@ -394,3 +394,30 @@ func TestSmokeExternalDrivers(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultSuiteEstimate keeps make bench's promise of under 10 minutes
+// on the scenario durations (an estimate from the configured times, not a
+// timed run), with either driver.
+func TestDefaultSuiteEstimate(t *testing.T) {
+	targets := []string{"direct", "kclb", "haproxy", "nginx"}
+	for _, args := range [][]string{nil, {"-driver", "wrk,h2load"}} {
+		o, err := parseFlags(args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scs, err := selectScenarios(allScenarios(o.idleConns, o.openRate), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := estimate(scs, targets, o); d > 10*time.Minute || d < 5*time.Minute {
+			t.Errorf("%v: default suite estimated at %v, want 5..10 min", args, d)
+		} else {
+			t.Logf("%v: %v", args, d)
+		}
+	}
+	q, _ := parseFlags([]string{"-quick"}, io.Discard)
+	scs, _ := selectScenarios(allScenarios(q.idleConns, q.openRate), "")
+	if d := estimate(scs, targets, q); d > 2*time.Minute {
+		t.Errorf("quick suite estimated at %v, want under 2 min", d)
+	}
+}

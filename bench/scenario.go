@@ -73,8 +73,8 @@ func allScenarios(idleConns int, openRate float64) []scenario {
 			desc: "HTTP/1.1 keep-alive, 64 connections, closed loop, small (955-byte) responses; raw-socket client."},
 		{name: "http-ka-c1000", mode: modeH1, workers: 1000, path: helloPath, noDirect: true,
 			desc: "HTTP/1.1 keep-alive, 1000 connections, closed loop: throughput, CPU and peak RSS with many clients (direct is left out to keep the suite under 10 minutes)."},
-		{name: "http-ka-fixed", mode: modeH1, workers: 64, rate: openRate, rateOf: "http-ka-c64", path: helloPath,
-			desc: "HTTP/1.1 keep-alive, 64 connections, open loop at a fixed total rate: latency under a fixed load, measured from each request's intended send time (no coordinated omission)."},
+		{name: "http-ka-fixed", mode: modeH1, workers: 64, rate: openRate, rateOf: "http-ka-c64", path: helloPath, noDirect: true,
+			desc: "HTTP/1.1 keep-alive, 64 connections, open loop at a fixed total rate: latency under a fixed load, measured from each request's intended send time (no coordinated omission); direct is left out to keep the suite under 10 minutes."},
 		{name: "https-ka-c64", mode: modeH1, tls: true, workers: 64, path: helloPath,
 			desc: "HTTP/1.1 over TLS 1.3 (ECDSA P-256, X25519) with keep-alive, 64 connections, closed loop."},
 		{name: "tls-hs-ecdsa", mode: modeH1, tls: true, newConn: true, workers: 50, path: helloPath,
@@ -85,8 +85,8 @@ func allScenarios(idleConns int, openRate float64) []scenario {
 			desc: "A new TLS connection per request with TLS 1.3 session resumption (tickets), ECDSA certificate, 50 concurrent clients."},
 		{name: "h2-c64-m10", mode: modeH2, tls: true, workers: 64, streams: 10, path: helloPath,
 			desc: "HTTP/2 over TLS, 64 connections with 10 concurrent streams each (640 in flight); backends over HTTP/1.1."},
-		{name: fmt.Sprintf("idle-%dk", idleConns/1000), mode: modeIdle, workers: idleConns, path: helloPath,
-			desc: fmt.Sprintf("%d keep-alive connections, each after one request, held idle; memory per connection = (peak VmRSS - VmRSS before) / connections. The target is restarted before each run.", idleConns)},
+		{name: fmt.Sprintf("idle-%dk", idleConns/1000), mode: modeIdle, workers: idleConns, path: helloPath, noDirect: true,
+			desc: fmt.Sprintf("%d keep-alive connections, each after one request, held idle; memory per connection = (peak VmRSS - VmRSS before) / connections. The target is restarted before each run (direct is left out).", idleConns)},
 		{name: "login-mix", mode: modeMix, tls: true, workers: 32,
 			desc: "Keycloak mix over HTTPS (HTTP/1.1, keep-alive), 32 users with cookie jars: per login 2 static resources, OIDC discovery, login page, credentials POST, code exchange, 2 token refreshes; each step is one sample. A login that changes node midway counts as an affinity error. The stand-ins run in strict mode: a node rejects (400) and counts login steps for logins it does not own, so a proxy without affinity (nginx open source) shows status errors and misroutes here."},
 		{name: "fail-refuse", mode: modeH1, workers: 256, rate: 2000, path: helloPath, optional: true,
@@ -241,4 +241,44 @@ func driverFor(sc scenario, tools []driver.Tool) (t driver.Tool, ok bool, why st
 	default:
 		return 0, false, "HTTP/1.1 rows use wrk only when -driver lists it"
 	}
+}
+
+// Costs the wall-time estimate assumes besides the measured time: starting
+// a target and waiting until it is ready, and the bookkeeping around each
+// run (backend counters, starting an external tool).
+const (
+	startCost = time.Second
+	runCost   = 300 * time.Millisecond
+	// idleOpenRate is how fast the idle scenario opens connections.
+	idleOpenRate = 3000.0
+)
+
+// activeTargets counts the targets that run sc: direct serves plain HTTP
+// only, stays out of fault scenarios, and out of noDirect ones.
+func activeTargets(sc scenario, targets []string) int {
+	n := 0
+	for _, t := range targets {
+		if t == "direct" && (sc.tls || sc.fault != "" || sc.noDirect) {
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// estimate is the wall time the scenarios take with o's runs, durations
+// and warm-ups on targets, builds not included.
+func estimate(scs []scenario, targets []string, o options) time.Duration {
+	var total time.Duration
+	for _, sc := range scs {
+		n := time.Duration(activeTargets(sc, targets))
+		runs := time.Duration(o.runs)
+		if sc.mode == modeIdle {
+			open := time.Duration(float64(sc.workers) / idleOpenRate * float64(time.Second))
+			total += runs * n * (startCost + open + time.Second)
+			continue
+		}
+		total += n * (startCost + o.warmup + runs*(max(o.duration, sc.minDuration)+runCost))
+	}
+	return total
 }
