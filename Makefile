@@ -45,7 +45,7 @@ fuzz:
 
 ## bench: kclb side by side with HAProxy, nginx and direct; writes docs/benchmarks.md (< 10 min).
 ## DRIVER=wrk,h2load measures the closed-loop rows with wrk (HTTP/1.1) and h2load (HTTP/2)
-## instead of the built-in load generator (DRIVER=wrk or DRIVER=h2load: one of them)
+## instead of the built-in load generator, in 2 runs of 10 s (about 11 min; DRIVER=wrk or h2load: one)
 DRIVER ?= builtin
 bench:
 	$(GO) run ./bench -targets direct,kclb,haproxy,nginx -driver $(DRIVER)

@@ -73,9 +73,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenario names or prefixes (default: all)")
 	fs.StringVar(&o.targets, "targets", "direct,kclb,haproxy", "comma-separated targets: direct, kclb, haproxy, nginx")
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "Markdown file to write (the generated section is replaced); charts go to <dir>/bench/; \"\" = stdout only")
-	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per run")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per run (10s with -driver wrk or h2load, as issue 16's method)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "warm-up per target and scenario")
-	fs.IntVar(&o.runs, "runs", 3, "runs per target and scenario")
+	fs.IntVar(&o.runs, "runs", 3, "runs per target and scenario (2 with -driver wrk or h2load)")
 	fs.IntVar(&o.idleConns, "idle-conns", 10000, "connections held in the idle scenario")
 	fs.Float64Var(&o.openRate, "rate", 4000, "total request rate of the fixed-rate scenario, req/s (default: half of HAProxy's median req/s in http-ka-c64 of the same run; this value when that was not measured)")
 	fs.StringVar(&o.driver, "driver", builtinName, "load generators, comma-separated: builtin, wrk (closed-loop HTTP/1.1 rows), h2load (HTTP/2 rows); rows no listed tool can run use builtin")
@@ -110,6 +110,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		if !set["idle-conns"] {
 			o.idleConns = 5000
+		}
+	} else if len(o.tools) > 0 {
+		// Issue 16's method with wrk and h2load: 2 interleaved runs of 10 s.
+		if !set["duration"] {
+			o.duration = 10 * time.Second
+		}
+		if !set["runs"] {
+			o.runs = 2
 		}
 	}
 	if o.runs < 1 || o.duration <= 0 || o.idleConns < 1 || o.openRate <= 0 {

@@ -363,7 +363,11 @@ func WriteMarkdown(w io.Writer, r *Report, chartDir string) error {
 				b.WriteString("\nLoad generator CPU-s /10k req: " + strings.Join(gen, "; ") + ".\n")
 			}
 			if len(counted) > 0 {
-				b.WriteString("\nRequests counted by the backends per request sent: " + strings.Join(counted, "; ") + ".\n")
+				b.WriteString("\nRequests counted by the backends per request sent: " + strings.Join(counted, "; ") + ".")
+				if slices.ContainsFunc(sums, func(s Summary) bool { return s.Drivers != "builtin" }) {
+					b.WriteString(" wrk and h2load do not count the requests in flight when they stop (up to one per connection and stream), so their rows can exceed 1.")
+				}
+				b.WriteString("\n")
 			}
 			fmt.Fprintf(&b, "\n![latency percentiles, %s](%s/latency-%s.svg)\n", sc.Name, chartDir, sc.Name)
 		}
@@ -394,8 +398,8 @@ Produced by ` + "`go run ./bench`" + ` (source in ` + "`bench/`" + `):
   is full; ` + "`bench/driver`" + ` tests this), so with wrk ` + "`tls-resume`" + ` runs on wrk while the full-handshake rows
   (` + "`tls-hs-ecdsa`" + `, ` + "`tls-hs-rsa`" + `) stay on the built-in generator, as do the fixed-rate row (wrk2 is not
   packaged), idle connections, the login mix and the warm-ups. Every row names its driver and the tools'
-  command lines are listed under each table. Issue 16's method of 2 runs of
-  10 s is ` + "`go run ./bench -driver wrk,h2load -duration 10s -runs 2`" + `.
+  command lines are listed under each table. With a tool listed, the runs default to issue 16's
+  method, 2 interleaved runs of 10 s (about 11 minutes; ` + "`-runs 3 -duration 5s`" + ` for the default's 9).
 - The generated section opens with a summary table: each target of issue 16, kclb's number, the
   reference's in the same interleaved run, met or not met.
 
