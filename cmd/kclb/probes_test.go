@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kclb/kclb/admin"
 	"github.com/kclb/kclb/kcsim"
 )
 
@@ -20,10 +21,11 @@ import (
 const probeInterval = 200 * time.Millisecond
 
 // newProbeEnv starts kclb in front of three stand-ins with extra keys in
-// its [health] section.
-func newProbeEnv(t *testing.T, ko kcsim.Options, healthKeys string) *env {
+// its [health] section and /echo public.
+func newProbeEnv(t *testing.T, o envOptions, healthKeys string) *env {
 	t.Helper()
-	e := newEnv(t, envOptions{kcsim: ko, extra: echoPaths, noProc: true})
+	o.extra, o.noProc = echoPaths+o.extra, true
+	e := newEnv(t, o)
 	b, err := os.ReadFile(e.cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +153,7 @@ func (tr *traffic) recovers(t *testing.T, e *env, node string, set func(bool)) {
 // (3) failed rounds, and clients see no error. On c0768d7 the key never
 // reached the checker and the node stayed in rotation.
 func TestClusterSplitEjectsMinority(t *testing.T) {
-	e := newProbeEnv(t, kcsim.Options{}, `cluster_check = "eject"`)
+	e := newProbeEnv(t, envOptions{}, `cluster_check = "eject"`)
 	tr := startTraffic(t, e)
 	tr.waitServing(t, "keycloak1", "keycloak2", "keycloak3")
 
@@ -178,6 +180,57 @@ func TestClusterSplitEjectsMinority(t *testing.T) {
 	tr.recovers(t, e, "keycloak2", e.cluster.At(1).Node.SetSplit)
 }
 
+// TestClusterSplitReportOnly pins issue 18, item 4 for cluster_check =
+// "report": the split node is flagged in the status API and stays in
+// rotation.
+func TestClusterSplitReportOnly(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	e := newProbeEnv(t, envOptions{admin: fmt.Sprintf("socket = %q", sock)}, `cluster_check = "report"`)
+	tr := startTraffic(t, e)
+	tr.waitServing(t, "keycloak1", "keycloak2", "keycloak3")
+	split := func() admin.ServerStatus {
+		var st admin.Status
+		out := mustCLI(t, "status", "-s", sock, "--json")
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		return serverByName(t, st, "keycloak2")
+	}
+	if s := split(); s.Split {
+		t.Fatalf("keycloak2 flagged split before the split: %+v", s)
+	}
+	e.cluster.At(1).Node.SetSplit(true)
+	// waitStatus polls the status API (it has no change stream) until ok.
+	waitStatus := func(what string, ok func(admin.ServerStatus) bool) admin.ServerStatus {
+		deadline := time.Now().Add(30 * probeInterval)
+		for {
+			s := split()
+			if ok(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("keycloak2 not %s after 30 intervals: %+v", what, s)
+			}
+			time.Sleep(probeInterval / 4)
+		}
+	}
+	flagged := waitStatus("flagged split", func(s admin.ServerStatus) bool { return s.Split && s.Check != nil })
+	// Still in rotation after more than fall (3) further split rounds.
+	waitStatus("checked 3 more rounds", func(s admin.ServerStatus) bool {
+		return s.Check != nil && s.Check.Time.Sub(flagged.Check.Time) > 7*probeInterval/2
+	})
+	tr.reset()
+	tr.waitServing(t, "keycloak1", "keycloak2", "keycloak3")
+	if s := split(); s.Health != "up" || !s.Split {
+		t.Fatalf("report mode: keycloak2 %+v, want up and flagged split", s)
+	}
+	tr.stop()
+	<-tr.done
+	if _, errs := tr.reset(); len(errs) > 0 {
+		t.Fatalf("%d client errors: %v", len(errs), errs[:min(len(errs), 5)])
+	}
+}
+
 // TestTokenAndWellKnownProbes pins issue 18, item 4 for the authenticated
 // probe and OIDC discovery: a node whose token endpoint fails leaves
 // rotation (reason names the token probe) with no client error, comes
@@ -190,7 +243,7 @@ func TestTokenAndWellKnownProbes(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := newProbeEnv(t, kcsim.Options{ProbeSecret: secret}, fmt.Sprintf(`
+	e := newProbeEnv(t, envOptions{kcsim: kcsim.Options{ProbeSecret: secret}}, fmt.Sprintf(`
 realm = "test"
 well_known = true
 token_client_id = "kclb-probe"
