@@ -345,3 +345,28 @@ func vrrpOptions(c config.VRRPInstance) vrrp.Options {
 		NotifyFault:    c.NotifyFault,
 	}
 }
+
+// restartOnlyChanges lists the keys that differ between old and cur and
+// that a reload cannot apply: the process logger, the connection
+// semaphore, the pool's passive-ejection and panic settings, and
+// everything the admin interface was started with. The running process
+// keeps the old values until it restarts.
+func restartOnlyChanges(old, cur *config.Config) []string {
+	var keys []string
+	add := func(key string, changed bool) {
+		if changed {
+			keys = append(keys, key)
+		}
+	}
+	og, cg := old.Global, cur.Global
+	add("global.name", og.Name != cg.Name)
+	add("global.maxconn", connSlots(old) != connSlots(cur))
+	add("global.log_format", og.LogFormat != cg.LogFormat)
+	add("global.log_level", og.LogLevel != cg.LogLevel)
+	add("global.state_file", og.StateFile != cg.StateFile)
+	op, cp := poolOptions(old), poolOptions(cur)
+	add("health.passive_fails", op.PassiveFails != cp.PassiveFails)
+	add("health.panic_threshold", op.PanicThreshold != cp.PanicThreshold)
+	add("[admin]", old.Admin != cur.Admin)
+	return keys
+}

@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kclb/kclb/admin"
+	"github.com/kclb/kclb/config"
 	"github.com/kclb/kclb/kcsim"
 )
 
@@ -267,5 +270,64 @@ token_interval = "1s"
 	tr.recovers(t, e, "keycloak3", e.cluster.At(2).Node.SetTokenFail)
 	if logs := strings.Join(e.proc.Logs(), "\n"); strings.Contains(logs, secret) {
 		t.Fatal("the probe secret appears in kclb's log")
+	}
+}
+
+// TestReloadNamesRestartOnlyKeys pins issue 18, item 4 for reloads: a
+// changed key that a reload cannot apply (the pool's passive_fails, the
+// logger) is named in a warning instead of being silently ignored; a
+// reload without such a change logs no warning.
+func TestReloadNamesRestartOnlyKeys(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	warned := e.proc.watch("keep their running values until kclb restarts")
+	reloaded := e.proc.watch("configuration reloaded")
+	e.proc.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, reloaded, "unchanged reload", 10*time.Second)
+	// Logs holds every line read so far, the reload's own included.
+	if logs := strings.Join(e.proc.Logs(), "\n"); strings.Contains(logs, "keep their running values") {
+		t.Fatalf("reload of an unchanged file warned:\n%s", logs)
+	}
+
+	b, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), "[health]\n", "[health]\npassive_fails = 5\n", 1)
+	text = strings.Replace(text, `log_level = "debug"`, `log_level = "info"`, 1)
+	if err := os.WriteFile(e.cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.proc.cmd.Process.Signal(syscall.SIGHUP)
+	line := waitLog(t, warned, "restart-only warning", 10*time.Second)
+	if !strings.Contains(line, "keys=global.log_level,health.passive_fails") {
+		t.Fatalf("warning %q, want keys=global.log_level,health.passive_fails", line)
+	}
+	waitLog(t, reloaded, "changed reload", 10*time.Second)
+}
+
+// TestRestartOnlyChanges checks every restart-only key is detected.
+func TestRestartOnlyChanges(t *testing.T) {
+	base := config.Default()
+	for _, tc := range []struct {
+		key string
+		set func(c *config.Config)
+	}{
+		{"global.name", func(c *config.Config) { c.Global.Name += "x" }},
+		{"global.maxconn", func(c *config.Config) { c.Global.MaxConn++ }},
+		{"global.log_format", func(c *config.Config) { c.Global.LogFormat = config.LogJSON }},
+		{"global.log_level", func(c *config.Config) { c.Global.LogLevel = config.LogDebug }},
+		{"global.state_file", func(c *config.Config) { c.Global.StateFile = "/tmp/x" }},
+		{"health.passive_fails", func(c *config.Config) { c.Health.PassiveFails = 0 }},
+		{"health.panic_threshold", func(c *config.Config) { c.Health.PanicThreshold = 0.5 }},
+		{"[admin]", func(c *config.Config) { c.Admin.SocketGroup = "kclb" }},
+	} {
+		cur := *base
+		tc.set(&cur)
+		if got := restartOnlyChanges(base, &cur); !slices.Equal(got, []string{tc.key}) {
+			t.Errorf("%s changed: restartOnlyChanges = %v", tc.key, got)
+		}
+	}
+	if got := restartOnlyChanges(base, base); len(got) != 0 {
+		t.Errorf("unchanged: %v", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/kclb/kclb/config"
 	"github.com/kclb/kclb/tlsconf"
@@ -21,7 +22,8 @@ import (
 // admin state, counters), the affinity identity when [affinity] is
 // unchanged (learned routes), VRRP instances whose settings are unchanged.
 // Listener-level timeouts and limits apply to listeners opened by the
-// reload.
+// reload; the keys restartOnlyChanges names keep their running values
+// until a restart, and the reload logs which ones changed.
 func (in *instance) reload(ctx context.Context) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -38,6 +40,9 @@ func (in *instance) reload(ctx context.Context) error {
 	}
 	for _, w := range cfg.Warnings {
 		in.logger.Warn("config", "warning", w)
+	}
+	if keys := restartOnlyChanges(old, cfg); len(keys) > 0 {
+		in.logger.Warn("reload: these settings keep their running values until kclb restarts", "keys", strings.Join(keys, ","))
 	}
 
 	// Certificates: re-read the same files, or load a new set.
