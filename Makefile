@@ -20,10 +20,13 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/kclb ./cmd/kclb
 	$(GO) build -o $(BIN)/kcsim ./cmd/kcsim
+	$(GO) build -o $(BIN)/kclb-demo ./cmd/kclb-demo
 
-## demo: three Keycloak stand-ins and kclb on localhost (Ctrl-C stops it)
+## demo: three Keycloak stand-ins and kclb on localhost (Ctrl-C stops it);
+## DEMOFLAGS="--port-base 20000" moves its ports
+DEMOFLAGS ?=
 demo: build
-	./bin/kclb demo
+	./$(BIN)/kclb-demo $(DEMOFLAGS)
 
 ## test: every test (root-only and peer tests skip with a reason when they cannot run)
 test:

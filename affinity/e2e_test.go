@@ -16,6 +16,7 @@ import (
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/balancer"
 	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/kcsim/kcsimtest"
 	"github.com/kclb/kclb/proxy"
 )
 
@@ -32,7 +33,7 @@ var _ proxy.Router = affinity.Router{}
 
 // e2e is kclb's handler with affinity in front of a kcsim cluster.
 type e2e struct {
-	cluster *kcsim.Cluster
+	cluster *kcsimtest.Cluster
 	pool    *backend.Pool
 	aff     *affinity.Affinity
 	url     string
@@ -40,7 +41,7 @@ type e2e struct {
 
 func startE2E(t *testing.T, n int, kc kcsim.Options, configuredRoutes bool) *e2e {
 	t.Helper()
-	cluster := kcsim.StartCluster(t, n, kc)
+	cluster := kcsimtest.StartCluster(t, n, kc)
 	var specs []backend.Spec
 	for i, m := range cluster.Nodes() {
 		sp := backend.Spec{Name: fmt.Sprintf("kc%d", i+1), Addr: m.Traffic.String()}

@@ -10,13 +10,14 @@ import (
 
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/kcsim/kcsimtest"
 )
 
 // TestAgainstKcsim runs the checker with every probe against the project's
 // Keycloak stand-in and walks through its failure switches.
 func TestAgainstKcsim(t *testing.T) {
 	const secret = "kcsim-probe-secret"
-	cl := kcsim.StartCluster(t, 3, kcsim.Options{ProbeSecret: secret})
+	cl := kcsimtest.StartCluster(t, 3, kcsim.Options{ProbeSecret: secret})
 	secretFile := filepath.Join(t.TempDir(), "probe-secret")
 	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
 		t.Fatal(err)

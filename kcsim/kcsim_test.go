@@ -1,9 +1,11 @@
-package kcsim
+package kcsim_test
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	. "github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/kcsim/kcsimtest"
 	"io"
 	"net"
 	"net/http"
@@ -92,7 +94,7 @@ func TestLoginFlow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := StartCluster(t, 1, Options{CookieFormat: tt.format, Strict: tt.strict})
+			c := kcsimtest.StartCluster(t, 1, Options{CookieFormat: tt.format, Strict: tt.strict})
 			m := c.At(0)
 			f := &LoginFlow{Client: client(t)}
 			res, err := f.Run(context.Background(), m.TrafficURL())
@@ -134,7 +136,7 @@ func TestLoginFlow(t *testing.T) {
 }
 
 func TestLoginCookies(t *testing.T) {
-	c := StartCluster(t, 1, Options{})
+	c := kcsimtest.StartCluster(t, 1, Options{})
 	m := c.At(0)
 	hc := client(t)
 	resp, _ := get(t, hc, m.TrafficURL()+"/realms/test/protocol/openid-connect/auth?client_id=a&redirect_uri=http%3A%2F%2Fx%2Fcb",
@@ -175,11 +177,11 @@ func TestLoginCookies(t *testing.T) {
 }
 
 func TestLoginIdentityCookies(t *testing.T) {
-	c := StartCluster(t, 1, Options{})
+	c := kcsimtest.StartCluster(t, 1, Options{})
 	base := c.At(0).TrafficURL()
 	hc := client(t)
 	_, body := get(t, hc, base+"/realms/test/protocol/openid-connect/auth?client_id=a&redirect_uri=http%3A%2F%2Fx%2Fcb&state=st")
-	action, err := formAction([]byte(body))
+	action, err := FormAction([]byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,19 +213,19 @@ func TestLoginIdentityCookies(t *testing.T) {
 	}
 	// A login with an empty password re-renders the form.
 	_, body = get(t, hc, base+"/realms/test/protocol/openid-connect/auth?client_id=a&redirect_uri=http%3A%2F%2Fx%2Fcb")
-	action, _ = formAction([]byte(body))
+	action, _ = FormAction([]byte(body))
 	resp, body = do(t, hc, http.MethodPost, action, url.Values{"username": {"u"}})
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, msgInvalidUser) {
-		t.Errorf("empty password: %d, want 200 with %q", resp.StatusCode, msgInvalidUser)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, MsgInvalidUser) {
+		t.Errorf("empty password: %d, want 200 with %q", resp.StatusCode, MsgInvalidUser)
 	}
 }
 
 // crossNodeLogin starts a login on node a and posts the form to node b.
-func crossNodeLogin(t *testing.T, c *Cluster, a, b int) (*http.Response, string) {
+func crossNodeLogin(t *testing.T, c *kcsimtest.Cluster, a, b int) (*http.Response, string) {
 	t.Helper()
 	hc := client(t)
 	_, body := get(t, hc, c.At(a).TrafficURL()+"/realms/test/protocol/openid-connect/auth?client_id=a&redirect_uri=http%3A%2F%2Fx%2Fcb")
-	action, err := formAction([]byte(body))
+	action, err := FormAction([]byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +248,7 @@ func TestStrictMisroute(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := StartCluster(t, 2, Options{Strict: tt.strict, NoRoute: tt.noRoute})
+			c := kcsimtest.StartCluster(t, 2, Options{Strict: tt.strict, NoRoute: tt.noRoute})
 			resp, body := crossNodeLogin(t, c, 0, 1)
 			if resp.StatusCode != tt.wantCode {
 				t.Fatalf("authenticate on the other node: %d, want %d", resp.StatusCode, tt.wantCode)
@@ -267,7 +269,7 @@ func TestStrictMisroute(t *testing.T) {
 func TestStrictCodeBoundToNode(t *testing.T) {
 	for _, strict := range []bool{true, false} {
 		t.Run(map[bool]string{true: "strict", false: "relaxed"}[strict], func(t *testing.T) {
-			c := StartCluster(t, 2, Options{Strict: strict})
+			c := kcsimtest.StartCluster(t, 2, Options{Strict: strict})
 			resp, _ := crossNodeLogin(t, c, 0, 0)
 			if resp.StatusCode != http.StatusFound {
 				t.Fatalf("authenticate: %d", resp.StatusCode)
@@ -345,7 +347,7 @@ func TestEncodeAuthSessionIDRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			id := newUUID()
+			id := NewUUID()
 			v := EncodeAuthSessionID(tt.format, id, tt.route, []byte("k"))
 			a, err := ParseAuthSessionID(v)
 			if err != nil {
@@ -372,7 +374,7 @@ func FuzzParseAuthSessionID(f *testing.F) {
 		if a.Route != RouteOf(v) {
 			t.Fatalf("route %q != RouteOf %q", a.Route, RouteOf(v))
 		}
-		if !isUUID(a.ID) {
+		if !IsUUID(a.ID) {
 			t.Fatalf("id %q is not a UUID", a.ID)
 		}
 		if a.Format == FormatLegacy {
@@ -395,14 +397,14 @@ const (
 )
 
 func TestHealthBodies(t *testing.T) {
-	c := StartCluster(t, 1, Options{})
+	c := kcsimtest.StartCluster(t, 1, Options{})
 	m := c.At(0)
 	n := m.Node
 	hc := client(t)
 	fixedDown := func() {
 		n.SetDatabaseDown(true)
-		ts, _ := time.Parse(failingSinceLayout, "2026-07-31 00:59:19,000")
-		n.failingSince.Store(ts.UnixNano())
+		ts, _ := time.Parse(FailingSinceLayout, "2026-07-31 00:59:19,000")
+		n.SetFailingSince(ts)
 	}
 	tests := []struct {
 		name   string
@@ -450,7 +452,7 @@ func TestHealthBodies(t *testing.T) {
 }
 
 func TestDatabaseDownViaControl(t *testing.T) {
-	c := StartCluster(t, 1, Options{})
+	c := kcsimtest.StartCluster(t, 1, Options{})
 	m := c.At(0)
 	hc := client(t)
 	resp, _ := do(t, hc, http.MethodPost, m.MgmtURL()+"/kcsim/control?db=down", nil)
@@ -466,7 +468,7 @@ func TestDatabaseDownViaControl(t *testing.T) {
 	if !strings.HasPrefix(body, prefix) || !strings.HasSuffix(body, suffix) {
 		t.Fatalf("DOWN body %s", body)
 	}
-	if _, err := time.Parse(failingSinceLayout, strings.TrimSuffix(strings.TrimPrefix(body, prefix), suffix)); err != nil {
+	if _, err := time.Parse(FailingSinceLayout, strings.TrimSuffix(strings.TrimPrefix(body, prefix), suffix)); err != nil {
 		t.Errorf("Failing since: %v", err)
 	}
 	if resp, _ := get(t, hc, m.MgmtURL()+"/health/live"); resp.StatusCode != 200 {
@@ -479,7 +481,7 @@ func TestDatabaseDownViaControl(t *testing.T) {
 }
 
 func TestSplitMetrics(t *testing.T) {
-	c := StartCluster(t, 3, Options{})
+	c := kcsimtest.StartCluster(t, 3, Options{})
 	m := c.At(1)
 	hc := client(t)
 	metric := func() string {
@@ -517,7 +519,7 @@ func dialRefused(addr string) bool {
 }
 
 func TestRefuse(t *testing.T) {
-	c := StartCluster(t, 1, Options{})
+	c := kcsimtest.StartCluster(t, 1, Options{})
 	m := c.At(0)
 	hc := client(t)
 	// An idle keep-alive connection that refuse must close.
@@ -557,7 +559,7 @@ func TestRefuse(t *testing.T) {
 }
 
 func TestControlEndpoint(t *testing.T) {
-	c := StartCluster(t, 1, Options{})
+	c := kcsimtest.StartCluster(t, 1, Options{})
 	m := c.At(0)
 	hc := client(t)
 	tests := []struct {
@@ -599,7 +601,7 @@ func TestControlEndpoint(t *testing.T) {
 }
 
 func TestTokenFail(t *testing.T) {
-	c := StartCluster(t, 1, Options{ProbeSecret: "s3cret"})
+	c := kcsimtest.StartCluster(t, 1, Options{ProbeSecret: "s3cret"})
 	m := c.At(0)
 	hc := client(t)
 	tokenURL := m.TrafficURL() + "/realms/test/protocol/openid-connect/token"
@@ -628,7 +630,7 @@ func TestTokenFail(t *testing.T) {
 }
 
 func TestSecurityHeaders(t *testing.T) {
-	c := StartCluster(t, 1, Options{})
+	c := kcsimtest.StartCluster(t, 1, Options{})
 	hc := client(t)
 	tests := []struct {
 		name   string
@@ -670,7 +672,7 @@ func TestSecurityHeaders(t *testing.T) {
 }
 
 func TestTrafficPaths(t *testing.T) {
-	c := StartCluster(t, 1, Options{})
+	c := kcsimtest.StartCluster(t, 1, Options{})
 	hc := client(t)
 	tests := []struct {
 		name     string
@@ -710,7 +712,7 @@ func TestTrafficPaths(t *testing.T) {
 }
 
 func TestDiscoveryForwardedHeaders(t *testing.T) {
-	c := StartCluster(t, 1, Options{})
+	c := kcsimtest.StartCluster(t, 1, Options{})
 	m := c.At(0)
 	hc := client(t)
 	tests := []struct {
@@ -745,7 +747,7 @@ func TestDiscoveryForwardedHeaders(t *testing.T) {
 }
 
 func TestTestHooks(t *testing.T) {
-	c := StartCluster(t, 1, Options{})
+	c := kcsimtest.StartCluster(t, 1, Options{})
 	base := c.At(0).TrafficURL()
 	hc := client(t)
 
@@ -789,7 +791,7 @@ func TestHelloMatchesPeerBench(t *testing.T) {
 }
 
 func TestDelay(t *testing.T) {
-	c := StartCluster(t, 1, Options{})
+	c := kcsimtest.StartCluster(t, 1, Options{})
 	m := c.At(0)
 	m.Node.SetDelay(time.Hour)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -806,7 +808,7 @@ func TestDelay(t *testing.T) {
 }
 
 func TestStopStart(t *testing.T) {
-	c := StartCluster(t, 2, Options{Strict: true})
+	c := kcsimtest.StartCluster(t, 2, Options{Strict: true})
 	m := c.At(0)
 	hc := client(t)
 	if _, err := (&LoginFlow{Client: hc}).Run(context.Background(), m.TrafficURL()); err != nil {
@@ -874,7 +876,7 @@ func BenchmarkHello(b *testing.B) {
 }
 
 func BenchmarkParseAuthSessionID(b *testing.B) {
-	v := EncodeAuthSessionID(Format261, newUUID(), "keycloak1", []byte("k"))
+	v := EncodeAuthSessionID(Format261, NewUUID(), "keycloak1", []byte("k"))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := ParseAuthSessionID(v); err != nil {
@@ -896,7 +898,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestLoginFlowDefaultClient(t *testing.T) {
-	c := StartCluster(t, 1, Options{Strict: true})
+	c := kcsimtest.StartCluster(t, 1, Options{Strict: true})
 	if _, err := (&LoginFlow{}).Run(context.Background(), c.At(0).TrafficURL()); err != nil {
 		t.Fatal(err)
 	}
@@ -913,7 +915,7 @@ func TestLoginFlowDefaultClient(t *testing.T) {
 // BenchmarkHelloLoopback measures /hello through a real loopback socket
 // with one keep-alive connection.
 func BenchmarkHelloLoopback(b *testing.B) {
-	c := StartCluster(b, 1, Options{})
+	c := kcsimtest.StartCluster(b, 1, Options{})
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}

@@ -394,6 +394,13 @@ func (n *Node) shutdownServer(srv *http.Server) {
 	}
 }
 
+// Relisten opens network/addr again, retrying for up to about 2 s while
+// the kernel has not released the port yet: for restarting a node on the
+// address it had (kcsimtest's Cluster.Start).
+func Relisten(ctx context.Context, network, addr string) (net.Listener, error) {
+	return relisten(ctx, network, addr)
+}
+
 // relisten opens network/addr again, retrying briefly (up to about 2 s) in
 // case the kernel has not released the port yet.
 func relisten(ctx context.Context, network, addr string) (net.Listener, error) {

@@ -9,6 +9,7 @@ import (
 	"github.com/kclb/kclb/affinity"
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/kcsim/kcsimtest"
 )
 
 // TestCookieAbuse sends malformed, oversized, duplicated and forged
@@ -17,7 +18,7 @@ import (
 // none of them errors, and each ignored cookie is counted by its
 // affinity miss reason.
 func TestCookieAbuse(t *testing.T) {
-	cluster := kcsim.StartCluster(t, 3, kcsim.Options{})
+	cluster := kcsimtest.StartCluster(t, 3, kcsim.Options{})
 	l := startLB(t, lbOptions{backends: kcsimSpecs(cluster)})
 	if err := l.pool.SetAdmin("kc2", backend.AdminDrain); err != nil {
 		t.Fatal(err)

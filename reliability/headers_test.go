@@ -11,10 +11,11 @@ import (
 
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/kcsim/kcsimtest"
 )
 
 // kcsimSpecs returns backend specs for the nodes of c, with routes.
-func kcsimSpecs(c *kcsim.Cluster) []backend.Spec {
+func kcsimSpecs(c *kcsimtest.Cluster) []backend.Spec {
 	var specs []backend.Spec
 	for _, n := range c.Nodes() {
 		specs = append(specs, backend.Spec{Addr: n.Traffic.String(), Route: n.Node.Name()})
@@ -67,7 +68,7 @@ var forged = map[string]string{
 // trusted one. There is no counter: stripping is unconditional for
 // untrusted peers, so the assertion is on what the backend received.
 func TestForgedForwardingHeaders(t *testing.T) {
-	cluster := kcsim.StartCluster(t, 1, kcsim.Options{})
+	cluster := kcsimtest.StartCluster(t, 1, kcsim.Options{})
 	untrusted := startLB(t, lbOptions{backends: kcsimSpecs(cluster)})
 	trusted := startLB(t, lbOptions{backends: kcsimSpecs(cluster), trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	tests := []struct {

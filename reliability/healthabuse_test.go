@@ -14,6 +14,7 @@ import (
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/kcsim/kcsimtest"
 )
 
 // serveMgmt serves h as a fake management port on loopback until the
@@ -36,7 +37,7 @@ func serveMgmt(t *testing.T, h http.HandlerFunc) string {
 // pool, the flapping one is held by rise/fall, every client request is
 // answered by a good server, and nothing leaks (goleak in TestMain).
 func TestHealthAbuse(t *testing.T) {
-	cluster := kcsim.StartCluster(t, 5, kcsim.Options{})
+	cluster := kcsimtest.StartCluster(t, 5, kcsim.Options{})
 	var endlessBytes atomic.Int64
 	var flaps atomic.Int64
 	var hanging sync.WaitGroup

@@ -20,6 +20,7 @@ import (
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/kcsim/kcsimtest"
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/tlsconf"
 )
@@ -119,7 +120,7 @@ type window struct{ from, to time.Time }
 // descriptors and heap return to their baseline.
 func TestSoak(t *testing.T) {
 	dur := soakDuration(t)
-	cluster := kcsim.StartCluster(t, 3, kcsim.Options{Strict: true, ShutdownTimeout: time.Second})
+	cluster := kcsimtest.StartCluster(t, 3, kcsim.Options{Strict: true, ShutdownTimeout: time.Second})
 	specs := kcsimSpecs(cluster)
 	for i, n := range cluster.Nodes() {
 		specs[i].Mgmt = n.Mgmt.String()

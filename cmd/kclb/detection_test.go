@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/kcsim/kcsimtest"
 )
 
 // TestDetectionLatency measures, for kclb and for HAProxy with the seed's
@@ -49,7 +50,7 @@ func TestDetectionLatency(t *testing.T) {
 // injects fault on node 2 under load and returns the time until the proxy
 // logged the node down and the failed/total client requests.
 func measureDetection(t *testing.T, proxy, haproxyBin, fault string) (time.Duration, int64, int64) {
-	cluster := kcsim.StartCluster(t, 3, kcsim.Options{})
+	cluster := kcsimtest.StartCluster(t, 3, kcsim.Options{})
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	var downLine string

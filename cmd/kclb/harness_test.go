@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/kcsim/kcsimtest"
 	"github.com/kclb/kclb/tlsconf"
 )
 
@@ -72,7 +73,7 @@ func testCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.Ce
 // env is a running kclb in front of a stand-in cluster.
 type env struct {
 	t         *testing.T
-	cluster   *kcsim.Cluster
+	cluster   *kcsimtest.Cluster
 	dir       string
 	cfgPath   string
 	httpAddr  string
@@ -106,7 +107,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		o.nodes = 3
 	}
 	e := &env{t: t, dir: t.TempDir()}
-	e.cluster = kcsim.StartCluster(t, o.nodes, o.kcsim)
+	e.cluster = kcsimtest.StartCluster(t, o.nodes, o.kcsim)
 	e.certFile, e.keyFile, e.roots = testCert(t, e.dir)
 	e.httpAddr, e.httpsAddr = freeAddr(t), freeAddr(t)
 	adminSection := o.admin

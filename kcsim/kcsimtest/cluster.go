@@ -1,4 +1,8 @@
-package kcsim
+// Package kcsimtest runs Keycloak stand-ins (package kcsim) on loopback
+// for tests: StartCluster starts N nodes on ephemeral ports and stops them
+// when the test ends. It imports the testing package, so only tests use
+// it; the kclb binary never links it.
+package kcsimtest
 
 import (
 	"context"
@@ -7,6 +11,8 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+
+	"github.com/kclb/kclb/kcsim"
 )
 
 // Cluster is a set of Nodes served on loopback for tests, created by
@@ -20,7 +26,7 @@ type Cluster struct {
 // ClusterNode is one member of a Cluster.
 type ClusterNode struct {
 	// Node is the simulated Keycloak; switches and Stats live here.
-	Node *Node
+	Node *kcsim.Node
 	// Traffic and Mgmt are the fixed loopback addresses of the two ports;
 	// they stay the same across Stop and Start.
 	Traffic, Mgmt netip.AddrPort
@@ -39,7 +45,7 @@ func (m *ClusterNode) MgmtURL() string { return "http://" + m.Mgmt.String() }
 // with t.Cleanup. Every node gets opts with Node set to "keycloak1" ..
 // "keycloakN" (opts.Node, if set, is used as the prefix instead) and
 // ClusterSize defaulting to n.
-func StartCluster(t testing.TB, n int, opts Options) *Cluster {
+func StartCluster(t testing.TB, n int, opts kcsim.Options) *Cluster {
 	t.Helper()
 	prefix := opts.Node
 	if prefix == "" {
@@ -55,7 +61,7 @@ func StartCluster(t testing.TB, n int, opts Options) *Cluster {
 		if o.Logger != nil {
 			o.Logger = o.Logger.With("cluster_index", i)
 		}
-		m := &ClusterNode{Node: New(o)}
+		m := &ClusterNode{Node: kcsim.New(o)}
 		tl, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatalf("kcsim: listen traffic: %v", err)
@@ -123,11 +129,11 @@ func (c *Cluster) Start(i int) {
 	if m.cancel != nil {
 		return
 	}
-	tl, err := relisten(context.Background(), "tcp", m.Traffic.String())
+	tl, err := kcsim.Relisten(context.Background(), "tcp", m.Traffic.String())
 	if err != nil {
 		c.t.Fatalf("kcsim: restart %s: %v", m.Node.Name(), err)
 	}
-	ml, err := relisten(context.Background(), "tcp", m.Mgmt.String())
+	ml, err := kcsim.Relisten(context.Background(), "tcp", m.Mgmt.String())
 	if err != nil {
 		tl.Close()
 		c.t.Fatalf("kcsim: restart %s: %v", m.Node.Name(), err)
@@ -143,8 +149,8 @@ func (c *Cluster) Running(i int) bool {
 }
 
 // Stats sums the counters of all nodes (ByClass included).
-func (c *Cluster) Stats() Stats {
-	sum := Stats{ByClass: map[string]int64{}}
+func (c *Cluster) Stats() kcsim.Stats {
+	sum := kcsim.Stats{ByClass: map[string]int64{}}
 	for _, m := range c.nodes {
 		s := m.Node.Stats()
 		sum.Requests += s.Requests
