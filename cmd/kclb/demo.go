@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 )
 
@@ -23,6 +24,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	demo := filepath.Join(filepath.Dir(self), "kclb-demo")
 	if _, err := os.Stat(demo); errors.Is(err, os.ErrNotExist) {
+		if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+			fmt.Fprintln(stderr, "usage: kclb demo [kclb-demo flags]: starts kclb-demo from kclb's directory (`make demo` builds both)")
+			return errUsage
+		}
 		return fmt.Errorf("demo: the demo is its own program, %s, which is not installed here; `make demo` builds and starts it", demo)
 	}
 	if err := syscall.Exec(demo, append([]string{demo}, args...), os.Environ()); err != nil {
