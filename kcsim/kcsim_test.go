@@ -930,3 +930,29 @@ func BenchmarkHelloLoopback(b *testing.B) {
 		resp.Body.Close()
 	}
 }
+
+func TestLBCheckMultiSite(t *testing.T) {
+	hc := client(t)
+	plain := kcsimtest.StartCluster(t, 1, Options{}).At(0)
+	if resp, _ := get(t, hc, plain.TrafficURL()+"/lb-check"); resp.StatusCode != 404 {
+		t.Fatalf("/lb-check without MultiSite: %d, want 404", resp.StatusCode)
+	}
+	m := kcsimtest.StartCluster(t, 1, Options{MultiSite: true}).At(0)
+	if resp, body := get(t, hc, m.TrafficURL()+"/lb-check"); resp.StatusCode != 200 || body != `{"status":"UP"}` {
+		t.Fatalf("/lb-check: %d %q", resp.StatusCode, body)
+	}
+	do(t, hc, http.MethodPost, m.MgmtURL()+"/kcsim/control?site=offline", nil)
+	if resp, body := get(t, hc, m.TrafficURL()+"/lb-check"); resp.StatusCode != 503 || body != `{"status":"DOWN"}` {
+		t.Fatalf("/lb-check offline: %d %q", resp.StatusCode, body)
+	}
+	if !m.Node.Switches().SiteOffline {
+		t.Fatal("switch not reported")
+	}
+	if resp, _ := get(t, hc, m.MgmtURL()+"/health/ready"); resp.StatusCode != 200 {
+		t.Fatalf("ready while the site is offline: %d", resp.StatusCode)
+	}
+	m.Node.SetSiteOffline(false)
+	if resp, _ := get(t, hc, m.TrafficURL()+"/lb-check"); resp.StatusCode != 200 {
+		t.Fatalf("/lb-check back online: %d", resp.StatusCode)
+	}
+}

@@ -173,7 +173,7 @@ func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
 
 // serveControl applies the switches named in the query
 // (db=down|up, split=on|off, delay=<duration>, refuse=on|off,
-// starting=on|off, token=fail|ok) and answers the resulting switch JSON.
+// starting=on|off, token=fail|ok, site=offline|online) and answers the resulting switch JSON.
 // Any invalid value fails the whole request with 400 before anything changes.
 func (n *Node) serveControl(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
@@ -200,6 +200,7 @@ func (n *Node) serveControl(w http.ResponseWriter, r *http.Request) {
 		onOff("refuse", "on", "off", n.SetRefuse),
 		onOff("starting", "on", "off", n.SetStarting),
 		onOff("token", "fail", "ok", n.SetTokenFail),
+		onOff("site", "offline", "online", n.SetSiteOffline),
 	}
 	if v := r.Form.Get("delay"); v != "" {
 		d, err := time.ParseDuration(v)

@@ -47,6 +47,11 @@ type Options struct {
 	// ClusterSize is the value of vendor_cluster_size while not split.
 	// Default 1.
 	ClusterSize int
+	// MultiSite serves Keycloak's multi-site GET /lb-check on the traffic
+	// port (200 {"status":"UP"}, or 503 DOWN while SetSiteOffline is on).
+	// Default false: /lb-check is a 404, as on a Keycloak without that
+	// feature.
+	MultiSite bool
 	// ProbeSecret, if set, is the only client_secret accepted for the
 	// client_credentials grant. Default "": any secret is accepted.
 	ProbeSecret string
@@ -106,6 +111,7 @@ type Node struct {
 	delay        atomic.Int64 // time.Duration
 	starting     atomic.Bool
 	tokenFail    atomic.Bool
+	siteOffline  atomic.Bool
 	shutdown     atomic.Bool // graceful shutdown in progress
 
 	stats counters
@@ -200,6 +206,14 @@ func (n *Node) SetTokenFail(fail bool) {
 	}
 }
 
+// SetSiteOffline makes /lb-check answer 503 DOWN (with Options.MultiSite),
+// as when the site is taken offline; health stays UP.
+func (n *Node) SetSiteOffline(off bool) {
+	if n.siteOffline.Swap(off) != off {
+		n.log.Info("kcsim switch", "site_offline", off)
+	}
+}
+
 // SetRefuse makes the traffic port refuse connections. While on, Serve
 // closes the traffic listener (new connections get ECONNREFUSED, as from a
 // dead process) and closes every open traffic connection; when turned off
@@ -224,6 +238,7 @@ type Switches struct {
 	Refuse       bool          `json:"refuse"`
 	Starting     bool          `json:"starting"`
 	TokenFail    bool          `json:"token_fail"`
+	SiteOffline  bool          `json:"site_offline"`
 	ShuttingDown bool          `json:"shutting_down"`
 }
 
@@ -237,6 +252,7 @@ func (n *Node) Switches() Switches {
 		Refuse:       refuse,
 		Starting:     n.starting.Load(),
 		TokenFail:    n.tokenFail.Load(),
+		SiteOffline:  n.siteOffline.Load(),
 		ShuttingDown: n.shutdown.Load(),
 	}
 }

@@ -79,11 +79,29 @@ func (t *trafficHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/stream":
 		n.count(ClassTestHook)
 		n.serveStream(w, r)
+	case p == "/lb-check" && n.opts.MultiSite:
+		n.count(ClassOther)
+		n.serveLBCheck(w)
 	default:
-		// Includes /health*, /metrics and /lb-check: 404 on the traffic port.
+		// Includes /health*, /metrics and (without MultiSite) /lb-check:
+		// 404 on the traffic port.
 		n.count(ClassOther)
 		n.notFound(w)
 	}
+}
+
+// serveLBCheck answers the multi-site /lb-check like Keycloak's health
+// endpoints: 200 UP, or 503 DOWN while the site is offline.
+func (n *Node) serveLBCheck(w http.ResponseWriter) {
+	status, body := http.StatusOK, `{"status":"UP"}`
+	if n.siteOffline.Load() {
+		status, body = http.StatusServiceUnavailable, `{"status":"DOWN"}`
+	}
+	h := w.Header()
+	h["Content-Type"] = n.pages.ctJSON
+	h["Cache-Control"] = n.pages.cacheNoStore
+	w.WriteHeader(status)
+	io.WriteString(w, body)
 }
 
 func (n *Node) count(c PathClass) { n.stats.byClass[c].Add(1) }

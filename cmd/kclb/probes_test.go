@@ -150,6 +150,43 @@ func (tr *traffic) recovers(t *testing.T, e *env, node string, set func(bool)) {
 	}
 }
 
+// probeCycle turns on the failure switch set of node i, expects it out of
+// rotation after fall (3) rounds with reason in the transition, checks it
+// gets no more traffic, then turns the switch off and expects it back
+// with no client error throughout.
+func (tr *traffic) probeCycle(t *testing.T, e *env, i int, set func(bool), reason string) {
+	t.Helper()
+	node := fmt.Sprintf("keycloak%d", i+1)
+	var others []string
+	for j := range e.cluster.Len() {
+		if j != i {
+			others = append(others, fmt.Sprintf("keycloak%d", j+1))
+		}
+	}
+	down := e.proc.watch("server=" + node + " from=up to=down")
+	start := time.Now()
+	set(true)
+	line := waitLog(t, down, node+" out of rotation", 30*probeInterval)
+	if !strings.Contains(line, reason) || !strings.Contains(line, "(3 consecutive failures)") {
+		t.Fatalf("transition %q: want %q, after fall=3 rounds", line, reason)
+	}
+	took := time.Since(start)
+	t.Logf("%s (%s) out of rotation after %v = %.1f intervals", node, reason, took.Round(time.Millisecond), float64(took)/float64(probeInterval))
+	tr.avoids(t, node, others...)
+	tr.recovers(t, e, node, set)
+}
+
+// TestLBCheck pins issue 18, item 4 for lb_check: against multi-site
+// stand-ins, a node whose /lb-check answers 503 DOWN (site offline) leaves
+// rotation while its readiness stays UP, and comes back. On c0768d7 the
+// key was ignored.
+func TestLBCheck(t *testing.T) {
+	e := newProbeEnv(t, envOptions{kcsim: kcsim.Options{MultiSite: true}}, "lb_check = true")
+	tr := startTraffic(t, e)
+	tr.waitServing(t, "keycloak1", "keycloak2", "keycloak3")
+	tr.probeCycle(t, e, 0, e.cluster.At(0).Node.SetSiteOffline, "lb-check")
+}
+
 // TestClusterSplitEjectsMinority pins issue 18, item 4: with
 // cluster_check = "eject" a node whose cluster view disagrees with the
 // majority (a split, through kcsim's switch) leaves rotation after `fall`
@@ -256,18 +293,7 @@ token_interval = "1s"
 	tr := startTraffic(t, e)
 	tr.waitServing(t, "keycloak1", "keycloak2", "keycloak3")
 
-	down := e.proc.watch(`server=keycloak3 from=up to=down`)
-	start := time.Now()
-	e.cluster.At(2).Node.SetTokenFail(true)
-	line := waitLog(t, down, "token probe failure", 30*probeInterval)
-	if !strings.Contains(line, "token: HTTP 500") || !strings.Contains(line, "(3 consecutive failures)") {
-		t.Fatalf("transition %q: want the token probe named, after fall=3 rounds", line)
-	}
-	took := time.Since(start)
-	t.Logf("node with a failing token endpoint out of rotation after %v = %.1f intervals", took.Round(time.Millisecond), float64(took)/float64(probeInterval))
-	tr.avoids(t, "keycloak3", "keycloak1", "keycloak2")
-
-	tr.recovers(t, e, "keycloak3", e.cluster.At(2).Node.SetTokenFail)
+	tr.probeCycle(t, e, 2, e.cluster.At(2).Node.SetTokenFail, "token: HTTP 500")
 	if logs := strings.Join(e.proc.Logs(), "\n"); strings.Contains(logs, secret) {
 		t.Fatal("the probe secret appears in kclb's log")
 	}
