@@ -383,6 +383,11 @@ type VRRPInstance struct {
 	// UnicastPeers, if set, are sent advertisements by unicast instead of
 	// multicast; same family as VIPs. Default none.
 	UnicastPeers []netip.Addr `toml:"unicast_peers"`
+	// SourceAddress is the address adverts are sent from and the
+	// equal-priority tie-break compares (keepalived's unicast_src_ip); it
+	// must be an IPv4 address of the interface and not a VIP. Default: the
+	// interface's first IPv4 address that is not a VIP.
+	SourceAddress netip.Addr `toml:"source_address"`
 	// Preempt lets a higher priority node take over from a lower one. Default true.
 	Preempt bool `toml:"preempt"`
 	// PreemptDelay postpones preemption after startup. Default 0s; must be >= 0.

@@ -91,6 +91,13 @@ func (d *decoder) decodeValue(path string, v any, dst reflect.Value) {
 		if !ok {
 			return
 		}
+		if s == "" && dst.Kind() == reflect.Struct && !strings.HasSuffix(path, "]") {
+			// An empty string leaves a single optional address unset
+			// (source_address = ""), as the zero value marshals; list
+			// entries must be addresses.
+			dst.Set(reflect.ValueOf(netip.Addr{}))
+			return
+		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
 			d.problem(path, "%q is not an IP address", s)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -700,6 +701,18 @@ func (c *Config) validateVRRP(v *validator) {
 		for j, a := range in.UnicastPeers {
 			if a.IsValid() && (v4 && !a.Unmap().Is4()) || (v6 && a.Unmap().Is4()) {
 				v.problem(idx(key+".unicast_peers", j), "%q is not of the virtual addresses' family", a)
+			}
+		}
+		if a := in.SourceAddress; a.IsValid() {
+			switch {
+			case !a.Unmap().Is4():
+				v.problem(key+".source_address", "%q is not an IPv4 address (VRRP here advertises over IPv4)", a)
+			case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
+				v.problem(key+".source_address", "%q cannot be the source of adverts", a)
+			case slices.ContainsFunc(in.VIPs, func(p netip.Prefix) bool { return p.Addr().Unmap() == a.Unmap() }):
+				v.problem(key+".source_address", "%q is one of the virtual addresses; use the interface's own address", a)
+			case slices.ContainsFunc(in.UnicastPeers, func(p netip.Addr) bool { return p.Unmap() == a.Unmap() }):
+				v.problem(key+".source_address", "%q is also listed in unicast_peers", a)
 			}
 		}
 		v.nonNegative(key+".preempt_delay", in.PreemptDelay)

@@ -332,6 +332,7 @@ func vrrpOptions(c config.VRRPInstance) vrrp.Options {
 		AuthPass:       c.AuthPass,
 		VIPs:           c.VIPs,
 		UnicastPeers:   c.UnicastPeers,
+		SourceAddr:     c.SourceAddress.Unmap(),
 		Preempt:        c.Preempt,
 		PreemptDelay:   c.PreemptDelay.Duration,
 		TrackWeight:    uint8(c.TrackWeight),

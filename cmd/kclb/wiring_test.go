@@ -154,6 +154,9 @@ func wiringOverrides(files map[string]string) map[string]func(c *config.Config) 
 		"health.ca_file":           func(c *config.Config) { c.Health.CAFile = files["ca2"] },
 		"health.cluster_check":     func(c *config.Config) { c.Health.ClusterCheck = "report" },
 		"health.token_secret_file": func(c *config.Config) { c.Health.TokenSecretFile = files["probe2"] },
+		"vrrp.instance.source_address": func(c *config.Config) {
+			c.VRRP.Instances[0].SourceAddress = netip.MustParseAddr("203.0.113.10")
+		},
 		"vrrp.instance.version": func(c *config.Config) {
 			c.VRRP.Instances[0].Version, c.VRRP.Instances[0].AuthPass = 3, ""
 		},

@@ -1,0 +1,41 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// TestVRRPSourceAddress: source_address (keepalived's unicast_src_ip,
+// issue 15) is optional, must be an IPv4 address that is neither a VIP
+// nor a peer.
+func TestVRRPSourceAddress(t *testing.T) {
+	inst := func(src string) string {
+		return base + "[[vrrp.instance]]\nname = \"vi\"\ninterface = \"eth0\"\nvrid = 51\nvips = [\"203.0.113.100/24\"]\nunicast_peers = [\"203.0.113.11\"]\n" + src
+	}
+	c, err := Parse([]byte(inst(`source_address = "203.0.113.10"`+"\n")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.VRRP.Instances[0].SourceAddress; got != netip.MustParseAddr("203.0.113.10") {
+		t.Errorf("source_address = %v", got)
+	}
+	if c, err := Parse([]byte(inst("")), ""); err != nil || c.VRRP.Instances[0].SourceAddress.IsValid() {
+		t.Errorf("unset source_address: %v, %v", err, c)
+	}
+	for _, tt := range []struct{ val, want string }{
+		{`"2001:db8::1"`, "not an IPv4 address"},
+		{`"203.0.113.100"`, "virtual addresses"},
+		{`"203.0.113.11"`, "unicast_peers"},
+		{`"127.0.0.1"`, "cannot be the source"},
+		{`"eth0"`, "not an IP address"},
+	} {
+		_, err := Parse([]byte(inst("source_address = "+tt.val+"\n")), "")
+		var errs *Errors
+		if !errors.As(err, &errs) || len(errs.Problems) != 1 || errs.Problems[0].Path != "vrrp.instance[0].source_address" ||
+			!strings.Contains(errs.Problems[0].Msg, tt.want) || errs.Problems[0].Line != 15 {
+			t.Errorf("source_address = %s: %v, want one problem at line 15 saying %q", tt.val, err, tt.want)
+		}
+	}
+}
