@@ -357,3 +357,53 @@ func TestRestartOnlyChanges(t *testing.T) {
 		t.Errorf("unchanged: %v", got)
 	}
 }
+
+// TestShutdownGraceZero pins issue 18, item 4 for global.shutdown_grace:
+// "0s" closes requests in flight at SIGTERM instead of waiting for them.
+// On c0768d7 serve replaced 0 with 30 s, so kclb waited for the 20 s
+// request below.
+func TestShutdownGraceZero(t *testing.T) {
+	e := newEnv(t, envOptions{extra: echoPaths, noProc: true})
+	b, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), `shutdown_grace = "5s"`, `shutdown_grace = "0s"`, 1)
+	if err := os.WriteFile(e.cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.proc = startKclb(t, e.cfgPath, 2)
+	for _, m := range e.cluster.Nodes() {
+		m.Node.SetDelay(20 * time.Second)
+	}
+	before := int64(0)
+	for _, m := range e.cluster.Nodes() {
+		before += m.Node.Stats().Requests
+	}
+	go func() {
+		req, _ := http.NewRequest("GET", e.url("/echo"), nil)
+		if resp, err := e.client(false).Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := int64(0)
+		for _, m := range e.cluster.Nodes() {
+			n += m.Node.Stats().Requests
+		}
+		if n > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the request never reached a node")
+		}
+		time.Sleep(10 * time.Millisecond) // polling kcsim's counters: no event for an arrival
+	}
+	e.proc.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.proc.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("kclb still running 15 s after SIGTERM with shutdown_grace = \"0s\" (it waits for the 20 s request)")
+	}
+}

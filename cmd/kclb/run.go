@@ -343,10 +343,8 @@ loop:
 			break loop
 		}
 	}
+	// global.shutdown_grace = "0s" means no grace: close at once.
 	grace := in.Config().Global.ShutdownGrace.Duration
-	if grace <= 0 {
-		grace = 30 * time.Second
-	}
 	logger.Info("shutting down", "grace", grace.String())
 	sdnotify.Stopping()
 	in.stopVRRP()
