@@ -407,3 +407,29 @@ func TestShutdownGraceZero(t *testing.T) {
 		t.Fatal("kclb still running 15 s after SIGTERM with shutdown_grace = \"0s\" (it waits for the 20 s request)")
 	}
 }
+
+// TestMisconfiguredProbeKeepsServing pins how a deep probe that fails on
+// every node (here lb_check = true against a Keycloak without the
+// multi-site feature: /lb-check is a 404) cannot take the cluster down:
+// every node turns Down, not Dead, panic mode routes to the live ones,
+// and no client request fails.
+func TestMisconfiguredProbeKeepsServing(t *testing.T) {
+	e := newProbeEnv(t, envOptions{}, "lb_check = true")
+	panicOn := e.proc.watch("panic mode on")
+	tr := startTraffic(t, e)
+	if !strings.Contains(strings.Join(e.proc.Logs(), "\n"), "panic mode on") {
+		waitLog(t, panicOn, "panic mode", 30*probeInterval)
+	}
+	for _, l := range e.proc.Logs() {
+		if strings.Contains(l, "msg=\"server health\"") && !strings.Contains(l, "to=down") {
+			t.Fatalf("transition other than to down: %s", l)
+		}
+	}
+	tr.reset()
+	tr.waitServing(t, "keycloak1", "keycloak2", "keycloak3")
+	tr.stop()
+	<-tr.done
+	if _, errs := tr.reset(); len(errs) > 0 {
+		t.Fatalf("%d client errors: %v", len(errs), errs[:min(len(errs), 5)])
+	}
+}
