@@ -173,7 +173,8 @@ func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
 
 // serveControl applies the switches named in the query
 // (db=down|up, split=on|off, delay=<duration>, refuse=on|off,
-// starting=on|off, token=fail|ok, site=offline|online) and answers the resulting switch JSON.
+// starting=on|off, token=fail|ok, site=offline|online,
+// wrong_route=<share 0..1>) and answers the resulting switch JSON.
 // Any invalid value fails the whole request with 400 before anything changes.
 func (n *Node) serveControl(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
@@ -211,6 +212,17 @@ func (n *Node) serveControl(w http.ResponseWriter, r *http.Request) {
 			errs = append(errs, fmt.Errorf("kcsim control: delay=%q: %w", v, err))
 		} else {
 			apply = append(apply, func() { n.SetDelay(d) })
+		}
+	}
+	if v := r.Form.Get("wrong_route"); v != "" {
+		p, err := strconv.ParseFloat(v, 64)
+		if err == nil && !(p >= 0 && p <= 1) {
+			err = fmt.Errorf("outside [0, 1]")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("kcsim control: wrong_route=%q: %w", v, err))
+		} else {
+			apply = append(apply, func() { n.SetWrongRoute(p) })
 		}
 	}
 	for _, err := range errs {

@@ -8,7 +8,8 @@
 // /kcsim/stats on the management port.
 //
 // Failure switches (database down, cluster split, slow responses, refused
-// connections, starting up, failing token endpoint) are set with methods or
+// connections, starting up, failing token endpoint, wrong AUTH_SESSION_ID
+// routes as in keycloak#43933) are set with methods or
 // through the control endpoint, so tests and `make demo` can drive a proxy
 // through Keycloak's failure modes.
 package kcsim
@@ -17,8 +18,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +45,19 @@ type Options struct {
 	// NoRoute disables the ".<node>" route suffix (Keycloak's
 	// should-attach-route=false). Default false: the route is attached.
 	NoRoute bool
+	// WrongRoute is the share of new auth sessions whose AUTH_SESSION_ID
+	// route names another node instead of this one, as Keycloak 26.1 does
+	// with its signed cookie (keycloak#43933: the route is right only with
+	// probability 2/cluster-size). 0 (the default) never, 1 always; values
+	// outside [0, 1] are clamped. The wrong sessions are spread evenly and
+	// deterministically (the n-th new session is wrong when floor(n*p)
+	// grows) and their routes cycle through Peers, so a test sees the same
+	// sequence on every run. SetWrongRoute changes it at run time.
+	WrongRoute float64
+	// Peers are the names of the other nodes, used as wrong routes. If
+	// empty, a wrong route is "<Node>-peer", a node nobody knows.
+	// StartCluster fills in the other members.
+	Peers []string
 	// ClusterName is the cluster label of vendor_ metrics. Default "ISPN".
 	ClusterName string
 	// ClusterSize is the value of vendor_cluster_size while not split.
@@ -83,6 +99,8 @@ func (o Options) withDefaults() Options {
 	if o.ClusterSize <= 0 {
 		o.ClusterSize = 1
 	}
+	o.WrongRoute = clampShare(o.WrongRoute)
+	o.Peers = slices.Clone(o.Peers)
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 2 * time.Second
 	}
@@ -112,7 +130,9 @@ type Node struct {
 	starting     atomic.Bool
 	tokenFail    atomic.Bool
 	siteOffline  atomic.Bool
-	shutdown     atomic.Bool // graceful shutdown in progress
+	shutdown     atomic.Bool   // graceful shutdown in progress
+	wrongRoute   atomic.Uint64 // math.Float64bits of the WrongRoute share
+	newSessions  atomic.Uint64 // auth sessions created, for WrongRoute
 
 	stats counters
 	store store
@@ -138,6 +158,7 @@ func New(opts Options) *Node {
 		n.log.Warn("unknown cookie format, using 26.1", "format", string(opts.CookieFormat))
 		n.opts.CookieFormat = Format261
 	}
+	n.wrongRoute.Store(math.Float64bits(opts.WrongRoute))
 	n.store.init()
 	n.pages = newPages(n.opts)
 	n.traffic = &trafficHandler{n: n}
@@ -230,6 +251,42 @@ func (n *Node) SetRefuse(refuse bool) {
 	n.log.Info("kcsim switch", "refuse", refuse)
 }
 
+// SetWrongRoute sets the share of new auth sessions whose route names
+// another node (see Options.WrongRoute); p is clamped to [0, 1].
+func (n *Node) SetWrongRoute(p float64) {
+	p = clampShare(p)
+	if math.Float64frombits(n.wrongRoute.Swap(math.Float64bits(p))) != p {
+		n.log.Info("kcsim switch", "wrong_route", p)
+	}
+}
+
+// clampShare clamps p to [0, 1]; NaN counts as 0.
+func clampShare(p float64) float64 {
+	switch {
+	case p >= 1:
+		return 1
+	case p > 0:
+		return p
+	}
+	return 0
+}
+
+// sessionRoute returns the route to attach to a new auth session's cookie:
+// this node's name, or for a WrongRoute share of the sessions another
+// node's. It reports whether the route is wrong.
+func (n *Node) sessionRoute() (string, bool) {
+	p := math.Float64frombits(n.wrongRoute.Load())
+	k := n.newSessions.Add(1) // this is the k-th session (1-based)
+	if p <= 0 || math.Floor(float64(k)*p) == math.Floor(float64(k-1)*p) {
+		return n.opts.Node, false
+	}
+	if len(n.opts.Peers) == 0 {
+		return n.opts.Node + "-peer", true
+	}
+	wrong := uint64(math.Floor(float64(k) * p)) // 1, 2, 3, ... over the wrong sessions
+	return n.opts.Peers[(wrong-1)%uint64(len(n.opts.Peers))], true
+}
+
 // Switches is a snapshot of a node's failure switches.
 type Switches struct {
 	DatabaseDown bool          `json:"db_down"`
@@ -240,6 +297,9 @@ type Switches struct {
 	TokenFail    bool          `json:"token_fail"`
 	SiteOffline  bool          `json:"site_offline"`
 	ShuttingDown bool          `json:"shutting_down"`
+	// WrongRoute is the share of new auth sessions given another node's
+	// route (Options.WrongRoute).
+	WrongRoute float64 `json:"wrong_route"`
 }
 
 // Switches returns the current switch settings.
@@ -254,6 +314,7 @@ func (n *Node) Switches() Switches {
 		TokenFail:    n.tokenFail.Load(),
 		SiteOffline:  n.siteOffline.Load(),
 		ShuttingDown: n.shutdown.Load(),
+		WrongRoute:   math.Float64frombits(n.wrongRoute.Load()),
 	}
 }
 
@@ -436,4 +497,15 @@ func relisten(ctx context.Context, network, addr string) (net.Listener, error) {
 		}
 	}
 	return nil, fmt.Errorf("listen %s %s: %w", network, addr, lastErr)
+}
+
+// OtherNodes returns names without names[i], in order starting after i
+// (so each node's first peer is the next one): the Peers of node i of a
+// cluster.
+func OtherNodes(names []string, i int) []string {
+	out := make([]string, 0, len(names))
+	for j := 1; j < len(names); j++ {
+		out = append(out, names[(i+j)%len(names)])
+	}
+	return out
 }

@@ -50,7 +50,8 @@ type Stats struct {
 	// Logins counts completed logins (successful authenticate POSTs).
 	Logins int64 `json:"logins"`
 	// Misroutes counts, in Strict mode, authenticate POSTs carrying an auth
-	// session this node did not create whose route is not this node, and
+	// session this node did not create whose route is not this node (with
+	// WrongRoute set: any auth session this node did not create), and
 	// codes redeemed on a node that did not issue them.
 	Misroutes int64 `json:"misroutes"`
 	// Tokens counts successful token endpoint responses.

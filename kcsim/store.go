@@ -21,6 +21,7 @@ type authSession struct {
 	state       string
 	nonce       string
 	tabID       string
+	route       string // the route its AUTH_SESSION_ID carries
 	created     time.Time
 }
 

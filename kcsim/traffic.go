@@ -298,17 +298,20 @@ func (n *Node) serveAuth(w http.ResponseWriter, r *http.Request) {
 		n.page(w, http.StatusBadRequest, messagePage("Error", "Invalid parameter: redirect_uri"))
 		return
 	}
-	id := ""
+	id, route := "", ""
 	if c, err := r.Cookie("AUTH_SESSION_ID"); err == nil {
-		if a, err := ParseAuthSessionID(c.Value); err == nil && n.store.session(a.ID) != nil {
-			id = a.ID // a new tab of an existing auth session
+		if a, err := ParseAuthSessionID(c.Value); err == nil {
+			if old := n.store.session(a.ID); old != nil {
+				id, route = a.ID, old.route // a new tab of an existing auth session
+			}
 		}
 	}
 	if id == "" {
 		id = newUUID()
+		route, _ = n.sessionRoute()
 	}
 	as := &authSession{
-		id: id, clientID: clientID, redirectURI: redirectURI,
+		id: id, clientID: clientID, redirectURI: redirectURI, route: route,
 		state: q.Get("state"), nonce: q.Get("nonce"), tabID: randToken(8), created: time.Now(),
 	}
 	n.store.putSession(as)
@@ -316,7 +319,6 @@ func (n *Node) serveAuth(w http.ResponseWriter, r *http.Request) {
 	base := n.baseURL(r)
 	secure := strings.HasPrefix(base, "https:")
 	attrs := n.cookieAttrs(secure)
-	route := n.opts.Node
 	if n.opts.NoRoute {
 		route = ""
 	}
@@ -360,7 +362,10 @@ func (n *Node) serveAuthenticate(w http.ResponseWriter, r *http.Request) {
 	as := n.store.session(a.ID)
 	if as == nil {
 		if n.opts.Strict {
-			if a.Route != n.opts.Node {
+			// An unknown session whose route names this node is one
+			// that expired here, not a misroute, unless routes are
+			// being written wrong (then the route proves nothing).
+			if a.Route != n.opts.Node || n.wrongRoute.Load() != 0 {
 				n.stats.misroutes.Add(1)
 			}
 			n.page(w, http.StatusBadRequest, messagePage("Error", msgTimedOut))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +87,30 @@ func TestServeAllListenError(t *testing.T) {
 	}, func(string, string, string) { t.Error("listening called despite a listen error") })
 	if err == nil || !strings.Contains(err.Error(), "node b") {
 		t.Errorf("err = %v, want a listen error for node b", err)
+	}
+}
+
+func TestParseArgsWrongRoute(t *testing.T) {
+	specs, err := parseArgs([]string{"-nodes", "3", "-wrong-route", "1", "-strict"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"keycloak2", "keycloak3"}, {"keycloak3", "keycloak1"}, {"keycloak1", "keycloak2"}}
+	for i, s := range specs {
+		if s.opts.WrongRoute != 1 || !s.opts.Strict || !slices.Equal(s.opts.Peers, want[i]) {
+			t.Errorf("node %d: wrong route %v, strict %v, peers %q; want 1, true, %q", i, s.opts.WrongRoute, s.opts.Strict, s.opts.Peers, want[i])
+		}
+	}
+	specs, err = parseArgs([]string{"-node", "a", "-wrong-route", "0.25", "-peers", "b,c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != 1 || specs[0].opts.WrongRoute != 0.25 || !slices.Equal(specs[0].opts.Peers, []string{"b", "c"}) {
+		t.Errorf("single node: %+v", specs)
+	}
+	for _, args := range [][]string{{"-wrong-route", "1.5"}, {"-wrong-route", "-0.1"}, {"-wrong-route", "NaN"}, {"-peers", "b,,c"}} {
+		if _, err := parseArgs(args); err == nil {
+			t.Errorf("parseArgs(%q) accepted", args)
+		}
 	}
 }

@@ -43,8 +43,9 @@ func (m *ClusterNode) MgmtURL() string { return "http://" + m.Mgmt.String() }
 
 // StartCluster starts n nodes on 127.0.0.1 ephemeral ports and stops them
 // with t.Cleanup. Every node gets opts with Node set to "keycloak1" ..
-// "keycloakN" (opts.Node, if set, is used as the prefix instead) and
-// ClusterSize defaulting to n.
+// "keycloakN" (opts.Node, if set, is used as the prefix instead),
+// ClusterSize defaulting to n and Peers, if empty, set to the names of
+// the other members.
 func StartCluster(t testing.TB, n int, opts kcsim.Options) *Cluster {
 	t.Helper()
 	prefix := opts.Node
@@ -54,10 +55,17 @@ func StartCluster(t testing.TB, n int, opts kcsim.Options) *Cluster {
 	if opts.ClusterSize == 0 {
 		opts.ClusterSize = n
 	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s%d", prefix, i+1)
+	}
 	c := &Cluster{t: t}
 	for i := 0; i < n; i++ {
 		o := opts
-		o.Node = fmt.Sprintf("%s%d", prefix, i+1)
+		o.Node = names[i]
+		if len(opts.Peers) == 0 {
+			o.Peers = kcsim.OtherNodes(names, i)
+		}
 		if o.Logger != nil {
 			o.Logger = o.Logger.With("cluster_index", i)
 		}
