@@ -2,23 +2,29 @@
 // login: it wraps a fallback balancer.Selector and adds two kinds of
 // stickiness.
 //
+//   - kclb's own cookie (KC_ROUTE by default), the primary mechanism,
+//     inserted on the first response to a client without valid affinity,
+//     like HAProxy's `cookie insert indirect nocache`: it names the server
+//     by an opaque id, carries a signed expiry, is stripped before the
+//     request reaches Keycloak, and the response that sets it is marked
+//     Cache-Control: private.
 //   - The route in Keycloak's AUTH_SESSION_ID (or AUTH_SESSION_ID_LEGACY)
-//     cookie: everything after the first dot, the node name of the login's
-//     owner. It maps to a server through Server.Route or a route learned
-//     from that server's own Set-Cookie (or from Learn).
-//   - kclb's own cookie (KC_ROUTE by default), inserted on the first
-//     response to a client without valid affinity, like HAProxy's
-//     `cookie insert indirect nocache`: it names the server by an opaque id,
-//     carries a signed expiry, is stripped before the request reaches
-//     Keycloak, and the response that sets it is marked Cache-Control:
-//     private.
+//     cookie: everything after the first dot, meant to be the node name of
+//     the login's owner. It is only a hint: Keycloak 26.1+ often writes
+//     another node's name (keycloak#43933) and plans to stop writing it
+//     (keycloak#48699). It maps to a server through Server.Route, Learn
+//     (the node's own name from its metrics) or, failing both, a suffix
+//     that server alone keeps writing (see routes.go).
 //
-// Precedence: AUTH_SESSION_ID route > KC_ROUTE > fallback. A pinned server
-// that no longer accepts pinned clients (down, maintenance) or that this
-// request already failed on is replaced by the fallback's choice and the
-// cookie is re-issued (a redispatch). A draining server keeps its pinned
-// clients. The decision for a request that carries valid cookies does not
-// allocate.
+// Precedence: a valid KC_ROUTE naming a server that can take the attempt
+// > an AUTH_SESSION_ID route naming a known, Available server > fallback.
+// A pinned server that no longer accepts pinned clients (down,
+// maintenance) or that this request already failed on is replaced (by the
+// hint's server, else the fallback's choice) and the cookie is re-issued
+// (a redispatch). A draining server keeps its pinned clients, but their
+// cookie is never refreshed and no new cookie names it, so every pin to it
+// ends within MaxAge. The decision for a request that carries valid
+// cookies does not allocate.
 package affinity
 
 import (
@@ -61,11 +67,13 @@ type Options struct {
 	// Secret signs cookies; required, at least 16 bytes. kclb instances
 	// that take over from each other must share it.
 	Secret []byte
-	// AuthSessionRoute makes the AUTH_SESSION_ID route take precedence
-	// over KC_ROUTE. False ignores the route.
+	// AuthSessionRoute uses the AUTH_SESSION_ID route as a hint for
+	// requests without a usable KC_ROUTE. False ignores the route.
 	AuthSessionRoute bool
-	// Learn learns route -> server from the AUTH_SESSION_ID cookies that
-	// servers set. False relies on Server.Route and Learn only.
+	// Learn learns a server's route from the AUTH_SESSION_ID cookies it
+	// sets, when neither Server.Route nor the Learn method gave one and
+	// the server alone keeps writing the same suffix. False relies on
+	// Server.Route and the Learn method only.
 	Learn bool
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
@@ -81,7 +89,8 @@ const (
 	SourceBalancer Source = iota
 	// SourceCookie: the KC_ROUTE cookie named the server.
 	SourceCookie
-	// SourceAuthSession: the AUTH_SESSION_ID route named the server.
+	// SourceAuthSession: the AUTH_SESSION_ID route named the server (no
+	// usable KC_ROUTE).
 	SourceAuthSession
 
 	// NumSources is the number of Source values (for Stats.Hits).
@@ -168,8 +177,10 @@ type Stats struct {
 	Redispatches uint64
 	// RoutesLearned counts changes to the learned route table.
 	RoutesLearned uint64
-	// RouteConflicts counts Set-Cookie observations that contradicted a
-	// learned route.
+	// RouteConflicts counts AUTH_SESSION_ID routes set by a server that
+	// name another server (keycloak#43933): a route other than the
+	// server's configured or Learn one, a route learned for another
+	// server, or one another server wrote too.
 	RouteConflicts uint64
 	// Routes is the number of learned routes now.
 	Routes int
@@ -187,10 +198,10 @@ type Affinity struct {
 	ids  atomic.Pointer[idTable]
 	idMu sync.Mutex // serialises id table updates
 
-	routes   atomic.Pointer[routeTable]
-	pendingN atomic.Int64 // len(pending), readable without the lock
-	routeMu  sync.Mutex   // guards pending; serialises route table updates
-	pending  map[string]pendingRoute
+	routes  atomic.Pointer[routeTable]
+	routeMu sync.Mutex           // guards streaks and seen; serialises route table updates
+	streaks map[string]streak    // server name -> its run of identical suffixes
+	seen    map[string]routeSeen // route -> who wrote it, when contested
 
 	hits         [NumSources]atomic.Uint64
 	misses       [NumMissReasons]atomic.Uint64
@@ -237,11 +248,12 @@ func New(opts Options, fallback balancer.Selector) (*Affinity, error) {
 		maxAge:   int64(opts.MaxAge / time.Second),
 		fallback: fallback,
 		codec:    newCodec(opts.Secret),
-		pending:  make(map[string]pendingRoute),
+		streaks:  make(map[string]streak),
+		seen:     make(map[string]routeSeen),
 	}
 	a.cookieSA = cookieAttributes(a.maxAge, opts.Session)
 	a.ids.Store(&idTable{idName: map[string]string{}, nameID: map[string]string{}})
-	a.routes.Store(&routeTable{m: map[string]routeEntry{}})
+	a.routes.Store(newRouteTable(map[string]routeEntry{}))
 	return a, nil
 }
 
@@ -252,15 +264,24 @@ func usable(s *backend.Server, tried *balancer.Tried) bool {
 
 // Pick decides where this attempt of r goes among servers, skipping those
 // in tried (nil means none). Servers are resolved by name against servers,
-// so a server removed from the pool is never returned. When a pinned
-// server cannot take the attempt (not AcceptsPinned, or in tried) and the
-// fallback chooses another, the decision is Redispatched; Pick calls
-// CountRedispatch on the pinned server unless it is in tried (the caller's
-// retry loop counts those). Of several AUTH_SESSION_ID cookies the first
-// is used: RFC 6265 section 5.4 has browsers send the most specific path
-// first, which is Keycloak's realm path; a re-issued cookie replaces the
-// old one in the browser. Of several KC_ROUTE cookies the first that
-// verifies is used. Pick does not modify r.
+// so a server removed from the pool is never returned.
+//
+// A valid KC_ROUTE naming a server that AcceptsPinned and is not in tried
+// wins; its cookie is refreshed (SetCookie) when less than half of MaxAge
+// is left, unless the server is not Available (draining: its pins must
+// run out). Otherwise an AUTH_SESSION_ID route naming a known server that
+// is Available and not in tried is followed, with a new cookie; a route
+// naming a draining, down or unknown server is ignored. Otherwise the
+// fallback chooses. When the KC_ROUTE server could not take the attempt
+// and another was chosen, the decision is Redispatched; Pick calls
+// CountRedispatch on the pinned server unless it is in tried (the
+// caller's retry loop counts those).
+//
+// Of several AUTH_SESSION_ID cookies the first is used: RFC 6265 section
+// 5.4 has browsers send the most specific path first, which is Keycloak's
+// realm path; a re-issued cookie replaces the old one in the browser. Of
+// several KC_ROUTE cookies the first that verifies is used. Pick does not
+// modify r.
 func (a *Affinity) Pick(r *http.Request, servers []*backend.Server, tried *balancer.Tried) Decision {
 	var (
 		auth, legacy string
@@ -292,28 +313,12 @@ func (a *Affinity) Pick(r *http.Request, servers []*backend.Server, tried *balan
 		}
 	}
 
-	var pinned, authSrv *backend.Server // pinned: first pin that could not be used
-	if a.opts.AuthSessionRoute {
-		if auth == "" {
-			auth = legacy
-		}
-		if route, ok := ParseAuthSessionRoute(auth); ok {
-			switch s := a.resolveRoute(route, servers); {
-			case s == nil:
-				a.misses[MissUnknownRoute].Add(1)
-			case usable(s, tried):
-				authSrv = s
-			default:
-				pinned = s
-			}
-		}
-	}
-
-	var cookieSrv *backend.Server
-	fresh := false
+	var pinned *backend.Server // the KC_ROUTE server, when it cannot take the attempt
 	if nRoute > 0 {
 		now := a.opts.Now().Unix()
 		reason := MissMalformed
+		var cookieSrv *backend.Server
+		fresh := false
 		for _, v := range routeVals[:nRoute] {
 			id, exp, why, ok := a.codec.decode(v, now)
 			if ok && exp-now > a.maxAge+60 { // issued under a longer MaxAge
@@ -329,24 +334,33 @@ func (a *Affinity) Pick(r *http.Request, servers []*backend.Server, tried *balan
 			}
 			reason = MissUnknownServer
 		}
-		if cookieSrv == nil {
+		switch {
+		case cookieSrv == nil:
 			a.misses[reason].Add(1)
-		}
-	}
-
-	if authSrv != nil {
-		a.hits[SourceAuthSession].Add(1)
-		return Decision{Server: authSrv, Source: SourceAuthSession, SetCookie: authSrv != cookieSrv || !fresh}
-	}
-	if cookieSrv != nil {
-		if usable(cookieSrv, tried) {
+		case usable(cookieSrv, tried):
 			a.hits[SourceCookie].Add(1)
-			return Decision{Server: cookieSrv, Source: SourceCookie, SetCookie: !fresh}
-		}
-		if pinned == nil {
+			// A draining server's pins are honoured, never extended.
+			return Decision{Server: cookieSrv, Source: SourceCookie, SetCookie: !fresh && cookieSrv.Available()}
+		default:
 			pinned = cookieSrv
 		}
 	}
+
+	if a.opts.AuthSessionRoute {
+		if auth == "" {
+			auth = legacy
+		}
+		if route, ok := ParseAuthSessionRoute(auth); ok {
+			switch s := a.resolveRoute(route, servers); {
+			case s == nil:
+				a.misses[MissUnknownRoute].Add(1)
+			case s.Available() && !tried.Has(s):
+				a.hits[SourceAuthSession].Add(1)
+				return a.redispatch(Decision{Server: s, Source: SourceAuthSession, SetCookie: true}, pinned, tried)
+			}
+		}
+	}
+
 	// Hand the fallback a copy of tried: a pointer passed to an interface
 	// method escapes, and the caller's Tried must stay on its stack for
 	// the pinned path to be allocation-free.
@@ -360,16 +374,22 @@ func (a *Affinity) Pick(r *http.Request, servers []*backend.Server, tried *balan
 		return Decision{}
 	}
 	a.hits[SourceBalancer].Add(1)
-	d := Decision{Server: s, Source: SourceBalancer, SetCookie: true}
-	if pinned != nil && pinned != s {
-		if !tried.Has(pinned) {
-			// A pin in tried already failed this request: the caller's
-			// retry loop counts that redispatch.
-			pinned.CountRedispatch()
-		}
-		a.redispatches.Add(1)
-		d.Redispatched = true
+	return a.redispatch(Decision{Server: s, Source: SourceBalancer, SetCookie: true}, pinned, tried)
+}
+
+// redispatch marks d Redispatched and counts it when the client was
+// pinned to another server than d.Server.
+func (a *Affinity) redispatch(d Decision, pinned *backend.Server, tried *balancer.Tried) Decision {
+	if pinned == nil || pinned == d.Server {
+		return d
 	}
+	if !tried.Has(pinned) {
+		// A pin in tried already failed this request: the caller's
+		// retry loop counts that redispatch.
+		pinned.CountRedispatch()
+	}
+	a.redispatches.Add(1)
+	d.Redispatched = true
 	return d
 }
 
@@ -410,8 +430,11 @@ func (a *Affinity) StripRequest(h http.Header) {
 }
 
 // Respond adjusts the response headers h of an attempt decided by d.
-// With Options.Learn and d.Server set, every AUTH_SESSION_ID (or _LEGACY)
-// the server sets teaches its route. When d.SetCookie is set it appends
+// With Options.Learn and d.Server set, the AUTH_SESSION_ID (or _LEGACY)
+// routes the server sets are observed (once per distinct route per
+// response) to learn its route by the rules in routes.go. When d.SetCookie
+// is set and d.Server's admin state is ready (never for a draining server,
+// even if it began draining after Pick) it appends
 // the affinity cookie for d.Server (Max-Age, Path=/, HttpOnly, and on
 // HTTPS, when secure is true, Secure and SameSite=None; browsers reject
 // SameSite=None without Secure, so plain HTTP gets the default SameSite)
@@ -423,17 +446,21 @@ func (a *Affinity) Respond(h http.Header, d Decision, secure bool) {
 		return
 	}
 	if a.opts.Learn {
+		prev := ""
 		for _, v := range h["Set-Cookie"] {
 			name, value := setCookieNameValue(v)
 			if name != authSessionCookie && name != legacyCookie {
 				continue
 			}
-			if route, ok := ParseAuthSessionRoute(value); ok {
+			// Keycloak sets AUTH_SESSION_ID and _LEGACY with the same
+			// value: one observation.
+			if route, ok := ParseAuthSessionRoute(value); ok && route != prev {
 				a.observe(route, d.Server)
+				prev = route
 			}
 		}
 	}
-	if !d.SetCookie {
+	if !d.SetCookie || d.Server.Admin() != backend.AdminReady {
 		return
 	}
 	exp := a.opts.Now().Unix() + a.maxAge

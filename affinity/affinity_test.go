@@ -162,10 +162,16 @@ func TestPickPrecedence(t *testing.T) {
 			want: "kc3", source: SourceAuthSession, set: true},
 		{name: "auth session 26.1 format", cookies: []string{"AUTH_SESSION_ID=NWUxNjFlMDAtZDQyNi00ZWE2LTk4ZTktNTJlYjk4NDRlMmQ3LkhTNTEyc2ln.node2"},
 			want: "kc2", source: SourceAuthSession, set: true},
-		{name: "auth session beats kc_route", cookies: []string{"AUTH_SESSION_ID=abc.node3; " + f.cookieFor("kc2")},
-			want: "kc3", source: SourceAuthSession, set: true},
+		// Issue 18, item 3: the suffix is often wrong (keycloak#43933);
+		// kclb's own valid cookie wins.
+		{name: "kc_route beats auth session", cookies: []string{"AUTH_SESSION_ID=abc.node3; " + f.cookieFor("kc2")},
+			want: "kc2", source: SourceCookie},
 		{name: "auth session agrees with kc_route", cookies: []string{f.cookieFor("kc3") + "; AUTH_SESSION_ID=abc.node3"},
-			want: "kc3", source: SourceAuthSession},
+			want: "kc3", source: SourceCookie},
+		{name: "auth session hint when kc_route is forged", cookies: []string{"KC_ROUTE=garbage; AUTH_SESSION_ID=abc.node3"},
+			want: "kc3", source: SourceAuthSession, set: true},
+		{name: "auth session hint when kc_route names no server", cookies: []string{"AUTH_SESSION_ID=abc.node3; KC_ROUTE=" +
+			EncodeCookie(testSecret, "gone", epoch.Add(time.Hour))}, want: "kc3", source: SourceAuthSession, set: true},
 		{name: "legacy cookie alone", cookies: []string{"AUTH_SESSION_ID_LEGACY=abc.node2"}, want: "kc2", source: SourceAuthSession, set: true},
 		{name: "AUTH_SESSION_ID beats legacy", cookies: []string{"AUTH_SESSION_ID_LEGACY=abc.node2; AUTH_SESSION_ID=abc.node3"},
 			want: "kc3", source: SourceAuthSession, set: true},
@@ -368,19 +374,27 @@ func TestRedispatch(t *testing.T) {
 				panic(err)
 			}
 		}, cookies: func(f *fixture) []string { return []string{f.cookieFor("kc2")} }, want: "kc2", source: SourceCookie, keepCookie: true},
-		{name: "drain honours auth session", prepare: func(f *fixture, _ *balancer.Tried) {
+		// Issue 18, item 6: the hint only names Available servers, so a
+		// draining one gets no new clients through it.
+		{name: "auth session naming a draining server is ignored", prepare: func(f *fixture, _ *balancer.Tried) {
 			if err := f.pool.SetAdmin("kc3", backend.AdminDrain); err != nil {
 				panic(err)
 			}
-		}, cookies: func(f *fixture) []string { return []string{"AUTH_SESSION_ID=x.node3"} }, want: "kc3", source: SourceAuthSession},
-		{name: "auth session down falls to kc_route", prepare: func(f *fixture, _ *balancer.Tried) {
+		}, cookies: func(f *fixture) []string { return []string{"AUTH_SESSION_ID=x.node3"} }, want: "kc1"},
+		{name: "pin down, auth session hint taken", prepare: func(f *fixture, _ *balancer.Tried) {
+			f.pool.SetHealth(f.server("kc2"), backend.HealthDown, backend.Detail{})
+		}, cookies: func(f *fixture) []string { return []string{"AUTH_SESSION_ID=x.node3; " + f.cookieFor("kc2")} }, want: "kc3", source: SourceAuthSession, redispatch: true},
+		{name: "pin tried, auth session names it too", prepare: func(f *fixture, tried *balancer.Tried) {
+			tried.Add(f.server("kc2"))
+		}, cookies: func(f *fixture) []string { return []string{"AUTH_SESSION_ID=x.node2; " + f.cookieFor("kc2")} }, want: "kc1", redispatch: true},
+		{name: "auth session down, kc_route wins anyway", prepare: func(f *fixture, _ *balancer.Tried) {
 			f.pool.SetHealth(f.server("kc3"), backend.HealthDown, backend.Detail{})
 		}, cookies: func(f *fixture) []string { return []string{"AUTH_SESSION_ID=x.node3; " + f.cookieFor("kc2")} }, want: "kc2", source: SourceCookie, keepCookie: true},
-		{name: "auth session maint and no cookie", prepare: func(f *fixture, _ *balancer.Tried) {
+		{name: "auth session maint and no cookie: not a pin", prepare: func(f *fixture, _ *balancer.Tried) {
 			if err := f.pool.SetAdmin("kc3", backend.AdminMaint); err != nil {
 				panic(err)
 			}
-		}, cookies: func(f *fixture) []string { return []string{"AUTH_SESSION_ID=x.node3"} }, want: "kc1", redispatch: true},
+		}, cookies: func(f *fixture) []string { return []string{"AUTH_SESSION_ID=x.node3"} }, want: "kc1"},
 		{name: "both pins down", prepare: func(f *fixture, _ *balancer.Tried) {
 			f.pool.SetHealth(f.server("kc3"), backend.HealthDown, backend.Detail{})
 			f.pool.SetHealth(f.server("kc2"), backend.HealthDown, backend.Detail{})
@@ -488,61 +502,169 @@ func TestDrainNewClientsAvoid(t *testing.T) {
 	}
 }
 
+// respond feeds f the Set-Cookie headers of a response from server.
+func (f *fixture) respond(server string, setCookies ...string) {
+	f.aff.Respond(http.Header{"Set-Cookie": setCookies}, Decision{Server: f.server(server)}, true)
+}
+
+// setRoutes makes server answer n responses whose AUTH_SESSION_ID (and
+// _LEGACY, as Keycloak sets both) carries route.
+func (f *fixture) setRoutes(server, route string, n int) {
+	for range n {
+		f.respond(server, "AUTH_SESSION_ID=NWUxNjFl."+route+"; Path=/realms/test/; HttpOnly; SameSite=None; Secure",
+			"AUTH_SESSION_ID_LEGACY=NWUxNjFl."+route+"; Path=/realms/test/; HttpOnly", "KC_RESTART=eyJ; Path=/realms/test/")
+	}
+}
+
+// TestLearnFromSetCookie pins issue 18, item 3 for learning: a suffix is
+// taken as a server's name only when that server keeps writing it and no
+// other server does.
 func TestLearnFromSetCookie(t *testing.T) {
 	f := newFixture(t, 3, false, nil)
-	kc1, kc2, kc3 := f.server("kc1"), f.server("kc2"), f.server("kc3")
-	respond := func(s *backend.Server, setCookies ...string) {
-		f.aff.Respond(http.Header{"Set-Cookie": setCookies}, Decision{Server: s}, true)
-	}
 	// Before learning the route means nothing.
 	if d := f.pick(nil, "AUTH_SESSION_ID=abc.kc-b-1234"); d.Source != SourceBalancer {
 		t.Fatalf("unlearned route used: %+v", d)
 	}
-	respond(kc2, "KC_RESTART=eyJ; Path=/realms/test/", "AUTH_SESSION_ID=NWUxNjFl.kc-b-1234; Version=1; Path=/realms/test/; HttpOnly; SameSite=None; Secure")
-	respond(kc3, `AUTH_SESSION_ID_LEGACY="5e161e00-d426.kc-c-9"; Path=/realms/test/`)
-	respond(kc1, "AUTH_SESSION_ID=; Max-Age=0; Path=/realms/test/") // deletion: nothing to learn
+	f.setRoutes("kc2", "kc-b-1234", learnAfter-1)
+	f.respond("kc3", `AUTH_SESSION_ID_LEGACY="5e161e00-d426.kc-c-9"; Path=/realms/test/`)
+	f.respond("kc1", "AUTH_SESSION_ID=; Max-Age=0; Path=/realms/test/") // deletion: nothing to learn
+	if got := f.aff.Routes(); len(got) != 0 {
+		t.Fatalf("learned %v before %d consistent responses (AUTH_SESSION_ID and _LEGACY count once)", got, learnAfter)
+	}
+	f.setRoutes("kc2", "kc-b-1234", 1)
+	f.setRoutes("kc3", "kc-c-9", learnAfter-1)
 	if got, want := f.aff.Routes(), map[string]string{"kc-b-1234": "kc2", "kc-c-9": "kc3"}; !mapsEqual(got, want) {
 		t.Fatalf("Routes = %v, want %v", got, want)
 	}
-	if d := f.pick(nil, "AUTH_SESSION_ID=abc.kc-b-1234"); d.Server != kc2 || d.Source != SourceAuthSession {
-		t.Fatalf("learned route: Pick = %s/%v, want kc2/auth_session", name(d.Server), d.Source)
+	if d := f.pick(nil, "AUTH_SESSION_ID=abc.kc-b-1234"); name(d.Server) != "kc2" || d.Source != SourceAuthSession || !d.SetCookie {
+		t.Fatalf("learned route: Pick = %+v, want kc2 from the auth session with a cookie", d)
+	}
+	if st := f.aff.Stats(); st.RouteConflicts != 0 || st.RoutesLearned != 2 {
+		t.Fatalf("Stats = %+v, want 0 conflicts, 2 learned", st)
 	}
 
-	// One contradicting observation does not move the route; relearnAfter
-	// consecutive ones do; an agreeing one in between resets the count.
-	respond(kc1, "AUTH_SESSION_ID=x.kc-b-1234")
-	respond(kc1, "AUTH_SESSION_ID=x.kc-b-1234")
-	respond(kc2, "AUTH_SESSION_ID=x.kc-b-1234")
-	respond(kc1, "AUTH_SESSION_ID=x.kc-b-1234")
-	respond(kc1, "AUTH_SESSION_ID=x.kc-b-1234")
+	// Another server writes kc2's route (keycloak#43933): the route is
+	// dropped at once and cannot be learned again within contestWindow.
+	f.setRoutes("kc1", "kc-b-1234", 1)
+	if got := f.aff.Routes(); !mapsEqual(got, map[string]string{"kc-c-9": "kc3"}) {
+		t.Fatalf("Routes after a second writer = %v, want kc-b-1234 dropped", got)
+	}
+	f.setRoutes("kc2", "kc-b-1234", 3*learnAfter)
+	if _, ok := f.aff.Routes()["kc-b-1234"]; ok {
+		t.Fatal("contested route learned again within contestWindow")
+	}
+	*f.now = f.now.Add(contestWindow)
+	f.setRoutes("kc2", "kc-b-1234", 1)
 	if got := f.aff.Routes()["kc-b-1234"]; got != "kc2" {
-		t.Fatalf("route moved to %s after non-consecutive contradictions", got)
+		t.Fatalf("after contestWindow of kc2 alone writing it: route on %q, want kc2", got)
 	}
-	respond(kc1, "AUTH_SESSION_ID=x.kc-b-1234")
-	if got := f.aff.Routes()["kc-b-1234"]; got != "kc1" {
-		t.Fatalf("route is %s after %d consecutive contradictions, want kc1", got, relearnAfter)
-	}
-	if st := f.aff.Stats(); st.RouteConflicts != 5 || st.Routes != 2 || st.RoutesLearned != 3 {
-		t.Fatalf("Stats = %+v, want 5 conflicts, 2 routes, 3 learned", st)
+	if st := f.aff.Stats(); st.RouteConflicts != 2 {
+		t.Fatalf("RouteConflicts = %d, want 2 (kc1's cookie, then kc2's first one after it)", st.RouteConflicts)
 	}
 
-	// Learn is authoritative: it overrides and is not moved by cookies.
-	f.aff.Learn("kc-b-1234", kc2)
-	for range relearnAfter + 1 {
-		respond(kc3, "AUTH_SESSION_ID=x.kc-b-1234")
+	// A node restarted under a new generated name: its new route replaces
+	// the old one (one route per server).
+	f.setRoutes("kc3", "kc-c-10", learnAfter)
+	if got := f.aff.Routes(); !mapsEqual(got, map[string]string{"kc-b-1234": "kc2", "kc-c-10": "kc3"}) {
+		t.Fatalf("Routes after kc3's new name = %v", got)
 	}
-	if got := f.aff.Routes()["kc-b-1234"]; got != "kc2" {
+}
+
+// TestWrongSuffixesNeverLearned: servers that write other nodes' names,
+// always or a third of the time as keycloak#43933 does, teach nothing, and
+// a wrong suffix does not move a route learned from metrics (issue 18,
+// item 3).
+func TestWrongSuffixesNeverLearned(t *testing.T) {
+	names := []string{"kc-a", "kc-b", "kc-c"}
+	tests := []struct {
+		name  string
+		route func(server, i int) string
+	}{
+		{name: "always another node", route: func(s, i int) string { return names[(s+1+i%2)%3] }},
+		{name: "a third another node", route: func(s, i int) string {
+			if i%3 == 2 {
+				return names[(s+1+i/3%2)%3]
+			}
+			return names[s]
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, 3, false, nil)
+			for i := range 300 {
+				for s := range 3 {
+					f.setRoutes("kc"+strconv.Itoa(s+1), tt.route(s, i), 1)
+				}
+			}
+			if got := f.aff.Routes(); len(got) != 0 {
+				t.Fatalf("learned %v from wrong suffixes", got)
+			}
+			if d := f.pick(nil, "AUTH_SESSION_ID=abc.kc-b"); d.Source != SourceBalancer {
+				t.Fatalf("wrong suffix followed: %+v", d)
+			}
+			// The nodes name themselves in their metrics: that table holds
+			// whatever the cookies say.
+			for s := range 3 {
+				f.aff.Learn(names[s], f.server("kc"+strconv.Itoa(s+1)))
+			}
+			before := f.aff.Stats().RouteConflicts
+			for i := range 300 {
+				for s := range 3 {
+					f.setRoutes("kc"+strconv.Itoa(s+1), tt.route(s, i), 1)
+				}
+			}
+			if got, want := f.aff.Routes(), map[string]string{"kc-a": "kc1", "kc-b": "kc2", "kc-c": "kc3"}; !mapsEqual(got, want) {
+				t.Fatalf("Routes = %v, want %v", got, want)
+			}
+			if f.aff.Stats().RouteConflicts == before {
+				t.Fatal("wrong suffixes not counted as route conflicts")
+			}
+		})
+	}
+}
+
+// TestLearnExplicit: Learn (the node label of the server's metrics) is
+// authoritative and one server has one route.
+func TestLearnExplicit(t *testing.T) {
+	f := newFixture(t, 3, false, nil)
+	kc2, kc3 := f.server("kc2"), f.server("kc3")
+	f.setRoutes("kc2", "kc-b", learnAfter)
+	f.aff.Learn("kc-b", kc3) // overrides the observed route
+	if got := f.aff.Routes(); !mapsEqual(got, map[string]string{"kc-b": "kc3"}) {
+		t.Fatalf("Routes = %v, want kc-b on kc3", got)
+	}
+	f.setRoutes("kc2", "kc-b", 3*learnAfter)
+	if got := f.aff.Routes()["kc-b"]; got != "kc3" {
 		t.Fatalf("explicit route moved to %s by cookies", got)
 	}
-	f.aff.Learn("kc-b-1234", kc3)
-	if got := f.aff.Routes()["kc-b-1234"]; got != "kc3" {
-		t.Fatalf("Learn did not override: %s", got)
+	f.setRoutes("kc3", "kc-x", 3*learnAfter) // kc3 is kc-b per its metrics
+	if got := f.aff.Routes(); !mapsEqual(got, map[string]string{"kc-b": "kc3"}) {
+		t.Fatalf("Routes = %v after kc3 wrote another name", got)
+	}
+	f.aff.Learn("kc-b2", kc3) // renamed: replaces kc-b
+	f.aff.Learn("kc-b", kc2)
+	if got := f.aff.Routes(); !mapsEqual(got, map[string]string{"kc-b": "kc2", "kc-b2": "kc3"}) {
+		t.Fatalf("Routes = %v", got)
 	}
 	f.aff.Learn("", kc3)
 	f.aff.Learn("r", nil)
 	f.aff.Learn(strings.Repeat("r", 256), kc3)
 	if n := len(f.aff.Routes()); n != 2 {
-		t.Fatalf("invalid Learn calls added routes: %v", f.aff.Routes())
+		t.Fatalf("invalid Learn calls changed routes: %v", f.aff.Routes())
+	}
+}
+
+// TestConfiguredServersTeachNothing: a server with a configured route
+// learns nothing from its cookies, and a foreign suffix is counted.
+func TestConfiguredServersTeachNothing(t *testing.T) {
+	f := newFixture(t, 3, true, nil)
+	f.setRoutes("kc1", "node2", 3*learnAfter)
+	f.setRoutes("kc1", "node1", 3*learnAfter)
+	if got := f.aff.Routes(); len(got) != 0 {
+		t.Fatalf("learned %v from configured servers", got)
+	}
+	if st := f.aff.Stats(); st.RouteConflicts != 3*learnAfter {
+		t.Fatalf("RouteConflicts = %d, want %d", st.RouteConflicts, 3*learnAfter)
 	}
 }
 
@@ -568,16 +690,36 @@ func TestConfiguredRouteBeatsLearned(t *testing.T) {
 }
 
 func TestLearnedRoutesBounded(t *testing.T) {
-	f := newFixture(t, 1, false, nil)
-	s := f.server("kc1")
-	for i := range maxLearnedRoutes + 50 {
-		f.aff.observe("gen-"+strconv.Itoa(i), s)
+	n := maxLearnedRoutes + 50
+	specs := make([]backend.Spec, n)
+	for i := range specs {
+		specs[i] = backend.Spec{Name: "s" + strconv.Itoa(i), Addr: "127.0.0.1:1"}
 	}
-	if n := len(f.aff.Routes()); n != maxLearnedRoutes {
-		t.Fatalf("learned %d routes, want the cap %d", n, maxLearnedRoutes)
+	pool, err := backend.NewPool(specs, backend.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, ok := f.aff.Routes()["gen-"+strconv.Itoa(maxLearnedRoutes+49)]; !ok {
+	a, err := New(Options{Secret: testSecret, Learn: true}, &firstEligible{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range pool.Servers() {
+		a.Learn("gen-"+strconv.Itoa(i), s)
+	}
+	if got := len(a.Routes()); got != maxLearnedRoutes {
+		t.Fatalf("learned %d routes, want the cap %d", got, maxLearnedRoutes)
+	}
+	if _, ok := a.Routes()["gen-"+strconv.Itoa(n-1)]; !ok {
 		t.Fatal("newest route evicted")
+	}
+	// The cookie bookkeeping is bounded too.
+	s := pool.Servers()[0]
+	for i := range 3 * maxLearnedRoutes {
+		a.observe("churn-"+strconv.Itoa(i), s)
+		a.observe("churn-"+strconv.Itoa(i), pool.Servers()[1+i%5])
+	}
+	if len(a.seen) > maxLearnedRoutes || len(a.streaks) > maxLearnedRoutes {
+		t.Fatalf("bookkeeping grew to %d routes and %d streaks", len(a.seen), len(a.streaks))
 	}
 }
 
@@ -790,8 +932,8 @@ func TestPickZeroAlloc(t *testing.T) {
 		var tried balancer.Tried
 		d = f.aff.Pick(r, servers, &tried)
 	})
-	if name(d.Server) != "kc2" || d.Source != SourceAuthSession || d.SetCookie {
-		t.Fatalf("Pick = %+v, want kc2 from the auth session without a new cookie", d)
+	if name(d.Server) != "kc2" || d.Source != SourceCookie || d.SetCookie {
+		t.Fatalf("Pick = %+v, want kc2 from the cookie without a new cookie", d)
 	}
 	if allocs != 0 {
 		t.Fatalf("Pick allocates %.1f times per call, want 0", allocs)
@@ -801,6 +943,12 @@ func TestPickZeroAlloc(t *testing.T) {
 	allocs = testing.AllocsPerRun(200, func() { d = f.aff.Pick(r, servers, nil) })
 	if name(d.Server) != "kc3" || d.Source != SourceCookie || allocs != 0 {
 		t.Fatalf("cookie path: Pick = %+v with %.1f allocs, want kc3 from the cookie with 0", d, allocs)
+	}
+	// The hint path (no KC_ROUTE) too.
+	r.Header.Set("Cookie", "a=1; AUTH_SESSION_ID=NWUxNjFl.node1")
+	allocs = testing.AllocsPerRun(200, func() { d = f.aff.Pick(r, servers, nil) })
+	if name(d.Server) != "kc1" || d.Source != SourceAuthSession || allocs != 0 {
+		t.Fatalf("hint path: Pick = %+v with %.1f allocs, want kc1 from the auth session with 0", d, allocs)
 	}
 }
 
@@ -891,5 +1039,42 @@ func TestConcurrentPickAndLearn(t *testing.T) {
 	}
 	if got := f.aff.Routes()["explicit4"]; got != "kc1" {
 		t.Fatalf("explicit route = %q, want kc1", got)
+	}
+}
+
+// TestDrainNeverExtendsPins pins issue 18, item 6 (drain part): a client
+// pinned to a draining server keeps reaching it, but its cookie is not
+// refreshed past half its lifetime, and Respond sets no cookie naming a
+// server that is not ready, so every pin to it ends within MaxAge.
+func TestDrainNeverExtendsPins(t *testing.T) {
+	f := newFixture(t, 3, true, nil)
+	stale := f.cookieFor("kc2")
+	*f.now = f.now.Add(4 * time.Hour) // 2h of 6h left: refreshed when ready
+	if d := f.pick(nil, stale); name(d.Server) != "kc2" || !d.SetCookie {
+		t.Fatalf("ready: Pick = %+v, want kc2 with a refreshed cookie", d)
+	}
+	if err := f.pool.SetAdmin("kc2", backend.AdminDrain); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.pick(nil, stale); name(d.Server) != "kc2" || d.Source != SourceCookie || d.SetCookie {
+		t.Fatalf("draining: Pick = %+v, want kc2 from the cookie without a new one", d)
+	}
+	// A decision made before the drain began sets no cookie after it.
+	h := http.Header{}
+	f.aff.Respond(h, Decision{Server: f.server("kc2"), SetCookie: true}, true)
+	if v := h.Values("Set-Cookie"); len(v) != 0 {
+		t.Fatalf("Respond for draining kc2 set %q", v)
+	}
+	// Past its signed expiry the pin is gone: the client moves.
+	*f.now = f.now.Add(2*time.Hour + time.Second)
+	if d := f.pick(nil, stale); name(d.Server) == "kc2" || d.Source != SourceBalancer {
+		t.Fatalf("expired pin: Pick = %+v, want another server from the balancer", d)
+	}
+	if err := f.pool.SetAdmin("kc2", backend.AdminReady); err != nil {
+		t.Fatal(err)
+	}
+	f.aff.Respond(h, Decision{Server: f.server("kc2"), SetCookie: true}, true)
+	if cookieValue(t, h, "KC_ROUTE") == "" {
+		t.Fatal("no cookie for kc2 once ready again")
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kclb/kclb/backend"
 )
 
 func TestCookieCodecRoundTrip(t *testing.T) {
@@ -374,6 +376,23 @@ func FuzzPick(f *testing.F) {
 		if d.Server == nil || !slices.Contains(servers, d.Server) {
 			t.Fatalf("Pick(%q) = %v, not one of the servers", cookie, d.Server)
 		}
+		// A valid KC_ROUTE naming a server (among the first
+		// maxRouteCookies) always wins over AUTH_SESSION_ID (issue 18,
+		// item 3); every fixture server can take the request.
+		n := 0
+		for _, p := range scanAll([]string{cookie}) {
+			if p.name != "KC_ROUTE" || n >= maxRouteCookies {
+				continue
+			}
+			n++
+			id, _, err := DecodeCookie(testSecret, p.value, *fx.now)
+			if s := byID(servers, id); err == nil && s != nil {
+				if d.Server != s || d.Source != SourceCookie {
+					t.Fatalf("Pick(%q) = %s from %v, want %s from its valid KC_ROUTE", cookie, d.Server.Name(), d.Source, s.Name())
+				}
+				break
+			}
+		}
 		if d.Source == SourceCookie {
 			ok := false
 			for _, p := range scanAll([]string{cookie}) {
@@ -412,4 +431,14 @@ func TestSessionCookie(t *testing.T) {
 	if _, exp, err := DecodeCookie(testSecret, c.Value, epoch); err != nil || !exp.Equal(epoch.Add(6*time.Hour)) {
 		t.Fatalf("signed expiry %v (err %v), want the 6h default", exp, err)
 	}
+}
+
+// byID returns the server of servers whose cookie id is id, or nil.
+func byID(servers []*backend.Server, id string) *backend.Server {
+	for _, s := range servers {
+		if CookieID(testSecret, s.Name()) == id {
+			return s
+		}
+	}
+	return nil
 }

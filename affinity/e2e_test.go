@@ -96,6 +96,9 @@ func TestE2ELoginFlows(t *testing.T) {
 		{name: "learned routes legacy format", kc: kcsim.Options{Strict: true, CookieFormat: kcsim.FormatLegacy}},
 		{name: "configured routes", kc: kcsim.Options{Strict: true}, configured: true},
 		{name: "no route suffix, KC_ROUTE only", kc: kcsim.Options{Strict: true, NoRoute: true}},
+		// Issue 18, item 3: suffixes naming other nodes (keycloak#43933).
+		{name: "every route wrong", kc: kcsim.Options{Strict: true, WrongRoute: 1}},
+		{name: "a third of the routes wrong", kc: kcsim.Options{Strict: true, WrongRoute: 1.0 / 3}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

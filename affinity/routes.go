@@ -2,54 +2,94 @@ package affinity
 
 import (
 	"maps"
+	"time"
 
 	"github.com/kclb/kclb/backend"
 )
 
-// Bounds on the copy-on-write tables. Keycloak nodes with generated names
-// get a new route at every restart, and discovery may churn server names,
-// so both tables are pruned instead of growing for ever.
+// Where a server's route (its Keycloak node name) comes from, most
+// trusted first:
+//
+//  1. Server.Route, configured.
+//  2. Learn: the `node` label of the server's own vendor_cluster_size
+//     metric, read by the health checker from the management port. The
+//     node says who it is; nothing a client or another node writes
+//     changes it.
+//  3. The AUTH_SESSION_ID suffixes the server sets, and only while 1 and
+//     2 say nothing. Keycloak 26.1+ often writes a suffix naming another
+//     node (keycloak#43933: right with probability 2/cluster-size), and
+//     older Keycloak wrote the session owner's name, not necessarily the
+//     answering node's. So a suffix is taken as the server's own name only
+//     when the server keeps writing it and nobody else does: the server's
+//     last learnAfter suffixes were all that route, and no other server
+//     wrote it within contestWindow. A learned route that another server
+//     writes is dropped at once. Under #43933 every route is written by
+//     several servers, so nothing is learned from cookies and the
+//     AUTH_SESSION_ID hint is simply unused; the metrics (2) still give
+//     the right table.
+//
+// A Keycloak node has one name, so a server has at most one learned route:
+// learning a new one (a restart with a generated name) replaces the old.
 const (
+	// learnAfter is how many consecutive responses of one server must
+	// carry the same suffix before it is learned from cookies.
+	learnAfter = 8
+	// contestWindow is how long a route written by two servers cannot be
+	// learned from cookies.
+	contestWindow = 10 * time.Minute
+	// maxLearnedRoutes bounds the route table and the bookkeeping maps.
+	// Keycloak nodes with generated names get a new route at every
+	// restart, and discovery may churn server names, so the tables are
+	// pruned instead of growing for ever.
 	maxLearnedRoutes = 1024
-	// relearnAfter is how many consecutive Set-Cookie observations of a
-	// route from another server it takes to move a learned route. One
-	// stray cookie (Keycloak 26.1+ sometimes names a node other than the
-	// one answering, keycloak#43933) must not flip a good mapping.
-	relearnAfter = 3
 )
 
 // routeEntry is where a learned route points.
 type routeEntry struct {
 	name string // server name
-	// explicit is set by Learn (health checks, the node label of
-	// vendor_cluster_size): authoritative, and not overridden by
-	// Set-Cookie observations.
+	// explicit is set by Learn (the node label of vendor_cluster_size):
+	// authoritative, and never changed by Set-Cookie observations.
+	explicit bool
+}
+
+// serverRoute is a server's learned route, the inverse of routeEntry.
+type serverRoute struct {
+	route    string
 	explicit bool
 }
 
 // routeTable is an immutable snapshot of learned routes.
 type routeTable struct {
-	m map[string]routeEntry
+	m        map[string]routeEntry  // route -> server
+	byServer map[string]serverRoute // server name -> its route
 }
 
-// pendingRoute counts consecutive observations that contradict a learned
-// route.
-type pendingRoute struct {
-	name string
-	n    int
+func newRouteTable(m map[string]routeEntry) *routeTable {
+	t := &routeTable{m: m, byServer: make(map[string]serverRoute, len(m))}
+	for r, e := range m {
+		t.byServer[e.name] = serverRoute{route: r, explicit: e.explicit}
+	}
+	return t
 }
 
-// idTable is an immutable snapshot of cookie ids of the servers seen so far.
-type idTable struct {
-	idName map[string]string // cookie id -> server name
-	nameID map[string]string // server name -> cookie id
+// streak is a server's run of responses carrying the same suffix.
+type streak struct {
+	route string
+	n     int
+}
+
+// routeSeen is what Set-Cookie observations told about one route.
+type routeSeen struct {
+	writer    string // server that wrote it last
+	contested int64  // Unix seconds when a second server wrote it; 0 never
 }
 
 // Learn records that route (a Keycloak node name, the AUTH_SESSION_ID
-// suffix) belongs to s. It is authoritative: the latest call wins, and
-// routes learned this way are not moved by Set-Cookie observations. Meant
-// for the health checker (the `node` label of vendor_cluster_size). Empty
-// routes, routes longer than 255 bytes and a nil s are ignored.
+// suffix) belongs to s. It is authoritative: the latest call wins, it
+// replaces any other route of s, and routes learned this way are not
+// changed by Set-Cookie observations. Meant for the health checker (the
+// `node` label of vendor_cluster_size). Empty routes, routes longer than
+// 255 bytes and a nil s are ignored.
 func (a *Affinity) Learn(route string, s *backend.Server) {
 	if s == nil || route == "" || len(route) > maxRouteLen {
 		return
@@ -60,65 +100,129 @@ func (a *Affinity) Learn(route string, s *backend.Server) {
 	}
 	a.routeMu.Lock()
 	defer a.routeMu.Unlock()
-	delete(a.pending, route)
+	delete(a.streaks, name)
 	a.storeRouteLocked(route, routeEntry{name: name, explicit: true})
 }
 
 // observe records that s answered with an AUTH_SESSION_ID whose suffix is
-// route. A new route is learned at once; a route already learned for
-// another server moves only after relearnAfter consecutive observations,
-// and never when it was set by Learn.
+// route, and learns or drops routes by the rules above. The common cases
+// (a suffix that is the server's known route; a foreign suffix when every
+// route involved is configured or from Learn) take no lock.
 func (a *Affinity) observe(route string, s *backend.Server) {
 	name := s.Name()
-	if e, ok := a.routes.Load().m[route]; ok && e.name == name {
-		if a.pendingN.Load() == 0 {
-			return // hot path: already known, nothing contested
+	if own := s.Route(); own != "" {
+		if route != own {
+			a.conflicts.Add(1) // a configured server wrote another name
+			a.contest(route, name)
 		}
-		a.routeMu.Lock()
-		if _, ok := a.pending[route]; ok {
-			delete(a.pending, route)
-			a.pendingN.Store(int64(len(a.pending)))
+		return
+	}
+	t := a.routes.Load()
+	mine, known := t.byServer[name]
+	e, taken := t.m[route]
+	switch {
+	case known && mine.route == route:
+		return // its own route, learned already
+	case known && mine.explicit:
+		// The node named itself in its metrics: this suffix is not it.
+		a.conflicts.Add(1)
+		if !taken || !e.explicit {
+			a.contest(route, name)
 		}
-		a.routeMu.Unlock()
 		return
 	}
 	a.routeMu.Lock()
 	defer a.routeMu.Unlock()
-	e, ok := a.routes.Load().m[route]
-	switch {
-	case ok && e.name == name:
-		return
-	case !ok:
-		a.storeRouteLocked(route, routeEntry{name: name})
-		return
-	case e.explicit:
+	if taken && e.explicit {
+		// Another server's route, from its metrics: not this one's
+		// name, and the end of its streak.
 		a.conflicts.Add(1)
+		delete(a.streaks, name)
 		return
 	}
-	a.conflicts.Add(1)
-	p := a.pending[route]
-	if p.name != name {
-		p = pendingRoute{name: name}
-	}
-	p.n++
-	if p.n < relearnAfter {
-		if len(a.pending) < maxLearnedRoutes {
-			a.pending[route] = p
-		}
-		a.pendingN.Store(int64(len(a.pending)))
+	now := a.opts.Now().Unix()
+	if a.markWriterLocked(route, name, now) {
+		a.conflicts.Add(1)
+		delete(a.streaks, name)
 		return
 	}
-	delete(a.pending, route)
-	a.pendingN.Store(int64(len(a.pending)))
+	st := a.streaks[name]
+	if st.route != route {
+		st = streak{route: route}
+	}
+	st.n++
+	if len(a.streaks) >= maxLearnedRoutes {
+		clear(a.streaks)
+	}
+	a.streaks[name] = st
+	if st.n < learnAfter || now-a.seen[route].contested < int64(contestWindow/time.Second) {
+		return
+	}
+	t = a.routes.Load()
+	if _, taken := t.m[route]; taken {
+		return // learned meanwhile, or explicit: leave it
+	}
+	if mine, known := t.byServer[name]; known && mine.explicit {
+		return
+	}
 	a.storeRouteLocked(route, routeEntry{name: name})
 }
 
+// contest records that name wrote route: when route was written or
+// learned for another server, it is marked contested and an observed
+// mapping is dropped.
+func (a *Affinity) contest(route, name string) {
+	a.routeMu.Lock()
+	defer a.routeMu.Unlock()
+	a.markWriterLocked(route, name, a.opts.Now().Unix())
+}
+
+// markWriterLocked notes that name wrote route at now. If another server
+// wrote it before, or it is learned (from cookies) for another server,
+// the route becomes contested, that mapping is dropped, and it returns
+// true. a.routeMu must be held.
+func (a *Affinity) markWriterLocked(route, name string, now int64) bool {
+	sn, ok := a.seen[route]
+	e, taken := a.routes.Load().m[route]
+	conflict := ok && sn.writer != name || taken && e.name != name
+	if !ok && len(a.seen) >= maxLearnedRoutes {
+		a.pruneSeenLocked(now)
+	}
+	sn.writer = name
+	if conflict {
+		sn.contested = now
+		if taken && !e.explicit && e.name != name {
+			a.deleteRouteLocked(route)
+		}
+	}
+	a.seen[route] = sn
+	return conflict
+}
+
+// pruneSeenLocked makes room in a.seen: routes whose contest has expired
+// go first, then, if that freed nothing, everything. a.routeMu must be
+// held.
+func (a *Affinity) pruneSeenLocked(now int64) {
+	for r, sn := range a.seen {
+		if now-sn.contested >= int64(contestWindow/time.Second) {
+			delete(a.seen, r)
+		}
+	}
+	if len(a.seen) >= maxLearnedRoutes {
+		clear(a.seen)
+	}
+}
+
 // storeRouteLocked publishes a copy of the route table with route set to
-// e. a.routeMu must be held.
+// e, and any other route of the same server removed. a.routeMu must be
+// held.
 func (a *Affinity) storeRouteLocked(route string, e routeEntry) {
-	old := a.routes.Load().m
-	next := make(map[string]routeEntry, len(old)+1)
-	maps.Copy(next, old)
+	old := a.routes.Load()
+	next := make(map[string]routeEntry, len(old.m)+1)
+	maps.Copy(next, old.m)
+	if prev, ok := old.byServer[e.name]; ok && prev.route != route {
+		delete(next, prev.route)
+	}
 	if _, ok := next[route]; !ok && len(next) >= maxLearnedRoutes {
 		// Evict one route, preferring one that was only observed.
 		victim, found := "", false
@@ -133,7 +237,17 @@ func (a *Affinity) storeRouteLocked(route string, e routeEntry) {
 		}
 	}
 	next[route] = e
-	a.routes.Store(&routeTable{m: next})
+	a.routes.Store(newRouteTable(next))
+	a.learned.Add(1)
+}
+
+// deleteRouteLocked publishes a copy of the route table without route.
+// a.routeMu must be held.
+func (a *Affinity) deleteRouteLocked(route string) {
+	old := a.routes.Load()
+	next := maps.Clone(old.m)
+	delete(next, route)
+	a.routes.Store(newRouteTable(next))
 	a.learned.Add(1)
 }
 
@@ -217,6 +331,12 @@ func (a *Affinity) ensureIDs(servers []*backend.Server) {
 		next.idName[id] = name
 	}
 	a.ids.Store(next)
+}
+
+// idTable is an immutable snapshot of cookie ids of the servers seen so far.
+type idTable struct {
+	idName map[string]string // cookie id -> server name
+	nameID map[string]string // server name -> cookie id
 }
 
 // idOf returns the cookie id of s, computing and caching it if needed.

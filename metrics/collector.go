@@ -46,7 +46,7 @@ var (
 	dAffNoSrv    = desc("kclb_affinity_no_server_total", "Routing attempts for which no server was eligible.")
 	dAffRedisp   = desc("kclb_affinity_redispatches_total", "Pinned clients sent to another server.")
 	dAffLearned  = desc("kclb_affinity_routes_learned_total", "Changes to the learned Keycloak route table.")
-	dAffConfl    = desc("kclb_affinity_route_conflicts_total", "Set-Cookie routes that contradicted a learned route.")
+	dAffConfl    = desc("kclb_affinity_route_conflicts_total", "AUTH_SESSION_ID routes a server set that name another server (keycloak#43933).")
 	dAffRoutes   = desc("kclb_affinity_routes", "Learned Keycloak routes.")
 	dVRRPState   = desc("kclb_vrrp_state", "VRRP state of each instance (1 for the current state).", "instance", "state")
 	dVRRPPrio    = desc("kclb_vrrp_priority", "Effective VRRP priority of each instance.", "instance")
