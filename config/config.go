@@ -163,6 +163,10 @@ type Backend struct {
 	// kept; from everyone else they are replaced. A bare address means a
 	// single host. Default none.
 	TrustedProxies []netip.Prefix `toml:"trusted_proxies"`
+	// ForwardTrailers passes request and response trailers on, except
+	// those naming hop-by-hop, forwarding, client-certificate, framing or
+	// security fields. Default false: every trailer is dropped.
+	ForwardTrailers bool `toml:"forward_trailers"`
 	// DefaultMaxConn is the per-server concurrent request limit for servers
 	// whose maxconn is 0; 0 means no limit. Default 500; must be >= 0.
 	DefaultMaxConn int `toml:"default_maxconn"`

@@ -153,3 +153,44 @@ func TestValidMethodAndTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestFramingRule(t *testing.T) {
+	tests := []struct {
+		major, minor int
+		te           bool
+		want         framingAction
+	}{
+		{1, 0, true, framingRejectClose}, {1, 0, false, framingOK},
+		{1, 1, true, framingCloseAfter}, {1, 1, false, framingOK}, {2, 0, true, framingOK},
+	}
+	for _, tc := range tests {
+		if got := framingRule(tc.major, tc.minor, tc.te); got != tc.want {
+			t.Errorf("framingRule(%d.%d, te %v) = %d, want %d", tc.major, tc.minor, tc.te, got, tc.want)
+		}
+	}
+	if !closeHTTP10(1, 0) || closeHTTP10(1, 1) || closeHTTP10(2, 0) {
+		t.Errorf("closeHTTP10 wrong")
+	}
+}
+
+func TestUpgradeRule(t *testing.T) {
+	for v, refuse := range map[string]bool{"websocket": true, "WebSocket": true, "h2c": false, "H2C": false, " h2c , ": false, "h2c, websocket": true, "TLS/1.2": true, "": false} {
+		if upgradeRule(v) != refuse {
+			t.Errorf("upgradeRule(%q) != %v", v, refuse)
+		}
+	}
+}
+
+func TestTrailerAllowed(t *testing.T) {
+	for _, k := range []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip", "Ssl_client_cert", "Client-Cert", "Connection", "Transfer-Encoding",
+		"Content-Length", "Host", "Authorization", "Cookie", "Set-Cookie", "Strict-Transport-Security", "Traceparent", "X-Request-Id", ""} {
+		if trailerAllowed(k) {
+			t.Errorf("trailer %q allowed", k)
+		}
+	}
+	for _, k := range []string{"X-Checksum", "Grpc-Status", "Server-Timing", "Digest"} {
+		if !trailerAllowed(k) {
+			t.Errorf("trailer %q refused", k)
+		}
+	}
+}

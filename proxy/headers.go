@@ -177,6 +177,9 @@ type SecurityHeader struct {
 	// Framing marks headers that control framing; they are never added to
 	// frame-exempt pages.
 	Framing bool
+	// TLSOnly marks headers added to HTTPS responses only
+	// (Strict-Transport-Security, RFC 6797 7.2).
+	TLSOnly bool
 
 	// vals is the shared, read-only value slice (capacity 1, so an
 	// append by anyone copies it).
@@ -187,25 +190,26 @@ type SecurityHeader struct {
 // values (an empty value disables that header).
 func NewSecurityHeaders(hsts, contentTypeOptions, referrerPolicy, frameOptions string) []SecurityHeader {
 	var out []SecurityHeader
-	add := func(name, v string, framing bool) {
+	add := func(name, v string, framing, tlsOnly bool) {
 		if v != "" {
-			out = append(out, SecurityHeader{Name: http.CanonicalHeaderKey(name), Value: v, Framing: framing, vals: []string{v}})
+			out = append(out, SecurityHeader{Name: http.CanonicalHeaderKey(name), Value: v, Framing: framing, TLSOnly: tlsOnly, vals: []string{v}})
 		}
 	}
-	add("Strict-Transport-Security", hsts, false)
-	add("X-Content-Type-Options", contentTypeOptions, false)
-	add("Referrer-Policy", referrerPolicy, false)
-	add("X-Frame-Options", frameOptions, true)
+	add("Strict-Transport-Security", hsts, false, true)
+	add("X-Content-Type-Options", contentTypeOptions, false, false)
+	add("Referrer-Policy", referrerPolicy, false, false)
+	add("X-Frame-Options", frameOptions, true, false)
 	return out
 }
 
 // addSecurityHeaders adds each header that h lacks. Framing headers are
 // skipped on exempt pages, and X-Frame-Options is also skipped when the
-// backend's CSP already decides framing (frame-ancestors).
-func addSecurityHeaders(h http.Header, list []SecurityHeader, exempt bool) {
+// backend's CSP already decides framing (frame-ancestors); TLS-only
+// headers (HSTS) are added to responses on a secure connection only.
+func addSecurityHeaders(h http.Header, list []SecurityHeader, exempt, secure bool) {
 	for i := range list {
 		sh := &list[i]
-		if _, ok := h[sh.Name]; ok {
+		if _, ok := h[sh.Name]; ok || (sh.TLSOnly && !secure) {
 			continue
 		}
 		if sh.Framing && (exempt || cspHasFrameAncestors(h)) {

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -129,6 +130,11 @@ type Options struct {
 	// requests without a Host are always 400 (RFC 9112 3.2), and kclb
 	// never uses a backend address as Host.
 	PublicHost string
+	// ForwardTrailers passes request and response trailers on, except
+	// those naming hop-by-hop, forwarding, tracing, client-certificate,
+	// framing or security fields (trailerAllowed). False (the default)
+	// drops every trailer.
+	ForwardTrailers bool
 	// StdlibTransport forwards with net/http's Transport instead of
 	// kclb's own HTTP/1.1 backend client (the default, which needs no
 	// goroutines per connection). It is a fallback for debugging.
@@ -167,6 +173,7 @@ type Stats struct {
 type Handler struct {
 	opts      Options
 	transport roundTripCloser
+	up        *upstream // transport, unless StdlibTransport
 	forwarded forwardRules
 
 	requests, blocked, retries, noServer, queueFull atomic.Uint64
@@ -221,13 +228,14 @@ func New(opts Options) (*Handler, error) {
 		forwarded: forwardRules{family: opts.Headers, trusted: opts.TrustedProxies},
 	}
 	if !opts.StdlibTransport {
-		h.transport = newUpstream(upstreamOptions{
+		h.up = newUpstream(upstreamOptions{
 			ConnectTimeout:         opts.ConnectTimeout,
 			HeaderTimeout:          opts.ServerTimeout,
 			IdleTimeout:            opts.IdleTimeout,
 			MaxIdlePerServer:       opts.MaxIdlePerServer,
 			MaxResponseHeaderBytes: opts.MaxResponseHeaderBytes,
 		})
+		h.transport = h.up
 		return h, nil
 	}
 	dialer := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
@@ -288,13 +296,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case hostPublic:
 		r.Host = h.opts.PublicHost
 	}
-	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+	switch framingRule(r.ProtoMajor, r.ProtoMinor, len(r.TransferEncoding) > 0) {
+	case framingRejectClose:
+		h.badHead(w, r, client, start)
+		return
+	case framingCloseAfter:
 		// RFC 9112 6.1: a request framed by Transfer-Encoding may have
 		// carried a Content-Length too (net/http drops it silently); the
 		// connection must not be reused after the response, so a front
 		// proxy that framed by Content-Length cannot smuggle a request
 		// (refused requests included).
 		w.Header().Set("Connection", "close")
+	}
+	if closeHTTP10(r.ProtoMajor, r.ProtoMinor) {
+		// net/http removes Transfer-Encoding from HTTP/1.0 requests
+		// before kclb sees them, so their framing cannot be checked:
+		// never read another request after one (issue 12, item 7).
+		w.Header().Set("Connection", "close")
+	}
+
+	if r.Method == http.MethodConnect || upgradeRequested(r.Header) {
+		h.notImplemented(w, r, client, start)
+		return
 	}
 
 	path := r.URL.Path
@@ -316,9 +339,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.RequestURI = ""
 	r.Close = false
 	r.TransferEncoding = nil
+	if _, ok := r.Header["User-Agent"]; !ok {
+		// Present but empty: neither head writer adds Go's own.
+		r.Header["User-Agent"] = nil
+	}
+	if r.ProtoMajor == 2 && r.ContentLength == 0 {
+		// END_STREAM on HEADERS (or content-length: 0): bodiless, like
+		// the same request over HTTP/1.1, so kclb's own head writer
+		// sends it and a busy node's 503 can be redispatched.
+		r.Body = http.NoBody
+	}
+	if r.Trailer != nil && !h.opts.ForwardTrailers {
+		r.Trailer = nil
+	}
 	var body *retryBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &retryBody{rc: r.Body}
+		if len(r.Trailer) > 0 {
+			body.trailer = r.Trailer
+			for k := range r.Trailer {
+				if trailerAllowed(k) {
+					body.declared = append(body.declared, k)
+				} else {
+					delete(r.Trailer, k)
+				}
+			}
+		}
 		r.Body = body
 	}
 
@@ -372,7 +418,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 			continue
 		}
 		r.URL.Host = s.Addr()
-		resp, err := h.transport.RoundTrip(r)
+		resp, err := h.roundTrip(r, w)
 		if err != nil {
 			s.Release()
 			if body != nil && body.clientErr() != nil {
@@ -382,7 +428,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 				// read from the client, and the client that is still
 				// there must not get an empty 200.
 				body.closeUnderlying()
-				return h.clientError(w, body.clientErr()), s, false
+				return h.clientError(w, r, body.clientErr()), s, false
 			}
 			if ctx.Err() != nil {
 				h.clientAborts.Add(1)
@@ -426,6 +472,54 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 	return http.StatusServiceUnavailable, nil, false
 }
 
+// roundTrip sends one attempt to the backend. With kclb's own client,
+// 103 Early Hints are passed on to HTTP/1.1 and HTTP/2 clients (never
+// to HTTP/1.0 ones, RFC 9110 15.2).
+func (h *Handler) roundTrip(r *http.Request, w http.ResponseWriter) (*http.Response, error) {
+	if h.up == nil {
+		return h.transport.RoundTrip(r)
+	}
+	if !r.ProtoAtLeast(1, 1) {
+		w = nil
+	}
+	return h.up.roundTrip(r, w)
+}
+
+// sendEarlyHints writes a 103 response carrying the backend's 103 fields
+// (Link, above all) to w, and removes them again so they do not reach
+// the final response.
+func sendEarlyHints(w http.ResponseWriter, hdr http.Header) {
+	dst := w.Header()
+	var buf [8]string
+	added := buf[:0]
+	for k, vv := range hdr {
+		if _, exists := dst[k]; exists || hopByHopName(k) || k == "Content-Length" {
+			continue
+		}
+		dst[k] = vv
+		added = append(added, k)
+	}
+	if len(added) == 0 {
+		return
+	}
+	w.WriteHeader(http.StatusEarlyHints)
+	for _, k := range added {
+		delete(dst, k)
+	}
+}
+
+// upgradeRequested reports whether h asks for a protocol switch kclb
+// refuses (upgradeRule); an h2c offer alone is dropped with the other
+// hop-by-hop headers.
+func upgradeRequested(h http.Header) bool {
+	for _, v := range h["Upgrade"] {
+		if upgradeRule(v) {
+			return true
+		}
+	}
+	return false
+}
+
 // hasOther reports whether an untried server could take the request.
 func hasOther(servers []*backend.Server, tried *balancer.Tried) bool {
 	for _, s := range servers {
@@ -446,7 +540,7 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 	for k, vv := range resp.Header {
 		dst[k] = vv
 	}
-	addSecurityHeaders(dst, h.opts.Security, frameExempt(path, h.opts.FrameExempt))
+	addSecurityHeaders(dst, h.opts.Security, frameExempt(path, h.opts.FrameExempt), secure)
 	h.opts.Router.Respond(dst, s, setCookie, secure)
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
@@ -459,6 +553,13 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 	idle := time.AfterFunc(h.opts.ServerTimeout, func() { resp.Body.Close() })
 	err := copyBody(w, resp.Body, stream, idle, h.opts.ServerTimeout)
 	idle.Stop()
+	if err == nil && h.opts.ForwardTrailers {
+		for k, vv := range resp.Trailer {
+			if trailerAllowed(k) {
+				dst[http.TrailerPrefix+k] = vv
+			}
+		}
+	}
 	if err != nil {
 		if errors.Is(err, errClientWrite) || r.Context().Err() != nil {
 			// The client went away or hit its write timeout; net/http
@@ -523,8 +624,10 @@ func (h *Handler) gatewayError(w http.ResponseWriter, err error) int {
 
 // clientError answers a request whose body could not be read from the
 // client: 408 after a read timeout, 400 otherwise. The connection is
-// closed after the answer, since its framing is no longer trustworthy.
-func (h *Handler) clientError(w http.ResponseWriter, err error) int {
+// closed after the answer, since its framing is no longer trustworthy;
+// on HTTP/2 only the stream ends (net/http would take Connection: close
+// for a GOAWAY of the whole connection).
+func (h *Handler) clientError(w http.ResponseWriter, r *http.Request, err error) int {
 	h.badRequests.Add(1)
 	code := http.StatusBadRequest
 	var ne net.Error
@@ -532,7 +635,9 @@ func (h *Handler) clientError(w http.ResponseWriter, err error) int {
 		code = http.StatusRequestTimeout
 	}
 	h.opts.Logger.Debug("client request body failed", "err", err)
-	w.Header().Set("Connection", "close")
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
 	writeError(w, code)
 	return code
 }
@@ -554,6 +659,28 @@ func (h *Handler) badHead(w http.ResponseWriter, r *http.Request, client netip.A
 	}
 }
 
+// notImplemented answers 501 to a protocol switch (Upgrade, WebSocket)
+// or CONNECT: kclb forwards plain HTTP requests only.
+func (h *Handler) notImplemented(w http.ResponseWriter, r *http.Request, client netip.Addr, start time.Time) {
+	const text = "501 Not Implemented: kclb does not forward protocol upgrades (WebSocket) or CONNECT\n"
+	hd := w.Header()
+	hd.Set("Content-Type", "text/plain; charset=utf-8")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("Content-Length", strconv.Itoa(len(text)))
+	if r.ProtoMajor == 1 {
+		// The client meant to leave HTTP behind on this connection.
+		hd.Set("Connection", "close")
+	}
+	w.WriteHeader(http.StatusNotImplemented)
+	io.WriteString(w, text)
+	if h.opts.Observer != nil {
+		h.opts.Observer.Request(nil, http.StatusNotImplemented, time.Since(start))
+	}
+	if h.opts.AccessLog != nil {
+		h.logAccess(r, client, r.URL.Path, http.StatusNotImplemented, nil, start)
+	}
+}
+
 // refuse answers a request the path policy did not allow.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, v pathpolicy.Verdict, start time.Time) {
 	h.blocked.Add(1)
@@ -568,7 +695,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, v pathpolicy.Ve
 		h.opts.Observer.Blocked(v)
 		h.opts.Observer.Request(nil, code, time.Since(start))
 	}
-	addSecurityHeaders(w.Header(), h.opts.Security, false)
+	addSecurityHeaders(w.Header(), h.opts.Security, false, r.TLS != nil)
 	writeError(w, code)
 	if h.opts.AccessLog != nil {
 		peer, _ := netip.ParseAddrPort(r.RemoteAddr)
@@ -615,13 +742,27 @@ func writeError(w http.ResponseWriter, code int) {
 // Close is ignored, and the proxy knows whether any byte was consumed (in
 // which case the request cannot be replayed).
 type retryBody struct {
-	rc   io.ReadCloser
-	read atomic.Bool
-	err  atomic.Pointer[error] // first read error other than EOF
+	rc io.ReadCloser
+	// trailer is the request's Trailer map when trailers are forwarded,
+	// and declared the names in it that trailerAllowed accepted: at the
+	// end of the body, once net/http has merged what the client sent
+	// into the map, every other name is removed before the backend
+	// request's trailers are written.
+	trailer  http.Header
+	declared []string
+	read     atomic.Bool
+	err      atomic.Pointer[error] // first read error other than EOF
 }
 
 func (b *retryBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
+	if err == io.EOF && b.trailer != nil {
+		for k := range b.trailer {
+			if !slices.Contains(b.declared, k) {
+				delete(b.trailer, k)
+			}
+		}
+	}
 	// An empty body (EOF at once) can be replayed: only bytes taken
 	// from the client make a request unrepeatable. HTTP/2 requests and
 	// chunked HTTP/1.1 requests carry such bodies on plain GETs.

@@ -275,8 +275,9 @@ func TestSecurityHeaders(t *testing.T) {
 		name, path string
 		want       map[string]string
 	}{
+		// Plain HTTP: no HSTS added (issue 12, item 7; RFC 6797 7.2).
 		{"added when missing", "/realms/test/x", map[string]string{
-			"X-Frame-Options": "SAMEORIGIN", "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+			"X-Frame-Options": "SAMEORIGIN", "Strict-Transport-Security": "",
 			"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}},
 		{"keycloak's own kept", "/realms/test/framed", map[string]string{
 			"X-Frame-Options": "SAMEORIGIN", "Strict-Transport-Security": "max-age=1"}},

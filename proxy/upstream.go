@@ -186,7 +186,12 @@ func (c *upConn) close() { c.nc.Close() }
 // HTTP/1.1 (r.Host, if set, names the Host header) and returns the
 // response, whose Body must be closed. Dial failures are returned as the
 // dialer's *net.OpError (Op "dial").
-func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) {
+func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) { return u.roundTrip(r, nil) }
+
+// roundTrip is RoundTrip; when hints is not nil, every 103 (Early Hints)
+// the backend sends before its final response is passed on to it
+// (sendEarlyHints).
+func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter) (*http.Response, error) {
 	if r.URL == nil || r.URL.Host == "" {
 		return nil, errors.New("proxy: upstream request without a host")
 	}
@@ -209,7 +214,7 @@ func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
-		resp, retry, err := u.exchange(ctx, c, r)
+		resp, retry, err := u.exchange(ctx, c, r, hints)
 		if err == nil {
 			return resp, nil
 		}
@@ -338,7 +343,7 @@ func (u *upstream) dial(ctx context.Context, hp *hostPool) (*upConn, error) {
 // exchange sends r over c and reads the response head. On failure c is
 // closed, and retry reports whether r may be sent again on a new
 // connection.
-func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request) (resp *http.Response, retry bool, err error) {
+func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter) (resp *http.Response, retry bool, err error) {
 	reused := c.reused
 	stop := context.AfterFunc(ctx, c.abortFn)
 
@@ -389,6 +394,9 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request) (re
 		if code < 100 || n1xx == max1xx {
 			err = fmt.Errorf("unexpected status %d", code)
 			break
+		}
+		if code == http.StatusEarlyHints && hints != nil {
+			sendEarlyHints(hints, resp.Header)
 		}
 	}
 	c.limit = -1

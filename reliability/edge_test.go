@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/proxy"
 )
@@ -345,5 +347,272 @@ func TestClientCertHeadersStripped(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// busyResponse is a Keycloak node's answer when it is overloaded.
+const busyResponse = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+
+// TestH2BodilessRedispatch pins issue 12, item 4: an HTTP/2 request
+// without a body (END_STREAM on HEADERS, or content-length: 0 and an
+// empty DATA frame) is bodiless like the same request over HTTP/1.1, so
+// a busy node's 503 is redispatched to the other node and the backend
+// gets no body framing.
+func TestH2BodilessRedispatch(t *testing.T) {
+	busy := startHeadBackend(t, func(string) string { return busyResponse })
+	good := startHeadBackend(t, nil)
+	l := startLB(t, lbOptions{backends: []backend.Spec{{Addr: busy.addr}, {Addr: good.addr}}})
+	c := dialH2(t, l, 0)
+	const n = 6
+	ok := 0
+	for i := range 2 * n {
+		var id uint32
+		if i < n {
+			id = c.get("/realms/a")
+		} else {
+			id = c.send(c.block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/realms/a", "content-length", "0"), false)
+			if err := c.fr.WriteData(id, true, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res := c.wait(id, 5*time.Second)
+		if res.status == 200 {
+			ok++
+		} else {
+			t.Errorf("request %d: %+v, want 200 (503 redispatched)", i, res)
+		}
+	}
+	for _, head := range append(busy.all(), good.all()...) {
+		if _, te := headerValue(head, "Transfer-Encoding"); te {
+			t.Errorf("bodiless request sent with a body: %q", head)
+		}
+	}
+	t.Logf("HTTP/2 bodiless GETs with one busy node: %d of %d answered 200; busy node saw %d, good node %d", ok, 2*n, busy.count(), good.count())
+}
+
+// TestH2BodyErrorResetsOnlyStream pins issue 12, item 4: a request body
+// that breaks fails that stream only; the connection gets no GOAWAY and
+// serves the next request. Two breaks: more DATA than the
+// content-length (net/http resets the stream), and a body that stops
+// arriving (the 2 s client timeout: 408 on that stream).
+func TestH2BodyErrorResetsOnlyStream(t *testing.T) {
+	hb := startHeadBackend(t, nil)
+	l := startLB(t, lbOptions{backends: []backend.Spec{{Addr: hb.addr}}})
+	c := dialH2(t, l, 0)
+	before := l.h.Stats().BadRequests
+	post := func() uint32 {
+		return c.send(c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/realms/a", "content-length", "10"), false)
+	}
+	tooMuch := post()
+	if err := c.fr.WriteData(tooMuch, true, []byte("0123456789abcdef")); err != nil {
+		t.Fatal(err)
+	}
+	if res := c.wait(tooMuch, 5*time.Second); res.status == 200 || res.goaway || res.closed {
+		t.Fatalf("too much DATA: %+v, want that stream failed and the connection kept", res)
+	}
+	stalled := post()
+	if err := c.fr.WriteData(stalled, false, []byte("01234")); err != nil {
+		t.Fatal(err)
+	}
+	if res := c.wait(stalled, 10*time.Second); res.status != 408 || res.goaway || res.closed {
+		t.Fatalf("stalled body: %+v, want 408 on that stream and the connection kept", res)
+	}
+	res := c.wait(c.get("/realms/a"), 5*time.Second)
+	if res.status != 200 || res.goaway || res.closed {
+		t.Fatalf("next request on the connection: %+v", res)
+	}
+	if got := l.h.Stats().BadRequests - before; got < 1 {
+		t.Errorf("BadRequests +%d, want the stalled body counted", got)
+	}
+}
+
+// TestHTTP10TransferEncoding pins issue 12, item 7: an HTTP/1.0 request
+// with Transfer-Encoding is faulty framing (RFC 9112 6.1). net/http
+// removes the header from HTTP/1.0 requests before kclb sees it, so kclb
+// closes every HTTP/1.0 connection after one response: the bytes behind
+// the request (a smuggled request) never reach the backend, whichever
+// framing a front proxy used.
+func TestHTTP10TransferEncoding(t *testing.T) {
+	hb := startHeadBackend(t, nil)
+	l := startLB(t, lbOptions{backends: []backend.Spec{{Addr: hb.addr}}})
+	smuggled := "GET /realms/smuggled HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
+	tests := []struct{ name, req string }{
+		{"TE only", "GET /realms/a HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n" + smuggled},
+		{"TE and CL", "POST /realms/a HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled},
+		{"TE with a chunk", "POST /realms/a HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			strconv.FormatInt(int64(len(smuggled)), 16) + "\r\n" + smuggled + "\r\n0\r\n\r\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := rawHTTP(t, l.addr, tc.req, 5*time.Second)
+			if !res.closed {
+				t.Errorf("connection kept open")
+			}
+			if n := strings.Count(res.data, "HTTP/1."); n > 1 {
+				t.Errorf("%d responses on the connection, want at most 1: %q", n, res.data)
+			}
+		})
+	}
+	for _, head := range hb.all() {
+		if strings.Contains(head, "smuggled") {
+			t.Errorf("smuggled request reached the backend: %q", head)
+		}
+	}
+}
+
+// TestTrailers pins issue 12, item 7: by default no request trailer
+// reaches the backend (a `Trailer: X-Forwarded-For` could otherwise
+// smuggle a forged value to a backend that merges trailers); with
+// ForwardTrailers only harmless ones do. HTTP/1.1 chunked and HTTP/2.
+func TestTrailers(t *testing.T) {
+	hb := startHeadBackend(t, nil)
+	drop := startLB(t, lbOptions{backends: []backend.Spec{{Addr: hb.addr}}})
+	keep := startLB(t, lbOptions{backends: []backend.Spec{{Addr: hb.addr}}, proxy: func(o *proxy.Options) { o.ForwardTrailers = true }})
+	for _, l := range []*lb{drop, keep} {
+		h1 := "POST /realms/a HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTrailer: X-Forwarded-For, X-Good, Ssl_Client_Cert\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\nX-Good: 1\r\nSsl_Client_Cert: forged\r\nX-Undeclared: 1\r\n\r\n"
+		if res := rawHTTP(t, l.addr, h1, 5*time.Second); res.status() != 200 {
+			t.Fatalf("HTTP/1.1: %q", res.data)
+		}
+		c := dialH2(t, l, 0)
+		id := c.send(c.block(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/realms/a", "trailer", "x-forwarded-for, x-good"), false)
+		if err := c.fr.WriteData(id, false, []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.block("x-forwarded-for", "6.6.6.6", "x-good", "1"), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		if res := c.wait(id, 5*time.Second); res.status != 200 {
+			t.Fatalf("HTTP/2: %+v", res)
+		}
+	}
+	hb.mu.Lock()
+	bodies := append([]string(nil), hb.bodies...)
+	hb.mu.Unlock()
+	if len(bodies) != 4 {
+		t.Fatalf("backend got %d requests, want 4", len(bodies))
+	}
+	for i, b := range bodies {
+		low := strings.ToLower(b)
+		for _, bad := range []string{"x-forwarded-for: 6.6.6.6", "ssl_client_cert", "x-undeclared"} {
+			if strings.Contains(low, bad) {
+				t.Errorf("request %d: trailer %q reached the backend: %q", i, bad, b)
+			}
+		}
+		good := strings.Contains(low, "x-good: 1")
+		if i < 2 && good {
+			t.Errorf("request %d: trailer forwarded although forward_trailers is off: %q", i, b)
+		}
+		if i >= 2 && !good {
+			t.Errorf("request %d: harmless trailer X-Good dropped with ForwardTrailers: %q", i, b)
+		}
+	}
+}
+
+// TestUpgradeRefused pins issue 12, item 7: a WebSocket (or any other)
+// Upgrade and CONNECT get a clear 501 instead of being silently
+// downgraded to a plain request; an h2c offer is ignored.
+func TestUpgradeRefused(t *testing.T) {
+	hb := startHeadBackend(t, nil)
+	l := startLB(t, lbOptions{backends: []backend.Spec{{Addr: hb.addr}}})
+	ws := "GET /realms/a/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if res := rawHTTP(t, l.addr, ws, 5*time.Second); res.status() != 501 || !strings.Contains(res.data, "WebSocket") {
+		t.Errorf("websocket upgrade: %q, want a 501 that says why", res.data)
+	}
+	if res := rawHTTP(t, l.addr, "CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n", 5*time.Second); res.status() != 501 {
+		t.Errorf("CONNECT: %q, want 501", res.data)
+	}
+	c := dialH2(t, l, 0)
+	if res := c.wait(c.send(c.block(":method", "CONNECT", ":authority", "localhost:443"), false), 5*time.Second); res.status != 501 && !res.reset {
+		t.Errorf("HTTP/2 CONNECT: %+v, want 501 or a reset", res)
+	}
+	if n := hb.count(); n != 0 {
+		t.Fatalf("backend got %q", hb.all())
+	}
+	h2c := "GET /realms/a HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+	if res := rawHTTP(t, l.addr, h2c, 5*time.Second); res.status() != 200 {
+		t.Errorf("h2c offer: %q, want it ignored (200)", res.data)
+	}
+	if _, ok := headerValue(hb.last(), "Upgrade"); ok {
+		t.Errorf("Upgrade forwarded: %q", hb.last())
+	}
+}
+
+// TestNoUserAgentAdded pins issue 12, item 7: kclb adds no User-Agent
+// of its own upstream, and keeps the client's.
+func TestNoUserAgentAdded(t *testing.T) {
+	hb := startHeadBackend(t, nil)
+	l := startLB(t, lbOptions{backends: []backend.Spec{{Addr: hb.addr}}})
+	rawHTTP(t, l.addr, "GET /realms/a HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if ua, ok := headerValue(hb.last(), "User-Agent"); ok {
+		t.Errorf("HTTP/1.1: User-Agent %q added", ua)
+	}
+	c := dialH2(t, l, 0)
+	c.wait(c.get("/realms/a"), 5*time.Second)
+	if ua, ok := headerValue(hb.last(), "User-Agent"); ok {
+		t.Errorf("HTTP/2: User-Agent %q added", ua)
+	}
+	c.wait(c.get("/realms/a", "user-agent", "browser/1"), 5*time.Second)
+	if ua, _ := headerValue(hb.last(), "User-Agent"); ua != "browser/1" {
+		t.Errorf("client's User-Agent became %q", ua)
+	}
+}
+
+// TestHSTSOnlyOnHTTPS pins issue 12, item 7: Strict-Transport-Security
+// is added to HTTPS responses only (RFC 6797 7.2), refusals included.
+func TestHSTSOnlyOnHTTPS(t *testing.T) {
+	hb := startHeadBackend(t, nil)
+	l := startLB(t, lbOptions{backends: []backend.Spec{{Addr: hb.addr}}})
+	for _, path := range []string{"/realms/a", "/metrics"} {
+		res := rawHTTP(t, l.addr, "GET "+path+" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 5*time.Second)
+		if res.status() == 0 || strings.Contains(strings.ToLower(res.data), "strict-transport-security") {
+			t.Errorf("plain HTTP %s: %q", path, res.data)
+		}
+		c := dialH2(t, l, 0)
+		h := c.wait(c.get(path), 5*time.Second)
+		found := false
+		for _, f := range h.fields {
+			found = found || f.Name == "strict-transport-security"
+		}
+		if !found {
+			t.Errorf("HTTPS %s: no HSTS in %+v", path, h.fields)
+		}
+	}
+}
+
+// TestEarlyHints pins issue 12, item 7: a backend's 103 Early Hints
+// reaches HTTP/1.1 and HTTP/2 clients before the final response (and not
+// HTTP/1.0 clients, RFC 9110 15.2); its Link does not leak into the
+// final response.
+func TestEarlyHints(t *testing.T) {
+	const hints = "HTTP/1.1 103 Early Hints\r\nLink: </resources/s.css>; rel=preload; as=style\r\n\r\n"
+	hb := startHeadBackend(t, func(string) string { return hints + okResponse })
+	l := startLB(t, lbOptions{backends: []backend.Spec{{Addr: hb.addr}}})
+	res := rawHTTP(t, l.addr, "GET /realms/a HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 5*time.Second)
+	early, final, ok := strings.Cut(res.data, "\r\n\r\n")
+	if !ok || !strings.HasPrefix(early, "HTTP/1.1 103 ") || !strings.Contains(early, "Link: </resources/s.css>") {
+		t.Errorf("HTTP/1.1: no 103 first: %q", res.data)
+	}
+	if !strings.HasPrefix(final, "HTTP/1.1 200 ") || strings.Contains(final, "Link:") {
+		t.Errorf("HTTP/1.1 final response: %q", final)
+	}
+	res = rawHTTP(t, l.addr, "GET /realms/a HTTP/1.0\r\nHost: localhost\r\n\r\n", 5*time.Second)
+	if !strings.HasPrefix(res.data, "HTTP/1.0 200 ") {
+		t.Errorf("HTTP/1.0 client got %q, want the 200 only", res.data)
+	}
+	c := dialH2(t, l, 0)
+	id := c.get("/realms/a")
+	first := c.wait(id, 5*time.Second)
+	link := ""
+	for _, f := range first.fields {
+		if f.Name == "link" {
+			link = f.Value
+		}
+	}
+	if first.status != 103 || link != "</resources/s.css>; rel=preload; as=style" {
+		t.Errorf("HTTP/2 first HEADERS: %+v, want 103 with the Link", first)
+	}
+	if second := c.wait(id, 5*time.Second); second.status != 200 {
+		t.Errorf("HTTP/2 final: %+v", second)
 	}
 }

@@ -93,8 +93,9 @@ func (c *h2raw) send(block []byte, endStream bool) uint32 {
 
 // h2result is the server's answer on one stream.
 type h2result struct {
-	status int           // :status of the response HEADERS, 0 if none
-	rst    http2.ErrCode // RST_STREAM code, if reset
+	status int                 // :status of the response HEADERS, 0 if none
+	fields []hpack.HeaderField // the response HEADERS' fields
+	rst    http2.ErrCode       // RST_STREAM code, if reset
 	reset  bool
 	goaway bool          // the connection got a GOAWAY
 	code   http2.ErrCode // GOAWAY code
@@ -142,6 +143,7 @@ func (c *h2raw) wait(id uint32, d time.Duration) h2result {
 		case *http2.MetaHeadersFrame:
 			sid = f.StreamID
 			res.status, _ = strconv.Atoi(f.PseudoValue("status"))
+			res.fields = f.Fields
 		default:
 			continue
 		}

@@ -18,7 +18,8 @@ import (
 
 // edgeBackend is a loopback HTTP/1.1 backend that records every request
 // head and answers 200 "ok" on a keep-alive connection. It reads
-// Content-Length bodies.
+// Content-Length bodies; for chunked ones the recorded head also holds
+// the chunks and trailers.
 type edgeBackend struct {
 	addr  string
 	mu    sync.Mutex // guards heads
@@ -49,18 +50,46 @@ func startEdgeBackend(t *testing.T) *edgeBackend {
 				br := bufio.NewReader(c)
 				for {
 					var head strings.Builder
-					n := int64(0)
+					n, chunked := int64(0), false
 					for {
 						line, err := br.ReadString('\n')
 						if err != nil {
 							return
 						}
 						head.WriteString(line)
-						if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
+						k, v, _ := strings.Cut(line, ":")
+						switch {
+						case strings.EqualFold(k, "Content-Length"):
 							fmt.Sscan(strings.TrimSpace(v), &n)
+						case strings.EqualFold(k, "Transfer-Encoding"):
+							chunked = true
 						}
 						if line == "\r\n" {
 							break
+						}
+					}
+					if chunked {
+						// Chunks of at most one line each (the tests'),
+						// then the trailers, kept after the head.
+						for {
+							line, err := br.ReadString('\n')
+							if err != nil {
+								return
+							}
+							head.WriteString(line)
+							if line == "0\r\n" {
+								break
+							}
+						}
+						for {
+							line, err := br.ReadString('\n')
+							if err != nil {
+								return
+							}
+							head.WriteString(line)
+							if line == "\r\n" {
+								break
+							}
 						}
 					}
 					if _, err := io.CopyN(io.Discard, br, n); err != nil {
@@ -169,5 +198,28 @@ func TestPublicHostKey(t *testing.T) {
 	}
 	if got := rawExchange(t, without, "GET /realms/a HTTP/1.0\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.0 400 ") {
 		t.Fatalf("without public_host: %q", got)
+	}
+}
+
+// TestForwardTrailersKey: backend.forward_trailers reaches the proxy
+// (issue 12, item 7): a declared harmless trailer is forwarded with the
+// key, dropped without it, and X-Forwarded-For never is.
+func TestForwardTrailersKey(t *testing.T) {
+	eb := startEdgeBackend(t)
+	with, _ := startEdgeKclb(t, eb, "", "[backend]\nforward_trailers = true\n")
+	without, _ := startEdgeKclb(t, eb, "", "")
+	const req = "POST /realms/a HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTrailer: X-Good, X-Forwarded-For\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"5\r\nhello\r\n0\r\nX-Good: 1\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"
+	for _, addr := range []string{with, without} {
+		if got := rawExchange(t, addr, req); !strings.HasPrefix(got, "HTTP/1.1 200 ") {
+			t.Fatalf("%q", got)
+		}
+		got := eb.last()
+		if strings.Contains(got, "6.6.6.6") {
+			t.Errorf("X-Forwarded-For trailer forwarded: %q", got)
+		}
+		if fwd := strings.Contains(got, "X-Good: 1"); fwd != (addr == with) {
+			t.Errorf("forward_trailers %v: X-Good forwarded %v: %q", addr == with, fwd, got)
+		}
 	}
 }

@@ -243,6 +243,7 @@ func handlerOptions(cfg *config.Config, logger *slog.Logger) proxy.Options {
 		IdleTimeout:            cfg.Timeouts.BackendIdle.Duration,
 		MaxResponseHeaderBytes: int64(cfg.Limits.MaxResponseHeaderBytes),
 		PublicHost:             cfg.Global.PublicHost,
+		ForwardTrailers:        cfg.Backend.ForwardTrailers,
 		AccessLog:              access,
 		Logger:                 logger,
 	}
