@@ -55,14 +55,15 @@ func newBenchHandler(tb testing.TB, addr string, stdlib bool) *Handler {
 	return h
 }
 
-// benchFront serves h on a loopback listener and returns its address.
-func benchFront(b *testing.B, h *Handler) string {
+// benchFront serves h on a loopback listener and returns its address:
+// with net/http's HTTP/1.1 server when stdlib is true, kclb's otherwise.
+func benchFront(b *testing.B, h *Handler, stdlib bool) string {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := NewServer(ServerOptions{Handler: h})
+	srv := NewServer(ServerOptions{Handler: h, StdlibHTTP1: stdlib})
 	go srv.Serve(ln)
 	b.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
@@ -104,13 +105,16 @@ func (c *benchClient) do() error {
 	return nil
 }
 
-// benchTransports are the backend clients the benchmarks compare.
+// benchTransports are the client-side servers and backend clients the
+// benchmarks compare.
 var benchTransports = []struct {
-	name   string
-	stdlib bool
+	name           string
+	stdlibServer   bool
+	stdlibUpstream bool
 }{
-	{name: "transport=upstream"},
-	{name: "transport=stdlib", stdlib: true},
+	{name: "server=kclb/transport=upstream"},
+	{name: "server=stdlib/transport=upstream", stdlibServer: true},
+	{name: "server=stdlib/transport=stdlib", stdlibServer: true, stdlibUpstream: true},
 }
 
 // BenchmarkProxyKeepAlive measures the whole forwarding path over real
@@ -120,7 +124,7 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 	addr := benchBackend(b)
 	for _, tr := range benchTransports {
 		b.Run(tr.name, func(b *testing.B) {
-			c := newBenchClient(b, benchFront(b, newBenchHandler(b, addr, tr.stdlib)))
+			c := newBenchClient(b, benchFront(b, newBenchHandler(b, addr, tr.stdlibUpstream), tr.stdlibServer))
 			b.ReportAllocs()
 			done := reportCPU(b)
 			for b.Loop() {
@@ -139,7 +143,7 @@ func BenchmarkProxyKeepAliveParallel(b *testing.B) {
 	addr := benchBackend(b)
 	for _, tr := range benchTransports {
 		b.Run(tr.name, func(b *testing.B) {
-			front := benchFront(b, newBenchHandler(b, addr, tr.stdlib))
+			front := benchFront(b, newBenchHandler(b, addr, tr.stdlibUpstream), tr.stdlibServer)
 			var mu sync.Mutex // serialises dialing and b.Cleanup
 			b.ReportAllocs()
 			b.SetParallelism(16)

@@ -57,13 +57,22 @@ func (cs *ConnStats) Counts() ConnCounts {
 	}
 }
 
-// connContext is the http.Server ConnContext hook.
+// connContext is the http.Server ConnContext hook. A connection kclb's
+// own server accepted and handed over (HTTP/2) keeps the entry it has.
 func (cs *ConnStats) connContext(ctx context.Context, c net.Conn) context.Context {
+	if v, ok := cs.conns.Load(c); ok {
+		return context.WithValue(ctx, connKey{}, v)
+	}
+	return context.WithValue(ctx, connKey{}, cs.track(c))
+}
+
+// track counts a new connection and returns its entry.
+func (cs *ConnStats) track(c net.Conn) *connEntry {
 	e := new(connEntry)
 	cs.conns.Store(c, e)
 	cs.accepted.Add(1)
 	cs.open.Add(1)
-	return context.WithValue(ctx, connKey{}, e)
+	return e
 }
 
 // connState is the http.Server ConnState hook.

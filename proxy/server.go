@@ -1,12 +1,16 @@
 package proxy
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -28,16 +32,22 @@ func (s *Switch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusServiceUnavailable)
 }
 
-// ServerOptions configures a public listener's http.Server. Zero fields
-// take the defaults named.
+// ServerOptions configures a public listener's Server. Zero fields take
+// the defaults named.
 type ServerOptions struct {
 	// Handler serves requests. Required.
 	Handler http.Handler
-	// TLS, if non-nil, makes the listener HTTPS.
+	// TLS, if non-nil, makes the listener HTTPS. Its NextProtos are kept;
+	// if empty, they are set from HTTP2.
 	TLS *tls.Config
 	// HTTP2 enables HTTP/2 (ALPN h2) on a TLS listener.
 	HTTP2 bool
-	// HeaderTimeout bounds reading request headers. Default 10 s.
+	// StdlibHTTP1 serves HTTP/1.1 with net/http's server instead of
+	// kclb's own (the default, which runs one goroutine per connection
+	// and reuses every per-request structure). It is a fallback.
+	StdlibHTTP1 bool
+	// HeaderTimeout bounds reading request headers (and the TLS
+	// handshake). Default 10 s.
 	HeaderTimeout time.Duration
 	// ClientTimeout bounds reading a whole request. Default 50 s.
 	ClientTimeout time.Duration
@@ -51,18 +61,41 @@ type ServerOptions struct {
 	// MaxConcurrentStreams bounds HTTP/2 streams per connection.
 	// Default 250.
 	MaxConcurrentStreams int
-	// ErrorLog receives net/http's own errors (TLS handshake failures).
-	// Nil discards them.
+	// ErrorLog receives the servers' own errors (TLS handshake failures,
+	// refused heads) at debug level. Nil discards them.
 	ErrorLog *slog.Logger
 	// Conns, if non-nil, counts the server's connections, including
-	// requests net/http refuses before the handler runs. It may be
-	// shared by several servers.
+	// requests refused before the handler runs. It may be shared by
+	// several servers.
 	Conns *ConnStats
 }
 
-// NewServer returns an http.Server for one public listener. Serve it with
-// Serve (plain) or ServeTLS(ln, "", "") when TLS is set.
-func NewServer(o ServerOptions) *http.Server {
+// Server serves one public listener: HTTP/1.1 with kclb's own server
+// (or net/http's with StdlibHTTP1), HTTP/2 over TLS with net/http's.
+// Serve and ServeTLS may be called for several listeners; Shutdown and
+// Close end them all.
+type Server struct {
+	o       ServerOptions
+	std     *http.Server // the HTTP/1 fallback, or HTTP/2 behind h2
+	own     bool         // kclb's HTTP/1.1 server accepts the connections
+	tlsConf *tls.Config
+	baseCtx context.Context
+	stop    context.CancelFunc
+
+	h2     *handoffListener // HTTP/2 connections for std; nil without HTTP/2
+	h2once sync.Once
+
+	closing atomic.Bool
+
+	mu        sync.Mutex // guards listeners and conns
+	listeners map[net.Listener]struct{}
+	conns     map[*h1conn]struct{}
+
+	readBufs, writeBufs sync.Pool
+}
+
+// NewServer returns the Server for one public listener.
+func NewServer(o ServerOptions) *Server {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -78,6 +111,39 @@ func NewServer(o ServerOptions) *http.Server {
 	if o.MaxConcurrentStreams <= 0 {
 		o.MaxConcurrentStreams = 250
 	}
+	if o.ErrorLog == nil {
+		o.ErrorLog = discardLogger()
+	}
+	s := &Server{
+		o:         o,
+		own:       !o.StdlibHTTP1,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*h1conn]struct{}),
+	}
+	s.baseCtx, s.stop = context.WithCancel(context.Background())
+	s.readBufs.New = func() any { b := make([]byte, h1ReadBuf); return &b }
+	s.writeBufs.New = func() any { return bufio.NewWriterSize(nil, h1WriteBuf) }
+	if o.TLS != nil {
+		s.tlsConf = o.TLS
+		if len(o.TLS.NextProtos) == 0 {
+			s.tlsConf = o.TLS.Clone()
+			s.tlsConf.NextProtos = []string{"http/1.1"}
+			if o.HTTP2 {
+				s.tlsConf.NextProtos = []string{"h2", "http/1.1"}
+			}
+		}
+	}
+	if !s.own || (o.TLS != nil && o.HTTP2) {
+		s.std = newStdServer(o)
+	}
+	if s.own && s.std != nil {
+		s.h2 = newHandoffListener()
+	}
+	return s
+}
+
+// newStdServer returns the net/http server for o.
+func newStdServer(o ServerOptions) *http.Server {
 	srv := &http.Server{
 		Handler:           o.Handler,
 		TLSConfig:         o.TLS,
@@ -90,6 +156,7 @@ func NewServer(o ServerOptions) *http.Server {
 			MaxConcurrentStreams:      o.MaxConcurrentStreams,
 			MaxReceiveBufferPerStream: 1 << 20,
 		},
+		ErrorLog: slog.NewLogLogger(o.ErrorLog.Handler(), slog.LevelDebug),
 	}
 	if o.Conns != nil {
 		srv.Handler = o.Conns.wrap(o.Handler)
@@ -101,12 +168,153 @@ func NewServer(o ServerOptions) *http.Server {
 	if o.TLS != nil && o.HTTP2 {
 		srv.Protocols.SetHTTP2(true)
 	}
-	if o.ErrorLog != nil {
-		srv.ErrorLog = slog.NewLogLogger(o.ErrorLog.Handler(), slog.LevelDebug)
-	} else {
-		srv.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug)
-	}
 	return srv
+}
+
+// Serve accepts connections on ln (TLS ones when ServerOptions.TLS is
+// set) until Shutdown or Close, then returns http.ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.own {
+		if s.o.TLS != nil {
+			return s.std.ServeTLS(ln, "", "")
+		}
+		return s.std.Serve(ln)
+	}
+	if !s.track(ln, true) {
+		return http.ErrServerClosed
+	}
+	defer s.track(ln, false)
+	if s.h2 != nil {
+		s.h2once.Do(func() {
+			// Owned by s: it ends when Shutdown or Close closes s.h2.
+			go s.std.Serve(s.h2)
+		})
+	}
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return http.ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: back off, as
+			// net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.o.ErrorLog.Debug("accept failed", "err", err, "retry", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		c := s.newConn(nc)
+		go c.serve() // owned by s: Close closes nc, Shutdown waits for it
+	}
+}
+
+// ServeTLS is Serve; the certificates come from ServerOptions.TLS, so
+// certFile and keyFile must be empty.
+func (s *Server) ServeTLS(ln net.Listener, certFile, keyFile string) error {
+	if certFile != "" || keyFile != "" {
+		return errors.New("proxy: ServeTLS takes its certificates from ServerOptions.TLS")
+	}
+	if s.o.TLS == nil {
+		return errors.New("proxy: ServeTLS without ServerOptions.TLS")
+	}
+	return s.Serve(ln)
+}
+
+func (s *Server) track(ln net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing.Load() {
+			return false
+		}
+		s.listeners[ln] = struct{}{}
+	} else {
+		delete(s.listeners, ln)
+	}
+	return true
+}
+
+// closeListeners stops accepting; it is the first step of Shutdown and
+// Close.
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	if s.h2 != nil {
+		s.h2.Close()
+	}
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	if !s.own {
+		return s.std.Close()
+	}
+	s.closeListeners()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.stop()
+	if s.std != nil {
+		s.std.Close()
+	}
+	return nil
+}
+
+// Shutdown stops accepting, closes idle connections and waits for the
+// others to finish the request they serve (their responses say
+// Connection: close), until ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.own {
+		return s.std.Shutdown(ctx)
+	}
+	s.closeListeners()
+	var h2err chan error
+	if s.std != nil {
+		h2err = make(chan error, 1)
+		go func() { h2err <- s.std.Shutdown(ctx) }() // ends with ctx at the latest
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.closeIdle() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	if h2err != nil {
+		return <-h2err
+	}
+	return nil
+}
+
+// closeIdle closes the connections waiting for a request (new ones after
+// 5 s, like net/http) and reports whether none is left.
+func (s *Server) closeIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		st := c.state.Load()
+		if st == stateIdle && c.state.CompareAndSwap(stateIdle, stateClosed) ||
+			st == stateNew && time.Since(c.start) > 5*time.Second && c.state.CompareAndSwap(stateNew, stateClosed) {
+			c.nc.Close()
+		}
+	}
+	return len(s.conns) == 0
 }
 
 // RedirectHandler answers every request with a 308 to the same URL over
@@ -161,6 +369,14 @@ type limitConn struct {
 	net.Conn
 	sem  chan struct{}
 	done atomic.Bool
+}
+
+// CloseWrite half-closes the connection when the underlying one can.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("proxy: connection cannot half-close")
 }
 
 func (c *limitConn) Close() error {

@@ -152,7 +152,7 @@ func startLB(t testing.TB, o lbOptions) *lb {
 	if o.server != nil {
 		o.server(&so)
 	}
-	var servers []*http.Server
+	var servers []*proxy.Server
 	serve := func(tlsOn bool) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

@@ -72,7 +72,7 @@ type frontend struct {
 	name string
 	raw  net.Listener // the socket itself (handed to a new binary on upgrade)
 	ln   net.Listener // raw behind the global maxconn limit
-	srv  *http.Server
+	srv  *proxy.Server
 	tls  bool
 }
 

@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// rawBenchResponse is what the raw benchmark backend answers: a
+// Keycloak-like small JSON response.
+var rawBenchResponse = []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" +
+	"Cache-Control: no-store, must-revalidate, max-age=0\r\nContent-Length: 955\r\n\r\n" + benchBody)
+
+// rawBenchBackend is a keep-alive HTTP/1.1 backend that allocates
+// nothing per request (it answers every bodiless request head with
+// rawBenchResponse), so that -benchmem counts the proxy alone.
+func rawBenchBackend(b *testing.B) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	b.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				n := 0
+				for {
+					m, err := c.Read(buf[n:])
+					if err != nil {
+						return
+					}
+					n += m
+					for {
+						i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
+						if i < 0 {
+							break
+						}
+						if _, err := c.Write(rawBenchResponse); err != nil {
+							return
+						}
+						n = copy(buf, buf[i+4:n])
+					}
+				}
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// rawBenchClient is a keep-alive client that allocates nothing per
+// request: it writes a fixed request and reads one response, framed by
+// its Content-Length.
+type rawBenchClient struct {
+	conn net.Conn
+	buf  []byte
+	n    int
+}
+
+func newRawBenchClient(b *testing.B, addr string) *rawBenchClient {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return &rawBenchClient{conn: conn, buf: make([]byte, 64<<10)}
+}
+
+var errRawStatus = errors.New("status not 200")
+
+func (c *rawBenchClient) do(req []byte) error {
+	if _, err := c.conn.Write(req); err != nil {
+		return err
+	}
+	for {
+		if i := bytes.Index(c.buf[:c.n], []byte("\r\n\r\n")); i >= 0 {
+			head := c.buf[:i+4]
+			if !bytes.HasPrefix(head, []byte("HTTP/1.1 200 ")) {
+				return errRawStatus
+			}
+			j := bytes.Index(head, []byte("\r\nContent-Length: "))
+			if j < 0 {
+				return errors.New("no Content-Length")
+			}
+			v := head[j+len("\r\nContent-Length: "):]
+			v = v[:bytes.IndexByte(v, '\r')]
+			cl, err := strconv.Atoi(string(v))
+			if err != nil {
+				return err
+			}
+			total := i + 4 + cl
+			for c.n < total {
+				m, err := c.conn.Read(c.buf[c.n:])
+				if err != nil {
+					return err
+				}
+				c.n += m
+			}
+			c.n = copy(c.buf, c.buf[total:c.n])
+			return nil
+		}
+		m, err := c.conn.Read(c.buf[c.n:])
+		if err != nil {
+			if err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		c.n += m
+	}
+}
+
+// BenchmarkH1Proxy measures one proxied HTTP/1.1 keep-alive request over
+// real loopback sockets with a client and a backend that allocate
+// nothing, so allocs/op is what kclb allocates per request (issue 16:
+// the target is 0). cpu-ns/op is the process's CPU time per request.
+func BenchmarkH1Proxy(b *testing.B) {
+	addr := rawBenchBackend(b)
+	for _, tr := range benchTransports {
+		b.Run(tr.name, func(b *testing.B) {
+			c := newRawBenchClient(b, benchFront(b, newBenchHandler(b, addr, tr.stdlibUpstream), tr.stdlibServer))
+			b.ReportAllocs()
+			done := reportCPU(b)
+			for b.Loop() {
+				if err := c.do(benchRequest); err != nil {
+					b.Fatal(err)
+				}
+			}
+			done()
+		})
+	}
+}

@@ -1,0 +1,595 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// This file is kclb's own HTTP/1.1 server for the public listeners, the
+// default behind Server (ServerOptions.StdlibHTTP1 selects net/http's
+// instead). Each client connection is served by one goroutine and
+// nothing else: no background read per request, no goroutine per
+// response. The request head is parsed in place (h1head.go), the
+// request, its header map, its body reader and the ResponseWriter belong
+// to the connection and are reused by every request on it, and the
+// response head and a small body leave in one write.
+//
+// Because nothing reads from the client while a request is being
+// forwarded, a client that goes away is noticed when its response is
+// written (as HAProxy does without abortonclose), not while kclb waits
+// for the backend.
+
+// h1conn is one client connection of a Server.
+type h1conn struct {
+	s      *Server
+	nc     net.Conn // the accepted connection, or its *tls.Conn
+	entry  *connEntry
+	remote string
+	tls    *tls.ConnectionState
+	ctx    context.Context
+	cancel context.CancelFunc
+	start  time.Time
+
+	// state is stateNew until the first request, then stateActive or
+	// stateIdle (waiting for the next request, closable by Shutdown).
+	state atomic.Int32
+
+	bufp *[]byte // the pooled read buffer
+	buf  []byte  // read buffer (*bufp, or a larger one): buf[r:w] is unread
+	r, w int
+	rerr error // sticky read error
+
+	bw   *bufio.Writer
+	p    *headParser
+	tmpl *http.Request // carries ctx; copied into req for every request
+	req  http.Request
+	body h1body
+	resp h1response
+
+	served int // requests served
+}
+
+// Connection states for Shutdown.
+const (
+	stateNew int32 = iota
+	stateActive
+	stateIdle
+	stateClosed
+)
+
+// h1 buffer sizes.
+const (
+	h1ReadBuf  = 4 << 10
+	h1WriteBuf = 8 << 10
+	// maxDrain is how much of a request body the handler left unread is
+	// discarded to keep the connection (net/http's value).
+	maxDrain = 256 << 10
+	// lingerTime bounds the wait for the client to read a final error
+	// response before the connection is closed.
+	lingerTime = 500 * time.Millisecond
+)
+
+var errLineLong = errors.New("proxy: line too long")
+
+func (s *Server) newConn(nc net.Conn) *h1conn {
+	c := &h1conn{s: s, nc: nc, start: time.Now(), remote: nc.RemoteAddr().String()}
+	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
+	return c
+}
+
+// serve runs the connection until it closes.
+func (c *h1conn) serve() {
+	s := c.s
+	if s.o.TLS != nil {
+		tc := tls.Server(c.nc, s.tlsConf)
+		c.nc = tc
+		c.register()
+		tc.SetDeadline(time.Now().Add(s.o.HeaderTimeout))
+		if err := tc.HandshakeContext(c.ctx); err != nil {
+			s.o.ErrorLog.Debug("TLS handshake failed", "remote", c.remote, "err", err)
+			c.close(false)
+			return
+		}
+		tc.SetDeadline(time.Time{})
+		st := tc.ConnectionState()
+		if st.NegotiatedProtocol == "h2" && s.h2 != nil {
+			c.handoff()
+			return
+		}
+		c.tls = &st
+	} else {
+		c.register()
+	}
+	c.setup()
+	linger := c.loop()
+	c.close(linger)
+}
+
+// register makes the connection known to Shutdown and ConnStats.
+func (c *h1conn) register() {
+	s := c.s
+	if s.o.Conns != nil {
+		c.entry = s.o.Conns.track(c.nc)
+	}
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+// handoff passes an HTTP/2 connection to the net/http server.
+func (c *h1conn) handoff() {
+	s := c.s
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.cancel()
+	if !s.h2.put(c.nc) {
+		c.nc.Close()
+		if s.o.Conns != nil {
+			s.o.Conns.connState(c.nc, http.StateClosed)
+		}
+	}
+}
+
+func (c *h1conn) setup() {
+	s := c.s
+	c.bufp = s.readBufs.Get().(*[]byte)
+	c.buf = *c.bufp
+	c.bw = s.writeBufs.Get().(*bufio.Writer)
+	c.bw.Reset(c.nc)
+	c.p = newHeadParser()
+	c.tmpl = (&http.Request{}).WithContext(c.ctx)
+	c.resp.c = c
+	c.resp.hdr = make(http.Header, 16)
+}
+
+// close ends the connection; with linger it first lets the client read
+// what was written (closing with unread input would reset it).
+func (c *h1conn) close(linger bool) {
+	s := c.s
+	if c.bw != nil {
+		c.bw.Flush()
+	}
+	if linger {
+		c.lingerClose()
+	}
+	c.nc.Close()
+	c.cancel()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.state.Store(stateClosed)
+	if s.o.Conns != nil {
+		s.o.Conns.connState(c.nc, http.StateClosed)
+	}
+	if c.bw != nil {
+		c.bw.Reset(nil)
+		s.writeBufs.Put(c.bw)
+		c.bw = nil
+	}
+	if c.bufp != nil {
+		s.readBufs.Put(c.bufp)
+		c.bufp = nil
+	}
+	c.buf = nil
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+func (c *h1conn) lingerClose() {
+	cw, ok := c.nc.(closeWriter)
+	if !ok {
+		return
+	}
+	if cw.CloseWrite() != nil {
+		return
+	}
+	c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	var scratch [512]byte
+	for total := 0; total < maxDrain; {
+		n, err := c.nc.Read(scratch[:])
+		total += n
+		if err != nil {
+			return
+		}
+	}
+}
+
+// loop serves requests until the connection must close. It returns
+// whether to linger before closing.
+func (c *h1conn) loop() bool {
+	s := c.s
+	for {
+		r, herr, t0, ok := c.readRequest()
+		if !ok {
+			return false
+		}
+		if herr != nil {
+			return c.refuseHead(herr)
+		}
+		c.state.Store(stateActive)
+		if c.entry != nil {
+			c.entry.served.Store(true)
+			c.entry.pending.Store(false)
+		}
+		if s.o.ClientTimeout > 0 {
+			c.nc.SetReadDeadline(t0.Add(s.o.ClientTimeout))
+		}
+		c.nc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
+		w := &c.resp
+		w.reset(r)
+		if ev, ok := r.Header["Expect"]; ok && len(ev) > 0 && ev[0] != "" {
+			if !headerHasToken(ev[0], "100-continue") {
+				w.hdr["Connection"] = connCloseVals
+				w.hdr["Content-Length"] = zeroVals
+				w.WriteHeader(http.StatusExpectationFailed)
+				w.finish()
+				return c.body.err != io.EOF
+			}
+			if r.ProtoMinor >= 1 && r.ContentLength != 0 {
+				c.body.cont = true
+			}
+		}
+		if c.callHandler(w, r) {
+			// The handler aborted the response (the backend failed mid-body):
+			// the client must see a broken stream, not a complete one.
+			c.bw.Flush()
+			return false
+		}
+		w.finish()
+		c.served++
+		if w.werr != nil {
+			return false
+		}
+		keep := !w.reqClose && !w.closeAfter && !s.closing.Load()
+		if !c.body.done() && (c.body.err != nil || !keep || !c.drainBody()) {
+			// Input is left unread: let the client read the response
+			// before the close resets the connection.
+			return true
+		}
+		if !keep {
+			return false
+		}
+	}
+}
+
+// callHandler runs the handler; it reports whether the handler aborted
+// with a panic (http.ErrAbortHandler, or a bug, which is logged like
+// net/http does).
+func (c *h1conn) callHandler(w *h1response, r *http.Request) (aborted bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			aborted = true
+			if v != http.ErrAbortHandler {
+				buf := make([]byte, 64<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				c.s.o.ErrorLog.Error("panic serving request", "remote", c.remote, "panic", fmt.Sprint(v), "stack", string(buf))
+			}
+		}
+	}()
+	c.s.o.Handler.ServeHTTP(w, r)
+	return false
+}
+
+// drainBody discards what the handler left of the request body, up to
+// maxDrain; it reports whether the body ended so the connection can be
+// reused.
+func (c *h1conn) drainBody() bool {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	total := 0
+	for total < maxDrain {
+		n, err := c.body.Read(*bp)
+		total += n
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// readRequest waits for and parses the next request head. ok is false
+// when the connection must close without an answer (the client closed
+// it, or a timeout passed); herr is a head to refuse. t0 is when the
+// head began.
+func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, ok bool) {
+	s := c.s
+	// Unread bytes (a pipelined request) move to the front.
+	if c.r > 0 {
+		n := copy(c.buf, c.buf[c.r:c.w])
+		c.r, c.w = 0, n
+	}
+	if c.served == 0 {
+		c.nc.SetReadDeadline(c.start.Add(s.o.HeaderTimeout))
+	}
+	if c.w == 0 {
+		if c.served > 0 {
+			if !c.state.CompareAndSwap(stateActive, stateIdle) {
+				return nil, nil, t0, false
+			}
+			c.nc.SetReadDeadline(time.Now().Add(s.o.KeepAlive))
+		}
+		if len(c.buf) > h1ReadBuf {
+			// A large head grew the buffer: do not keep it while idle.
+			c.buf = *c.bufp
+		}
+		if err := c.fill(); err != nil {
+			return nil, nil, t0, false
+		}
+		if c.served > 0 {
+			if !c.state.CompareAndSwap(stateIdle, stateActive) {
+				return nil, nil, t0, false // Shutdown closed it
+			}
+		}
+	}
+	t0 = time.Now()
+	if c.entry != nil {
+		c.entry.pending.Store(true)
+	}
+	if c.served > 0 {
+		c.nc.SetReadDeadline(t0.Add(s.o.HeaderTimeout))
+	}
+	limit := s.o.MaxHeaderBytes + 4096
+	scan := 0
+	for {
+		end, next := headEnd(c.buf[c.r:c.w], scan)
+		if end >= 0 {
+			head := string(c.buf[c.r : c.r+end])
+			c.r += end
+			r = &c.req
+			*r = *c.tmpl
+			if herr = c.p.parse(r, head); herr != nil {
+				return nil, herr, t0, true
+			}
+			r.RemoteAddr = c.remote
+			r.TLS = c.tls
+			c.body.reset(c, r)
+			if r.ContentLength == 0 {
+				r.Body = http.NoBody
+			} else {
+				r.Body = &c.body
+			}
+			return r, nil, t0, true
+		}
+		scan = next
+		if c.w-c.r >= limit {
+			return nil, errHeadTooLarge, t0, true
+		}
+		if err := c.fillMax(limit); err != nil {
+			return nil, nil, t0, false
+		}
+	}
+}
+
+// refuseHead answers a head net/http's server would refuse and reports
+// whether to linger.
+func (c *h1conn) refuseHead(e *headError) bool {
+	body := fmt.Sprint(e.code) + " " + http.StatusText(e.code)
+	if e.code == http.StatusNotImplemented {
+		body = "Unsupported transfer encoding"
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.o.WriteTimeout))
+	bw := c.bw
+	bw.Write(appendStatusLine(bw.AvailableBuffer(), e.code))
+	bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ")
+	bw.Write(appendInt(bw.AvailableBuffer(), int64(len(body))))
+	bw.WriteString("\r\n\r\n")
+	bw.WriteString(body)
+	bw.Flush()
+	c.s.o.ErrorLog.Debug("refused request head", "remote", c.remote, "err", e)
+	return e.code == http.StatusRequestHeaderFieldsTooLarge
+}
+
+// fill reads more bytes into the buffer (at least one), growing it up to
+// the default size. It keeps the first read error.
+func (c *h1conn) fill() error { return c.fillMax(0) }
+
+// fillMax is fill with a buffer that may grow up to max bytes.
+func (c *h1conn) fillMax(max int) error {
+	if c.rerr != nil {
+		return c.rerr
+	}
+	if c.w == len(c.buf) {
+		if c.r > 0 {
+			n := copy(c.buf, c.buf[c.r:c.w])
+			c.r, c.w = 0, n
+		} else if len(c.buf) < max {
+			nb := make([]byte, min(2*len(c.buf), max))
+			copy(nb, c.buf[:c.w])
+			c.buf = nb
+		} else {
+			return errLineLong
+		}
+	}
+	if c.bw != nil && c.bw.Buffered() > 0 {
+		// A response held back for a pipelined request goes out
+		// before waiting for more input.
+		if err := c.bw.Flush(); err != nil {
+			c.rerr = err
+			return err
+		}
+	}
+	n, err := c.nc.Read(c.buf[c.w:])
+	c.w += n
+	if err != nil {
+		c.rerr = err
+		if n > 0 {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// Body reading helpers (h1body).
+
+func (c *h1conn) buffered() int { return c.w - c.r }
+
+func (c *h1conn) lineBuffered() bool {
+	return indexByteFrom(c.buf[:c.w], '\n', c.r) >= 0
+}
+
+// sendContinue writes the 100 Continue a body read owes the client.
+func (c *h1conn) sendContinue(b *h1body) error {
+	b.cont = false
+	if c.resp.committed {
+		return nil
+	}
+	c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	return c.bw.Flush()
+}
+
+// readBody reads body bytes into p: buffered ones first, else directly
+// from the connection.
+func (c *h1conn) readBody(p []byte, b *h1body) (int, error) {
+	if c.r < c.w {
+		n := copy(p, c.buf[c.r:c.w])
+		c.r += n
+		return n, nil
+	}
+	if c.rerr != nil {
+		return 0, c.rerr
+	}
+	if b.cont {
+		if err := c.sendContinue(b); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.nc.Read(p)
+	if err != nil {
+		c.rerr = err
+	}
+	return n, err
+}
+
+// peekN returns the next n buffered bytes, reading as needed.
+func (c *h1conn) peekN(n int, b *h1body) ([]byte, error) {
+	for c.w-c.r < n {
+		if b.cont {
+			if err := c.sendContinue(b); err != nil {
+				return nil, err
+			}
+		}
+		if err := c.fillMax(maxChunkLine + 8); err != nil {
+			return nil, err
+		}
+	}
+	return c.buf[c.r : c.r+n], nil
+}
+
+func (c *h1conn) discard(n int) { c.r += n }
+
+// readLine consumes and returns the next line with its LF; errLineLong
+// if none ends within max bytes. The slice is valid until the next read.
+func (c *h1conn) readLine(max int, b *h1body) ([]byte, error) {
+	from := c.r
+	for {
+		if i := indexByteFrom(c.buf[:c.w], '\n', from); i >= 0 {
+			if i+1-c.r > max {
+				return nil, errLineLong
+			}
+			line := c.buf[c.r : i+1]
+			c.r = i + 1
+			return line, nil
+		}
+		if c.w-c.r >= max {
+			return nil, errLineLong
+		}
+		from = c.w - c.r
+		if b.cont {
+			if err := c.sendContinue(b); err != nil {
+				return nil, err
+			}
+		}
+		if err := c.fillMax(max + 8); err != nil {
+			return nil, err
+		}
+		from += c.r
+	}
+}
+
+// headerHasToken reports whether the comma-separated list v holds token
+// (ASCII case-insensitive).
+func headerHasToken(v, token string) bool {
+	for len(v) > 0 {
+		var part string
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		part, v = v[:i], v[min(i+1, len(v)):]
+		if asciiEqualFold(trimOWS(part), token) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	connCloseVals = []string{"close"}
+	zeroVals      = []string{"0"}
+)
+
+// handoffListener hands HTTP/2 connections, already past their TLS
+// handshake, to the net/http server that serves them.
+type handoffListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newHandoffListener() *handoffListener {
+	return &handoffListener{addr: handoffAddr{}, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// Accept implements net.Listener.
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close implements net.Listener.
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+// Addr implements net.Listener.
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// put passes c to Accept; false once the listener is closed.
+func (l *handoffListener) put(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+type handoffAddr struct{}
+
+func (handoffAddr) Network() string { return "tcp" }
+func (handoffAddr) String() string  { return "h2-handoff" }
+
+// discardLogger is the default ErrorLog of a Server.
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

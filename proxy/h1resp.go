@@ -1,0 +1,317 @@
+package proxy
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// h1response is the http.ResponseWriter (and http.Flusher) of kclb's own
+// HTTP/1.1 server. The head is written into the connection's buffered
+// writer when the body starts (or at the end), so that a head and a
+// small body leave in one write; a body of unknown length is held back
+// up to h1Pending bytes so that it can still get a Content-Length, and
+// is chunked beyond that or after Flush. One h1response serves every
+// request of its connection.
+type h1response struct {
+	c   *h1conn
+	req *http.Request
+	hdr http.Header
+
+	status      int
+	wroteHeader bool
+	committed   bool  // the head is in the write buffer
+	chunked     bool  // the body is chunked
+	noBody      bool  // HEAD, 1xx, 204, 304: body bytes are dropped
+	declared    int64 // the handler's Content-Length; -1 if none
+	written     int64
+	pend        []byte // body bytes held back before the head (length unknown)
+	closeAfter  bool   // the connection closes after this response
+	reqClose    bool   // the request asked to close (the handler may reset r.Close)
+	http10      bool   // the request was HTTP/1.0
+	head        bool   // the request was HEAD
+	werr        error  // first write error
+
+	keys []string // scratch for sorting header names
+	date [len(http.TimeFormat)]byte
+	sec  int64 // the second date was formatted for
+}
+
+// h1Pending is how much of a body of unknown length is held back to give
+// it a Content-Length.
+const h1Pending = 2048
+
+func (w *h1response) reset(r *http.Request) {
+	clear(w.hdr)
+	w.req = r
+	w.status = 0
+	w.wroteHeader, w.committed, w.chunked, w.noBody = false, false, false, false
+	w.declared, w.written = -1, 0
+	w.pend = w.pend[:0]
+	w.closeAfter = false
+	w.reqClose, w.http10, w.head = r.Close, r.ProtoMinor == 0, r.Method == http.MethodHead
+	w.werr = nil
+}
+
+// Header implements http.ResponseWriter.
+func (w *h1response) Header() http.Header { return w.hdr }
+
+// WriteHeader implements http.ResponseWriter. Informational codes
+// (except 101) are written at once and the final status may follow.
+func (w *h1response) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("proxy: invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		w.writeInformational(code)
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	w.noBody = w.head || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
+	if cl, ok := w.hdr["Content-Length"]; ok {
+		n := int64(-1)
+		if len(cl) == 1 {
+			if v, err := strconv.ParseInt(cl[0], 10, 64); err == nil && v >= 0 {
+				n = v
+			}
+		}
+		if n < 0 {
+			delete(w.hdr, "Content-Length")
+		}
+		w.declared = n
+	}
+	if w.declared >= 0 || w.noBody {
+		w.commit()
+	}
+}
+
+func (w *h1response) writeInformational(code int) {
+	bw := w.c.bw
+	bw.Write(appendStatusLine(bw.AvailableBuffer(), code))
+	w.writeFields()
+	bw.WriteString("\r\n")
+	if err := bw.Flush(); err != nil && w.werr == nil {
+		w.werr = err
+	}
+}
+
+// Write implements http.ResponseWriter.
+func (w *h1response) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.werr != nil {
+		return 0, w.werr
+	}
+	if w.noBody {
+		if w.head {
+			return len(p), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
+	if !w.committed {
+		if len(w.pend)+len(p) <= h1Pending {
+			w.pend = append(w.pend, p...)
+			return len(p), nil
+		}
+		w.commit()
+	}
+	return w.writeBody(p)
+}
+
+// Flush implements http.Flusher: the head and everything written so far
+// go to the client.
+func (w *h1response) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		w.commit()
+	}
+	if w.werr == nil {
+		if err := w.c.bw.Flush(); err != nil {
+			w.werr = err
+		}
+	}
+}
+
+func (w *h1response) writeBody(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	bw := w.c.bw
+	if w.chunked {
+		b := strconv.AppendInt(bw.AvailableBuffer(), int64(len(p)), 16)
+		b = append(b, '\r', '\n')
+		bw.Write(b)
+	}
+	n, err := bw.Write(p)
+	if err == nil && w.chunked {
+		_, err = bw.WriteString("\r\n")
+	}
+	if err != nil {
+		w.werr = err
+		return n, err
+	}
+	return n, nil
+}
+
+// finish completes the response after the handler returned.
+func (w *h1response) finish() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		if w.declared < 0 && !w.noBody {
+			w.declared = int64(len(w.pend))
+			w.hdr["Content-Length"] = nil // written by commit from declared
+		}
+		w.commit()
+	}
+	if w.chunked && w.werr == nil {
+		if _, err := w.c.bw.WriteString("0\r\n\r\n"); err != nil {
+			w.werr = err
+		}
+	}
+	if w.declared >= 0 && !w.noBody && w.written < w.declared {
+		// The client waits for bytes that will never come.
+		w.closeAfter = true
+	}
+	if w.werr == nil && w.c.buffered() == 0 {
+		// Nothing pipelined: the response goes now. Otherwise it leaves
+		// with the next one (or when the connection closes).
+		if err := w.c.bw.Flush(); err != nil {
+			w.werr = err
+		}
+	}
+}
+
+// commit writes the status line and header fields into the write
+// buffer, followed by any held-back body bytes.
+func (w *h1response) commit() {
+	w.committed = true
+	c := w.c
+	if !w.closeAfter {
+		w.closeAfter = w.reqClose || c.s.closing.Load() ||
+			httpguts.HeaderValuesContainsToken(w.hdr["Connection"], "close")
+	}
+	if w.declared < 0 && !w.noBody {
+		if !w.http10 {
+			w.chunked = true
+		} else {
+			w.closeAfter = true // the close ends the body
+		}
+	}
+	bw := c.bw
+	bw.Write(appendStatusLine(bw.AvailableBuffer(), w.status))
+	w.writeFields()
+	if _, ok := w.hdr["Date"]; !ok {
+		bw.WriteString("Date: ")
+		bw.Write(w.dateNow())
+		bw.WriteString("\r\n")
+	}
+	if vv, ok := w.hdr["Content-Length"]; ok && vv == nil && w.declared >= 0 {
+		bw.WriteString("Content-Length: ")
+		bw.Write(appendInt(bw.AvailableBuffer(), w.declared))
+		bw.WriteString("\r\n")
+	}
+	if w.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if _, ok := w.hdr["Connection"]; !ok {
+		if w.closeAfter {
+			bw.WriteString("Connection: close\r\n")
+		} else if w.http10 {
+			bw.WriteString("Connection: keep-alive\r\n")
+		}
+	}
+	bw.WriteString("\r\n")
+	if len(w.pend) > 0 {
+		p := w.pend
+		w.pend = w.pend[:0]
+		w.writeBody(p)
+	}
+}
+
+// writeFields writes the handler's header fields in name order, like
+// net/http: names that are not tokens are dropped, CR and LF in values
+// become spaces. Transfer-Encoding is the server's business.
+func (w *h1response) writeFields() {
+	bw := w.c.bw
+	keys := w.keys[:0]
+	for k := range w.hdr {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if k == "Transfer-Encoding" || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range w.hdr[k] {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			writeFieldValue(bw, v)
+			bw.WriteString("\r\n")
+		}
+	}
+	clear(keys)
+	w.keys = keys[:0]
+}
+
+// fieldWriter is what writeFieldValue writes to.
+type fieldWriter interface {
+	WriteString(string) (int, error)
+	WriteByte(byte) error
+}
+
+// writeFieldValue writes v trimmed of surrounding white space, with CR
+// and LF replaced by spaces.
+func writeFieldValue(bw fieldWriter, v string) {
+	v = trimOWS(v)
+	start := 0
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' {
+			bw.WriteString(v[start:i])
+			bw.WriteByte(' ')
+			start = i + 1
+		}
+	}
+	bw.WriteString(v[start:])
+}
+
+// dateNow returns the Date value for now, formatted once per second.
+func (w *h1response) dateNow() []byte {
+	now := time.Now()
+	if sec := now.Unix(); sec != w.sec {
+		w.sec = sec
+		now.UTC().AppendFormat(w.date[:0], http.TimeFormat)
+	}
+	return w.date[:]
+}
+
+// appendStatusLine appends "HTTP/1.1 <code> <reason>\r\n".
+func appendStatusLine(b []byte, code int) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	if text := http.StatusText(code); text != "" {
+		b = append(b, text...)
+	} else {
+		b = append(b, "status code "...)
+		b = strconv.AppendInt(b, int64(code), 10)
+	}
+	return append(b, '\r', '\n')
+}
+
+func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
