@@ -131,6 +131,10 @@ type Listener struct {
 	// Freebind sets IP_FREEBIND so a VRRP backup can bind the virtual IP before
 	// it owns it. Default false.
 	Freebind bool `toml:"freebind"`
+	// StdlibHTTP1 serves HTTP/1.1 on this listener with Go's net/http server
+	// instead of kclb's own (the default, which allocates nothing per
+	// request). A fallback; HTTP/2 always uses net/http. Default false.
+	StdlibHTTP1 bool `toml:"stdlib_http1"`
 }
 
 // TLS is the [tls] section, shared by all TLS listeners.

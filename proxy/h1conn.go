@@ -96,7 +96,9 @@ func (c *h1conn) serve() {
 		c.nc = tc
 		c.register()
 		tc.SetDeadline(time.Now().Add(s.o.HeaderTimeout))
-		if err := tc.HandshakeContext(c.ctx); err != nil {
+		err := tc.HandshakeContext(c.ctx)
+		if err != nil {
+			s.handshakes.Add(-1)
 			s.o.ErrorLog.Debug("TLS handshake failed", "remote", c.remote, "err", err)
 			c.close(false)
 			return
@@ -105,8 +107,10 @@ func (c *h1conn) serve() {
 		st := tc.ConnectionState()
 		if st.NegotiatedProtocol == "h2" && s.h2 != nil {
 			c.handoff()
+			s.handshakes.Add(-1)
 			return
 		}
+		s.handshakes.Add(-1)
 		c.tls = &st
 	} else {
 		c.register()

@@ -51,7 +51,9 @@ type headError struct {
 
 func (e *headError) Error() string { return "proxy: bad request head: " + e.reason }
 
-func badHead(reason string) *headError { return &headError{code: http.StatusBadRequest, reason: reason} }
+func badHead(reason string) *headError {
+	return &headError{code: http.StatusBadRequest, reason: reason}
+}
 
 // Preallocated errors for the common refusals, so a flood of bad heads
 // costs no allocation.

@@ -86,6 +86,11 @@ type Server struct {
 	h2once sync.Once
 
 	closing atomic.Bool
+	// serving counts the Serve loops running; handshakes the TLS
+	// connections whose protocol is not decided yet (an HTTP/2 one must
+	// still reach std after Shutdown began).
+	serving    sync.WaitGroup
+	handshakes atomic.Int64
 
 	mu        sync.Mutex // guards listeners and conns
 	listeners map[net.Listener]struct{}
@@ -184,6 +189,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return http.ErrServerClosed
 	}
 	defer s.track(ln, false)
+	defer s.serving.Done()
 	if s.h2 != nil {
 		s.h2once.Do(func() {
 			// Owned by s: it ends when Shutdown or Close closes s.h2.
@@ -208,9 +214,21 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		if s.o.TLS != nil {
+			s.handshakes.Add(1) // until serve decides the protocol
+		}
 		c := s.newConn(nc)
 		go c.serve() // owned by s: Close closes nc, Shutdown waits for it
 	}
+}
+
+// HTTP1 names the server that speaks HTTP/1.1 on the listener: "kclb"
+// or "net/http".
+func (s *Server) HTTP1() string {
+	if s.own {
+		return "kclb"
+	}
+	return "net/http"
 }
 
 // ServeTLS is Serve; the certificates come from ServerOptions.TLS, so
@@ -233,6 +251,7 @@ func (s *Server) track(ln net.Listener, add bool) bool {
 			return false
 		}
 		s.listeners[ln] = struct{}{}
+		s.serving.Add(1)
 	} else {
 		delete(s.listeners, ln)
 	}
@@ -248,9 +267,6 @@ func (s *Server) closeListeners() {
 		ln.Close()
 	}
 	s.mu.Unlock()
-	if s.h2 != nil {
-		s.h2.Close()
-	}
 }
 
 // Close closes the listeners and every connection at once.
@@ -265,6 +281,9 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.stop()
+	if s.h2 != nil {
+		s.h2.Close()
+	}
 	if s.std != nil {
 		s.std.Close()
 	}
@@ -279,15 +298,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return s.std.Shutdown(ctx)
 	}
 	s.closeListeners()
-	var h2err chan error
-	if s.std != nil {
-		h2err = make(chan error, 1)
-		go func() { h2err <- s.std.Shutdown(ctx) }() // ends with ctx at the latest
-	}
+	s.serving.Wait()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
+	var h2err chan error
 	for {
-		if s.closeIdle() {
+		if h2err == nil && s.std != nil && s.handshakes.Load() == 0 {
+			// Every HTTP/2 connection accepted has reached std: it
+			// may stop accepting now (it closes s.h2).
+			h2err = make(chan error, 1)
+			go func() { h2err <- s.std.Shutdown(ctx) }() // ends with ctx at the latest
+		}
+		if s.closeIdle() && (s.std == nil || h2err != nil) {
 			break
 		}
 		select {

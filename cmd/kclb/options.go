@@ -123,6 +123,7 @@ func listenerPlans(cfg *config.Config, listeners []config.Listener) []listenerPl
 			Name: l.Name, Bind: l.Bind, Freebind: l.Freebind, TLS: l.TLS,
 			Server: proxy.ServerOptions{
 				HTTP2:                l.HTTP2,
+				StdlibHTTP1:          l.StdlibHTTP1,
 				HeaderTimeout:        t.ClientHeader.Duration,
 				ClientTimeout:        t.Client.Duration,
 				WriteTimeout:         t.Client.Duration + t.Server.Duration,

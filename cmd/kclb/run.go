@@ -239,7 +239,7 @@ func (in *instance) startFrontendsLocked(fronts []*frontend) {
 				in.errc <- err
 			}
 		})
-		in.logger.Info("listening", "listener", f.name, "addr", f.ln.Addr().String(), "tls", f.tls)
+		in.logger.Info("listening", "listener", f.name, "addr", f.ln.Addr().String(), "tls", f.tls, "http1", f.srv.HTTP1())
 	}
 }
 
