@@ -388,7 +388,7 @@ func (c *h1conn) refuseHead(e *headError) bool {
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.o.WriteTimeout))
 	bw := c.bw
-	bw.Write(appendStatusLine(bw.AvailableBuffer(), e.code))
+	bw.Write(appendStatusLine(bw.AvailableBuffer(), e.code, false))
 	bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ")
 	bw.Write(appendInt(bw.AvailableBuffer(), int64(len(body))))
 	bw.WriteString("\r\n\r\n")

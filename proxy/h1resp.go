@@ -94,7 +94,7 @@ func (w *h1response) WriteHeader(code int) {
 
 func (w *h1response) writeInformational(code int) {
 	bw := w.c.bw
-	bw.Write(appendStatusLine(bw.AvailableBuffer(), code))
+	bw.Write(appendStatusLine(bw.AvailableBuffer(), code, w.http10))
 	w.writeFields()
 	bw.WriteString("\r\n")
 	if err := bw.Flush(); err != nil && w.werr == nil {
@@ -214,7 +214,7 @@ func (w *h1response) commit() {
 		}
 	}
 	bw := c.bw
-	bw.Write(appendStatusLine(bw.AvailableBuffer(), w.status))
+	bw.Write(appendStatusLine(bw.AvailableBuffer(), w.status, w.http10))
 	w.writeFields()
 	if _, ok := w.hdr["Date"]; !ok {
 		bw.WriteString("Date: ")
@@ -300,9 +300,14 @@ func (w *h1response) dateNow() []byte {
 	return w.date[:]
 }
 
-// appendStatusLine appends "HTTP/1.1 <code> <reason>\r\n".
-func appendStatusLine(b []byte, code int) []byte {
-	b = append(b, "HTTP/1.1 "...)
+// appendStatusLine appends "HTTP/1.1 <code> <reason>\r\n" (HTTP/1.0
+// when http10, which net/http answers HTTP/1.0 requests with).
+func appendStatusLine(b []byte, code int, http10 bool) []byte {
+	if http10 {
+		b = append(b, "HTTP/1.0 "...)
+	} else {
+		b = append(b, "HTTP/1.1 "...)
+	}
 	b = strconv.AppendInt(b, int64(code), 10)
 	b = append(b, ' ')
 	if text := http.StatusText(code); text != "" {
