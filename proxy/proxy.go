@@ -109,7 +109,8 @@ type Options struct {
 	// QueueTimeout bounds the wait for a connection slot on a server at
 	// its maxconn. Default 5 s.
 	QueueTimeout time.Duration
-	// QueueSize bounds the requests waiting per server. Default 1024.
+	// QueueSize bounds the requests waiting per server. Default 1024;
+	// negative means no queue (503 at once when a server is at maxconn).
 	QueueSize int
 	// IdleTimeout closes idle pooled backend connections. Default 90 s.
 	IdleTimeout time.Duration
@@ -208,8 +209,11 @@ func New(opts Options) (*Handler, error) {
 	if opts.QueueTimeout <= 0 {
 		opts.QueueTimeout = 5 * time.Second
 	}
-	if opts.QueueSize <= 0 {
+	switch {
+	case opts.QueueSize == 0:
 		opts.QueueSize = 1024
+	case opts.QueueSize < 0:
+		opts.QueueSize = 0
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 90 * time.Second

@@ -209,10 +209,18 @@ func startKclb(t *testing.T, cfg string, listeners int) *kclbProc {
 // startKclbEnv is startKclb with extra environment variables.
 func startKclbEnv(t *testing.T, cfg string, listeners int, env []string) *kclbProc {
 	t.Helper()
-	p := &kclbProc{cmd: exec.Command(kclbBin, "run", "-c", cfg), done: make(chan struct{})}
+	cmd := exec.Command(kclbBin, "run", "-c", cfg)
 	if env != nil {
-		p.cmd.Env = append(os.Environ(), env...)
+		cmd.Env = append(os.Environ(), env...)
 	}
+	return runKclb(t, cmd, listeners)
+}
+
+// runKclb starts cmd, a `kclb run` (perhaps behind a wrapper such as ip
+// netns exec), and waits for listeners "listening" log lines.
+func runKclb(t *testing.T, cmd *exec.Cmd, listeners int) *kclbProc {
+	t.Helper()
+	p := &kclbProc{cmd: cmd, done: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

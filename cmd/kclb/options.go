@@ -224,6 +224,10 @@ func handlerOptions(cfg *config.Config, logger *slog.Logger) proxy.Options {
 	if !cfg.Limits.Redispatch || retries == 0 {
 		retries = -1
 	}
+	queue := cfg.Limits.QueueSize
+	if queue == 0 {
+		queue = -1 // no queue: the proxy's 0 means its default
+	}
 	return proxy.Options{
 		Policy: pathpolicy.New(pathpolicy.Options{
 			Public:        cfg.Paths.Public,
@@ -240,7 +244,7 @@ func handlerOptions(cfg *config.Config, logger *slog.Logger) proxy.Options {
 		ConnectTimeout:         cfg.Timeouts.Connect.Duration,
 		ServerTimeout:          cfg.Timeouts.Server.Duration,
 		QueueTimeout:           cfg.Timeouts.Queue.Duration,
-		QueueSize:              cfg.Limits.QueueSize,
+		QueueSize:              queue,
 		IdleTimeout:            cfg.Timeouts.BackendIdle.Duration,
 		MaxResponseHeaderBytes: int64(cfg.Limits.MaxResponseHeaderBytes),
 		PublicHost:             cfg.Global.PublicHost,
@@ -322,9 +326,11 @@ func healthOptions(cfg *config.Config) health.Options {
 }
 
 // vrrpOptions converts one [[vrrp.instance]]; Logger and Inherit are left
-// for the instance.
+// for the instance. The vrrp package reads 0 as its default where the
+// configuration means none: garp_repeat = 0 (no gratuitous ARP) and
+// garp_delay = "0s" (no second burst) become its "negative means none".
 func vrrpOptions(c config.VRRPInstance) vrrp.Options {
-	return vrrp.Options{
+	o := vrrp.Options{
 		Name:           c.Name,
 		Interface:      c.Interface,
 		VRID:           uint8(c.VRID),
@@ -347,7 +353,18 @@ func vrrpOptions(c config.VRRPInstance) vrrp.Options {
 		NotifyBackup:   c.NotifyBackup,
 		NotifyFault:    c.NotifyFault,
 	}
+	if o.GARPRepeat == 0 {
+		o.GARPRepeat = -1
+	}
+	if o.GARPDelay == 0 {
+		o.GARPDelay = -1
+	}
+	return o
 }
+
+// vrrpTracks reports whether the instance follows the edge's health:
+// track_weight = 0 means no tracking.
+func vrrpTracks(c config.VRRPInstance) bool { return c.TrackWeight > 0 }
 
 // restartOnlyChanges lists the keys that differ between old and cur and
 // that a reload cannot apply: the process logger, the connection

@@ -433,3 +433,46 @@ func TestMisconfiguredProbeKeepsServing(t *testing.T) {
 		t.Fatalf("%d client errors: %v", len(errs), errs[:min(len(errs), 5)])
 	}
 }
+
+// TestQueueSizeZero pins issue 18, item 4 for limits.queue_size: "0"
+// answers 503 at once when the server is at maxconn, as documented. On
+// c0768d7 the proxy took 0 for its default of 1024 and queued the request.
+func TestQueueSizeZero(t *testing.T) {
+	e := newEnv(t, envOptions{nodes: 1, servers: "maxconn = 1", extra: echoPaths + "\n[limits]\nqueue_size = 0\n[timeouts]\nqueue = \"50s\"\n"})
+	n := e.cluster.At(0).Node
+	n.SetDelay(time.Minute)
+	before := n.Stats().Requests
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		req, _ := http.NewRequest("GET", e.url("/echo"), nil)
+		if resp, err := e.client(false).Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Stats().Requests == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never reached the node")
+		}
+		time.Sleep(10 * time.Millisecond) // polling kcsim's counters: no event for an arrival
+	}
+	// The only slot is taken; the next request must not wait for it (a
+	// queued one would wait out the 50 s queue timeout, beyond the
+	// client's 20 s).
+	req, _ := http.NewRequest("GET", e.url("/echo"), nil)
+	resp, err := e.client(false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case <-first:
+		t.Fatal("the first request ended before the second was answered")
+	default:
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("second request at maxconn: %s, want 503 at once (no queue)", resp.Status)
+	}
+	n.SetDelay(0)
+}

@@ -19,6 +19,13 @@ type vrrpRunner struct {
 	done   chan struct{}
 }
 
+// report passes the edge's health to the instance; an instance with
+// track_weight = 0 does not track it and is always told healthy (the vrrp
+// package would otherwise enter Fault, keepalived's weight-0 meaning).
+func (r *vrrpRunner) report(healthy bool) {
+	r.inst.SetHealthy(healthy || !vrrpTracks(r.cfg))
+}
+
 // startVRRPLocked makes the running VRRP instances match list: instances
 // whose configuration is unchanged keep running untouched (no spurious
 // transition); changed ones are restarted; removed ones resign. in.mu
@@ -60,7 +67,7 @@ func (in *instance) startVRRPLocked(list []config.VRRPInstance) error {
 	for _, r := range fresh {
 		ctx, cancel := context.WithCancel(context.Background())
 		r.cancel = cancel
-		r.inst.SetHealthy(in.healthy())
+		r.report(in.healthy())
 		in.wg.Go(func() { in.runVRRP(ctx, r) })
 		next = append(next, r)
 	}
@@ -86,7 +93,7 @@ func (in *instance) runVRRP(ctx context.Context, r *vrrpRunner) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				r.inst.SetHealthy(in.healthy())
+				r.report(in.healthy())
 			}
 		}
 	}()
@@ -132,7 +139,7 @@ func (in *instance) signalVRRP() {
 	if p := in.vrrps.Load(); p != nil {
 		ok := in.healthy()
 		for _, r := range *p {
-			r.inst.SetHealthy(ok)
+			r.report(ok)
 		}
 	}
 }

@@ -65,6 +65,8 @@ state_file = %[6]q
 [timeouts]
 connect = "5s"
 
+[limits]
+
 [[listener]]
 name = "https"
 bind = "127.0.0.1:8443"
@@ -415,4 +417,44 @@ func firstDiff(a, b reflect.Value, path string) string {
 		panic("firstDiff: unhandled kind " + a.Kind().String() + " at " + path)
 	}
 	return ""
+}
+
+// TestZeroMeansWhatTheDocsSay pins issue 18, item 4 where a key's zero
+// value means "none" in the configuration and "default" in the runtime
+// package: each is converted to the package's spelling of "none".
+func TestZeroMeansWhatTheDocsSay(t *testing.T) {
+	dir := t.TempDir()
+	base, _ := wiringBase(t, dir)
+	for _, tc := range []struct {
+		name, key, value string // value replaces the key in its table
+		ok               func(ro runtimeOptions, c *config.Config) bool
+	}{
+		{"no queue", "queue_size", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.Handler.QueueSize < 0 }},
+		{"no retries", "retries", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.Handler.Retries < 0 }},
+		{"no slow start", "slowstart", `"0s"`, func(ro runtimeOptions, _ *config.Config) bool { return ro.Checks.Health.Slowstart < 0 }},
+		{"no passive ejection", "passive_fails", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.Pool.PassiveFails < 0 }},
+		{"session cookie", "max_age", `"0s"`, func(ro runtimeOptions, _ *config.Config) bool { return ro.Affinity.Session }},
+		{"no gratuitous ARP", "garp_repeat", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.VRRP[0].GARPRepeat < 0 }},
+		{"no second ARP burst", "garp_delay", `"0s"`, func(ro runtimeOptions, _ *config.Config) bool { return ro.VRRP[0].GARPDelay < 0 }},
+		{"no tracking", "track_weight", "0", func(_ runtimeOptions, c *config.Config) bool { return !vrrpTracks(c.VRRP.Instances[0]) }},
+		{"unlimited servers", "default_maxconn", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.Servers[0].MaxConn == 0 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Every key above is absent from the base; add it to its table.
+			table := map[string]string{"queue_size": "[limits]", "retries": "[limits]", "slowstart": "[health]",
+				"passive_fails": "[health]", "max_age": "[affinity]", "garp_repeat": "[[vrrp.instance]]",
+				"garp_delay": "[[vrrp.instance]]", "track_weight": "[[vrrp.instance]]", "default_maxconn": "[backend]"}[tc.key]
+			if !strings.Contains(base, table+"\n") || strings.Contains(base, "\n"+tc.key+" =") {
+				t.Fatalf("base configuration: want %s without %s", table, tc.key)
+			}
+			text := strings.Replace(base, table+"\n", table+"\n"+tc.key+" = "+tc.value+"\n", 1)
+			c, err := config.Parse([]byte(text), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.ok(buildOptions(c), c) {
+				t.Fatalf("%s = %s does not mean what configuration.md says", tc.key, tc.value)
+			}
+		})
+	}
 }
