@@ -14,6 +14,10 @@ import (
 // connection limit and its wait queue is full.
 var ErrQueueFull = errors.New("backend: queue full")
 
+// DefaultMaxEjectionPercent is PoolOptions.MaxEjectionPercent's default:
+// about a third of the servers.
+const DefaultMaxEjectionPercent = 34
+
 // ErrQueueTimeout is returned by Server.Acquire when no connection slot
 // freed up within the queue timeout.
 var ErrQueueTimeout = errors.New("backend: queue timeout")
@@ -70,9 +74,19 @@ type PoolOptions struct {
 	// still live. Zero means panic only when no server is Up.
 	PanicThreshold float64
 	// PassiveFails is the number of consecutive failures on real traffic
-	// (connect errors, resets, timeouts) that eject a server at once.
+	// that say the server is unreachable (failed connects, resets before
+	// any response byte) that eject it: it becomes Down, which panic mode
+	// may still use; only active liveness checks make a server Dead.
 	// Zero means 3; negative disables passive ejection.
 	PassiveFails int
+	// MaxEjectionPercent bounds the servers (outside maintenance) that
+	// passive ejection holds out at the same time, in percent, rounded
+	// down but at least one; and passive ejection never takes out the
+	// last Up server that takes new clients. Like Envoy's
+	// max_ejection_percent, it keeps a fault the clients can provoke from
+	// emptying the pool. Zero means 34 (one of three servers, two of
+	// six); values above 100 mean 100.
+	MaxEjectionPercent int
 	// OnAvailable is called on edges of "at least one server can take a
 	// new client" (the signal VRRP tracks). It is called with the pool's
 	// lock held: it must not call back into the pool. Nil means none.
@@ -92,6 +106,8 @@ type Pool struct {
 
 	mu        sync.Mutex // serialises state changes and edge detection
 	available bool       // last value reported to OnAvailable
+
+	ejectionsCapped atomic.Uint64 // passive ejections refused by MaxEjectionPercent
 }
 
 // NewPool returns a pool holding servers built from specs. Names must be
@@ -100,6 +116,10 @@ func NewPool(specs []Spec, opts PoolOptions) (*Pool, error) {
 	if opts.PassiveFails == 0 {
 		opts.PassiveFails = 3
 	}
+	if opts.MaxEjectionPercent <= 0 {
+		opts.MaxEjectionPercent = DefaultMaxEjectionPercent
+	}
+	opts.MaxEjectionPercent = min(opts.MaxEjectionPercent, 100)
 	p := &Pool{opts: opts}
 	list := make([]*Server, 0, len(specs))
 	seen := make(map[string]bool, len(specs))
@@ -170,6 +190,7 @@ func (p *Pool) setHealthLocked(s *Server, h Health, d Detail) {
 		return
 	}
 	s.health.Store(uint32(h))
+	s.ejected.Store(false) // a passive ejection sets it after the transition
 	if h != HealthUp {
 		s.passiveFails.Store(0)
 	}
@@ -199,9 +220,12 @@ func (p *Pool) ObserveSuccess(s *Server) {
 	}
 }
 
-// ObserveFailure records a failed exchange with s on real traffic (connect
-// error, reset, timeout). After PassiveFails consecutive failures the
-// server is marked Dead at once; active checks bring it back.
+// ObserveFailure records a failed exchange with s on real traffic that
+// says the server is unreachable (a failed connect, a reset before any
+// response byte). After PassiveFails consecutive failures the server is
+// marked Down at once, unless MaxEjectionPercent of the servers are
+// passively ejected already or s is the last Up server taking new
+// clients; active checks bring it back. Other failures go to CountError.
 func (p *Pool) ObserveFailure(s *Server, cause string) {
 	s.errors.Add(1)
 	if p.opts.PassiveFails < 0 {
@@ -211,11 +235,45 @@ func (p *Pool) ObserveFailure(s *Server, cause string) {
 	if n < int64(p.opts.PassiveFails) || s.Health() != HealthUp {
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.Health() != HealthUp {
+		return
+	}
+	if !p.mayEjectLocked(s) {
+		p.ejectionsCapped.Add(1)
+		return
+	}
 	d := s.Detail()
 	d.Reason = fmt.Sprintf("passive: %d consecutive failures, last: %s", n, cause)
 	d.Passes = 0
-	p.SetHealth(s, HealthDead, d)
+	p.setHealthLocked(s, HealthDown, d)
+	s.ejected.Store(true)
 }
+
+// mayEjectLocked reports whether passive ejection may take s out now:
+// fewer than the allowed share of the servers are passively ejected, and
+// another Up server takes new clients. p.mu must be held.
+func (p *Pool) mayEjectLocked(s *Server) bool {
+	total, ejected, others := 0, 0, 0
+	for _, x := range *p.servers.Load() {
+		if x.Admin() == AdminMaint {
+			continue
+		}
+		total++
+		if x.ejected.Load() {
+			ejected++
+		}
+		if x != s && x.Admin() == AdminReady && x.Health() == HealthUp {
+			others++
+		}
+	}
+	return others > 0 && ejected < max(1, total*p.opts.MaxEjectionPercent/100)
+}
+
+// EjectionsCapped returns how many passive ejections were refused, since
+// the pool was made, because the servers left would have been too few.
+func (p *Pool) EjectionsCapped() uint64 { return p.ejectionsCapped.Load() }
 
 // CountError records a failed request on s that does not count against
 // its health (for example a client that went away).
@@ -272,6 +330,7 @@ func (p *Pool) Reconcile(specs []Spec) error {
 			s := NewServer(sp, &p.panic)
 			s.admin.Store(old.admin.Load())
 			s.health.Store(old.health.Load())
+			s.ejected.Store(old.ejected.Load())
 			s.detail = old.Detail()
 			next = append(next, s)
 		default:

@@ -74,7 +74,7 @@ func TestAvailabilityEdges(t *testing.T) {
 }
 
 func TestPassiveEjection(t *testing.T) {
-	p := newTestPool(t, 1, PoolOptions{PassiveFails: 3})
+	p := newTestPool(t, 3, PoolOptions{PassiveFails: 3})
 	s := p.Servers()[0]
 	p.ObserveFailure(s, "connect: refused")
 	p.ObserveFailure(s, "connect: refused")
@@ -85,8 +85,94 @@ func TestPassiveEjection(t *testing.T) {
 		t.Fatalf("ejected before 3 consecutive failures")
 	}
 	p.ObserveFailure(s, "connect: refused")
-	if s.Health() != HealthDead || s.Detail().Reason == "" {
-		t.Fatalf("health %v reason %q after 3 failures", s.Health(), s.Detail().Reason)
+	// Down, not Dead: panic mode may still use it (issue 18, item 2).
+	if s.Health() != HealthDown || s.Detail().Reason == "" {
+		t.Fatalf("health %v reason %q after 3 failures, want down with a reason", s.Health(), s.Detail().Reason)
+	}
+	for _, x := range p.Servers()[1:] {
+		p.SetHealth(x, HealthDown, Detail{Reason: "db down"})
+	}
+	if !p.Panic() || !s.Available() {
+		t.Fatalf("panic %v, ejected server available %v: want panic mode to use it", p.Panic(), s.Available())
+	}
+}
+
+// TestPassiveEjectionCap pins issue 18, item 2: passive detection never
+// holds out more than MaxEjectionPercent of the servers (at least one)
+// nor the last Up server taking new clients, whatever fails.
+func TestPassiveEjectionCap(t *testing.T) {
+	tests := []struct {
+		name    string
+		n       int
+		percent int
+		maint   int // servers in maintenance (not counted)
+		dead    int // servers dead by active checks
+		want    int // ejected when every server fails
+	}{
+		{name: "one server", n: 1, want: 0},
+		{name: "two servers", n: 2, want: 1},
+		{name: "three servers, default", n: 3, want: 1},
+		{name: "six servers, default", n: 6, want: 2},
+		{name: "ten servers, default", n: 10, want: 3},
+		{name: "three servers, 10 percent", n: 3, percent: 10, want: 1},
+		{name: "four servers, 50 percent", n: 4, percent: 50, want: 2},
+		{name: "three servers, 100 percent", n: 3, percent: 100, want: 2},
+		{name: "maintenance not counted", n: 6, maint: 3, want: 1},
+		{name: "two of three dead", n: 3, dead: 2, want: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newTestPool(t, tc.n, PoolOptions{PassiveFails: 1, MaxEjectionPercent: tc.percent})
+			servers := p.Servers()
+			for _, s := range servers[:tc.maint] {
+				p.SetAdmin(s.Name(), AdminMaint)
+			}
+			for _, s := range servers[tc.maint : tc.maint+tc.dead] {
+				p.SetHealth(s, HealthDead, Detail{Reason: "live check failed"})
+			}
+			for range 3 {
+				for _, s := range servers[tc.maint:] { // maintenance gets no traffic
+					p.ObserveFailure(s, "connect: refused")
+				}
+			}
+			got := 0
+			for _, s := range servers {
+				if s.Health() == HealthDown {
+					got++
+				}
+			}
+			if got != tc.want {
+				t.Fatalf("%d servers ejected, want %d", got, tc.want)
+			}
+			if tc.want < tc.n-tc.maint-tc.dead && p.EjectionsCapped() == 0 {
+				t.Error("refused ejections not counted")
+			}
+		})
+	}
+}
+
+// TestPassiveEjectionSlotFreed: once an ejected server is back (the
+// checker's rise), another may be ejected; a reload keeps the count.
+func TestPassiveEjectionSlotFreed(t *testing.T) {
+	p := newTestPool(t, 3, PoolOptions{PassiveFails: 1})
+	a, b := p.Lookup("a"), p.Lookup("b")
+	p.ObserveFailure(a, "connect: refused")
+	p.ObserveFailure(b, "connect: refused")
+	if a.Health() != HealthDown || b.Health() != HealthUp {
+		t.Fatalf("a %v b %v, want a down, b up (cap of one)", a.Health(), b.Health())
+	}
+	if err := p.Reconcile([]Spec{{Name: "a", Addr: "127.0.0.1:9"}, {Name: "b", Addr: "127.0.0.1:1"}, {Name: "c", Addr: "127.0.0.1:1"}}); err != nil {
+		t.Fatal(err)
+	}
+	a = p.Lookup("a")
+	p.ObserveFailure(b, "connect: refused")
+	if a.Health() != HealthDown || b.Health() != HealthUp {
+		t.Fatalf("after reload: a %v b %v, want the ejection still counted", a.Health(), b.Health())
+	}
+	p.SetHealth(a, HealthUp, Detail{Reason: "ready"})
+	p.ObserveFailure(b, "connect: refused")
+	if b.Health() != HealthDown {
+		t.Fatalf("b %v after a returned, want down", b.Health())
 	}
 }
 

@@ -63,11 +63,12 @@ const (
 	// (like HAProxy) so a fresh kclb serves before its first check round;
 	// the first failed checks take them out after `fall` failures.
 	HealthUp Health = iota
-	// HealthDown: readiness failed (or passive checks ejected it) but the
-	// server may still be live; panic mode may route to it.
+	// HealthDown: readiness failed (or passive detection ejected it) but
+	// the server may still be live; panic mode may route to it.
 	HealthDown
-	// HealthDead: the server is not even live (connections refused, or
-	// /health/live failing). Never used, not even in panic mode.
+	// HealthDead: the active checks found the server not even live
+	// (management port refusing, or /health/live failing). Never used,
+	// not even in panic mode. Passive detection never sets it.
 	HealthDead
 	// HealthStarting: the server reports that it is still starting.
 	HealthStarting
@@ -120,7 +121,10 @@ type Server struct {
 	errors       atomic.Uint64
 	redispatches atomic.Uint64
 	passiveFails atomic.Int64 // consecutive passive failures
-	lastUse      atomic.Int64 // unix nanos of the last request start
+	// ejected is set while the server is Down by a passive ejection; any
+	// later health transition clears it. Written under the pool's lock.
+	ejected atomic.Bool
+	lastUse atomic.Int64 // unix nanos of the last request start
 
 	health atomic.Uint32 // Health
 	admin  atomic.Uint32 // AdminState

@@ -307,9 +307,15 @@ type Health struct {
 	// Slowstart ramps a newly ready server's weight up over this time; 0
 	// disables. Default 60s; must be >= 0.
 	Slowstart Duration `toml:"slowstart"`
-	// PassiveFails is the consecutive failed requests (connect errors) that
-	// mark a server down between checks; 0 disables. Default 3; must be >= 0.
+	// PassiveFails is the consecutive failed requests that say a server is
+	// unreachable (connect refused or timed out, reset before any response
+	// byte) that mark it down between checks; 0 disables. Default 3; must
+	// be >= 0.
 	PassiveFails int `toml:"passive_fails"`
+	// PassiveMaxEjectionPercent bounds the servers passive detection holds
+	// out at once, in percent of the servers (rounded down, at least one);
+	// the last ready server is never ejected. Default 34; 1..100.
+	PassiveMaxEjectionPercent int `toml:"passive_max_ejection_percent"`
 	// PanicThreshold is the fraction (0..1) of ready servers below which panic
 	// mode sends traffic to live servers too; 0 means only when none is
 	// ready. Default 0.
@@ -488,21 +494,22 @@ func defaults() *Config {
 			LearnRoutes:      true,
 		},
 		Health: Health{
-			Enabled:       true,
-			Path:          "/health/ready",
-			LivePath:      "/health/live",
-			StartedPath:   "/health/started",
-			Scheme:        SchemeHTTP,
-			Interval:      Dur(5 * time.Second),
-			Timeout:       Dur(2 * time.Second),
-			Rise:          2,
-			Fall:          3,
-			Slowstart:     Dur(60 * time.Second),
-			PassiveFails:  3,
-			MaxBodyBytes:  65536,
-			Realm:         "master",
-			ClusterCheck:  "off",
-			TokenInterval: Dur(30 * time.Second),
+			Enabled:                   true,
+			Path:                      "/health/ready",
+			LivePath:                  "/health/live",
+			StartedPath:               "/health/started",
+			Scheme:                    SchemeHTTP,
+			Interval:                  Dur(5 * time.Second),
+			Timeout:                   Dur(2 * time.Second),
+			Rise:                      2,
+			Fall:                      3,
+			Slowstart:                 Dur(60 * time.Second),
+			PassiveFails:              3,
+			PassiveMaxEjectionPercent: 34,
+			MaxBodyBytes:              65536,
+			Realm:                     "master",
+			ClusterCheck:              "off",
+			TokenInterval:             Dur(30 * time.Second),
 		},
 		Admin: Admin{
 			Socket:     "/run/kclb/admin.sock",

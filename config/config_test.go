@@ -244,6 +244,7 @@ func TestParseInvalid(t *testing.T) {
 		{"health timeout over interval", base + "[health]\ninterval = \"1s\"\ntimeout = \"2s\"\n",
 			"line 11: health.timeout: 2s is longer than health.interval (1s)"},
 		{"panic threshold", base + "[health]\npanic_threshold = 1.5\n", "line 10: health.panic_threshold: 1.5 is not a fraction in 0..1"},
+		{"passive ejection percent", base + "[health]\npassive_max_ejection_percent = 0\n", "line 10: health.passive_max_ejection_percent: 0 is out of range 1..100"},
 		{"admin tcp without token", base + "[admin]\ntcp = \"127.0.0.1:9100\"\n",
 			"line 9: admin.token_file: is required when admin.tcp is set"},
 		{"socket mode", base + "[admin]\nsocket_mode = \"0999\"\n",

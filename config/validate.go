@@ -602,6 +602,7 @@ func (c *Config) validateHealth(v *validator) {
 	v.atLeast("health.fall", h.Fall, 1)
 	v.nonNegative("health.slowstart", h.Slowstart)
 	v.atLeast("health.passive_fails", h.PassiveFails, 0)
+	v.intRange("health.passive_max_ejection_percent", h.PassiveMaxEjectionPercent, 1, 100)
 	if !(h.PanicThreshold >= 0 && h.PanicThreshold <= 1) {
 		v.problem("health.panic_threshold", "%g is not a fraction in 0..1", h.PanicThreshold)
 	}

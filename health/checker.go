@@ -8,9 +8,10 @@
 // Verdicts go through rise/fall counters (Keycloak's recommended
 // load-balancer settings: inter 5s, fall 3, rise 2, slowstart 60s) into a
 // Sink, normally the *backend.Pool, which fires the OnHealth hook that
-// logs transitions. Passive ejection lives in the pool; the checker never
-// overrides it and requires Rise fresh passes to bring an ejected server
-// back, then ramps its weight up over Slowstart.
+// logs transitions. Passive ejection lives in the pool and marks a
+// server Down; the checker never overrides it and requires Rise fresh
+// passes to bring an ejected server back, then ramps its weight up over
+// Slowstart. Only the checker's liveness verdict marks a server Dead.
 //
 // Discovery keeps a pool's membership in line with a DNS name.
 package health

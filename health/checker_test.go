@@ -259,14 +259,15 @@ func TestPassiveEjectionNeedsRisePasses(t *testing.T) {
 	for range 3 {
 		e.pool.ObserveFailure(s, "connection reset")
 	}
-	if s.Health() != backend.HealthDead {
-		t.Fatalf("passive ejection: health %v, want dead", s.Health())
+	// Passive detection marks Down, never Dead (issue 18, item 2).
+	if s.Health() != backend.HealthDown {
+		t.Fatalf("passive ejection: health %v, want down", s.Health())
 	}
 	e.drain()
 	for i := 1; i < e.opts.Rise; i++ {
 		e.step()
-		if s.Health() != backend.HealthDead {
-			t.Fatalf("after %d passes: health %v, want dead until rise", i, s.Health())
+		if s.Health() != backend.HealthDown {
+			t.Fatalf("after %d passes: health %v, want down until rise", i, s.Health())
 		}
 		if r := s.Detail().Reason; !strings.Contains(r, "passive") {
 			t.Fatalf("passive reason overwritten: %q", r)
@@ -277,23 +278,33 @@ func TestPassiveEjectionNeedsRisePasses(t *testing.T) {
 		t.Fatalf("after rise passes: health %v, want up", s.Health())
 	}
 	evs := serverEvents(e.drain())
-	if len(evs) != 1 || evs[0].from != backend.HealthDead || evs[0].to != backend.HealthUp {
-		t.Fatalf("events %+v, want one dead>up", evs)
+	if len(evs) != 1 || evs[0].from != backend.HealthDown || evs[0].to != backend.HealthUp {
+		t.Fatalf("events %+v, want one down>up", evs)
 	}
 }
 
-func TestPassiveEjectionNotOverriddenByDown(t *testing.T) {
-	e := newEnv(t, 1, testOptions())
+// TestPassiveEjectionAndActiveVerdicts: a passively ejected server stays
+// Down while its readiness fails, and only the active liveness check
+// makes it Dead (issue 18, item 2).
+func TestPassiveEjectionAndActiveVerdicts(t *testing.T) {
+	e := newEnv(t, 2, testOptions())
 	s := e.server(0)
 	for range 3 {
 		e.pool.ObserveFailure(s, "connection reset")
 	}
-	e.nodes[0].setReady(readyDBDown) // live but unready: must stay Dead
+	e.nodes[0].setReady(readyDBDown) // live but unready: stays Down
 	for range 4 {
 		e.step()
-		if s.Health() != backend.HealthDead {
-			t.Fatalf("checker moved a passively ejected server to %v", s.Health())
+		if s.Health() != backend.HealthDown {
+			t.Fatalf("checker moved a passively ejected, unready server to %v", s.Health())
 		}
+	}
+	e.nodes[0].notLive.Store(true)
+	for range 4 {
+		e.step()
+	}
+	if s.Health() != backend.HealthDead {
+		t.Fatalf("liveness failing: health %v, want dead", s.Health())
 	}
 }
 

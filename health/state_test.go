@@ -41,11 +41,19 @@ func TestMachine(t *testing.T) {
 			{up, bad(down), up}, {up, bad(down), up}, {up, bad(down), down},
 			{down, bad(dead), dead}, {dead, bad(starting), starting}, {starting, bad(down), down},
 		}},
-		{name: "passive ejection: earlier passes do not count", steps: []step{
+		{name: "passive ejection (down): earlier passes do not count", steps: []step{
+			{up, ok, up}, {up, ok, up}, {up, ok, up},
+			{down, ok, down}, {down, ok, up},
+		}},
+		{name: "passive ejection (down) is kept while unready, dead when not live", steps: []step{
+			{down, bad(down), down}, {down, bad(starting), down}, {down, ok, down},
+			{down, bad(dead), dead}, {dead, bad(down), down},
+		}},
+		{name: "external dead: earlier passes do not count", steps: []step{
 			{up, ok, up}, {up, ok, up}, {up, ok, up},
 			{dead, ok, dead}, {dead, ok, up},
 		}},
-		{name: "passive ejection is not softened to down", steps: []step{
+		{name: "external dead is not softened to down", steps: []step{
 			{dead, bad(down), dead}, {dead, bad(starting), dead}, {dead, ok, dead}, {dead, bad(down), dead},
 			{dead, ok, dead}, {dead, ok, up},
 		}},

@@ -439,7 +439,13 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 				return 0, s, false
 			}
 			lastErr = err
-			pool.ObserveFailure(s, errorCause(err))
+			if unreachable(err) {
+				pool.ObserveFailure(s, errorCause(err))
+			} else {
+				// A timeout or a broken exchange says nothing about the
+				// node being reachable; it must not eject the node.
+				pool.CountError(s)
+			}
 			if retriable(r, body, err) {
 				continue
 			}
@@ -820,6 +826,17 @@ func idempotent(method string) bool {
 		return true
 	}
 	return false
+}
+
+// unreachable reports whether a failed forward says that the node is
+// unreachable, the only failures passive health counts: the connect
+// failed (refused, timed out, no route), or a new connection was reset or
+// closed before any byte of a response. Answers the node chose to send,
+// response timeouts (a slow endpoint), broken responses and the client's
+// own failures never count: a client could otherwise eject nodes at will.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial" || errors.Is(err, errNoResponse)
 }
 
 // errorCause names a backend error for health reasons without leaking

@@ -144,8 +144,9 @@ func TestStoppedServerSkipped(t *testing.T) {
 	if st := p.h.Stats(); st.Retries == 0 {
 		t.Fatalf("no retry counted: %+v", st)
 	}
-	if got := p.pool.Lookup("kc1").Health(); got != backend.HealthDead {
-		t.Fatalf("dead server health = %v, want dead after passive failures", got)
+	// Passive detection ejects as down, never dead (issue 18, item 2).
+	if got := p.pool.Lookup("kc1").Health(); got != backend.HealthDown {
+		t.Fatalf("stopped server health = %v, want down after passive failures", got)
 	}
 }
 

@@ -22,6 +22,19 @@ import (
 // reads the response body to a clean end. No goroutine runs per
 // connection or per request.
 //
+// A request whose body may not fit the socket buffers (a known length
+// above BufferSize, or an unknown length) is the exception: while the
+// calling goroutine sends the body, a short-lived goroutine reads the
+// response head, so an answer the backend gives before it has read the
+// whole body (a 413, then a close, as servers do when a body exceeds
+// their limit) is returned instead of the write error its close causes;
+// the rest of the body is then not sent and the connection is not reused.
+//
+// A failure that leaves the backend's answer unknown is wrapped with
+// errNoResponse when it happened on a new connection before any byte of
+// a response arrived (reset or closed after the connect): the one sign,
+// besides a failed connect, that the node itself is unreachable.
+//
 // A pooled connection the backend closed while idle is noticed before it
 // is reused (a non-blocking peek), because a request body once sent
 // cannot be sent again. A request that still fails on a reused
@@ -83,6 +96,16 @@ var errBodyClosed = errors.New("proxy: read on closed response body")
 // aLongTimeAgo is a deadline in the past: setting it fails pending I/O.
 var aLongTimeAgo = time.Unix(1, 0)
 
+// errNoResponse wraps the error of an exchange on a new connection that
+// the backend reset or closed before sending any byte of a response. It
+// is the only exchange failure that says the node is unreachable (the
+// proxy counts it, like a failed connect, against the server's health).
+var errNoResponse = errors.New("connection failed before any response byte")
+
+// errEarlyResponse is returned by writes of a request body once the
+// backend's final response head arrived: the rest is not sent.
+var errEarlyResponse = errors.New("proxy: backend answered before the request body was sent")
+
 func newUpstream(o upstreamOptions) *upstream {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 5 * time.Second
@@ -140,6 +163,13 @@ type upConn struct {
 	limit     int64 // bytes the response head may still read; <0: no limit
 	limitHit  bool  // the response head ran into limit
 	writeTime time.Duration
+	werr      error // the first failed write of the current exchange
+
+	// While a body streams, the head reader owns nread, limit and
+	// limitHit; it reports on headc (made on first use) and sets early
+	// when a final head arrived, which stops further body writes.
+	early atomic.Bool
+	headc chan headResult
 
 	abortFn func()             // c.abort, bound once
 	peekFn  func(uintptr) bool // c.peek, bound once
@@ -168,12 +198,29 @@ func (c *upConn) Read(p []byte) (int, error) {
 }
 
 // Write writes to the connection, refreshing the write deadline first
-// while a request body is being sent.
+// while a request body is being sent. Once the backend's answer arrived
+// (early is set) it fails with errEarlyResponse: the deadline is set
+// before early is read, and the head reader sets early before it moves
+// the deadline into the past, so a write never outlives the answer.
 func (c *upConn) Write(p []byte) (int, error) {
 	if c.writeTime > 0 {
 		c.nc.SetWriteDeadline(time.Now().Add(c.writeTime))
+		if c.early.Load() {
+			c.werr = errEarlyResponse
+			return 0, errEarlyResponse
+		}
 	}
-	return c.nc.Write(p)
+	n, err := c.nc.Write(p)
+	if err != nil && c.werr == nil {
+		c.werr = err
+	}
+	return n, err
+}
+
+// headResult is what the head reader of a streaming exchange found.
+type headResult struct {
+	resp *http.Response
+	err  error
 }
 
 // abort fails the connection's pending and future I/O; it runs when the
@@ -344,10 +391,14 @@ func (u *upstream) dial(ctx context.Context, hp *hostPool) (*upConn, error) {
 // closed, and retry reports whether r may be sent again on a new
 // connection.
 func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter) (resp *http.Response, retry bool, err error) {
-	reused := c.reused
 	stop := context.AfterFunc(ctx, c.abortFn)
-
+	c.werr, c.nread, c.limitHit = nil, 0, false
+	c.early.Store(false)
 	hasBody := r.Body != nil && r.Body != http.NoBody
+	if hasBody && (r.ContentLength <= 0 || r.ContentLength > int64(u.opts.BufferSize)) {
+		// A length of 0 with a body is unknown, as in Request.Write.
+		return u.exchangeStreaming(ctx, c, r, stop)
+	}
 	if hasBody {
 		c.writeTime = u.opts.HeaderTimeout
 	}
@@ -368,38 +419,14 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hin
 		}
 	}
 	if err != nil {
-		stop()
-		c.close()
-		if cerr := ctx.Err(); cerr != nil {
-			return nil, false, fmt.Errorf("proxy: write request to %s: %w", c.hp.addr, cerr)
-		}
-		return nil, reused && !bodyConsumed(r), fmt.Errorf("proxy: write request to %s: %w", c.hp.addr, err)
+		retry, err = u.failed(ctx, c, r, stop, err, nil)
+		return nil, retry, err
 	}
 
-	c.nc.SetReadDeadline(time.Now().Add(u.opts.HeaderTimeout))
+	u.headDeadline(ctx, c)
 	br := u.readers.Get().(*bufio.Reader)
 	br.Reset(c)
-	c.nread = 0
-	c.limitHit = false
-	for n1xx := 0; ; n1xx++ {
-		c.limit = u.opts.MaxResponseHeaderBytes
-		resp, err = http.ReadResponse(br, r)
-		if err != nil {
-			break
-		}
-		code := resp.StatusCode
-		if code >= 200 || code == http.StatusSwitchingProtocols {
-			break
-		}
-		if code < 100 || n1xx == max1xx {
-			err = fmt.Errorf("unexpected status %d", code)
-			break
-		}
-		if code == http.StatusEarlyHints && hints != nil {
-			sendEarlyHints(hints, resp.Header)
-		}
-	}
-	c.limit = -1
+	resp, err = u.readHead(c, br, r, hints)
 	if err == nil {
 		c.nc.SetReadDeadline(time.Time{})
 		if cerr := ctx.Err(); cerr != nil {
@@ -410,34 +437,187 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hin
 	if err != nil {
 		br.Reset(nil)
 		u.readers.Put(br)
-		stop()
-		c.close()
-		switch {
-		case ctx.Err() != nil:
-			return nil, false, fmt.Errorf("proxy: read response from %s: %w", c.hp.addr, ctx.Err())
-		case c.limitHit:
-			return nil, false, fmt.Errorf("proxy: response headers from %s exceed %d bytes", c.hp.addr, u.opts.MaxResponseHeaderBytes)
-		}
-		retry = reused && c.nread == 0 && !bodyConsumed(r) && idempotent(r.Method) &&
-			(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET))
-		return nil, retry, fmt.Errorf("proxy: read response from %s: %w", c.hp.addr, err)
+		retry, err = u.failed(ctx, c, r, stop, nil, err)
+		return nil, retry, err
 	}
+	return u.started(c, r, resp, br, stop, true), false, nil
+}
 
-	reusable := !resp.Close && !r.Close
+// exchangeStreaming is exchange for a request whose body may not fit the
+// socket buffers: the head is read on another goroutine while the body
+// is sent, so an early answer is seen at once and ends the upload. The
+// goroutine has ended when exchangeStreaming returns. 103 (Early Hints)
+// are not passed on here: the client's ResponseWriter is not written
+// while its request body is being read.
+func (u *upstream) exchangeStreaming(ctx context.Context, c *upConn, r *http.Request, stop func() bool) (*http.Response, bool, error) {
+	if c.headc == nil {
+		c.headc = make(chan headResult, 1)
+	}
+	br := u.readers.Get().(*bufio.Reader)
+	br.Reset(c)
+	go u.readHeadAsync(c, br, r)
+
+	c.writeTime = u.opts.HeaderTimeout
+	bw := u.writers.Get().(*bufio.Writer)
+	bw.Reset(c)
+	werr := r.Write(bw)
+	if werr == nil {
+		werr = bw.Flush()
+	}
+	bw.Reset(nil)
+	u.writers.Put(bw)
+	c.writeTime = 0
+
+	var ne net.Error
+	switch {
+	case werr == nil:
+		// The response-head timeout starts now, as on the plain path.
+		u.headDeadline(ctx, c)
+	case c.early.Load():
+		// The head is in: the reader is done or about to be.
+	case c.werr == nil, errors.As(c.werr, &ne) && ne.Timeout():
+		// The client's body failed, or the backend stopped reading for
+		// the whole timeout without answering: stop waiting.
+		c.nc.SetReadDeadline(aLongTimeAgo)
+	default:
+		// The connection failed (the backend reset or closed it): an
+		// answer it sent before is still readable, and anything else
+		// fails at once. The deadline is only a backstop.
+		u.headDeadline(ctx, c)
+	}
+	res := <-c.headc
+	c.nc.SetWriteDeadline(time.Time{})
+	rerr := res.err
+	if rerr == nil {
+		c.nc.SetReadDeadline(time.Time{})
+		if cerr := ctx.Err(); cerr != nil {
+			rerr = cerr
+		}
+	}
+	if rerr != nil {
+		br.Reset(nil)
+		u.readers.Put(br)
+		retry, err := u.failed(ctx, c, r, stop, werr, rerr)
+		return nil, retry, err
+	}
+	// An answer that came before the whole body was sent leaves the
+	// connection's framing unknown: it is closed after the response.
+	return u.started(c, r, res.resp, br, stop, werr == nil), false, nil
+}
+
+// headDeadline starts the wait for the response head. A context abort
+// that ran before is repeated, since the new deadline replaced its own.
+func (u *upstream) headDeadline(ctx context.Context, c *upConn) {
+	c.nc.SetReadDeadline(time.Now().Add(u.opts.HeaderTimeout))
+	if ctx.Err() != nil {
+		c.abort()
+	}
+}
+
+// readHeadAsync is the head reader of exchangeStreaming.
+func (u *upstream) readHeadAsync(c *upConn, br *bufio.Reader, r *http.Request) {
+	resp, err := u.readHead(c, br, r, nil)
+	if err == nil {
+		c.early.Store(true)
+		c.nc.SetWriteDeadline(aLongTimeAgo) // fails a write blocked on a backend that stopped reading
+	}
+	c.headc <- headResult{resp: resp, err: err}
+}
+
+// readHead reads the final response head from br, skipping up to max1xx
+// informational responses, each within MaxResponseHeaderBytes; 103s go
+// to hints when it is not nil (sendEarlyHints).
+func (u *upstream) readHead(c *upConn, br *bufio.Reader, r *http.Request, hints http.ResponseWriter) (*http.Response, error) {
+	defer func() { c.limit = -1 }()
+	for n1xx := 0; ; n1xx++ {
+		c.limit = u.opts.MaxResponseHeaderBytes
+		resp, err := http.ReadResponse(br, r)
+		if err != nil {
+			return nil, err
+		}
+		code := resp.StatusCode
+		if code >= 200 || code == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if code < 100 || n1xx == max1xx {
+			return nil, fmt.Errorf("unexpected status %d", code)
+		}
+		if code == http.StatusEarlyHints && hints != nil {
+			sendEarlyHints(hints, resp.Header)
+		}
+	}
+}
+
+// failed ends an exchange that got no response: c is closed, and it
+// returns the error to report and whether r may be sent again on a new
+// connection. werr is the error that ended the request write (nil if it
+// was written), rerr the one that ended the wait for the head (nil if
+// none was waited for).
+func (u *upstream) failed(ctx context.Context, c *upConn, r *http.Request, stop func() bool, werr, rerr error) (bool, error) {
+	stop()
+	c.close()
+	addr := c.hp.addr
+	if cerr := ctx.Err(); cerr != nil {
+		if werr != nil && rerr == nil {
+			return false, fmt.Errorf("proxy: write request to %s: %w", addr, cerr)
+		}
+		return false, fmt.Errorf("proxy: read response from %s: %w", addr, cerr)
+	}
+	if c.limitHit {
+		return false, fmt.Errorf("proxy: response headers from %s exceed %d bytes", addr, u.opts.MaxResponseHeaderBytes)
+	}
+	// Nothing came back and the connection broke: on a new connection
+	// that says the node is unreachable; on a reused one the backend may
+	// just have closed it while idle, and r may go again.
+	broken := func(err error) bool {
+		return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+			errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	}
+	connWrite := werr != nil && c.werr != nil && !errors.Is(c.werr, errEarlyResponse)
+	if connWrite && (rerr == nil || c.nread == 0) {
+		// The write failed on the connection, and no answer was read.
+		var ne net.Error
+		if !c.reused && c.nread == 0 && !(errors.As(werr, &ne) && ne.Timeout()) {
+			return false, fmt.Errorf("proxy: write request to %s: %w: %w", addr, errNoResponse, werr)
+		}
+		return c.reused && !bodyConsumed(r), fmt.Errorf("proxy: write request to %s: %w", addr, werr)
+	}
+	if werr != nil && rerr == nil {
+		return false, fmt.Errorf("proxy: write request to %s: %w", addr, werr)
+	}
+	if c.nread == 0 && broken(rerr) {
+		if !c.reused {
+			return false, fmt.Errorf("proxy: read response from %s: %w: %w", addr, errNoResponse, rerr)
+		}
+		return !bodyConsumed(r) && idempotent(r.Method), fmt.Errorf("proxy: read response from %s: %w", addr, rerr)
+	}
+	if werr != nil && c.werr == nil {
+		// The client's body failed and the wait for an answer was cut
+		// short: report the body's error.
+		return false, fmt.Errorf("proxy: write request to %s: %w", addr, werr)
+	}
+	return false, fmt.Errorf("proxy: read response from %s: %w", addr, rerr)
+}
+
+// started hands out the response whose head was read from br: the body
+// keeps c until it is read to the end or closed. reusable is false when
+// the request was not completely written.
+func (u *upstream) started(c *upConn, r *http.Request, resp *http.Response, br *bufio.Reader, stop func() bool, reusable bool) *http.Response {
+	reusable = reusable && !resp.Close && !r.Close
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		stop()
 		resp.Body = &switchedBody{br: br, c: c}
-		return resp, false, nil
+		return resp
 	}
 	if resp.Body == http.NoBody {
 		reusable = reusable && br.Buffered() == 0
 		br.Reset(nil)
 		u.readers.Put(br)
 		u.release(c, stop, reusable)
-		return resp, false, nil
+		return resp
 	}
 	resp.Body = &upBody{rc: resp.Body, u: u, c: c, br: br, stop: stop, reusable: reusable}
-	return resp, false, nil
+	return resp
 }
 
 // release ends an exchange on c: the connection is pooled if reusable

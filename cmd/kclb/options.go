@@ -168,8 +168,9 @@ func poolSpecs(cfg *config.Config) []backend.Spec {
 // for the instance.
 func poolOptions(cfg *config.Config) backend.PoolOptions {
 	return backend.PoolOptions{
-		PanicThreshold: cfg.Health.PanicThreshold,
-		PassiveFails:   passiveFails(cfg.Health.PassiveFails),
+		PanicThreshold:     cfg.Health.PanicThreshold,
+		PassiveFails:       passiveFails(cfg.Health.PassiveFails),
+		MaxEjectionPercent: cfg.Health.PassiveMaxEjectionPercent,
 	}
 }
 
@@ -387,6 +388,7 @@ func restartOnlyChanges(old, cur *config.Config) []string {
 	op, cp := poolOptions(old), poolOptions(cur)
 	add("health.passive_fails", op.PassiveFails != cp.PassiveFails)
 	add("health.panic_threshold", op.PanicThreshold != cp.PanicThreshold)
+	add("health.passive_max_ejection_percent", op.MaxEjectionPercent != cp.MaxEjectionPercent)
 	add("[admin]", old.Admin != cur.Admin)
 	return keys
 }

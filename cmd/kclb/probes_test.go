@@ -345,6 +345,7 @@ func TestRestartOnlyChanges(t *testing.T) {
 		{"global.state_file", func(c *config.Config) { c.Global.StateFile = "/tmp/x" }},
 		{"health.passive_fails", func(c *config.Config) { c.Health.PassiveFails = 0 }},
 		{"health.panic_threshold", func(c *config.Config) { c.Health.PanicThreshold = 0.5 }},
+		{"health.passive_max_ejection_percent", func(c *config.Config) { c.Health.PassiveMaxEjectionPercent = 50 }},
 		{"[admin]", func(c *config.Config) { c.Admin.SocketGroup = "kclb" }},
 	} {
 		cur := *base
