@@ -87,6 +87,12 @@ type PoolOptions struct {
 	// emptying the pool. Zero means 34 (one of three servers, two of
 	// six); values above 100 mean 100.
 	MaxEjectionPercent int
+	// EjectionTime ends a passive ejection that no active check has
+	// looked at since (the server has no management address, or checks
+	// are off): the server is Up again, and a new streak of failures
+	// ejects it again. A checked server returns only after Rise passes.
+	// Zero means 30 s (Envoy's base_ejection_time); negative means never.
+	EjectionTime time.Duration
 	// OnAvailable is called on edges of "at least one server can take a
 	// new client" (the signal VRRP tracks). It is called with the pool's
 	// lock held: it must not call back into the pool. Nil means none.
@@ -120,6 +126,9 @@ func NewPool(specs []Spec, opts PoolOptions) (*Pool, error) {
 		opts.MaxEjectionPercent = DefaultMaxEjectionPercent
 	}
 	opts.MaxEjectionPercent = min(opts.MaxEjectionPercent, 100)
+	if opts.EjectionTime == 0 {
+		opts.EjectionTime = 30 * time.Second
+	}
 	p := &Pool{opts: opts}
 	list := make([]*Server, 0, len(specs))
 	seen := make(map[string]bool, len(specs))
@@ -225,7 +234,8 @@ func (p *Pool) ObserveSuccess(s *Server) {
 // response byte). After PassiveFails consecutive failures the server is
 // marked Down at once, unless MaxEjectionPercent of the servers are
 // passively ejected already or s is the last Up server taking new
-// clients; active checks bring it back. Other failures go to CountError.
+// clients; active checks bring it back, or EjectionTime when none runs.
+// Other failures go to CountError.
 func (p *Pool) ObserveFailure(s *Server, cause string) {
 	s.errors.Add(1)
 	if p.opts.PassiveFails < 0 {
@@ -249,6 +259,27 @@ func (p *Pool) ObserveFailure(s *Server, cause string) {
 	d.Passes = 0
 	p.setHealthLocked(s, HealthDown, d)
 	s.ejected.Store(true)
+	if p.opts.EjectionTime > 0 {
+		at := time.Now()
+		time.AfterFunc(p.opts.EjectionTime, func() { p.endEjection(s, at) })
+	}
+}
+
+// endEjection returns s to Up when it is still held out by the passive
+// ejection made at, no active check has reported on it since, and it is
+// still a member.
+func (p *Pool) endEjection(s *Server, at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !s.ejected.Load() || s.Health() != HealthDown || !slices.Contains(*p.servers.Load(), s) {
+		return
+	}
+	d := s.Detail()
+	if d.LastCheck.After(at) {
+		return // the checker watches it: Rise passes bring it back
+	}
+	d.Reason = fmt.Sprintf("passive ejection ended after %s without active checks", p.opts.EjectionTime)
+	p.setHealthLocked(s, HealthUp, d)
 }
 
 // mayEjectLocked reports whether passive ejection may take s out now:

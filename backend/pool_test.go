@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -253,5 +254,35 @@ func TestAcquireQueue(t *testing.T) {
 	s.Release()
 	if s.InFlight() != 0 {
 		t.Fatalf("in flight %d", s.InFlight())
+	}
+}
+
+// TestPassiveEjectionEndsWithoutChecks: a passively ejected server that
+// no active check watches is back after EjectionTime; one the checker
+// reported on since stays out until the checker brings it back.
+func TestPassiveEjectionEndsWithoutChecks(t *testing.T) {
+	p := newTestPool(t, 3, PoolOptions{PassiveFails: 1, EjectionTime: 20 * time.Millisecond, MaxEjectionPercent: 100})
+	a, b := p.Lookup("a"), p.Lookup("b")
+	p.ObserveFailure(a, "connect: refused")
+	p.ObserveFailure(b, "connect: refused")
+	if a.Health() != HealthDown || b.Health() != HealthDown {
+		t.Fatalf("a %v b %v, want both down", a.Health(), b.Health())
+	}
+	d := b.Detail()
+	d.LastCheck = time.Now().Add(time.Second) // the checker looked after the ejection
+	p.SetHealth(b, HealthDown, d)
+	deadline := time.Now().Add(5 * time.Second)
+	for a.Health() != HealthUp {
+		if time.Now().After(deadline) {
+			t.Fatalf("a still %v (%s)", a.Health(), a.Detail().Reason)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the pool: the timer has no signal
+	}
+	if r := a.Detail().Reason; !strings.Contains(r, "without active checks") {
+		t.Errorf("reason %q", r)
+	}
+	p.endEjection(b, time.Now()) // what b's timer does
+	if b.Health() != HealthDown {
+		t.Errorf("checked server b %v, want still down", b.Health())
 	}
 }
