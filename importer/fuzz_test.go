@@ -21,6 +21,7 @@ func FuzzParseHAProxy(f *testing.F) {
 	}
 	f.Add([]byte("global\n maxconn 1\nfrontend f\n bind :::443,1.2.3.4:80 ssl crt a.pem alpn h2\n redirect scheme https code 301 if x\n default_backend b\nbackend b\n cookie AUTH_SESSION_ID insert maxlife 1h\n default-server inter 3s fall 2 rise 1 port 9000 weight 10\n server \"a b\" ::1:8080 check weight 0 backup\n"))
 	f.Add([]byte("listen l\n bind *:80\n server s 1.2.3.4\n stats enable\n"))
+	f.Add([]byte("frontend f\n bind :443 ssl crt /a.pem\n bind :::443 v4v6 ssl crt /a.pem\n acl p path_beg /realms/\n acl i src 10.0.0.0/8 ::1 x\n http-request deny if !p !i\n http-request deny if { path_beg /admin } ! { src 1.2.3.4 } or x\n http-request deny unless {\nlisten stats\n bind 127.0.0.1:8404\n stats auth a:b\n"))
 	f.Add([]byte("frontend f\n http-response set-header X-A \"unterminated\n"))
 	f.Add([]byte("defaults\n timeout client 1d\n timeout check 999999999999s\n option httpchk\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -150,22 +150,24 @@ func (c *hapConv) backend(s Section, b *backendState) {
 			default:
 				path = a[3]
 				if a[2] != "GET" && a[2] != "HEAD" {
-					c.warn(l, "kclb checks with GET")
+					c.info(l, "kclb checks with GET")
 				}
 			}
 		case "http-check":
 			c.httpCheck(l, &path, &defs)
 		case "default-server":
 			if bad := c.serverOpts(l, a[1:], &defs); len(bad) > 0 {
-				c.warn(l, "option(s) %s not supported; not imported", strings.Join(bad, ", "))
+				c.fail(l, "option(s) %s not supported; not imported", strings.Join(bad, ", "))
 			}
 			if defs.maxconn > 0 {
 				c.out.backend.set("default_maxconn", tomlInt(defs.maxconn), "from "+c.from(l))
 			}
 		case "server":
 			servers = append(servers, l)
+		case "hash-type", "fullconn":
+			c.info(l, "kclb balances with least_request or round_robin; affinity keeps each login on one node")
 		default:
-			c.warn(l, msgNotMapped)
+			c.fail(l, msgNotMapped)
 		}
 	}
 
@@ -186,7 +188,7 @@ func (c *hapConv) backend(s Section, b *backendState) {
 	for _, l := range servers {
 		a := l.Args
 		if len(a) < 3 {
-			c.warn(l, "missing name or address; not imported")
+			c.fail(l, "missing name or address; not imported")
 			continue
 		}
 		o := defs
@@ -197,7 +199,7 @@ func (c *hapConv) backend(s Section, b *backendState) {
 		bad := c.serverOpts(l, a[3:], &o)
 		addr, port, err := haproxyServerAddr(a[2])
 		if err != nil {
-			c.warn(l, "%v; server not imported", err)
+			c.fail(l, "%v; server not imported", err)
 			continue
 		}
 		if port == "" {
@@ -206,26 +208,32 @@ func (c *hapConv) backend(s Section, b *backendState) {
 			c.warn(l, "no port: HAProxy used the client's destination port; kclb uses %s (Keycloak's default HTTP port)", addr)
 		}
 		var unsupported []string
+		skip := false
 		for _, k := range bad {
 			switch k {
 			case "backup":
-				c.warn(l, "kclb has no backup servers; this server gets traffic like the others (drain it with the admin API to keep it idle)")
+				c.fail(l, "kclb has no backup servers yet: as an ordinary server it would take its share of traffic at once, so it is left out of the configuration (add it as an ordinary [[backend.server]] only if it may)")
+				skip = true
 			case "disabled":
-				c.warn(l, "kclb starts every server enabled; disable it with `kclb disable` (the state persists in global.state_file)")
+				c.fail(l, "kclb has no disabled servers in its configuration: left out (add it, then `kclb maint %s` keeps it idle; the state persists in global.state_file)", a[1])
+				skip = true
 			case "ssl":
-				c.warn(l, "kclb talks plain HTTP to Keycloak's traffic port; terminate TLS at kclb only")
+				c.fail(l, "kclb talks plain HTTP to Keycloak's traffic port; terminate TLS at kclb only")
 			case "send-proxy", "send-proxy-v2":
-				c.warn(l, "kclb sends X-Forwarded-* headers, not the PROXY protocol (match Keycloak's proxy-headers)")
+				c.fail(l, "kclb sends X-Forwarded-* headers, not the PROXY protocol (match Keycloak's proxy-headers)")
 			default:
 				unsupported = append(unsupported, k)
 			}
 		}
 		if len(unsupported) > 0 {
-			c.warn(l, "server option(s) %s not supported; not imported", strings.Join(unsupported, ", "))
+			c.fail(l, "server option(s) %s not supported; not imported", strings.Join(unsupported, ", "))
+		}
+		if skip {
+			continue
 		}
 		name := sanitizeName(a[1])
 		if name != a[1] {
-			c.warn(l, "server name %q contains characters kclb does not allow; renamed %q", a[1], name)
+			c.info(l, "server name %q contains characters kclb does not allow; renamed %q", a[1], name)
 		}
 		t := newTable("backend.server", true)
 		t.note("from %s", c.from(l))
@@ -274,7 +282,7 @@ func (c *hapConv) backend(s Section, b *backendState) {
 			}
 		}
 		if o.weight == 0 && o.from["weight"] != "" {
-			c.warn(l, "weight 0 stops new traffic in HAProxy; kclb needs 1..1000 (use `kclb drain` instead); using 1")
+			c.fail(l, "weight 0 stops new traffic in HAProxy; kclb needs 1..1000 (use `kclb drain` instead); using 1")
 			o.weight = 1
 		}
 		if o.weight > 1000 {
@@ -398,7 +406,7 @@ func (c *hapConv) httpCheck(l Line, path *string, defs *srvOpts) {
 	switch {
 	case len(a) >= 3 && a[1] == "expect":
 		if strings.Join(a[2:], " ") != "status 200" {
-			c.warn(l, "kclb counts a server as ready when health.path answers 200; not imported")
+			c.fail(l, "kclb counts a server as ready when health.path answers 200; not imported")
 		}
 	case len(a) >= 2 && a[1] == "send":
 		for i := 2; i+1 < len(a); i += 2 {
@@ -415,13 +423,13 @@ func (c *hapConv) httpCheck(l Line, path *string, defs *srvOpts) {
 			defs.from["port"] = c.from(l)
 		}
 	default:
-		c.warn(l, msgNotMapped)
+		c.fail(l, msgNotMapped)
 	}
 }
 
 func (c *hapConv) balance(l Line) {
 	if len(l.Args) < 2 {
-		c.warn(l, "missing algorithm")
+		c.fail(l, "missing algorithm")
 		return
 	}
 	switch alg := l.Args[1]; {
@@ -439,7 +447,7 @@ func (c *hapConv) balance(l Line) {
 func (c *hapConv) cookie(l Line) bool {
 	a := l.Args
 	if len(a) < 2 {
-		c.warn(l, "missing cookie name")
+		c.fail(l, "missing cookie name")
 		return false
 	}
 	af := c.out.affinity
@@ -471,7 +479,7 @@ func (c *hapConv) cookie(l Line) bool {
 		}
 	}
 	if len(dropped) > 0 {
-		c.warn(l, "cookie option(s) %s not supported; not imported", strings.Join(dropped, ", "))
+		c.fail(l, "cookie option(s) %s not supported; not imported", strings.Join(dropped, ", "))
 	}
 	af.set("secret_file", tomlString("/etc/kclb/affinity.key"), "HMAC key, the same file on every edge node: head -c 32 /dev/urandom | base64 > /etc/kclb/affinity.key")
 	c.warn(l, "kclb signs the affinity cookie (HttpOnly, and Secure with SameSite=None on HTTPS) and needs a secret shared by all edge nodes: create /etc/kclb/affinity.key (affinity.secret_file); the per-server cookie values are not needed")
@@ -561,5 +569,5 @@ func (c *hapConv) relativePath(l Line, prefix string) {
 		public = append(public, prefix+p)
 	}
 	c.out.paths.set("public", tomlStrings(public), "Keycloak's public paths under "+prefix+", as in "+c.from(l))
-	c.warn(l, "the %s prefix means Keycloak runs with http-relative-path=%s (the management interface inherits it); paths.public and the health paths carry it", prefix, prefix)
+	c.info(l, "the %s prefix means Keycloak runs with http-relative-path=%s (the management interface inherits it); paths.public and the health paths carry it", prefix, prefix)
 }

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +33,20 @@ type hapConv struct {
 	// prefix is Keycloak's http-relative-path ("/auth") when the checks
 	// show one; "" otherwise.
 	prefix string
+
+	// acls are the ACL definitions of the section being converted.
+	acls map[string][]aclDef
+	// adminNets are the client networks access rules let reach the admin
+	// paths (adminFrom names the rules); publicPaths the prefixes a
+	// "deny if !public ..." rule left open to everyone.
+	adminNets   []netip.Prefix
+	adminFrom   []string
+	publicPaths []string
+	publicFrom  []strOrigin
+	deniedAll   []string
+	// binds are the listeners by normalised bind address, for merging
+	// dual-stack and repeated binds.
+	binds map[string]*table
 }
 
 type intOrigin struct {
@@ -47,13 +63,31 @@ func (c *hapConv) from(l Line) string {
 	return c.file + ":" + strconv.Itoa(l.Num) + " " + strings.Join(redact(l.Args), " ")
 }
 
-func (c *hapConv) warn(l Line, format string, args ...any) {
-	c.warnings = append(c.warnings, Warning{File: c.file, Line: l.Num, Directive: strings.Join(redact(l.Args), " "), Msg: fmt.Sprintf(format, args...)})
+// add records a message of severity sev about line l.
+func (c *hapConv) add(sev Severity, l Line, format string, args ...any) {
+	c.warnings = append(c.warnings, Warning{File: c.file, Line: l.Num, Directive: strings.Join(redact(l.Args), " "), Severity: sev, Msg: fmt.Sprintf(format, args...)})
+}
+
+// warn: l was translated, with a change in behaviour to know about.
+func (c *hapConv) warn(l Line, format string, args ...any) { c.add(Warn, l, format, args...) }
+
+// fail: l could not be translated; its meaning would be lost.
+func (c *hapConv) fail(l Line, format string, args ...any) { c.add(Error, l, format, args...) }
+
+// info: l needs nothing in kclb (handled elsewhere, or by default).
+func (c *hapConv) info(l Line, format string, args ...any) { c.add(Note, l, format, args...) }
+
+func (c *hapConv) addSection(sev Severity, s Section, format string, args ...any) {
+	d := strings.TrimSpace(s.Kind + " " + s.Name)
+	c.warnings = append(c.warnings, Warning{File: c.file, Line: s.Line, Directive: d, Severity: sev, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (c *hapConv) warnSection(s Section, format string, args ...any) {
-	d := strings.TrimSpace(s.Kind + " " + s.Name)
-	c.warnings = append(c.warnings, Warning{File: c.file, Line: s.Line, Directive: d, Msg: fmt.Sprintf(format, args...)})
+	c.addSection(Warn, s, format, args...)
+}
+
+func (c *hapConv) failSection(s Section, format string, args ...any) {
+	c.addSection(Error, s, format, args...)
 }
 
 const msgNotMapped = "no kclb equivalent; not imported"
@@ -62,6 +96,7 @@ func (c *hapConv) convert(h *HAProxy) {
 	c.certs = make(map[string]bool)
 	c.listenerNames = make(map[string]bool)
 	c.headersSet = make(map[string]bool)
+	c.binds = make(map[string]*table)
 	var proxies, backends []Section
 	for _, s := range h.Sections {
 		switch s.Kind {
@@ -83,15 +118,15 @@ func (c *hapConv) convert(h *HAProxy) {
 			backends = append(backends, s)
 		case "":
 			for _, l := range s.Lines {
-				c.warn(l, "directive outside any section; not imported")
+				c.fail(l, "directive outside any section; not imported")
 			}
 		default:
-			c.warnSection(s, "%s sections have no kclb equivalent; not imported", s.Kind)
+			c.failSection(s, "%s sections have no kclb equivalent; not imported", s.Kind)
 		}
 	}
 	for _, s := range proxies {
-		if isStats(s) {
-			c.warnSection(s, "the stats page is replaced by the admin socket ([admin] socket, `kclb status`); kclb never serves it publicly")
+		if isStats(s) && !hasServers(s) {
+			c.statsSection(s)
 			continue
 		}
 		c.proxySection(s, true, hasServers(s))
@@ -99,19 +134,19 @@ func (c *hapConv) convert(h *HAProxy) {
 	for _, s := range backends {
 		switch {
 		case c.backendDone && s.Name != c.defaultBackend:
-			c.warnSection(s, "kclb proxies to one Keycloak cluster; only the default backend is imported")
+			c.failSection(s, "kclb proxies to one Keycloak cluster; only the default backend is imported")
 		case c.defaultBackend == "" || s.Name == c.defaultBackend:
 			c.proxySection(s, false, true)
 		default:
-			c.warnSection(s, "not the frontend's default_backend %q; not imported", c.defaultBackend)
+			c.failSection(s, "not the frontend's default_backend %q; not imported", c.defaultBackend)
 		}
 	}
 	if !c.backendDone {
-		c.warnings = append(c.warnings, Warning{File: c.file, Msg: "no backend with servers found; add [[backend.server]] entries"})
+		c.warnings = append(c.warnings, Warning{File: c.file, Severity: Error, Msg: "no backend with servers found; add [[backend.server]] entries"})
 	}
 	c.finishGlobal()
 	c.finishHeaders()
-	c.pathsWarning()
+	c.finishPaths()
 }
 
 // isStats reports whether s is a stats page section.
@@ -141,17 +176,28 @@ func (c *hapConv) globalLine(l Line) {
 			c.globalMaxconn = &intOrigin{n, c.from(l)}
 		}
 	case "daemon", "master-worker":
-		c.warn(l, "handled by systemd: kclb runs in the foreground under Type=notify (deploy/kclb.service)")
+		c.info(l, "handled by systemd: kclb runs in the foreground under Type=notify (deploy/kclb.service)")
 	case "chroot":
-		c.warn(l, "handled by systemd: the unit's sandbox (ProtectSystem=strict, PrivateTmp=yes) replaces the chroot")
+		c.info(l, "handled by systemd: the unit's sandbox (ProtectSystem=strict, PrivateTmp=yes) replaces the chroot")
 	case "user", "group", "uid", "gid":
-		c.warn(l, "handled by systemd: the unit runs kclb as user and group kclb")
+		c.info(l, "handled by systemd: the unit runs kclb as user and group kclb")
 	case "pidfile":
-		c.warn(l, "handled by systemd: it tracks the main process itself")
+		c.info(l, "handled by systemd: it tracks the main process itself")
 	case "nbthread", "nbproc", "cpu-map":
-		c.warn(l, "kclb uses every CPU; limit it with the unit's CPUAffinity= or CPUQuota=")
+		c.info(l, "kclb uses every CPU; limit it with the unit's CPUAffinity= or CPUQuota=")
 	case "log":
-		c.warn(l, "kclb logs to stderr, which systemd's journal collects (global.log_format, global.log_level)")
+		c.logLine(l)
+	case "hard-stop-after":
+		if len(a) > 1 {
+			if d, err := parseHAProxyTime(a[1]); err == nil && d > 0 {
+				c.out.global.set("shutdown_grace", tomlDur(d), "from "+c.from(l))
+				c.warn(l, "requests in flight get global.shutdown_grace at shutdown; raise TimeoutStopSec in the unit (systemctl edit kclb) above it")
+				return
+			}
+		}
+		c.fail(l, "not a time; not imported")
+	case "spread-checks", "server-state-file", "server-state-base", "ssl-server-verify", "ca-base", "h1-case-adjust", "max-spread-checks", "busy-polling", "maxsslconn", "maxconnrate", "maxsessrate", "maxpipes", "ulimit-n", "node", "description", "strict-limits", "quiet", "zero-warning", "noepoll", "nopoll", "nosplice", "nogetaddrinfo", "noreuseport":
+		c.info(l, "nothing to set in kclb (it spreads its checks, keeps admin states in global.state_file, talks plain HTTP to Keycloak and sizes itself)")
 	case "stats":
 		c.statsGlobal(l)
 	case "crt-base":
@@ -163,19 +209,37 @@ func (c *hapConv) globalLine(l Line) {
 	case "ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites", "ssl-default-bind-curves", "tune.ssl.default-dh-param":
 		c.warn(l, "Go's TLS stack chooses cipher suites and curves; only tls.min_version can be set")
 	default:
-		c.warn(l, msgNotMapped)
+		if strings.HasPrefix(a[0], "tune.") {
+			c.info(l, "kclb sizes its buffers and limits itself (limits.* for header sizes)")
+			return
+		}
+		c.fail(l, msgNotMapped)
 	}
+}
+
+// logLine handles "log TARGET ...": the journal takes kclb's logs.
+func (c *hapConv) logLine(l Line) {
+	if len(l.Args) > 1 {
+		switch t := l.Args[1]; {
+		case t == "global" || t == "stdout" || t == "stderr" || t == "/dev/log" || strings.HasPrefix(t, "/run/") || strings.HasPrefix(t, "/var/run/"):
+			c.info(l, "kclb logs to stderr, which systemd's journal collects (global.log_format, global.log_level, global.access_log)")
+		default:
+			c.warn(l, "kclb logs to stderr, which systemd's journal collects; send them on to %s with the journal's syslog forwarding (ForwardToSyslog= and rsyslog)", t)
+		}
+		return
+	}
+	c.info(l, "kclb logs to the journal")
 }
 
 // statsGlobal maps "stats socket PATH [mode M] [level L] ..." onto [admin].
 func (c *hapConv) statsGlobal(l Line) {
 	a := l.Args
 	if len(a) < 3 || a[1] != "socket" {
-		c.warn(l, "the admin socket has no idle timeout or other settings; not imported")
+		c.info(l, "the admin socket has no idle timeout or other settings; not imported")
 		return
 	}
 	if !strings.HasPrefix(a[2], "/") {
-		c.warn(l, "kclb's admin API listens on a Unix socket, or on admin.tcp with a bearer token (admin.token_file); not imported")
+		c.fail(l, "kclb's admin API listens on a Unix socket, or on admin.tcp with a bearer token (admin.token_file); not imported")
 		return
 	}
 	ad := c.out.admin
@@ -227,7 +291,7 @@ func (c *hapConv) setMinTLS(l Line, v string) {
 // say whether its frontend and backend directives are imported.
 func (c *hapConv) proxySection(s Section, fe, be bool) {
 	if be && c.backendDone {
-		c.warnSection(s, "kclb proxies to one Keycloak cluster; the servers of this section are not imported")
+		c.failSection(s, "kclb proxies to one Keycloak cluster; the servers of this section are not imported")
 		be = false
 	}
 	var (
@@ -237,6 +301,12 @@ func (c *hapConv) proxySection(s Section, fe, be bool) {
 	)
 	if be {
 		b.lines = append(b.lines, c.defaultsBackend...)
+	}
+	c.acls = make(map[string][]aclDef)
+	for _, l := range s.Lines {
+		if l.Args[0] == "acl" && len(l.Args) > 2 {
+			c.acls[l.Args[1]] = append(c.acls[l.Args[1]], parseACLCriterion(l, l.Args[2:]))
+		}
 	}
 	for _, l := range s.Lines {
 		switch k := l.Args[0]; {
@@ -249,7 +319,7 @@ func (c *hapConv) proxySection(s Section, fe, be bool) {
 		case isBackendKeyword(l) || k == "bind" || k == "redirect":
 			// Belongs to the part of a listen section not imported.
 			if k == "server" {
-				c.warn(l, "not imported (only one backend is)")
+				c.fail(l, "not imported (only one backend is)")
 			}
 		default:
 			c.proxyLine(s, l, fe, be)
@@ -282,7 +352,7 @@ func (c *hapConv) proxyLine(s Section, l Line, fe, be bool) {
 	switch a[0] {
 	case "mode":
 		if len(a) > 1 && a[1] != "http" {
-			c.warn(l, "kclb proxies HTTP only")
+			c.fail(l, "kclb proxies HTTP only")
 		}
 	case "timeout":
 		c.timeout(l)
@@ -297,25 +367,35 @@ func (c *hapConv) proxyLine(s Section, l Line, fe, be bool) {
 			c.feMaxconn = append(c.feMaxconn, intOrigin{n, c.from(l)})
 		}
 	case "log":
-		c.warn(l, "kclb logs to stderr, which systemd's journal collects (global.log_format, global.log_level)")
+		c.logLine(l)
 	case "stats":
-		c.warn(l, "the stats page is replaced by the admin socket ([admin] socket, `kclb status`); kclb never serves it publicly")
+		c.fail(l, "stats outside a stats section; kclb serves its stats page on the admin listener (admin.tcp), not on a public one")
 	case "default_backend":
 		if len(a) > 1 && c.defaultBackend == "" {
 			c.defaultBackend = a[1]
 		} else if len(a) > 1 && a[1] != c.defaultBackend {
-			c.warn(l, "kclb proxies to one Keycloak cluster; backend %q is not imported", a[1])
+			c.fail(l, "kclb proxies to one Keycloak cluster; backend %q is not imported", a[1])
 		}
 	case "use_backend":
-		c.warn(l, "kclb proxies to one Keycloak cluster; content switching is not imported")
+		c.fail(l, "kclb proxies to one Keycloak cluster; content switching is not imported")
 	case "http-response":
 		c.httpResponse(l)
 	case "http-request":
 		c.httpRequest(l)
 	case "acl":
-		c.warn(l, "kclb has no ACLs; which paths are public is set in [paths]")
+		c.info(l, "an ACL is imported with the access rules that use it; each rule's message says whether it was")
+	case "block":
+		c.denyRule(l, a[1:])
+	case "stick-table", "stick", "tcp-request", "tcp-response", "http-after-response":
+		c.fail(l, "kclb has no stick tables, per-client counters or TCP rules (rate limiting, connection filtering); not imported")
+	case "compression", "errorfile", "errorloc", "errorloc302", "errorloc303", "http-error", "errorfiles":
+		c.fail(l, "kclb passes Keycloak's responses through unchanged (no compression or custom error pages); not imported")
+	case "capture", "unique-id-format", "unique-id-header", "log-format", "log-tag", "declare", "description", "id":
+		c.info(l, "kclb's access log has a fixed schema (global.access_log) with a request id of its own")
+	case "http-reuse", "fullconn", "hash-type", "http-check-state":
+		c.info(l, "kclb pools and reuses its connections to Keycloak itself")
 	default:
-		c.warn(l, msgNotMapped)
+		c.fail(l, msgNotMapped)
 	}
 }
 
@@ -332,17 +412,21 @@ var timeoutKeys = map[string][2]string{
 func (c *hapConv) timeout(l Line) {
 	a := l.Args
 	if len(a) < 3 {
-		c.warn(l, "missing value")
+		c.fail(l, "missing value")
 		return
 	}
 	k, ok := timeoutKeys[a[1]]
+	if !ok && (a[1] == "tunnel" || a[1] == "client-fin" || a[1] == "server-fin" || a[1] == "tarpit") {
+		c.info(l, "Keycloak needs no tunnels (WebSockets); kclb ends idle connections after timeouts.client, timeouts.server and timeouts.keep_alive")
+		return
+	}
 	if !ok {
-		c.warn(l, msgNotMapped)
+		c.fail(l, msgNotMapped)
 		return
 	}
 	d, err := parseHAProxyTime(a[2])
 	if err != nil || d <= 0 {
-		c.warn(l, "%q is not a positive HAProxy time; not imported", a[2])
+		c.fail(l, "%q is not a positive HAProxy time; not imported", a[2])
 		return
 	}
 	t := c.out.timeouts
@@ -384,7 +468,7 @@ func (c *hapConv) option(l Line) {
 		a = a[1:]
 	}
 	if len(a) < 2 || a[0] != "option" {
-		c.warn(l, msgNotMapped)
+		c.fail(l, msgNotMapped)
 		return
 	}
 	switch a[1] {
@@ -399,7 +483,7 @@ func (c *hapConv) option(l Line) {
 	case "http-server-close", "http-keep-alive", "httpclose", "http-pretend-keepalive", "http-buffer-request":
 		c.out.global.note("%s: kclb keeps client and backend connections alive (timeouts.keep_alive, timeouts.backend_idle)", c.from(l))
 	default:
-		c.warn(l, msgNotMapped)
+		c.fail(l, msgNotMapped)
 	}
 }
 
@@ -419,11 +503,12 @@ var bindArgOptions = map[string]bool{
 func (c *hapConv) bind(l Line) []*table {
 	a := l.Args
 	if len(a) < 2 {
-		c.warn(l, "missing address")
+		c.fail(l, "missing address")
 		return nil
 	}
 	var (
 		tls, h2 bool
+		mtls    bool // a client-certificate option was reported
 		crts    []string
 		bad     []string
 	)
@@ -450,18 +535,29 @@ func (c *hapConv) bind(l Line) []*table {
 			h2 = strings.Contains(","+arg+",", ",h2,")
 		case "ssl-min-ver":
 			c.setMinTLS(l, arg)
-		case "no-sslv3", "no-tlsv10", "no-tlsv11", "v4v6":
+		case "no-sslv3", "no-tlsv10", "no-tlsv11", "v4v6", "v6only":
+		case "accept-proxy", "accept-netscaler-cip":
+			c.fail(l, "kclb does not accept the PROXY protocol (%s): a load balancer in front must forward plain TCP, and kclb sees its address as the client's; not imported", o)
+		case "ca-file", "verify", "crl-file", "ca-verify-file", "ca-ignore-err", "crt-ignore-err":
+			if !mtls {
+				c.fail(l, "kclb does not ask clients for certificates (mTLS, %s %s): Keycloak's X.509 client-certificate authenticator behind kclb would get none; not imported", o, arg)
+			}
+			mtls = true
+		case "name", "process", "thread", "nice", "id", "defer-accept", "tfo", "backlog", "maxconn", "level", "severity-output", "label":
+			// Tuning and naming: nothing kclb needs.
+		case "ciphers", "ciphersuites", "curves", "ecdhe", "sigalgs", "client-sigalgs", "prefer-client-ciphers", "no-tls-tickets", "npn", "strict-sni":
+			c.warn(l, "Go's TLS stack chooses cipher suites, curves and session tickets (%s is not imported); only tls.min_version can be set", o)
 		default:
 			bad = append(bad, o)
 		}
 	}
 	if len(bad) > 0 {
-		c.warn(l, "bind option(s) %s not supported; not imported", strings.Join(bad, ", "))
+		c.fail(l, "bind option(s) %s not supported; not imported", strings.Join(bad, ", "))
 	}
 	if tls {
 		for _, crt := range crts {
 			if strings.HasSuffix(crt, "/") {
-				c.warn(l, "crt %s is a directory; kclb needs one [[tls.certificate]] per certificate file", crt)
+				c.fail(l, "crt %s is a directory; kclb needs one [[tls.certificate]] per certificate file", crt)
 				continue
 			}
 			if c.certs[crt] {
@@ -475,14 +571,28 @@ func (c *hapConv) bind(l Line) []*table {
 			c.out.certs = append(c.out.certs, t)
 		}
 		if len(crts) == 0 {
-			c.warn(l, "ssl without crt; add a [[tls.certificate]]")
+			c.fail(l, "ssl without crt; add a [[tls.certificate]]")
 		}
 	}
 	var out []*table
 	for _, addr := range strings.Split(a[1], ",") {
 		bindAddr, port, err := haproxyBindAddr(addr)
 		if err != nil {
-			c.warn(l, "%v; not imported", err)
+			c.fail(l, "%v; not imported", err)
+			continue
+		}
+		// Go's wildcard listener accepts IPv4 and IPv6: "*:443", "0.0.0.0:443",
+		// ":::443" and "[::]:443 v4v6" are all one ":443" listener.
+		if h, _, _ := net.SplitHostPort(bindAddr); h == "" || h == "0.0.0.0" || h == "::" {
+			bindAddr = ":" + port
+		}
+		if t, dup := c.binds[bindAddr]; dup {
+			if (t.vals["tls"].val == "true") != tls {
+				c.fail(l, "binds %s like the listener %s with TLS %v; kclb listens once per address; not imported", bindAddr, strings.Trim(t.vals["name"].val, `"`), !tls)
+				continue
+			}
+			c.info(l, "the same listener as %s: kclb's %q accepts IPv4 and IPv6", t.notes[0][len("from "):], bindAddr)
+			out = append(out, t)
 			continue
 		}
 		name := "http"
@@ -509,6 +619,7 @@ func (c *hapConv) bind(l Line) []*table {
 			t.set("http2", tomlBool(true), cm)
 		}
 		c.out.listeners = append(c.out.listeners, t)
+		c.binds[bindAddr] = t
 		out = append(out, t)
 	}
 	return out
@@ -549,7 +660,7 @@ func (c *hapConv) redirect(l Line, listeners []*table) {
 		a = a[1:]
 	}
 	if len(a) < 3 || a[1] != "scheme" || a[2] != "https" {
-		c.warn(l, "kclb only redirects whole plain listeners to https (listener.redirect_https); not imported")
+		c.fail(l, "kclb only redirects whole plain listeners to https (listener.redirect_https); not imported")
 		return
 	}
 	cond := strings.Join(a[3:], " ")
@@ -561,7 +672,7 @@ func (c *hapConv) redirect(l Line, listeners []*table) {
 	switch cond {
 	case "", "if !{ ssl_fc }", "unless { ssl_fc }":
 	default:
-		c.warn(l, "condition %q dropped: kclb redirects every request on a plain listener with redirect_https", cond)
+		c.fail(l, "condition %q dropped: kclb redirects every request on a plain listener with redirect_https", cond)
 	}
 	tlsPort := 0
 	for _, t := range c.out.listeners {
@@ -587,7 +698,7 @@ func (c *hapConv) redirect(l Line, listeners []*table) {
 		n++
 	}
 	if n == 0 {
-		c.warn(l, "no plain listener in this section to redirect")
+		c.info(l, "no plain listener in this section to redirect")
 	}
 }
 
@@ -602,7 +713,7 @@ var headerKeys = map[string]string{
 func (c *hapConv) httpResponse(l Line) {
 	a := l.Args
 	if len(a) < 2 || (a[1] != "set-header" && a[1] != "add-header") || len(a) < 4 {
-		c.warn(l, "kclb only adds the security headers of [headers]; not imported")
+		c.fail(l, "kclb only adds the security headers of [headers]; not imported")
 		return
 	}
 	name, value, cond := a[2], a[3], strings.Join(a[4:], " ")
@@ -610,17 +721,17 @@ func (c *hapConv) httpResponse(l Line) {
 	key, ok := headerKeys[lower]
 	switch {
 	case lower == "x-xss-protection":
-		c.warn(l, "X-XSS-Protection is obsolete (browsers removed the XSS auditor); not imported")
+		c.info(l, "X-XSS-Protection is obsolete (browsers removed the XSS auditor); not imported")
 		return
 	case !ok:
-		c.warn(l, "kclb adds only Strict-Transport-Security, X-Content-Type-Options, Referrer-Policy and X-Frame-Options; not imported")
+		c.fail(l, "kclb adds only Strict-Transport-Security, X-Content-Type-Options, Referrer-Policy and X-Frame-Options; not imported")
 		return
 	case strings.Contains(value, "%["):
-		c.warn(l, "log-format expressions in header values are not supported; not imported")
+		c.fail(l, "log-format expressions in header values are not supported; not imported")
 		return
 	}
 	if cond != "" && !(key == "hsts" && (cond == "if { ssl_fc }" || cond == "if { ssl_fc } ")) {
-		c.warn(l, "condition %q dropped", cond)
+		c.fail(l, "condition %q dropped", cond)
 	}
 	h := c.out.headers
 	cm := "from " + c.from(l) + " (added only when Keycloak did not set it)"
@@ -641,22 +752,160 @@ func (c *hapConv) httpResponse(l Line) {
 
 func (c *hapConv) httpRequest(l Line) {
 	a := l.Args
-	if len(a) >= 3 && (a[1] == "set-header" || a[1] == "add-header" || a[1] == "del-header") &&
-		strings.HasPrefix(strings.ToLower(a[2]), "x-forwarded-") {
-		c.warn(l, "kclb sets X-Forwarded-For/-Proto/-Host/-Port itself (backend.proxy_headers) and replaces them for clients outside backend.trusted_proxies; not imported")
+	if len(a) < 2 {
+		c.fail(l, msgNotMapped)
 		return
 	}
-	c.warn(l, msgNotMapped)
+	switch a[1] {
+	case "deny", "reject", "tarpit", "auth":
+		if a[1] == "auth" {
+			c.fail(l, "kclb asks no password in front of Keycloak; not imported")
+			return
+		}
+		c.denyRule(l, a[2:])
+		return
+	case "set-header", "add-header", "del-header", "replace-header":
+		if len(a) < 3 {
+			break
+		}
+		name := strings.ToLower(a[2])
+		switch {
+		case a[1] == "del-header" && strippedHeader(name):
+			c.info(l, "kclb removes %s from every request of a client outside backend.trusted_proxies (all clients by default), like the forwarding, tracing and client-certificate headers", a[2])
+			return
+		case strings.HasPrefix(name, "x-forwarded-"):
+			c.info(l, "kclb sets X-Forwarded-For/-Proto/-Host/-Port itself (backend.proxy_headers) and replaces them for clients outside backend.trusted_proxies")
+			return
+		case a[1] != "del-header" && (strings.HasPrefix(name, "ssl-client-") || strings.HasPrefix(name, "ssl_client_") || strings.Contains(name, "client-cert") || strings.Contains(name, "client_cert")):
+			c.fail(l, "kclb passes no client certificate to Keycloak (it asks clients for none, and removes such headers from them); not imported")
+			return
+		case name == "x-real-ip" || name == "forwarded":
+			c.warn(l, "kclb removes %s from clients and sends the client address as X-Forwarded-For (backend.proxy_headers = \"xforwarded\", what Keycloak's proxy-headers=xforwarded reads); not sent", a[2])
+			return
+		}
+	case "redirect":
+		return // handled with the section's listeners
+	case "track-sc0", "track-sc1", "track-sc2", "sc-inc-gpc0", "sc-inc-gpc1", "sc-set-gpt0":
+		c.fail(l, "kclb has no stick tables or per-client counters (rate limiting); not imported")
+		return
+	case "set-log-level", "capture", "set-var", "unset-var", "set-mark", "set-tos", "set-nice":
+		c.fail(l, "kclb has no per-request variables or log levels; not imported")
+		return
+	}
+	c.fail(l, msgNotMapped)
+}
+
+// strippedHeader reports whether kclb removes the request header name
+// (lower case) from clients outside backend.trusted_proxies; the list
+// follows proxy/edge.go (untrustedHeader).
+func strippedHeader(name string) bool {
+	switch name {
+	case "forwarded", "x-real-ip", "traceparent", "tracestate", "baggage", "b3", "uber-trace-id", "x-ot-span-context":
+		return true
+	}
+	for _, p := range []string{"x-forwarded-", "x-original-", "x-b3-", "ssl-client-", "cert-chain", "client-cert", "x-client-cert", "x-ssl-"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// statsSection maps a "listen stats" section onto kclb's admin TCP
+// listener, which serves the stats page (/stats) and /metrics.
+func (c *hapConv) statsSection(s Section) {
+	ad := c.out.admin
+	for _, l := range s.Lines {
+		a := l.Args
+		switch a[0] {
+		case "bind":
+			if len(a) < 2 {
+				c.fail(l, "missing address")
+				continue
+			}
+			if ad.has("tcp") {
+				c.fail(l, "kclb has one admin TCP listener (admin.tcp); not imported")
+				continue
+			}
+			addr, _, err := haproxyBindAddr(strings.Split(a[1], ",")[0])
+			if err != nil {
+				c.fail(l, "%v; not imported", err)
+				continue
+			}
+			if len(a) > 2 && !slices.Equal(a[2:], []string{"v4v6"}) {
+				c.fail(l, "bind options %s: kclb's admin listener speaks plain HTTP with a bearer token; not imported", strings.Join(a[2:], " "))
+			}
+			ad.set("tcp", tomlString(addr), "stats page and metrics, from "+c.from(l))
+			ad.set("token_file", tomlString("/etc/kclb/admin.token"), "bearer token for changes over admin.tcp: head -c 32 /dev/urandom | base64 > /etc/kclb/admin.token")
+			c.warn(l, "kclb's admin listener (admin.tcp) serves the stats page at /stats and metrics at /metrics, readable without a token; changes (drain, ready, maint, reload) need the bearer token: create /etc/kclb/admin.token (admin.token_file)")
+		case "stats":
+			sub := ""
+			if len(a) > 1 {
+				sub = a[1]
+			}
+			switch sub {
+			case "enable", "refresh", "show-legends", "show-node", "show-desc", "hide-version", "realm":
+				c.info(l, "kclb's stats page needs no setting (it refreshes itself)")
+			case "uri":
+				if len(a) > 2 && a[2] != "/stats" && a[2] != "/" {
+					c.warn(l, "kclb serves the stats page at /stats (and /) on admin.tcp, not at %s", a[2])
+				} else {
+					c.info(l, "kclb serves the stats page at /stats on admin.tcp")
+				}
+			case "auth":
+				c.warn(l, "kclb's stats page and metrics are readable without a password; bind admin.tcp to a management address only (not a public one) if the page was private; changes need the bearer token")
+			case "admin":
+				c.warn(l, "HAProxy let anyone reaching the page change servers; kclb's page changes them only with the bearer token (open /stats#token=TOKEN)")
+			default:
+				c.fail(l, msgNotMapped)
+			}
+		case "mode", "timeout", "log", "option", "maxconn", "no":
+			c.info(l, "part of the stats section; kclb's admin listener needs no setting")
+		default:
+			c.fail(l, msgNotMapped)
+		}
+	}
+}
+
+// finishPaths writes [paths] from the access rules, and says what kclb
+// exposes.
+func (c *hapConv) finishPaths() {
+	p := c.prefix
+	pt := c.out.paths
+	if len(c.publicPaths) > 0 {
+		var froms []string
+		for _, f := range c.publicFrom {
+			froms = append(froms, f.from)
+		}
+		pt.set("public", tomlStrings(c.publicPaths), "the paths "+strings.Join(froms, "; ")+" left open to everyone")
+	}
+	if len(c.adminNets) > 0 {
+		var nets []string
+		for _, n := range c.adminNets {
+			nets = append(nets, n.String())
+		}
+		pt.set("admin_networks", tomlStrings(nets), "the networks "+strings.Join(c.adminFrom, "; ")+" let through")
+		msg := "the access rules were translated: " + p + "/admin/ is served only to paths.admin_networks " + strings.Join(nets, ", ")
+		if len(c.publicPaths) > 0 {
+			msg += "; other paths outside paths.public (such as " + p + "/metrics and " + p + "/health) are blocked for every client, where HAProxy let those networks reach them"
+		}
+		if p != "" {
+			msg += "; with http-relative-path " + p + " check that " + p + "/admin/ reaches Keycloak from those networks"
+		}
+		c.warnings = append(c.warnings, Warning{File: c.file, Severity: Warn, Msg: msg})
+		return
+	}
+	c.warnings = append(c.warnings, Warning{File: c.file, Severity: Warn, Msg: "every path was proxied; kclb serves only " + p + "/realms/, " + p + "/resources/ and " + p + "/.well-known/ publicly and " + p + "/admin/ only to paths.admin_networks (default 127.0.0.0/8 and ::1): add your administrators' networks there"})
 }
 
 func (c *hapConv) intArg(l Line, i int) (int, bool) {
 	if i >= len(l.Args) {
-		c.warn(l, "missing value; not imported")
+		c.fail(l, "missing value; not imported")
 		return 0, false
 	}
 	n, err := strconv.Atoi(l.Args[i])
 	if err != nil || n < 0 {
-		c.warn(l, "%q is not a number; not imported", l.Args[i])
+		c.fail(l, "%q is not a number; not imported", l.Args[i])
 		return 0, false
 	}
 	return n, true
@@ -703,11 +952,4 @@ func (c *hapConv) finishHeaders() {
 		}
 	}
 	reorder(c.out.headers, order)
-}
-
-// pathsWarning says that kclb, unlike the imported configuration,
-// filters paths.
-func (c *hapConv) pathsWarning() {
-	p := c.prefix
-	c.warnings = append(c.warnings, Warning{File: c.file, Msg: "every path was proxied; kclb serves only " + p + "/realms/, " + p + "/resources/ and " + p + "/.well-known/ publicly and " + p + "/admin/ only to paths.admin_networks (default 127.0.0.0/8 and ::1): add your administrators' networks there"})
 }

@@ -24,9 +24,18 @@ func (c *kaConv) from(n *Node) string {
 	return c.file + ":" + strconv.Itoa(n.Line) + " " + strings.Join(redact(n.Args), " ")
 }
 
-func (c *kaConv) warn(n *Node, format string, args ...any) {
-	c.warnings = append(c.warnings, Warning{File: c.file, Line: n.Line, Directive: strings.Join(redact(n.Args), " "), Msg: fmt.Sprintf(format, args...)})
+func (c *kaConv) add(sev Severity, n *Node, format string, args ...any) {
+	c.warnings = append(c.warnings, Warning{File: c.file, Line: n.Line, Directive: strings.Join(redact(n.Args), " "), Severity: sev, Msg: fmt.Sprintf(format, args...)})
 }
+
+// warn: n was translated, with a change in behaviour to know about.
+func (c *kaConv) warn(n *Node, format string, args ...any) { c.add(Warn, n, format, args...) }
+
+// fail: n could not be translated; its meaning would be lost.
+func (c *kaConv) fail(n *Node, format string, args ...any) { c.add(Error, n, format, args...) }
+
+// info: n needs nothing in kclb.
+func (c *kaConv) info(n *Node, format string, args ...any) { c.add(Note, n, format, args...) }
 
 func (c *kaConv) convert(nodes []*Node) {
 	c.scripts = make(map[string]*Node)
@@ -47,18 +56,18 @@ func (c *kaConv) convert(nodes []*Node) {
 		case "vrrp_instance":
 			c.instance(n)
 		case "virtual_server", "virtual_server_group":
-			c.warn(n, "kclb is the load balancer; LVS virtual servers are not imported")
+			c.fail(n, "kclb is the load balancer; LVS virtual servers are not imported")
 		case "vrrp_sync_group":
-			c.warn(n, "kclb has no sync groups: give instances that must move together the same priorities; not imported")
+			c.fail(n, "kclb has no sync groups: give instances that must move together the same priorities; not imported")
 		case "include":
-			c.warn(n, "included files are not read; import them separately")
+			c.fail(n, "included files are not read; import them separately")
 		default:
-			c.warn(n, msgNotMapped)
+			c.fail(n, msgNotMapped)
 		}
 	}
 	for name, s := range c.scripts {
 		if s != nil {
-			c.warn(s, "vrrp_script %s is tracked by no instance; not imported", name)
+			c.info(s, "vrrp_script %s is tracked by no instance; not imported", name)
 		}
 	}
 }
@@ -75,11 +84,11 @@ func (c *kaConv) globalDefs(n *Node) {
 		case "vrrp_garp_master_repeat", "vrrp_garp_master_delay", "vrrp_garp_master_refresh":
 			c.garp[d.Keyword()] = d
 		case "enable_script_security", "script_user":
-			c.warn(d, "notify commands run as kclb's user (kclb), without a shell")
+			c.info(d, "notify commands run as kclb's user (kclb), without a shell")
 		case "notification_email", "notification_email_from", "smtp_server", "smtp_connect_timeout":
 			c.warn(d, "kclb sends no mail; alert on its metrics or notify_* commands instead")
 		default:
-			c.warn(d, msgNotMapped)
+			c.fail(d, msgNotMapped)
 		}
 	}
 }
@@ -145,11 +154,15 @@ func (c *kaConv) instance(n *Node) {
 		case "virtual_ipaddress":
 			c.vips(t, d)
 		case "virtual_ipaddress_excluded", "virtual_routes", "virtual_rules":
-			c.warn(d, "kclb manages only the virtual addresses (vips); not imported")
+			c.fail(d, "kclb manages only the virtual addresses (vips); not imported")
 		case "unicast_peer":
 			c.unicastPeers(t, d)
 		case "unicast_src_ip":
-			c.warn(d, "kclb sends from the interface's primary address; not imported")
+			if a, err := netip.ParseAddr(arg); err == nil && a.Unmap().Is4() {
+				t.set("source_address", tomlString(a.Unmap().String()), "from "+c.from(d))
+			} else {
+				c.fail(d, "%q is not an IPv4 address; not imported", arg)
+			}
 		case "nopreempt":
 			t.set("preempt", tomlBool(false), "from "+c.from(d))
 		case "preempt_delay":
@@ -161,17 +174,17 @@ func (c *kaConv) instance(n *Node) {
 				t.set(d.Keyword(), tomlString(strings.Join(a[1:], " ")), "from "+c.from(d))
 			}
 		case "notify", "notify_stop":
-			c.warn(d, "kclb runs notify_master, notify_backup and notify_fault only; not imported")
+			c.fail(d, "kclb runs notify_master, notify_backup and notify_fault only; not imported")
 		case "garp_master_repeat", "garp_master_delay", "garp_master_refresh":
 			c.garpLine(t, d, d.Keyword())
 		case "track_script":
 			tracks = append(tracks, d) // after priority is known
 		case "track_interface":
-			c.warn(d, "kclb does not watch interfaces; not imported")
+			c.trackInterface(t, d)
 		case "smtp_alert":
 			c.warn(d, "kclb sends no mail; not imported")
 		default:
-			c.warn(d, msgNotMapped)
+			c.fail(d, msgNotMapped)
 		}
 	}
 	tracked := false
@@ -201,7 +214,7 @@ func (c *kaConv) instance(n *Node) {
 	}
 	// Order keys like config.example.toml: version and advert_int after
 	// priority.
-	reorder(t, []string{"name", "interface", "vrid", "priority", "advert_int", "version", "auth_pass", "vips", "unicast_peers", "preempt", "preempt_delay", "track_weight", "track_rise", "track_fall", "garp_repeat", "garp_delay", "garp_refresh", "notify_master", "notify_backup", "notify_fault"})
+	reorder(t, []string{"name", "interface", "vrid", "priority", "advert_int", "version", "auth_pass", "vips", "unicast_peers", "source_address", "preempt", "preempt_delay", "track_weight", "track_rise", "track_fall", "garp_repeat", "garp_delay", "garp_refresh", "notify_master", "notify_backup", "notify_fault"})
 }
 
 // reorder sorts t's keys by their position in order; unknown keys last.
@@ -226,12 +239,12 @@ func reorder(t *table, order []string) {
 
 func (c *kaConv) intArg(d *Node, lo, hi int) (int, bool) {
 	if len(d.Args) < 2 {
-		c.warn(d, "missing value; not imported")
+		c.fail(d, "missing value; not imported")
 		return 0, false
 	}
 	v, err := strconv.Atoi(d.Args[1])
 	if err != nil || v < lo || v > hi {
-		c.warn(d, "%q is not a number in %d..%d; not imported", d.Args[1], lo, hi)
+		c.fail(d, "%q is not a number in %d..%d; not imported", d.Args[1], lo, hi)
 		return 0, false
 	}
 	return v, true
@@ -240,12 +253,12 @@ func (c *kaConv) intArg(d *Node, lo, hi int) (int, bool) {
 // seconds parses keepalived's (possibly fractional) seconds.
 func (c *kaConv) seconds(d *Node) (time.Duration, bool) {
 	if len(d.Args) < 2 {
-		c.warn(d, "missing value; not imported")
+		c.fail(d, "missing value; not imported")
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(d.Args[1], 64)
 	if err != nil || f < 0 || f > 1e6 || math.IsNaN(f) {
-		c.warn(d, "%q is not a number of seconds; not imported", d.Args[1])
+		c.fail(d, "%q is not a number of seconds; not imported", d.Args[1])
 		return 0, false
 	}
 	return time.Duration(math.Round(f*1000)) * time.Millisecond, true
@@ -279,15 +292,15 @@ func (c *kaConv) auth(d *Node) (pass, from, typFrom string) {
 		case "auth_pass":
 			pw = a
 		default:
-			c.warn(a, msgNotMapped)
+			c.fail(a, msgNotMapped)
 		}
 	}
 	if typ == nil || len(typ.Args) < 2 || typ.Args[1] != "PASS" {
-		c.warn(d, "kclb supports only auth_type PASS (VRRP version 2); not imported")
+		c.fail(d, "kclb supports only auth_type PASS (VRRP version 2); not imported")
 		return "", "", ""
 	}
 	if pw == nil || len(pw.Args) < 2 {
-		c.warn(typ, "auth_type PASS without auth_pass; not imported")
+		c.fail(typ, "auth_type PASS without auth_pass; not imported")
 		return "", "", ""
 	}
 	pass = pw.Args[1]
@@ -322,20 +335,20 @@ func (c *kaConv) vips(t *table, d *Node) {
 			}
 		}
 		if err != nil {
-			c.warn(a, "%q is not an address or address/prefix; not imported", s)
+			c.fail(a, "%q is not an address or address/prefix; not imported", s)
 			continue
 		}
 		for i := 1; i < len(a.Args); i++ {
 			switch a.Args[i] {
 			case "dev":
 				if i+1 < len(a.Args) && iface != "" && a.Args[i+1] != iface {
-					c.warn(a, "kclb puts the virtual addresses on the instance's interface %s", iface)
+					c.fail(a, "kclb puts the virtual addresses on the instance's interface %s", iface)
 				}
 				i++
 			case "label", "brd", "scope", "broadcast":
 				i++
 			default:
-				c.warn(a, "option %q not supported", a.Args[i])
+				c.fail(a, "option %q not supported", a.Args[i])
 			}
 		}
 		vips = append(vips, p.String())
@@ -350,11 +363,11 @@ func (c *kaConv) unicastPeers(t *table, d *Node) {
 	for _, a := range d.Block {
 		addr, err := netip.ParseAddr(a.Keyword())
 		if err != nil {
-			c.warn(a, "%q is not an IP address; not imported", a.Keyword())
+			c.fail(a, "%q is not an IP address; not imported", a.Keyword())
 			continue
 		}
 		if len(a.Args) > 1 {
-			c.warn(a, "peer options are not supported")
+			c.fail(a, "peer options are not supported")
 		}
 		peers = append(peers, addr.String())
 	}
@@ -371,11 +384,11 @@ func (c *kaConv) trackScript(t *table, d *Node) bool {
 		name := ref.Keyword()
 		s, ok := c.scripts[name]
 		if !ok {
-			c.warn(ref, "no vrrp_script %s; not imported", name)
+			c.fail(ref, "no vrrp_script %s; not imported", name)
 			continue
 		}
 		if s == nil || tracked {
-			c.warn(ref, "kclb tracks one health signal (the Keycloak pool); not imported")
+			c.fail(ref, "kclb tracks one health signal (the Keycloak pool); not imported")
 			continue
 		}
 		c.scripts[name] = nil // used
@@ -402,7 +415,7 @@ func (c *kaConv) trackScript(t *table, d *Node) bool {
 					t.set("track_rise", tomlInt(v), "from "+c.from(o)+" (vrrp_script "+name+")")
 				}
 			default:
-				c.warn(o, msgNotMapped)
+				c.fail(o, msgNotMapped)
 			}
 		}
 		if len(ref.Args) >= 3 && ref.Args[1] == "weight" {
@@ -432,4 +445,17 @@ func (c *kaConv) trackScript(t *table, d *Node) bool {
 		}
 	}
 	return tracked
+}
+
+// trackInterface accepts tracking of the instance's own interface, whose
+// link kclb watches (link down: fault); others are not imported.
+func (c *kaConv) trackInterface(t *table, d *Node) {
+	iface := strings.Trim(t.vals["interface"].val, `"`)
+	for _, a := range d.Block {
+		if a.Keyword() == iface && len(a.Args) == 1 {
+			c.info(a, "kclb watches the link of the instance's interface %s itself (link down: fault, the peer takes over)", iface)
+			continue
+		}
+		c.fail(a, "kclb watches only the link of the instance's interface %q; tracking %s is not imported", iface, a.String())
+	}
 }

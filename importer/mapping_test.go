@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -128,7 +129,7 @@ func TestImportMappings(t *testing.T) {
 				for _, l := range c.Listeners {
 					got = append(got, l.Name+"="+l.Bind)
 				}
-				if want := []string{"https=[::]:443", "https-8443=127.0.0.1:8443", "http=[::]:80"}; !slices.Equal(got, want) {
+				if want := []string{"https=:443", "https-8443=127.0.0.1:8443", "http=:80"}; !slices.Equal(got, want) {
 					t.Errorf("listeners %v, want %v", got, want)
 				}
 				eq(t, "certificates", len(c.TLS.Certificates), 1)
@@ -136,6 +137,55 @@ func TestImportMappings(t *testing.T) {
 				eq(t, "redirect", c.Listeners[2].RedirectHTTPS, true)
 				eq(t, "redirect_port", c.Listeners[2].RedirectPort, 443)
 			},
+		},
+		{
+			// Issue 15: bind :443 + bind :::443 v4v6 gave two listeners that
+			// kclb check rejects; Go's ":443" is dual-stack.
+			name:    "dual-stack binds are one listener",
+			haproxy: "frontend f\n bind :443 ssl crt /x.pem\n bind :::443 v4v6 ssl crt /x.pem\n bind 0.0.0.0:80\n bind [::]:80\n" + minimalHAProxy[len("frontend f\n    bind *:80\n"):],
+			check: func(t *testing.T, c *config.Config) {
+				var got []string
+				for _, l := range c.Listeners {
+					got = append(got, l.Name+"="+l.Bind)
+				}
+				if want := []string{"https=:443", "http=:80"}; !slices.Equal(got, want) {
+					t.Errorf("listeners %v, want %v", got, want)
+				}
+			},
+			wantWarn: []string{"haproxy.cfg:3: bind :::443 v4v6 ssl crt /x.pem: the same listener as haproxy.cfg:2"},
+		},
+		{
+			// Issue 15: the source-address ACL guarding the admin paths was
+			// dropped and admin_networks stayed loopback.
+			name:    "source ACLs guarding non-public paths become admin_networks",
+			haproxy: "frontend f\n bind :80\n acl public path_beg /realms/ /resources/\n acl internal src 10.0.0.0/8 192.168.0.0/16\n http-request deny if !public !internal\n" + minimalHAProxy[len("frontend f\n    bind *:80\n"):],
+			check: func(t *testing.T, c *config.Config) {
+				eq(t, "admin_networks", fmt.Sprint(c.Paths.AdminNetworks), "[10.0.0.0/8 192.168.0.0/16]")
+				eq(t, "public", strings.Join(c.Paths.Public, " "), "/realms/ /resources/")
+			},
+			noWarn: []string{"every path was proxied"},
+		},
+		{
+			name:    "inline ACLs on /admin",
+			haproxy: "frontend f\n bind :80\n http-request deny if { path_beg /admin } !{ src 203.0.113.0/24 }\n" + minimalHAProxy[len("frontend f\n    bind *:80\n"):],
+			check: func(t *testing.T, c *config.Config) {
+				eq(t, "admin_networks", fmt.Sprint(c.Paths.AdminNetworks), "[203.0.113.0/24]")
+			},
+		},
+		{
+			name:    "access rules kclb cannot express are errors",
+			haproxy: "frontend f\n bind :80\n acl internal src 10.0.0.0/8\n http-request deny if !internal\n http-request deny if { path_beg /realms/master } !internal\n http-request deny if { hdr(host) -i old.example.com }\n" + minimalHAProxy[len("frontend f\n    bind *:80\n"):],
+			check: func(t *testing.T, c *config.Config) {
+				eq(t, "admin_networks", fmt.Sprint(c.Paths.AdminNetworks), "[127.0.0.0/8 ::1/128]")
+			},
+			wantWarn: []string{"haproxy.cfg:4: http-request deny if !internal: restricts every path", "haproxy.cfg:5: http-request deny if { path_beg /realms/master } !internal: restricts /realms/master", "haproxy.cfg:6: http-request deny if { hdr(host) -i old.example.com }: the ACL hdr(host)"},
+		},
+		{
+			name:     "headers kclb strips are notes",
+			haproxy:  "frontend f\n bind :80\n http-request del-header forwarded\n http-request del-header X-Real-IP\n http-request del-header x-forwarded-for\n" + minimalHAProxy[len("frontend f\n    bind *:80\n"):],
+			check:    func(t *testing.T, c *config.Config) {},
+			wantWarn: []string{"haproxy.cfg:3: http-request del-header forwarded: kclb removes forwarded", "haproxy.cfg:4: http-request del-header X-Real-IP: kclb removes X-Real-IP"},
+			noWarn:   []string{"no kclb equivalent"},
 		},
 		{
 			name:    "X-Frame-Options SAMEORIGIN and Referrer-Policy",
@@ -155,7 +205,9 @@ func TestImportMappings(t *testing.T) {
 			haproxy: "frontend f\n bind :80\n default_backend b\nbackend b\n server a kc1.example.com\n server b 10.0.0.2:8080 backup\nbackend other\n server x 10.9.9.9:80\n",
 			check: func(t *testing.T, c *config.Config) {
 				eq(t, "address", c.Backend.Servers[0].Address, "kc1.example.com:8080")
-				eq(t, "servers", len(c.Backend.Servers), 2)
+				// Issue 15: a backup server is an error and left out, never
+				// silently active.
+				eq(t, "servers", len(c.Backend.Servers), 1)
 			},
 			wantWarn: []string{"haproxy.cfg:5: server a kc1.example.com: no port", "haproxy.cfg:6: server b 10.0.0.2:8080 backup: kclb has no backup servers", "haproxy.cfg:7: backend other: kclb proxies to one Keycloak cluster"},
 		},
@@ -263,7 +315,8 @@ vrrp_instance VI_6 {
 			}
 			var ws []string
 			for _, w := range r.Warnings {
-				ws = append(ws, w.String())
+				// Matched without the severity word: "file:line: directive: msg".
+				ws = append(ws, strings.Replace(w.String(), ": "+w.Severity.String()+": ", ": ", 1))
 			}
 			all := strings.Join(ws, "\n")
 			for _, w := range tt.wantWarn {

@@ -14,13 +14,16 @@ func init() {
 }
 
 // cmdImport translates haproxy.cfg [keepalived.conf] into a kclb
-// configuration: `kclb import [-o FILE] [-f] haproxy.cfg [keepalived.conf]`.
-// The configuration goes to stdout or FILE, each warning to stderr.
+// configuration: `kclb import haproxy.cfg [keepalived.conf] [-o FILE] [--force]`.
+// Every message goes to stderr with its line and severity. When a line
+// could not be translated (an error) nothing is written and the exit
+// status is 1, unless --force: then the configuration is written with
+// the untranslated lines as comments at its top.
 func cmdImport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("import", stderr, "haproxy.cfg [keepalived.conf] [-o FILE] [--force]")
 	out := fs.String("o", "", "write the configuration to `FILE` instead of stdout")
 	var force bool
-	fs.BoolVar(&force, "force", false, "overwrite FILE if it exists")
+	fs.BoolVar(&force, "force", false, "write the configuration although some lines could not be translated (they become comments at its top), and overwrite FILE")
 	fs.BoolVar(&force, "f", false, "short for --force")
 	// Flags may also follow the file names.
 	var files []string
@@ -54,8 +57,15 @@ func cmdImport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
+	counts := map[importer.Severity]int{}
 	for _, w := range res.Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
+		fmt.Fprintln(stderr, w)
+		counts[w.Severity]++
+	}
+	summary := fmt.Sprintf("%d errors (lines not translated), %d warnings (translated with a change), %d notes (nothing to do)",
+		counts[importer.Error], counts[importer.Warn], counts[importer.Note])
+	if counts[importer.Error] > 0 && !force {
+		return fmt.Errorf("import: %s; nothing written: act on the errors, or use --force to write the configuration with those lines as comments", summary)
 	}
 	if *out == "" {
 		_, err := stdout.Write(res.Config)
@@ -80,6 +90,6 @@ func cmdImport(args []string, stdout, stderr io.Writer) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("import: write %s: %w", *out, err)
 	}
-	fmt.Fprintf(stderr, "wrote %s (%d warnings); check it with: kclb check -c %s\n", *out, len(res.Warnings), *out)
+	fmt.Fprintf(stderr, "wrote %s: %s; check it with: kclb check %s\n", *out, summary, *out)
 	return nil
 }
