@@ -185,3 +185,20 @@ func TestMakeInstall(t *testing.T) {
 		t.Errorf("installed kclb version: %q (%v); want the version from git describe and the commit", out, err)
 	}
 }
+
+// TestUpgradeCommandAgrees pins issue 15, item 6: the binary-upgrade
+// command in the unit's comment and in docs/operations.md differed.
+func TestUpgradeCommandAgrees(t *testing.T) {
+	_, unit := readUnit(t)
+	const cmd = "systemctl kill -s USR2 --kill-whom=main kclb"
+	ops, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(unit, cmd) || !strings.Contains(string(ops), cmd) {
+		t.Errorf("the unit and docs/operations.md must both give %q", cmd)
+	}
+	if strings.Contains(string(ops), "systemctl kill -s USR2 kclb") {
+		t.Error("docs/operations.md still gives the upgrade signal to every process of the unit")
+	}
+}
