@@ -168,6 +168,11 @@ func TestCompletionOtherShells(t *testing.T) {
 // finds every command and flag in it.
 func TestManpage(t *testing.T) {
 	page := mustCLI(t, "manpage")
+	repro := exec.Command(kclbBin, "manpage")
+	repro.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=86400")
+	if out, err := repro.Output(); err != nil || !strings.Contains(string(out), `.TH KCLB 1 "1970-01-02"`) {
+		t.Errorf("SOURCE_DATE_EPOCH is not the page's date: %v\n%.200s", err, out)
+	}
 	groff, err := exec.LookPath("groff")
 	if err != nil {
 		t.Skip("needs groff")

@@ -4,7 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -57,9 +59,6 @@ func flagsOf(c command) []cliFlag {
 		}
 		cf := cliFlag{name: f.Name, value: value, usage: usage}
 		cf.file = value == "FILE" || value == "SOCKET" || value == "DIR"
-		if cf.value == "" && f.DefValue != "" && f.DefValue != "false" {
-			cf.value = "value"
-		}
 		out = append(out, cf)
 	})
 	return out
@@ -265,7 +264,13 @@ func cmdManpage(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}
-	writeManpage(stdout, commands(), time.Now().UTC().Format("2006-01-02"))
+	date := time.Now()
+	// Reproducible builds set SOURCE_DATE_EPOCH; the page then carries
+	// that date instead of today's.
+	if sec, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+		date = time.Unix(sec, 0)
+	}
+	writeManpage(stdout, commands(), date.UTC().Format("2006-01-02"))
 	return nil
 }
 
