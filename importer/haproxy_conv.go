@@ -890,12 +890,16 @@ func (c *hapConv) finishPaths() {
 			msg += "; other paths outside paths.public (such as " + p + "/metrics and " + p + "/health) are blocked for every client, where HAProxy let those networks reach them"
 		}
 		if p != "" {
-			msg += "; with http-relative-path " + p + " check that " + p + "/admin/ reaches Keycloak from those networks"
+			msg += "; under http-relative-path " + p + " the admin console " + p + "/admin/ is blocked for every client (kclb lets paths.admin_networks reach /admin/ at the root only)"
 		}
 		c.warnings = append(c.warnings, Warning{File: c.file, Severity: Warn, Msg: msg})
 		return
 	}
-	c.warnings = append(c.warnings, Warning{File: c.file, Severity: Warn, Msg: "every path was proxied; kclb serves only " + p + "/realms/, " + p + "/resources/ and " + p + "/.well-known/ publicly and " + p + "/admin/ only to paths.admin_networks (default 127.0.0.0/8 and ::1): add your administrators' networks there"})
+	msg := "every path was proxied; kclb serves only " + p + "/realms/, " + p + "/resources/ and " + p + "/.well-known/ publicly and /admin/ only to paths.admin_networks (default 127.0.0.0/8 and ::1): add your administrators' networks there"
+	if p != "" {
+		msg += "; under http-relative-path " + p + " the admin console " + p + "/admin/ is blocked for every client (kclb lets paths.admin_networks reach /admin/ at the root only)"
+	}
+	c.warnings = append(c.warnings, Warning{File: c.file, Severity: Warn, Msg: msg})
 }
 
 func (c *hapConv) intArg(l Line, i int) (int, bool) {
