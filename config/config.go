@@ -84,6 +84,9 @@ type Timeouts struct {
 	Queue Duration `toml:"queue"`
 	// ClientHeader bounds reading a request's headers (slowloris guard). Default 10s.
 	ClientHeader Duration `toml:"client_header"`
+	// ClientBody bounds reading the buffered part of a request body
+	// (limits.body_buffer_bytes), never beyond Client. Default 10s.
+	ClientBody Duration `toml:"client_body"`
 	// KeepAlive is how long an idle client connection is kept open. Default 60s.
 	KeepAlive Duration `toml:"keep_alive"`
 	// BackendIdle is how long an idle pooled backend connection is kept. Default 90s.
@@ -105,6 +108,15 @@ type Limits struct {
 	// QueueSize is the number of requests that may wait for each server when
 	// it is at maxconn; 0 answers 503 at once. Default 1024; must be >= 0.
 	QueueSize int `toml:"queue_size"`
+	// BodyBufferBytes is the request body size read completely before a
+	// server slot is taken; of larger bodies that many bytes are read
+	// first and the rest streams. 0 streams every body from the start.
+	// Default 65536; 0..67108864.
+	BodyBufferBytes int `toml:"body_buffer_bytes"`
+	// BodyWaitsPerClient caps the requests of one client address waiting
+	// for their body at once (more get 429); 0 means no cap. Default 16;
+	// must be >= 0.
+	BodyWaitsPerClient int `toml:"body_waits_per_client"`
 	// H2MaxConcurrentStreams caps HTTP/2 streams per client connection.
 	// Default 250; must be >= 1.
 	H2MaxConcurrentStreams int `toml:"h2_max_concurrent_streams"`
@@ -450,6 +462,7 @@ func defaults() *Config {
 			Server:       Dur(50 * time.Second),
 			Queue:        Dur(5 * time.Second),
 			ClientHeader: Dur(10 * time.Second),
+			ClientBody:   Dur(10 * time.Second),
 			KeepAlive:    Dur(60 * time.Second),
 			BackendIdle:  Dur(90 * time.Second),
 		},
@@ -460,6 +473,8 @@ func defaults() *Config {
 			Redispatch:             true,
 			QueueSize:              1024,
 			H2MaxConcurrentStreams: 250,
+			BodyBufferBytes:        65536,
+			BodyWaitsPerClient:     16,
 		},
 		TLS: TLS{MinVersion: TLS12},
 		Backend: Backend{

@@ -337,6 +337,7 @@ func (c *Config) validate(v *validator) {
 	v.positive("timeouts.server", t.Server)
 	v.positive("timeouts.queue", t.Queue)
 	v.positive("timeouts.client_header", t.ClientHeader)
+	v.positive("timeouts.client_body", t.ClientBody)
 	v.positive("timeouts.keep_alive", t.KeepAlive)
 	v.positive("timeouts.backend_idle", t.BackendIdle)
 
@@ -346,6 +347,8 @@ func (c *Config) validate(v *validator) {
 	v.intRange("limits.retries", l.Retries, 0, 100)
 	v.atLeast("limits.queue_size", l.QueueSize, 0)
 	v.intRange("limits.h2_max_concurrent_streams", l.H2MaxConcurrentStreams, 1, 1<<31-1)
+	v.intRange("limits.body_buffer_bytes", l.BodyBufferBytes, 0, 1<<26)
+	v.atLeast("limits.body_waits_per_client", l.BodyWaitsPerClient, 0)
 
 	c.validateListeners(v)
 	c.validateBackend(v)

@@ -76,6 +76,7 @@ var (
 	errHeadExpect     = &headError{code: http.StatusExpectationFailed, reason: "unsupported expectation"}
 	errHeadH2Preface  = &headError{code: http.StatusHTTPVersionNotSupported, reason: "HTTP/2 preface on an HTTP/1 connection"}
 	errHeadEmptyValue = badHead("empty header name")
+	errHeadTE10       = badHead("Transfer-Encoding on HTTP/1.0") // framingRule
 )
 
 // nextLine splits s after its first LF and returns the line without its
@@ -300,6 +301,9 @@ func (p *headParser) finish(r *http.Request) *headError {
 	chunked := false
 	if te, ok := hdr["Transfer-Encoding"]; ok {
 		p.sawTE = true
+		if framingRule(r.ProtoMajor, r.ProtoMinor, true) == framingRejectClose {
+			return errHeadTE10 // faulty framing (RFC 9112 6.1): 400 and close
+		}
 		delete(hdr, "Transfer-Encoding")
 		if r.ProtoMajor > 1 || (r.ProtoMajor == 1 && r.ProtoMinor >= 1) {
 			if len(te) != 1 || !asciiEqualFold(te[0], "chunked") {

@@ -59,6 +59,12 @@ func (w *h1response) reset(r *http.Request) {
 // Header implements http.ResponseWriter.
 func (w *h1response) Header() http.Header { return w.hdr }
 
+// SetReadDeadline sets the connection's read deadline for the request
+// body (http.ResponseController); the Handler bounds buffered request
+// bodies with it (Options.BodyTimeout). The connection loop sets its own
+// deadlines again after the handler returns.
+func (w *h1response) SetReadDeadline(t time.Time) error { return w.c.nc.SetReadDeadline(t) }
+
 // WriteHeader implements http.ResponseWriter. Informational codes
 // (except 101) are written at once and the final status may follow.
 func (w *h1response) WriteHeader(code int) {

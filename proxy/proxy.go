@@ -106,9 +106,26 @@ type Options struct {
 	// ServerTimeout bounds the wait for a backend's response headers and
 	// every wait for more bytes of its response body. Default 50 s.
 	ServerTimeout time.Duration
-	// QueueTimeout bounds the wait for a connection slot on a server at
-	// its maxconn. Default 5 s.
+	// QueueTimeout bounds a request's whole wait for a connection slot,
+	// over every server it is tried on (the time a client waits before
+	// its 503). Default 5 s.
 	QueueTimeout time.Duration
+	// BodyBufferBytes is the request body size read completely, under
+	// BodyTimeout, before a server slot is taken or a backend connection
+	// opened; of a larger body that many bytes are read first and the
+	// rest streams. Default 64 KiB (Keycloak's form posts and token
+	// requests); negative streams every body from the start.
+	BodyBufferBytes int64
+	// BodyTimeout bounds reading the buffered part of a request body.
+	// Default 10 s.
+	BodyTimeout time.Duration
+	// BodyWaitsPerClient bounds the requests of one client address that
+	// may wait for their body at once; more are answered 429. Default 16;
+	// negative means no bound.
+	BodyWaitsPerClient int
+	// ClientTimeout is the listener's client timeout: the read deadline
+	// restored for the streamed rest of a large body. Default 50 s.
+	ClientTimeout time.Duration
 	// QueueSize bounds the requests waiting per server. Default 1024;
 	// negative means no queue (503 at once when a server is at maxconn).
 	QueueSize int
@@ -168,6 +185,7 @@ type Stats struct {
 	ClientAborts uint64 // client went away before the response completed
 	Truncated    uint64 // backend failed mid-body; client stream aborted
 	BadRequests  uint64 // 400/408: malformed method, target or Host, or a request body malformed, cut off or too slow
+	BodyLimited  uint64 // 429: the client address had BodyWaitsPerClient requests waiting for their body
 }
 
 // Handler forwards client requests to backend servers.
@@ -179,7 +197,9 @@ type Handler struct {
 
 	requests, blocked, retries, noServer, queueFull atomic.Uint64
 	badGateway, timeouts, clientAborts, truncated   atomic.Uint64
-	badRequests                                     atomic.Uint64
+	badRequests, bodyLimited                        atomic.Uint64
+
+	waits *waitTable // requests waiting for their body, per client address
 }
 
 // New returns a Handler. It returns an error if a required option is
@@ -209,6 +229,18 @@ func New(opts Options) (*Handler, error) {
 	if opts.QueueTimeout <= 0 {
 		opts.QueueTimeout = 5 * time.Second
 	}
+	if opts.BodyBufferBytes == 0 {
+		opts.BodyBufferBytes = 64 << 10
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = 10 * time.Second
+	}
+	if opts.BodyWaitsPerClient == 0 {
+		opts.BodyWaitsPerClient = 16
+	}
+	if opts.ClientTimeout <= 0 {
+		opts.ClientTimeout = 50 * time.Second
+	}
 	switch {
 	case opts.QueueSize == 0:
 		opts.QueueSize = 1024
@@ -230,6 +262,7 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{
 		opts:      opts,
 		forwarded: forwardRules{family: opts.Headers, trusted: opts.TrustedProxies},
+		waits:     newWaitTable(opts.BodyWaitsPerClient),
 	}
 	if !opts.StdlibTransport {
 		h.up = newUpstream(upstreamOptions{
@@ -273,7 +306,7 @@ func (h *Handler) Stats() Stats {
 		Requests: h.requests.Load(), Blocked: h.blocked.Load(), Retries: h.retries.Load(),
 		NoServer: h.noServer.Load(), QueueFull: h.queueFull.Load(), BadGateway: h.badGateway.Load(),
 		Timeouts: h.timeouts.Load(), ClientAborts: h.clientAborts.Load(), Truncated: h.truncated.Load(),
-		BadRequests: h.badRequests.Load(),
+		BadRequests: h.badRequests.Load(), BodyLimited: h.bodyLimited.Load(),
 	}
 }
 
@@ -370,6 +403,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		r.Body = body
+		if h.opts.BodyBufferBytes > 0 {
+			if !h.readBody(w, r, body, client, start) {
+				return
+			}
+			if body.full && len(body.buf) == 0 && body.trailer == nil {
+				// An empty body (a chunked GET): bodiless after all.
+				body.closeUnderlying()
+				r.Body, body = http.NoBody, nil
+			}
+		}
 	}
 
 	code, s, abort := h.forward(w, r, body, path, secure)
@@ -398,6 +441,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 	queueFailed := false
 	var lastErr error
 	var last *backend.Server
+	// QueueTimeout bounds the wait over all servers tried, not each.
+	var queueDeadline time.Time
 	for attempt := 0; attempt <= h.opts.Retries; attempt++ {
 		s, setCookie := h.opts.Router.Route(r, pool.Servers(), &tried)
 		if s == nil {
@@ -413,7 +458,13 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 		last = s
 		// The router has read its cookie; Keycloak must not see it.
 		h.opts.Router.StripRequest(r.Header)
-		if err := s.Acquire(ctx, h.opts.QueueSize, h.opts.QueueTimeout); err != nil {
+		wait := h.opts.QueueTimeout
+		if queueDeadline.IsZero() {
+			queueDeadline = time.Now().Add(wait)
+		} else if wait = time.Until(queueDeadline); wait <= 0 {
+			wait = time.Nanosecond // a free slot is still taken at once
+		}
+		if err := s.Acquire(ctx, h.opts.QueueSize, wait); err != nil {
 			if ctx.Err() != nil {
 				h.clientAborts.Add(1)
 				return 0, s, false
@@ -762,9 +813,38 @@ type retryBody struct {
 	declared []string
 	read     atomic.Bool
 	err      atomic.Pointer[error] // first read error other than EOF
+
+	// buf holds the body bytes read before forwarding (buffer); off is
+	// how many of them were sent, full whether buf is the whole body.
+	// Used by the goroutine forwarding the request only.
+	buf  []byte
+	off  int
+	full bool
 }
 
 func (b *retryBody) Read(p []byte) (int, error) {
+	if b.off < len(b.buf) {
+		n := copy(p, b.buf[b.off:])
+		b.off += n
+		b.read.Store(true)
+		return n, nil
+	}
+	if b.full {
+		return 0, io.EOF
+	}
+	n, err := b.readRC(p)
+	// An empty body (EOF at once) can be replayed: only bytes taken
+	// from the client make a request unrepeatable. HTTP/2 requests and
+	// chunked HTTP/1.1 requests carry such bodies on plain GETs.
+	if n > 0 || (err != nil && err != io.EOF) {
+		b.read.Store(true)
+	}
+	return n, err
+}
+
+// readRC reads from the client's body, filtering the trailers at its end
+// and recording the first error.
+func (b *retryBody) readRC(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err == io.EOF && b.trailer != nil {
 		for k := range b.trailer {
@@ -773,14 +853,7 @@ func (b *retryBody) Read(p []byte) (int, error) {
 			}
 		}
 	}
-	// An empty body (EOF at once) can be replayed: only bytes taken
-	// from the client make a request unrepeatable. HTTP/2 requests and
-	// chunked HTTP/1.1 requests carry such bodies on plain GETs.
-	if n > 0 {
-		b.read.Store(true)
-	}
 	if err != nil && err != io.EOF {
-		b.read.Store(true)
 		b.err.CompareAndSwap(nil, &err)
 	}
 	return n, err

@@ -111,6 +111,7 @@ func startLB(t testing.TB, o lbOptions) *lb {
 		ServerTimeout:  2 * time.Second,
 		QueueTimeout:   time.Second,
 		IdleTimeout:    5 * time.Second,
+		ClientTimeout:  2 * time.Second, // the servers' ClientTimeout below
 	}
 	if o.proxy != nil {
 		o.proxy(&po)

@@ -173,14 +173,16 @@ func TestSlowRequestBody(t *testing.T) {
 	lg := <-legitDone
 	close(results)
 	for r := range results {
-		if r.status() != http.StatusRequestTimeout || !r.closed {
-			t.Errorf("slow body: status %d closed=%v, want 408 and close", r.status(), r.closed)
+		// 408 at the body timeout, or 429 beyond the per-client cap on
+		// requests waiting for their body (issue 12, item 6).
+		if (r.status() != http.StatusRequestTimeout && r.status() != http.StatusTooManyRequests) || !r.closed {
+			t.Errorf("slow body: status %d closed=%v, want 408 or 429 and close", r.status(), r.closed)
 		}
 	}
 	l.idle(t)
 	st := l.h.Stats()
-	if st.BadRequests != n || st.Timeouts != 0 || st.BadGateway != 0 {
-		t.Errorf("stats %+v, want BadRequests %d and no gateway errors", st, n)
+	if st.BadRequests+st.BodyLimited != n || st.Timeouts != 0 || st.BadGateway != 0 {
+		t.Errorf("stats %+v, want BadRequests + BodyLimited %d and no gateway errors", st, n)
 	}
 	if s := l.pool.Servers()[0]; s.Health() != backend.HealthUp || s.Counters().Errors != 0 {
 		t.Errorf("server blamed for slow clients: %v, %d errors", s.Health(), s.Counters().Errors)
@@ -188,7 +190,7 @@ func TestSlowRequestBody(t *testing.T) {
 	if lg[1] != 0 {
 		t.Errorf("legitimate clients: %d of %d failed", lg[1], lg[0])
 	}
-	t.Logf("slow bodies: %d refused with 408; legit %d requests, %d failed", n, lg[0], lg[1])
+	t.Logf("slow bodies: %d refused with 408, %d with 429; legit %d requests, %d failed", st.BadRequests, st.BodyLimited, lg[0], lg[1])
 }
 
 // TestSlowReader asks for a large response and never reads it: the

@@ -48,7 +48,8 @@ func TestSmugglingHTTP1(t *testing.T) {
 		{"te tab before value", post + "Transfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n", 200, reframed},
 		{"te upper case", post + "Transfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n", 200, reframed},
 		{"te obs-fold", post + "Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 200, reframed},
-		{"te on http/1.0", "POST /echo HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200, forwarded},
+		// Faulty framing (RFC 9112 6.1; issue 12, item 7).
+		{"te on http/1.0", "POST /echo HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, refused},
 		{"bare LF line endings", "GET /echo HTTP/1.1\nHost: a\nConnection: close\n\n", 200, forwarded},
 		{"bare CR in header", "GET /echo HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", 400, refused},
 		{"NUL in header value", "GET /echo HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400, refused},

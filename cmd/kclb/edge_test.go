@@ -92,12 +92,15 @@ func startEdgeBackend(t *testing.T) *edgeBackend {
 							}
 						}
 					}
-					if _, err := io.CopyN(io.Discard, br, n); err != nil {
-						return
-					}
+					// Recorded before a Content-Length body is read: a test
+					// sees a request that is forwarded while its body
+					// still streams.
 					eb.mu.Lock()
 					eb.heads = append(eb.heads, head.String())
 					eb.mu.Unlock()
+					if _, err := io.CopyN(io.Discard, br, n); err != nil {
+						return
+					}
 					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"); err != nil {
 						return
 					}
@@ -127,9 +130,10 @@ func (eb *edgeBackend) last() string {
 }
 
 // startEdgeKclb runs kclb with one plain listener in front of eb, no
-// health checks and no admin socket; global and extra are TOML lines
-// added to [global] and after the rest. It returns the listener address.
-func startEdgeKclb(t *testing.T, eb *edgeBackend, global, extra string) (string, *kclbProc) {
+// health checks and no admin socket; global, listener and extra are TOML
+// lines added to [global], to the [[listener]] and after the rest. It
+// returns the listener address.
+func startEdgeKclb(t *testing.T, eb *edgeBackend, global, listener, extra string) (string, *kclbProc) {
 	t.Helper()
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -152,13 +156,14 @@ public = ["/realms/"]
 [[listener]]
 name = "http"
 bind = %q
+%s
 
 [[backend.server]]
 name = "kc1"
 address = %q
 
 %s
-`, global, addr, eb.addr, extra)
+`, global, addr, listener, eb.addr, extra)
 	path := filepath.Join(dir, "kclb.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -188,8 +193,8 @@ func rawExchange(t *testing.T, addr, req string) string {
 // the key it is 400.
 func TestPublicHostKey(t *testing.T) {
 	eb := startEdgeBackend(t)
-	with, _ := startEdgeKclb(t, eb, `public_host = "auth.example.test"`, "")
-	without, _ := startEdgeKclb(t, eb, "", "")
+	with, _ := startEdgeKclb(t, eb, `public_host = "auth.example.test"`, "", "")
+	without, _ := startEdgeKclb(t, eb, "", "", "")
 	if got := rawExchange(t, with, "GET /realms/a HTTP/1.0\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.0 200 ") {
 		t.Fatalf("with public_host: %q", got)
 	}
@@ -203,11 +208,13 @@ func TestPublicHostKey(t *testing.T) {
 
 // TestForwardTrailersKey: backend.forward_trailers reaches the proxy
 // (issue 12, item 7): a declared harmless trailer is forwarded with the
-// key, dropped without it, and X-Forwarded-For never is.
+// key, dropped without it, and X-Forwarded-For never is. The listener
+// uses net/http's HTTP/1.1 server: kclb's own drops request trailers
+// always.
 func TestForwardTrailersKey(t *testing.T) {
 	eb := startEdgeBackend(t)
-	with, _ := startEdgeKclb(t, eb, "", "[backend]\nforward_trailers = true\n")
-	without, _ := startEdgeKclb(t, eb, "", "")
+	with, _ := startEdgeKclb(t, eb, "", "stdlib_http1 = true", "[backend]\nforward_trailers = true\n")
+	without, _ := startEdgeKclb(t, eb, "", "stdlib_http1 = true", "")
 	const req = "POST /realms/a HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTrailer: X-Good, X-Forwarded-For\r\nTransfer-Encoding: chunked\r\n\r\n" +
 		"5\r\nhello\r\n0\r\nX-Good: 1\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"
 	for _, addr := range []string{with, without} {
@@ -221,5 +228,62 @@ func TestForwardTrailersKey(t *testing.T) {
 		if fwd := strings.Contains(got, "X-Good: 1"); fwd != (addr == with) {
 			t.Errorf("forward_trailers %v: X-Good forwarded %v: %q", addr == with, fwd, got)
 		}
+	}
+}
+
+// TestBodyKeys: limits.body_buffer_bytes, limits.body_waits_per_client
+// and timeouts.client_body reach the proxy (issue 12, item 6). With
+// body_waits_per_client = 1 a second request from the address waiting
+// for its body gets 429; with client_body = "1s" the slow one gets 408
+// (the default 10 s and the 50 s client timeout would outlast the 5 s
+// read); with body_buffer_bytes = 0 a slow body is forwarded at once.
+func TestBodyKeys(t *testing.T) {
+	eb := startEdgeBackend(t)
+	limited, _ := startEdgeKclb(t, eb, "", "", "[limits]\nbody_waits_per_client = 1\n\n[timeouts]\nclient_body = \"1s\"\n")
+	const slow = "POST /realms/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789"
+	// The second request from the address is refused once kclb has read
+	// the first one's head; should it have come first, try again with a
+	// new first request.
+	var first net.Conn
+	var second string
+	for range 10 {
+		if first != nil {
+			first.Close()
+		}
+		var err error
+		if first, err = net.Dial("tcp", limited); err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(first, slow)
+		if second = rawExchange(t, limited, slow); strings.HasPrefix(second, "HTTP/1.1 429 ") {
+			break
+		}
+	}
+	defer first.Close()
+	if !strings.HasPrefix(second, "HTTP/1.1 429 ") {
+		t.Errorf("second slow body from the address: %q, want 429", second)
+	}
+	first.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(first)
+	if !strings.HasPrefix(string(b), "HTTP/1.1 408 ") {
+		t.Errorf("slow body with client_body = 1s: %q, want 408", b)
+	}
+	if h := eb.last(); h != "" {
+		t.Errorf("a slow body reached the backend: %q", h)
+	}
+
+	streaming, _ := startEdgeKclb(t, eb, "", "", "[limits]\nbody_buffer_bytes = 0\n")
+	c, err := net.Dial("tcp", streaming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, slow)
+	deadline := time.Now().Add(5 * time.Second)
+	for eb.last() == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.HasPrefix(eb.last(), "POST /realms/a ") {
+		t.Errorf("with body_buffer_bytes = 0 the request was not forwarded before its body: %q", eb.last())
 	}
 }

@@ -250,6 +250,10 @@ func handlerOptions(cfg *config.Config, logger *slog.Logger) proxy.Options {
 		MaxResponseHeaderBytes: int64(cfg.Limits.MaxResponseHeaderBytes),
 		PublicHost:             cfg.Global.PublicHost,
 		ForwardTrailers:        cfg.Backend.ForwardTrailers,
+		BodyBufferBytes:        orNone(cfg.Limits.BodyBufferBytes),
+		BodyTimeout:            cfg.Timeouts.ClientBody.Duration,
+		BodyWaitsPerClient:     int(orNone(cfg.Limits.BodyWaitsPerClient)),
+		ClientTimeout:          cfg.Timeouts.Client.Duration,
 		AccessLog:              access,
 		Logger:                 logger,
 	}
@@ -391,4 +395,13 @@ func restartOnlyChanges(old, cur *config.Config) []string {
 	add("health.passive_max_ejection_percent", op.MaxEjectionPercent != cp.MaxEjectionPercent)
 	add("[admin]", old.Admin != cur.Admin)
 	return keys
+}
+
+// orNone maps a configuration's 0 ("none" / "off") to the proxy
+// options' negative value (their 0 means "default").
+func orNone(n int) int64 {
+	if n == 0 {
+		return -1
+	}
+	return int64(n)
 }
