@@ -166,10 +166,16 @@ type upConn struct {
 	werr      error // the first failed write of the current exchange
 
 	// While a body streams, the head reader owns nread, limit and
-	// limitHit; it reports on headc (made on first use) and sets early
-	// when a final head arrived, which stops further body writes.
-	early atomic.Bool
-	headc chan headResult
+	// limitHit; it reads r's response from br, reports on headc (made on
+	// first use) and sets early when a final head arrived, which stops
+	// further body writes. headFn is c.readHeadAsync, bound once, so that
+	// starting the reader allocates nothing.
+	early  atomic.Bool
+	headc  chan headResult
+	headFn func()
+	u      *upstream
+	br     *bufio.Reader
+	r      *http.Request
 
 	abortFn func()             // c.abort, bound once
 	peekFn  func(uintptr) bool // c.peek, bound once
@@ -384,6 +390,8 @@ func (u *upstream) dial(ctx context.Context, hp *hostPool) (*upConn, error) {
 	}
 	c.abortFn = c.abort
 	c.peekFn = c.peek
+	c.headFn = c.readHeadAsync
+	c.u = u
 	return c, nil
 }
 
@@ -455,7 +463,8 @@ func (u *upstream) exchangeStreaming(ctx context.Context, c *upConn, r *http.Req
 	}
 	br := u.readers.Get().(*bufio.Reader)
 	br.Reset(c)
-	go u.readHeadAsync(c, br, r)
+	c.br, c.r = br, r
+	go c.headFn()
 
 	c.writeTime = u.opts.HeaderTimeout
 	bw := u.writers.Get().(*bufio.Writer)
@@ -515,8 +524,9 @@ func (u *upstream) headDeadline(ctx context.Context, c *upConn) {
 }
 
 // readHeadAsync is the head reader of exchangeStreaming.
-func (u *upstream) readHeadAsync(c *upConn, br *bufio.Reader, r *http.Request) {
-	resp, err := u.readHead(c, br, r, nil)
+func (c *upConn) readHeadAsync() {
+	resp, err := c.u.readHead(c, c.br, c.r, nil)
+	c.br, c.r = nil, nil
 	if err == nil {
 		c.early.Store(true)
 		c.nc.SetWriteDeadline(aLongTimeAgo) // fails a write blocked on a backend that stopped reading
