@@ -191,7 +191,8 @@ func TestParseInvalid(t *testing.T) {
 		{"port out of range", base + "[[backend.server]]\nname = \"kc2\"\naddress = \"10.0.0.21:99999\"\n",
 			"line 11: backend.server[1].address: \"10.0.0.21:99999\": port \"99999\" is not a number in 1..65535"},
 		{"unbracketed ipv6", base + "[admin]\ntcp = \"::1:9100\"\ntoken_file = \"/dev/null\"\n",
-			"line 10: admin.tcp: \"::1:9100\" is not host:port (put IPv6 addresses in brackets: \"[::1]:443\")"},
+			"line 10: admin.tcp: \"::1:9100\" is not host:port (put IPv6 addresses in brackets: \"[::1]:443\")\n" +
+				"line 11: admin.token_file: \"/dev/null\" is empty"},
 		{"bad duration", base + "[timeouts]\nconnect = \"5 seconds\"\n",
 			"line 10: timeouts.connect: \"5 seconds\" is not a duration (write e.g. \"5s\" or \"250ms\")"},
 		{"duration as integer", base + "[timeouts]\nconnect = 5\n",
@@ -243,6 +244,13 @@ func TestParseInvalid(t *testing.T) {
 		{"blocked status", base + "[paths]\nblocked_status = 500\n", "line 10: paths.blocked_status: 500 is not 403 or 404"},
 		{"health timeout over interval", base + "[health]\ninterval = \"1s\"\ntimeout = \"2s\"\n",
 			"line 11: health.timeout: 2s is longer than health.interval (1s)"},
+		// Issue 18, item 4: a CA bundle without a certificate passed check, then failed run.
+		{"ca file without certificate", base + "[health]\nscheme = \"https\"\nca_file = \"/dev/null\"\n",
+			"line 11: health.ca_file: \"/dev/null\" holds no PEM certificate"},
+		{"empty admin token", base + "[admin]\ntcp = \"127.0.0.1:9100\"\ntoken_file = \"/dev/null\"\n",
+			"line 11: admin.token_file: \"/dev/null\" is empty"},
+		{"empty probe secret", base + "[health]\ntoken_client_id = \"probe\"\ntoken_secret_file = \"/dev/null\"\n",
+			"line 11: health.token_secret_file: \"/dev/null\" is empty"},
 		{"panic threshold", base + "[health]\npanic_threshold = 1.5\n", "line 10: health.panic_threshold: 1.5 is not a fraction in 0..1"},
 		{"passive ejection percent", base + "[health]\npassive_max_ejection_percent = 0\n", "line 10: health.passive_max_ejection_percent: 0 is out of range 1..100"},
 		{"admin tcp without token", base + "[admin]\ntcp = \"127.0.0.1:9100\"\n",

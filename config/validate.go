@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
@@ -144,30 +145,44 @@ func fileError(err error) string {
 	}
 }
 
-// checkReadable reports a problem unless path names a readable regular file.
-// With noFiles it checks nothing.
-func (v *validator) checkReadable(key, path string) {
+// checkReadable reports a problem unless path names a readable regular
+// file, and returns whether it does. With noFiles it checks nothing and
+// returns false.
+func (v *validator) checkReadable(key, path string) bool {
 	if v.noFiles {
-		return
+		return false
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		v.problem(key, "%s", fileError(err))
-		return
+		return false
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
 		v.problem(key, "%q cannot be read: %v", path, err)
-		return
+		return false
 	}
 	if st.IsDir() {
 		v.problem(key, "%q is a directory, not a file", path)
-		return
+		return false
 	}
 	var b [1]byte
 	if _, err := f.Read(b[:]); err != nil && st.Size() > 0 {
 		v.problem(key, "%q cannot be read: %v", path, err)
+		return false
+	}
+	return true
+}
+
+// checkNotBlank is checkReadable for a file holding a secret: kclb run
+// refuses (or would always fail with) one holding only white space.
+func (v *validator) checkNotBlank(key, path string) {
+	if !v.checkReadable(key, path) {
+		return
+	}
+	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) == 0 {
+		v.problem(key, "%q is empty", path)
 	}
 }
 
@@ -412,7 +427,7 @@ func (c *Config) validate(v *validator) {
 		}
 	}
 	if ad.TokenFile != "" {
-		v.checkReadable("admin.token_file", ad.TokenFile)
+		v.checkNotBlank("admin.token_file", ad.TokenFile)
 	}
 
 	c.validateVRRP(v)
@@ -589,8 +604,11 @@ func (c *Config) validateHealth(v *validator) {
 	if h.CAFile != "" {
 		if h.Scheme != SchemeHTTPS {
 			v.problem("health.ca_file", "only applies with scheme = \"https\"")
-		} else {
-			v.checkReadable("health.ca_file", h.CAFile)
+		} else if v.checkReadable("health.ca_file", h.CAFile) {
+			// kclb run refuses a bundle without a certificate; so does check.
+			if b, err := os.ReadFile(h.CAFile); err == nil && !x509.NewCertPool().AppendCertsFromPEM(b) {
+				v.problem("health.ca_file", "%q holds no PEM certificate", h.CAFile)
+			}
 		}
 	}
 	if h.InsecureSkipVerify && h.Scheme != SchemeHTTPS {
@@ -622,7 +640,7 @@ func (c *Config) validateHealth(v *validator) {
 		if h.TokenSecretFile == "" {
 			v.problem("health.token_secret_file", "is required with health.token_client_id")
 		} else {
-			v.checkReadable("health.token_secret_file", h.TokenSecretFile)
+			v.checkNotBlank("health.token_secret_file", h.TokenSecretFile)
 		}
 		v.positive("health.token_interval", h.TokenInterval)
 	}

@@ -15,7 +15,14 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/balancer"
 	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/health"
+	"github.com/kclb/kclb/proxy"
+	"github.com/kclb/kclb/tlsconf"
+	"github.com/kclb/kclb/vrrp"
 )
 
 // consumedElsewhere names the configuration keys that do not reach the
@@ -40,9 +47,22 @@ var consumedElsewhere = map[string]string{
 func wiringBase(t *testing.T, dir string) (base string, files map[string]string) {
 	t.Helper()
 	cert, key, _ := testCert(t, dir)
-	files = map[string]string{"cert": cert, "key": key}
+	other := filepath.Join(dir, "other")
+	if err := os.Mkdir(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cert2, key2, _ := testCert(t, other)
+	pem, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem2, err := os.ReadFile(cert2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = map[string]string{"cert": cert, "key": key, "cert2": cert2, "key2": key2}
 	for name, content := range map[string]string{
-		"cert2": "cert copy", "key2": "key copy", "ca": "ca", "ca2": "ca2",
+		"ca": string(pem), "ca2": string(pem2),
 		"probe": "probe-secret", "probe2": "probe-secret-2",
 		"affinity": "affinity-secret-from-file-0123456789", "token": "admin-token",
 	} {
@@ -81,6 +101,10 @@ redirect_https = true
 [[tls.certificate]]
 cert = %[1]q
 key = %[2]q
+
+[[tls.certificate]]
+cert = %[8]q
+key = %[9]q
 
 [backend]
 trusted_proxies = ["10.1.0.0/16"]
@@ -124,7 +148,7 @@ vips = ["203.0.113.100/32"]
 unicast_peers = ["203.0.113.11"]
 notify_master = "/bin/true"
 `, cert, key, files["ca"], files["probe"], files["token"],
-		filepath.Join(dir, "state.json"), filepath.Join(dir, "admin.sock"))
+		filepath.Join(dir, "state.json"), filepath.Join(dir, "admin.sock"), cert2, key2)
 	return base, files
 }
 
@@ -140,9 +164,17 @@ func wiringOverrides(files map[string]string) map[string]func(c *config.Config) 
 		"listener.http2":          func(c *config.Config) { c.Listeners[0].HTTP2 = false },
 		"listener.redirect_https": func(c *config.Config) { c.Listeners[1].RedirectHTTPS = false },
 		"listener.redirect_port":  func(c *config.Config) { c.Listeners[1].RedirectPort = 443 },
-		"tls.certificate.cert":    func(c *config.Config) { c.TLS.Certificates[0].Cert = files["cert2"] },
-		"tls.certificate.key":     func(c *config.Config) { c.TLS.Certificates[0].Key = files["key2"] },
-		"backend.server.address":  func(c *config.Config) { c.Backend.Servers[0].Address = "127.0.0.1:18082" },
+		// A second [[tls.certificate]] holds the other pair, so swapping
+		// one file of the first pair keeps every file a valid pair.
+		"tls.certificate.cert": func(c *config.Config) {
+			c.TLS.Certificates[0].Cert, c.TLS.Certificates[1].Cert = c.TLS.Certificates[1].Cert, c.TLS.Certificates[0].Cert
+			c.TLS.Certificates[0].Key, c.TLS.Certificates[1].Key = c.TLS.Certificates[1].Key, c.TLS.Certificates[0].Key
+		},
+		"tls.certificate.key": func(c *config.Config) {
+			c.TLS.Certificates[0].Cert, c.TLS.Certificates[1].Cert = c.TLS.Certificates[1].Cert, c.TLS.Certificates[0].Cert
+			c.TLS.Certificates[0].Key, c.TLS.Certificates[1].Key = c.TLS.Certificates[1].Key, c.TLS.Certificates[0].Key
+		},
+		"backend.server.address": func(c *config.Config) { c.Backend.Servers[0].Address = "127.0.0.1:18082" },
 		"backend.server.management": func(c *config.Config) {
 			c.Backend.Servers[0].Management = "127.0.0.1:19002"
 		},
@@ -183,6 +215,7 @@ func TestEveryKeyReachesTheRuntime(t *testing.T) {
 	}
 	base := load(t, baseText)
 	baseOpts := buildOptions(base)
+	constructAll(t, baseOpts)
 
 	keys := configKeys(reflect.TypeFor[config.Config](), "")
 	for k := range consumedElsewhere {
@@ -218,6 +251,7 @@ func TestEveryKeyReachesTheRuntime(t *testing.T) {
 			if reflect.DeepEqual(changed, base) {
 				t.Fatalf("the mutation did not change the configuration")
 			}
+			constructAll(t, buildOptions(changed))
 			diff := firstDiff(reflect.ValueOf(baseOpts), reflect.ValueOf(buildOptions(changed)), "runtimeOptions")
 			if diff == "" {
 				t.Fatalf("changing %s from %v to %v changes nothing the runtime is built with: wire it in options.go, or list it in consumedElsewhere with a reason",
@@ -225,6 +259,52 @@ func TestEveryKeyReachesTheRuntime(t *testing.T) {
 			}
 			t.Logf("%s reaches %s", key, diff)
 		})
+	}
+}
+
+// constructAll builds every runtime object that takes no socket from ro,
+// so a configuration that kclb check accepts can never be refused by a
+// runtime package's own validation when kclb run starts.
+func constructAll(t *testing.T, ro runtimeOptions) {
+	t.Helper()
+	if _, err := tlsconf.NewStore(ro.TLSPairs, ro.TLS); err != nil {
+		t.Fatalf("tlsconf.NewStore: %v", err)
+	}
+	pool, err := backend.NewPool(ro.Servers, ro.Pool)
+	if err != nil {
+		t.Fatalf("backend.NewPool: %v", err)
+	}
+	sel, err := balancer.New(ro.Balancer)
+	if err != nil {
+		t.Fatalf("balancer.New: %v", err)
+	}
+	var router proxy.Router = proxy.BalancerRouter{Selector: sel}
+	if ro.Affinity != nil {
+		a, err := affinity.New(*ro.Affinity, sel)
+		if err != nil {
+			t.Fatalf("affinity.New: %v", err)
+		}
+		router = affinity.Router{A: a}
+	}
+	ho := ro.Handler
+	ho.Pool, ho.Router = pool, router
+	h, err := proxy.New(ho)
+	if err != nil {
+		t.Fatalf("proxy.New: %v", err)
+	}
+	h.Close()
+	if _, err := health.New(pool.Servers, pool, ro.Checks.Health); err != nil {
+		t.Fatalf("health.New: %v", err)
+	}
+	if d := ro.Checks.Discovery; d != nil {
+		if _, err := health.NewDiscovery(pool, *d); err != nil {
+			t.Fatalf("health.NewDiscovery: %v", err)
+		}
+	}
+	for _, o := range ro.VRRP {
+		if _, err := vrrp.New(o); err != nil {
+			t.Fatalf("vrrp.New: %v", err)
+		}
 	}
 }
 
