@@ -117,13 +117,6 @@ name = "v4"
 interface = "eth0"
 vrid = 51
 vips = ["203.0.113.100/24"]
-[[vrrp.instance]]
-name = "v6"
-interface = "eth0"
-vrid = 51
-advert_int = "20ms"
-vips = ["2001:db8::100/64"]
-unicast_peers = ["2001:db8::11"]
 `,
 			check: func(t *testing.T, c *Config) {
 				if c.Global.LogFormat != LogJSON || c.Global.LogLevel != LogDebug || c.Backend.Balance != BalanceRoundRobin ||
@@ -270,6 +263,11 @@ func TestParseInvalid(t *testing.T) {
 				"line 17: vrrp.instance[1].vrid: 51 is already used on eth0 by vrrp.instance[0]"},
 		{"vrrp auth with v3", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nauth_pass = \"x\"\nvips = [\"203.0.113.100\"]\n",
 			"line 13: vrrp.instance[0].auth_pass: VRRP version 3 has no authentication; remove auth_pass or set version = 2"},
+		// Issue 18, item 1: `run` refuses IPv6 VIPs, so `check` must too.
+		{"vrrp ipv6 vip", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nvips = [\"2001:db8::100/64\"]\n",
+			"line 13: vrrp.instance[0].vips[0]: \"2001:db8::100/64\" is not IPv4: kclb's VRRP supports IPv4 virtual addresses only"},
+		{"vrrp ipv6 peer", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nvips = [\"203.0.113.100\"]\nunicast_peers = [\"2001:db8::11\"]\n",
+			"line 14: vrrp.instance[0].unicast_peers[0]: \"2001:db8::11\" is not IPv4: kclb's VRRP supports IPv4 only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

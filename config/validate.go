@@ -650,7 +650,6 @@ func (c *Config) validateVRRP(v *validator) {
 	type router struct {
 		iface string
 		vrid  int
-		v6    bool
 	}
 	routers := make(map[router]int)
 	names := make(map[string]int)
@@ -698,31 +697,23 @@ func (c *Config) validateVRRP(v *validator) {
 		if len(in.VIPs) == 0 {
 			v.problem(key+".vips", "needs at least one virtual address")
 		}
-		v4, v6 := false, false
 		for j, p := range in.VIPs {
 			if !p.IsValid() {
 				continue // already reported by the decoder
 			}
 			a := p.Addr()
 			switch {
-			case a.Is4() || a.Is4In6():
-				v4 = true
-			default:
-				v6 = true
-			}
-			if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+			case !a.Is4():
+				// The VRRP implementation speaks IPv4 only (RFC 5798
+				// over IPv4, RFC 3768); `run` would refuse the instance.
+				v.problem(idx(key+".vips", j), "%q is not IPv4: kclb's VRRP supports IPv4 virtual addresses only", p)
+			case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
 				v.problem(idx(key+".vips", j), "%q cannot be a virtual address", p)
 			}
 		}
-		if v4 && v6 {
-			v.problem(key+".vips", "mixes IPv4 and IPv6; use one instance per address family")
-		}
-		if v6 && in.Version == 2 {
-			v.problem(key+".vips", "VRRP version 2 carries IPv4 only; use version = 3 for IPv6")
-		}
 		for j, a := range in.UnicastPeers {
-			if a.IsValid() && (v4 && !a.Unmap().Is4()) || (v6 && a.Unmap().Is4()) {
-				v.problem(idx(key+".unicast_peers", j), "%q is not of the virtual addresses' family", a)
+			if a.IsValid() && !a.Is4() {
+				v.problem(idx(key+".unicast_peers", j), "%q is not IPv4: kclb's VRRP supports IPv4 only", a)
 			}
 		}
 		if a := in.SourceAddress; a.IsValid() {
@@ -745,7 +736,7 @@ func (c *Config) validateVRRP(v *validator) {
 		v.nonNegative(key+".garp_delay", in.GARPDelay)
 		v.nonNegative(key+".garp_refresh", in.GARPRefresh)
 		if in.Interface != "" && in.VRID != 0 {
-			r := router{in.Interface, in.VRID, v6 && !v4}
+			r := router{in.Interface, in.VRID}
 			if j, dup := routers[r]; dup {
 				v.problem(key+".vrid", "%d is already used on %s by vrrp.instance[%d]", in.VRID, in.Interface, j)
 			} else {

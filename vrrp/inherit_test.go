@@ -34,3 +34,45 @@ func TestStartAsMaster(t *testing.T) {
 		}
 	}
 }
+
+// TestDetachHandsOverWithoutResigning pins issue 18, item 5(b): a Master
+// stopped after Detach sends no priority-0 advert and leaves the VIP in
+// place, and an instance started with Inherit on the same node takes over
+// as Master at once; the Backup peer never becomes Master.
+func TestDetachHandsOverWithoutResigning(t *testing.T) {
+	n := &fakeNet{}
+	opts := Options{Priority: 150, AdvertInterval: 20 * time.Millisecond, Preempt: true}
+	a := startNode(t, n, addrA, opts, nil)
+	b := startNode(t, n, addrB, Options{Priority: 100, AdvertInterval: 20 * time.Millisecond, Preempt: true}, nil)
+	waitFor(t, "A master, B backup", func() bool {
+		return a.inst.Status().State == StateMaster && b.inst.Status().State == StateBackup && b.inst.Status().Master == addrA
+	})
+
+	if !a.inst.Detach() {
+		t.Fatal("Detach of a Master reported it was not Master")
+	}
+	a.shutdown(t)
+	if !a.vips.hasVIP() {
+		t.Fatal("the detached Master removed the VIP")
+	}
+	for _, p := range n.sentBy(addrA) {
+		if p.Priority == 0 {
+			t.Fatal("the detached Master sent a priority-0 advert")
+		}
+	}
+
+	// The new process of node A: same address, inherits the VIP.
+	inherit := opts
+	inherit.Inherit = true
+	a2 := startNode(t, n, addrA, inherit, func(_ *Instance, _ *fakeConn) {})
+	a2.vips.Add(nil) // the VIP is still on the (shared) interface
+	waitFor(t, "the new A is Master", func() bool { return a2.inst.Status().State == StateMaster })
+	if got := a2.inst.Status().TransitionsTo[StateMaster]; got != 1 {
+		t.Fatalf("new A entered Master %d times", got)
+	}
+	sentBefore := len(n.sentBy(addrA))
+	waitFor(t, "the new A advertises", func() bool { return len(n.sentBy(addrA)) > sentBefore+2 })
+	if st := b.inst.Status(); st.State != StateBackup || st.TransitionsTo[StateMaster] != 0 || st.Resignations != 0 {
+		t.Fatalf("peer B: state %v, became Master %d times, saw %d resignations", st.State, st.TransitionsTo[StateMaster], st.Resignations)
+	}
+}

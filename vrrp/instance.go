@@ -408,8 +408,9 @@ func (i *Instance) Status() Status {
 
 // Run opens the interface, starts the virtual router and blocks until ctx is cancelled or
 // the socket fails. On cancellation a Master sends a priority-0 advert and removes its
-// VIPs (releasing them through the Hook), and Run returns nil after the side effects and
-// notify commands have finished. Run may be called once.
+// VIPs (releasing them through the Hook), unless Detach was called: then it sends nothing
+// more and leaves the VIPs in place. Run returns nil after the side effects and notify
+// commands have finished. Run may be called once.
 func (i *Instance) Run(ctx context.Context) error {
 	if !i.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("vrrp %s: Run called twice", i.opts.Name)
@@ -457,7 +458,14 @@ func (i *Instance) Run(ctx context.Context) error {
 	runErr := i.timerLoop(ctx, plat, recvDone, &recvErr)
 
 	cancelWatch()
-	i.step((*Machine).Shutdown)
+	if i.detached.Load() {
+		// Handing over to a new process of this node (Detach): no
+		// priority-0 advert, the VIPs and the hook's claim stay, so the
+		// peers see nothing but the next advert, from the new process.
+		i.log.Info("vrrp: detached; VIPs left in place for the next process", "state", i.Status().State)
+	} else {
+		i.step((*Machine).Shutdown)
+	}
 	i.mu.Lock()
 	i.effects, i.notes = nil, nil
 	i.mu.Unlock()

@@ -122,7 +122,11 @@ func (in *instance) adminListeners() []admin.Listener {
 // metrics) on the configured Unix socket and TCP address, after applying
 // the admin states persisted in the state file. Its goroutines are added
 // to wg and stop when ctx ends. Changes to [admin] need a restart.
-func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup) error {
+//
+// After a binary upgrade the admin listeners come from inh (the old
+// process's sockets, so the socket file is never re-created and no
+// command is refused during the hand-over); otherwise they are opened.
+func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup, inh *inherited) error {
 	cfg := in.Config()
 	ac := cfg.Admin
 	var state *admin.StateFile
@@ -173,39 +177,82 @@ func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup) error {
 
 	wg.Go(func() { srv.Run(ctx) })
 
-	var lns []net.Listener
+	var lns []keyedListener
 	closeAll := func() {
-		for _, ln := range lns {
-			ln.Close()
+		for _, k := range lns {
+			k.ln.Close()
 		}
+	}
+	serveOn := func(k keyedListener, trusted bool) {
+		lns = append(lns, k)
+		wg.Go(func() {
+			if err := srv.Serve(ctx, k.ln, trusted); err != nil && !in.adminReleased.Load() {
+				in.logger.Error("admin listener failed", "listener", k.key, "err", err)
+			}
+		})
 	}
 	if ac.Socket != "" {
-		ln, err := listenAdminSocket(ac)
-		if err != nil {
-			return err
-		}
-		lns = append(lns, ln)
-		in.logger.Info("admin API listening", "socket", ac.Socket, "mode", ac.SocketMode.String())
-		wg.Go(func() {
-			if err := srv.Serve(ctx, ln, true); err != nil {
-				in.logger.Error("admin socket failed", "err", err)
+		key := adminUnixKey + ac.Socket
+		ln := inh.take(key)
+		if ln == nil {
+			var err error
+			if ln, err = listenAdminSocket(ac); err != nil {
+				return err
 			}
-		})
+			in.logger.Info("admin API listening", "socket", ac.Socket, "mode", ac.SocketMode.String())
+		} else {
+			in.logger.Info("admin API listening (inherited from the previous process)", "socket", ac.Socket)
+		}
+		serveOn(keyedListener{key: key, ln: ln}, true)
 	}
 	if ac.TCP != "" {
-		ln, err := net.Listen("tcp", ac.TCP)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("admin.tcp: %w", err)
+		key := adminTCPKey + ac.TCP
+		ln := inh.take(key)
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", ac.TCP); err != nil {
+				closeAll()
+				return fmt.Errorf("admin.tcp: %w", err)
+			}
 		}
 		in.logger.Info("admin API listening", "tcp", ln.Addr().String())
-		wg.Go(func() {
-			if err := srv.Serve(ctx, ln, false); err != nil {
-				in.logger.Error("admin TCP listener failed", "err", err)
-			}
-		})
+		serveOn(keyedListener{key: key, ln: ln}, false)
 	}
+	in.mu.Lock()
+	in.admins = lns
+	in.mu.Unlock()
 	return nil
+}
+
+// handedAdmin returns the admin listeners, for a binary upgrade.
+func (in *instance) handedAdmin() []keyedListener {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]keyedListener(nil), in.admins...)
+}
+
+// releaseAdmin stops accepting on the admin listeners after a binary
+// upgrade handed them over. The socket file stays: the new process serves
+// on the same socket. Requests already accepted finish.
+func (in *instance) releaseAdmin() {
+	in.adminReleased.Store(true)
+	for _, k := range in.handedAdmin() {
+		if u, ok := k.ln.(*net.UnixListener); ok {
+			u.SetUnlinkOnClose(false)
+		}
+		k.ln.Close()
+	}
+}
+
+// adoptAdmin makes this process remove the admin socket file when it
+// stops, once it owns the socket (after the hand-over completed): a
+// listener built from an inherited descriptor would leave it behind.
+func (in *instance) adoptAdmin() {
+	for _, k := range in.handedAdmin() {
+		if u, ok := k.ln.(*net.UnixListener); ok {
+			u.SetUnlinkOnClose(true)
+		}
+	}
 }
 
 // listenAdminSocket opens the admin Unix socket with the configured mode

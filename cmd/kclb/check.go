@@ -49,6 +49,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if _, err := tlsStore(cfg); err != nil {
 		return fmt.Errorf("%s: %w", *path, err)
 	}
+	if err := checkVRRP(cfg); err != nil {
+		return fmt.Errorf("%s: %w", *path, err)
+	}
 	fmt.Fprintf(stdout, "configuration file %s is valid\n", *path)
 	return nil
 }

@@ -124,7 +124,7 @@ func (in *instance) reload(ctx context.Context) error {
 	// Stop accepting on removed listeners now; their requests in flight
 	// finish in the background.
 	for _, f := range drop {
-		f.ln.Close()
+		f.stopAccepting()
 	}
 	grace := cfg.Global.ShutdownGrace.Duration
 	in.wg.Go(func() { shutdownAll(drop, grace) })

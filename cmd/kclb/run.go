@@ -23,20 +23,23 @@ import (
 	"github.com/kclb/kclb/tlsconf"
 )
 
-// cmdRun runs the proxy until SIGINT or SIGTERM.
+// cmdRun runs the proxy until SIGINT or SIGTERM. Signal handling is
+// installed first, so that SIGINT and SIGTERM end the process at every
+// stage of startup (startup.go).
 func cmdRun(args []string, stderr io.Writer) error {
+	ctx, stop := interruptContext()
+	defer stop()
 	fs := newFlagSet("run", stderr, "[-c FILE]")
 	path := fs.String("c", defaultConfig, "configuration `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := during(ctx, "loading the configuration "+*path, func() (*config.Config, error) { return config.Load(*path) })
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	return serve(ctx, cfg, newLogger(cfg.Global, os.Stderr), nil)
+	logger := newLogger(cfg.Global, os.Stderr)
+	return runUntilStarted(ctx, func(ready chan<- struct{}) error { return serve(ctx, cfg, logger, ready) })
 }
 
 // instance is one running kclb: the runtime objects built from the
@@ -75,6 +78,11 @@ type instance struct {
 	inheritVRRP []string
 	wg          *sync.WaitGroup // owns every long-lived goroutine of serve
 	errc        chan error      // goroutines report fatal errors here
+	admins      []keyedListener // the admin listeners (handed over on upgrade)
+
+	// adminReleased is set once the admin listeners were handed to a new
+	// binary: their Serve loops ending is then expected.
+	adminReleased atomic.Bool
 }
 
 // Config returns the configuration in force.
@@ -246,8 +254,13 @@ func (in *instance) startFrontendsLocked(fronts []*frontend) {
 // serve runs kclb with cfg until ctx is cancelled, then shuts down
 // gracefully: VRRP resigns and releases the VIPs first, then listeners
 // stop accepting and requests in flight get the shutdown grace period.
-// ready, if non-nil, is closed once the listeners are bound.
-func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- struct{}) error {
+// ready, if non-nil, is closed once the listeners serve; after that,
+// every end of the process is the graceful shutdown.
+//
+// Startup fails fast: any error, or ctx ending, releases at once what was
+// opened and returns; a process started by a binary upgrade tells its
+// predecessor why before it returns.
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- struct{}) (err error) {
 	// Catch SIGHUP and SIGUSR2 from the start: their default action would
 	// end the process while it is still starting.
 	hup := make(chan os.Signal, 1)
@@ -257,91 +270,76 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	signal.Notify(usr2, syscall.SIGUSR2)
 	defer signal.Stop(usr2)
 
-	in, err := newInstance(cfg, logger)
+	handover, err := takeInherited()
+	defer func() {
+		if err != nil {
+			handover.fail(err)
+		}
+	}()
 	if err != nil {
 		return err
 	}
-	defer func() { in.Handler().Close() }()
+	if err := preflightVRRP(cfg); err != nil {
+		return err
+	}
+	in, err := during(ctx, "reading the TLS certificates", func() (*instance, error) { return newInstance(cfg, logger) })
+	if err != nil {
+		return err
+	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	in.wg = &wg
 	in.errc = make(chan error, 16)
+	serving := false
+	defer func() {
+		if !serving {
+			// Startup failed before any client was served: release
+			// what was opened at once.
+			in.stopVRRP()
+			shutdownAll(in.Frontends(), time.Second)
+		}
+		cancel()
+		wg.Wait()
+		in.Handler().Close()
+	}()
 
-	in.mu.Lock()
-	err = in.startCheckerLocked(runCtx, cfg, in.aff)
-	in.mu.Unlock()
-	if err != nil {
+	if _, err := during(ctx, "starting the health checks", func() (struct{}, error) {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		return struct{}{}, in.startCheckerLocked(runCtx, cfg, in.aff)
+	}); err != nil {
 		return err
 	}
-	if err := in.startAdmin(runCtx, &wg); err != nil {
-		return err
-	}
-	handover, err := takeInherited()
-	if err != nil {
+	if _, err := during(ctx, "opening the admin API", func() (struct{}, error) {
+		return struct{}{}, in.startAdmin(runCtx, &wg, handover)
+	}); err != nil {
 		return err
 	}
 	fronts, err := in.openFrontends(ctx, cfg, cfg.Listeners, handover.listeners)
 	if err != nil {
 		return err
 	}
-	for bind, ln := range handover.listeners {
-		logger.Warn("upgrade: inherited listener not in the configuration; closing it", "bind", bind)
+	for key, ln := range handover.listeners {
+		logger.Warn("upgrade: inherited listener not in the configuration; closing it", "listener", key)
 		ln.Close()
 	}
 	in.mu.Lock()
 	in.fronts = fronts
 	in.startFrontendsLocked(fronts)
 	in.mu.Unlock()
-	masters, err := handover.childHandshake()
-	if err != nil {
-		// The old process may still hold the VIP; start VRRP anyway.
-		logger.Error("upgrade hand-over", "err", err)
-	}
-	in.mu.Lock()
-	in.inheritVRRP = masters
-	err = in.startVRRPLocked(cfg.VRRP.Instances)
-	in.inheritVRRP = nil
-	in.mu.Unlock()
-	if err != nil {
-		shutdownAll(fronts, time.Second)
-		return err
-	}
+	// From here on clients are served: whatever ends the process ends it
+	// with the graceful shutdown.
+	serving = true
 	if ready != nil {
 		close(ready)
 	}
-	in.waitFirstHealthRound(ctx, cfg)
-	if err := sdnotify.Ready(); err != nil {
-		logger.Warn("systemd notify", "err", err)
+	runErr := in.finishStartup(ctx, cfg, handover)
+	if runErr == nil {
+		runErr = in.mainLoop(ctx, runCtx, hup, usr2)
 	}
-	in.beat()
-	wd := &sdnotify.Watchdog{Logger: logger}
-	wg.Go(func() { wd.Run(runCtx, in.alive) })
-	beat := time.NewTicker(time.Second)
-	defer beat.Stop()
-
-	var runErr error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-beat.C:
-			in.beat()
-		case <-hup:
-			in.reloadNotify(runCtx)
-		case <-usr2:
-			if err := in.upgrade(runCtx); err != nil {
-				logger.Error("upgrade failed; this process keeps serving", "err", err)
-				continue
-			}
-			break loop
-		case err := <-in.errc:
-			runErr = err
-			break loop
-		}
+	if ctx.Err() != nil && errors.Is(runErr, context.Cause(ctx)) {
+		runErr = nil // SIGTERM while serving: a normal stop
 	}
 	// global.shutdown_grace = "0s" means no grace: close at once.
 	grace := in.Config().Global.ShutdownGrace.Duration
@@ -349,8 +347,82 @@ loop:
 	sdnotify.Stopping()
 	in.stopVRRP()
 	shutdownAll(in.Frontends(), grace)
-	cancel()
 	return runErr
+}
+
+// finishStartup completes the startup of a process that already serves:
+// the first health round, the binary-upgrade hand-over (for a new
+// process), VRRP, and READY=1 to systemd.
+func (in *instance) finishStartup(ctx context.Context, cfg *config.Config, handover *inherited) error {
+	if err := in.waitFirstHealthRound(ctx, cfg); err != nil {
+		return err
+	}
+	masters, err := handover.childHandshake(ctx)
+	switch {
+	case ctx.Err() != nil:
+		return err
+	case err != nil:
+		// The old process may still hold the VIP; start VRRP anyway.
+		in.logger.Error("upgrade hand-over", "err", err)
+	case handover.sync != nil:
+		in.adoptAdmin()
+	}
+	in.mu.Lock()
+	in.inheritVRRP = masters
+	err = in.startVRRPLocked(cfg.VRRP.Instances)
+	in.inheritVRRP = nil
+	in.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := sdnotify.Ready(); err != nil {
+		in.logger.Warn("systemd notify", "err", err)
+	}
+	return nil
+}
+
+// mainLoop runs until ctx ends, a goroutine reports a fatal error, or a
+// binary upgrade handed over. SIGHUP reloads; SIGUSR2 starts an upgrade
+// in the background, so the loop keeps answering the watchdog and SIGTERM
+// while the new process starts.
+func (in *instance) mainLoop(ctx, runCtx context.Context, hup, usr2 <-chan os.Signal) error {
+	in.beat()
+	wd := &sdnotify.Watchdog{Logger: in.logger}
+	in.wg.Go(func() { wd.Run(runCtx, in.alive) })
+	beat := time.NewTicker(time.Second)
+	defer beat.Stop()
+	var upgrading chan error // non-nil while a binary upgrade runs
+	for {
+		select {
+		case <-ctx.Done():
+			if upgrading != nil {
+				// The upgrade sees ctx too: it kills the new process
+				// unless the hand-over is already complete.
+				<-upgrading
+			}
+			return nil
+		case <-beat.C:
+			in.beat()
+		case <-hup:
+			in.reloadNotify(runCtx)
+		case <-usr2:
+			if upgrading != nil {
+				in.logger.Warn("upgrade: already in progress; SIGUSR2 ignored")
+				continue
+			}
+			upgrading = make(chan error, 1)
+			in.wg.Go(func() { upgrading <- in.upgrade(ctx) })
+		case err := <-upgrading:
+			upgrading = nil
+			if err != nil {
+				in.logger.Error("upgrade failed; this process keeps serving", "err", err)
+				continue
+			}
+			return nil
+		case err := <-in.errc:
+			return err
+		}
+	}
 }
 
 // beat records that the main loop is alive.
@@ -377,13 +449,16 @@ func (in *instance) alive() bool {
 
 // waitFirstHealthRound waits until every server with a management
 // address has been checked once (bounded by one interval plus the
-// timeout), so READY=1 means kclb knows its backends.
-func (in *instance) waitFirstHealthRound(ctx context.Context, cfg *config.Config) {
+// timeout), so READY=1 means kclb knows its backends. It returns early
+// with an error when ctx ends or a goroutine reports a fatal error.
+func (in *instance) waitFirstHealthRound(ctx context.Context, cfg *config.Config) error {
 	if !cfg.Health.Enabled {
-		return
+		return nil
 	}
 	deadline := time.Now().Add(cfg.Health.Interval.Duration + cfg.Health.Timeout.Duration + time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	poll := time.NewTicker(20 * time.Millisecond) // the checker has no round signal
+	defer poll.Stop()
+	for time.Now().Before(deadline) {
 		checked := true
 		for _, s := range in.pool.Servers() {
 			if s.Mgmt() != "" && s.Detail().LastCheck.IsZero() {
@@ -392,10 +467,17 @@ func (in *instance) waitFirstHealthRound(ctx context.Context, cfg *config.Config
 			}
 		}
 		if checked {
-			return
+			return nil
 		}
-		time.Sleep(20 * time.Millisecond) // polling the pool: the checker has no round signal
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w while waiting for the first health round", context.Cause(ctx))
+		case err := <-in.errc:
+			return err
+		case <-poll.C:
+		}
 	}
+	return nil
 }
 
 // reloadNotify reloads the configuration, telling systemd about it; on

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kclb/kclb/affinity"
@@ -74,6 +75,17 @@ type frontend struct {
 	ln   net.Listener // raw behind the global maxconn limit
 	srv  *proxy.Server
 	tls  bool
+	// released is set by stopAccepting: Serve ending on the closed
+	// listener is then expected, not a listener failure.
+	released atomic.Bool
+}
+
+// stopAccepting closes the listener on purpose (a reload dropped it, or
+// a binary upgrade handed its socket over); connections already accepted
+// are served on.
+func (f *frontend) stopAccepting() {
+	f.released.Store(true)
+	f.ln.Close()
 }
 
 // openFrontends binds listeners (taking inherited sockets by bind address
@@ -98,7 +110,7 @@ func (in *instance) openFrontends(ctx context.Context, cfg *config.Config, liste
 		} else {
 			var err error
 			if ln, err = proxy.Listen(ctx, p.Bind, p.Freebind); err != nil {
-				return fail(fmt.Errorf("listener %q: %w", p.Name, err))
+				return fail(listenError(p.Name, p.Bind, err))
 			}
 		}
 		raw := ln
@@ -132,7 +144,7 @@ func (f *frontend) serve() error {
 	} else {
 		err = f.srv.Serve(f.ln)
 	}
-	if errors.Is(err, http.ErrServerClosed) {
+	if errors.Is(err, http.ErrServerClosed) || (f.released.Load() && errors.Is(err, net.ErrClosed)) {
 		return nil
 	}
 	return fmt.Errorf("listener %q: %w", f.name, err)
