@@ -214,6 +214,10 @@ func (b *h1body) chunkHeader() (uint64, error) {
 		}
 		size = size<<4 | uint64(c)
 	}
+	if size >= 1<<62 {
+		// No client sends exabytes; keeps remain a positive int64.
+		return 0, errChunkSize
+	}
 	// Allow 16 bytes of overhead per chunk plus twice its data, like
 	// net/http, so chunk extensions cannot be used to send unbounded
 	// non-data.

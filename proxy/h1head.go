@@ -26,6 +26,10 @@ type headParser struct {
 	vals []string // backing store for single-value header slices
 	url  url.URL
 	keys [128]byte // scratch space for canonicalising header names
+	// spaceName is set when a field name held a space: net/http's
+	// parser keeps such a field and its server refuses the request only
+	// after the version and Host checks.
+	spaceName bool
 	// sawTE is set when the head carried Transfer-Encoding (which the
 	// request's fields do not show on HTTP/1.0, like net/http).
 	sawTE bool
@@ -129,7 +133,7 @@ func indexByteFrom(b []byte, c byte, from int) int {
 // *headError for heads net/http's server would refuse.
 func (p *headParser) parse(r *http.Request, head string) *headError {
 	clear(p.hdr)
-	p.sawTE = false
+	p.sawTE, p.spaceName = false, false
 	p.url = url.URL{}
 	nvals := 0
 
@@ -184,7 +188,10 @@ func (p *headParser) parse(r *http.Request, head string) *headError {
 		}
 		key, ok := p.canonicalKey(k)
 		if !ok {
-			return errHeadField
+			if !spacedToken(k) {
+				return errHeadField
+			}
+			key, p.spaceName = k, true
 		}
 		for i := 0; i < len(v); i++ {
 			if !validValueByte(v[i]) {
@@ -220,16 +227,13 @@ func (p *headParser) parse(r *http.Request, head string) *headError {
 // request target, like url.ParseRequestURI. The origin-form targets that
 // need no unescaping are parsed without allocating.
 func (p *headParser) parseTarget(r *http.Request, method, target string) *headError {
-	if target == "" {
-		return errHeadTarget
-	}
 	for i := 0; i < len(target); i++ {
 		if c := target[i]; c < ' ' || c == 0x7f {
 			return errHeadTarget
 		}
 	}
 	u := &p.url
-	if target[0] == '/' && method != "CONNECT" {
+	if target != "" && target[0] == '/' && method != "CONNECT" {
 		path, query, hasQuery := strings.Cut(target, "?")
 		if plainPath(path) {
 			u.Path = path
@@ -305,11 +309,11 @@ func (p *headParser) finish(r *http.Request) *headError {
 			return errHeadTE10 // faulty framing (RFC 9112 6.1): 400 and close
 		}
 		delete(hdr, "Transfer-Encoding")
-		if r.ProtoMajor > 1 || (r.ProtoMajor == 1 && r.ProtoMinor >= 1) {
+		// net/http's transfer rules read version 0.0 as 1.1.
+		if r.ProtoMajor > 1 || (r.ProtoMajor == 1 && r.ProtoMinor >= 1) || (r.ProtoMajor == 0 && r.ProtoMinor == 0) {
 			if len(te) != 1 || !asciiEqualFold(te[0], "chunked") {
 				return errHeadTE
 			}
-			delete(hdr, "Content-Length")
 			chunked = true
 		}
 	}
@@ -341,6 +345,9 @@ func (p *headParser) finish(r *http.Request) *headError {
 	}
 	switch {
 	case chunked:
+		// RFC 9112 6.3: Transfer-Encoding overrides Content-Length,
+		// which must not be forwarded (a valid one was still required).
+		delete(hdr, "Content-Length")
 		r.ContentLength = -1
 		r.TransferEncoding = chunkedTE
 	case len(cls) > 0:
@@ -384,6 +391,9 @@ func (p *headParser) finish(r *http.Request) *headError {
 	}
 	if len(hosts) == 1 && !httpguts.ValidHostHeader(hosts[0]) {
 		return errHeadBadHost
+	}
+	if p.spaceName {
+		return errHeadField
 	}
 	delete(hdr, "Host")
 	return nil
@@ -461,6 +471,16 @@ var commonHeaderNames = func() map[string]string {
 	}
 	return m
 }()
+
+// spacedToken reports whether k is made of token bytes and spaces.
+func spacedToken(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c != ' ' && !isTokenByte(c) {
+			return false
+		}
+	}
+	return true
+}
 
 // isTokenByte reports whether c is an RFC 9110 tchar.
 func isTokenByte(c byte) bool {
