@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 )
 
@@ -33,6 +34,7 @@ const maxTrailerBytes = 4096
 // after the response to its request was written.
 type h1body struct {
 	c       *h1conn
+	req     *http.Request // whose Trailer receives the trailer fields
 	chunked bool
 	remain  int64 // Content-Length: bytes left; chunked: bytes left in the chunk
 	inChunk bool  // chunked: the CRLF after the current chunk's data is due
@@ -45,7 +47,7 @@ type h1body struct {
 }
 
 func (b *h1body) reset(c *h1conn, r *http.Request) {
-	*b = h1body{c: c}
+	*b = h1body{c: c, req: r}
 	switch {
 	case r.ContentLength > 0:
 		b.remain = r.ContentLength
@@ -230,9 +232,11 @@ func (b *h1body) chunkHeader() (uint64, error) {
 }
 
 // trailer reads the trailer section after the last chunk up to the blank
-// line. Fields are checked and dropped.
+// line and merges its fields into the request's Trailer, as net/http
+// does (the Handler decides which of them go on).
 func (b *h1body) trailer() error {
 	total := 0
+	var fields http.Header
 	for {
 		line, err := b.c.readLine(maxTrailerBytes-total, b)
 		if err != nil {
@@ -250,6 +254,13 @@ func (b *h1body) trailer() error {
 			s = s[:len(s)-1]
 		}
 		if len(s) == 0 {
+			if fields != nil {
+				if b.req.Trailer == nil {
+					b.req.Trailer = fields
+				} else {
+					maps.Copy(b.req.Trailer, fields)
+				}
+			}
 			return io.EOF
 		}
 		colon := -1
@@ -270,5 +281,10 @@ func (b *h1body) trailer() error {
 				return errTrailerField
 			}
 		}
+		if fields == nil {
+			fields = make(http.Header)
+		}
+		key := http.CanonicalHeaderKey(string(s[:colon]))
+		fields[key] = append(fields[key], trimOWS(string(s[colon+1:])))
 	}
 }

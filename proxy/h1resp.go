@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -186,7 +187,10 @@ func (w *h1response) finish() {
 		w.commit()
 	}
 	if w.chunked && w.werr == nil {
-		if _, err := w.c.bw.WriteString("0\r\n\r\n"); err != nil {
+		bw := w.c.bw
+		bw.WriteString("0\r\n")
+		w.writeTrailers()
+		if _, err := bw.WriteString("\r\n"); err != nil {
 			w.werr = err
 		}
 	}
@@ -261,7 +265,7 @@ func (w *h1response) writeFields() {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if k == "Transfer-Encoding" || !httpguts.ValidHeaderFieldName(k) {
+		if k == "Transfer-Encoding" || strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		for _, v := range w.hdr[k] {
@@ -273,6 +277,24 @@ func (w *h1response) writeFields() {
 	}
 	clear(keys)
 	w.keys = keys[:0]
+}
+
+// writeTrailers writes the fields the handler set with
+// http.TrailerPrefix after a chunked body.
+func (w *h1response) writeTrailers() {
+	bw := w.c.bw
+	for k, vv := range w.hdr {
+		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
+		if !ok || !httpguts.ValidHeaderFieldName(name) {
+			continue
+		}
+		for _, v := range vv {
+			bw.WriteString(name)
+			bw.WriteString(": ")
+			writeFieldValue(bw, v)
+			bw.WriteString("\r\n")
+		}
+	}
 }
 
 // fieldWriter is what writeFieldValue writes to.
