@@ -62,7 +62,7 @@ func stdHead(head string) (*http.Request, int) {
 func kclbHead(p *headParser, head string) (*http.Request, int) {
 	r := new(http.Request)
 	if err := p.parse(r, head); err != nil {
-		return nil, err.code
+		return r, err.code
 	}
 	return r, 0
 }
@@ -78,6 +78,12 @@ func diffHead(p *headParser, head string) string {
 		if ownCode != http.StatusHTTPVersionNotSupported {
 			return "PRI preface not refused"
 		}
+		return ""
+	}
+	if ownCode == http.StatusBadRequest && p.sawTE && own.ProtoMajor == 1 && own.ProtoMinor == 0 &&
+		(stdCode == 0 || stdCode == http.StatusBadRequest) {
+		// HTTP/1.0 with Transfer-Encoding is faulty framing (RFC 9112
+		// 6.1, framingRule): kclb refuses it, net/http drops the field.
 		return ""
 	}
 	if stdCode != ownCode {
