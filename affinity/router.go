@@ -3,6 +3,7 @@ package affinity
 import (
 	"net/http"
 
+	"github.com/kclb/kclb/accesslog"
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/balancer"
 )
@@ -19,6 +20,25 @@ type Router struct{ A *Affinity }
 func (rt Router) Route(r *http.Request, servers []*backend.Server, tried *balancer.Tried) (*backend.Server, bool) {
 	d := rt.A.Pick(r, servers, tried)
 	return d.Server, d.SetCookie
+}
+
+// RouteExplained is Route plus the rule that chose the server, for the
+// access log (proxy.Explainer): the KC_ROUTE cookie, the AUTH_SESSION_ID
+// route, the balancer, or a redispatch away from the pinned server.
+func (rt Router) RouteExplained(r *http.Request, servers []*backend.Server, tried *balancer.Tried) (*backend.Server, bool, accesslog.Route) {
+	d := rt.A.Pick(r, servers, tried)
+	how := accesslog.RouteBalanced
+	switch {
+	case d.Server == nil:
+		how = accesslog.RouteNone
+	case d.Redispatched:
+		how = accesslog.RouteRedispatched
+	case d.Source == SourceCookie:
+		how = accesslog.RouteKCRoute
+	case d.Source == SourceAuthSession:
+		how = accesslog.RouteAuthSession
+	}
+	return d.Server, d.SetCookie, how
 }
 
 // StripRequest removes the affinity cookie from h.

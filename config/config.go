@@ -12,6 +12,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
@@ -42,6 +44,9 @@ type Config struct {
 	Warnings []string `toml:"-"`
 	// Path is the file the configuration came from; empty for Parse and Default.
 	Path string `toml:"-"`
+	// Hash is the hex SHA-256 of the file's bytes as Load read them
+	// (compare with `sha256sum FILE`); empty for Parse and Default.
+	Hash string `toml:"-"`
 }
 
 // Global is the [global] section.
@@ -56,8 +61,12 @@ type Global struct {
 	LogFormat LogFormat `toml:"log_format"`
 	// LogLevel is the minimum level logged. Default LogInfo.
 	LogLevel LogLevel `toml:"log_level"`
-	// AccessLog enables one log line per request. Default true.
+	// AccessLog enables one log line per request, in log_format, whatever
+	// log_level says. Default true.
 	AccessLog bool `toml:"access_log"`
+	// AccessLogQuery adds each request's query string to the access log.
+	// Default false: OAuth codes and tokens travel in queries.
+	AccessLogQuery bool `toml:"access_log_query"`
 	// ShutdownGrace is how long in-flight requests may finish after a stop
 	// signal. Default 30s; must be >= 0.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
@@ -612,6 +621,8 @@ func load(data []byte, path string, noFiles bool) (*Config, error) {
 		return nil, errs
 	}
 	c.Path = path
+	sum := sha256.Sum256(data)
+	c.Hash = hex.EncodeToString(sum[:])
 	return c, nil
 }
 

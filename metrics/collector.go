@@ -52,6 +52,11 @@ var (
 	dVRRPPrio    = desc("kclb_vrrp_priority", "Effective VRRP priority of each instance.", "instance")
 	dVRRPTrans   = desc("kclb_vrrp_transitions_total", "VRRP state transitions of each instance.", "instance")
 	dAdminUnauth = desc("kclb_admin_unauthorized_total", "Admin mutations refused for a missing or invalid bearer token.")
+	dSrvBytesIn  = desc("kclb_server_bytes_in_total", "Request body bytes received from clients and forwarded to each server (requests the server answered).", "server")
+	dSrvBytesOut = desc("kclb_server_bytes_out_total", "Response body bytes from each server written to clients.", "server")
+	dCertExpiry  = desc("kclb_certificate_not_after_seconds", "End of validity of each loaded TLS certificate, Unix seconds.", "file", "name")
+	dReloads     = desc("kclb_reloads_total", "Configuration reloads by result (ok: applied; failed: the running configuration stayed in force).", "result")
+	dConfigInfo  = desc("kclb_config_info", "Configuration in force; always 1. hash is the SHA-256 of the configuration file as loaded.", "hash")
 )
 
 var healthStates = []backend.Health{backend.HealthUp, backend.HealthDown, backend.HealthDead, backend.HealthStarting}
@@ -65,7 +70,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dBuild, dStart, dPanic, dAvailable, dRequests, dBlocked,
 		dSrvResp, dSrvReq, dSrvErr, dSrvRedisp, dSrvInFl, dSrvQueue, dSrvHealth, dSrvUp, dSrvAdmin,
 		dSrvAvail, dSrvWeight, dSrvLastUse, dSrvChecks, dSrvFails, dProxy, dConns, dConnsOpen, dAffHits, dAffMiss, dAffNoSrv,
-		dAffRedisp, dAffLearned, dAffConfl, dAffRoutes, dVRRPState, dVRRPPrio, dVRRPTrans, dAdminUnauth} {
+		dAffRedisp, dAffLearned, dAffConfl, dAffRoutes, dVRRPState, dVRRPPrio, dVRRPTrans, dAdminUnauth,
+		dSrvBytesIn, dSrvBytesOut, dCertExpiry, dReloads, dConfigInfo} {
 		ch <- d
 	}
 }
@@ -137,10 +143,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			counter(dSrvResp, v, n, cl)
 		}
-		var pass, fail uint64
+		var pass, fail, bin, bout uint64
 		if hc != nil {
 			pass, fail = hc.checks[1].Load(), hc.checks[0].Load()
+			bin, bout = hc.bytesIn.Load(), hc.bytesOut.Load()
 		}
+		counter(dSrvBytesIn, bin, n)
+		counter(dSrvBytesOut, bout, n)
 		counter(dSrvChecks, pass, n, "pass")
 		counter(dSrvChecks, fail, n, "fail")
 	}
@@ -193,6 +202,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if o.AdminUnauthorized != nil {
 		counter(dAdminUnauth, o.AdminUnauthorized())
+	}
+	if o.Certificates != nil {
+		for _, ce := range o.Certificates() {
+			gauge(dCertExpiry, float64(ce.NotAfter.Unix()), ce.File, ce.Name)
+		}
+	}
+	if o.Reloads != nil {
+		r := o.Reloads()
+		counter(dReloads, r.OK, "ok")
+		counter(dReloads, r.Failed, "failed")
+	}
+	if o.ConfigHash != nil {
+		gauge(dConfigInfo, 1, o.ConfigHash())
 	}
 }
 

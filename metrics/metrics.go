@@ -1,15 +1,18 @@
 // Package metrics exposes kclb's Prometheus metrics on a registry of its
-// own (never the global one): per-server traffic, health and admin state,
-// health-check latency, affinity and path-policy counters, panic mode,
-// VRRP state, and the Go runtime and process collectors.
+// own (never the global one): per-server traffic, bytes, response, connect
+// and queue times, health and admin state, health-check latency, affinity
+// and path-policy counters, panic mode, VRRP state, certificate expiry,
+// reload results and the configuration hash, and the Go runtime and
+// process collectors.
 //
 // Almost everything is read at scrape time from the atomics the runtime
 // packages already keep (backend.Server.Counters, affinity.Stats,
-// proxy.Stats), so the request path pays nothing for it. Only the
-// response code classes and the request duration are counted on the hot
-// path, by Metrics acting as the proxy's Observer: a per-server counter
-// block found in a copy-on-write map keyed by *backend.Server, with no
-// label lookup per request.
+// proxy.Stats), so the request path pays little for it. Only the response
+// code classes, bytes and the request, response, connect and queue times
+// are counted on the hot path, by Metrics acting as the proxy's Observer:
+// a per-server block of counters and histogram children found in a
+// copy-on-write map keyed by *backend.Server, with no label lookup per
+// request.
 package metrics
 
 import (
@@ -23,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kclb/kclb/accesslog"
 	"github.com/kclb/kclb/affinity"
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/pathpolicy"
@@ -65,16 +69,41 @@ type Options struct {
 	// AdminUnauthorized returns the number of refused admin mutations.
 	// Nil omits the metric.
 	AdminUnauthorized func() uint64
+	// Certificates returns the loaded certificates (kclb_certificate_not_after_seconds).
+	// Nil omits them.
+	Certificates func() []Certificate
+	// Reloads returns the configuration reload counts by result
+	// (kclb_reloads_total). Nil omits them.
+	Reloads func() Reloads
+	// ConfigHash returns the hash of the configuration file in force
+	// (kclb_config_info). Nil omits it.
+	ConfigHash func() string
 	// CheckBuckets are the health-check latency buckets in seconds.
 	// Nil means 1 ms .. 10 s.
 	CheckBuckets []float64
-	// DurationBuckets are the request duration buckets in seconds. Nil
-	// means 1 ms .. 60 s.
+	// DurationBuckets are the buckets in seconds of the request duration
+	// and of the servers' response, connect and queue times. Nil means
+	// 1 ms .. 60 s.
 	DurationBuckets []float64
 	// Registry receives the collectors and is served by Handler. Nil means
 	// a new registry; never pass prometheus.DefaultRegisterer's registry
 	// if other code registers there too.
 	Registry *prometheus.Registry
+}
+
+// Certificate is one loaded certificate as metrics see it.
+type Certificate struct {
+	// File is the certificate file (label "file").
+	File string
+	// Name is the first subject alternative name (label "name").
+	Name string
+	// NotAfter is the end of the leaf's validity.
+	NotAfter time.Time
+}
+
+// Reloads counts configuration reloads since start by result.
+type Reloads struct {
+	OK, Failed uint64
 }
 
 // codeClasses label the response code classes; index 0 is a request the
@@ -95,10 +124,15 @@ const numVerdicts = 8
 
 // serverCounters are the hot-path counters of one server.
 type serverCounters struct {
-	name   string
-	codes  [len(codeClasses)]atomic.Uint64
-	checks [2]atomic.Uint64 // [0] failed, [1] passed
-	check  prometheus.Observer
+	name     string
+	codes    [len(codeClasses)]atomic.Uint64
+	checks   [2]atomic.Uint64 // [0] failed, [1] passed
+	bytesIn  atomic.Uint64    // request body bytes from clients
+	bytesOut atomic.Uint64    // response body bytes to clients
+	check    prometheus.Observer
+	response prometheus.Observer // response head time
+	connect  prometheus.Observer // connection opening time
+	queue    prometheus.Observer // connection slot wait
 }
 
 // Metrics collects kclb's metrics. Create it with New; it is safe for
@@ -107,7 +141,10 @@ type Metrics struct {
 	opts     Options
 	reg      *prometheus.Registry
 	checkVec *prometheus.HistogramVec
-	duration prometheus.Histogram
+	// respVec, connVec and queueVec are the per-server response head,
+	// connect and queue time histograms.
+	respVec, connVec, queueVec *prometheus.HistogramVec
+	duration                   prometheus.Histogram
 
 	servers atomic.Pointer[map[*backend.Server]*serverCounters]
 	mu      sync.Mutex // serialises updates of servers
@@ -147,8 +184,17 @@ func New(opts Options) (*Metrics, error) {
 		Help:    "Time from receiving a request to finishing its response (or refusal).",
 		Buckets: opts.DurationBuckets,
 	})
+	perServer := func(name, help string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: opts.DurationBuckets}, []string{"server"})
+	}
+	m.respVec = perServer("kclb_server_response_seconds",
+		"Time from sending a request on a server connection to receiving the server's response head, per server (the answering attempt; connect time excluded).")
+	m.connVec = perServer("kclb_server_connect_seconds",
+		"Time spent opening new connections to each server, per request that opened any (pooled connections reused are not observed).")
+	m.queueVec = perServer("kclb_server_queue_seconds",
+		"Time requests waited for a connection slot on each server at its maxconn, per request answered by the server (0 when no wait).")
 	for _, c := range []prometheus.Collector{
-		m.checkVec, m.duration, &collector{m: m},
+		m.checkVec, m.respVec, m.connVec, m.queueVec, m.duration, &collector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -183,7 +229,9 @@ func (m *Metrics) counters(s *backend.Server) *serverCounters {
 	if c := cur[s]; c != nil {
 		return c
 	}
-	c := &serverCounters{name: s.Name(), check: m.checkVec.WithLabelValues(s.Name())}
+	n := s.Name()
+	c := &serverCounters{name: n, check: m.checkVec.WithLabelValues(n),
+		response: m.respVec.WithLabelValues(n), connect: m.connVec.WithLabelValues(n), queue: m.queueVec.WithLabelValues(n)}
 	next := make(map[*backend.Server]*serverCounters, len(cur)+1)
 	for k, v := range cur {
 		next[k] = v
@@ -219,21 +267,34 @@ func (m *Metrics) prune(live []*backend.Server) {
 		if keep[k] {
 			next[k] = v
 		} else if !names[v.name] {
-			m.checkVec.DeleteLabelValues(v.name)
+			for _, vec := range []*prometheus.HistogramVec{m.checkVec, m.respVec, m.connVec, m.queueVec} {
+				vec.DeleteLabelValues(v.name)
+			}
 		}
 	}
 	m.servers.Store(&next)
 }
 
 // Request implements proxy.Observer: it counts the response code class,
-// overall and for the server that answered, and the duration.
-func (m *Metrics) Request(s *backend.Server, code int, d time.Duration) {
-	cl := classOf(code)
+// overall and for the server that answered, the duration, and for the
+// server its bytes and its response, connect and queue times.
+func (m *Metrics) Request(s *backend.Server, rec accesslog.Record) {
+	cl := classOf(rec.Status)
 	m.requests[cl].Add(1)
 	if s != nil {
-		m.counters(s).codes[cl].Add(1)
+		c := m.counters(s)
+		c.codes[cl].Add(1)
+		c.bytesIn.Add(uint64(max(rec.BytesIn, 0)))
+		c.bytesOut.Add(uint64(max(rec.BytesOut, 0)))
+		if rec.UpstreamHeader >= 0 {
+			c.response.Observe(rec.UpstreamHeader.Seconds())
+		}
+		if rec.Connect > 0 {
+			c.connect.Observe(rec.Connect.Seconds())
+		}
+		c.queue.Observe(rec.Queue.Seconds())
 	}
-	m.duration.Observe(d.Seconds())
+	m.duration.Observe(rec.Total.Seconds())
 }
 
 // Blocked implements proxy.Observer: it counts refusals by verdict.

@@ -10,14 +10,23 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/kclb/kclb/accesslog"
+	"github.com/kclb/kclb/affinity"
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/pathpolicy"
 	"github.com/kclb/kclb/proxy"
 )
+
+// rec is a record of a request answered with code after 1 ms, with no
+// connection opened and no queueing.
+func rec(code int) accesslog.Record {
+	return accesslog.Record{Status: code, Total: time.Millisecond, Connect: -1, UpstreamHeader: -1}
+}
 
 // Scrape fetches h's exposition and parses it with the Prometheus text
 // parser.
@@ -90,10 +99,10 @@ func TestScrapeAfterTraffic(t *testing.T) {
 	for range 5 {
 		kc1.Acquire(ctx, 1, time.Second)
 		kc1.Release()
-		m.Request(kc1, 200, time.Millisecond)
+		m.Request(kc1, rec(200))
 	}
-	m.Request(kc2, 503, time.Millisecond)
-	m.Request(nil, 404, time.Millisecond)
+	m.Request(kc2, rec(503))
+	m.Request(nil, rec(404))
 	m.Blocked(pathpolicy.Blocked)
 	m.ObserveCheck(kc1, 3*time.Millisecond, true)
 	m.ObserveCheck(kc1, 3*time.Millisecond, false)
@@ -147,7 +156,7 @@ func TestRemovedServerPruned(t *testing.T) {
 	pool, _ := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: "a:1"}, {Name: "kc2", Addr: "b:1"}}, backend.PoolOptions{})
 	m, _ := New(Options{Pool: pool})
 	m.ObserveCheck(pool.Lookup("kc2"), time.Millisecond, true)
-	m.Request(pool.Lookup("kc2"), 200, time.Millisecond)
+	m.Request(pool.Lookup("kc2"), rec(200))
 	pool.Remove("kc2")
 	f := scrape(t, m.Handler())
 	for _, mf := range f {
@@ -188,7 +197,7 @@ func BenchmarkObserverRequest(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			m.Request(servers[i%3], 200, time.Millisecond)
+			m.Request(servers[i%3], rec(200))
 			i++
 		}
 	})
@@ -203,5 +212,84 @@ func TestRegistryPassedIn(t *testing.T) {
 	}
 	if _, err := New(Options{Pool: pool, Registry: reg}); err == nil {
 		t.Fatal("registering twice in one registry succeeded")
+	}
+}
+
+// TestExchangeMetrics pins the per-server histograms and byte counters
+// fed from the proxy's record, the certificate, reload and configuration
+// metrics, and that promlint finds nothing to object to in the whole
+// exposition (issue 15, item 4).
+func TestExchangeMetrics(t *testing.T) {
+	pool, _ := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: "a:1"}}, backend.PoolOptions{})
+	notAfter := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+	m, err := New(Options{
+		Pool: pool,
+		Certificates: func() []Certificate {
+			return []Certificate{{File: "/etc/kclb/sso.pem", Name: "sso.example.com", NotAfter: notAfter}}
+		},
+		Reloads:    func() Reloads { return Reloads{OK: 2, Failed: 1} },
+		ConfigHash: func() string { return "abc123" },
+		Proxy:      func() proxy.Stats { return proxy.Stats{} },
+		Conns:      func() proxy.ConnCounts { return proxy.ConnCounts{} },
+		Affinity:   func() *affinity.Affinity { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc1 := pool.Lookup("kc1")
+	r := accesslog.Record{Status: 200, BytesIn: 100, BytesOut: 2000, Queue: 2 * time.Millisecond,
+		Connect: 3 * time.Millisecond, UpstreamHeader: 40 * time.Millisecond, Total: 50 * time.Millisecond}
+	m.Request(kc1, r)
+	r.Connect = 0 // a pooled connection: not a connect observation
+	m.Request(kc1, r)
+	m.Request(kc1, rec(502)) // no response head: not a response observation
+	m.ObserveCheck(kc1, time.Millisecond, true)
+
+	f := scrape(t, m.Handler())
+	for _, tc := range []struct {
+		metric string
+		labels map[string]string
+		want   float64
+	}{
+		{"kclb_server_bytes_in_total", map[string]string{"server": "kc1"}, 200},
+		{"kclb_server_bytes_out_total", map[string]string{"server": "kc1"}, 4000},
+		{"kclb_server_response_seconds", map[string]string{"server": "kc1"}, 2},
+		{"kclb_server_connect_seconds", map[string]string{"server": "kc1"}, 1},
+		{"kclb_server_queue_seconds", map[string]string{"server": "kc1"}, 3},
+		{"kclb_certificate_not_after_seconds", map[string]string{"file": "/etc/kclb/sso.pem", "name": "sso.example.com"}, float64(notAfter.Unix())},
+		{"kclb_reloads_total", map[string]string{"result": "ok"}, 2},
+		{"kclb_reloads_total", map[string]string{"result": "failed"}, 1},
+		{"kclb_config_info", map[string]string{"hash": "abc123"}, 1},
+	} {
+		if got := value(t, f, tc.metric, tc.labels); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.metric, tc.labels, got, tc.want)
+		}
+	}
+	if sum := f["kclb_server_response_seconds"].Metric[0].Histogram.GetSampleSum(); sum < 0.079 || sum > 0.081 {
+		t.Errorf("response time sum %v, want 0.08", sum)
+	}
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	problems, err := promlint.New(strings.NewReader(rec.Body.String())).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// BenchmarkObserverExchange is one request's metrics with every timing
+// present (the hot-path cost of the new histograms).
+func BenchmarkObserverExchange(b *testing.B) {
+	pool, _ := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: "a:1"}}, backend.PoolOptions{})
+	m, _ := New(Options{Pool: pool})
+	kc1 := pool.Lookup("kc1")
+	r := accesslog.Record{Status: 200, BytesIn: 100, BytesOut: 2000, Queue: 0,
+		Connect: 3 * time.Millisecond, UpstreamHeader: 40 * time.Millisecond, Total: 50 * time.Millisecond}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Request(kc1, r)
 	}
 }

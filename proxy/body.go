@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/kclb/kclb/accesslog"
 )
 
 // Request bodies are read before a server slot is taken (issue 12,
@@ -122,7 +124,8 @@ func (t *waitTable) release(a netip.Addr) {
 // false when it has answered the request itself: 429 when the client
 // address has too many requests waiting for their body, 400/408 when the
 // body failed or did not arrive within BodyTimeout.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, body *retryBody, client netip.Addr, start time.Time) bool {
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, body *retryBody, rec *accesslog.Record, start time.Time) bool {
+	client := rec.Client.Addr()
 	if !h.waits.acquire(client) {
 		h.bodyLimited.Add(1)
 		body.closeUnderlying()
@@ -131,7 +134,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, body *retryBo
 			hd.Set("Connection", "close")
 		}
 		hd.Set("Retry-After", "1")
-		h.finishLocal(w, r, client, start, http.StatusTooManyRequests)
+		h.finishLocal(w, rec, start, http.StatusTooManyRequests)
 		return false
 	}
 	rc := http.NewResponseController(w)
@@ -146,13 +149,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, body *retryBo
 	if err != nil {
 		// Count the body's failure as the client's, as forward does.
 		body.closeUnderlying()
-		code := h.clientError(w, r, err)
-		if h.opts.Observer != nil {
-			h.opts.Observer.Request(nil, code, time.Since(start))
-		}
-		if h.opts.AccessLog != nil {
-			h.logAccess(r, client, "-", code, nil, start)
-		}
+		rec.Status = h.clientError(w, r, err)
+		rec.BytesIn = body.n.Load()
+		h.finish(nil, rec, start)
 		return false
 	}
 	if full {
@@ -169,12 +168,8 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, body *retryBo
 
 // finishLocal writes kclb's own error page with code and reports the
 // request to the observer and the access log.
-func (h *Handler) finishLocal(w http.ResponseWriter, r *http.Request, client netip.Addr, start time.Time, code int) {
+func (h *Handler) finishLocal(w http.ResponseWriter, rec *accesslog.Record, start time.Time, code int) {
 	writeError(w, code)
-	if h.opts.Observer != nil {
-		h.opts.Observer.Request(nil, code, time.Since(start))
-	}
-	if h.opts.AccessLog != nil {
-		h.logAccess(r, client, "-", code, nil, start)
-	}
+	rec.Status = code
+	h.finish(nil, rec, start)
 }

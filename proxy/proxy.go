@@ -12,7 +12,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -27,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kclb/kclb/accesslog"
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/balancer"
 	"github.com/kclb/kclb/pathpolicy"
@@ -45,6 +45,14 @@ type Router interface {
 	// Respond adjusts the response headers from server s: learn routes,
 	// set the affinity cookie when setCookie is true.
 	Respond(h http.Header, s *backend.Server, setCookie, secure bool)
+}
+
+// Explainer is implemented by a Router that can say which rule chose the
+// server (for the access log's route field). RouteExplained is Route
+// plus that reason; the handler calls it instead of Route when the
+// Router has it. Routers without it are logged as balanced.
+type Explainer interface {
+	RouteExplained(r *http.Request, servers []*backend.Server, tried *balancer.Tried) (s *backend.Server, setCookie bool, how accesslog.Route)
 }
 
 // BalancerRouter adapts a balancer.Selector to Router for deployments
@@ -137,8 +145,9 @@ type Options struct {
 	// MaxResponseHeaderBytes bounds a backend's response headers.
 	// Default 1 MiB (Keycloak's login responses carry large cookies).
 	MaxResponseHeaderBytes int64
-	// AccessLog, if non-nil, receives one record per request.
-	AccessLog *slog.Logger
+	// AccessLog, if non-nil, receives one record per request. Nil (the
+	// default) logs nothing and costs nothing.
+	AccessLog *accesslog.Logger
 	// Logger receives operational messages. Nil discards them.
 	Logger *slog.Logger
 	// Observer, if non-nil, is told about every request (for metrics).
@@ -162,9 +171,10 @@ type Options struct {
 // Observer receives per-request events. Implementations must be fast and
 // safe for concurrent use.
 type Observer interface {
-	// Request is called once per finished request. s is nil when no
-	// server was reached.
-	Request(s *backend.Server, code int, d time.Duration)
+	// Request is called once per finished request with the record the
+	// access log writes (status, timings, bytes; passed by value so that
+	// it stays on the handler's stack). s is nil when no server answered.
+	Request(s *backend.Server, rec accesslog.Record)
 	// Blocked is called for every request the path policy refused.
 	Blocked(v pathpolicy.Verdict)
 }
@@ -194,6 +204,7 @@ type Handler struct {
 	transport roundTripCloser
 	up        *upstream // transport, unless StdlibTransport
 	forwarded forwardRules
+	explain   Explainer // opts.Router, when it explains its choices
 
 	requests, blocked, retries, noServer, queueFull atomic.Uint64
 	badGateway, timeouts, clientAborts, truncated   atomic.Uint64
@@ -264,6 +275,7 @@ func New(opts Options) (*Handler, error) {
 		forwarded: forwardRules{family: opts.Headers, trusted: opts.TrustedProxies},
 		waits:     newWaitTable(opts.BodyWaitsPerClient),
 	}
+	h.explain, _ = opts.Router.(Explainer)
 	if !opts.StdlibTransport {
 		h.up = newUpstream(upstreamOptions{
 			ConnectTimeout:         opts.ConnectTimeout,
@@ -319,23 +331,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.requests.Add(1)
 	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
 	client := peer.Addr().Unmap()
+	// rec is the request's access-log record, on this stack: every exit
+	// fills it and hands it to finish.
+	var rec accesslog.Record
+	rec.Reset()
+	rec.Client = netip.AddrPortFrom(client, peer.Port())
+	rec.TLS, rec.Method, rec.Proto = r.TLS, r.Method, r.Proto
 	// Everything written into the backend's request line and Host must be
 	// valid HTTP/1.1: HTTP/2 pseudo-headers arrive unchecked (issue 12,
 	// items 1-3).
 	if !validMethod(r.Method) || !validTarget(r.RequestURI) {
-		h.badHead(w, r, client, start)
+		rec.Method = "" // not logged as received: it may be anything
+		h.badHead(w, r, &rec, start)
 		return
 	}
 	switch hostRule(r.ProtoMajor, r.ProtoMinor, r.Host, h.opts.PublicHost) {
 	case hostReject:
-		h.badHead(w, r, client, start)
+		h.badHead(w, r, &rec, start)
 		return
 	case hostPublic:
 		r.Host = h.opts.PublicHost
 	}
+	rec.Host = r.Host
 	switch framingRule(r.ProtoMajor, r.ProtoMinor, len(r.TransferEncoding) > 0) {
 	case framingRejectClose:
-		h.badHead(w, r, client, start)
+		h.badHead(w, r, &rec, start)
 		return
 	case framingCloseAfter:
 		// RFC 9112 6.1: a request framed by Transfer-Encoding may have
@@ -352,8 +372,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 	}
 
+	rec.Path, rec.Query = r.URL.Path, r.URL.RawQuery
 	if r.Method == http.MethodConnect || upgradeRequested(r.Header) {
-		h.notImplemented(w, r, client, start)
+		h.notImplemented(w, r, &rec, start)
 		return
 	}
 
@@ -361,15 +382,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.opts.Policy != nil {
 		canon, verdict := h.opts.Policy.Check(r.URL.EscapedPath(), client)
 		if verdict != pathpolicy.Allow {
-			h.refuse(w, r, verdict, start)
+			h.refuse(w, r, verdict, &rec, start)
 			return
 		}
 		path = canon
 	}
+	rec.Path = path
 
 	secure := r.TLS != nil
 	h.forwarded.prepare(r, client, secure)
 	requestID(r)
+	rec.ID = r.Header["X-Request-Id"][0]
 
 	// The inbound request becomes the outbound one: no copies.
 	r.URL = &url.URL{Scheme: "http", Path: path, RawQuery: r.URL.RawQuery}
@@ -404,7 +427,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = body
 		if h.opts.BodyBufferBytes > 0 {
-			if !h.readBody(w, r, body, client, start) {
+			if !h.readBody(w, r, body, &rec, start) {
 				return
 			}
 			if body.full && len(body.buf) == 0 && body.trailer == nil {
@@ -415,13 +438,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	code, s, abort := h.forward(w, r, body, path, secure)
-	if h.opts.Observer != nil {
-		h.opts.Observer.Request(s, code, time.Since(start))
+	code, s, abort := h.forward(w, r, body, path, secure, &rec)
+	rec.Status = code
+	if body != nil {
+		rec.BytesIn = body.n.Load()
 	}
-	if h.opts.AccessLog != nil {
-		h.logAccess(r, client, path, code, s, start)
-	}
+	h.finish(s, &rec, start)
 	if abort {
 		// The backend failed mid-body: mark the client stream as broken
 		// rather than ending it cleanly. Only after every slot and
@@ -434,7 +456,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // returns the status sent to the client (0 if the client went away), the
 // server that answered, if any, and whether the client stream must be
 // aborted because the backend failed mid-body.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBody, path string, secure bool) (int, *backend.Server, bool) {
+//
+// forward fills rec's server, route, retries and timing fields (see
+// accesslog.Record) and BytesOut.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBody, path string, secure bool, rec *accesslog.Record) (int, *backend.Server, bool) {
 	var tried balancer.Tried
 	ctx := r.Context()
 	pool := h.opts.Pool
@@ -444,16 +469,26 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 	// QueueTimeout bounds the wait over all servers tried, not each.
 	var queueDeadline time.Time
 	for attempt := 0; attempt <= h.opts.Retries; attempt++ {
-		s, setCookie := h.opts.Router.Route(r, pool.Servers(), &tried)
+		var s *backend.Server
+		var setCookie bool
+		how := accesslog.RouteBalanced
+		if h.explain != nil {
+			s, setCookie, how = h.explain.RouteExplained(r, pool.Servers(), &tried)
+		} else {
+			s, setCookie = h.opts.Router.Route(r, pool.Servers(), &tried)
+		}
 		if s == nil {
 			break
 		}
 		if attempt > 0 {
 			h.retries.Add(1)
+			rec.Retries = attempt
+			how = accesslog.RouteRedispatched
 			if last != nil {
 				last.CountRedispatch()
 			}
 		}
+		rec.Route = how
 		tried.Add(s)
 		last = s
 		// The router has read its cookie; Keycloak must not see it.
@@ -464,7 +499,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 		} else if wait = time.Until(queueDeadline); wait <= 0 {
 			wait = time.Nanosecond // a free slot is still taken at once
 		}
+		t0 := time.Now()
 		if err := s.Acquire(ctx, h.opts.QueueSize, wait); err != nil {
+			rec.Queue += time.Since(t0)
 			if ctx.Err() != nil {
 				h.clientAborts.Add(1)
 				return 0, s, false
@@ -472,8 +509,16 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 			queueFailed = true
 			continue
 		}
+		t1 := time.Now()
+		rec.Queue += t1.Sub(t0)
 		r.URL.Host = s.Addr()
-		resp, err := h.roundTrip(r, w)
+		resp, dialed, err := h.roundTrip(r, w)
+		if dialed >= 0 {
+			rec.Connect = max(rec.Connect, 0) + dialed
+		}
+		if err == nil {
+			rec.UpstreamHeader = time.Since(t1) - max(dialed, 0)
+		}
 		if err != nil {
 			s.Release()
 			if body != nil && body.clientErr() != nil {
@@ -511,7 +556,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 			continue
 		}
 		pool.ObserveSuccess(s)
-		code, abort := h.respond(w, r, resp, s, setCookie, secure, path)
+		code, abort := h.respond(w, r, resp, s, setCookie, secure, path, rec)
 		s.Release()
 		if body != nil {
 			body.closeUnderlying()
@@ -535,15 +580,19 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 
 // roundTrip sends one attempt to the backend. With kclb's own client,
 // 103 Early Hints are passed on to HTTP/1.1 and HTTP/2 clients (never
-// to HTTP/1.0 ones, RFC 9110 15.2).
-func (h *Handler) roundTrip(r *http.Request, w http.ResponseWriter) (*http.Response, error) {
+// to HTTP/1.0 ones, RFC 9110 15.2). dialed is the time spent opening
+// connections (0 when a pooled one was reused), -1 when unknown (the
+// net/http transport).
+func (h *Handler) roundTrip(r *http.Request, w http.ResponseWriter) (resp *http.Response, dialed time.Duration, err error) {
 	if h.up == nil {
-		return h.transport.RoundTrip(r)
+		resp, err = h.transport.RoundTrip(r)
+		return resp, -1, err
 	}
 	if !r.ProtoAtLeast(1, 1) {
 		w = nil
 	}
-	return h.up.roundTrip(r, w)
+	resp, err = h.up.roundTrip(r, w, &dialed)
+	return resp, dialed, err
 }
 
 // sendEarlyHints writes a 103 response carrying the backend's 103 fields
@@ -594,7 +643,7 @@ func hasOther(servers []*backend.Server, tried *balancer.Tried) bool {
 // respond copies resp to w. It returns the status written and whether
 // the backend failed mid-body (the caller must then abort the client
 // stream).
-func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Response, s *backend.Server, setCookie, secure bool, path string) (int, bool) {
+func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Response, s *backend.Server, setCookie, secure bool, path string, rec *accesslog.Record) (int, bool) {
 	defer resp.Body.Close()
 	removeHopByHop(resp.Header)
 	dst := w.Header()
@@ -612,8 +661,9 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 	// that stalls mid-body must not hold the client, a goroutine and a
 	// server slot forever. Closing the body fails the pending read.
 	idle := time.AfterFunc(h.opts.ServerTimeout, func() { resp.Body.Close() })
-	err := copyBody(w, resp.Body, stream, idle, h.opts.ServerTimeout)
+	n, err := copyBody(w, resp.Body, stream, idle, h.opts.ServerTimeout)
 	idle.Stop()
+	rec.BytesOut = n
 	if err == nil && h.opts.ForwardTrailers {
 		for k, vv := range resp.Trailer {
 			if trailerAllowed(k) {
@@ -641,8 +691,9 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 // copyBody streams src to w with a pooled buffer, flushing after every
 // chunk when stream is true (unknown length: SSE, chunked pages). idle
-// runs for d during every read from src and is stopped otherwise.
-func copyBody(w http.ResponseWriter, src io.Reader, stream bool, idle *time.Timer, d time.Duration) error {
+// runs for d during every read from src and is stopped otherwise. It
+// returns the bytes written to w.
+func copyBody(w http.ResponseWriter, src io.Reader, stream bool, idle *time.Timer, d time.Duration) (written int64, err error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -652,18 +703,20 @@ func copyBody(w http.ResponseWriter, src io.Reader, stream bool, idle *time.Time
 		n, rerr := src.Read(buf)
 		idle.Stop()
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return errClientWrite
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, errClientWrite
 			}
 			if stream && flusher != nil {
 				flusher.Flush()
 			}
 		}
 		if rerr == io.EOF {
-			return nil
+			return written, nil
 		}
 		if rerr != nil {
-			return rerr
+			return written, rerr
 		}
 	}
 }
@@ -706,23 +759,20 @@ func (h *Handler) clientError(w http.ResponseWriter, r *http.Request, err error)
 // badHead answers 400 to a request whose method, target or Host cannot
 // be forwarded. HTTP/1 connections are closed after it; on HTTP/2 only
 // the stream ends.
-func (h *Handler) badHead(w http.ResponseWriter, r *http.Request, client netip.Addr, start time.Time) {
+func (h *Handler) badHead(w http.ResponseWriter, r *http.Request, rec *accesslog.Record, start time.Time) {
 	h.badRequests.Add(1)
 	if r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}
 	writeError(w, http.StatusBadRequest)
-	if h.opts.Observer != nil {
-		h.opts.Observer.Request(nil, http.StatusBadRequest, time.Since(start))
-	}
-	if h.opts.AccessLog != nil {
-		h.logAccess(r, client, "-", http.StatusBadRequest, nil, start)
-	}
+	rec.Status = http.StatusBadRequest
+	rec.ID = clientID(r)
+	h.finish(nil, rec, start)
 }
 
 // notImplemented answers 501 to a protocol switch (Upgrade, WebSocket)
 // or CONNECT: kclb forwards plain HTTP requests only.
-func (h *Handler) notImplemented(w http.ResponseWriter, r *http.Request, client netip.Addr, start time.Time) {
+func (h *Handler) notImplemented(w http.ResponseWriter, r *http.Request, rec *accesslog.Record, start time.Time) {
 	const text = "501 Not Implemented: kclb does not forward protocol upgrades (WebSocket) or CONNECT\n"
 	hd := w.Header()
 	hd.Set("Content-Type", "text/plain; charset=utf-8")
@@ -734,16 +784,13 @@ func (h *Handler) notImplemented(w http.ResponseWriter, r *http.Request, client 
 	}
 	w.WriteHeader(http.StatusNotImplemented)
 	io.WriteString(w, text)
-	if h.opts.Observer != nil {
-		h.opts.Observer.Request(nil, http.StatusNotImplemented, time.Since(start))
-	}
-	if h.opts.AccessLog != nil {
-		h.logAccess(r, client, r.URL.Path, http.StatusNotImplemented, nil, start)
-	}
+	rec.Status = http.StatusNotImplemented
+	rec.ID = clientID(r)
+	h.finish(nil, rec, start)
 }
 
 // refuse answers a request the path policy did not allow.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, v pathpolicy.Verdict, start time.Time) {
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, v pathpolicy.Verdict, rec *accesslog.Record, start time.Time) {
 	h.blocked.Add(1)
 	code := h.opts.BlockedStatus
 	switch v {
@@ -754,31 +801,42 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, v pathpolicy.Ve
 	}
 	if h.opts.Observer != nil {
 		h.opts.Observer.Blocked(v)
-		h.opts.Observer.Request(nil, code, time.Since(start))
 	}
 	addSecurityHeaders(w.Header(), h.opts.Security, false, r.TLS != nil)
 	writeError(w, code)
-	if h.opts.AccessLog != nil {
-		peer, _ := netip.ParseAddrPort(r.RemoteAddr)
-		h.logAccess(r, peer.Addr().Unmap(), r.URL.Path, code, nil, start)
-	}
+	rec.Status = code
+	rec.ID = clientID(r)
+	h.finish(nil, rec, start)
 }
 
-func (h *Handler) logAccess(r *http.Request, client netip.Addr, path string, code int, s *backend.Server, start time.Time) {
-	server := "-"
-	if s != nil {
-		server = s.Name()
+// clientID returns the client's X-Request-Id if it is one kclb would
+// forward, for the access log of requests refused before an id is
+// assigned.
+func clientID(r *http.Request) string {
+	if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
+		return v[0]
 	}
-	h.opts.AccessLog.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("id", r.Header.Get("X-Request-Id")),
-		slog.String("client", client.String()),
-		slog.String("method", r.Method),
-		slog.String("path", path),
-		slog.String("proto", r.Proto),
-		slog.Int("status", code),
-		slog.String("server", server),
-		slog.Duration("duration", time.Since(start)),
-	)
+	return ""
+}
+
+// finish is the one place a request's record leaves the handler: the
+// Observer (metrics) and the access log get it, with its total time.
+// Any server front end that bypasses ServeHTTP must fill the same
+// fields (accesslog.Record) and call it.
+func (h *Handler) finish(s *backend.Server, rec *accesslog.Record, start time.Time) {
+	if h.opts.Observer == nil && h.opts.AccessLog == nil {
+		return
+	}
+	rec.Total = time.Since(start)
+	if s != nil {
+		rec.Server = s.Name()
+	} else {
+		rec.Route = accesslog.RouteNone
+	}
+	if h.opts.Observer != nil {
+		h.opts.Observer.Request(s, *rec)
+	}
+	h.opts.AccessLog.Log(rec)
 }
 
 // writeError writes a small plain-text error page that names no internal
@@ -812,6 +870,7 @@ type retryBody struct {
 	trailer  http.Header
 	declared []string
 	read     atomic.Bool
+	n        atomic.Int64          // bytes read from the client
 	err      atomic.Pointer[error] // first read error other than EOF
 
 	// buf holds the body bytes read before forwarding (buffer); off is
@@ -852,6 +911,9 @@ func (b *retryBody) readRC(p []byte) (int, error) {
 				delete(b.trailer, k)
 			}
 		}
+	}
+	if n > 0 {
+		b.n.Add(int64(n))
 	}
 	if err != nil && err != io.EOF {
 		b.err.CompareAndSwap(nil, &err)

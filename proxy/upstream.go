@@ -239,12 +239,15 @@ func (c *upConn) close() { c.nc.Close() }
 // HTTP/1.1 (r.Host, if set, names the Host header) and returns the
 // response, whose Body must be closed. Dial failures are returned as the
 // dialer's *net.OpError (Op "dial").
-func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) { return u.roundTrip(r, nil) }
+func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) {
+	return u.roundTrip(r, nil, nil)
+}
 
 // roundTrip is RoundTrip; when hints is not nil, every 103 (Early Hints)
 // the backend sends before its final response is passed on to it
-// (sendEarlyHints).
-func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter) (*http.Response, error) {
+// (sendEarlyHints). When dialed is not nil, the time spent opening
+// connections is added to it (the access log's connect time).
+func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter, dialed *time.Duration) (*http.Response, error) {
 	if r.URL == nil || r.URL.Host == "" {
 		return nil, errors.New("proxy: upstream request without a host")
 	}
@@ -262,8 +265,16 @@ func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter) (*http.
 			c = u.get(hp)
 		}
 		if c == nil {
+			var t0 time.Time
+			if dialed != nil {
+				t0 = time.Now()
+			}
 			var err error
-			if c, err = u.dial(ctx, hp); err != nil {
+			c, err = u.dial(ctx, hp)
+			if dialed != nil {
+				*dialed += time.Since(t0)
+			}
+			if err != nil {
 				return nil, err
 			}
 		}

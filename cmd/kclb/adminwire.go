@@ -35,13 +35,18 @@ type observer struct {
 func (in *instance) newObserver() (proxy.Observer, error) {
 	o := &observer{}
 	m, err := metrics.New(metrics.Options{
-		Pool:     in.pool,
-		Version:  version,
-		Started:  in.started,
-		Proxy:    in.proxyStats,
-		Conns:    in.conns.Counts,
-		Affinity: in.Affinity,
-		VRRP:     in.vrrpMetrics,
+		Pool:         in.pool,
+		Version:      version,
+		Started:      in.started,
+		Proxy:        in.proxyStats,
+		Conns:        in.conns.Counts,
+		Affinity:     in.Affinity,
+		VRRP:         in.vrrpMetrics,
+		Certificates: in.certMetrics,
+		Reloads: func() metrics.Reloads {
+			return metrics.Reloads{OK: in.reloadsOK.Load(), Failed: in.reloadsFailed.Load()}
+		},
+		ConfigHash: func() string { return in.Config().Hash },
 		AdminUnauthorized: func() uint64 {
 			if s := o.admin.Load(); s != nil {
 				return s.Unauthorized()
@@ -62,6 +67,24 @@ func (in *instance) observeCheck(s *backend.Server, d time.Duration, ok bool) {
 	if o, _ := in.observer.(*observer); o != nil {
 		o.ObserveCheck(s, d, ok)
 	}
+}
+
+// certMetrics lists the loaded certificates for the metrics package.
+func (in *instance) certMetrics() []metrics.Certificate {
+	st := in.store.Load()
+	if st == nil {
+		return nil
+	}
+	infos := st.Certificates()
+	out := make([]metrics.Certificate, 0, len(infos))
+	for _, c := range infos {
+		mc := metrics.Certificate{File: c.CertFile, NotAfter: c.NotAfter}
+		if len(c.Names) > 0 {
+			mc.Name = c.Names[0]
+		}
+		out = append(out, mc)
+	}
+	return out
 }
 
 // proxyStats returns the counters of the handler in force.

@@ -229,7 +229,9 @@ func runKclb(t *testing.T, cmd *exec.Cmd, listeners int) *kclbProc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := p.watch("msg=listening")
+	ready := p.watchFunc(func(l string) bool {
+		return strings.Contains(l, "msg=listening") || strings.Contains(l, `"msg":"listening"`) // text or JSON log
+	})
 	go p.read(stderr)
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
@@ -272,6 +274,12 @@ func (p *kclbProc) read(r io.Reader) {
 // watch returns a channel that receives every future log line containing
 // substr.
 func (p *kclbProc) watch(substr string) <-chan string {
+	return p.watchFunc(func(l string) bool { return strings.Contains(l, substr) })
+}
+
+// watchFunc returns a channel that receives every future log line match
+// accepts.
+func (p *kclbProc) watchFunc(match func(string) bool) <-chan string {
 	all := make(chan string, 1024)
 	out := make(chan string, 64)
 	p.mu.Lock()
@@ -279,7 +287,7 @@ func (p *kclbProc) watch(substr string) <-chan string {
 	p.mu.Unlock()
 	go func() {
 		for l := range all {
-			if strings.Contains(l, substr) {
+			if match(l) {
 				out <- l
 			}
 		}

@@ -11,8 +11,10 @@ package main
 import (
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 
+	"github.com/kclb/kclb/accesslog"
 	"github.com/kclb/kclb/affinity"
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/config"
@@ -211,15 +213,16 @@ func affinityOptions(cfg *config.Config) *affinity.Options {
 
 // handlerOptions converts the proxy handler's settings. Pool, Router and
 // Observer are left for the instance; logger (nil allowed) becomes the
-// handler's logger and, with global.access_log, the access log's parent.
+// handler's logger. With global.access_log the access log goes to
+// standard error, where the process log goes, in global.log_format.
 func handlerOptions(cfg *config.Config, logger *slog.Logger) proxy.Options {
-	var access *slog.Logger
+	var access *accesslog.Logger
 	if cfg.Global.AccessLog {
-		parent := logger
-		if parent == nil {
-			parent = slog.Default()
-		}
-		access = parent.With("log", "access")
+		access = accesslog.New(accesslog.Options{
+			Out:   os.Stderr,
+			JSON:  cfg.Global.LogFormat == config.LogJSON,
+			Query: cfg.Global.AccessLogQuery,
+		})
 	}
 	retries := cfg.Limits.Retries
 	if !cfg.Limits.Redispatch || retries == 0 {

@@ -62,6 +62,8 @@ type instance struct {
 	available, listenersOK atomic.Bool
 	// lastBeat is when the main loop last proved it runs (unix nanos).
 	lastBeat atomic.Int64
+	// reloadsOK and reloadsFailed count reloads by result (metrics).
+	reloadsOK, reloadsFailed atomic.Uint64
 	// vrrps are the running VRRP instances; an atomic pointer because the
 	// pool's availability hook reads it while the pool's lock is held.
 	vrrps atomic.Pointer[[]*vrrpRunner]
@@ -487,8 +489,10 @@ func (in *instance) reloadNotify(ctx context.Context) error {
 	sdnotify.Reloading()
 	defer sdnotify.Ready()
 	if err := in.reload(ctx); err != nil {
+		in.reloadsFailed.Add(1)
 		in.logger.Error("reload failed; the running configuration stays in force", "err", err)
 		return err
 	}
+	in.reloadsOK.Add(1)
 	return nil
 }

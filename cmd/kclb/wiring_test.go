@@ -79,6 +79,7 @@ maxconn = 1000
 log_format = "text"
 log_level = "info"
 access_log = true
+access_log_query = false
 shutdown_grace = "10s"
 state_file = %[6]q
 
