@@ -70,12 +70,28 @@ type VRRPStatus struct {
 	// State is "init", "backup", "master" or "fault".
 	State string `json:"state"`
 	// Priority is the effective priority after tracking.
-	Priority           int       `json:"priority"`
-	ConfiguredPriority int       `json:"configured_priority"`
-	Healthy            bool      `json:"healthy"`
-	Master             string    `json:"master,omitempty"`
-	Since              time.Time `json:"since"`
-	Transitions        uint64    `json:"transitions"`
+	Priority           int  `json:"priority"`
+	ConfiguredPriority int  `json:"configured_priority"`
+	Healthy            bool `json:"healthy"`
+	// Health is the tracked health: "ok", "degraded" (panic mode,
+	// priority - track_weight) or "down" (priority - 2 x track_weight).
+	Health      string    `json:"health,omitempty"`
+	Master      string    `json:"master,omitempty"`
+	Since       time.Time `json:"since"`
+	Transitions uint64    `json:"transitions"`
+	// AdvertsSent, AdvertsReceived (valid) and AdvertsAsMaster (received
+	// from another router while Master) count adverts; Resignations the
+	// priority-0 adverts received.
+	AdvertsSent     uint64 `json:"adverts_sent"`
+	AdvertsReceived uint64 `json:"adverts_received"`
+	AdvertsAsMaster uint64 `json:"adverts_received_as_master"`
+	Resignations    uint64 `json:"resignations"`
+	// Errors counts failed side effects (VIP changes, ARP, hooks, sends).
+	Errors uint64 `json:"errors"`
+	// Drops counts dropped packets by reason; only non-zero reasons.
+	Drops map[string]uint64 `json:"drops,omitempty"`
+	// MaxTimerLagMillis is the largest delay of a timer so far.
+	MaxTimerLagMillis float64 `json:"max_timer_lag_ms"`
 }
 
 // AffinityStatus summarises the affinity counters.

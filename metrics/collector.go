@@ -51,6 +51,11 @@ var (
 	dVRRPState   = desc("kclb_vrrp_state", "VRRP state of each instance (1 for the current state).", "instance", "state")
 	dVRRPPrio    = desc("kclb_vrrp_priority", "Effective VRRP priority of each instance.", "instance")
 	dVRRPTrans   = desc("kclb_vrrp_transitions_total", "VRRP state transitions of each instance.", "instance")
+	dVRRPHealth  = desc("kclb_vrrp_tracked_health", "Health tracked by each VRRP instance (1 for the current one): ok, degraded (panic mode: priority - track_weight), down (priority - 2 x track_weight).", "instance", "health")
+	dVRRPAdv     = desc("kclb_vrrp_adverts_total", "VRRP adverts of each instance: sent, received (valid), received_as_master (from another router while Master), resignations (priority 0 received).", "instance", "event")
+	dVRRPDrops   = desc("kclb_vrrp_dropped_packets_total", "Received VRRP packets dropped before the state machine, by reason (ttl, own, unknown_peer, truncated, malformed, version, checksum, vrid, auth, interval, owner).", "instance", "reason")
+	dVRRPErrors  = desc("kclb_vrrp_errors_total", "Failed VRRP side effects (VIP changes, gratuitous ARP, hooks, notify commands, sends).", "instance")
+	dVRRPLag     = desc("kclb_vrrp_timer_lag_max_seconds", "Largest delay between a VRRP timer deadline and the moment it ran; near the advert interval, false failovers become likely.", "instance")
 	dAdminUnauth = desc("kclb_admin_unauthorized_total", "Admin mutations refused for a missing or invalid bearer token.")
 	dSrvBytesIn  = desc("kclb_server_bytes_in_total", "Request body bytes received from clients and forwarded to each server (requests the server answered).", "server")
 	dSrvBytesOut = desc("kclb_server_bytes_out_total", "Response body bytes from each server written to clients.", "server")
@@ -70,7 +75,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dBuild, dStart, dPanic, dAvailable, dRequests, dBlocked,
 		dSrvResp, dSrvReq, dSrvErr, dSrvRedisp, dSrvInFl, dSrvQueue, dSrvHealth, dSrvUp, dSrvAdmin,
 		dSrvAvail, dSrvWeight, dSrvLastUse, dSrvChecks, dSrvFails, dProxy, dConns, dConnsOpen, dAffHits, dAffMiss, dAffNoSrv,
-		dAffRedisp, dAffLearned, dAffConfl, dAffRoutes, dVRRPState, dVRRPPrio, dVRRPTrans, dAdminUnauth,
+		dAffRedisp, dAffLearned, dAffConfl, dAffRoutes, dVRRPState, dVRRPPrio, dVRRPTrans,
+		dVRRPHealth, dVRRPAdv, dVRRPDrops, dVRRPErrors, dVRRPLag, dAdminUnauth,
 		dSrvBytesIn, dSrvBytesOut, dCertExpiry, dReloads, dConfigInfo} {
 		ch <- d
 	}
@@ -198,6 +204,24 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			gauge(dVRRPPrio, float64(v.Priority), v.Instance)
 			counter(dVRRPTrans, v.Transitions, v.Instance)
+			if v.Health != "" {
+				hs := v.Healths
+				if len(hs) == 0 {
+					hs = []string{v.Health}
+				}
+				for _, h := range hs {
+					gauge(dVRRPHealth, b2f(h == v.Health), v.Instance, h)
+				}
+			}
+			counter(dVRRPAdv, v.AdvertsSent, v.Instance, "sent")
+			counter(dVRRPAdv, v.AdvertsReceived, v.Instance, "received")
+			counter(dVRRPAdv, v.AdvertsAsMaster, v.Instance, "received_as_master")
+			counter(dVRRPAdv, v.Resignations, v.Instance, "resignations")
+			for r, n := range v.Drops {
+				counter(dVRRPDrops, n, v.Instance, r)
+			}
+			counter(dVRRPErrors, v.Errors, v.Instance)
+			gauge(dVRRPLag, v.MaxTimerLagSeconds, v.Instance)
 		}
 	}
 	if o.AdminUnauthorized != nil {

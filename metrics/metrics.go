@@ -46,6 +46,22 @@ type VRRP struct {
 	Priority int
 	// Transitions counts state changes since start.
 	Transitions uint64
+	// Health is the tracked health ("ok", "degraded", "down"); Healths
+	// lists every name so that the state set exports a 0 for the others.
+	// Empty omits kclb_vrrp_tracked_health.
+	Health  string
+	Healths []string
+	// AdvertsSent, AdvertsReceived (valid ones) and AdvertsAsMaster
+	// (received from another router while Master) count adverts.
+	AdvertsSent, AdvertsReceived, AdvertsAsMaster uint64
+	// Resignations counts priority-0 adverts received.
+	Resignations uint64
+	// Errors counts failed side effects (VIP changes, GARPs, hooks, sends).
+	Errors uint64
+	// Drops counts dropped packets by reason (label "reason").
+	Drops map[string]uint64
+	// MaxTimerLagSeconds is the largest delay of a VRRP timer so far.
+	MaxTimerLagSeconds float64
 }
 
 // Options configures Metrics. Only Pool is required.

@@ -88,7 +88,9 @@ func TestScrapeAfterTraffic(t *testing.T) {
 		Proxy:             func() proxy.Stats { return proxy.Stats{Retries: 4} },
 		AdminUnauthorized: func() uint64 { return unauth },
 		VRRP: func() []VRRP {
-			return []VRRP{{Instance: "VI_1", State: "master", States: []string{"backup", "master", "fault"}, Priority: 110, Transitions: 2}}
+			return []VRRP{{Instance: "VI_1", State: "master", States: []string{"backup", "master", "fault"}, Priority: 110, Transitions: 2,
+				Health: "degraded", Healths: []string{"ok", "degraded", "down"}, AdvertsSent: 7, AdvertsReceived: 5, AdvertsAsMaster: 3,
+				Resignations: 1, Errors: 2, Drops: map[string]uint64{"unknown_peer": 300, "ttl": 0}, MaxTimerLagSeconds: 0.25}}
 		},
 	})
 	if err != nil {
@@ -137,6 +139,15 @@ func TestScrapeAfterTraffic(t *testing.T) {
 		{"vrrp master", "kclb_vrrp_state", map[string]string{"instance": "VI_1", "state": "master"}, 1},
 		{"vrrp backup", "kclb_vrrp_state", map[string]string{"instance": "VI_1", "state": "backup"}, 0},
 		{"vrrp priority", "kclb_vrrp_priority", map[string]string{"instance": "VI_1"}, 110},
+		// issue 17, item 6d: the vrrp package's counters on /metrics.
+		{"vrrp health", "kclb_vrrp_tracked_health", map[string]string{"instance": "VI_1", "health": "degraded"}, 1},
+		{"vrrp health ok off", "kclb_vrrp_tracked_health", map[string]string{"instance": "VI_1", "health": "ok"}, 0},
+		{"vrrp sent", "kclb_vrrp_adverts_total", map[string]string{"instance": "VI_1", "event": "sent"}, 7},
+		{"vrrp as master", "kclb_vrrp_adverts_total", map[string]string{"instance": "VI_1", "event": "received_as_master"}, 3},
+		{"vrrp resignations", "kclb_vrrp_adverts_total", map[string]string{"instance": "VI_1", "event": "resignations"}, 1},
+		{"vrrp drops", "kclb_vrrp_dropped_packets_total", map[string]string{"instance": "VI_1", "reason": "unknown_peer"}, 300},
+		{"vrrp errors", "kclb_vrrp_errors_total", map[string]string{"instance": "VI_1"}, 2},
+		{"vrrp lag", "kclb_vrrp_timer_lag_max_seconds", map[string]string{"instance": "VI_1"}, 0.25},
 		{"build", "kclb_build_info", map[string]string{"version": "test"}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

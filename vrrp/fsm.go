@@ -126,8 +126,10 @@ type MachineConfig struct {
 	GARPDelay time.Duration
 	// GARPRefresh is the interval of one-ARP refreshes while Master. 0 means none.
 	GARPRefresh time.Duration
-	// TrackWeight is subtracted from Priority while tracking reports unhealthy (the result
-	// is at least 1). 0 puts the machine into StateFault instead. Ignored for priority 255.
+	// TrackWeight is subtracted from Priority once per step of worse tracked health:
+	// once for HealthDegraded, twice for HealthDown (the result is at least 1). 0 puts the
+	// machine into StateFault whenever the tracked health is not HealthOK instead. Ignored
+	// for priority 255.
 	TrackWeight uint8
 	// TrackRise and TrackFall are the numbers of consecutive healthy or unhealthy reports
 	// needed to change the tracked health. Values below 1 mean 1.
@@ -192,20 +194,24 @@ func (m *Machine) Master() netip.Addr { return m.master }
 // LastAdvert returns when the last advert was received (accepted or ignored), zero if none.
 func (m *Machine) LastAdvert() time.Time { return m.lastAdvert }
 
-// Healthy reports the tracked health (after rise/fall hysteresis).
-func (m *Machine) Healthy() bool { return m.track.healthy }
+// Healthy reports whether the tracked health (after rise/fall hysteresis) is HealthOK.
+func (m *Machine) Healthy() bool { return m.track.level == HealthOK }
 
-// Priority returns the effective priority: the configured one, lowered by TrackWeight while
-// unhealthy.
+// Health returns the tracked health (after rise/fall hysteresis).
+func (m *Machine) Health() Health { return m.track.level }
+
+// Priority returns the effective priority: the configured one, lowered by TrackWeight for
+// each step of worse tracked health (at least 1; the owner's 255 never changes).
 func (m *Machine) Priority() uint8 {
 	p := m.cfg.Priority
-	if p == 255 || m.track.healthy {
+	if p == 255 || m.track.level == HealthOK {
 		return p
 	}
-	if m.cfg.TrackWeight >= p {
+	drop := int(m.cfg.TrackWeight) * int(m.track.level)
+	if drop >= int(p) {
 		return 1
 	}
-	return p - m.cfg.TrackWeight
+	return p - uint8(drop)
 }
 
 // MasterAdverInterval returns Master_Adver_Interval: the interval learned from the Master
@@ -373,12 +379,21 @@ func (m *Machine) Receive(now time.Time, a Advert) []Action {
 	return nil
 }
 
-// SetHealthy feeds one health report into rise/fall tracking. When the tracked health
+// SetHealthy is SetHealth with HealthOK for true and HealthDegraded for false: one
+// TrackWeight step, keepalived's vrrp_script weight.
+func (m *Machine) SetHealthy(now time.Time, ok bool) []Action {
+	if ok {
+		return m.SetHealth(now, HealthOK)
+	}
+	return m.SetHealth(now, HealthDegraded)
+}
+
+// SetHealth feeds one health report into rise/fall tracking. When the tracked health
 // changes, the effective priority changes (a Master announces it at once) or, with
 // TrackWeight 0, the machine enters or leaves StateFault.
-func (m *Machine) SetHealthy(now time.Time, ok bool) []Action {
+func (m *Machine) SetHealth(now time.Time, h Health) []Action {
 	before := m.Priority()
-	if !m.track.observe(ok) {
+	if !m.track.observe(h) {
 		return nil
 	}
 	if acts, changed := m.reconcileFault(now); changed {
@@ -425,9 +440,9 @@ func (m *Machine) reconcileFault(now time.Time) ([]Action, bool) {
 }
 
 // faulty reports whether the machine belongs in StateFault: the link is down, or tracking
-// with weight 0 reports unhealthy (never for the owner).
+// with weight 0 reports anything but HealthOK (never for the owner).
 func (m *Machine) faulty() bool {
-	return m.linkDown || (m.cfg.TrackWeight == 0 && m.cfg.Priority != 255 && !m.track.healthy)
+	return m.linkDown || (m.cfg.TrackWeight == 0 && m.cfg.Priority != 255 && m.track.level != HealthOK)
 }
 
 func (m *Machine) becomeMaster(now time.Time, acts []Action) []Action {

@@ -433,27 +433,102 @@ func TestNewMachineErrors(t *testing.T) {
 }
 
 func TestTracker(t *testing.T) {
+	const (
+		o = HealthOK
+		g = HealthDegraded
+		d = HealthDown
+	)
 	tests := []struct {
 		name       string
 		rise, fall int
-		reports    []bool
-		want       []bool // tracked health after each report
+		reports    []Health
+		want       []Health // tracked health after each report
 	}{
-		{"rise fall 1", 1, 1, []bool{false, true, true, false}, []bool{false, true, true, false}},
-		{"fall 3", 1, 3, []bool{false, false, true, false, false, false}, []bool{true, true, true, true, true, false}},
-		{"rise 2", 2, 1, []bool{false, true, false, true, true}, []bool{false, false, false, false, true}},
-		{"zero means 1", 0, 0, []bool{false, true}, []bool{false, true}},
+		{"rise fall 1", 1, 1, []Health{g, o, o, g}, []Health{g, o, o, g}},
+		{"fall 3", 1, 3, []Health{g, g, o, g, g, g}, []Health{o, o, o, o, o, g}},
+		{"rise 2", 2, 1, []Health{g, o, g, o, o}, []Health{g, g, g, g, o}},
+		{"zero means 1", 0, 0, []Health{g, o}, []Health{g, o}},
+		// issue 17, item 6b: levels; worse reports of either level count together and the
+		// latest one wins, a better one in between restarts the count.
+		{"fall 2 across levels", 1, 2, []Health{g, d, d, o, d, g}, []Health{o, d, d, o, o, g}},
+		{"down to degraded is a rise", 2, 1, []Health{d, g, g, o}, []Health{d, d, g, g}},
+		{"rise counts any better level", 2, 1, []Health{d, g, o}, []Health{d, d, o}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTracker(tt.rise, tt.fall)
 			for i, r := range tt.reports {
 				tr.observe(r)
-				if tr.healthy != tt.want[i] {
-					t.Fatalf("after report %d (%v): healthy %v, want %v", i, r, tr.healthy, tt.want[i])
+				if tr.level != tt.want[i] {
+					t.Fatalf("after report %d (%v): level %v, want %v", i, r, tr.level, tt.want[i])
 				}
 			}
 		})
+	}
+}
+
+// TestPriorityByHealth pins issue 17, item 6b: each step of worse health costs one
+// TrackWeight, so the node with the better view wins and equal views keep their order.
+func TestPriorityByHealth(t *testing.T) {
+	epoch := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		prio   uint8
+		weight uint8
+		h      Health
+		want   uint8
+		fault  bool
+	}{
+		{"ok", 110, 50, HealthOK, 110, false},
+		{"degraded", 110, 50, HealthDegraded, 60, false},
+		{"down", 110, 50, HealthDown, 10, false},
+		{"down clamps to 1", 100, 60, HealthDown, 1, false},
+		{"owner never changes", 255, 50, HealthDown, 255, false},
+		{"weight 0 degraded faults", 100, 0, HealthDegraded, 100, true},
+		{"weight 0 down faults", 100, 0, HealthDown, 100, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := baseConfig()
+			c.Priority, c.TrackWeight = tt.prio, tt.weight
+			m, err := NewMachine(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Start(epoch)
+			m.SetHealth(epoch, tt.h)
+			if got := m.Priority(); got != tt.want {
+				t.Errorf("priority %d, want %d", got, tt.want)
+			}
+			if got := m.State() == StateFault; got != tt.fault {
+				t.Errorf("state %v, fault %v, want fault %v", m.State(), got, tt.fault)
+			}
+			if m.Health() != tt.h || m.Healthy() != (tt.h == HealthOK) {
+				t.Errorf("Health %v Healthy %v after reporting %v", m.Health(), m.Healthy(), tt.h)
+			}
+		})
+	}
+	// The orderings the pair relies on, with the defaults (track_weight 50) and two
+	// priorities 10 apart: a worse view loses, the same view keeps the order.
+	p := func(prio uint8, h Health) uint8 {
+		c := baseConfig()
+		c.Priority, c.TrackWeight = prio, 50
+		m, _ := NewMachine(c)
+		m.SetHealth(epoch, h)
+		return m.Priority()
+	}
+	for _, hi := range []Health{HealthOK, HealthDegraded, HealthDown} {
+		for _, lo := range []Health{HealthOK, HealthDegraded, HealthDown} {
+			a, b := p(110, hi), p(100, lo)
+			switch {
+			case hi == lo && a <= b:
+				t.Errorf("same view %v: 110 -> %d no longer above 100 -> %d (the VIP would move)", hi, a, b)
+			case hi > lo && a >= b:
+				t.Errorf("110 at %v (%d) not below 100 at %v (%d): the worse view keeps the VIP", hi, a, lo, b)
+			case hi < lo && a <= b:
+				t.Errorf("110 at %v (%d) not above 100 at %v (%d)", hi, a, lo, b)
+			}
+		}
 	}
 }
 

@@ -78,8 +78,10 @@ type Options struct {
 	Preempt bool
 	// PreemptDelay tolerates a lower-priority Master for this long before preempting.
 	PreemptDelay time.Duration
-	// TrackWeight is subtracted from Priority while SetHealthy reports unhealthy. 0 means an
-	// unhealthy node goes to StateFault (releases the VIP and stops sending).
+	// TrackWeight is subtracted from Priority once per step of worse health reported with
+	// SetHealth (HealthDegraded once, HealthDown twice; SetHealthy(false) once). 0 means a
+	// node whose health is not HealthOK goes to StateFault (releases the VIP and stops
+	// sending).
 	TrackWeight uint8
 	// TrackRise and TrackFall are the numbers of consecutive SetHealthy(true) or (false)
 	// calls needed to change the tracked health. Default 1. Callers that only report edges
@@ -173,8 +175,10 @@ type Status struct {
 	State State
 	// Priority is the effective priority (after tracking); ConfiguredPriority the configured one.
 	Priority, ConfiguredPriority uint8
-	// Healthy is the tracked health after rise/fall.
+	// Healthy is true when the tracked health after rise/fall is HealthOK; Health is that
+	// tracked health.
 	Healthy bool
+	Health  Health
 	// Master is the current Master's address, zero if unknown.
 	Master netip.Addr
 	// MasterAdverInterval is the interval learned from the Master (version 3).
@@ -223,7 +227,7 @@ type Instance struct {
 
 	sent, received, errs           atomic.Uint64
 	mismatches, asMaster, resigned atomic.Uint64
-	lastWarn                       atomic.Int64 // unix nanos of the last rate-limited warning
+	warnLimit, resignLimit         logLimit // rate limits of the receive path's log lines
 	drops                          [numDropReasons]atomic.Uint64
 	deferrals                      atomic.Uint64 // Master_Down expiries postponed for queued adverts
 	maxLag                         atomic.Int64  // MaxTimerLag in nanoseconds
@@ -369,12 +373,18 @@ func (i *Instance) Detach() (wasMaster bool) {
 	return i.Status().State == StateMaster
 }
 
-// SetHealthy reports the health of what this node serves. Rise/fall hysteresis counts
-// calls; when the tracked health changes the effective priority drops by TrackWeight (or
-// the instance enters StateFault for weight 0) and a Master announces it at once.
-// It may be called before Run; it never blocks on the network for long.
+// SetHealthy is SetHealth(HealthOK) for true and SetHealth(HealthDegraded) for false.
 func (i *Instance) SetHealthy(ok bool) {
 	i.step(func(m *Machine, now time.Time) []Action { return m.SetHealthy(now, ok) })
+}
+
+// SetHealth reports the health of what this node serves. Rise/fall hysteresis counts
+// calls; when the tracked health changes the effective priority drops by TrackWeight per
+// step worse than HealthOK (or the instance enters StateFault for weight 0) and a Master
+// announces it at once. It may be called before Run; it never blocks on the network for
+// long.
+func (i *Instance) SetHealth(h Health) {
+	i.step(func(m *Machine, now time.Time) []Action { return m.SetHealth(now, h) })
 }
 
 // Status returns a snapshot of the instance.
@@ -386,6 +396,7 @@ func (i *Instance) Status() Status {
 		Priority:            i.m.Priority(),
 		ConfiguredPriority:  i.opts.Priority,
 		Healthy:             i.m.Healthy(),
+		Health:              i.m.Health(),
 		Master:              i.m.Master(),
 		MasterAdverInterval: i.m.MasterAdverInterval(),
 		Since:               i.since,
@@ -575,7 +586,11 @@ func (i *Instance) receiveLoop(plat *platform) error {
 		i.received.Add(1)
 		if a.Priority == 0 {
 			i.resigned.Add(1)
-			i.log.Info("vrrp: received priority 0 advert (master resigned)", "src", a.Src)
+			// Rate-limited: a stranger replaying priority-0 adverts must not flood the log
+			// (they are all counted in Status.Resignations).
+			if ok, held := i.resignLimit.allow(time.Now(), logEvery); ok {
+				i.log.Info("vrrp: received priority 0 advert (master resigned)", "src", a.Src, "suppressed_since_last", held)
+			}
 		}
 		i.step(func(m *Machine, now time.Time) []Action {
 			if m.State() == StateMaster {
@@ -653,15 +668,33 @@ func sameAddrs(addrs []netip.Addr, vips []netip.Prefix) bool {
 	return true
 }
 
-// warnf logs a warning about received packets at most every 10 s, so a flood cannot flood
-// the log.
+// logEvery is how often a rate-limited log line of the receive path may appear.
+const logEvery = 10 * time.Second
+
+// warnf logs a warning about received packets at most every logEvery, so a flood cannot
+// flood the log.
 func (i *Instance) warnf(msg string, args ...any) {
-	now := time.Now().UnixNano()
-	last := i.lastWarn.Load()
-	if now-last < int64(10*time.Second) || !i.lastWarn.CompareAndSwap(last, now) {
-		return
+	if ok, held := i.warnLimit.allow(time.Now(), logEvery); ok {
+		i.log.Warn(msg, append(args, "suppressed_since_last", held)...)
 	}
-	i.log.Warn(msg, args...)
+}
+
+// logLimit lets a log line through at most once per period and counts the ones it held
+// back. The zero value lets the first line through.
+type logLimit struct {
+	last atomic.Int64  // unix nanos of the last line let through; 0 before the first
+	held atomic.Uint64 // lines held back since then
+}
+
+// allow reports whether a line may be logged at now and, if so, how many were held back
+// since the last one.
+func (l *logLimit) allow(now time.Time, every time.Duration) (bool, uint64) {
+	n, last := now.UnixNano(), l.last.Load()
+	if (last != 0 && n-last < int64(every)) || !l.last.CompareAndSwap(last, n) {
+		l.held.Add(1)
+		return false, 0
+	}
+	return true, l.held.Swap(0)
 }
 
 func containsAddr(list []netip.Addr, a netip.Addr) bool {

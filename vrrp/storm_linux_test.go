@@ -66,36 +66,21 @@ func TestNamespacePacketStorm(t *testing.T) {
 	}); !ok {
 		t.Fatal("no status from A")
 	}
-	beforeB, _ := l.helperStatus("kclb-b")
+	// Read B once it follows A (several adverts received): at start both may briefly be
+	// Master, and a status read before that settles is stale.
+	var beforeB Status
+	if _, ok := waitUntil(5*time.Second, func() bool {
+		var ok bool
+		beforeB, ok = l.helperStatus("kclb-b")
+		return ok && beforeB.State == StateBackup && beforeB.AdvertsReceived >= 3
+	}); !ok {
+		t.Fatal("B does not follow A")
+	}
+	if before, _ = l.helperStatus("kclb-a"); before.State != StateMaster {
+		t.Fatalf("A is %v", before.State)
+	}
 
-	// A raw socket in the client's namespace.
-	conn := func() *ipv4.PacketConn {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer orig.Close()
-		ns, err := netns.GetFromName(l.ns("c"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			t.Fatal(err)
-		}
-		defer netns.Set(orig)
-		c, err := net.ListenPacket("ip4:112", labAddrs["c"])
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		pc := ipv4.NewPacketConn(c)
-		pc.SetMulticastTTL(255)
-		pc.SetTTL(255)
-		return pc
-	}()
+	conn := l.rawConn("c")
 
 	packets := stormPackets(t, netip.MustParseAddr(labAddrs["c"]))
 	dur := 3 * time.Second
@@ -154,4 +139,36 @@ func dropped(s Status) uint64 {
 		n += v
 	}
 	return n
+}
+
+// rawConn opens a raw IP protocol 112 socket in a node's namespace that sends with TTL
+// 255, like a stranger on the segment; it is closed when the test ends.
+func (l *lab) rawConn(node string) *ipv4.PacketConn {
+	t := l.t
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.GetFromName(l.ns(node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if err := netns.Set(ns); err != nil {
+		t.Fatal(err)
+	}
+	defer netns.Set(orig)
+	c, err := net.ListenPacket("ip4:112", labAddrs[node])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pc := ipv4.NewPacketConn(c)
+	pc.SetMulticastTTL(255)
+	pc.SetTTL(255)
+	return pc
 }

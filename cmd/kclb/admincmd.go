@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -293,7 +294,12 @@ func printStatus(w io.Writer, st *admin.Status, color bool) {
 		if v.Master != "" {
 			fmt.Fprintf(w, " master %s", v.Master)
 		}
+		if v.Health != "" && v.Health != "ok" {
+			fmt.Fprintf(w, " tracking %s", v.Health)
+		}
 		fmt.Fprintln(w)
+		fmt.Fprintf(w, "  adverts sent %d received %d (as master %d, priority 0 %d), timer lag max %.1fms, errors %d, dropped %s\n",
+			v.AdvertsSent, v.AdvertsReceived, v.AdvertsAsMaster, v.Resignations, v.MaxTimerLagMillis, v.Errors, formatDrops(v.Drops))
 	}
 	fmt.Fprintln(w)
 	var b strings.Builder
@@ -326,6 +332,25 @@ func printStatus(w io.Writer, st *admin.Status, color bool) {
 		}
 		io.WriteString(w, line)
 	}
+}
+
+// formatDrops prints VRRP drop counters as "0" or "12 (unknown_peer 10, ttl 2)".
+func formatDrops(d map[string]uint64) string {
+	var total uint64
+	keys := make([]string, 0, len(d))
+	for k, n := range d {
+		total += n
+		keys = append(keys, k)
+	}
+	if total == 0 {
+		return "0"
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, d[k]))
+	}
+	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
 }
 
 // colorField colours the word starting after the name column.

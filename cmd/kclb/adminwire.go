@@ -106,9 +106,17 @@ func (in *instance) vrrpMetrics() []metrics.VRRP {
 	for i, s := range vrrpStates {
 		names[i] = strings.ToLower(s.String())
 	}
+	healths := []string{vrrp.HealthOK.String(), vrrp.HealthDegraded.String(), vrrp.HealthDown.String()}
 	for _, s := range st {
+		drops := make(map[string]uint64, len(s.Drops))
+		for r, n := range s.Drops {
+			drops[r.String()] = n
+		}
 		out = append(out, metrics.VRRP{Instance: s.Name, State: strings.ToLower(s.State.String()),
-			States: names, Priority: int(s.Priority), Transitions: s.Transitions})
+			States: names, Priority: int(s.Priority), Transitions: s.Transitions,
+			Health: s.Health.String(), Healths: healths,
+			AdvertsSent: s.AdvertsSent, AdvertsReceived: s.AdvertsReceived, AdvertsAsMaster: s.AdvertsAsMaster,
+			Resignations: s.Resignations, Errors: s.Errors, Drops: drops, MaxTimerLagSeconds: s.MaxTimerLag.Seconds()})
 	}
 	return out
 }
@@ -123,7 +131,18 @@ func (in *instance) adminVRRP() []admin.VRRPStatus {
 	for _, s := range st {
 		v := admin.VRRPStatus{Name: s.Name, State: strings.ToLower(s.State.String()),
 			Priority: int(s.Priority), ConfiguredPriority: int(s.ConfiguredPriority),
-			Healthy: s.Healthy, Since: s.Since, Transitions: s.Transitions}
+			Healthy: s.Healthy, Health: s.Health.String(), Since: s.Since, Transitions: s.Transitions,
+			AdvertsSent: s.AdvertsSent, AdvertsReceived: s.AdvertsReceived, AdvertsAsMaster: s.AdvertsAsMaster,
+			Resignations: s.Resignations, Errors: s.Errors,
+			MaxTimerLagMillis: float64(s.MaxTimerLag.Microseconds()) / 1000}
+		for r, n := range s.Drops {
+			if n > 0 {
+				if v.Drops == nil {
+					v.Drops = make(map[string]uint64)
+				}
+				v.Drops[r.String()] = n
+			}
+		}
 		if s.Master.IsValid() {
 			v.Master = s.Master.String()
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/sdnotify"
 	"github.com/kclb/kclb/tlsconf"
+	"github.com/kclb/kclb/vrrp"
 )
 
 // cmdRun runs the proxy until SIGINT or SIGTERM. Signal handling is
@@ -157,6 +158,7 @@ func (in *instance) onHealth(s *backend.Server, from, to backend.Health, reason 
 		} else {
 			in.logger.Info("panic mode off", "reason", reason)
 		}
+		in.signalVRRP() // panic mode changes the tracked health
 		return
 	}
 	in.logger.Info("server health", "server", s.Name(), "from", from.String(), "to", to.String(), "reason", reason)
@@ -170,9 +172,20 @@ func (in *instance) onAvailable(up bool) {
 	in.signalVRRP()
 }
 
-// healthy is the one signal VRRP tracks: listeners serving and at least
-// one backend able to take a client.
-func (in *instance) healthy() bool { return in.available.Load() && in.listenersOK.Load() }
+// health is the signal VRRP tracks (issue 17, item 6b): down when a
+// listener failed or no backend can take a client, degraded in panic mode
+// (every Keycloak node unready in this edge's view but some live), ok
+// otherwise. Each step costs track_weight, so the edge with the better
+// view holds the VIP and two edges with the same view keep their order.
+func (in *instance) health() vrrp.Health {
+	switch {
+	case !in.available.Load() || !in.listenersOK.Load():
+		return vrrp.HealthDown
+	case in.pool.Panic():
+		return vrrp.HealthDegraded
+	}
+	return vrrp.HealthOK
+}
 
 // startChecker starts active health checks for cfg, replacing the running
 // checker. in.mu must be held.
@@ -244,6 +257,8 @@ func (in *instance) startFrontendsLocked(fronts []*frontend) {
 	for _, f := range fronts {
 		in.wg.Go(func() {
 			if err := f.serve(); err != nil {
+				// issue 17, item 6d: name the listener before the shutdown.
+				in.logger.Error("listener failed; shutting down", "listener", f.name, "addr", f.ln.Addr().String(), "err", err)
 				in.listenersOK.Store(false)
 				in.signalVRRP()
 				in.errc <- err
@@ -345,7 +360,11 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	}
 	// global.shutdown_grace = "0s" means no grace: close at once.
 	grace := in.Config().Global.ShutdownGrace.Duration
-	logger.Info("shutting down", "grace", grace.String())
+	if runErr != nil {
+		logger.Error("shutting down after a fatal error", "err", runErr, "grace", grace.String())
+	} else {
+		logger.Info("shutting down", "grace", grace.String())
+	}
 	sdnotify.Stopping()
 	in.stopVRRP()
 	shutdownAll(in.Frontends(), grace)

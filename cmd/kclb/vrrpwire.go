@@ -20,10 +20,13 @@ type vrrpRunner struct {
 }
 
 // report passes the edge's health to the instance; an instance with
-// track_weight = 0 does not track it and is always told healthy (the vrrp
-// package would otherwise enter Fault, keepalived's weight-0 meaning).
-func (r *vrrpRunner) report(healthy bool) {
-	r.inst.SetHealthy(healthy || !vrrpTracks(r.cfg))
+// track_weight = 0 does not track it and is always told HealthOK (the
+// vrrp package would otherwise enter Fault, keepalived's weight-0 meaning).
+func (r *vrrpRunner) report(h vrrp.Health) {
+	if !vrrpTracks(r.cfg) {
+		h = vrrp.HealthOK
+	}
+	r.inst.SetHealth(h)
 }
 
 // startVRRPLocked makes the running VRRP instances match list: instances
@@ -67,7 +70,7 @@ func (in *instance) startVRRPLocked(list []config.VRRPInstance) error {
 	for _, r := range fresh {
 		ctx, cancel := context.WithCancel(context.Background())
 		r.cancel = cancel
-		r.report(in.healthy())
+		r.report(in.health())
 		in.wg.Go(func() { in.runVRRP(ctx, r) })
 		next = append(next, r)
 	}
@@ -93,7 +96,7 @@ func (in *instance) runVRRP(ctx context.Context, r *vrrpRunner) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				r.report(in.healthy())
+				r.report(in.health())
 			}
 		}
 	}()
@@ -137,12 +140,13 @@ func (in *instance) detachVRRP() []string {
 // signalVRRP passes the current health to every VRRP instance.
 func (in *instance) signalVRRP() {
 	if p := in.vrrps.Load(); p != nil {
-		ok := in.healthy()
+		h := in.health()
 		for _, r := range *p {
-			r.report(ok)
+			r.report(h)
 		}
 	}
 }
+
 
 // vrrpStatus returns the status of every VRRP instance (for the operator
 // interface).
