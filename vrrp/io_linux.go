@@ -246,3 +246,36 @@ func (v *linuxVIPs) Close() error {
 func prefixIPNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), 32)}
 }
+
+// RemoveVIPs removes those of vips that are configured on the interface called ifname
+// (with whatever prefix length) and returns the ones it removed. It is for cleaning up
+// after a process that died without resigning (kill -9, OOM kill, a watchdog kill): such
+// a node's kernel would keep answering ARP for the VIPs. The caller must make sure that
+// no live instance holds them. It needs CAP_NET_ADMIN.
+func RemoveVIPs(ifname string, vips []netip.Prefix) ([]netip.Prefix, error) {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("vrrp: interface %s: %w", ifname, err)
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("vrrp: addresses of %s: %w", ifname, err)
+	}
+	var removed []netip.Prefix
+	var errs []error
+	for _, v := range vips {
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP.To4())
+			if !ok || ip != v.Addr() {
+				continue
+			}
+			if err := netlink.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				errs = append(errs, fmt.Errorf("vrrp: remove %v from %s: %w", v, ifname, err))
+				continue
+			}
+			ones, _ := a.Mask.Size()
+			removed = append(removed, netip.PrefixFrom(ip, ones))
+		}
+	}
+	return removed, errors.Join(errs...)
+}

@@ -60,6 +60,7 @@ func TestUnitDirectives(t *testing.T) {
 		"ExecStart":               "/usr/local/bin/kclb run -c /etc/kclb/config.toml",
 		"ExecStartPre":            "/usr/local/bin/kclb check -c /etc/kclb/config.toml",
 		"ExecReload":              "/usr/local/bin/kclb reload",
+		"ExecStopPost":            "-/usr/local/bin/kclb cleanup-vips -c /etc/kclb/config.toml", // issue 17, item 6a
 		"KillSignal":              "SIGTERM",
 		"Restart":                 "on-failure",
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +54,7 @@ func newEdgeLab(t *testing.T) *edgeLab {
 			t.Skipf("needs %s (apt-get install iproute2 curl)", tool)
 		}
 	}
-	l := &edgeLab{t: t, prefix: fmt.Sprintf("kclbe-%d", os.Getpid()), dir: t.TempDir()}
+	l := &edgeLab{t: t, prefix: fmt.Sprintf("kclbe-%d-%04x", os.Getpid(), rand.Uint32()&0xffff), dir: t.TempDir()}
 	nodes := []string{"a", "b", "k", "c"}
 	t.Cleanup(func() {
 		for _, n := range append(nodes, "sw") {
