@@ -13,7 +13,9 @@
 //   - packet.go: the wire format (Packet, MarshalBinary, UnmarshalBinary, VerifyChecksum).
 //   - fsm.go: Machine, the RFC 5798 §6.4 state machine. It is pure: it takes the current
 //     time as an argument and returns Actions, so every transition is tested without sleeping.
-//   - track.go: health tracking with rise/fall hysteresis (priority drops by a weight).
+//   - track.go: health tracking in three levels (Health: ok, degraded, down) with rise/fall
+//     hysteresis; each level below ok costs one TrackWeight, so the node with the better
+//     view wins and equal views keep their order.
 //   - instance.go: Instance, which drives a Machine from a socket and timers, runs the
 //     side effects (VIP, gratuitous ARP, VIPHook, notify commands) and reports Status.
 //   - *_linux.go: the raw IP protocol 112 socket (golang.org/x/net/ipv4), VIP management
@@ -25,7 +27,8 @@
 // returns. Tracking with TrackWeight 0 faults the same way.
 //
 // The package knows nothing about backends: the caller reports health with
-// Instance.SetHealthy on edges and reads Instance.Status (or passes an Observer) for metrics.
+// Instance.SetHealth (or SetHealthy) on edges and reads Instance.Status (or passes an
+// Observer) for metrics. RemoveVIPs cleans up after a process that died without resigning.
 //
 // Concurrency: Run owns five goroutines. The timer goroutine sends adverts and runs the
 // Master_Down timer on its own timer, so a flood of received packets cannot delay adverts;

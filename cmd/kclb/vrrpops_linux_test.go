@@ -136,10 +136,13 @@ func TestTrackingPanicMovesVIP(t *testing.T) {
 		}
 	}
 
+	t0 := time.Now()
 	db("9001", "down") // keycloak1 unready but serving: a is in panic mode
-	if _, ok := until(10*time.Second, func() bool { return l.holdsVIP("b") && !l.holdsVIP("a") }); !ok {
+	moved, ok := until(10*time.Second, func() bool { return l.holdsVIP("b") && !l.holdsVIP("a") })
+	if !ok {
 		t.Fatalf("VIP stayed with the edge in panic mode: a=%v b=%v", l.holdsVIP("a"), l.holdsVIP("b"))
 	}
+	t.Logf("a in panic mode: VIP on b %v after keycloak1 turned unready (checks every 100 ms, fall 2, Master_Down_Interval 361 ms)", moved.Sub(t0).Round(time.Millisecond))
 	if !l.logHas("kclb-a", "panic mode on") {
 		t.Fatal("a never entered panic mode")
 	}

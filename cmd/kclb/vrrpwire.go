@@ -147,7 +147,6 @@ func (in *instance) signalVRRP() {
 	}
 }
 
-
 // vrrpStatus returns the status of every VRRP instance (for the operator
 // interface).
 func (in *instance) vrrpStatus() []vrrp.Status {
