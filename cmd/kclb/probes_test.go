@@ -20,8 +20,8 @@ import (
 	"github.com/kclb/kclb/kcsim"
 )
 
-// probeInterval is health.interval in newEnv's configuration.
-const probeInterval = 200 * time.Millisecond
+// probeInterval is health.interval in newProbeEnv's configuration.
+const probeInterval = 400 * time.Millisecond
 
 // probeWait bounds waiting for a health transition: far beyond the 3
 // rounds it takes, so that a loaded CI machine does not fail the test.
@@ -48,7 +48,15 @@ func newProbeEnv(t *testing.T, o envOptions, healthKeys string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Replace(string(b), "[health]\n", "[health]\n"+healthKeys+"\n", 1)
+	// The harness's 150 ms check timeout is too tight for the rounds of
+	// several probes on a loaded machine: a timed-out round would take a
+	// node out for the wrong reason.
+	const harness = "interval = \"200ms\"\ntimeout = \"150ms\"\n"
+	if !strings.Contains(string(b), harness) {
+		t.Fatalf("harness configuration changed; update newProbeEnv:\n%s", b)
+	}
+	text := strings.Replace(string(b), harness, fmt.Sprintf("interval = %q\ntimeout = %q\n%s\n",
+		probeInterval.String(), (probeInterval*9/10).String(), healthKeys), 1)
 	if err := os.WriteFile(e.cfgPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
