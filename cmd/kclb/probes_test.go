@@ -317,6 +317,17 @@ token_interval = "1s"
 	tr := startTraffic(t, e)
 	tr.waitServing(t, "keycloak1", "keycloak2", "keycloak3")
 
+	// The client only asks for /echo: discovery and token requests on
+	// every node are the probes'.
+	deadline := time.Now().Add(probeWait)
+	for _, m := range e.cluster.Nodes() {
+		for st := m.Node.Stats(); st.ByClass["well-known"] < 2 || st.Tokens < 1; st = m.Node.Stats() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no probe requests from kclb: %+v", m.Node.Name(), st)
+			}
+			time.Sleep(probeInterval / 4) // polling kcsim's counters: no event for a request
+		}
+	}
 	tr.probeCycle(t, e, 2, e.cluster.At(2).Node.SetTokenFail, "token: HTTP 500")
 	if logs := strings.Join(e.proc.Logs(), "\n"); strings.Contains(logs, secret) {
 		t.Fatal("the probe secret appears in kclb's log")
