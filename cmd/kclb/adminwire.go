@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,12 +89,49 @@ func (in *instance) certMetrics() []metrics.Certificate {
 	return out
 }
 
-// proxyStats returns the counters of the handler in force.
+// proxyStats returns the handler counters since start: the handler in
+// force plus every handler a reload replaced (issue 18, item 6: they used
+// to restart from zero on every reload).
 func (in *instance) proxyStats() proxy.Stats {
-	if h := in.Handler(); h != nil {
-		return h.Stats()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	total := in.retiredStats
+	for _, h := range in.replaced {
+		total = addStats(total, h.Stats())
 	}
-	return proxy.Stats{}
+	if in.handler != nil {
+		total = addStats(total, in.handler.Stats())
+	}
+	return total
+}
+
+// retireHandlerLocked keeps the counters of h, which a reload just
+// replaced: h still counts the requests it had in flight, so its live
+// counters are summed until after, when no request that began on it can
+// still run; then they are folded into retiredStats and h is let go.
+// in.mu must be held.
+func (in *instance) retireHandlerLocked(h *proxy.Handler, after time.Duration) {
+	in.replaced = append(in.replaced, h)
+	time.AfterFunc(after, func() {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if i := slices.Index(in.replaced, h); i >= 0 {
+			in.retiredStats = addStats(in.retiredStats, h.Stats())
+			in.replaced = slices.Delete(in.replaced, i, i+1)
+		}
+	})
+}
+
+// addStats returns a+b field by field. It sums every uint64 field by
+// reflection, so a counter added to proxy.Stats cannot be forgotten here.
+func addStats(a, b proxy.Stats) proxy.Stats {
+	va, vb := reflect.ValueOf(&a).Elem(), reflect.ValueOf(b)
+	for i := range va.NumField() {
+		if f := va.Field(i); f.Kind() == reflect.Uint64 {
+			f.SetUint(f.Uint() + vb.Field(i).Uint())
+		}
+	}
+	return a
 }
 
 // vrrpStates are the VRRP state names exported as a state set.

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kclb/kclb/config"
 	"github.com/kclb/kclb/tlsconf"
@@ -121,6 +122,9 @@ func (in *instance) reload(ctx context.Context) error {
 	in.cfg, in.rt, in.aff, in.handler = cfg, rt, aff, h
 	in.router.Store(h)
 	oldHandler.Close()
+	// Requests that began on the old handler end within the client and
+	// server timeouts (or the grace period); its counters are kept.
+	in.retireHandlerLocked(oldHandler, max(cfg.Timeouts.Client.Duration+cfg.Timeouts.Server.Duration, cfg.Global.ShutdownGrace.Duration)+time.Second)
 	// Stop accepting on removed listeners now; their requests in flight
 	// finish in the background.
 	for _, f := range drop {

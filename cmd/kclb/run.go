@@ -74,8 +74,12 @@ type instance struct {
 	aff     *affinity.Affinity // nil when affinity is off
 	rt      proxy.Router
 	handler *proxy.Handler
-	fronts  []*frontend
-	checker context.CancelFunc // stops the running health checker
+	// replaced are handlers a reload swapped out whose requests may still
+	// run; retiredStats sums the counters of those let go since.
+	replaced     []*proxy.Handler
+	retiredStats proxy.Stats
+	fronts       []*frontend
+	checker      context.CancelFunc // stops the running health checker
 	// inheritVRRP names the VRRP instances to start as Master on VIPs
 	// already in place (after a binary upgrade from a Master).
 	inheritVRRP []string
