@@ -539,3 +539,18 @@ func TestZeroMeansWhatTheDocsSay(t *testing.T) {
 		})
 	}
 }
+
+// TestTrafficProbesSpeakHTTP pins that the traffic-port probes use plain
+// HTTP like the proxy, whatever health.scheme says about the management
+// port (the health package would otherwise use the management scheme).
+func TestTrafficProbesSpeakHTTP(t *testing.T) {
+	dir := t.TempDir()
+	base, _ := wiringBase(t, dir) // scheme = "https"
+	c, err := config.Parse([]byte(base), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := buildOptions(c).Checks.Health; h.Scheme != "https" || h.TrafficScheme != "http" {
+		t.Fatalf("Scheme %q TrafficScheme %q, want https and http", h.Scheme, h.TrafficScheme)
+	}
+}
