@@ -33,11 +33,13 @@ type Config struct {
 	TLS       TLS        `toml:"tls"`
 	Backend   Backend    `toml:"backend"`
 	Paths     Paths      `toml:"paths"`
-	Headers   Headers    `toml:"headers"`
-	Affinity  Affinity   `toml:"affinity"`
-	Health    Health     `toml:"health"`
-	Admin     Admin      `toml:"admin"`
-	VRRP      VRRP       `toml:"vrrp"`
+	// RateLimits are the [[rate_limit]] rules. Default none.
+	RateLimits []RateLimit `toml:"rate_limit"`
+	Headers    Headers     `toml:"headers"`
+	Affinity   Affinity    `toml:"affinity"`
+	Health     Health      `toml:"health"`
+	Admin      Admin       `toml:"admin"`
+	VRRP       VRRP        `toml:"vrrp"`
 
 	// Warnings are non-fatal notes found while loading, such as a generated
 	// affinity secret. Empty when there is nothing to say.
@@ -245,6 +247,41 @@ type Paths struct {
 	// BlockedStatus is the status answered for a blocked path: 403 or 404.
 	// Default 404.
 	BlockedStatus int `toml:"blocked_status"`
+}
+
+// RateLimit is one [[rate_limit]] rule: requests to Paths with one of
+// Methods are limited to Rate per client key, with bursts of Burst; more
+// are answered 429 with Retry-After. Every rule that matches a request
+// counts it.
+type RateLimit struct {
+	// Name identifies the rule in metrics (label "rule"); required,
+	// unique, made of [A-Za-z0-9._-].
+	Name string `toml:"name"`
+	// Paths are canonical path prefixes by segment, "*" standing for one
+	// whole segment ("/realms/*/login-actions/authenticate"); at least one.
+	Paths []string `toml:"paths"`
+	// Methods the rule applies to (upper case); empty means every method.
+	// Default none.
+	Methods []string `toml:"methods"`
+	// Rate is the sustained rate per client key, "COUNT/s|m|h"; required.
+	Rate Rate `toml:"rate"`
+	// Burst is how many requests an idle client may send at once.
+	// Default 1; 1..1000000.
+	Burst int `toml:"burst"`
+	// Key is what a client is: "client" (its address, after the PROXY
+	// protocol when a listener uses it). Default "client"; the only value.
+	Key string `toml:"key"`
+	// IPv6Prefix aggregates IPv6 clients to networks of this length.
+	// Default 64; 1..128.
+	IPv6Prefix int `toml:"ipv6_prefix"`
+	// Exempt are client networks the rule never limits. Default none.
+	Exempt []netip.Prefix `toml:"exempt"`
+}
+
+func (r *RateLimit) setDefaults() {
+	r.Burst = 1
+	r.Key = "client"
+	r.IPv6Prefix = 64
 }
 
 // Headers is the [headers] section: security headers added to responses when

@@ -244,4 +244,9 @@ func (d *decoder) finishParse(c *Config) {
 			c.Listeners[i].HTTP2 = c.Listeners[i].TLS
 		}
 	}
+	for i := range c.RateLimits {
+		if key := "rate_limit[" + strconv.Itoa(i) + "].rate"; !d.set[key] {
+			d.problem(key, "is required (e.g. \"10/s\" or \"600/m\")")
+		}
+	}
 }

@@ -259,3 +259,44 @@ func (v TLSVersion) ID() uint16 {
 	}
 	return tls.VersionTLS12
 }
+
+// Rate is a request rate written in TOML as "COUNT/UNIT" with UNIT one of
+// s, m or h ("10/s", "600/m"). The zero value is no rate (invalid where a
+// rate is required).
+type Rate struct {
+	// Count requests per Per.
+	Count int
+	// Per is one second, one minute or one hour.
+	Per time.Duration
+}
+
+var rateUnits = []struct {
+	name string
+	d    time.Duration
+}{{"s", time.Second}, {"m", time.Minute}, {"h", time.Hour}}
+
+// UnmarshalText parses "10/s", "600/m" or "100/h"; the count is 1..10^9.
+func (r *Rate) UnmarshalText(b []byte) error {
+	count, unit, ok := strings.Cut(string(b), "/")
+	n, err := strconv.Atoi(count)
+	if !ok || err != nil || n < 1 || n > 1e9 || count[0] == '+' {
+		return fmt.Errorf("%q is not a rate (write e.g. \"10/s\" or \"600/m\")", b)
+	}
+	for _, u := range rateUnits {
+		if unit == u.name {
+			*r = Rate{Count: n, Per: u.d}
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not a rate: the unit after \"/\" is s, m or h", b)
+}
+
+// MarshalText writes the rate as "COUNT/UNIT".
+func (r Rate) MarshalText() ([]byte, error) {
+	for _, u := range rateUnits {
+		if r.Per == u.d {
+			return []byte(strconv.Itoa(r.Count) + "/" + u.name), nil
+		}
+	}
+	return nil, fmt.Errorf("config: rate period %s is not 1s, 1m or 1h", r.Per)
+}

@@ -415,6 +415,7 @@ func (c *Config) validate(v *validator) {
 	}
 
 	c.validateHealth(v)
+	c.validateRateLimits(v)
 
 	ad := c.Admin
 	if ad.SocketMode > 0o777 {
@@ -535,6 +536,25 @@ func validRoute(s string) bool {
 	return true
 }
 
+// checkName checks the name of entry i of list: required, made of
+// [A-Za-z0-9._-], and not in names (the names of the entries before it,
+// to which it is added).
+func (v *validator) checkName(list string, i int, name string, names map[string]int) {
+	key := idx(list, i) + ".name"
+	switch {
+	case name == "":
+		v.problem(key, "is required")
+	case !validServerName(name):
+		v.problem(key, "%q may only contain letters, digits, '.', '_' and '-'", name)
+	default:
+		if j, dup := names[name]; dup {
+			v.problem(key, "%q is already used by %s[%d]", name, list, j)
+		} else {
+			names[name] = i
+		}
+	}
+}
+
 func (c *Config) validateBackend(v *validator) {
 	b := c.Backend
 	for i, p := range b.TrustedProxies {
@@ -557,18 +577,7 @@ func (c *Config) validateBackend(v *validator) {
 	routes := make(map[string]int)
 	for i, s := range b.Servers {
 		key := idx("backend.server", i)
-		switch {
-		case s.Name == "":
-			v.problem(key+".name", "is required")
-		case !validServerName(s.Name):
-			v.problem(key+".name", "%q may only contain letters, digits, '.', '_' and '-'", s.Name)
-		default:
-			if j, dup := names[s.Name]; dup {
-				v.problem(key+".name", "%q is already used by backend.server[%d]", s.Name, j)
-			} else {
-				names[s.Name] = i
-			}
-		}
+		v.checkName("backend.server", i, s.Name, names)
 		v.checkAddr(key+".address", s.Address, false)
 		v.checkAddr(key+".management", s.Management, true)
 		if s.Route != "" {
@@ -744,4 +753,61 @@ func (c *Config) validateVRRP(v *validator) {
 			}
 		}
 	}
+}
+
+func (c *Config) validateRateLimits(v *validator) {
+	names := make(map[string]int)
+	for i, r := range c.RateLimits {
+		key := idx("rate_limit", i)
+		v.checkName("rate_limit", i, r.Name, names)
+		if len(r.Paths) == 0 {
+			v.problem(key+".paths", "at least one path is required")
+		}
+		for j, p := range r.Paths {
+			if msg := ratePathProblem(p); msg != "" {
+				v.problem(idx(key+".paths", j), "%q %s", p, msg)
+			}
+		}
+		for j, m := range r.Methods {
+			if m == "" || strings.ContainsFunc(m, func(c rune) bool { return c < 'A' || c > 'Z' }) {
+				v.problem(idx(key+".methods", j), "%q is not an upper-case method name such as \"POST\"", m)
+			}
+		}
+		v.intRange(key+".burst", r.Burst, 1, 1000000)
+		if r.Key != "client" {
+			v.problem(key+".key", "%q is not a known key (only \"client\": the client address)", r.Key)
+		}
+		v.intRange(key+".ipv6_prefix", r.IPv6Prefix, 1, 128)
+		for j, p := range r.Exempt {
+			if p != p.Masked() {
+				v.problem(idx(key+".exempt", j), "%q has host bits set (did you mean %q?)", p, p.Masked())
+			}
+		}
+	}
+}
+
+// ratePathProblem says what is wrong with a rate-limit path pattern, or
+// returns "": it starts with "/", has no empty or dot segment (rules
+// match canonical paths) and uses "*" only as a whole segment.
+func ratePathProblem(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return "must start with \"/\""
+	}
+	body := strings.TrimSuffix(p[1:], "/")
+	if body == "" {
+		return ""
+	}
+	for seg := range strings.SplitSeq(body, "/") {
+		switch {
+		case seg == "":
+			return "has an empty segment"
+		case seg == "." || seg == "..":
+			return "has a dot segment (rules match canonical paths)"
+		case seg != "*" && strings.ContainsAny(seg, "*%\\;"):
+			return "may use \"*\" only as a whole segment, and no '%', '\\' or ';'"
+		case strings.ContainsFunc(seg, func(c rune) bool { return c < 0x20 || c == 0x7f }):
+			return "contains a control character"
+		}
+	}
+	return ""
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/kclb/kclb/backend"
 	"github.com/kclb/kclb/balancer"
 	"github.com/kclb/kclb/pathpolicy"
+	"github.com/kclb/kclb/ratelimit"
 )
 
 // Router chooses the server for one attempt of a request and annotates
@@ -90,6 +91,9 @@ type Options struct {
 	// Policy decides which paths are public. Nil allows every path
 	// (for tests only).
 	Policy *pathpolicy.Policy
+	// RateLimit, if non-nil, limits request rates per client address on
+	// the canonical path; a refused request gets 429 with Retry-After.
+	RateLimit *ratelimit.Limiter
 	// BlockedStatus answers paths the policy blocks: 404 (default) or 403.
 	// /admin/ from outside the admin networks always gets 403.
 	BlockedStatus int
@@ -388,6 +392,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		path = canon
 	}
 	rec.Path = path
+	if d := h.opts.RateLimit.Check(path, r.Method, client, start); d.Limited {
+		h.rateLimited(w, r, d, &rec, start)
+		return
+	}
 
 	secure := r.TLS != nil
 	h.forwarded.prepare(r, client, secure)
@@ -788,6 +796,18 @@ func (h *Handler) notImplemented(w http.ResponseWriter, r *http.Request, rec *ac
 	rec.ID = clientID(r)
 	h.finish(nil, rec, start)
 }
+
+// rateLimited answers 429 to a request a rate-limit rule refused; the
+// rule counts it.
+func (h *Handler) rateLimited(w http.ResponseWriter, r *http.Request, d ratelimit.Decision, rec *accesslog.Record, start time.Time) {
+	addSecurityHeaders(w.Header(), h.opts.Security, false, r.TLS != nil)
+	w.Header().Set("Retry-After", strconv.FormatInt(d.RetryAfterSeconds(), 10))
+	rec.ID = clientID(r)
+	h.finishLocal(w, rec, start, http.StatusTooManyRequests)
+}
+
+// RateLimiter returns the handler's rate limiter (nil when none).
+func (h *Handler) RateLimiter() *ratelimit.Limiter { return h.opts.RateLimit }
 
 // refuse answers a request the path policy did not allow.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, v pathpolicy.Verdict, rec *accesslog.Record, start time.Time) {

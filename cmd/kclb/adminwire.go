@@ -23,6 +23,7 @@ import (
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/metrics"
 	"github.com/kclb/kclb/proxy"
+	"github.com/kclb/kclb/ratelimit"
 	"github.com/kclb/kclb/vrrp"
 )
 
@@ -57,6 +58,14 @@ func (in *instance) newObserver() (proxy.Observer, error) {
 		},
 	})
 	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if err := m.Registry().Register(metrics.NewRateLimitCollector(func() []ratelimit.RuleStats {
+		if h := in.Handler(); h != nil {
+			return h.RateLimiter().Stats()
+		}
+		return nil
+	})); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	o.Metrics = m

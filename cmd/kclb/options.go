@@ -21,6 +21,7 @@ import (
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/pathpolicy"
 	"github.com/kclb/kclb/proxy"
+	"github.com/kclb/kclb/ratelimit"
 	"github.com/kclb/kclb/tlsconf"
 	"github.com/kclb/kclb/vrrp"
 )
@@ -39,6 +40,7 @@ type runtimeOptions struct {
 	Balancer  string
 	Affinity  *affinity.Options
 	Handler   proxy.Options
+	RateLimit ratelimit.Options
 	Checks    checkPlan
 	VRRP      []vrrp.Options
 }
@@ -58,6 +60,7 @@ func buildOptions(cfg *config.Config) runtimeOptions {
 		Balancer:  balancerName(cfg),
 		Affinity:  affinityOptions(cfg),
 		Handler:   handlerOptions(cfg, nil),
+		RateLimit: rateLimitOptions(cfg),
 		Checks:    checkOptions(cfg),
 	}
 	for _, v := range cfg.VRRP.Instances {
@@ -260,6 +263,21 @@ func handlerOptions(cfg *config.Config, logger *slog.Logger) proxy.Options {
 		AccessLog:              access,
 		Logger:                 logger,
 	}
+}
+
+// rateLimitOptions converts the [[rate_limit]] rules (key = "client" is
+// the only key: the client address); the handler's limiter is built from
+// them.
+func rateLimitOptions(cfg *config.Config) ratelimit.Options {
+	var o ratelimit.Options
+	for _, r := range cfg.RateLimits {
+		o.Rules = append(o.Rules, ratelimit.Rule{
+			Name: r.Name, Paths: r.Paths, Methods: r.Methods,
+			Limit: r.Rate.Count, Per: r.Rate.Per, Burst: r.Burst,
+			IPv6Prefix: r.IPv6Prefix, Exempt: r.Exempt,
+		})
+	}
+	return o
 }
 
 // checkPlan is what the active checks and DNS discovery are built from.

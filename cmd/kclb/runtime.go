@@ -17,6 +17,7 @@ import (
 	"github.com/kclb/kclb/balancer"
 	"github.com/kclb/kclb/config"
 	"github.com/kclb/kclb/proxy"
+	"github.com/kclb/kclb/ratelimit"
 	"github.com/kclb/kclb/tlsconf"
 )
 
@@ -54,6 +55,13 @@ func buildRouter(cfg *config.Config) (proxy.Router, *affinity.Affinity, error) {
 func buildHandler(cfg *config.Config, pool *backend.Pool, router proxy.Router, obs proxy.Observer, logger *slog.Logger) (*proxy.Handler, error) {
 	o := handlerOptions(cfg, logger)
 	o.Pool, o.Router, o.Observer = pool, router, obs
+	if ro := rateLimitOptions(cfg); len(ro.Rules) > 0 {
+		lim, err := ratelimit.New(ro)
+		if err != nil {
+			return nil, err
+		}
+		o.RateLimit = lim
+	}
 	return proxy.New(o)
 }
 

@@ -38,6 +38,7 @@ var consumedElsewhere = map[string]string{
 	"admin.socket_group": "listenAdminSocket: chown of the socket to the group (an error names admin.socket_group)",
 	"admin.tcp":          "startAdmin: the admin API's TCP listener; TestAdminTCPAuth",
 	"admin.token_file":   "startAdmin: the bearer token of admin.tcp; TestAdminTCPAuth",
+	"rate_limit.key":     "config validation only: \"client\" (the client address) is the one key there is; TestParseInvalid",
 }
 
 // wiringBase writes the files a full configuration needs into dir and
@@ -120,6 +121,14 @@ route = "kc1"
 [paths]
 allow_js = false
 
+[[rate_limit]]
+name = "login"
+paths = ["/realms/*/login-actions/authenticate"]
+methods = ["POST"]
+rate = "10/m"
+burst = 5
+exempt = ["10.2.0.0/16"]
+
 [affinity]
 secret = "0123456789abcdef0123"
 
@@ -180,6 +189,8 @@ func wiringOverrides(files map[string]string) map[string]func(c *config.Config) 
 			c.Backend.Servers[0].Management = "127.0.0.1:19002"
 		},
 		"paths.blocked_status": func(c *config.Config) { c.Paths.BlockedStatus = 403 },
+		"rate_limit.rate":      func(c *config.Config) { c.RateLimits[0].Rate.Count = 20 },
+		"rate_limit.methods":   func(c *config.Config) { c.RateLimits[0].Methods = append(c.RateLimits[0].Methods, "PUT") },
 		"affinity.secret_file": func(c *config.Config) {
 			c.Affinity.Secret, c.Affinity.SecretFile = "", files["affinity"]
 		},
