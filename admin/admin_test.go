@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,7 +148,8 @@ func tcpServer(t *testing.T, s *Server, trusted bool) string {
 
 func TestTokenAuth(t *testing.T) {
 	pool := testPool(t)
-	s, _ := New(Options{Pool: pool, Token: "s3cret"})
+	// Reads open to all (public_read), so that Status shows Authorized.
+	s, _ := New(Options{Pool: pool, Token: "s3cret", PublicRead: true})
 	base := tcpServer(t, s, false)
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -306,7 +308,7 @@ func TestClientSocketErrors(t *testing.T) {
 }
 
 func TestServeStopsOnCancel(t *testing.T) {
-	s, _ := New(Options{Pool: testPool(t)})
+	s, _ := New(Options{Pool: testPool(t), PublicRead: true})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -404,5 +406,100 @@ func TestRecentRequests(t *testing.T) {
 	s.recent.sample(pool.Servers())
 	if len(s.recent.rings) != 1 {
 		t.Fatalf("removed server kept: %d rings", len(s.recent.rings))
+	}
+}
+
+// TestTCPGuard pins issue 12, item 8 on an untrusted listener: reads
+// need the token unless PublicRead (the stats page's HTML excepted), a
+// Host that does not name the listener is refused whatever the token,
+// and a source address that failed the token 10 times gets 429, the
+// right token included.
+func TestTCPGuard(t *testing.T) {
+	const token = "0123456789abcdef0123456789abcdef"
+	s, _ := New(Options{Pool: testPool(t), Token: token, Hosts: []string{"kclb1.internal"}})
+	base := tcpServer(t, s, false)
+	get := func(path, host, tok string) int {
+		req, _ := http.NewRequest("GET", base+path, nil)
+		if host != "" {
+			req.Host = host
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	port := base[strings.LastIndexByte(base, ':')+1:]
+	tests := []struct {
+		name, path, host, token string
+		code                    int
+	}{
+		{"status without token", "/v1/status", "", "", 401},
+		{"server without token", "/v1/servers/kc1", "", "", 401},
+		{"wait without token", "/v1/servers/kc1/wait?timeout=0", "", "", 401},
+		{"status with token", "/v1/status", "", token, 200},
+		{"stats page without token", "/stats", "", "", 200},
+		{"root page without token", "/", "", "", 200},
+		{"localhost", "/v1/status", "localhost:" + port, token, 200},
+		{"configured name", "/v1/status", "kclb1.internal:" + port, token, 200},
+		{"rebound name", "/v1/status", "evil.example:" + port, token, 421},
+		{"rebound name, page", "/stats", "evil.example", "", 421},
+		{"empty Host", "/v1/status", " ", token, 421},
+	}
+	for _, tc := range tests {
+		if got := get(tc.path, tc.host, tc.token); got != tc.code {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.code)
+		}
+	}
+	if s.Misdirected() != 3 {
+		t.Errorf("Misdirected %d, want 3", s.Misdirected())
+	}
+	// Token failures are limited per source address.
+	for i := 0; i < maxTokenFailures-3; i++ { // 3 failures above already
+		if got := get("/v1/status", "", "wrong"); got != 401 {
+			t.Fatalf("failure %d: %d, want 401", i, got)
+		}
+	}
+	if got := get("/v1/status", "", "wrong"); got != 429 {
+		t.Errorf("after %d failures: %d, want 429", maxTokenFailures, got)
+	}
+	if got := get("/v1/status", "", token); got != 429 {
+		t.Errorf("right token from a blocked address: %d, want 429", got)
+	}
+	open, _ := New(Options{Pool: testPool(t), Token: token, PublicRead: true})
+	if got := getFrom(t, tcpServer(t, open, false)+"/v1/status"); got != 200 {
+		t.Errorf("PublicRead status: %d, want 200", got)
+	}
+}
+
+func getFrom(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestFailTableBounded(t *testing.T) {
+	var ft failTable
+	now := time.Now()
+	for i := range maxFailEntries + 10 {
+		ft.fail(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)
+	}
+	if n := len(ft.m); n > maxFailEntries {
+		t.Fatalf("%d entries, want at most %d", n, maxFailEntries)
+	}
+	a := netip.MustParseAddr("192.0.2.1")
+	for range maxTokenFailures {
+		ft.fail(a, now)
+	}
+	if !ft.blocked(a, now) || ft.blocked(a, now.Add(tokenFailWindow)) {
+		t.Fatalf("window not applied")
 	}
 }

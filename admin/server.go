@@ -5,8 +5,10 @@
 //
 // The admin listeners are never public: a Unix socket (trusted: access is
 // controlled by the socket file's mode and group) and optionally a TCP
-// address on which every mutation needs a bearer token. Reads (status,
-// wait, metrics, the stats page) need no token.
+// address on which every request needs a bearer token (reads too, unless
+// Options.PublicRead; the stats page's HTML excepted), a Host that names
+// the listener, and a source address that has not failed the token too
+// often (tcpauth.go).
 package admin
 
 import (
@@ -95,6 +97,14 @@ type Options struct {
 	// (TCP) listeners. Empty means mutations are only possible on the
 	// trusted (Unix socket) listener.
 	Token string
+	// PublicRead lets untrusted (TCP) callers read (status, servers,
+	// wait, metrics) without the token. False (the default) requires it.
+	PublicRead bool
+	// Hosts are further Host header values accepted on untrusted (TCP)
+	// listeners besides the listener's own address (and localhost:PORT
+	// on loopback): names such as "kclb1.internal" (any port) or
+	// "kclb1.internal:9100". Nil accepts only the address.
+	Hosts []string
 	// Metrics, if set, is served at /metrics.
 	Metrics http.Handler
 	// Reload, if set, re-reads and applies the configuration for
@@ -118,7 +128,9 @@ type Server struct {
 	token []byte
 
 	unauthorized atomic.Uint64
+	misdirected  atomic.Uint64
 	mutations    atomic.Uint64
+	failures     failTable // failed tokens per source address
 	recent       recent
 
 	mu    sync.Mutex // serialises admin changes and guards state
@@ -198,9 +210,13 @@ func (s *Server) ApplyPersisted(name string) bool {
 	return true
 }
 
-// Unauthorized returns how many mutations were refused for lack of a
-// valid token.
+// Unauthorized returns how many requests on untrusted listeners were
+// refused for lack of a valid token (or after too many invalid ones).
 func (s *Server) Unauthorized() uint64 { return s.unauthorized.Load() }
+
+// Misdirected returns how many requests on untrusted listeners were
+// refused because their Host did not name the listener.
+func (s *Server) Misdirected() uint64 { return s.misdirected.Load() }
 
 // Mutations returns how many admin state changes were requested and applied.
 func (s *Server) Mutations() uint64 { return s.mutations.Load() }
@@ -300,7 +316,10 @@ func (s *Server) Handler(trusted bool) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
-	return mux
+	if trusted {
+		return mux
+	}
+	return h.guard(mux)
 }
 
 // handler serves one listener.

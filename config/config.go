@@ -418,8 +418,18 @@ type Admin struct {
 	// authentication; empty disables it. Default "".
 	TCP string `toml:"tcp"`
 	// TokenFile holds the bearer token for TCP; required when TCP is set.
-	// Default "". Relative paths as for Socket.
+	// The token (surrounding white space ignored) must be at least
+	// MinTokenBytes long. Default "". Relative paths as for Socket.
 	TokenFile string `toml:"token_file"`
+	// PublicRead lets TCP callers read (status, servers, wait, metrics)
+	// without the token. Default false: every TCP request but the stats
+	// page's HTML needs it.
+	PublicRead bool `toml:"public_read"`
+	// Hosts are further Host header values accepted on the TCP listener
+	// besides its address (and localhost:PORT on loopback): "name" (any
+	// port) or "name:port". Others get 421 (DNS-rebinding guard).
+	// Default none.
+	Hosts []string `toml:"hosts"`
 }
 
 // VRRP is the [vrrp] section. No instances means VRRP is off.

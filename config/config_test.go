@@ -186,6 +186,8 @@ func TestParseInvalid(t *testing.T) {
 		{"unbracketed ipv6", base + "[admin]\ntcp = \"::1:9100\"\ntoken_file = \"/dev/null\"\n",
 			"line 10: admin.tcp: \"::1:9100\" is not host:port (put IPv6 addresses in brackets: \"[::1]:443\")\n" +
 				"line 11: admin.token_file: \"/dev/null\" is empty"},
+		{"bad admin host", base + "[admin]\nhosts = [\"kclb1.internal\", \"a b\"]\n",
+			"line 10: admin.hosts[1]: \"a b\" is not a host name or IP address with an optional :port"},
 		{"bad duration", base + "[timeouts]\nconnect = \"5 seconds\"\n",
 			"line 10: timeouts.connect: \"5 seconds\" is not a duration (write e.g. \"5s\" or \"250ms\")"},
 		{"duration as integer", base + "[timeouts]\nconnect = 5\n",
@@ -583,4 +585,23 @@ func writeFile(t *testing.T, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestShortTokenRefused pins issue 12, item 8: kclb check refuses an
+// admin token shorter than 32 bytes (white space around it not counted).
+func TestShortTokenRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		token string
+		ok    bool
+	}{{"", false}, {"x", false}, {"  " + strings.Repeat("a", 31) + "\n", false}, {strings.Repeat("a", 32) + "\n", true}} {
+		path := filepath.Join(dir, "token")
+		if err := os.WriteFile(path, []byte(tc.token), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Parse([]byte(base+"[admin]\ntcp = \"127.0.0.1:9100\"\ntoken_file = \""+path+"\"\n"), "")
+		if (err == nil) != tc.ok {
+			t.Errorf("token of %d bytes: err %v, want ok %v", len(strings.TrimSpace(tc.token)), err, tc.ok)
+		}
+	}
 }

@@ -307,6 +307,25 @@ func isToken(s string) bool {
 	return true
 }
 
+// MinTokenBytes is the shortest admin bearer token accepted: 32 bytes
+// (e.g. `openssl rand -hex 16`, or longer).
+const MinTokenBytes = 32
+
+// checkToken reports a token file whose token, white space trimmed, is
+// shorter than MinTokenBytes. Unreadable files are checkReadable's.
+func (v *validator) checkToken(key, path string) {
+	if v.noFiles {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	if n := len(bytes.TrimSpace(b)); n > 0 && n < MinTokenBytes { // empty: checkNotBlank
+		v.problem(key, "the token in %q is %d bytes; use at least %d (e.g. `openssl rand -hex 32 > %s`)", path, n, MinTokenBytes, path)
+	}
+}
+
 // isHostPort reports whether s is a DNS name (letters, digits, '-', '.',
 // '_'), an IPv4 address or a bracketed IPv6 address, with an optional
 // ":port" of 1 to 65535.
@@ -429,6 +448,12 @@ func (c *Config) validate(v *validator) {
 	}
 	if ad.TokenFile != "" {
 		v.checkNotBlank("admin.token_file", ad.TokenFile)
+		v.checkToken("admin.token_file", ad.TokenFile)
+	}
+	for i, h := range ad.Hosts {
+		if !isHostPort(h) {
+			v.problem(idx("admin.hosts", i), "%q is not a host name or IP address with an optional :port", h)
+		}
 	}
 
 	c.validateVRRP(v)

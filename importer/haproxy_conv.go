@@ -837,7 +837,7 @@ func (c *hapConv) statsSection(s Section) {
 			}
 			ad.set("tcp", tomlString(addr), "stats page and metrics, from "+c.from(l))
 			ad.set("token_file", tomlString("/etc/kclb/admin.token"), "bearer token for changes over admin.tcp: head -c 32 /dev/urandom | base64 > /etc/kclb/admin.token")
-			c.warn(l, "kclb's admin listener (admin.tcp) serves the stats page at /stats and metrics at /metrics, readable without a token; changes (drain, ready, maint, reload) need the bearer token: create /etc/kclb/admin.token (admin.token_file)")
+			c.warn(l, "kclb's admin listener (admin.tcp) serves the stats page at /stats and metrics at /metrics; reads and changes (drain, ready, maint, reload) need the bearer token (set admin.public_read = true to open reads): create /etc/kclb/admin.token (admin.token_file, at least 32 bytes)")
 		case "stats":
 			sub := ""
 			if len(a) > 1 {

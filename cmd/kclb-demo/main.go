@@ -268,7 +268,7 @@ func writeFiles(dir string, l layout) (demoFiles, error) {
 	// The affinity key is the demo's own, written like an operator would,
 	// so kclb has no reason to warn about a generated one.
 	affinityKey := filepath.Join(dir, "affinity.key")
-	f.tokenValue = rand.Text()
+	f.tokenValue = rand.Text() + rand.Text() // 52 characters: admin tokens need at least 32 bytes
 	if err := os.WriteFile(affinityKey, []byte(rand.Text()+"\n"), 0o600); err != nil {
 		return f, fmt.Errorf("affinity key: %w", err)
 	}
@@ -312,6 +312,7 @@ slowstart = "10s"
 socket = %q
 tcp = %q
 token_file = %q
+public_read = true # the demo listens on loopback only: status and metrics need no token
 `, affinityKey, f.socket, addr(l.admin), f.token)
 	if err := os.WriteFile(f.config, []byte(b.String()), 0o600); err != nil {
 		return f, fmt.Errorf("config: %w", err)

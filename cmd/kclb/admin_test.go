@@ -42,10 +42,13 @@ type adminEnv struct {
 
 // adminOptions tunes newAdminEnv.
 type adminOptions struct {
-	tcp   bool   // also serve the admin API on loopback TCP with a token
-	extra string // appended to the configuration
-	nodes int
-	kcsim kcsim.Options
+	tcp bool // also serve the admin API on loopback TCP with a token
+	// tokenReads leaves admin.public_read off: reads over TCP need the
+	// token too. The other tests read anonymously (public_read = true).
+	tokenReads bool
+	extra      string // appended to the configuration
+	nodes      int
+	kcsim      kcsim.Options
 }
 
 func newAdminEnv(t *testing.T, o adminOptions) *adminEnv {
@@ -55,12 +58,15 @@ func newAdminEnv(t *testing.T, o adminOptions) *adminEnv {
 	section := fmt.Sprintf("socket = %q\nsocket_mode = \"0660\"\n", a.socket)
 	if o.tcp {
 		a.tcp = freeAddr(t)
-		a.token = "test-token-0123456789"
+		a.token = "test-token-0123456789abcdef0123456789"
 		a.tokenFile = filepath.Join(dir, "token")
 		if err := os.WriteFile(a.tokenFile, []byte(a.token+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		section += fmt.Sprintf("tcp = %q\ntoken_file = %q\n", a.tcp, a.tokenFile)
+		if !o.tokenReads {
+			section += "public_read = true\n"
+		}
 	}
 	a.env = newEnv(t, envOptions{nodes: o.nodes, kcsim: o.kcsim, admin: section, stateFile: a.stateFile, extra: o.extra})
 	return a

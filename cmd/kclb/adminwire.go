@@ -244,6 +244,8 @@ func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup, inh *inh
 		VRRP:         in.adminVRRP,
 		State:        state,
 		Token:        token,
+		PublicRead:   ac.PublicRead,
+		Hosts:        ac.Hosts,
 		ActiveChecks: cfg.Health.Enabled,
 		Reload:       in.reloadNotify,
 		Logger:       in.logger.With("component", "admin"),

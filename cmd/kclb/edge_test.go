@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -130,22 +131,23 @@ func (eb *edgeBackend) last() string {
 }
 
 // startEdgeKclb runs kclb with one plain listener in front of eb, no
-// health checks and no admin socket; global, listener and extra are TOML
+// health checks and (unless extra has an [admin] table) no admin
+// listener; global, listener and extra are TOML
 // lines added to [global], to the [[listener]] and after the rest. It
 // returns the listener address.
 func startEdgeKclb(t *testing.T, eb *edgeBackend, global, listener, extra string) (string, *kclbProc) {
 	t.Helper()
 	dir := t.TempDir()
 	addr := freeAddr(t)
+	if !strings.Contains(extra, "[admin]") {
+		extra += "\n[admin]\nsocket = \"\"\n" // no admin listener
+	}
 	cfg := fmt.Sprintf(`
 [global]
 name = "edge"
 state_file = ""
 access_log = false
 %s
-
-[admin]
-socket = ""
 
 [health]
 enabled = false
@@ -285,5 +287,57 @@ func TestBodyKeys(t *testing.T) {
 	}
 	if !strings.HasPrefix(eb.last(), "POST /realms/a ") {
 		t.Errorf("with body_buffer_bytes = 0 the request was not forwarded before its body: %q", eb.last())
+	}
+}
+
+// TestAdminTCPKeys: admin.public_read, admin.hosts and the token length
+// rule reach the binary (issue 12, item 8). Reads need the token by
+// default; a configured name is accepted as Host, any other is 421;
+// public_read opens reads; `kclb check` refuses a 31-byte token.
+func TestAdminTCPKeys(t *testing.T) {
+	eb := startEdgeBackend(t)
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	const token = "0123456789abcdef0123456789abcdef"
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin := func(publicRead bool) string {
+		a := freeAddr(t)
+		startEdgeKclb(t, eb, "", "", fmt.Sprintf("[admin]\nsocket = \"\"\ntcp = %q\ntoken_file = %q\nhosts = [\"kclb1.internal\"]\npublic_read = %v\n", a, tokenFile, publicRead))
+		return a
+	}
+	private, open := admin(false), admin(true)
+	get := func(addr, host, tok string) string {
+		req := "GET /v1/status HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n"
+		if tok != "" {
+			req += "Authorization: Bearer " + tok + "\r\n"
+		}
+		got := rawExchange(t, addr, req+"\r\n")
+		status, _, _ := strings.Cut(got, "\r\n")
+		return status
+	}
+	_, port, _ := net.SplitHostPort(private)
+	tests := []struct {
+		name, addr, host, token, status string
+	}{
+		{"read without token", private, private, "", "HTTP/1.1 401 Unauthorized"},
+		{"read with token", private, private, token, "HTTP/1.1 200 OK"},
+		{"configured host", private, "kclb1.internal:" + port, token, "HTTP/1.1 200 OK"},
+		{"other host", private, "rebound.example:" + port, token, "HTTP/1.1 421 Misdirected Request"},
+		{"public_read", open, open, "", "HTTP/1.1 200 OK"},
+	}
+	for _, tc := range tests {
+		if got := get(tc.addr, tc.host, tc.token); got != tc.status {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.status)
+		}
+	}
+	short := filepath.Join(dir, "short")
+	os.WriteFile(short, []byte(strings.Repeat("x", 31)), 0o600)
+	cfg := filepath.Join(dir, "check.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("[[listener]]\nname = \"h\"\nbind = \"127.0.0.1:1\"\n\n[[backend.server]]\nname = \"kc1\"\naddress = \"127.0.0.1:2\"\n\n[admin]\nsocket = \"\"\ntcp = \"127.0.0.1:3\"\ntoken_file = %q\n", short)), 0o600)
+	out, err := exec.Command(kclbBin, "check", "-c", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "admin.token_file") || !strings.Contains(string(out), "31 bytes") {
+		t.Errorf("kclb check with a 31-byte token: err %v, output %q", err, out)
 	}
 }

@@ -56,7 +56,7 @@ func TestImportCheck(t *testing.T) {
 	for path, data := range map[string][]byte{
 		"etc/ssl/certs/keycloak.pem": append(certPEM, keyPEM...), // HAProxy's combined PEM
 		"etc/kclb/affinity.key":      []byte("a-shared-secret-of-enough-length\n"),
-		"etc/kclb/admin.token":       []byte("an-admin-token\n"),
+		"etc/kclb/admin.token":       []byte("an-admin-token-0123456789abcdef0123\n"),
 	} {
 		p := filepath.Join(dir, path)
 		os.MkdirAll(filepath.Dir(p), 0o700)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
 	"strconv"
 
 	"github.com/kclb/kclb/accesslog"
@@ -414,7 +415,7 @@ func restartOnlyChanges(old, cur *config.Config) []string {
 	add("health.passive_fails", op.PassiveFails != cp.PassiveFails)
 	add("health.panic_threshold", op.PanicThreshold != cp.PanicThreshold)
 	add("health.passive_max_ejection_percent", op.MaxEjectionPercent != cp.MaxEjectionPercent)
-	add("[admin]", old.Admin != cur.Admin)
+	add("[admin]", !reflect.DeepEqual(old.Admin, cur.Admin))
 	return keys
 }
 

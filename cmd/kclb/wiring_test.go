@@ -39,6 +39,8 @@ var consumedElsewhere = map[string]string{
 	"admin.tcp":          "startAdmin: the admin API's TCP listener; TestAdminTCPAuth",
 	"admin.token_file":   "startAdmin: the bearer token of admin.tcp; TestAdminTCPAuth",
 	"rate_limit.key":     "config validation only: \"client\" (the client address) is the one key there is; TestParseInvalid",
+	"admin.public_read":  "startAdmin: admin.Options.PublicRead, anonymous reads on admin.tcp; TestAdminTCPKeys",
+	"admin.hosts":        "startAdmin: admin.Options.Hosts, Host names accepted on admin.tcp; TestAdminTCPKeys",
 }
 
 // wiringBase writes the files a full configuration needs into dir and
@@ -65,7 +67,7 @@ func wiringBase(t *testing.T, dir string) (base string, files map[string]string)
 	for name, content := range map[string]string{
 		"ca": string(pem), "ca2": string(pem2),
 		"probe": "probe-secret", "probe2": "probe-secret-2",
-		"affinity": "affinity-secret-from-file-0123456789", "token": "admin-token",
+		"affinity": "affinity-secret-from-file-0123456789", "token": "admin-token-0123456789abcdef0123456789",
 	} {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
