@@ -43,6 +43,11 @@ var consumedElsewhere = map[string]string{
 	"admin.hosts":        "startAdmin: admin.Options.Hosts, Host names accepted on admin.tcp; TestAdminTCPKeys",
 }
 
+// builtOnce are the parts of runtimeOptions the process builds at start
+// only (the pool, the logger, the connection semaphore): a reload cannot
+// apply a change to them, so restartOnlyChanges must name it.
+var builtOnce = []string{"runtimeOptions.Pool.", "runtimeOptions.Log.", "runtimeOptions.ConnSlots"}
+
 // wiringBase writes the files a full configuration needs into dir and
 // returns a configuration that switches every feature on, so that every
 // key, including those only read when another is set (DNS discovery, the
@@ -272,6 +277,11 @@ func TestEveryKeyReachesTheRuntime(t *testing.T) {
 					key, configField(base, key).Interface(), configField(changed, key).Interface())
 			}
 			t.Logf("%s reaches %s", key, diff)
+			for _, once := range builtOnce {
+				if strings.HasPrefix(diff, once) && len(restartOnlyChanges(base, changed)) == 0 {
+					t.Errorf("%s reaches %s, which the process builds once, but a reload changing it would not warn: add it to restartOnlyChanges", key, diff)
+				}
+			}
 		})
 	}
 }
