@@ -668,9 +668,16 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 	// ServerTimeout also bounds every wait for more body bytes: a backend
 	// that stalls mid-body must not hold the client, a goroutine and a
 	// server slot forever. Closing the body fails the pending read.
-	idle := time.AfterFunc(h.opts.ServerTimeout, func() { resp.Body.Close() })
+	var idle *time.Timer
+	if it, ok := resp.Body.(idleTimeouter); ok {
+		it.setIdleTimeout(h.opts.ServerTimeout) // kclb's upstream times its reads itself
+	} else {
+		idle = time.AfterFunc(h.opts.ServerTimeout, func() { resp.Body.Close() })
+	}
 	n, err := copyBody(w, resp.Body, stream, idle, h.opts.ServerTimeout)
-	idle.Stop()
+	if idle != nil {
+		idle.Stop()
+	}
 	rec.BytesOut = n
 	if err == nil && h.opts.ForwardTrailers {
 		for k, vv := range resp.Trailer {
@@ -698,18 +705,22 @@ var errClientWrite = errors.New("proxy: client write failed")
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // copyBody streams src to w with a pooled buffer, flushing after every
-// chunk when stream is true (unknown length: SSE, chunked pages). idle
-// runs for d during every read from src and is stopped otherwise. It
-// returns the bytes written to w.
+// chunk when stream is true (unknown length: SSE, chunked pages). idle,
+// if not nil, runs for d during every read from src and is stopped
+// otherwise. It returns the bytes written to w.
 func copyBody(w http.ResponseWriter, src io.Reader, stream bool, idle *time.Timer, d time.Duration) (written int64, err error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	flusher, _ := w.(http.Flusher)
 	for {
-		idle.Reset(d) // only reads are timed: a slow client is not the backend's fault
+		if idle != nil {
+			idle.Reset(d) // only reads are timed: a slow client is not the backend's fault
+		}
 		n, rerr := src.Read(buf)
-		idle.Stop()
+		if idle != nil {
+			idle.Stop()
+		}
 		if n > 0 {
 			m, werr := w.Write(buf[:n])
 			written += int64(m)

@@ -177,6 +177,13 @@ type upConn struct {
 	br     *bufio.Reader
 	r      *http.Request
 
+	// fast is the reusable response state of fastHead (upstream_fast.go),
+	// made on first use.
+	fast *upFast
+	// aborted is set by abort; a body read that moves the read deadline
+	// checks it afterwards so that it cannot undo an abort.
+	aborted atomic.Bool
+
 	abortFn func()             // c.abort, bound once
 	peekFn  func(uintptr) bool // c.peek, bound once
 	peekBuf [1]byte
@@ -231,7 +238,10 @@ type headResult struct {
 
 // abort fails the connection's pending and future I/O; it runs when the
 // request's context is done.
-func (c *upConn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
+func (c *upConn) abort() {
+	c.aborted.Store(true)
+	c.nc.SetDeadline(aLongTimeAgo)
+}
 
 func (c *upConn) close() { c.nc.Close() }
 
@@ -552,9 +562,12 @@ func (u *upstream) readHead(c *upConn, br *bufio.Reader, r *http.Request, hints 
 	defer func() { c.limit = -1 }()
 	for n1xx := 0; ; n1xx++ {
 		c.limit = u.opts.MaxResponseHeaderBytes
-		resp, err := http.ReadResponse(br, r)
-		if err != nil {
-			return nil, err
+		resp, ok := u.fastHead(c, br, r)
+		if !ok {
+			var err error
+			if resp, err = http.ReadResponse(br, r); err != nil {
+				return nil, err
+			}
 		}
 		code := resp.StatusCode
 		if code >= 200 || code == http.StatusSwitchingProtocols {
@@ -625,6 +638,10 @@ func (u *upstream) failed(ctx context.Context, c *upConn, r *http.Request, stop 
 // the request was not completely written.
 func (u *upstream) started(c *upConn, r *http.Request, resp *http.Response, br *bufio.Reader, stop func() bool, reusable bool) *http.Response {
 	reusable = reusable && !resp.Close && !r.Close
+	if fb, ok := resp.Body.(*upFastBody); ok {
+		fb.stop, fb.reusable = stop, reusable
+		return resp
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		stop()
 		resp.Body = &switchedBody{br: br, c: c}

@@ -1,0 +1,283 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// This file is the upstream's allocation-lean response path: the common
+// response head (HTTP/1.x, a 3-digit status other than 101, plain header
+// lines, a Content-Length or no body) is parsed in place from the read
+// buffer into a Response, header map and body that belong to the backend
+// connection and are reused by its next exchange. Everything else (chunked
+// or close-delimited bodies, obs-folds, malformed heads, heads larger than
+// the read buffer) goes to http.ReadResponse as before, which also
+// produces the errors.
+//
+// Because the Response and its header are reused, the connection goes
+// back to the pool only when the body is closed (not at its end, as
+// upBody does): the Handler copies the header before it closes the body.
+
+// upFast is the reusable per-connection response state.
+type upFast struct {
+	resp http.Response
+	hdr  http.Header
+	vals []string
+	body upFastBody
+}
+
+// upFastBody is the body of a response parsed by fastHead: Content-Length
+// bytes from the read buffer. It releases the connection on Close after
+// the end (pooled if reusable) and closes it on Close before the end or
+// on a read error. Close may be called concurrently with Read.
+type upFastBody struct {
+	u        *upstream
+	c        *upConn
+	br       *bufio.Reader
+	stop     func() bool
+	reusable bool
+	remain   int64
+	state    atomic.Int32
+	// idle, when positive, bounds every wait for more body bytes (a read
+	// deadline on the backend connection), so the Handler needs no timer.
+	idle time.Duration
+}
+
+// setIdleTimeout makes d bound every wait for more body bytes.
+func (b *upFastBody) setIdleTimeout(d time.Duration) { b.idle = d }
+
+// Body states beyond upBody's: the end was read and the connection is
+// released.
+const bodyReleased int32 = bodyClosed + 1
+
+func (b *upFastBody) Read(p []byte) (int, error) {
+	switch b.state.Load() {
+	case bodyEOF, bodyReleased:
+		return 0, io.EOF
+	case bodyClosed:
+		return 0, errBodyClosed
+	}
+	if b.remain == 0 {
+		b.state.CompareAndSwap(bodyOpen, bodyEOF)
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remain {
+		p = p[:b.remain]
+	}
+	if b.idle > 0 && b.br.Buffered() == 0 {
+		b.c.nc.SetReadDeadline(time.Now().Add(b.idle))
+		if b.c.aborted.Load() {
+			b.c.abort()
+		}
+	}
+	n, err := b.br.Read(p)
+	b.remain -= int64(n)
+	if b.remain == 0 {
+		if b.idle > 0 {
+			b.c.nc.SetReadDeadline(time.Time{})
+		}
+		b.state.CompareAndSwap(bodyOpen, bodyEOF)
+		return n, io.EOF
+	}
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if b.state.CompareAndSwap(bodyOpen, bodyClosed) {
+			b.br.Reset(nil)
+			b.u.readers.Put(b.br)
+			b.stop()
+			b.c.close()
+		}
+		return n, err
+	}
+	return n, nil
+}
+
+// Close implements io.Closer.
+func (b *upFastBody) Close() error {
+	if b.state.CompareAndSwap(bodyOpen, bodyClosed) {
+		// Before the end: the rest is never read; a Read may be running,
+		// so the reader is left to the collector.
+		b.stop()
+		b.c.close()
+		return nil
+	}
+	if b.state.CompareAndSwap(bodyEOF, bodyReleased) {
+		reusable := b.reusable && b.br.Buffered() == 0
+		b.br.Reset(nil)
+		b.u.readers.Put(b.br)
+		b.u.release(b.c, b.stop, reusable)
+	}
+	return nil
+}
+
+// idleTimeouter is implemented by response bodies that bound their reads
+// themselves.
+type idleTimeouter interface{ setIdleTimeout(time.Duration) }
+
+// fastHead parses the response head buffered in br if it is a common one.
+// ok is false when it is not (or not complete within the buffer), and br
+// is then untouched for http.ReadResponse.
+func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request) (resp *http.Response, ok bool) {
+	if _, err := br.Peek(1); err != nil {
+		return nil, false
+	}
+	end := -1
+	scan := 0
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		end, scan = headEnd(buf, scan)
+		if end >= 0 {
+			break
+		}
+		if br.Buffered() >= br.Size() || int64(br.Buffered()) >= u.opts.MaxResponseHeaderBytes {
+			return nil, false
+		}
+		if _, err := br.Peek(br.Buffered() + 1); err != nil {
+			return nil, false
+		}
+	}
+	if int64(end) > u.opts.MaxResponseHeaderBytes {
+		return nil, false
+	}
+	raw, _ := br.Peek(end)
+	// The status line decides before anything is allocated.
+	if len(raw) < 13 || string(raw[:7]) != "HTTP/1." || (raw[7] != '0' && raw[7] != '1') || raw[8] != ' ' {
+		return nil, false
+	}
+	code := 0
+	for _, d := range raw[9:12] {
+		if d < '0' || d > '9' {
+			return nil, false
+		}
+		code = code*10 + int(d-'0')
+	}
+	if code < 100 || code == http.StatusSwitchingProtocols || (raw[12] != ' ' && raw[12] != '\r' && raw[12] != '\n') {
+		return nil, false
+	}
+	if c.fast == nil {
+		c.fast = &upFast{hdr: make(http.Header, 16), vals: make([]string, 24)}
+	}
+	f := c.fast
+	head := string(raw)
+	line, rest := nextLine(head)
+	hdr := f.hdr
+	clear(hdr)
+	nvals := 0
+	for {
+		var l string
+		l, rest = nextLine(rest)
+		if l == "" {
+			break
+		}
+		if rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
+			return nil, false // obs-fold
+		}
+		k, v, found := strings.Cut(trimOWS(l), ":")
+		if !found || k == "" || !isToken(k) {
+			return nil, false
+		}
+		for i := 0; i < len(v); i++ {
+			if !validValueByte(v[i]) {
+				return nil, false
+			}
+		}
+		key := http.CanonicalHeaderKey(k) // no allocation for canonical names
+		v = strings.TrimLeft(v, " \t")
+		if vv := hdr[key]; vv != nil {
+			if key == "Content-Length" {
+				return nil, false // net/http's rules for repeated lengths
+			}
+			hdr[key] = append(vv, v) // Set-Cookie, mostly
+			continue
+		}
+		if nvals == len(f.vals) {
+			return nil, false
+		}
+		vv := f.vals[nvals : nvals+1 : nvals+1]
+		nvals++
+		vv[0] = v
+		hdr[key] = vv
+	}
+	if _, ok := hdr["Transfer-Encoding"]; ok {
+		return nil, false
+	}
+	bodyless := r.Method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
+	length := int64(0)
+	if r.Method == http.MethodHead {
+		length = -1
+	}
+	if cl, ok := hdr["Content-Length"]; ok {
+		n, valid := parseLength(textprotoTrim(cl[0]))
+		if !valid {
+			return nil, false
+		}
+		length = n
+	} else if !bodyless {
+		return nil, false // delimited by the close
+	}
+	if pr, ok := hdr["Pragma"]; ok && pr[0] == "no-cache" {
+		if _, ok := hdr["Cache-Control"]; !ok {
+			hdr["Cache-Control"] = noCacheVals
+		}
+	}
+	major, minor := 1, int(raw[7]-'0')
+	closing := minor == 0 && !httpguts.HeaderValuesContainsToken(hdr["Connection"], "keep-alive")
+	if httpguts.HeaderValuesContainsToken(hdr["Connection"], "close") {
+		closing = true
+		delete(hdr, "Connection")
+	}
+	br.Discard(end)
+	status := line[9:]
+	f.resp = http.Response{
+		Status: status, StatusCode: code, Proto: line[:8], ProtoMajor: major, ProtoMinor: minor,
+		Header: hdr, ContentLength: length, Close: closing, Request: r,
+	}
+	if bodyless {
+		f.resp.ContentLength = length
+		if code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
+			f.resp.ContentLength = 0
+		}
+		length = 0
+	}
+	f.body = upFastBody{u: u, c: c, br: br, remain: length}
+	f.resp.Body = &f.body
+	return &f.resp, true
+}
+
+// parseLength parses a Content-Length value as net/http does: decimal
+// digits only, below 2^63.
+func parseLength(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// textprotoTrim trims ASCII white space as textproto.TrimString does.
+func textprotoTrim(s string) string {
+	for len(s) > 0 && isASCIISpace(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && isASCIISpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func isASCIISpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
