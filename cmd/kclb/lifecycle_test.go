@@ -3,14 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -198,43 +194,8 @@ func TestBinaryHandoverUnderLoad(t *testing.T) {
 		t.Skip("load test")
 	}
 	e := newEnv(t, envOptions{noProc: true})
-	// kclb logs to a file here: the new process outlives the old one's
-	// stderr pipe.
-	logPath := filepath.Join(e.dir, "kclb.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	old := exec.Command(kclbBin, "run", "-c", e.cfgPath)
-	old.Stdout, old.Stderr = logf, logf
-	if err := old.Start(); err != nil {
-		t.Fatal(err)
-	}
-	oldDone := make(chan error, 1)
-	go func() { oldDone <- old.Wait() }()
-	t.Cleanup(func() { old.Process.Kill() })
-	logHas := func(substr string) string {
-		b, _ := os.ReadFile(logPath)
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.Contains(l, substr) {
-				return l
-			}
-		}
-		return ""
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				b, _ := os.ReadFile(logPath)
-				t.Fatalf("timed out waiting for %s\n%s", what, b)
-			}
-			time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
-		}
-	}
-	waitFor("listeners", func() bool { return strings.Count(logHasAll(logPath, "msg=listening"), "\n") >= 2 })
+	old := startLogged(t, e.dir, e.cfgPath)
+	old.waitLine(t, `msg=listening listener=https`)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
@@ -246,21 +207,13 @@ func TestBinaryHandoverUnderLoad(t *testing.T) {
 		close(done)
 	}()
 	time.Sleep(time.Second) // let the load reach a steady state before the upgrade
-	old.Process.Signal(syscall.SIGUSR2)
-	waitFor("hand-over", func() bool { return logHas("upgrade: handed over") != "" })
-	line := logHas("upgrade: new process started")
-	var pid int
-	if i := strings.Index(line, "pid="); i >= 0 {
-		fmt.Sscan(strings.Fields(line[i+4:])[0], &pid)
-	}
-	if pid == 0 {
-		t.Fatalf("no new process pid in %q", line)
-	}
-	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	old.cmd.Process.Signal(syscall.SIGUSR2)
+	pid := old.childPID(t)
+	old.waitLine(t, "upgrade: handed over")
 	select {
-	case err := <-oldDone:
-		if err != nil {
-			t.Fatalf("old process exit: %v, want 0", err)
+	case <-old.done:
+		if old.err != nil {
+			t.Fatalf("old process exit: %v, want 0", old.err)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("old process did not exit after the hand-over")
@@ -279,17 +232,4 @@ func TestBinaryHandoverUnderLoad(t *testing.T) {
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Fatalf("new process %d not running: %v", pid, err)
 	}
-}
-
-// logHasAll returns every line of the file at path containing substr,
-// each followed by a newline.
-func logHasAll(path, substr string) string {
-	b, _ := os.ReadFile(path)
-	var out strings.Builder
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, substr) {
-			out.WriteString(l + "\n")
-		}
-	}
-	return out.String()
 }
