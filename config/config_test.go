@@ -2,8 +2,10 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -258,6 +260,9 @@ func TestParseInvalid(t *testing.T) {
 			"line 11: admin.token_file: \"/dev/null\" is empty"},
 		{"empty probe secret", base + "[health]\ntoken_client_id = \"probe\"\ntoken_secret_file = \"/dev/null\"\n",
 			"line 11: health.token_secret_file: \"/dev/null\" is empty"},
+		// Issue 18, item 4: an unknown group passed check, then failed run.
+		{"unknown socket group", base + "[admin]\nsocket_group = \"no-such-group-kclb\"\n",
+			"line 10: admin.socket_group: group \"no-such-group-kclb\" does not exist on this host"},
 		{"panic threshold", base + "[health]\npanic_threshold = 1.5\n", "line 10: health.panic_threshold: 1.5 is not a fraction in 0..1"},
 		{"passive ejection percent", base + "[health]\npassive_max_ejection_percent = 0\n", "line 10: health.passive_max_ejection_percent: 0 is out of range 1..100"},
 		{"admin tcp without token", base + "[admin]\ntcp = \"127.0.0.1:9100\"\n",
@@ -421,6 +426,9 @@ func TestExampleLoads(t *testing.T) {
 	}
 	writeFile(t, dir, "affinity.key", "a-shared-secret-of-enough-length\n")
 	rewritten := strings.ReplaceAll(string(data), `"/etc/kclb/`, `"`+dir+`/`)
+	// The kclb group exists where kclb is installed (deploy/kclb.sysusers),
+	// not necessarily here: use this process's group.
+	rewritten = strings.Replace(rewritten, `socket_group = "kclb"`, fmt.Sprintf(`socket_group = "%d"`, os.Getgid()), 1)
 	path := writeFile(t, dir, "kclb.toml", rewritten)
 	c, err := Load(path)
 	if err != nil {
@@ -442,13 +450,17 @@ func TestExampleLoads(t *testing.T) {
 		if !errors.As(err, &errs) {
 			t.Fatalf("unmodified example: err = %v, want the three missing files", err)
 		}
+		want := 3
+		if _, err := user.LookupGroup("kclb"); err != nil {
+			want++ // not installed here: admin.socket_group names a missing group
+		}
 		for _, p := range errs.Problems {
-			if !strings.Contains(p.Msg, `"/etc/kclb/`) || !strings.HasSuffix(p.Msg, "does not exist") {
+			if (!strings.Contains(p.Msg, `"/etc/kclb/`) && p.Path != "admin.socket_group") || !strings.HasSuffix(p.Msg, "does not exist") && !strings.HasSuffix(p.Msg, "does not exist on this host") {
 				t.Errorf("unexpected problem: %s", p)
 			}
 		}
-		if len(errs.Problems) != 3 {
-			t.Errorf("%d problems, want 3 (cert, key, secret_file):\n%v", len(errs.Problems), err)
+		if len(errs.Problems) != want {
+			t.Errorf("%d problems, want %d (cert, key, secret_file and the kclb group where it is missing):\n%v", len(errs.Problems), want, err)
 		}
 	}
 }

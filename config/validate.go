@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -439,6 +440,14 @@ func (c *Config) validate(v *validator) {
 	ad := c.Admin
 	if ad.SocketMode > 0o777 {
 		v.problem("admin.socket_mode", "%s is not a permission mode", ad.SocketMode)
+	}
+	if g := ad.SocketGroup; g != "" && ad.Socket != "" && !v.noFiles {
+		// kclb run chowns the socket to it and refuses an unknown group.
+		if _, err := strconv.Atoi(g); err != nil {
+			if _, err := user.LookupGroup(g); err != nil {
+				v.problem("admin.socket_group", "group %q does not exist on this host", g)
+			}
+		}
 	}
 	if ad.TCP != "" {
 		v.checkAddr("admin.tcp", ad.TCP, true)

@@ -292,7 +292,10 @@ func TestCheckExample(t *testing.T) {
 	os.WriteFile(dir+"/tls/keycloak.key", keyPEM, 0o600)
 	os.WriteFile(dir+"/affinity.key", []byte("a-shared-secret-of-enough-length\n"), 0o600)
 	cfg := dir + "/config.toml"
-	os.WriteFile(cfg, bytes.ReplaceAll(example, []byte(`"/etc/kclb/`), []byte(`"`+dir+`/`)), 0o600)
+	example = bytes.ReplaceAll(example, []byte(`"/etc/kclb/`), []byte(`"`+dir+`/`))
+	// The kclb group exists where kclb is installed (deploy/kclb.sysusers).
+	example = bytes.Replace(example, []byte(`socket_group = "kclb"`), fmt.Appendf(nil, `socket_group = "%d"`, os.Getgid()), 1)
+	os.WriteFile(cfg, example, 0o600)
 	out, err := exec.Command(kclbBin, "check", "-c", cfg).CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("is valid")) {
 		t.Fatalf("kclb check config.example.toml: %v\n%s", err, out)
