@@ -107,6 +107,9 @@ type Options struct {
 	Hosts []string
 	// Metrics, if set, is served at /metrics.
 	Metrics http.Handler
+	// Traffic, if set, returns a server's response and byte counters for
+	// the status. Nil leaves them out.
+	Traffic func(*backend.Server) Traffic
 	// Reload, if set, re-reads and applies the configuration for
 	// POST /v1/reload (authorised callers only); its error is returned to
 	// the caller. Nil answers 501.
@@ -132,6 +135,7 @@ type Server struct {
 	mutations    atomic.Uint64
 	failures     failTable // failed tokens per source address
 	recent       recent
+	history      history
 
 	mu    sync.Mutex // serialises admin changes and guards state
 	state State
@@ -310,6 +314,7 @@ func (s *Server) Handler(trusted bool) http.Handler {
 	}
 	mux.HandleFunc("GET /{$}", h.page)
 	mux.HandleFunc("GET /stats", h.page)
+	mux.HandleFunc("GET /stats.csv", h.csv)
 	if s.opts.Metrics != nil {
 		mux.Handle("GET /metrics", s.opts.Metrics)
 	}
@@ -411,10 +416,17 @@ func (s *Server) Snapshot(authorized bool) Status {
 	if o.Listeners != nil {
 		st.Listeners = append(st.Listeners, o.Listeners()...)
 	}
-	for _, srv := range o.Pool.Servers() {
+	servers := o.Pool.Servers()
+	s.history.prune(servers)
+	for _, srv := range servers {
 		ss := serverStatus(srv, now)
 		if n, ok := s.recent.requests(srv); ok {
 			ss.RecentRequests = &n
+		}
+		s.history.fill(&ss, now)
+		if o.Traffic != nil {
+			tr := o.Traffic(srv)
+			ss.Responses, ss.BytesIn, ss.BytesOut = &tr.Responses, tr.BytesIn, tr.BytesOut
 		}
 		st.Servers = append(st.Servers, ss)
 	}

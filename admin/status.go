@@ -144,6 +144,45 @@ type ServerStatus struct {
 	Fails        int    `json:"fails"`
 	FailingSince string `json:"failing_since,omitempty"`
 	Split        bool   `json:"split,omitempty"`
+	// Responses counts the responses the server gave clients by status
+	// class; BytesIn and BytesOut count request body bytes forwarded to
+	// it and response body bytes returned from it. Absent without
+	// metrics.
+	Responses *CodeCounts `json:"responses,omitempty"`
+	BytesIn   uint64      `json:"bytes_in"`
+	BytesOut  uint64      `json:"bytes_out"`
+	// DowntimeSeconds is the time the server's health was not up since
+	// kclb started, Downs the number of times it left up and LastDown
+	// when it last did (absent if never).
+	DowntimeSeconds float64    `json:"downtime_seconds"`
+	Downs           uint64     `json:"downs"`
+	LastDown        *time.Time `json:"last_down,omitempty"`
+	// History holds the last HistoryLen active check results, oldest
+	// first.
+	History []CheckResult `json:"history,omitempty"`
+}
+
+// CodeCounts counts responses by status class.
+type CodeCounts struct {
+	Informational uint64 `json:"1xx"`
+	Success       uint64 `json:"2xx"`
+	Redirect      uint64 `json:"3xx"`
+	ClientError   uint64 `json:"4xx"`
+	ServerError   uint64 `json:"5xx"`
+}
+
+// Traffic is what the metrics know of one server's responses and bytes
+// (Options.Traffic).
+type Traffic struct {
+	Responses         CodeCounts
+	BytesIn, BytesOut uint64
+}
+
+// CheckResult is one active health check in ServerStatus.History.
+type CheckResult struct {
+	Time          time.Time `json:"time"`
+	OK            bool      `json:"ok"`
+	LatencyMillis float64   `json:"latency_ms"`
 }
 
 // CheckStatus is the outcome of the last active health check.

@@ -28,10 +28,12 @@ func exportedNames(t *testing.T) map[string]bool {
 	}
 	m, err := New(Options{
 		Pool: pool, Version: "test",
-		Proxy:             func() proxy.Stats { return proxy.Stats{} },
-		Conns:             func() proxy.ConnCounts { return proxy.ConnCounts{} },
-		Affinity:          func() *affinity.Affinity { return aff },
-		VRRP:              func() []VRRP { return []VRRP{{Instance: "VI_1", State: "master", States: []string{"backup", "master"}}} },
+		Proxy:    func() proxy.Stats { return proxy.Stats{} },
+		Conns:    func() proxy.ConnCounts { return proxy.ConnCounts{} },
+		Affinity: func() *affinity.Affinity { return aff },
+		VRRP: func() []VRRP {
+			return []VRRP{{Instance: "VI_1", State: "master", States: []string{"backup", "master"}}}
+		},
 		AdminUnauthorized: func() uint64 { return 0 },
 		Certificates:      func() []Certificate { return []Certificate{{File: "c.pem", Name: "x", NotAfter: time.Now()}} },
 		Reloads:           func() Reloads { return Reloads{} },

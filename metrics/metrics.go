@@ -331,3 +331,27 @@ func (m *Metrics) ObserveCheck(s *backend.Server, latency time.Duration, ok bool
 		c.checks[0].Add(1)
 	}
 }
+
+// ServerTraffic is one server's response and byte counters.
+type ServerTraffic struct {
+	// Codes counts responses by class: index 1 is 1xx ... 5 is 5xx,
+	// index 0 requests the client abandoned before a status.
+	Codes [6]uint64
+	// BytesIn counts request body bytes forwarded to the server, BytesOut
+	// response body bytes from it written to clients.
+	BytesIn, BytesOut uint64
+}
+
+// Traffic returns s's counters (zero before its first request).
+func (m *Metrics) Traffic(s *backend.Server) ServerTraffic {
+	var t ServerTraffic
+	c := (*m.servers.Load())[s]
+	if c == nil {
+		return t
+	}
+	for i := range c.codes {
+		t.Codes[i] = c.codes[i].Load()
+	}
+	t.BytesIn, t.BytesOut = c.bytesIn.Load(), c.bytesOut.Load()
+	return t
+}

@@ -15,8 +15,11 @@ import (
 // metrics package (which imports proxy).
 type countObserver struct{ n, bytes int64 }
 
-func (o *countObserver) Request(_ *backend.Server, rec accesslog.Record) { o.n++; o.bytes += rec.BytesOut }
-func (o *countObserver) Blocked(pathpolicy.Verdict)                      {}
+func (o *countObserver) Request(_ *backend.Server, rec accesslog.Record) {
+	o.n++
+	o.bytes += rec.BytesOut
+}
+func (o *countObserver) Blocked(pathpolicy.Verdict) {}
 
 // accessModes are the per-request reporting set-ups the access-log
 // benchmarks compare.

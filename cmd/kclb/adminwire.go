@@ -77,6 +77,9 @@ func (in *instance) newObserver() (proxy.Observer, error) {
 func (in *instance) observeCheck(s *backend.Server, d time.Duration, ok bool) {
 	if o, _ := in.observer.(*observer); o != nil {
 		o.ObserveCheck(s, d, ok)
+		if a := o.admin.Load(); a != nil {
+			a.ObserveCheck(s, d, ok)
+		}
 	}
 }
 
@@ -253,6 +256,11 @@ func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup, inh *inh
 	o, _ := in.observer.(*observer)
 	if o != nil {
 		opts.Metrics = o.Handler()
+		opts.Traffic = func(s *backend.Server) admin.Traffic {
+			t := o.Traffic(s)
+			return admin.Traffic{BytesIn: t.BytesIn, BytesOut: t.BytesOut, Responses: admin.CodeCounts{
+				Informational: t.Codes[1], Success: t.Codes[2], Redirect: t.Codes[3], ClientError: t.Codes[4], ServerError: t.Codes[5]}}
+		}
 	}
 	srv, err := admin.New(opts)
 	if err != nil {

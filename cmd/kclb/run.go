@@ -166,6 +166,11 @@ func (in *instance) onHealth(s *backend.Server, from, to backend.Health, reason 
 		return
 	}
 	in.logger.Info("server health", "server", s.Name(), "from", from.String(), "to", to.String(), "reason", reason)
+	if o, _ := in.observer.(*observer); o != nil {
+		if a := o.admin.Load(); a != nil {
+			a.ObserveHealth(s, from, to)
+		}
+	}
 }
 
 // onAvailable receives the pool's "some server can take a client" edge
