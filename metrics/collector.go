@@ -38,7 +38,7 @@ var (
 	dSrvLastUse  = desc("kclb_server_last_request_timestamp_seconds", "When each server last started a request, Unix seconds (0: never).", "server")
 	dSrvChecks   = desc("kclb_server_health_checks_total", "Active health-check rounds per server by result.", "server", "result")
 	dSrvFails    = desc("kclb_server_check_consecutive_failures", "Consecutive failed health checks of each server.", "server")
-	dProxy       = desc("kclb_proxy_events_total", "Proxy events: retry, no_server, queue_rejected, bad_gateway, gateway_timeout, client_abort, truncated, bad_request.", "event")
+	dProxy       = desc("kclb_proxy_events_total", "Proxy events: retry, no_server, queue_rejected, bad_gateway, gateway_timeout, client_abort, truncated, bad_request, body_limited.", "event")
 	dConns       = desc("kclb_client_connections_total", "Client connections: accepted; rejected (a malformed, oversized or timed-out request head refused before any request ran); unused (closed without a request).", "event")
 	dConnsOpen   = desc("kclb_client_connections_open", "Client connections open now.")
 	dAffHits     = desc("kclb_affinity_hits_total", "Affinity routing decisions by source (balancer: new client).", "source")
@@ -168,7 +168,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			v    uint64
 		}{{"retry", ps.Retries}, {"no_server", ps.NoServer}, {"queue_rejected", ps.QueueFull},
 			{"bad_gateway", ps.BadGateway}, {"gateway_timeout", ps.Timeouts},
-			{"client_abort", ps.ClientAborts}, {"truncated", ps.Truncated}, {"bad_request", ps.BadRequests}} {
+			{"client_abort", ps.ClientAborts}, {"truncated", ps.Truncated}, {"bad_request", ps.BadRequests},
+			{"body_limited", ps.BodyLimited}} {
 			counter(dProxy, e.v, e.name)
 		}
 	}
