@@ -841,3 +841,34 @@ func TestBodyTimeout(t *testing.T) {
 		t.Errorf("BadRequests %d, want 2", st.BadRequests)
 	}
 }
+
+// TestResponseTrailers pins issue 12, item 7 on the way back: a
+// backend's response trailers reach an HTTP/2 client only with
+// ForwardTrailers, and never one trailerAllowed refuses (Set-Cookie
+// here).
+func TestResponseTrailers(t *testing.T) {
+	const resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum, Set-Cookie\r\n\r\n3\r\nok\n\r\n0\r\nX-Checksum: abc\r\nSet-Cookie: evil=1\r\n\r\n"
+	hb := startHeadBackend(t, func(string) string { return resp })
+	drop := startLB(t, lbOptions{backends: []backend.Spec{{Addr: hb.addr}}})
+	keep := startLB(t, lbOptions{backends: []backend.Spec{{Addr: hb.addr}}, proxy: func(o *proxy.Options) { o.ForwardTrailers = true }})
+	for _, l := range []*lb{drop, keep} {
+		c := dialH2(t, l, 0)
+		id := c.get("/realms/a")
+		if res := c.wait(id, 5*time.Second); res.status != 200 {
+			t.Fatalf("%+v", res)
+		}
+		// The trailers, if any, are a second HEADERS frame on the stream,
+		// sent right behind the body; the wait for it is bounded (1 s).
+		trailers := c.wait(id, time.Second)
+		got := map[string]string{}
+		for _, f := range trailers.fields {
+			got[f.Name] = f.Value
+		}
+		if _, ok := got["set-cookie"]; ok {
+			t.Errorf("forward %v: Set-Cookie trailer reached the client", l == keep)
+		}
+		if fwd := got["x-checksum"] == "abc"; fwd != (l == keep) {
+			t.Errorf("forward %v: X-Checksum trailer forwarded %v (%v)", l == keep, fwd, got)
+		}
+	}
+}
