@@ -158,6 +158,14 @@ type Listener struct {
 	// instead of kclb's own (the default, which allocates nothing per
 	// request). A fallback; HTTP/2 always uses net/http. Default false.
 	StdlibHTTP1 bool `toml:"stdlib_http1"`
+	// ProxyProtocol expects a PROXY protocol header (v1 or v2) at the
+	// start of every connection and takes the client address from it.
+	// Default false.
+	ProxyProtocol bool `toml:"proxy_protocol"`
+	// ProxyProtocolFrom are the networks of the PROXY senders; required
+	// with ProxyProtocol, and connections from anywhere else are closed.
+	// The header must arrive within timeouts.client_header. Default none.
+	ProxyProtocolFrom []netip.Prefix `toml:"proxy_protocol_from"`
 }
 
 // TLS is the [tls] section, shared by all TLS listeners.

@@ -519,6 +519,17 @@ func (c *Config) validateListeners(v *validator) {
 		} else if l.HTTP2 {
 			v.problem(key+".http2", "requires tls = true (HTTP/2 is offered through TLS ALPN)")
 		}
+		switch {
+		case l.ProxyProtocol && len(l.ProxyProtocolFrom) == 0:
+			v.problem(key+".proxy_protocol_from", "is required when proxy_protocol is set (the networks of the PROXY senders; anyone else could claim any address)")
+		case !l.ProxyProtocol && len(l.ProxyProtocolFrom) > 0:
+			v.problem(key+".proxy_protocol_from", "only applies with proxy_protocol = true")
+		}
+		for j, p := range l.ProxyProtocolFrom {
+			if p != p.Masked() {
+				v.problem(idx(key+".proxy_protocol_from", j), "%q has host bits set (did you mean %q?)", p, p.Masked())
+			}
+		}
 		if l.RedirectHTTPS && l.RedirectPort == 0 && !l.TLS {
 			v.problem(key+".redirect_port", "is required when redirect_https is set and no listener has tls = true")
 		} else if l.RedirectPort != 0 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kclb/kclb/proxyproto"
 	"github.com/kclb/kclb/ratelimit"
 )
 
@@ -57,4 +58,24 @@ func gatherRateLimits(t *testing.T, c prometheus.Collector) string {
 		}
 	}
 	return b.String()
+}
+
+// TestProxyProtocolCollector: the PROXY listeners' refusals by reason.
+func TestProxyProtocolCollector(t *testing.T) {
+	var c proxyproto.Counters
+	c.Untrusted.Add(2)
+	c.BadHeader.Add(1)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewProxyProtocolCollector(&c))
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 {
+		t.Fatalf("%d families, %v", len(mfs), err)
+	}
+	got := map[string]float64{}
+	for _, m := range mfs[0].GetMetric() {
+		got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+	}
+	if got["untrusted"] != 2 || got["bad_header"] != 1 {
+		t.Fatalf("exported %v", got)
+	}
 }

@@ -83,7 +83,9 @@ const (
 var errLineLong = errors.New("proxy: line too long")
 
 func (s *Server) newConn(nc net.Conn) *h1conn {
-	c := &h1conn{s: s, nc: nc, start: time.Now(), remote: nc.RemoteAddr().String()}
+	// remote is set in serve: a PROXY-protocol connection reads its
+	// header in RemoteAddr, which must not hold up the accept loop.
+	c := &h1conn{s: s, nc: nc, start: time.Now()}
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	return c
 }
@@ -91,6 +93,7 @@ func (s *Server) newConn(nc net.Conn) *h1conn {
 // serve runs the connection until it closes.
 func (c *h1conn) serve() {
 	s := c.s
+	c.remote = c.nc.RemoteAddr().String()
 	if s.o.TLS != nil {
 		tc := tls.Server(c.nc, s.tlsConf)
 		c.nc = tc

@@ -68,6 +68,9 @@ func (in *instance) newObserver() (proxy.Observer, error) {
 	})); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	if err := m.Registry().Register(metrics.NewProxyProtocolCollector(&in.proxyConns)); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	o.Metrics = m
 	return o, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/pathpolicy"
 	"github.com/kclb/kclb/proxy"
+	"github.com/kclb/kclb/proxyproto"
 	"github.com/kclb/kclb/ratelimit"
 	"github.com/kclb/kclb/tlsconf"
 	"github.com/kclb/kclb/vrrp"
@@ -107,6 +108,9 @@ type listenerPlan struct {
 	// RedirectPort, when not 0, makes a plain listener answer every
 	// request with a redirect to https on that port.
 	RedirectPort int
+	// Proxy, when not nil, makes the listener expect PROXY protocol
+	// headers; it lacks Counters.
+	Proxy *proxyproto.Options
 	// Server lacks Handler, TLS, ErrorLog and Conns.
 	Server proxy.ServerOptions
 }
@@ -137,6 +141,9 @@ func listenerPlans(cfg *config.Config, listeners []config.Listener) []listenerPl
 				MaxHeaderBytes:       cfg.Limits.MaxRequestHeaderBytes,
 				MaxConcurrentStreams: cfg.Limits.H2MaxConcurrentStreams,
 			},
+		}
+		if l.ProxyProtocol {
+			p.Proxy = &proxyproto.Options{From: l.ProxyProtocolFrom, Timeout: t.ClientHeader.Duration}
 		}
 		switch {
 		case l.TLS && l.HTTP2:

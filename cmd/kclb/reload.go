@@ -73,14 +73,14 @@ func (in *instance) reload(ctx context.Context) error {
 	var keep, drop []*frontend
 	var add []config.Listener
 	for _, f := range in.fronts {
-		if slices.Contains(cfg.Listeners, f.spec) {
+		if slices.ContainsFunc(cfg.Listeners, func(l config.Listener) bool { return reflect.DeepEqual(l, f.spec) }) {
 			keep = append(keep, f)
 		} else {
 			drop = append(drop, f)
 		}
 	}
 	for _, l := range cfg.Listeners {
-		if !slices.ContainsFunc(keep, func(f *frontend) bool { return f.spec == l }) {
+		if !slices.ContainsFunc(keep, func(f *frontend) bool { return reflect.DeepEqual(f.spec, l) }) {
 			add = append(add, l)
 		}
 	}

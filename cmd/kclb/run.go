@@ -19,6 +19,7 @@ import (
 	"github.com/kclb/kclb/config"
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/proxy"
+	"github.com/kclb/kclb/proxyproto"
 	"github.com/kclb/kclb/sdnotify"
 	"github.com/kclb/kclb/tlsconf"
 	"github.com/kclb/kclb/vrrp"
@@ -57,6 +58,8 @@ type instance struct {
 	store    atomic.Pointer[tlsconf.Store]
 	sem      chan struct{}    // global maxconn slots; nil for no limit
 	conns    *proxy.ConnStats // client connections of every public listener
+	// proxyConns counts the connections PROXY-protocol listeners refused.
+	proxyConns proxyproto.Counters
 
 	// available is the pool's last "a server can take a client" edge;
 	// listenersOK turns false when a public listener fails.

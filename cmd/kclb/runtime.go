@@ -17,6 +17,7 @@ import (
 	"github.com/kclb/kclb/balancer"
 	"github.com/kclb/kclb/config"
 	"github.com/kclb/kclb/proxy"
+	"github.com/kclb/kclb/proxyproto"
 	"github.com/kclb/kclb/ratelimit"
 	"github.com/kclb/kclb/tlsconf"
 )
@@ -122,6 +123,11 @@ func (in *instance) openFrontends(ctx context.Context, cfg *config.Config, liste
 			}
 		}
 		raw := ln
+		if p.Proxy != nil {
+			po := *p.Proxy
+			po.Counters = &in.proxyConns
+			ln = proxyproto.NewListener(ln, po)
+		}
 		if sem != nil {
 			ln = proxy.LimitListener(ln, sem)
 		}

@@ -101,6 +101,8 @@ name = "https"
 bind = "127.0.0.1:8443"
 tls = true
 http2 = true
+proxy_protocol = true
+proxy_protocol_from = ["10.3.0.0/16"]
 
 [[listener]]
 name = "http"
@@ -178,7 +180,10 @@ func wiringOverrides(files map[string]string) map[string]func(c *config.Config) 
 		"listener.tls": func(c *config.Config) {
 			c.Listeners[0].TLS, c.Listeners[0].HTTP2 = false, false
 		},
-		"listener.http2":          func(c *config.Config) { c.Listeners[0].HTTP2 = false },
+		"listener.http2": func(c *config.Config) { c.Listeners[0].HTTP2 = false },
+		"listener.proxy_protocol": func(c *config.Config) {
+			c.Listeners[0].ProxyProtocol, c.Listeners[0].ProxyProtocolFrom = false, nil
+		},
 		"listener.redirect_https": func(c *config.Config) { c.Listeners[1].RedirectHTTPS = false },
 		"listener.redirect_port":  func(c *config.Config) { c.Listeners[1].RedirectPort = 443 },
 		// A second [[tls.certificate]] holds the other pair, so swapping
