@@ -29,7 +29,7 @@ func FuzzForwardRules(f *testing.F) {
 		rules := forwardRules{family: family, trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
 		r := &http.Request{Header: http.Header{http.CanonicalHeaderKey(name): {value}}, Host: host}
 		client := netip.MustParseAddr("192.0.2.7")
-		rules.prepare(r, client, true)
+		rules.prepare(r, client, true, nil)
 		want := "X-Forwarded-For"
 		if family == Forwarded {
 			want = "Forwarded"

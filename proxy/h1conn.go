@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // This file is kclb's own HTTP/1.1 server for the public listeners, the
@@ -48,7 +49,11 @@ type h1conn struct {
 	bufp *[]byte // the pooled read buffer
 	buf  []byte  // read buffer (*bufp, or a larger one): buf[r:w] is unread
 	r, w int
-	rerr error // sticky read error
+	// pinned is set while a request is served: its head, which its
+	// strings share, is in buf and must not be overwritten.
+	pinned bool
+	hend   int   // while pinned: where the head ends in buf
+	rerr   error // sticky read error
 
 	bw   *bufio.Writer
 	p    *headParser
@@ -56,6 +61,8 @@ type h1conn struct {
 	req  http.Request
 	body h1body
 	resp h1response
+	// scratch is lent to the Handler for each request (scratch.go).
+	scratch reqScratch
 
 	served int // requests served
 }
@@ -156,7 +163,10 @@ func (c *h1conn) setup() {
 	c.bw = s.writeBufs.Get().(*bufio.Writer)
 	c.bw.Reset(c.nc)
 	c.p = newHeadParser()
-	c.tmpl = (&http.Request{}).WithContext(c.ctx)
+	// Requests get a context that is never canceled: nothing watches the
+	// client while a request is forwarded (see the file comment), and a
+	// context without Done costs the backend client nothing per request.
+	c.tmpl = (&http.Request{}).WithContext(context.WithoutCancel(c.ctx))
 	c.resp.c = c
 	c.resp.hdr = make(http.Header, 16)
 }
@@ -315,8 +325,14 @@ func (c *h1conn) drainBody() bool {
 // head began.
 func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, ok bool) {
 	s := c.s
-	// Unread bytes (a pipelined request) move to the front.
-	if c.r > 0 {
+	// The previous request is over: its head may be overwritten. Unread
+	// bytes (a pipelined request) move to the front, into the pooled
+	// buffer if a body read had to move to another one.
+	c.pinned = false
+	if pb := *c.bufp; len(c.buf) <= len(pb) && &c.buf[0] != &pb[0] && c.w-c.r <= len(pb) {
+		n := copy(pb, c.buf[c.r:c.w])
+		c.buf, c.r, c.w = pb, 0, n
+	} else if c.r > 0 {
 		n := copy(c.buf, c.buf[c.r:c.w])
 		c.r, c.w = 0, n
 	}
@@ -355,8 +371,12 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 	for {
 		end, next := headEnd(c.buf[c.r:c.w], scan)
 		if end >= 0 {
-			head := string(c.buf[c.r : c.r+end])
+			// The request's strings share the read buffer, which is not
+			// overwritten until the next request (pinned): no copy.
+			head := unsafe.String(&c.buf[c.r], end)
+			c.pinned = true
 			c.r += end
+			c.hend = c.r
 			r = &c.req
 			*r = *c.tmpl
 			if herr = c.p.parse(r, head); herr != nil {
@@ -411,15 +431,29 @@ func (c *h1conn) fillMax(max int) error {
 		return c.rerr
 	}
 	if c.w == len(c.buf) {
-		if c.r > 0 {
-			n := copy(c.buf, c.buf[c.r:c.w])
-			c.r, c.w = 0, n
-		} else if len(c.buf) < max {
-			nb := make([]byte, min(2*len(c.buf), max))
-			copy(nb, c.buf[:c.w])
-			c.buf = nb
-		} else {
-			return errLineLong
+		// While a request is served its head (buf[:hend]), which its
+		// strings share, stays where it is.
+		lo := 0
+		if c.pinned {
+			lo = c.hend
+		}
+		if c.r > lo {
+			n := copy(c.buf[lo:], c.buf[c.r:c.w])
+			c.r, c.w = lo, lo+n
+		}
+		if c.w == len(c.buf) {
+			// Still full: move to a new buffer, larger if the unread
+			// bytes fill this one (the old one stays with the head).
+			size := len(c.buf)
+			if c.w-c.r >= size {
+				if size >= max {
+					return errLineLong
+				}
+				size = min(2*size, max)
+			}
+			nb := make([]byte, size)
+			n := copy(nb, c.buf[c.r:c.w])
+			c.buf, c.r, c.w, c.hend = nb, 0, n, 0
 		}
 	}
 	if c.bw != nil && c.bw.Buffered() > 0 {

@@ -57,6 +57,9 @@ func (w *h1response) reset(r *http.Request) {
 	w.werr = nil
 }
 
+// requestScratch lends the Handler the connection's scratch memory.
+func (w *h1response) requestScratch() *reqScratch { return &w.c.scratch }
+
 // Header implements http.ResponseWriter.
 func (w *h1response) Header() http.Header { return w.hdr }
 

@@ -28,14 +28,15 @@ func (f *forwardRules) isTrusted(a netip.Addr) bool {
 // those the client named in Connection, are removed first, so that a
 // client cannot make kclb drop its own X-Forwarded-* or Forwarded by
 // naming them there; then apply sets the forwarded family.
-func (f *forwardRules) prepare(r *http.Request, client netip.Addr, secure bool) {
+// sc, if not nil, lends the memory for the values.
+func (f *forwardRules) prepare(r *http.Request, client netip.Addr, secure bool, sc *reqScratch) {
 	removeHopByHop(r.Header)
-	f.apply(r, client, secure)
+	f.apply(r, client, secure, sc)
 }
 
 // apply rewrites r's forwarding headers for a request from client (the
 // TCP peer) on a listener that is secure or not.
-func (f *forwardRules) apply(r *http.Request, client netip.Addr, secure bool) {
+func (f *forwardRules) apply(r *http.Request, client netip.Addr, secure bool, sc *reqScratch) {
 	h := r.Header
 	trusted := len(f.trusted) > 0 && f.isTrusted(client)
 	if !trusted {
@@ -66,12 +67,19 @@ func (f *forwardRules) apply(r *http.Request, client netip.Addr, secure bool) {
 			}
 		}
 	default:
-		xff := client.String()
+		xff := sc.clientString(client)
 		if prior := h.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
 			xff = strings.Join(prior, ", ") + ", " + xff
 		}
-		// One backing array for the four values: one allocation.
-		vals := [4]string{xff, proto, host, port}
+		// One backing array for the four values: one allocation, or
+		// none with a scratch.
+		var vals *[4]string
+		if sc != nil {
+			vals = &sc.fwd
+		} else {
+			vals = new([4]string)
+		}
+		*vals = [4]string{xff, proto, host, port}
 		h["X-Forwarded-For"] = vals[0:1:1]
 		if !trusted || h.Get("X-Forwarded-Proto") == "" {
 			h["X-Forwarded-Proto"] = vals[1:2:2]
@@ -145,14 +153,20 @@ func removeHopByHop(h http.Header) {
 const maxRequestIDLen = 128
 
 // requestID keeps a well-formed X-Request-ID or replaces it with a new
-// random one.
-func requestID(r *http.Request) {
+// random one (in sc's memory when sc is not nil).
+func requestID(r *http.Request, sc *reqScratch) {
 	if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
 		return
 	}
 	var b [16]byte
 	rand.Read(b[:])
-	r.Header["X-Request-Id"] = []string{hex.EncodeToString(b[:])}
+	if sc == nil {
+		r.Header["X-Request-Id"] = []string{hex.EncodeToString(b[:])}
+		return
+	}
+	hex.Encode(sc.id[:], b[:])
+	sc.idVals[0] = sc.idString()
+	r.Header["X-Request-Id"] = sc.idVals[:1:1]
 }
 
 func validRequestID(s string) bool {

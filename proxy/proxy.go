@@ -398,12 +398,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	secure := r.TLS != nil
-	h.forwarded.prepare(r, client, secure)
-	requestID(r)
+	sc := scratchOf(w)
+	h.forwarded.prepare(r, client, secure, sc)
+	requestID(r, sc)
 	rec.ID = r.Header["X-Request-Id"][0]
 
 	// The inbound request becomes the outbound one: no copies.
-	r.URL = &url.URL{Scheme: "http", Path: path, RawQuery: r.URL.RawQuery}
+	if sc != nil {
+		sc.url = url.URL{Scheme: "http", Path: path, RawQuery: r.URL.RawQuery}
+		r.URL = &sc.url
+	} else {
+		r.URL = &url.URL{Scheme: "http", Path: path, RawQuery: r.URL.RawQuery}
+	}
 	r.RequestURI = ""
 	r.Close = false
 	r.TransferEncoding = nil
@@ -468,7 +474,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // forward fills rec's server, route, retries and timing fields (see
 // accesslog.Record) and BytesOut.
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBody, path string, secure bool, rec *accesslog.Record) (int, *backend.Server, bool) {
-	var tried balancer.Tried
+	var tried *balancer.Tried
+	if sc := scratchOf(w); sc != nil {
+		tried = &sc.tried
+		*tried = balancer.Tried{}
+	} else {
+		tried = new(balancer.Tried)
+	}
 	ctx := r.Context()
 	pool := h.opts.Pool
 	queueFailed := false
@@ -481,9 +493,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 		var setCookie bool
 		how := accesslog.RouteBalanced
 		if h.explain != nil {
-			s, setCookie, how = h.explain.RouteExplained(r, pool.Servers(), &tried)
+			s, setCookie, how = h.explain.RouteExplained(r, pool.Servers(), tried)
 		} else {
-			s, setCookie = h.opts.Router.Route(r, pool.Servers(), &tried)
+			s, setCookie = h.opts.Router.Route(r, pool.Servers(), tried)
 		}
 		if s == nil {
 			break
@@ -556,7 +568,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 			return h.gatewayError(w, err), s, false
 		}
 		if resp.StatusCode == http.StatusServiceUnavailable && attempt < h.opts.Retries &&
-			body == nil && idempotent(r.Method) && hasOther(pool.Servers(), &tried) {
+			body == nil && idempotent(r.Method) && hasOther(pool.Servers(), tried) {
 			// Keycloak answers 503 when busy: try another node.
 			resp.Body.Close()
 			s.Release()

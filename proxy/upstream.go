@@ -420,7 +420,7 @@ func (u *upstream) dial(ctx context.Context, hp *hostPool) (*upConn, error) {
 // closed, and retry reports whether r may be sent again on a new
 // connection.
 func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter) (resp *http.Response, retry bool, err error) {
-	stop := context.AfterFunc(ctx, c.abortFn)
+	stop := afterFunc(ctx, c.abortFn)
 	c.werr, c.nread, c.limitHit = nil, 0, false
 	c.early.Store(false)
 	hasBody := r.Body != nil && r.Body != http.NoBody
@@ -657,6 +657,17 @@ func (u *upstream) started(c *upConn, r *http.Request, resp *http.Response, br *
 	resp.Body = &upBody{rc: resp.Body, u: u, c: c, br: br, stop: stop, reusable: reusable}
 	return resp
 }
+
+// afterFunc is context.AfterFunc, free for a context that is never done.
+func afterFunc(ctx context.Context, f func()) (stop func() bool) {
+	if ctx.Done() == nil {
+		return neverStarted
+	}
+	return context.AfterFunc(ctx, f)
+}
+
+// neverStarted is the stop function of an AfterFunc that cannot run.
+func neverStarted() bool { return true }
 
 // release ends an exchange on c: the connection is pooled if reusable
 // and its context abort did not start, closed otherwise.

@@ -1,0 +1,285 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startH1 serves h with kclb's HTTP/1.1 server on loopback and returns
+// its address and the server.
+func startH1(t *testing.T, o ServerOptions) (string, *Server) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(o)
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return ln.Addr().String(), srv
+}
+
+// exchange writes req on a new connection and reads until the server
+// closes it.
+func exchange(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, req)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+// TestH1ResponseFraming pins how kclb's server frames what a handler
+// writes (issue 16: head and small body in one write, net/http's
+// semantics kept): a small body of unknown length gets a Content-Length,
+// a large one or a flushed one is chunked, HEAD and 204 carry none,
+// pipelined requests are answered in order, HTTP/1.0 gets an HTTP/1.0
+// status line and is closed unless it asked for keep-alive.
+func TestH1ResponseFraming(t *testing.T) {
+	big := strings.Repeat("b", 3*h1Pending)
+	addr, _ := startH1(t, ServerOptions{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/small":
+			io.WriteString(w, "hello")
+		case "/big":
+			io.WriteString(w, big)
+		case "/flush":
+			io.WriteString(w, "a")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "b")
+		case "/nocontent":
+			w.WriteHeader(http.StatusNoContent)
+		case "/trailer":
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "x")
+			w.Header().Set(http.TrailerPrefix+"X-T", "1")
+		}
+	})})
+	for _, tc := range []struct {
+		name, req string
+		want      []string
+		absent    []string
+	}{
+		{"small", "GET /small HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK\r\n", "Content-Length: 5\r\n", "\r\n\r\nhello"}, []string{"Transfer-Encoding"}},
+		{"big", "GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"Transfer-Encoding: chunked\r\n", big, "\r\n0\r\n\r\n"}, []string{"Content-Length"}},
+		{"flush", "GET /flush HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"Transfer-Encoding: chunked\r\n", "\r\n\r\n1\r\na\r\n1\r\nb\r\n0\r\n\r\n"}, nil},
+		{"head", "HEAD /small HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK\r\n"}, []string{"hello", "Transfer-Encoding"}},
+		{"no content", "GET /nocontent HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 204 No Content\r\n"}, []string{"Content-Length", "Transfer-Encoding"}},
+		{"trailer", "GET /trailer HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"1\r\nx\r\n0\r\nX-T: 1\r\n\r\n"}, []string{"Trailer:X-T"}},
+		{"pipelined", "GET /small HTTP/1.1\r\nHost: a\r\n\r\nGET /flush HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			[]string{"\r\n\r\nhello", "hello" + "HTTP/1.1 200 OK\r\n", "1\r\na\r\n"}, nil},
+		{"http/1.0", "GET /small HTTP/1.0\r\nHost: a\r\n\r\n",
+			[]string{"HTTP/1.0 200 OK\r\n", "Connection: close\r\n", "hello"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := exchange(t, addr, tc.req)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("response lacks %q:\n%q", w, got)
+				}
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(got, a) {
+					t.Errorf("response has %q:\n%q", a, got)
+				}
+			}
+		})
+	}
+}
+
+// TestH1KeepAlive10 checks that an HTTP/1.0 client asking for keep-alive
+// keeps its connection.
+func TestH1KeepAlive10(t *testing.T) {
+	addr, _ := startH1(t, ServerOptions{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		io.WriteString(c, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.ReadAll(resp.Body)
+		if resp.Header.Get("Connection") != "keep-alive" {
+			t.Errorf("request %d: Connection %q, want keep-alive", i, resp.Header.Get("Connection"))
+		}
+	}
+}
+
+// TestH1ExpectContinue checks that 100 Continue is sent when the handler
+// reads the body, and only then.
+func TestH1ExpectContinue(t *testing.T) {
+	addr, _ := startH1(t, ServerOptions{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %s", b)
+	})})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("first line %q, %v; want 100 Continue", line, err)
+	}
+	br.ReadString('\n')
+	io.WriteString(c, "body")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "got body" {
+		t.Errorf("body %q", b)
+	}
+	if got := exchange(t, addr, "POST / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\nContent-Length: 4\r\n\r\nbody"); !strings.HasPrefix(got, "HTTP/1.1 417 ") {
+		t.Errorf("unknown expectation: %q, want 417", got)
+	}
+}
+
+// TestH1HeadSurvivesBodyReads pins the rule that lets request strings
+// share the read buffer (issue 16: an allocation-free head parser): a
+// chunked body that crosses the end of the buffer many times, read
+// before the headers are used, leaves the header values intact.
+func TestH1HeadSurvivesBodyReads(t *testing.T) {
+	var chunks strings.Builder
+	var want strings.Builder
+	for i := range 600 {
+		s := fmt.Sprintf("%07d", i)
+		fmt.Fprintf(&chunks, "%x\r\n%s\r\n", len(s), s)
+		want.WriteString(s)
+	}
+	chunks.WriteString("0\r\n\r\n")
+	long := strings.Repeat("v", 3000)
+	addr, _ := startH1(t, ServerOptions{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil || string(b) != want.String() {
+			http.Error(w, fmt.Sprintf("body %d bytes, %v", len(b), err), 500)
+			return
+		}
+		fmt.Fprintf(w, "%s|%s|%s", r.Header.Get("X-A"), r.Header.Get("X-Long"), r.URL.Path)
+	})})
+	req := "POST /path/kept HTTP/1.1\r\nHost: a\r\nX-A: alpha\r\nX-Long: " + long + "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks.String()
+	got := exchange(t, addr, req)
+	if !strings.Contains(got, "alpha|"+long+"|/path/kept") {
+		t.Errorf("response %q", got[:min(len(got), 300)])
+	}
+}
+
+// TestH1Shutdown checks graceful shutdown: an idle connection is closed
+// at once, a request in flight finishes with Connection: close.
+func TestH1Shutdown(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	addr, srv := startH1(t, ServerOptions{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok")
+	})})
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	ibr := bufio.NewReader(idle)
+	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, err := http.ReadResponse(ibr, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		io.ReadAll(resp.Body)
+	}
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-started
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(context.Background()) }()
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := ibr.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection: %v, want EOF (closed by Shutdown)", err)
+	}
+	close(release)
+	busy.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(busy)
+	if !strings.Contains(string(b), "Connection: close\r\n") || !strings.HasSuffix(string(b), "ok") {
+		t.Errorf("request in flight: %q, want ok with Connection: close", b)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestH1TLSALPN checks the TLS listener: http/1.1 (and no ALPN) is served
+// by kclb's server, h2 by net/http's, on the same port.
+func TestH1TLSALPN(t *testing.T) {
+	ts := httptest.NewUnstartedServer(nil)
+	ts.StartTLS() // only for its certificate
+	cert := ts.TLS.Certificates[0]
+	ts.Close()
+	addr, _ := startH1(t, ServerOptions{
+		TLS:   &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}},
+		HTTP2: true,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, own := w.(*h1response)
+			fmt.Fprintf(w, "%s own=%v tls=%v", r.Proto, own, r.TLS != nil)
+		}),
+	})
+	for _, tc := range []struct {
+		protos []string
+		want   string
+	}{
+		{[]string{"h2"}, "HTTP/2.0 own=false tls=true"},
+		{[]string{"http/1.1"}, "HTTP/1.1 own=true tls=true"},
+		{nil, "HTTP/1.1 own=true tls=true"},
+	} {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, NextProtos: tc.protos}, ForceAttemptHTTP2: len(tc.protos) > 0 && tc.protos[0] == "h2"}
+		if tc.protos == nil || tc.protos[0] != "h2" {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://" + addr + "/")
+		if err != nil {
+			t.Fatalf("ALPN %v: %v", tc.protos, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if string(b) != tc.want {
+			t.Errorf("ALPN %v: %q, want %q", tc.protos, b, tc.want)
+		}
+	}
+}
