@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -152,4 +153,33 @@ func BenchmarkLog(b *testing.B) {
 				slog.String("server", rec.Server), slog.Duration("duration", rec.Total))
 		}
 	})
+}
+
+// TestConcurrentLinesIntact: records logged from many goroutines at once
+// come out as whole lines (one Write each, serialised), never
+// interleaved, even into a writer that is not safe for concurrent use.
+func TestConcurrentLinesIntact(t *testing.T) {
+	var out bytes.Buffer
+	l := New(Options{Out: &out, JSON: true})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			rec := sample()
+			rec.Retries = g
+			for range 200 {
+				l.Log(rec)
+			}
+		})
+	}
+	wg.Wait()
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 1600 {
+		t.Fatalf("%d lines, want 1600", len(lines))
+	}
+	for _, ln := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(ln), &m); err != nil {
+			t.Fatalf("broken line %q: %v", ln, err)
+		}
+	}
 }
