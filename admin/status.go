@@ -122,6 +122,9 @@ type ServerStatus struct {
 	Admin string `json:"admin"`
 	// Available is true when the server takes new clients.
 	Available bool `json:"available"`
+	// Backup is true for a backup server ([[backend.server]] backup):
+	// it takes new clients only while no other server is up and ready.
+	Backup bool `json:"backup,omitempty"`
 	// Weight is the effective weight (slow start applied).
 	Weight       int    `json:"weight"`
 	InFlight     int64  `json:"in_flight"`
@@ -199,7 +202,7 @@ func serverStatus(s *backend.Server, now time.Time) ServerStatus {
 	st := ServerStatus{
 		Name: s.Name(), Address: s.Addr(), Management: s.Mgmt(),
 		Health: s.Health().String(), Reason: d.Reason, Since: d.Since,
-		Admin: s.Admin().String(), Available: s.Available(), Weight: s.Weight(),
+		Admin: s.Admin().String(), Available: s.Available(), Backup: s.Backup(), Weight: s.Weight(),
 		InFlight: c.InFlight, Queued: c.Queued, Requests: c.Requests, Errors: c.Errors,
 		Redispatches: c.Redispatches,
 		Passes:       d.Passes, Fails: d.Fails, FailingSince: d.FailingSince, Split: d.Split,

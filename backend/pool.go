@@ -109,6 +109,9 @@ type Pool struct {
 	opts    PoolOptions
 	servers atomic.Pointer[[]*Server]
 	panic   atomic.Bool // shared with every server
+	// backups is set while no non-backup server is Up and ready: the
+	// backup servers take traffic. Shared with every server.
+	backups atomic.Bool
 
 	mu        sync.Mutex // serialises state changes and edge detection
 	available bool       // last value reported to OnAvailable
@@ -140,7 +143,7 @@ func NewPool(specs []Spec, opts PoolOptions) (*Pool, error) {
 			return nil, fmt.Errorf("backend: duplicate server name %q", sp.Name)
 		}
 		seen[sp.Name] = true
-		list = append(list, NewServer(sp, &p.panic))
+		list = append(list, p.newServer(sp))
 	}
 	p.servers.Store(&list)
 	p.mu.Lock()
@@ -148,6 +151,18 @@ func NewPool(specs []Spec, opts PoolOptions) (*Pool, error) {
 	p.mu.Unlock()
 	return p, nil
 }
+
+// newServer returns a member server: it shares the pool's panic and
+// backup flags.
+func (p *Pool) newServer(sp Spec) *Server {
+	s := NewServer(sp, &p.panic)
+	s.backups = &p.backups
+	return s
+}
+
+// Backups reports whether the backup servers are in use: no non-backup
+// server is Up and takes new clients.
+func (p *Pool) Backups() bool { return p.backups.Load() }
 
 // Servers returns the current members. The slice must not be modified.
 func (p *Pool) Servers() []*Server { return *p.servers.Load() }
@@ -321,7 +336,7 @@ func (p *Pool) Add(spec Spec) *Server {
 			return s
 		}
 	}
-	s := NewServer(spec, &p.panic)
+	s := p.newServer(spec)
 	next := append(slices.Clip(cur), s)
 	p.servers.Store(&next)
 	p.recomputeLocked()
@@ -358,14 +373,14 @@ func (p *Pool) Reconcile(specs []Spec) error {
 			next = append(next, cur[i])
 		case i >= 0:
 			old := cur[i]
-			s := NewServer(sp, &p.panic)
+			s := p.newServer(sp)
 			s.admin.Store(old.admin.Load())
 			s.health.Store(old.health.Load())
 			s.ejected.Store(old.ejected.Load())
 			s.detail = old.Detail()
 			next = append(next, s)
 		default:
-			next = append(next, NewServer(sp, &p.panic))
+			next = append(next, p.newServer(sp))
 		}
 	}
 	p.servers.Store(&next)
@@ -393,15 +408,32 @@ func (p *Pool) Remove(name string) bool {
 // p.mu must be held.
 func (p *Pool) recomputeLocked() {
 	servers := *p.servers.Load()
-	up, total := 0, 0
+	// Backup servers count only while they are in use: when no other
+	// server is Up and ready (before panic mode, which then looks at
+	// both kinds).
+	var up, total, bUp, bTotal int
+	primary := false
 	for _, s := range servers {
 		if s.Admin() == AdminMaint {
 			continue
 		}
-		total++
-		if s.Health() == HealthUp {
-			up++
+		isUp := s.Health() == HealthUp
+		if s.spec.Backup {
+			bTotal++
+			if isUp {
+				bUp++
+			}
+			continue
 		}
+		total++
+		if isUp {
+			up++
+			primary = primary || s.Admin() == AdminReady
+		}
+	}
+	p.backups.Store(!primary)
+	if !primary {
+		up, total = up+bUp, total+bTotal
 	}
 	panicMode := total > 0 && (up == 0 || float64(up)/float64(total) < p.opts.PanicThreshold)
 	if p.panic.Swap(panicMode) != panicMode && p.opts.OnHealth != nil {

@@ -286,3 +286,71 @@ func TestPassiveEjectionEndsWithoutChecks(t *testing.T) {
 		t.Errorf("checked server b %v, want still down", b.Health())
 	}
 }
+
+// TestBackupServers pins issue 14, item 5: a backup server takes new
+// clients only while no other server is Up and ready, before panic mode;
+// panic mode starts only when the backups are down too.
+func TestBackupServers(t *testing.T) {
+	var edges []bool
+	p, err := NewPool([]Spec{{Name: "a"}, {Name: "b"}, {Name: "spare", Backup: true}},
+		PoolOptions{OnAvailable: func(up bool) { edges = append(edges, up) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, spare := p.Lookup("a"), p.Lookup("b"), p.Lookup("spare")
+	avail := func() string {
+		var out []string
+		for _, s := range p.Servers() {
+			if s.Available() {
+				out = append(out, s.Name())
+			}
+		}
+		return strings.Join(out, ",")
+	}
+	if got := avail(); got != "a,b" || p.Backups() || !spare.Backup() {
+		t.Fatalf("all up: available %q, backups in use %v", got, p.Backups())
+	}
+	p.SetHealth(a, HealthDown, Detail{Reason: "test"})
+	if got := avail(); got != "b" {
+		t.Fatalf("one primary down: available %q, want b", got)
+	}
+	if err := p.SetAdmin("b", AdminDrain); err != nil {
+		t.Fatal(err)
+	}
+	if got := avail(); got != "spare" || !p.Backups() || p.Panic() {
+		t.Fatalf("no primary ready: available %q, backups %v, panic %v; want the backup only, no panic", got, p.Backups(), p.Panic())
+	}
+	if !b.AcceptsPinned() {
+		t.Fatal("a draining primary that is up refuses its pinned clients")
+	}
+	p.SetAdmin("b", AdminReady)
+	if got := avail(); got != "b" || p.Backups() {
+		t.Fatalf("primary back: available %q, backups %v", got, p.Backups())
+	}
+	p.SetHealth(b, HealthDown, Detail{Reason: "test"})
+	if got := avail(); got != "spare" || p.Panic() {
+		t.Fatalf("every primary down: available %q, panic %v", got, p.Panic())
+	}
+	p.SetHealth(spare, HealthDown, Detail{Reason: "test"})
+	if got := avail(); got != "a,b,spare" || !p.Panic() {
+		t.Fatalf("everything down: available %q, panic %v; want panic mode over every live server", got, p.Panic())
+	}
+	p.SetHealth(a, HealthUp, Detail{})
+	if got := avail(); got != "a" || p.Panic() || p.Backups() {
+		t.Fatalf("a primary up again: available %q, panic %v, backups %v", got, p.Panic(), p.Backups())
+	}
+	for i, up := range edges {
+		if !up {
+			t.Fatalf("availability edge %d went down although a server always took clients: %v", i, edges)
+		}
+	}
+	// A pool of backups alone uses them.
+	only, _ := NewPool([]Spec{{Name: "x", Backup: true}}, PoolOptions{})
+	if !only.Servers()[0].Available() {
+		t.Fatal("a pool of backup servers only takes no traffic")
+	}
+	// Outside a pool a backup server is an ordinary one.
+	if !NewServer(Spec{Name: "y", Backup: true}, nil).Available() {
+		t.Fatal("a lone backup server is not available")
+	}
+}

@@ -108,6 +108,9 @@ type Spec struct {
 	// MaxConn caps concurrent requests to the server; further requests
 	// wait in a bounded queue. Zero means unlimited.
 	MaxConn int
+	// Backup makes the server a backup (HAProxy's "backup"): in a pool
+	// it takes traffic only while no other server is Up and ready.
+	Backup bool
 }
 
 // Server is one Keycloak node with its live state. Create servers with
@@ -136,6 +139,9 @@ type Server struct {
 	slots chan struct{}
 
 	panic *atomic.Bool // shared with the pool: panic mode in force
+	// backups is shared with the pool: backup servers are in use. Nil
+	// outside a pool (a backup server is then an ordinary one).
+	backups *atomic.Bool
 
 	mu sync.Mutex // guards the fields below
 	// detail is the health checker's latest report, for the status API.
@@ -192,6 +198,9 @@ func (s *Server) Addr() string { return s.spec.Addr }
 // Mgmt returns the management address (host:port), or "" if none.
 func (s *Server) Mgmt() string { return s.spec.Mgmt }
 
+// Backup reports whether the server is a backup server.
+func (s *Server) Backup() bool { return s.spec.Backup }
+
 // Route returns the configured Keycloak route, or "".
 func (s *Server) Route() string { return s.spec.Route }
 
@@ -209,8 +218,11 @@ func (s *Server) Admin() AdminState { return AdminState(s.admin.Load()) }
 func (s *Server) SetAdmin(a AdminState) { s.admin.Store(uint32(a)) }
 
 // routable reports whether health allows traffic: Up, or Down while the
-// pool is in panic mode.
+// pool is in panic mode; a backup server only while backups are in use.
 func (s *Server) routable() bool {
+	if s.spec.Backup && s.backups != nil && !s.backups.Load() {
+		return false
+	}
 	switch Health(s.health.Load()) {
 	case HealthUp:
 		return true

@@ -238,6 +238,10 @@ type Server struct {
 	// MaxConn is the server's concurrent request limit; 0 means
 	// backend.default_maxconn, which Load copies in. Must be >= 0.
 	MaxConn int `toml:"maxconn"`
+	// Backup makes this a backup server (HAProxy's "backup"): it takes
+	// traffic only while no other server is up and ready, before panic
+	// mode. Default false.
+	Backup bool `toml:"backup"`
 }
 
 // Paths is the [paths] section: which request paths reach Keycloak.

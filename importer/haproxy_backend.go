@@ -208,12 +208,11 @@ func (c *hapConv) backend(s Section, b *backendState) {
 			c.warn(l, "no port: HAProxy used the client's destination port; kclb uses %s (Keycloak's default HTTP port)", addr)
 		}
 		var unsupported []string
-		skip := false
+		skip, backup := false, false
 		for _, k := range bad {
 			switch k {
 			case "backup":
-				c.fail(l, "kclb has no backup servers yet: as an ordinary server it would take its share of traffic at once, so it is left out of the configuration (add it as an ordinary [[backend.server]] only if it may)")
-				skip = true
+				backup = true
 			case "disabled":
 				c.fail(l, "kclb has no disabled servers in its configuration: left out (add it, then `kclb maint %s` keeps it idle; the state persists in global.state_file)", a[1])
 				skip = true
@@ -239,6 +238,9 @@ func (c *hapConv) backend(s Section, b *backendState) {
 		t.note("from %s", c.from(l))
 		t.set("name", tomlString(name), "")
 		t.set("address", tomlString(addr), "")
+		if backup {
+			t.set("backup", "true", "HAProxy's backup: traffic only while no other server is up and ready")
+		}
 		if o.check {
 			host := ""
 			if o.addr != "" {

@@ -205,11 +205,13 @@ func TestImportMappings(t *testing.T) {
 			haproxy: "frontend f\n bind :80\n default_backend b\nbackend b\n server a kc1.example.com\n server b 10.0.0.2:8080 backup\nbackend other\n server x 10.9.9.9:80\n",
 			check: func(t *testing.T, c *config.Config) {
 				eq(t, "address", c.Backend.Servers[0].Address, "kc1.example.com:8080")
-				// Issue 15: a backup server is an error and left out, never
-				// silently active.
-				eq(t, "servers", len(c.Backend.Servers), 1)
+				// Issue 14, item 5: a backup server is imported as one,
+				// never as an active server.
+				eq(t, "servers", len(c.Backend.Servers), 2)
+				eq(t, "a backup", c.Backend.Servers[0].Backup, false)
+				eq(t, "b backup", c.Backend.Servers[1].Backup, true)
 			},
-			wantWarn: []string{"haproxy.cfg:5: server a kc1.example.com: no port", "haproxy.cfg:6: server b 10.0.0.2:8080 backup: kclb has no backup servers", "haproxy.cfg:7: backend other: kclb proxies to one Keycloak cluster"},
+			wantWarn: []string{"haproxy.cfg:5: server a kc1.example.com: no port", "haproxy.cfg:7: backend other: kclb proxies to one Keycloak cluster"},
 		},
 		{
 			name:    "keepalived version 3 with unicast, nopreempt, notify and garp",

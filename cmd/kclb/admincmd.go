@@ -319,7 +319,11 @@ func printStatus(w io.Writer, st *admin.Status, color bool) {
 		if s.RecentRequests != nil {
 			recent = fmt.Sprint(*s.RecentRequests)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Health, s.Admin,
+		name := s.Name
+		if s.Backup {
+			name += " (backup)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", name, s.Health, s.Admin,
 			s.InFlight, s.Queued, s.Requests, s.Errors, s.Redispatches, recent, idle, check, since, s.Reason)
 	}
 	tw.Flush()

@@ -121,6 +121,13 @@ func startEdgeBackend(t *testing.T) *edgeBackend {
 	return eb
 }
 
+// count returns how many requests eb has received.
+func (eb *edgeBackend) count() int {
+	eb.mu.Lock()
+	defer eb.mu.Unlock()
+	return len(eb.heads)
+}
+
 func (eb *edgeBackend) last() string {
 	eb.mu.Lock()
 	defer eb.mu.Unlock()

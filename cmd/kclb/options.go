@@ -171,7 +171,7 @@ func poolSpecs(cfg *config.Config) []backend.Spec {
 		}
 		specs = append(specs, backend.Spec{
 			Name: s.Name, Addr: s.Address, Mgmt: s.Management, Route: s.Route,
-			Weight: s.Weight, MaxConn: maxconn,
+			Weight: s.Weight, MaxConn: maxconn, Backup: s.Backup,
 		})
 	}
 	return specs
