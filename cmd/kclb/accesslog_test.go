@@ -225,6 +225,27 @@ func TestAccessLogSchema(t *testing.T) {
 				}
 			}
 
+			// HTTP/2 goes through net/http's server: the same record.
+			req, _ := http.NewRequest("GET", e.url("/echo"), nil)
+			req.Header.Set("X-Request-Id", "schema-h2")
+			if resp, err := e.client(true).Do(req); err != nil {
+				t.Fatal(err)
+			} else {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			for {
+				l := waitLog(t, lines, "access log line of schema-h2", 10*time.Second)
+				if !strings.Contains(l, "schema-h2") {
+					continue
+				}
+				keys, vh := parse(t, l)
+				if !slices.Equal(keys, want) || vh["proto"] != "HTTP/2.0" || vh["tls_version"] != "TLS 1.3" || vh["sni"] != "localhost" || vh["status"] != json.Number("200") {
+					t.Errorf("HTTP/2 line: %s", l)
+				}
+				break
+			}
+
 			// A path the policy refuses: no server, no route, no connect.
 			_, _, v3 := send("GET", "/metrics", "schema-3", "", nil)
 			for k, w := range map[string]any{"status": json.Number("404"), "server": "", "route": "",
