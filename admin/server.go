@@ -114,6 +114,9 @@ type Options struct {
 	// POST /v1/reload (authorised callers only); its error is returned to
 	// the caller. Nil answers 501.
 	Reload func(ctx context.Context) error
+	// Handover, if set, starts or ends a planned VRRP handover for
+	// POST /v1/vrrp/handover (authorised callers only). Nil answers 501.
+	Handover func(ctx context.Context, req HandoverRequest) (*HandoverResult, error)
 	// ActiveChecks is true when the health checker runs; wait?until=healthy
 	// then requires a check that completed after the wait began.
 	ActiveChecks bool
@@ -306,6 +309,7 @@ func (s *Server) Handler(trusted bool) http.Handler {
 	mux.HandleFunc("GET /v1/servers/{name}/wait", h.wait)
 	mux.HandleFunc("POST /v1/servers/{name}/{action}", h.mutate)
 	mux.HandleFunc("POST /v1/reload", h.reload)
+	mux.HandleFunc("POST /v1/vrrp/handover", h.handover)
 	if trusted {
 		// Profiles only on the Unix socket: they are for the operator.
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)

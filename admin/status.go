@@ -75,7 +75,10 @@ type VRRPStatus struct {
 	Healthy            bool `json:"healthy"`
 	// Health is the tracked health: "ok", "degraded" (panic mode,
 	// priority - track_weight) or "down" (priority - 2 x track_weight).
-	Health      string    `json:"health,omitempty"`
+	Health string `json:"health,omitempty"`
+	// Standby is true during a planned handover (kclb handover): the
+	// effective priority is 1 until kclb handover --back.
+	Standby     bool      `json:"standby,omitempty"`
 	Master      string    `json:"master,omitempty"`
 	Since       time.Time `json:"since"`
 	Transitions uint64    `json:"transitions"`

@@ -269,7 +269,7 @@ func (c *h1conn) loop() bool {
 		if w.werr != nil {
 			return false
 		}
-		keep := !w.reqClose && !w.closeAfter && !s.closing.Load()
+		keep := !w.reqClose && !w.closeAfter && !s.closing.Load() && !s.noKeepAlive.Load()
 		if !c.body.done() && (c.body.err != nil || !keep || !c.drainBody()) {
 			// Input is left unread: let the client read the response
 			// before the close resets the connection.

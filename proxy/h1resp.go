@@ -216,7 +216,7 @@ func (w *h1response) commit() {
 	w.committed = true
 	c := w.c
 	if !w.closeAfter {
-		w.closeAfter = w.reqClose || c.s.closing.Load() ||
+		w.closeAfter = w.reqClose || c.s.closing.Load() || c.s.noKeepAlive.Load() ||
 			httpguts.HeaderValuesContainsToken(w.hdr["Connection"], "close")
 	}
 	if w.declared < 0 && !w.noBody {

@@ -86,6 +86,9 @@ type Server struct {
 	h2once sync.Once
 
 	closing atomic.Bool
+	// noKeepAlive makes every response close its connection (a planned
+	// VRRP handover, SetKeepAlives).
+	noKeepAlive atomic.Bool
 	// serving counts the Serve loops running; handshakes the TLS
 	// connections whose protocol is not decided yet (an HTTP/2 one must
 	// still reach std after Shutdown began).

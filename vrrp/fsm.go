@@ -163,6 +163,7 @@ type Machine struct {
 	garpAssertAt time.Time
 	lastAdvert   time.Time // when Receive was last called
 	linkDown     bool      // the interface is down (SetLink)
+	standby      bool      // a planned handover is in force (SetStandby)
 }
 
 // NewMachine validates cfg and returns a Machine in StateInit.
@@ -204,6 +205,9 @@ func (m *Machine) Health() Health { return m.track.level }
 // each step of worse tracked health (at least 1; the owner's 255 never changes).
 func (m *Machine) Priority() uint8 {
 	p := m.cfg.Priority
+	if p != 255 && m.standby {
+		return 1
+	}
 	if p == 255 || m.track.level == HealthOK {
 		return p
 	}
@@ -402,6 +406,35 @@ func (m *Machine) SetHealth(now time.Time, h Health) []Action {
 	if m.state == StateMaster && m.Priority() != before {
 		m.adverAt = now.Add(m.cfg.AdvertInterval)
 		return []Action{{Kind: ActSendAdvert, Priority: m.Priority()}}
+	}
+	return nil
+}
+
+// Standby reports whether a planned handover is in force (SetStandby).
+func (m *Machine) Standby() bool { return m.standby }
+
+// SetStandby starts or ends a planned handover. On: the effective priority becomes 1 (the
+// lowest), and a Master resigns at once like at Shutdown (a priority-0 advert, the VIPs
+// removed) and becomes Backup, so the peer takes over after its Skew_Time; as a Backup at
+// priority 1 it does not preempt, but still takes over if the peer falls silent. Off: the
+// priority returns; with Preempt a higher-priority Backup then takes the VIP back after
+// Master_Down_Interval. The owner (priority 255) cannot hand over: SetStandby returns nil
+// and changes nothing for it.
+func (m *Machine) SetStandby(now time.Time, on bool) []Action {
+	if m.cfg.Priority == 255 || m.standby == on {
+		return nil
+	}
+	m.standby = on
+	switch {
+	case on && m.state == StateMaster:
+		m.clearTimers()
+		acts := []Action{{Kind: ActSendAdvert, Priority: 0}, {Kind: ActRemoveVIP}}
+		// A fresh Backup: it waits a full Master_Down_Interval for the peer's adverts.
+		return m.becomeBackup(now, acts, netip.Addr{})
+	case !on && m.state == StateBackup:
+		// Ignore nothing from now on: the next advert of a lower-priority Master lets the
+		// Master_Down timer run out (preemption), one of a higher one resets it.
+		m.lowerSince = time.Time{}
 	}
 	return nil
 }

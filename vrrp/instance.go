@@ -175,6 +175,9 @@ type Status struct {
 	State State
 	// Priority is the effective priority (after tracking); ConfiguredPriority the configured one.
 	Priority, ConfiguredPriority uint8
+	// Standby is true while a planned handover is in force (Instance.Handover): the
+	// effective priority is 1.
+	Standby bool
 	// Healthy is true when the tracked health after rise/fall is HealthOK; Health is that
 	// tracked health.
 	Healthy bool
@@ -378,6 +381,22 @@ func (i *Instance) SetHealthy(ok bool) {
 	i.step(func(m *Machine, now time.Time) []Action { return m.SetHealthy(now, ok) })
 }
 
+// ErrOwnerHandover is returned by Handover for an address owner (priority 255), which
+// always holds its addresses.
+var ErrOwnerHandover = errors.New("vrrp: the address owner (priority 255) cannot hand over")
+
+// Handover starts (on) or ends a planned handover; see Machine.SetStandby. On a Master it
+// sends a priority-0 advert and removes the VIPs at once, so the peer takes over after
+// its Skew_Time; the instance then stays Backup at priority 1 until Handover(false). It
+// may be called before Run.
+func (i *Instance) Handover(on bool) error {
+	if i.opts.Priority == 255 {
+		return ErrOwnerHandover
+	}
+	i.step(func(m *Machine, now time.Time) []Action { return m.SetStandby(now, on) })
+	return nil
+}
+
 // SetHealth reports the health of what this node serves. Rise/fall hysteresis counts
 // calls; when the tracked health changes the effective priority drops by TrackWeight per
 // step worse than HealthOK (or the instance enters StateFault for weight 0) and a Master
@@ -397,6 +416,7 @@ func (i *Instance) Status() Status {
 		ConfiguredPriority:  i.opts.Priority,
 		Healthy:             i.m.Healthy(),
 		Health:              i.m.Health(),
+		Standby:             i.m.Standby(),
 		Master:              i.m.Master(),
 		MasterAdverInterval: i.m.MasterAdverInterval(),
 		Since:               i.since,

@@ -297,6 +297,9 @@ func printStatus(w io.Writer, st *admin.Status, color bool) {
 		if v.Health != "" && v.Health != "ok" {
 			fmt.Fprintf(w, " tracking %s", v.Health)
 		}
+		if v.Standby {
+			fmt.Fprint(w, " HANDED OVER (kclb handover --back returns it)")
+		}
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "  adverts sent %d received %d (as master %d, priority 0 %d), timer lag max %.1fms, errors %d, dropped %s\n",
 			v.AdvertsSent, v.AdvertsReceived, v.AdvertsAsMaster, v.Resignations, v.MaxTimerLagMillis, v.Errors, formatDrops(v.Drops))

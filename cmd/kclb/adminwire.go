@@ -185,7 +185,7 @@ func (in *instance) adminVRRP() []admin.VRRPStatus {
 	for _, s := range st {
 		v := admin.VRRPStatus{Name: s.Name, State: strings.ToLower(s.State.String()),
 			Priority: int(s.Priority), ConfiguredPriority: int(s.ConfiguredPriority),
-			Healthy: s.Healthy, Health: s.Health.String(), Since: s.Since, Transitions: s.Transitions,
+			Healthy: s.Healthy, Health: s.Health.String(), Standby: s.Standby, Since: s.Since, Transitions: s.Transitions,
 			AdvertsSent: s.AdvertsSent, AdvertsReceived: s.AdvertsReceived, AdvertsAsMaster: s.AdvertsAsMaster,
 			Resignations: s.Resignations, Errors: s.Errors,
 			MaxTimerLagMillis: float64(s.MaxTimerLag.Microseconds()) / 1000}
@@ -254,6 +254,7 @@ func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup, inh *inh
 		Hosts:        ac.Hosts,
 		ActiveChecks: cfg.Health.Enabled,
 		Reload:       in.reloadNotify,
+		Handover:     in.handover,
 		Logger:       in.logger.With("component", "admin"),
 	}
 	o, _ := in.observer.(*observer)

@@ -74,6 +74,7 @@ func commands() []command {
 		{name: "drain", args: "NAME [--wait] [--timeout D]", summary: "no new clients for server NAME; logins in progress finish"},
 		{name: "ready", args: "NAME [--wait-healthy]", summary: "put server NAME back into rotation"},
 		{name: "maint", args: "NAME", summary: "no traffic at all for server NAME"},
+		{name: "handover", args: "[--wait] [--back] [--drain D]", summary: "planned VRRP handover: this Master drains keep-alive clients and gives its VIPs to the peer; --back restores its priority"},
 		{name: "cleanup-vips", args: "[-c FILE]", summary: "remove this node's VRRP VIPs left by a kclb that died without resigning (ExecStopPost); does nothing while kclb runs"},
 		{name: "reload", args: "", summary: "re-read the configuration of the running kclb; waits, prints every problem and exits 1 if it was rejected"},
 		{name: "import", args: "haproxy.cfg [keepalived.conf] [-o FILE] [--force]", summary: "translate an HAProxy + keepalived setup; what cannot be translated is an error with its line", run: cmdImport},

@@ -1,0 +1,27 @@
+package proxy
+
+// SetKeepAlives turns keep-alive on the server's HTTP/1.1 connections on
+// or off without stopping the listeners. Off, every response says
+// Connection: close and ends its connection, so a client's next request
+// goes on a new connection; connections that stay idle are left alone
+// (closing them would race with a request the client is sending: call
+// CloseIdle when waiting is over). A planned VRRP handover does this
+// before the VIP leaves, so no client sends a request on a connection the
+// new Master does not know. HTTP/2 connections and net/http's HTTP/1
+// server (StdlibHTTP1) are not affected. The zero state is on.
+func (s *Server) SetKeepAlives(on bool) { s.noKeepAlive.Store(!on) }
+
+// CloseIdle closes the HTTP/1.1 connections that wait for a request (and
+// those that sent none for 5 s) and returns how many connections remain.
+func (s *Server) CloseIdle() int {
+	s.closeIdle()
+	return s.OpenConns()
+}
+
+// OpenConns returns the number of HTTP/1.1 client connections kclb's
+// server holds open now (0 with StdlibHTTP1).
+func (s *Server) OpenConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
