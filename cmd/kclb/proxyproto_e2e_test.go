@@ -180,3 +180,78 @@ backend kclb_v1
 		}
 	}
 }
+
+// TestProxyProtocolTLSAndHTTP2 pins issue 14, item 2 on a TLS listener:
+// the header precedes the TLS handshake, and the header's client reaches
+// Keycloak over HTTP/1.1 (kclb's own server) and over HTTP/2 (net/http's,
+// after the hand-off), with HAProxy passing TLS through in mode tcp.
+func TestProxyProtocolTLSAndHTTP2(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	eb := startEdgeBackend(t)
+	dir := t.TempDir()
+	cert, key, _ := testCert(t, dir)
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "kclb.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[global]
+name = "edge"
+state_file = ""
+access_log = false
+
+[admin]
+socket = ""
+
+[health]
+enabled = false
+
+[paths]
+public = ["/realms/"]
+
+[[listener]]
+name = "https"
+bind = %q
+tls = true
+http2 = true
+proxy_protocol = true
+proxy_protocol_from = ["127.0.0.1/32"]
+
+[[tls.certificate]]
+cert = %q
+key = %q
+
+[[backend.server]]
+name = "kc1"
+address = %q
+`, addr, cert, key, eb.addr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startKclb(t, cfg, 1)
+	front := freeAddr(t)
+	startHAProxy(t, fmt.Sprintf(`
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10s
+  timeout server 10s
+frontend tls
+  bind %s
+  default_backend kclb
+backend kclb
+  server kclb %s send-proxy-v2 source 127.0.0.1
+`, front, addr), front)
+	for _, tc := range []struct{ proto, flag, client string }{{"HTTP/1.1", "--http1.1", "127.0.0.5"}, {"HTTP/2", "--http2", "127.0.0.6"}} {
+		out, err := exec.Command("curl", "-sk", tc.flag, "--interface", tc.client, "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
+			"https://"+front+"/realms/acme/account").CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %s: %v\n%s", tc.proto, err, out)
+		}
+		if want := map[string]string{"HTTP/1.1": "200 1.1", "HTTP/2": "200 2"}[tc.proto]; string(out) != want {
+			t.Fatalf("%s through HAProxy: %q, want %q", tc.proto, out, want)
+		}
+		if h := eb.last(); !strings.Contains(h, "X-Forwarded-For: "+tc.client+"\r\n") {
+			t.Fatalf("%s: Keycloak got no X-Forwarded-For of the client %s:\n%s", tc.proto, tc.client, h)
+		}
+	}
+}
