@@ -24,6 +24,9 @@ const DefaultHandoverDrain = 2 * time.Second
 // HandoverResult is the body of a successful POST /v1/vrrp/handover.
 type HandoverResult struct {
 	Back bool `json:"back"`
+	// WasMaster is true when some instance was Master when the request
+	// came (only then do the VIPs move).
+	WasMaster bool `json:"was_master"`
 	// DrainedMillis is how long the Master waited for its client
 	// connections to close; OpenConnections is how many were still open
 	// when it gave up the VIPs (0 unless the drain bound passed).

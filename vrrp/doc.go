@@ -29,6 +29,8 @@
 // The package knows nothing about backends: the caller reports health with
 // Instance.SetHealth (or SetHealthy) on edges and reads Instance.Status (or passes an
 // Observer) for metrics. RemoveVIPs cleans up after a process that died without resigning.
+// Instance.Handover is a planned handover: a Master resigns and stays Backup at priority 1
+// until Handover(false).
 //
 // Concurrency: Run owns five goroutines. The timer goroutine sends adverts and runs the
 // Master_Down timer on its own timer, so a flood of received packets cannot delay adverts;

@@ -69,6 +69,7 @@ func (in *instance) handover(ctx context.Context, req admin.HandoverRequest) (*a
 		f.srv.SetKeepAlives(true)
 	}
 	res.VRRP = in.adminVRRP()
+	res.WasMaster = master
 	in.logger.Info("vrrp handover", "back", req.Back, "was_master", master,
 		"drained_ms", res.DrainedMillis, "open_connections", res.OpenConnections)
 	return res, errors.Join(errs...)
@@ -102,8 +103,10 @@ func cmdHandover(args []string, stdout, stderr io.Writer) error {
 	if !af.json {
 		if *back {
 			fmt.Fprintln(stdout, "handover ended: configured priorities restored")
-		} else {
+		} else if res.WasMaster {
 			fmt.Fprintf(stdout, "handed over after %.0fms of drain (%d client connections still open)\n", res.DrainedMillis, res.OpenConnections)
+		} else {
+			fmt.Fprintln(stdout, "this edge is not Master: nothing moved; its priority is 1 (it will not preempt) until kclb handover --back")
 		}
 	}
 	if !*wait {

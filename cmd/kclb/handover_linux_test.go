@@ -156,8 +156,19 @@ func TestHandoverKeepAliveClients(t *testing.T) {
 	}
 	t.Logf("handover: %s; VIP only on b %v after the command started", strings.TrimSpace(string(out)), moved.Sub(t0).Round(time.Millisecond))
 	st, err := exec.Command(kclbBin, "status", "-s", sockA).CombinedOutput()
-	if err != nil || !strings.Contains(string(st), "HANDED OVER") {
+	if err != nil || !strings.Contains(string(st), "HANDED OVER") || !strings.Contains(string(st), "adverts sent ") || !strings.Contains(string(st), "timer lag max") {
 		t.Fatalf("status of a after the handover: %v\n%s", err, st)
+	}
+	// issue 17, item 6d through the binary: the vrrp counters on /metrics.
+	metricsOut, err := exec.Command("curl", "-sS", "--unix-socket", sockA, "http://kclb/metrics").CombinedOutput()
+	if err != nil {
+		t.Fatalf("metrics: %v\n%s", err, metricsOut)
+	}
+	for _, m := range []string{`kclb_vrrp_adverts_total{event="sent",instance="VI_1"}`, `kclb_vrrp_dropped_packets_total{instance="VI_1",reason="unknown_peer"} 0`,
+		`kclb_vrrp_timer_lag_max_seconds{instance="VI_1"}`, `kclb_vrrp_tracked_health{health="ok",instance="VI_1"} 1`} {
+		if !strings.Contains(string(metricsOut), m) {
+			t.Errorf("/metrics has no %s", m)
+		}
 	}
 	progress("through b")
 
