@@ -68,17 +68,20 @@ func (w *lineWatch) lines() []stampedLine {
 	return append([]stampedLine(nil), w.got...)
 }
 
+// saw reports whether a line so far contains substr.
+func (w *lineWatch) saw(substr string) bool {
+	for _, l := range w.lines() {
+		if strings.Contains(l.text, substr) {
+			return true
+		}
+	}
+	return false
+}
+
 // waitFor waits up to 10 s for a line containing substr.
 func (w *lineWatch) waitFor(t *testing.T, what, substr string) {
 	t.Helper()
-	if _, ok := until(10*time.Second, func() bool {
-		for _, l := range w.lines() {
-			if strings.Contains(l.text, substr) {
-				return true
-			}
-		}
-		return false
-	}); !ok {
+	if _, ok := until(10*time.Second, func() bool { return w.saw(substr) }); !ok {
 		t.Fatalf("%s: no line with %q within 10 s", what, substr)
 	}
 }
@@ -157,10 +160,18 @@ func TestBinaryUpgradeKeepsVIP(t *testing.T) {
 
 	// Watchers, each proven running before the signal.
 	mon := watchLines(t, "ip", "-n", l.ns("a"), "monitor", "address")
+	// ip monitor subscribes to netlink some time after it starts (long
+	// under load), and an address added before that is never reported:
+	// add and delete the probe address until the monitor reports one.
 	probe := "198.51.100.77/32"
-	mustRun(t, "ip", "-n", l.ns("a"), "addr", "add", probe, "dev", "lo")
-	mon.waitFor(t, "ip monitor", "198.51.100.77")
-	mustRun(t, "ip", "-n", l.ns("a"), "addr", "del", probe, "dev", "lo")
+	if _, ok := until(10*time.Second, func() bool {
+		mustRun(t, "ip", "-n", l.ns("a"), "addr", "add", probe, "dev", "lo")
+		_, seen := until(500*time.Millisecond, func() bool { return mon.saw("198.51.100.77") })
+		mustRun(t, "ip", "-n", l.ns("a"), "addr", "del", probe, "dev", "lo")
+		return seen
+	}); !ok {
+		t.Fatal("ip monitor: no line with \"198.51.100.77\" within 10 s")
+	}
 	capture := watchLines(t, "ip", "netns", "exec", l.ns("b"), "tcpdump", "-i", "eth0", "-n", "-l", "-p", "ip proto 112")
 	capture.waitFor(t, "tcpdump", "203.0.113.10 > 224.0.0.18")
 
