@@ -489,12 +489,18 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	resp.Body.Close()
 	mustCLI(t, "drain", "keycloak2", "-s", a.socket)
 
-	// Check latencies arrive with every health round; wait for a few.
+	// Check latencies and results arrive with every health round; wait
+	// until two rounds have passed since the first scrape (the latency
+	// and the result are separate counters: wait on both, not on one as
+	// a stand-in for the other).
+	keycloak1 := map[string]string{"server": "keycloak1"}
+	passes := map[string]string{"server": "keycloak1", "result": "pass"}
 	var f map[string]*dto.MetricFamily
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		f = scrapeMetrics(t, base)
-		if metricValue(t, f, "kclb_server_check_duration_seconds", map[string]string{"server": "keycloak1"}) >= 2 || time.Now().After(deadline) {
+		rounds := metricValue(t, f, "kclb_server_health_checks_total", passes) - metricValue(t, before, "kclb_server_health_checks_total", passes)
+		if (metricValue(t, f, "kclb_server_check_duration_seconds", keycloak1) >= 2 && rounds >= 2) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
