@@ -163,6 +163,29 @@ func TestSoak(t *testing.T) {
 		return tr
 	}
 	trH1, trH2 := newTransport(false), newTransport(true)
+	// The baseline is taken once everything started has started: the
+	// checker's workers and the stand-ins' management servers (every
+	// server up) and the stand-ins' traffic servers (each answered one
+	// request on a connection it then closed). Taken earlier, under load,
+	// goroutines already created had not yet started theirs, and the
+	// end looked like a leak of 14 goroutines (the soak's own servers).
+	waitFor(t, 10*time.Second, "every server to be up before the baseline", func() bool {
+		for _, s := range l.pool.Servers() {
+			if s.Health() != backend.HealthUp {
+				return false
+			}
+		}
+		return true
+	})
+	warm := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, n := range cluster.Nodes() {
+		resp, err := warm.Get(n.TrafficURL() + "/")
+		if err != nil {
+			t.Fatalf("stand-in %s before the baseline: %v", n.Node.Name(), err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 	base := snapshot()
 
 	var (
@@ -307,10 +330,17 @@ func TestSoak(t *testing.T) {
 	l.idle(t)
 	l.h.Close()
 	var end resources
-	waitFor(t, 10*time.Second, "goroutines and descriptors to return to baseline", func() bool {
+	settled := time.Now().Add(10 * time.Second)
+	for {
 		end = snapshot()
-		return end.goroutines <= base.goroutines+5 && end.fds <= base.fds+5
-	})
+		if end.goroutines <= base.goroutines+5 && end.fds <= base.fds+5 {
+			break
+		}
+		if time.Now().After(settled) {
+			t.Fatalf("timed out after 10s waiting for goroutines and descriptors to return to baseline: baseline %+v, end %+v\n%s", base, end, leakReport())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if path := os.Getenv("KCLB_SOAK_HEAPPROFILE"); path != "" {
 		// For `go tool pprof -sample_index=inuse_space`.
 		if f, err := os.Create(path); err == nil {
@@ -340,4 +370,18 @@ func TestSoak(t *testing.T) {
 	if end.proxyHeap > base.proxyHeap+32<<20 {
 		t.Errorf("heap outside the stand-ins %d KiB at the end, baseline %d KiB", end.proxyHeap>>10, base.proxyHeap>>10)
 	}
+}
+
+// leakReport lists the goroutines (grouped by stack) and the open
+// descriptors with what they point to, for a failed return to baseline.
+func leakReport() string {
+	var b strings.Builder
+	pprof.Lookup("goroutine").WriteTo(&b, 1)
+	ents, _ := os.ReadDir("/proc/self/fd")
+	b.WriteString("open descriptors:\n")
+	for _, e := range ents {
+		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		fmt.Fprintf(&b, "  %s -> %s\n", e.Name(), target)
+	}
+	return b.String()
 }
