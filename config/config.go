@@ -166,6 +166,14 @@ type Listener struct {
 	// with ProxyProtocol, and connections from anywhere else are closed.
 	// The header must arrive within timeouts.client_header. Default none.
 	ProxyProtocolFrom []netip.Prefix `toml:"proxy_protocol_from"`
+	// ClientAuth asks TLS clients for a certificate verified against
+	// ClientCA (Keycloak's X.509 authenticator, RFC 8705 bound tokens).
+	// Default ClientAuthOff; other values need tls = true and client_ca.
+	ClientAuth ClientAuth `toml:"client_auth"`
+	// ClientCA is the PEM file of CA certificates client certificates
+	// must chain to; reloaded on SIGHUP. Default "". Relative paths as for
+	// tls.certificate.cert.
+	ClientCA string `toml:"client_ca"`
 }
 
 // TLS is the [tls] section, shared by all TLS listeners.
@@ -202,6 +210,10 @@ type Backend struct {
 	// those naming hop-by-hop, forwarding, client-certificate, framing or
 	// security fields. Default false: every trailer is dropped.
 	ForwardTrailers bool `toml:"forward_trailers"`
+	// ClientCertHeader is the header family carrying a verified client
+	// certificate to Keycloak; match spi-x509cert-lookup-provider.
+	// Default CertHeaderRFC9440.
+	ClientCertHeader CertHeader `toml:"client_cert_header"`
 	// DefaultMaxConn is the per-server concurrent request limit for servers
 	// whose maxconn is 0; 0 means no limit. Default 500; must be >= 0.
 	DefaultMaxConn int `toml:"default_maxconn"`

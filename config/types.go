@@ -300,3 +300,57 @@ func (r Rate) MarshalText() ([]byte, error) {
 	}
 	return nil, fmt.Errorf("config: rate period %s is not 1s, 1m or 1h", r.Per)
 }
+
+// ClientAuth is whether a TLS listener asks clients for a certificate. The
+// zero value is ClientAuthOff.
+type ClientAuth uint8
+
+// Client certificate modes.
+const (
+	ClientAuthOff      ClientAuth = iota // "off": no certificate asked for
+	ClientAuthOptional                   // "optional": asked for; one sent must verify
+	ClientAuthRequired                   // "required": a verified certificate or a TLS alert
+)
+
+var clientAuthNames = enumNames{"off", "optional", "required"}
+
+// String returns the TOML spelling ("off", "optional", "required").
+func (a ClientAuth) String() string { return clientAuthNames.name(uint8(a)) }
+
+// UnmarshalText parses "off", "optional" or "required".
+func (a *ClientAuth) UnmarshalText(b []byte) error {
+	v, err := clientAuthNames.parse(b)
+	*a = ClientAuth(v)
+	return err
+}
+
+// MarshalText returns the TOML spelling.
+func (a ClientAuth) MarshalText() ([]byte, error) { return clientAuthNames.marshal(uint8(a)) }
+
+// CertHeader is the header family through which a verified client
+// certificate reaches Keycloak (its x509cert-lookup provider). The zero
+// value is CertHeaderRFC9440.
+type CertHeader uint8
+
+// Client certificate header families.
+const (
+	CertHeaderRFC9440 CertHeader = iota // "rfc9440": Client-Cert and Client-Cert-Chain
+	CertHeaderHAProxy                   // "haproxy": SSL_CLIENT_CERT and CERT_CHAIN_n
+	CertHeaderNginx                     // "nginx": ssl-client-cert and ssl-client-verify
+	CertHeaderEnvoy                     // "envoy": x-forwarded-client-cert
+)
+
+var certHeaderNames = enumNames{"rfc9440", "haproxy", "nginx", "envoy"}
+
+// String returns the TOML spelling ("rfc9440", "haproxy", "nginx", "envoy").
+func (h CertHeader) String() string { return certHeaderNames.name(uint8(h)) }
+
+// UnmarshalText parses "rfc9440", "haproxy", "nginx" or "envoy".
+func (h *CertHeader) UnmarshalText(b []byte) error {
+	v, err := certHeaderNames.parse(b)
+	*h = CertHeader(v)
+	return err
+}
+
+// MarshalText returns the TOML spelling.
+func (h CertHeader) MarshalText() ([]byte, error) { return certHeaderNames.marshal(uint8(h)) }

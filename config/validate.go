@@ -43,6 +43,9 @@ func (c *Config) resolvePaths(baseDir string) {
 		abs(&c.TLS.Certificates[i].Cert)
 		abs(&c.TLS.Certificates[i].Key)
 	}
+	for i := range c.Listeners {
+		abs(&c.Listeners[i].ClientCA)
+	}
 	abs(&c.Affinity.SecretFile)
 	abs(&c.Health.CAFile)
 	abs(&c.Health.TokenSecretFile)
@@ -529,6 +532,16 @@ func (c *Config) validateListeners(v *validator) {
 			if p != p.Masked() {
 				v.problem(idx(key+".proxy_protocol_from", j), "%q has host bits set (did you mean %q?)", p, p.Masked())
 			}
+		}
+		switch {
+		case l.ClientAuth != ClientAuthOff && !l.TLS:
+			v.problem(key+".client_auth", "requires tls = true (client certificates are asked for in the TLS handshake)")
+		case l.ClientAuth != ClientAuthOff && l.ClientCA == "":
+			v.problem(key+".client_ca", "is required when client_auth is %q", l.ClientAuth)
+		case l.ClientAuth == ClientAuthOff && l.ClientCA != "":
+			v.problem(key+".client_ca", "has no effect while client_auth is \"off\" (set client_auth = \"optional\" or \"required\")")
+		case l.ClientCA != "":
+			v.checkReadable(key+".client_ca", l.ClientCA)
 		}
 		if l.RedirectHTTPS && l.RedirectPort == 0 && !l.TLS {
 			v.problem(key+".redirect_port", "is required when redirect_https is set and no listener has tls = true")

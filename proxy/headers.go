@@ -13,6 +13,8 @@ import (
 type forwardRules struct {
 	family  HeaderFamily
 	trusted []netip.Prefix
+	// certs is the client-certificate header family (setClientCert).
+	certs CertHeader
 }
 
 func (f *forwardRules) isTrusted(a netip.Addr) bool {
@@ -32,6 +34,10 @@ func (f *forwardRules) isTrusted(a netip.Addr) bool {
 func (f *forwardRules) prepare(r *http.Request, client netip.Addr, secure bool, sc *reqScratch) {
 	removeHopByHop(r.Header)
 	f.apply(r, client, secure, sc)
+	if secure {
+		// apply already removed an untrusted peer's certificate headers.
+		setClientCert(r.Header, r.TLS, f.certs, !f.isTrusted(client))
+	}
 }
 
 // apply rewrites r's forwarding headers for a request from client (the

@@ -166,6 +166,10 @@ type Options struct {
 	// framing or security fields (trailerAllowed). False (the default)
 	// drops every trailer.
 	ForwardTrailers bool
+	// ClientCertHeader is how a client certificate verified in the TLS
+	// handshake is forwarded. Default CertRFC9440. Client-sent
+	// certificate headers never reach the backend from a TLS connection.
+	ClientCertHeader CertHeader
 	// StdlibTransport forwards with net/http's Transport instead of
 	// kclb's own HTTP/1.1 backend client (the default, which needs no
 	// goroutines per connection). It is a fallback for debugging.
@@ -276,7 +280,7 @@ func New(opts Options) (*Handler, error) {
 	}
 	h := &Handler{
 		opts:      opts,
-		forwarded: forwardRules{family: opts.Headers, trusted: opts.TrustedProxies},
+		forwarded: forwardRules{family: opts.Headers, trusted: opts.TrustedProxies, certs: opts.ClientCertHeader},
 		waits:     newWaitTable(opts.BodyWaitsPerClient),
 	}
 	h.explain, _ = opts.Router.(Explainer)

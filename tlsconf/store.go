@@ -13,6 +13,7 @@ package tlsconf
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -43,6 +44,11 @@ type Options struct {
 	// Now is the clock used to reject expired or not yet valid certificates
 	// when loading. If nil, time.Now is used.
 	Now func() time.Time
+	// ClientCAFiles are PEM files of CA certificates that verify client
+	// certificates (ClientCAs, WithClientAuth); they are read with the
+	// certificate pairs and reloaded with them, all or nothing. Nil means
+	// none.
+	ClientCAFiles []string
 }
 
 // CertInfo describes one loaded certificate, for status pages.
@@ -96,6 +102,8 @@ type snapshot struct {
 	// certificates holding it, in pair order.
 	wildcard map[string][]*tls.Certificate
 	infos    []CertInfo
+	// clientCAs maps each of Options.ClientCAFiles to its pool.
+	clientCAs map[string]*x509.CertPool
 }
 
 // NewStore loads every pair and returns a Store serving them. The first pair
@@ -117,6 +125,7 @@ func NewStore(pairs []Pair, opts Options) (*Store, error) {
 	if len(pairs) == 0 {
 		return nil, errNoPairs
 	}
+	opts.ClientCAFiles = slices.Clone(opts.ClientCAFiles)
 	s := &Store{pairs: slices.Clone(pairs), opts: opts}
 	snap, err := s.load()
 	if err != nil {
@@ -126,7 +135,7 @@ func NewStore(pairs []Pair, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Reload re-reads every pair. If any pair fails, the current certificates
+// Reload re-reads every pair and client CA file. If any fails, the current certificates
 // stay in use and the error is returned; otherwise the new set is swapped in
 // atomically and used by handshakes that start afterwards. Established
 // connections are not affected either way.
@@ -174,6 +183,17 @@ func (s *Store) load() (*snapshot, error) {
 				snap.exact[name] = append(snap.exact[name], c)
 			}
 		}
+	}
+	if len(s.opts.ClientCAFiles) > 0 {
+		snap.clientCAs = make(map[string]*x509.CertPool, len(s.opts.ClientCAFiles))
+	}
+	for _, f := range s.opts.ClientCAFiles {
+		pool, err := loadClientCAs(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		snap.clientCAs[f] = pool
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 
 	"github.com/kclb/kclb/accesslog"
@@ -93,7 +94,13 @@ func tlsOptions(cfg *config.Config) ([]tlsconf.Pair, tlsconf.Options) {
 	for _, c := range cfg.TLS.Certificates {
 		pairs = append(pairs, tlsconf.Pair{CertFile: c.Cert, KeyFile: c.Key})
 	}
-	return pairs, tlsconf.Options{MinVersion: cfg.TLS.MinVersion.ID(), HTTP2: true}
+	var cas []string
+	for _, l := range cfg.Listeners {
+		if l.TLS && l.ClientAuth != config.ClientAuthOff && !slices.Contains(cas, l.ClientCA) {
+			cas = append(cas, l.ClientCA)
+		}
+	}
+	return pairs, tlsconf.Options{MinVersion: cfg.TLS.MinVersion.ID(), HTTP2: true, ClientCAFiles: cas}
 }
 
 // listenerPlan is one public listener as openFrontends builds it.
@@ -105,6 +112,10 @@ type listenerPlan struct {
 	// NextProtos through ALPN.
 	TLS        bool
 	NextProtos []string
+	// ClientAuth asks TLS clients for a certificate verified against
+	// the store's pool for ClientCA.
+	ClientAuth tlsconf.ClientAuth
+	ClientCA   string
 	// RedirectPort, when not 0, makes a plain listener answer every
 	// request with a redirect to https on that port.
 	RedirectPort int
@@ -144,6 +155,9 @@ func listenerPlans(cfg *config.Config, listeners []config.Listener) []listenerPl
 		}
 		if l.ProxyProtocol {
 			p.Proxy = &proxyproto.Options{From: l.ProxyProtocolFrom, Timeout: t.ClientHeader.Duration}
+		}
+		if l.TLS && l.ClientAuth != config.ClientAuthOff {
+			p.ClientAuth, p.ClientCA = tlsconf.ClientAuth(l.ClientAuth), l.ClientCA
 		}
 		switch {
 		case l.TLS && l.HTTP2:
@@ -264,6 +278,7 @@ func handlerOptions(cfg *config.Config, logger *slog.Logger) proxy.Options {
 		MaxResponseHeaderBytes: int64(cfg.Limits.MaxResponseHeaderBytes),
 		PublicHost:             cfg.Global.PublicHost,
 		ForwardTrailers:        cfg.Backend.ForwardTrailers,
+		ClientCertHeader:       proxy.CertHeader(cfg.Backend.ClientCertHeader),
 		BodyBufferBytes:        orNone(cfg.Limits.BodyBufferBytes),
 		BodyTimeout:            cfg.Timeouts.ClientBody.Duration,
 		BodyWaitsPerClient:     int(orNone(cfg.Limits.BodyWaitsPerClient)),

@@ -49,7 +49,10 @@ func (in *instance) reload(ctx context.Context) error {
 	// Certificates: re-read the same files, or load a new set.
 	var newStore *tlsconf.Store
 	curStore := in.store.Load()
-	if curStore != nil && slices.Equal(cfg.TLS.Certificates, old.TLS.Certificates) && cfg.TLS.MinVersion == old.TLS.MinVersion {
+	_, oldTLS := tlsOptions(old)
+	_, newTLS := tlsOptions(cfg)
+	if curStore != nil && slices.Equal(cfg.TLS.Certificates, old.TLS.Certificates) && cfg.TLS.MinVersion == old.TLS.MinVersion &&
+		slices.Equal(oldTLS.ClientCAFiles, newTLS.ClientCAFiles) {
 		if err := curStore.Reload(); err != nil {
 			return fmt.Errorf("reload certificates: %w", err)
 		}

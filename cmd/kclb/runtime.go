@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,6 +77,18 @@ func tlsStore(cfg *config.Config) (*tlsconf.Store, error) {
 	return tlsconf.NewStore(pairs, opts)
 }
 
+// clientCAs returns the lookup of file's CA pool in whatever store is
+// current, so a reload that re-reads the CA applies to new handshakes on
+// the listeners already open.
+func (in *instance) clientCAs(file string) func() *x509.CertPool {
+	return func() *x509.CertPool {
+		if s := in.store.Load(); s != nil {
+			return s.ClientCAs(file)
+		}
+		return nil
+	}
+}
+
 // frontend is one public listener and its server.
 type frontend struct {
 	spec config.Listener
@@ -141,7 +154,7 @@ func (in *instance) openFrontends(ctx context.Context, cfg *config.Config, liste
 			}
 			tc := tlsBase.Clone()
 			tc.NextProtos = p.NextProtos
-			so.TLS = tc
+			so.TLS = tlsconf.WithClientAuth(tc, p.ClientAuth, in.clientCAs(p.ClientCA))
 		} else if p.RedirectPort != 0 {
 			so.Handler = proxy.RedirectHandler(p.RedirectPort)
 		}

@@ -103,6 +103,8 @@ tls = true
 http2 = true
 proxy_protocol = true
 proxy_protocol_from = ["10.3.0.0/16"]
+client_auth = "optional"
+client_ca = %[3]q
 
 [[listener]]
 name = "http"
@@ -179,11 +181,13 @@ func wiringOverrides(files map[string]string) map[string]func(c *config.Config) 
 		"listener.bind": func(c *config.Config) { c.Listeners[0].Bind = "127.0.0.1:9443" },
 		"listener.tls": func(c *config.Config) {
 			c.Listeners[0].TLS, c.Listeners[0].HTTP2 = false, false
+			c.Listeners[0].ClientAuth, c.Listeners[0].ClientCA = config.ClientAuthOff, ""
 		},
 		"listener.http2": func(c *config.Config) { c.Listeners[0].HTTP2 = false },
 		"listener.proxy_protocol": func(c *config.Config) {
 			c.Listeners[0].ProxyProtocol, c.Listeners[0].ProxyProtocolFrom = false, nil
 		},
+		"listener.client_ca":      func(c *config.Config) { c.Listeners[0].ClientCA = files["ca2"] },
 		"listener.redirect_https": func(c *config.Config) { c.Listeners[1].RedirectHTTPS = false },
 		"listener.redirect_port":  func(c *config.Config) { c.Listeners[1].RedirectPort = 443 },
 		// A second [[tls.certificate]] holds the other pair, so swapping
