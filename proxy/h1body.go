@@ -17,7 +17,6 @@ var (
 	errChunkOverhead = errors.New("proxy: chunked encoding contains too much non-data")
 	errTrailerLong   = errors.New("proxy: request trailer too long")
 	errTrailerField  = errors.New("proxy: malformed request trailer")
-	errBodyAfterResp = errors.New("proxy: request body read after the connection closed")
 )
 
 // maxChunkLine bounds a chunk-size line (with extensions), as net/http.

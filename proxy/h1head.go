@@ -77,7 +77,6 @@ var (
 	errHeadTE         = &headError{code: http.StatusNotImplemented, reason: "unsupported transfer encoding"}
 	errHeadProto      = &headError{code: http.StatusHTTPVersionNotSupported, reason: "unsupported protocol version"}
 	errHeadTooLarge   = &headError{code: http.StatusRequestHeaderFieldsTooLarge, reason: "request head too large"}
-	errHeadExpect     = &headError{code: http.StatusExpectationFailed, reason: "unsupported expectation"}
 	errHeadH2Preface  = &headError{code: http.StatusHTTPVersionNotSupported, reason: "HTTP/2 preface on an HTTP/1 connection"}
 	errHeadEmptyValue = badHead("empty header name")
 	errHeadTE10       = badHead("Transfer-Encoding on HTTP/1.0") // framingRule

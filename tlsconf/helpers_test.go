@@ -182,14 +182,6 @@ func echo(tb testing.TB, c *tls.Conn, msg string) {
 	}
 }
 
-// errorText returns err's message or "<nil>".
-func errorText(err error) string {
-	if err == nil {
-		return "<nil>"
-	}
-	return err.Error()
-}
-
 // certPool returns a pool holding the certificates of certFile.
 func certPool(tb testing.TB, certFile string) *x509.CertPool {
 	tb.Helper()

@@ -420,7 +420,7 @@ func TestHelperProcess(t *testing.T) {
 func gcStress(ctx context.Context, path string) {
 	type node struct {
 		next *node
-		pad  [6]*int
+		_    [6]*int // pointer-rich padding the collector must scan
 	}
 	live := make([]*node, 1<<19)
 	for i := range live {

@@ -432,14 +432,3 @@ func Splice(doc, body string) string {
 	}
 	return strings.TrimRight(doc, "\n") + "\n\n" + BeginMarker + "\n" + body + EndMarker + "\n"
 }
-
-// sortedTargets returns the targets in r.Targets order that appear in sc.
-func sortedTargets(sc *Scenario, targets []string) []string {
-	var out []string
-	for _, t := range targets {
-		if slices.ContainsFunc(sc.Runs, func(r Run) bool { return r.Target == t }) {
-			out = append(out, t)
-		}
-	}
-	return out
-}
