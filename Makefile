@@ -13,7 +13,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # BIN is where build puts the binaries.
 BIN     ?= bin
 
-.PHONY: all build demo test test-short fuzz bench bench-quick soak vet clean
+.PHONY: all build demo test test-short race lint fuzz bench bench-quick soak vet clean
 
 all: build
 
@@ -35,6 +35,24 @@ test:
 
 test-short:
 	$(GO) test -count=1 -short ./...
+
+## race: the unit tests of the packages built on atomics, locks and owned goroutines,
+## under the race detector (CI runs it after test; about 5 minutes on two cores). The
+## namespace and keepalived tests of vrrp are left out: they time real failovers and
+## the detector's slowdown would only test the machine.
+RACE_PKGS ?= ./accesslog ./admin ./affinity ./backend ./balancer ./config ./health \
+	./importer ./metrics ./pathpolicy ./proxy ./proxyproto ./ratelimit ./reliability ./sdnotify ./tlsconf ./vrrp
+race:
+	$(GO) test -race -count=1 -timeout 10m -skip '^Test(Namespace|Interop)' $(RACE_PKGS)
+
+## lint: go vet and staticcheck with staticcheck.conf (installs the pinned staticcheck
+## into $$(go env GOPATH)/bin from the module proxy when it is missing)
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
+lint:
+	$(GO) vet ./...
+	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(STATICCHECK) ./...
 
 ## fuzz: bounded fuzzing of every parser (FUZZTIME per target)
 FUZZTIME ?= 30s

@@ -231,7 +231,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // in flight to any server: nothing leaked.
 func (l *lb) idle(t testing.TB) {
 	t.Helper()
-	waitFor(t, 5*time.Second, "client connections and in-flight requests to drain", func() bool {
+	waitFor(t, time.Duration(idleWait), "client connections and in-flight requests to drain", func() bool {
 		if l.conns.Counts().Open != 0 {
 			return false
 		}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,10 +39,13 @@ func TestHealthAbuse(t *testing.T) {
 	cluster := kcsimtest.StartCluster(t, 5, kcsim.Options{})
 	var endlessBytes atomic.Int64
 	var flaps atomic.Int64
-	var hanging sync.WaitGroup
+	// Hanging checks in progress. Not a WaitGroup: a check may reach the
+	// server after the test started waiting (Add from zero racing Wait,
+	// which -race reports); the count is polled to zero instead.
+	var hanging atomic.Int64
 	hang := serveMgmt(t, func(w http.ResponseWriter, r *http.Request) {
 		hanging.Add(1)
-		defer hanging.Done()
+		defer hanging.Add(-1)
 		select {
 		case <-r.Context().Done():
 		case <-time.After(30 * time.Second):
@@ -126,7 +128,8 @@ func TestHealthAbuse(t *testing.T) {
 		t.Errorf("checker: %v", err)
 	}
 	runDone <- nil
-	hanging.Wait() // every hanging check was abandoned by the checker
+	// Every hanging check was abandoned by the checker.
+	waitFor(t, 5*time.Second, "the hanging checks to be abandoned", func() bool { return hanging.Load() == 0 })
 	for _, name := range bad {
 		s := l.pool.Lookup(name)
 		t.Logf("%s: %v, %s", name, s.Health(), s.Detail().Reason)
