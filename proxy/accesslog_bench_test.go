@@ -34,11 +34,12 @@ var accessModes = []struct {
 	{name: "log=json", log: accesslog.New(accesslog.Options{Out: io.Discard, JSON: true})},
 }
 
-// BenchmarkAccessLogKeepAlive is BenchmarkProxyKeepAlive (kclb's server
-// and upstream client) with the access log off and on: the difference
-// is what one record costs on the whole forwarding path.
+// BenchmarkAccessLogKeepAlive is BenchmarkH1Proxy (kclb's server and
+// upstream client, a client and a backend that allocate nothing) with
+// the access log off and on: the difference is what one record costs on
+// the whole forwarding path.
 func BenchmarkAccessLogKeepAlive(b *testing.B) {
-	addr := benchBackend(b)
+	addr := rawBenchBackend(b)
 	for _, m := range accessModes {
 		b.Run(m.name, func(b *testing.B) {
 			h := newBenchHandler(b, addr, false)
@@ -46,13 +47,15 @@ func BenchmarkAccessLogKeepAlive(b *testing.B) {
 			if m.observed {
 				h.opts.Observer = new(countObserver)
 			}
-			c := newBenchClient(b, benchFront(b, h, false))
+			c := newRawBenchClient(b, benchFront(b, h, false))
 			b.ReportAllocs()
+			done := reportCPU(b)
 			for b.Loop() {
-				if err := c.do(); err != nil {
+				if err := c.do(benchRequest); err != nil {
 					b.Fatal(err)
 				}
 			}
+			done()
 		})
 	}
 }
@@ -73,10 +76,12 @@ func BenchmarkAccessLogRefused(b *testing.B) {
 			r.RemoteAddr = "192.0.2.7:50000"
 			w := &discardWriter{h: http.Header{}}
 			b.ReportAllocs()
+			done := reportCPU(b)
 			for b.Loop() {
 				clear(w.h)
 				h.ServeHTTP(w, r)
 			}
+			done()
 		})
 	}
 }
