@@ -1,9 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // curlBurst sends n POSTs to url in one curl run (one keep-alive
@@ -70,5 +74,47 @@ exempt = ["127.0.0.2/32"]
 				t.Fatalf("a path variant escaped the rule: %q", got)
 			}
 		})
+	}
+}
+
+// TestRateLimitSurvivesReload: a SIGHUP (a certificate renewal, say)
+// that leaves the [[rate_limit]] rules as they were keeps the limited
+// client limited; changing a rule starts the counts afresh (issue 14,
+// item 3).
+func TestRateLimitSurvivesReload(t *testing.T) {
+	eb := startEdgeBackend(t)
+	rule := `
+[[rate_limit]]
+name = "login"
+paths = ["/realms/*/login-actions/authenticate"]
+rate = "1/m"
+burst = %d
+`
+	addr, p := startEdgeKclb(t, eb, "", "", fmt.Sprintf(rule, 2))
+	cfg := p.cmd.Args[len(p.cmd.Args)-1]
+	login := "http://" + addr + "/realms/acme/login-actions/authenticate"
+	if got := curlBurst(t, "127.0.0.1", login, 3); strings.Join(got, "|") != "200|200|429 60" {
+		t.Fatalf("burst: %q", got)
+	}
+	reload := func(edit func(string) string) {
+		t.Helper()
+		b, err := os.ReadFile(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cfg, []byte(edit(string(b))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		done := p.watch("configuration reloaded")
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		waitLog(t, done, "reload", 10*time.Second)
+	}
+	reload(func(s string) string { return s + "\n# touched\n" })
+	if got := curlBurst(t, "127.0.0.1", login, 1); got[0] != "429 60" {
+		t.Fatalf("after a reload with the same rules: %q, want still limited", got)
+	}
+	reload(func(s string) string { return strings.Replace(s, "burst = 2", "burst = 3", 1) })
+	if got := curlBurst(t, "127.0.0.1", login, 1); got[0] != "200" {
+		t.Fatalf("after a reload that changed the rule: %q, want a fresh allowance", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/ratelimit"
 	"github.com/kclb/kclb/tlsconf"
 )
 
@@ -67,7 +68,12 @@ func (in *instance) reload(ctx context.Context) error {
 			return err
 		}
 	}
-	h, err := buildHandler(cfg, in.pool, rt, in.observer, in.logger)
+	// Rate limits: unchanged rules keep their clients' state and counts.
+	var keepLimits *ratelimit.Limiter
+	if reflect.DeepEqual(rateLimitOptions(cfg), rateLimitOptions(old)) {
+		keepLimits = in.handler.RateLimiter()
+	}
+	h, err := buildHandler(cfg, in.pool, rt, in.observer, in.logger, keepLimits)
 	if err != nil {
 		return err
 	}

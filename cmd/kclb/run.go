@@ -150,7 +150,7 @@ func newInstance(cfg *config.Config, logger *slog.Logger) (*instance, error) {
 	if in.observer, err = in.newObserver(); err != nil {
 		return nil, err
 	}
-	if in.handler, err = buildHandler(cfg, in.pool, in.rt, in.observer, logger); err != nil {
+	if in.handler, err = buildHandler(cfg, in.pool, in.rt, in.observer, logger, nil); err != nil {
 		return nil, err
 	}
 	in.router.Store(in.handler)

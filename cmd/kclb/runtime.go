@@ -53,11 +53,14 @@ func buildRouter(cfg *config.Config) (proxy.Router, *affinity.Affinity, error) {
 	return affinity.Router{A: a}, a, nil
 }
 
-// buildHandler makes the proxy handler for cfg over pool.
-func buildHandler(cfg *config.Config, pool *backend.Pool, router proxy.Router, obs proxy.Observer, logger *slog.Logger) (*proxy.Handler, error) {
+// buildHandler makes the proxy handler for cfg over pool. keep, if not
+// nil, is the running handler's rate limiter, to be kept (with its
+// clients' state and counters) because the rules are unchanged.
+func buildHandler(cfg *config.Config, pool *backend.Pool, router proxy.Router, obs proxy.Observer, logger *slog.Logger, keep *ratelimit.Limiter) (*proxy.Handler, error) {
 	o := handlerOptions(cfg, logger)
 	o.Pool, o.Router, o.Observer = pool, router, obs
-	if ro := rateLimitOptions(cfg); len(ro.Rules) > 0 {
+	o.RateLimit = keep
+	if ro := rateLimitOptions(cfg); keep == nil && len(ro.Rules) > 0 {
 		lim, err := ratelimit.New(ro)
 		if err != nil {
 			return nil, err
