@@ -387,7 +387,7 @@ func (c *hapConv) proxyLine(s Section, l Line, fe, be bool) {
 	case "block":
 		c.denyRule(l, a[1:])
 	case "stick-table", "stick", "tcp-request", "tcp-response", "http-after-response":
-		c.fail(l, "kclb has no stick tables, per-client counters or TCP rules (rate limiting, connection filtering); not imported")
+		c.fail(l, "kclb has no stick tables, per-client counters or TCP rules (connection filtering); per-client request rates are [[rate_limit]] rules (paths, methods, rate, burst per client address): write the one this implemented; not imported")
 	case "compression", "errorfile", "errorloc", "errorloc302", "errorloc303", "http-error", "errorfiles":
 		c.fail(l, "kclb passes Keycloak's responses through unchanged (no compression or custom error pages); not imported")
 	case "capture", "unique-id-format", "unique-id-header", "log-format", "log-tag", "declare", "description", "id":
@@ -537,7 +537,7 @@ func (c *hapConv) bind(l Line) []*table {
 			c.setMinTLS(l, arg)
 		case "no-sslv3", "no-tlsv10", "no-tlsv11", "v4v6", "v6only":
 		case "accept-proxy", "accept-netscaler-cip":
-			c.fail(l, "kclb does not accept the PROXY protocol (%s): a load balancer in front must forward plain TCP, and kclb sees its address as the client's; not imported", o)
+			c.fail(l, "kclb accepts the PROXY protocol (%s) only from the senders a listener names: set proxy_protocol = true and proxy_protocol_from = [the load balancers' networks] on this [[listener]]; not imported", o)
 		case "ca-file", "verify", "crl-file", "ca-verify-file", "ca-ignore-err", "crt-ignore-err":
 			if !mtls {
 				c.fail(l, "kclb does not ask clients for certificates (mTLS, %s %s): Keycloak's X.509 client-certificate authenticator behind kclb would get none; not imported", o, arg)
@@ -786,7 +786,7 @@ func (c *hapConv) httpRequest(l Line) {
 	case "redirect":
 		return // handled with the section's listeners
 	case "track-sc0", "track-sc1", "track-sc2", "sc-inc-gpc0", "sc-inc-gpc1", "sc-set-gpt0":
-		c.fail(l, "kclb has no stick tables or per-client counters (rate limiting); not imported")
+		c.fail(l, "kclb has no stick tables or per-client counters; per-client request rates are [[rate_limit]] rules: write the one this implemented; not imported")
 		return
 	case "set-log-level", "capture", "set-var", "unset-var", "set-mark", "set-tos", "set-nice":
 		c.fail(l, "kclb has no per-request variables or log levels; not imported")
