@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/tlsconf"
 )
 
 // The active-active pair (issue 17, item 4): two VRRP instances on the
@@ -280,5 +281,40 @@ func TestActiveActiveVIPs(t *testing.T) {
 	}
 	if _, ok := until(10*time.Second, crossed); !ok {
 		t.Fatal("the pair did not return to one VIP per edge")
+	}
+}
+
+// TestCheckActiveActiveExample runs `kclb check` on docs/active-active.toml
+// for edge1 and, after the runbook's edits, for edge2, with its /etc/kclb
+// files provided in a temp dir.
+func TestCheckActiveActiveExample(t *testing.T) {
+	dir := t.TempDir()
+	example, err := os.ReadFile("../../docs/active-active.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(dir+"/tls", 0o700)
+	certPEM, keyPEM, err := tlsconf.SelfSigned{Hosts: []string{"auth.example.com"}, ValidFor: time.Hour}.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(dir+"/tls/keycloak.crt", certPEM, 0o644)
+	os.WriteFile(dir+"/tls/keycloak.key", keyPEM, 0o600)
+	os.WriteFile(dir+"/affinity.key", []byte("a-shared-secret-of-enough-length\n"), 0o600)
+	edge1 := strings.ReplaceAll(string(example), `"/etc/kclb/`, `"`+dir+`/`)
+	// The runbook's edits for edge2 (docs/operations.md), as its sed line makes them.
+	edge2 := strings.NewReplacer(`name = "edge1"`, `name = "edge2"`,
+		"priority = 110 ", "priority = 100 ", "priority = 100 ", "priority = 110 ",
+		`unicast_peers = ["203.0.113.11"]`, `unicast_peers = ["203.0.113.10"]`).Replace(edge1)
+	if i, j := strings.Index(edge2, "\npriority = 100 "), strings.Index(edge2, "\npriority = 110 "); i < 0 || j < i {
+		t.Fatalf("the edge2 edits did not swap the priorities:\n%s", edge2)
+	}
+	for name, cfg := range map[string]string{"edge1": edge1, "edge2": edge2} {
+		p := filepath.Join(dir, name+".toml")
+		os.WriteFile(p, []byte(cfg), 0o600)
+		out, err := exec.Command(kclbBin, "check", "-c", p).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "is valid") {
+			t.Fatalf("kclb check active-active.toml (%s): %v\n%s", name, err, out)
+		}
 	}
 }
