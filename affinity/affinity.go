@@ -433,8 +433,9 @@ func (a *Affinity) StripRequest(h http.Header) {
 // With Options.Learn and d.Server set, the AUTH_SESSION_ID (or _LEGACY)
 // routes the server sets are observed (once per distinct route per
 // response) to learn its route by the rules in routes.go. When d.SetCookie
-// is set and d.Server's admin state is ready (never for a draining server,
-// even if it began draining after Pick) it appends
+// is set and d.Server's admin state is ready, or draining for a new pin
+// decided before the drain began (a login in progress there; a refresh is
+// never issued for a draining server), it appends
 // the affinity cookie for d.Server (Max-Age, Path=/, HttpOnly, and on
 // HTTPS, when secure is true, Secure and SameSite=None; browsers reject
 // SameSite=None without Secure, so plain HTTP gets the default SameSite)
@@ -460,7 +461,20 @@ func (a *Affinity) Respond(h http.Header, d Decision, secure bool) {
 			}
 		}
 	}
-	if !d.SetCookie || d.Server.Admin() != backend.AdminReady {
+	if !d.SetCookie {
+		return
+	}
+	switch d.Server.Admin() {
+	case backend.AdminReady:
+	case backend.AdminDrain:
+		// A new client placed there before the drain began has its
+		// login in progress on the server: without the pin its next
+		// step would go elsewhere (the AUTH_SESSION_ID route names a
+		// draining server, which is ignored). A refresh is never issued.
+		if d.Source == SourceCookie {
+			return
+		}
+	default:
 		return
 	}
 	exp := a.opts.Now().Unix() + a.maxAge

@@ -1044,8 +1044,9 @@ func TestConcurrentPickAndLearn(t *testing.T) {
 
 // TestDrainNeverExtendsPins pins issue 18, item 6 (drain part): a client
 // pinned to a draining server keeps reaching it, but its cookie is not
-// refreshed past half its lifetime, and Respond sets no cookie naming a
-// server that is not ready, so every pin to it ends within MaxAge.
+// refreshed past half its lifetime, and Respond refreshes no cookie naming
+// a server that is not ready, so every pin to it ends within MaxAge; a new
+// client placed on it just before the drain keeps its login there.
 func TestDrainNeverExtendsPins(t *testing.T) {
 	f := newFixture(t, 3, true, nil)
 	stale := f.cookieFor("kc2")
@@ -1059,11 +1060,21 @@ func TestDrainNeverExtendsPins(t *testing.T) {
 	if d := f.pick(nil, stale); name(d.Server) != "kc2" || d.Source != SourceCookie || d.SetCookie {
 		t.Fatalf("draining: Pick = %+v, want kc2 from the cookie without a new one", d)
 	}
-	// A decision made before the drain began sets no cookie after it.
+	// A refresh decided before the drain began sets no cookie after it.
 	h := http.Header{}
-	f.aff.Respond(h, Decision{Server: f.server("kc2"), SetCookie: true}, true)
+	f.aff.Respond(h, Decision{Server: f.server("kc2"), Source: SourceCookie, SetCookie: true}, true)
 	if v := h.Values("Set-Cookie"); len(v) != 0 {
 		t.Fatalf("Respond for draining kc2 set %q", v)
+	}
+	// A new client placed on kc2 before the drain began gets its pin: its
+	// login is in progress there, and its next step must not follow the
+	// balancer (TestRollingRestart lost such logins: the AUTH_SESSION_ID
+	// route of a draining server is ignored). The pin still ends within
+	// MaxAge of the response.
+	nh := http.Header{}
+	f.aff.Respond(nh, Decision{Server: f.server("kc2"), Source: SourceBalancer, SetCookie: true}, true)
+	if cookieValue(t, nh, "KC_ROUTE") == "" {
+		t.Fatal("no cookie for a new client placed on kc2 before its drain began")
 	}
 	// Past its signed expiry the pin is gone: the client moves.
 	*f.now = f.now.Add(2*time.Hour + time.Second)
