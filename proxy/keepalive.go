@@ -7,9 +7,16 @@ package proxy
 // (closing them would race with a request the client is sending: call
 // CloseIdle when waiting is over). A planned VRRP handover does this
 // before the VIP leaves, so no client sends a request on a connection the
-// new Master does not know. HTTP/2 connections and net/http's HTTP/1
-// server (StdlibHTTP1) are not affected. The zero state is on.
-func (s *Server) SetKeepAlives(on bool) { s.noKeepAlive.Store(!on) }
+// new Master does not know. HTTP/2 connections (served by net/http) send
+// GOAWAY once their streams in progress are done, so their clients open a
+// new connection for the next request; net/http's HTTP/1 server
+// (StdlibHTTP1) closes its idle connections at once. The zero state is on.
+func (s *Server) SetKeepAlives(on bool) {
+	s.noKeepAlive.Store(!on)
+	if s.std != nil {
+		s.std.SetKeepAlivesEnabled(on)
+	}
+}
 
 // CloseIdle closes the HTTP/1.1 connections that wait for a request (and
 // those that sent none for 5 s) and returns how many connections remain.

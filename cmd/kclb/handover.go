@@ -13,8 +13,9 @@ import (
 
 // handover starts or ends a planned VRRP handover (issue 17, item 3),
 // for POST /v1/vrrp/handover. Starting it on a Master: keep-alive is
-// turned off on the public listeners (every response closes its
-// connection, so each client's next request opens a new one), kclb waits
+// turned off on the public listeners (every HTTP/1.1 response closes its
+// connection, HTTP/2 connections send GOAWAY after their streams, so each
+// client's next request opens a new connection), kclb waits
 // up to req.Drain for its client connections to close, closes those
 // still idle (clients silent for the whole drain), and then every VRRP
 // instance resigns
@@ -42,21 +43,18 @@ func (in *instance) handover(ctx context.Context, req admin.HandoverRequest) (*a
 			f.srv.SetKeepAlives(false)
 		}
 		start := time.Now()
-		open := func() int {
-			n := 0
-			for _, f := range fronts {
-				n += f.srv.OpenConns()
-			}
-			return n
-		}
+		// Every client connection of the public listeners, HTTP/1.1 and
+		// HTTP/2 (in.conns counts them all).
+		open := func() int64 { return in.conns.Counts().Open }
 		for open() > 0 && time.Since(start) < req.Drain && ctx.Err() == nil {
 			time.Sleep(time.Millisecond) // polling the connection count: there is no close signal
 		}
 		res.DrainedMillis = float64(time.Since(start).Microseconds()) / 1000
 		// Clients idle for the whole drain: close their connections now.
 		for _, f := range fronts {
-			res.OpenConnections += f.srv.CloseIdle()
+			f.srv.CloseIdle()
 		}
+		res.OpenConnections = int(open())
 	}
 	var errs []error
 	for _, r := range *p {

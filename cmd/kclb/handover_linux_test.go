@@ -97,8 +97,10 @@ func TestHandoverKeepAliveClients(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	const clients = 4
-	for range clients {
-		tr := &http.Transport{DialContext: nsDial(l.ns("c"), &dials), MaxIdleConnsPerHost: 1,
+	var h2 atomic.Int64
+	for i := range clients {
+		// Half the clients speak HTTP/2 (GOAWAY drains them), half HTTP/1.1.
+		tr := &http.Transport{DialContext: nsDial(l.ns("c"), &dials), MaxIdleConnsPerHost: 1, ForceAttemptHTTP2: i%2 == 1,
 			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "sso.example.com"}}
 		defer tr.CloseIdleConnections()
 		hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
@@ -110,6 +112,9 @@ func TestHandoverKeepAliveClients(t *testing.T) {
 					"https://"+nsVIP+":8443/realms/test/.well-known/openid-configuration", nil)
 				resp, err := hc.Do(req)
 				if err == nil {
+					if resp.ProtoMajor == 2 {
+						h2.Add(1)
+					}
 					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					if err == nil && resp.StatusCode != 200 {
@@ -198,8 +203,8 @@ func TestHandoverKeepAliveClients(t *testing.T) {
 	}
 	progress("through a again")
 	stopClients()
-	t.Logf("%d clients: %d requests ok, %d failed (%d during a -> b), %d retried by the client, %d connections (%d before the handover)",
-		clients, ok.Load(), failed.Load(), failedA, retried.Load(), dials.Load(), dialsBefore)
+	t.Logf("%d clients: %d requests ok (%d over HTTP/2), %d failed (%d during a -> b), %d retried by the client, %d connections (%d before the handover)",
+		clients, ok.Load(), h2.Load(), failed.Load(), failedA, retried.Load(), dials.Load(), dialsBefore)
 	if failed.Load() != 0 || retried.Load() != 0 {
 		t.Fatalf("%d requests failed and %d were retried across the handover (first error: %v)", failed.Load(), retried.Load(), firstErr.Load())
 	}
