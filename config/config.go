@@ -183,6 +183,11 @@ type TLS struct {
 	// Certificates are the served certificates, chosen by SNI; at least one
 	// is required when any listener has TLS. Default none.
 	Certificates []Certificate `toml:"certificate"`
+	// OCSPStapling fetches an OCSP response in the background from the
+	// responder each certificate names (its issuer must follow the leaf
+	// in the file) and staples it. Default true; certificates naming no
+	// responder are never stapled.
+	OCSPStapling bool `toml:"ocsp_stapling"`
 }
 
 // Certificate is one [[tls.certificate]] entry. Load checks that both files
@@ -193,6 +198,10 @@ type Certificate struct {
 	Cert string `toml:"cert"`
 	// Key is the PEM private key file; required. Relative paths as for Cert.
 	Key string `toml:"key"`
+	// OCSPFile is a DER OCSP response for this certificate, stapled
+	// instead of fetching one (air-gapped sites; refresh the file and
+	// SIGHUP). Default "". Relative paths as for Cert.
+	OCSPFile string `toml:"ocsp_file"`
 }
 
 // Backend is the [backend] section: the Keycloak servers.
@@ -556,7 +565,7 @@ func defaults() *Config {
 			BodyBufferBytes:        65536,
 			BodyWaitsPerClient:     16,
 		},
-		TLS: TLS{MinVersion: TLS12},
+		TLS: TLS{MinVersion: TLS12, OCSPStapling: true},
 		Backend: Backend{
 			Balance:           BalanceLeastRequest,
 			ProxyHeaders:      ProxyXForwarded,

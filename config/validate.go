@@ -42,6 +42,7 @@ func (c *Config) resolvePaths(baseDir string) {
 	for i := range c.TLS.Certificates {
 		abs(&c.TLS.Certificates[i].Cert)
 		abs(&c.TLS.Certificates[i].Key)
+		abs(&c.TLS.Certificates[i].OCSPFile)
 	}
 	for i := range c.Listeners {
 		abs(&c.Listeners[i].ClientCA)
@@ -567,6 +568,9 @@ func (c *Config) validateListeners(v *validator) {
 			v.problem(key+".key", "is required")
 		} else {
 			v.checkReadable(key+".key", cert.Key)
+		}
+		if cert.OCSPFile != "" {
+			v.checkReadable(key+".ocsp_file", cert.OCSPFile)
 		}
 	}
 }

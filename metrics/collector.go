@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"runtime"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -60,6 +61,7 @@ var (
 	dSrvBytesIn  = desc("kclb_server_bytes_in_total", "Request body bytes received from clients and forwarded to each server (requests the server answered).", "server")
 	dSrvBytesOut = desc("kclb_server_bytes_out_total", "Response body bytes from each server written to clients.", "server")
 	dCertExpiry  = desc("kclb_certificate_not_after_seconds", "End of validity of each loaded TLS certificate, Unix seconds.", "file", "name")
+	dOCSPAge     = desc("kclb_certificate_ocsp_staple_age_seconds", "Age of the OCSP response stapled to each TLS certificate (now minus its thisUpdate); absent while none is stapled.", "file", "name")
 	dReloads     = desc("kclb_reloads_total", "Configuration reloads by result (ok: applied; failed: the running configuration stayed in force).", "result")
 	dConfigInfo  = desc("kclb_config_info", "Configuration in force; always 1. hash is the SHA-256 of the configuration file as loaded.", "hash")
 )
@@ -77,7 +79,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		dSrvAvail, dSrvWeight, dSrvLastUse, dSrvChecks, dSrvFails, dProxy, dConns, dConnsOpen, dAffHits, dAffMiss, dAffNoSrv,
 		dAffRedisp, dAffLearned, dAffConfl, dAffRoutes, dVRRPState, dVRRPPrio, dVRRPTrans,
 		dVRRPHealth, dVRRPAdv, dVRRPDrops, dVRRPErrors, dVRRPLag, dAdminUnauth,
-		dSrvBytesIn, dSrvBytesOut, dCertExpiry, dReloads, dConfigInfo} {
+		dSrvBytesIn, dSrvBytesOut, dCertExpiry, dOCSPAge, dReloads, dConfigInfo} {
 		ch <- d
 	}
 }
@@ -231,6 +233,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if o.Certificates != nil {
 		for _, ce := range o.Certificates() {
 			gauge(dCertExpiry, float64(ce.NotAfter.Unix()), ce.File, ce.Name)
+			if !ce.OCSPThisUpdate.IsZero() {
+				gauge(dOCSPAge, time.Since(ce.OCSPThisUpdate).Seconds(), ce.File, ce.Name)
+			}
 		}
 	}
 	if o.Reloads != nil {

@@ -115,6 +115,9 @@ type Certificate struct {
 	Name string
 	// NotAfter is the end of the leaf's validity.
 	NotAfter time.Time
+	// OCSPThisUpdate is the thisUpdate of the OCSP response stapled now;
+	// zero when none is.
+	OCSPThisUpdate time.Time
 }
 
 // Reloads counts configuration reloads since start by result.

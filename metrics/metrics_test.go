@@ -233,10 +233,12 @@ func TestRegistryPassedIn(t *testing.T) {
 func TestExchangeMetrics(t *testing.T) {
 	pool, _ := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: "a:1"}}, backend.PoolOptions{})
 	notAfter := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+	stapledAt := time.Now().Add(-time.Hour)
 	m, err := New(Options{
 		Pool: pool,
 		Certificates: func() []Certificate {
-			return []Certificate{{File: "/etc/kclb/sso.pem", Name: "sso.example.com", NotAfter: notAfter}}
+			return []Certificate{{File: "/etc/kclb/sso.pem", Name: "sso.example.com", NotAfter: notAfter, OCSPThisUpdate: stapledAt},
+				{File: "/etc/kclb/other.pem", Name: "other.example.com", NotAfter: notAfter}}
 		},
 		Reloads:    func() Reloads { return Reloads{OK: 2, Failed: 1} },
 		ConfigHash: func() string { return "abc123" },
@@ -275,6 +277,14 @@ func TestExchangeMetrics(t *testing.T) {
 		if got := value(t, f, tc.metric, tc.labels); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.metric, tc.labels, got, tc.want)
 		}
+	}
+	// Issue 14, item 4: the staple's age, only for a certificate that
+	// has one.
+	if age := value(t, f, "kclb_certificate_ocsp_staple_age_seconds", map[string]string{"name": "sso.example.com"}); age < 3600 || age > 3600+60 {
+		t.Errorf("OCSP staple age %v, want about 3600 s", age)
+	}
+	if n := len(f["kclb_certificate_ocsp_staple_age_seconds"].GetMetric()); n != 1 {
+		t.Errorf("%d OCSP staple age series, want 1 (none for a certificate without a staple)", n)
 	}
 	if sum := f["kclb_server_response_seconds"].Metric[0].Histogram.GetSampleSum(); sum < 0.079 || sum > 0.081 {
 		t.Errorf("response time sum %v, want 0.08", sum)

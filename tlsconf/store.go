@@ -30,6 +30,11 @@ import (
 type Pair struct {
 	CertFile string
 	KeyFile  string
+	// OCSPFile, if set, is a DER OCSP response for the certificate,
+	// stapled instead of fetching one (air-gapped sites); re-read on
+	// Reload. The certificate file must then hold the issuer after the
+	// leaf.
+	OCSPFile string
 }
 
 // Options tunes the TLS configuration. The zero value is valid: TLS 1.2
@@ -49,6 +54,10 @@ type Options struct {
 	// certificate pairs and reloaded with them, all or nothing. Nil means
 	// none.
 	ClientCAFiles []string
+	// OCSPStapling lets a Stapler fetch OCSP responses from the
+	// responder each certificate names (RFC 6960) and staple them.
+	// False: only Pair.OCSPFile responses are stapled.
+	OCSPStapling bool
 }
 
 // CertInfo describes one loaded certificate, for status pages.
@@ -66,6 +75,10 @@ type CertInfo struct {
 	// Default is true for the certificate served when no name matches: the
 	// first pair.
 	Default bool
+	// OCSPThisUpdate and OCSPNextUpdate bound the OCSP response stapled
+	// now; both zero when none is.
+	OCSPThisUpdate time.Time
+	OCSPNextUpdate time.Time
 }
 
 // tls12Suites are the TLS 1.2 cipher suites accepted: ECDHE with AEAD only.
@@ -102,6 +115,11 @@ type snapshot struct {
 	// certificates holding it, in pair order.
 	wildcard map[string][]*tls.Certificate
 	infos    []CertInfo
+	// slots holds the OCSP state of each pair, in pair order (nil for a
+	// certificate that cannot be stapled); ocsp maps the certificates
+	// that can to their slot.
+	slots []*stapleSlot
+	ocsp  map[*tls.Certificate]*stapleSlot
 	// clientCAs maps each of Options.ClientCAFiles to its pool.
 	clientCAs map[string]*x509.CertPool
 }
@@ -146,6 +164,7 @@ func (s *Store) Reload() error {
 	if err != nil {
 		return err
 	}
+	carryStaples(s.cur.Load(), snap)
 	s.cur.Store(snap)
 	return nil
 }
@@ -171,6 +190,18 @@ func (s *Store) load() (*snapshot, error) {
 		info := infoFor(c, p)
 		info.Default = i == 0
 		snap.infos = append(snap.infos, info)
+		slot, err := newSlot(c, p, now)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		snap.slots = append(snap.slots, slot)
+		if slot != nil {
+			if snap.ocsp == nil {
+				snap.ocsp = make(map[*tls.Certificate]*stapleSlot)
+			}
+			snap.ocsp[c] = slot
+		}
 		for _, name := range c.Leaf.DNSNames {
 			name = strings.TrimSuffix(strings.ToLower(name), ".")
 			if parent, ok := strings.CutPrefix(name, "*."); ok {
@@ -224,7 +255,14 @@ func (s *Store) TLSConfig() *tls.Config {
 // GetCertificate is the tls.Config.GetCertificate hook: it picks the
 // certificate for hello from the current set. It never fails.
 func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return s.cur.Load().pick(hello), nil
+	snap := s.cur.Load()
+	c := snap.pick(hello)
+	if sl := snap.ocsp[c]; sl != nil {
+		if st := sl.cur.Load(); st != nil {
+			return st.cert, nil
+		}
+	}
+	return c, nil
 }
 
 // pick selects the certificate for a ClientHello: an exact DNS SAN match,
@@ -276,9 +314,15 @@ func normalizeName(name string) string {
 // Certificates describes the currently loaded certificates in pair order.
 // The result is a copy the caller may keep.
 func (s *Store) Certificates() []CertInfo {
-	infos := slices.Clone(s.cur.Load().infos)
+	snap := s.cur.Load()
+	infos := slices.Clone(snap.infos)
 	for i := range infos {
 		infos[i].Names = slices.Clone(infos[i].Names)
+		if sl := snap.slots[i]; sl != nil {
+			if st := sl.cur.Load(); st != nil {
+				infos[i].OCSPThisUpdate, infos[i].OCSPNextUpdate = st.resp.ThisUpdate, st.resp.NextUpdate
+			}
+		}
 	}
 	return infos
 }

@@ -95,7 +95,7 @@ func (in *instance) certMetrics() []metrics.Certificate {
 	infos := st.Certificates()
 	out := make([]metrics.Certificate, 0, len(infos))
 	for _, c := range infos {
-		mc := metrics.Certificate{File: c.CertFile, NotAfter: c.NotAfter}
+		mc := metrics.Certificate{File: c.CertFile, NotAfter: c.NotAfter, OCSPThisUpdate: c.OCSPThisUpdate}
 		if len(c.Names) > 0 {
 			mc.Name = c.Names[0]
 		}

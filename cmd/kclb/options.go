@@ -92,7 +92,7 @@ func connSlots(cfg *config.Config) int { return max(cfg.Global.MaxConn, 0) }
 func tlsOptions(cfg *config.Config) ([]tlsconf.Pair, tlsconf.Options) {
 	var pairs []tlsconf.Pair
 	for _, c := range cfg.TLS.Certificates {
-		pairs = append(pairs, tlsconf.Pair{CertFile: c.Cert, KeyFile: c.Key})
+		pairs = append(pairs, tlsconf.Pair{CertFile: c.Cert, KeyFile: c.Key, OCSPFile: c.OCSPFile})
 	}
 	var cas []string
 	for _, l := range cfg.Listeners {
@@ -100,7 +100,7 @@ func tlsOptions(cfg *config.Config) ([]tlsconf.Pair, tlsconf.Options) {
 			cas = append(cas, l.ClientCA)
 		}
 	}
-	return pairs, tlsconf.Options{MinVersion: cfg.TLS.MinVersion.ID(), HTTP2: true, ClientCAFiles: cas}
+	return pairs, tlsconf.Options{MinVersion: cfg.TLS.MinVersion.ID(), HTTP2: true, ClientCAFiles: cas, OCSPStapling: cfg.TLS.OCSPStapling}
 }
 
 // listenerPlan is one public listener as openFrontends builds it.

@@ -53,7 +53,7 @@ func (in *instance) reload(ctx context.Context) error {
 	_, oldTLS := tlsOptions(old)
 	_, newTLS := tlsOptions(cfg)
 	if curStore != nil && slices.Equal(cfg.TLS.Certificates, old.TLS.Certificates) && cfg.TLS.MinVersion == old.TLS.MinVersion &&
-		slices.Equal(oldTLS.ClientCAFiles, newTLS.ClientCAFiles) {
+		slices.Equal(oldTLS.ClientCAFiles, newTLS.ClientCAFiles) && oldTLS.OCSPStapling == newTLS.OCSPStapling {
 		if err := curStore.Reload(); err != nil {
 			return fmt.Errorf("reload certificates: %w", err)
 		}
@@ -156,6 +156,7 @@ func (in *instance) reload(ctx context.Context) error {
 	if err := in.startVRRPLocked(cfg.VRRP.Instances); err != nil {
 		in.logger.Error("reload: vrrp", "err", err)
 	}
+	in.stapler.Kick()
 	in.logger.Info("configuration reloaded", "listeners_kept", len(keep), "listeners_opened", len(added), "listeners_closed", len(drop))
 	return nil
 }

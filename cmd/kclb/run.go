@@ -56,6 +56,7 @@ type instance struct {
 	router   *proxy.Switch  // public listeners serve through it
 	observer proxy.Observer // metrics sink for the proxy; nil means none
 	store    atomic.Pointer[tlsconf.Store]
+	stapler  *tlsconf.Stapler // OCSP staples of whatever store is current
 	sem      chan struct{}    // global maxconn slots; nil for no limit
 	conns    *proxy.ConnStats // client connections of every public listener
 	// proxyConns counts the connections PROXY-protocol listeners refused.
@@ -138,6 +139,7 @@ func newInstance(cfg *config.Config, logger *slog.Logger) (*instance, error) {
 		return nil, err
 	}
 	in.store.Store(store)
+	in.stapler = tlsconf.NewStapler(in.store.Load, tlsconf.StaplerOptions{Logger: logger})
 	po := poolOptions(cfg)
 	po.OnHealth, po.OnAvailable = in.onHealth, in.onAvailable
 	in.pool, err = backend.NewPool(poolSpecs(cfg), po)
@@ -422,6 +424,7 @@ func (in *instance) mainLoop(ctx, runCtx context.Context, hup, usr2 <-chan os.Si
 	in.beat()
 	wd := &sdnotify.Watchdog{Logger: in.logger}
 	in.wg.Go(func() { wd.Run(runCtx, in.alive) })
+	in.wg.Go(func() { in.stapler.Run(runCtx) })
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()
 	var upgrading chan error // non-nil while a binary upgrade runs

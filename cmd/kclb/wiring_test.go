@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/tls"
 	"encoding"
 	"fmt"
 	"log/slog"
@@ -23,6 +25,7 @@ import (
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/tlsconf"
 	"github.com/kclb/kclb/vrrp"
+	"golang.org/x/crypto/ocsp"
 )
 
 // consumedElsewhere names the configuration keys that do not reach the
@@ -80,6 +83,7 @@ func wiringBase(t *testing.T, dir string) (base string, files map[string]string)
 		}
 		files[name] = p
 	}
+	files["ocsp"] = selfSignedOCSP(t, cert, key, filepath.Join(dir, "cert.ocsp"))
 	base = fmt.Sprintf(`
 [global]
 name = "edge1"
@@ -173,6 +177,26 @@ notify_master = "/bin/true"
 	return base, files
 }
 
+// selfSignedOCSP writes a good OCSP response for the self-signed
+// certificate in certFile, signed by its own key, to out.
+func selfSignedOCSP(t *testing.T, certFile, keyFile, out string) string {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	der, err := ocsp.CreateResponse(pair.Leaf, pair.Leaf, ocsp.Response{Status: ocsp.Good, SerialNumber: pair.Leaf.SerialNumber,
+		ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour)}, pair.PrivateKey.(crypto.Signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, der, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // wiringOverrides change a key where the generic mutation (flip, +1,
 // append) would give an invalid file, and make only the companion change
 // validity requires.
@@ -200,7 +224,8 @@ func wiringOverrides(files map[string]string) map[string]func(c *config.Config) 
 			c.TLS.Certificates[0].Cert, c.TLS.Certificates[1].Cert = c.TLS.Certificates[1].Cert, c.TLS.Certificates[0].Cert
 			c.TLS.Certificates[0].Key, c.TLS.Certificates[1].Key = c.TLS.Certificates[1].Key, c.TLS.Certificates[0].Key
 		},
-		"backend.server.address": func(c *config.Config) { c.Backend.Servers[0].Address = "127.0.0.1:18082" },
+		"tls.certificate.ocsp_file": func(c *config.Config) { c.TLS.Certificates[0].OCSPFile = files["ocsp"] },
+		"backend.server.address":    func(c *config.Config) { c.Backend.Servers[0].Address = "127.0.0.1:18082" },
 		"backend.server.management": func(c *config.Config) {
 			c.Backend.Servers[0].Management = "127.0.0.1:19002"
 		},
