@@ -283,3 +283,29 @@ func TestH1TLSALPN(t *testing.T) {
 		}
 	}
 }
+
+// TestH1IdleWait pins the idle wait without buffers (issue 16: idle
+// connections cost little): a request that arrives at any moment after
+// the previous response, even before the server starts waiting, is
+// served, here on 300 back-to-back keep-alive requests with a keep-alive
+// timeout far beyond the client's patience.
+func TestH1IdleWait(t *testing.T) {
+	addr, _ := startH1(t, ServerOptions{KeepAlive: time.Hour, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 300 {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.ReadAll(resp.Body)
+	}
+}

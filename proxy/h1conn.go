@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 )
@@ -56,11 +57,15 @@ type h1conn struct {
 	rerr   error // sticky read error
 
 	bw   *bufio.Writer
-	p    *headParser
-	tmpl *http.Request // carries ctx; copied into req for every request
-	req  http.Request
-	body h1body
-	resp h1response
+	rawc syscall.RawConn // for waiting without a buffer; nil for TLS
+	// readableFn is c.readable, bound once; peekBuf is its buffer.
+	readableFn func(uintptr) bool
+	peekBuf    [1]byte
+	p          *headParser
+	tmpl       *http.Request // carries ctx; copied into req for every request
+	req        http.Request
+	body       h1body
+	resp       h1response
 	// scratch is lent to the Handler for each request (scratch.go).
 	scratch reqScratch
 
@@ -157,11 +162,11 @@ func (c *h1conn) handoff() {
 }
 
 func (c *h1conn) setup() {
-	s := c.s
-	c.bufp = s.readBufs.Get().(*[]byte)
-	c.buf = *c.bufp
-	c.bw = s.writeBufs.Get().(*bufio.Writer)
-	c.bw.Reset(c.nc)
+	if sc, ok := c.nc.(syscall.Conn); ok && idleWait {
+		c.rawc, _ = sc.SyscallConn()
+		c.readableFn = c.readable
+	}
+	c.getBuffers()
 	c.p = newHeadParser()
 	// Requests get a context that is never canceled: nothing watches the
 	// client while a request is forwarded (see the file comment), and a
@@ -169,6 +174,22 @@ func (c *h1conn) setup() {
 	c.tmpl = (&http.Request{}).WithContext(context.WithoutCancel(c.ctx))
 	c.resp.c = c
 	c.resp.hdr = make(http.Header, 16)
+}
+
+// getBuffers takes the read and write buffers from the server's pools.
+func (c *h1conn) getBuffers() {
+	c.bufp = c.s.readBufs.Get().(*[]byte)
+	c.buf, c.r, c.w = *c.bufp, 0, 0
+	c.bw = c.s.writeBufs.Get().(*bufio.Writer)
+	c.bw.Reset(c.nc)
+}
+
+// putBuffers gives the (empty) buffers back to the pools.
+func (c *h1conn) putBuffers() {
+	c.bw.Reset(nil)
+	c.s.writeBufs.Put(c.bw)
+	c.s.readBufs.Put(c.bufp)
+	c.bw, c.bufp, c.buf = nil, nil, nil
 }
 
 // close ends the connection; with linger it first lets the client read
@@ -349,6 +370,17 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 		if len(c.buf) > h1ReadBuf {
 			// A large head grew the buffer: do not keep it while idle.
 			c.buf = *c.bufp
+		}
+		if c.served > 0 && c.rawc != nil && c.bw.Buffered() == 0 {
+			// An idle plain connection holds no buffer while it waits
+			// for the client: the goroutine's stack and the connection's
+			// state are all it costs.
+			c.putBuffers()
+			err := c.waitReadable()
+			c.getBuffers()
+			if err != nil {
+				return nil, nil, t0, false
+			}
 		}
 		if err := c.fill(); err != nil {
 			return nil, nil, t0, false

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -394,6 +395,15 @@ type limitConn struct {
 	net.Conn
 	sem  chan struct{}
 	done atomic.Bool
+}
+
+// SyscallConn exposes the underlying connection's raw file descriptor,
+// when it has one (kclb's HTTP/1.1 server waits on it while idle).
+func (c *limitConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("proxy: connection has no file descriptor")
 }
 
 // CloseWrite half-closes the connection when the underlying one can.
