@@ -253,6 +253,7 @@ func TestActiveActiveVIPs(t *testing.T) {
 		alive := 1 - dead
 		lg := l.startLogin(vips[dead], fmt.Sprintf("login-%d", round))
 
+		resigned := l.resignations(t, edges[alive])
 		procs[dead].Process.Signal(syscall.SIGKILL)
 		killed := time.Now()
 		took, ok := until(5*time.Second, func() bool { return l.holds(edges[alive], vips[dead]) })
@@ -261,8 +262,10 @@ func TestActiveActiveVIPs(t *testing.T) {
 		}
 		failover := took.Sub(killed)
 		t.Logf("kill -9 %s: %s holds both VIPs %v later (Master_Down_Interval ≈ %v)", edges[dead], edges[alive], failover, masterDown)
-		if failover > masterDown+400*time.Millisecond {
-			t.Errorf("failover took %v, far beyond Master_Down_Interval", failover)
+		// Not a timed assertion (a loaded machine stretches any bound): the
+		// takeover came by Master_Down_Interval, with no priority-0 advert.
+		if got := l.resignations(t, edges[alive]); got != resigned {
+			t.Errorf("%s counted %d priority-0 adverts over kill -9 of %s, want none", edges[alive], got-resigned, edges[dead])
 		}
 		if !l.holds(edges[alive], vips[alive]) {
 			t.Fatalf("%s lost its own VIP %s", edges[alive], vips[alive])

@@ -179,15 +179,19 @@ func (l *edgeLab) adminSocket(n string) string {
 	return filepath.Join(l.dir, "run-"+n, "admin.sock")
 }
 
-// resignations returns the priority-0 adverts node n's VRRP instance
-// has received, from its admin socket.
+// resignations returns the priority-0 adverts node n's VRRP instances
+// have received, from its admin socket.
 func (l *edgeLab) resignations(t *testing.T, n string) uint64 {
 	t.Helper()
 	st, err := adminStatus(unixClient(l.adminSocket(n)), "http://kclb")
 	if err != nil || len(st.VRRP) == 0 {
 		t.Fatalf("VRRP status of %s: %v (%d instances)", n, err, len(st.VRRP))
 	}
-	return st.VRRP[0].Resignations
+	var sum uint64
+	for _, v := range st.VRRP {
+		sum += v.Resignations
+	}
+	return sum
 }
 
 // holdsVIP reports whether node n has the VIP on eth0.
