@@ -511,6 +511,9 @@ func (c *hapConv) bind(l Line) []*table {
 		mtls    bool // a client-certificate option was reported
 		crts    []string
 		bad     []string
+		// verify and caFile are the client-certificate options kclb
+		// maps (client_auth, client_ca).
+		verify, caFile string
 	)
 	for i := 2; i < len(a); i++ {
 		o := a[i]
@@ -538,9 +541,13 @@ func (c *hapConv) bind(l Line) []*table {
 		case "no-sslv3", "no-tlsv10", "no-tlsv11", "v4v6", "v6only":
 		case "accept-proxy", "accept-netscaler-cip":
 			c.fail(l, "kclb accepts the PROXY protocol (%s) only from the senders a listener names: set proxy_protocol = true and proxy_protocol_from = [the load balancers' networks] on this [[listener]]; not imported", o)
-		case "ca-file", "verify", "crl-file", "ca-verify-file", "ca-ignore-err", "crt-ignore-err":
+		case "verify":
+			verify = arg
+		case "ca-file":
+			caFile = arg
+		case "crl-file", "ca-verify-file", "ca-ignore-err", "crt-ignore-err":
 			if !mtls {
-				c.fail(l, "kclb does not ask clients for certificates (mTLS, %s %s): Keycloak's X.509 client-certificate authenticator behind kclb would get none; not imported", o, arg)
+				c.fail(l, "kclb verifies client certificates against client_ca only, without CRLs or ignored errors (%s %s); not imported", o, arg)
 			}
 			mtls = true
 		case "name", "process", "thread", "nice", "id", "defer-accept", "tfo", "backlog", "maxconn", "level", "severity-output", "label":
@@ -573,6 +580,21 @@ func (c *hapConv) bind(l Line) []*table {
 		if len(crts) == 0 {
 			c.fail(l, "ssl without crt; add a [[tls.certificate]]")
 		}
+	}
+	clientAuth := ""
+	switch {
+	case verify == "" || verify == "none":
+		if caFile != "" {
+			c.warn(l, "ca-file %s without verify optional/required: HAProxy asks for no client certificate, and neither does kclb (client_auth stays \"off\")", caFile)
+		}
+	case verify != "optional" && verify != "required":
+		c.fail(l, "verify %s is not none, optional or required; not imported", verify)
+	case !tls:
+		c.fail(l, "verify %s without ssl; not imported", verify)
+	case caFile == "":
+		c.fail(l, "verify %s without ca-file: kclb needs the CA client certificates must chain to (client_ca); not imported", verify)
+	default:
+		clientAuth = verify
 	}
 	var out []*table
 	for _, addr := range strings.Split(a[1], ",") {
@@ -617,6 +639,10 @@ func (c *hapConv) bind(l Line) []*table {
 				cm = "from alpn h2"
 			}
 			t.set("http2", tomlBool(true), cm)
+		}
+		if clientAuth != "" {
+			t.set("client_auth", tomlString(clientAuth), "from verify "+clientAuth+" (a certificate that does not verify is a TLS alert, as in HAProxy)")
+			t.set("client_ca", tomlString(caFile), "from ca-file")
 		}
 		c.out.listeners = append(c.out.listeners, t)
 		c.binds[bindAddr] = t
@@ -776,8 +802,15 @@ func (c *hapConv) httpRequest(l Line) {
 		case strings.HasPrefix(name, "x-forwarded-"):
 			c.info(l, "kclb sets X-Forwarded-For/-Proto/-Host/-Port itself (backend.proxy_headers) and replaces them for clients outside backend.trusted_proxies")
 			return
+		case a[1] != "del-header" && name == "ssl_client_cert" && len(a) > 3 && strings.Contains(a[3], "ssl_c_der"):
+			c.out.backend.set("client_cert_header", tomlString("haproxy"), "from "+c.from(l)+" (kclb sets SSL_CLIENT_CERT and CERT_CHAIN_n from the certificate it verified, for Keycloak's haproxy x509cert-lookup provider)")
+			c.info(l, "kclb sets SSL_CLIENT_CERT (base64 DER) itself from a verified client certificate, and removes client-sent copies")
+			return
+		case a[1] != "del-header" && strings.HasPrefix(name, "cert_chain"):
+			c.info(l, "kclb sets CERT_CHAIN_0, CERT_CHAIN_1... itself (backend.client_cert_header = \"haproxy\")")
+			return
 		case a[1] != "del-header" && (strings.HasPrefix(name, "ssl-client-") || strings.HasPrefix(name, "ssl_client_") || strings.Contains(name, "client-cert") || strings.Contains(name, "client_cert")):
-			c.fail(l, "kclb passes no client certificate to Keycloak (it asks clients for none, and removes such headers from them); not imported")
+			c.fail(l, "kclb forwards a verified client certificate only in the headers of backend.client_cert_header (rfc9440, haproxy's SSL_CLIENT_CERT, nginx's ssl-client-cert, envoy's x-forwarded-client-cert), not %s: pick the one Keycloak's spi-x509cert-lookup-provider reads; not imported", a[2])
 			return
 		case name == "x-real-ip" || name == "forwarded":
 			c.warn(l, "kclb removes %s from clients and sends the client address as X-Forwarded-For (backend.proxy_headers = \"xforwarded\", what Keycloak's proxy-headers=xforwarded reads); not sent", a[2])

@@ -15,7 +15,7 @@ import (
 )
 
 // fileKey matches output lines naming a file kclb reads at load time.
-var fileKey = regexp.MustCompile(`(?m)^(cert|key|secret_file|token_file) = "(/[^"]*)"`)
+var fileKey = regexp.MustCompile(`(?m)^(cert|key|secret_file|token_file|client_ca) = "(/[^"]*)"`)
 
 // provideFiles creates every file the output references under a temp
 // directory and returns the output rewritten to use them.

@@ -29,6 +29,34 @@ func TestImportMappings(t *testing.T) {
 		noWarn     []string // substrings in no warning
 	}{
 		{
+			// Issue 14, item 1: HAProxy's client-certificate bind options
+			// and the SSL_CLIENT_CERT header become client_auth,
+			// client_ca and client_cert_header = "haproxy".
+			name: "client certificates",
+			haproxy: "frontend f\n bind :443 ssl crt /x.pem ca-file /ca.pem verify required\n http-request set-header SSL_CLIENT_CERT %[ssl_c_der,base64]\n http-request set-header CERT_CHAIN_0 %[ssl_c_chain_der]\n" +
+				minimalHAProxy[len("frontend f\n    bind *:80\n"):],
+			check: func(t *testing.T, c *config.Config) {
+				l := c.Listeners[0]
+				if l.ClientAuth != config.ClientAuthRequired || !strings.HasSuffix(l.ClientCA, "/ca.pem") {
+					t.Errorf("client_auth %v, client_ca %q", l.ClientAuth, l.ClientCA)
+				}
+				if c.Backend.ClientCertHeader != config.CertHeaderHAProxy {
+					t.Errorf("client_cert_header %v, want haproxy", c.Backend.ClientCertHeader)
+				}
+			},
+		},
+		{
+			name: "client certificates without a CA",
+			haproxy: "frontend f\n bind :443 ssl crt /x.pem verify optional\n bind :8443 ssl crt /x.pem ca-file /ca.pem crl-file /crl.pem verify optional\n" +
+				minimalHAProxy[len("frontend f\n    bind *:80\n"):],
+			check: func(t *testing.T, c *config.Config) {
+				if l := c.Listeners[0]; l.ClientAuth != config.ClientAuthOff {
+					t.Errorf("client_auth %v without a CA", l.ClientAuth)
+				}
+			},
+			wantWarn: []string{"verify optional without ca-file", "without CRLs"},
+		},
+		{
 			name:    "weights keep their ratios",
 			haproxy: "frontend f\n bind :80\n default_backend b\nbackend b\n server a 10.0.0.1:8080 weight 10\n server b 10.0.0.2:8080\n",
 			check: func(t *testing.T, c *config.Config) {
