@@ -6,8 +6,14 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/balancer"
+	"github.com/kclb/kclb/pathpolicy"
 )
 
 // rawBenchResponse is what the raw benchmark backend answers: a
@@ -140,4 +146,57 @@ func BenchmarkH1Proxy(b *testing.B) {
 			done()
 		})
 	}
+}
+
+// BenchmarkH1ProxyAffinity is BenchmarkH1Proxy with Keycloak affinity:
+// the client carries a valid KC_ROUTE and an AUTH_SESSION_ID, which the
+// proxy verifies, routes by and strips (issue 16: affinity stays
+// allocation-free on kclb's path).
+func BenchmarkH1ProxyAffinity(b *testing.B) {
+	addr := rawBenchBackend(b)
+	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: addr, Route: "node1"}}, backend.PoolOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := affinity.New(affinity.Options{Secret: []byte("0123456789abcdef0123456789abcdef"), AuthSessionRoute: true}, &balancer.RoundRobin{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := New(Options{Pool: pool, Router: affinity.Router{A: a}, Policy: pathpolicy.New(pathpolicy.Options{}),
+		Security: NewSecurityHeaders("max-age=31536000", "nosniff", "no-referrer", "SAMEORIGIN")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(h.Close)
+	c := newRawBenchClient(b, benchFront(b, h, false))
+	head := "GET /realms/test/hello HTTP/1.1\r\nHost: sso.example.com\r\nUser-Agent: bench\r\n" +
+		"Cookie: AUTH_SESSION_ID=NWUxNjFlMDAtZDQyNi00ZWE2LTk4ZTktNTJlYjk4NDRlMmQ3.node1; KC_RESTART=eyJhbGciOiJIUzI1NiJ9"
+	// The first response issues the KC_ROUTE the client then sends.
+	if _, err := c.conn.Write([]byte(head + "\r\n\r\n")); err != nil {
+		b.Fatal(err)
+	}
+	n, _ := c.conn.Read(c.buf)
+	resp := string(c.buf[:n])
+	i := strings.Index(resp, "KC_ROUTE=")
+	if i < 0 {
+		b.Fatalf("no KC_ROUTE issued: %q", resp)
+	}
+	route := resp[i : i+strings.IndexByte(resp[i:], ';')]
+	for !strings.Contains(string(c.buf[:n]), benchBody) {
+		m, err := c.conn.Read(c.buf[n:])
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += m
+	}
+	c.n = 0
+	req := []byte(head + "; " + route + "\r\n\r\n")
+	b.ReportAllocs()
+	done := reportCPU(b)
+	for b.Loop() {
+		if err := c.do(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	done()
 }
