@@ -126,7 +126,15 @@ func (t *waitTable) release(a netip.Addr) {
 // body failed or did not arrive within BodyTimeout.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, body *retryBody, rec *accesslog.Record, start time.Time) bool {
 	client := rec.Client.Addr()
-	if !h.waits.acquire(client) {
+	// A body that has already arrived whole (kclb's HTTP/1.1 server read
+	// it with the head, as it does for Keycloak's form posts) cannot
+	// wait, so it takes no place in the per-address cap: clients behind
+	// one NAT address are limited only by bodies that really trickle.
+	waits := h.waits
+	if ib, ok := body.rc.(interface{ inBuffer() bool }); ok && ib.inBuffer() {
+		waits = nil
+	}
+	if !waits.acquire(client) {
 		h.bodyLimited.Add(1)
 		body.closeUnderlying()
 		hd := w.Header()
@@ -145,7 +153,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, body *retryBo
 	}
 	rc.SetReadDeadline(deadline)
 	full, err := body.buffer(r.ContentLength, h.opts.BodyBufferBytes)
-	h.waits.release(client)
+	waits.release(client)
 	if err != nil {
 		// Count the body's failure as the client's, as forward does.
 		body.closeUnderlying()

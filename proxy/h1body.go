@@ -57,6 +57,13 @@ func (b *h1body) reset(c *h1conn, r *http.Request) {
 	}
 }
 
+// inBuffer reports whether the rest of a Content-Length body is already
+// in the connection's read buffer, so reading it cannot wait on the
+// client. The Handler then counts no body wait for it.
+func (b *h1body) inBuffer() bool {
+	return !b.chunked && !b.cont && b.err == nil && b.remain <= int64(b.c.w-b.c.r)
+}
+
 // done reports whether the body was read to its end.
 func (b *h1body) done() bool { return b.err == io.EOF }
 

@@ -347,3 +347,58 @@ func TestAdminTCPKeys(t *testing.T) {
 		t.Errorf("kclb check with a 31-byte token: err %v, output %q", err, out)
 	}
 }
+
+// TestWholeBodiesTakeNoWait: a request whose body arrived whole with its
+// head (Keycloak's form posts and token requests, from many users behind
+// one NAT address) takes no place in limits.body_waits_per_client; only a
+// body that really trickles does. Before, every request counted while its
+// body was copied, so one address under load got 429 for complete posts
+// (1000 concurrent logins from 127.0.0.1: 183–192 of them refused).
+func TestWholeBodiesTakeNoWait(t *testing.T) {
+	eb := startEdgeBackend(t)
+	addr, _ := startEdgeKclb(t, eb, "", "", "[limits]\nbody_waits_per_client = 1\n\n[timeouts]\nclient_body = \"30s\"\n")
+	const slow = "POST /realms/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789"
+	dialSlow := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := io.WriteString(c, slow); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// Park one slow body, then probe with a second slow body until the
+	// probe is refused: from then on the parked one holds the address's
+	// only wait.
+	parked := dialSlow()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("no probe was refused 429 while a slow body waited")
+		}
+		probe := dialSlow()
+		probe.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		b, _ := io.ReadAll(probe)
+		probe.Close()
+		if strings.HasPrefix(string(b), "HTTP/1.1 429 ") {
+			// Make sure the refusal was not the parked one's place
+			// going to the probe: the parked request must still wait.
+			parked.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+			var one [1]byte
+			if n, _ := parked.Read(one[:]); n == 0 {
+				break
+			}
+		}
+		parked.Close()
+		parked = dialSlow()
+	}
+	const whole = "POST /realms/a/protocol/openid-connect/token HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" +
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 18\r\n\r\ngrant_type=refresh"
+	for i := range 3 {
+		if got := rawExchange(t, addr, whole); !strings.HasPrefix(got, "HTTP/1.1 200 ") {
+			t.Fatalf("complete post %d while a slow body waits: %q", i, got)
+		}
+	}
+}
