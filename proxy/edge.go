@@ -36,12 +36,17 @@ func isTchar(c byte) bool {
 // validMethod reports whether m is a non-empty RFC 9110 token, so that
 // writing it into an HTTP/1.1 request line cannot add a target or a
 // version (issue 12, item 1).
-func validMethod(m string) bool {
-	if m == "" {
+func validMethod(m string) bool { return isToken(m) }
+
+// isToken reports whether s is a non-empty RFC 9110 token: the check of
+// every parser in the package (request line, header and trailer names,
+// response heads).
+func isToken(s string) bool {
+	if s == "" {
 		return false
 	}
-	for i := 0; i < len(m); i++ {
-		if !isTchar(m[i]) {
+	for i := 0; i < len(s); i++ {
+		if !isTchar(s[i]) {
 			return false
 		}
 	}

@@ -275,7 +275,7 @@ func (b *h1body) trailer() error {
 				colon = i
 				break
 			}
-			if !isTokenByte(c) {
+			if !isTchar(c) {
 				return errTrailerField
 			}
 		}

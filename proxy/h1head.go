@@ -142,7 +142,7 @@ func (p *headParser) parse(r *http.Request, head string) *headError {
 	if !ok1 || !ok2 {
 		return errHeadLine
 	}
-	if !isToken(method) {
+	if !validMethod(method) {
 		return errHeadMethod
 	}
 	major, minor, ok := http.ParseHTTPVersion(proto)
@@ -422,7 +422,7 @@ func (p *headParser) canonicalKey(k string) (string, bool) {
 	upper := true
 	for i := 0; i < len(k); i++ {
 		c := k[i]
-		if !isTokenByte(c) {
+		if !isTchar(c) {
 			return "", false
 		}
 		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
@@ -474,33 +474,7 @@ var commonHeaderNames = func() map[string]string {
 // spacedToken reports whether k is made of token bytes and spaces.
 func spacedToken(k string) bool {
 	for i := 0; i < len(k); i++ {
-		if c := k[i]; c != ' ' && !isTokenByte(c) {
-			return false
-		}
-	}
-	return true
-}
-
-// isTokenByte reports whether c is an RFC 9110 tchar.
-func isTokenByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isTokenByte(s[i]) {
+		if c := k[i]; c != ' ' && !isTchar(c) {
 			return false
 		}
 	}
