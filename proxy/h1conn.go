@@ -290,7 +290,11 @@ func (c *h1conn) loop() bool {
 		if w.werr != nil {
 			return false
 		}
-		keep := !w.reqClose && !w.closeAfter && !s.closing.Load() && !s.noKeepAlive.Load()
+		// Keep-alive off (SetKeepAlives) is decided when the head is
+		// written (commit): a response that did not say close keeps its
+		// connection, so a client sending its next request on it is not
+		// reset; CloseIdle ends such connections once they are idle.
+		keep := !w.reqClose && !w.closeAfter && !s.closing.Load()
 		if !c.body.done() && (c.body.err != nil || !keep || !c.drainBody()) {
 			// Input is left unread: let the client read the response
 			// before the close resets the connection.
