@@ -174,7 +174,7 @@ type StaplerOptions struct {
 // Stapler keeps the OCSP staples of the current Store fresh: it fetches
 // a response from each certificate's responder when it has none or half
 // its validity has passed, keeps the last good response when a fetch
-// fails (retrying after 1 min, doubling up to 10 min), stops serving a
+// fails (retrying after 5 s, doubling up to 10 min), stops serving a
 // response past its nextUpdate, and logs a warning when that happens.
 // Certificates with an OCSPFile are not fetched; their staple is only
 // watched. Fetching is off when the Store's Options.OCSPStapling is
@@ -225,9 +225,11 @@ func (st *Stapler) Run(ctx context.Context) error {
 	}
 }
 
-// Retry backoff of a failed fetch.
+// Retry backoff of a failed fetch: soon after the first failure (a
+// responder not yet reachable when kclb starts leaves handshakes without
+// a staple for seconds, not minutes), doubling to 10 min.
 const (
-	ocspRetryMin = time.Minute
+	ocspRetryMin = 5 * time.Second
 	ocspRetryMax = 10 * time.Minute
 )
 
@@ -249,7 +251,7 @@ func (st *Stapler) round(ctx context.Context) time.Duration {
 		if sl.file == "" && fetch && sl.url != "" && !now.Before(sl.retryAt) && (cur == nil || !now.Before(refreshAt(cur.resp))) {
 			if err := st.fetch(ctx, sl, now); err != nil {
 				sl.fails++
-				sl.retryAt = now.Add(min(ocspRetryMin<<min(sl.fails-1, 4), ocspRetryMax))
+				sl.retryAt = now.Add(min(ocspRetryMin<<min(sl.fails-1, 8), ocspRetryMax))
 				args := []any{"cert", s.pairFile(sl), "responder", sl.url, "err", err, "retry_in", sl.retryAt.Sub(now).String()}
 				if cur != nil {
 					args = append(args, "staple_next_update", cur.resp.NextUpdate.UTC().Format(time.RFC3339))
