@@ -10,22 +10,27 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
 // startOCSPResponder runs `openssl ocsp` as a responder for the CA in
-// caFile/caKey over the certificates of index (an openssl ca index) on a
-// port the kernel picks, and returns its URL and the process.
-func startOCSPResponder(t *testing.T, dir, caFile, caKey string) (string, *exec.Cmd) {
+// caFile/caKey over the certificates of index (an openssl ca index) on
+// port, and returns its URL and the process. openssl reads the index
+// once it has bound its port, so the index must be complete before the
+// responder starts (with -port 0 and the certificate written afterwards,
+// the responder sometimes read no index and exited).
+func startOCSPResponder(t *testing.T, dir, caFile, caKey, port string) (string, *exec.Cmd) {
 	t.Helper()
 	index := filepath.Join(dir, "index.txt")
-	cmd := exec.Command("openssl", "ocsp", "-index", index, "-port", "0", "-rsigner", caFile, "-rkey", caKey,
+	cmd := exec.Command("openssl", "ocsp", "-index", index, "-port", port, "-rsigner", caFile, "-rkey", caKey,
 		"-CA", caFile, "-ndays", "1", "-ignore_err")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -36,18 +41,18 @@ func startOCSPResponder(t *testing.T, dir, caFile, caKey string) (string, *exec.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	port := make(chan string, 1)
+	accepted := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		re := regexp.MustCompile(`ACCEPT .*:(\d+)`)
 		for sc.Scan() {
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				port <- m[1]
+				accepted <- m[1]
 			}
 		}
 	}()
 	select {
-	case p := <-port:
+	case p := <-accepted:
 		return "http://127.0.0.1:" + p, cmd
 	case <-time.After(10 * time.Second):
 		t.Fatal("openssl ocsp did not report its port")
@@ -154,8 +159,16 @@ func TestOCSPStaplingThroughBinary(t *testing.T) {
 	dir := t.TempDir()
 	ca := newOCSPCA(t, dir)
 	caFile, caKey := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
-	url, responder := startOCSPResponder(t, dir, caFile, caKey)
-	certFile, keyFile := ca.issueServer(t, url)
+	// The responder's URL goes into the certificate, which goes into the
+	// index the responder reads at start: pick the port first.
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(pl.Addr().(*net.TCPAddr).Port)
+	pl.Close()
+	certFile, keyFile := ca.issueServer(t, "http://127.0.0.1:"+port)
+	url, responder := startOCSPResponder(t, dir, caFile, caKey, port)
 
 	eb := startEdgeBackend(t)
 	run := func(tlsExtra, certExtra string) (string, *kclbProc) {
