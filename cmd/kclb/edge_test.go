@@ -29,94 +29,66 @@ type edgeBackend struct {
 
 func startEdgeBackend(t *testing.T) *edgeBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	eb := &edgeBackend{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	var cmu sync.Mutex // guards conns
-	conns := map[net.Conn]bool{}
-	wg.Go(func() {
+	eb := &edgeBackend{}
+	eb.addr = serveRawConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+			var head strings.Builder
+			n, chunked := int64(0), false
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				head.WriteString(line)
+				k, v, _ := strings.Cut(line, ":")
+				switch {
+				case strings.EqualFold(k, "Content-Length"):
+					fmt.Sscan(strings.TrimSpace(v), &n)
+				case strings.EqualFold(k, "Transfer-Encoding"):
+					chunked = true
+				}
+				if line == "\r\n" {
+					break
+				}
 			}
-			cmu.Lock()
-			conns[c] = true
-			cmu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
+			if chunked {
+				// Chunks of at most one line each (the tests'),
+				// then the trailers, kept after the head.
 				for {
-					var head strings.Builder
-					n, chunked := int64(0), false
-					for {
-						line, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						head.WriteString(line)
-						k, v, _ := strings.Cut(line, ":")
-						switch {
-						case strings.EqualFold(k, "Content-Length"):
-							fmt.Sscan(strings.TrimSpace(v), &n)
-						case strings.EqualFold(k, "Transfer-Encoding"):
-							chunked = true
-						}
-						if line == "\r\n" {
-							break
-						}
-					}
-					if chunked {
-						// Chunks of at most one line each (the tests'),
-						// then the trailers, kept after the head.
-						for {
-							line, err := br.ReadString('\n')
-							if err != nil {
-								return
-							}
-							head.WriteString(line)
-							if line == "0\r\n" {
-								break
-							}
-						}
-						for {
-							line, err := br.ReadString('\n')
-							if err != nil {
-								return
-							}
-							head.WriteString(line)
-							if line == "\r\n" {
-								break
-							}
-						}
-					}
-					// Recorded before a Content-Length body is read: a test
-					// sees a request that is forwarded while its body
-					// still streams.
-					eb.mu.Lock()
-					eb.heads = append(eb.heads, head.String())
-					eb.mu.Unlock()
-					if _, err := io.CopyN(io.Discard, br, n); err != nil {
+					line, err := br.ReadString('\n')
+					if err != nil {
 						return
 					}
-					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"); err != nil {
-						return
+					head.WriteString(line)
+					if line == "0\r\n" {
+						break
 					}
 				}
-			})
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					head.WriteString(line)
+					if line == "\r\n" {
+						break
+					}
+				}
+			}
+			// Recorded before a Content-Length body is read: a test
+			// sees a request that is forwarded while its body
+			// still streams.
+			eb.mu.Lock()
+			eb.heads = append(eb.heads, head.String())
+			eb.mu.Unlock()
+			if _, err := io.CopyN(io.Discard, br, n); err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"); err != nil {
+				return
+			}
 		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		cmu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		cmu.Unlock()
-		wg.Wait()
 	})
 	return eb
 }

@@ -313,3 +313,49 @@ func waitLog(t *testing.T, ch <-chan string, what string, timeout time.Duration)
 	}
 	return ""
 }
+
+// serveRawConns accepts loopback connections and runs handle for each
+// in a goroutine of its own, which closes the connection when handle
+// returns. At the end of the test the listener and every open
+// connection are closed and the goroutines waited for. It returns the
+// listening address.
+func serveRawConns(t *testing.T, handle func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards conns
+	conns := map[net.Conn]bool{}
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Go(func() {
+				defer func() {
+					c.Close()
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+				}()
+				handle(c)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}

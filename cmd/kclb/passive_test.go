@@ -40,43 +40,8 @@ type earlyBackend struct {
 
 func startEarlyBackend(t *testing.T, name string) *earlyBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &earlyBackend{addr: ln.Addr().String(), sinkDone: make(chan struct{}, 64)}
-	var wg sync.WaitGroup
-	var mu sync.Mutex // guards conns
-	conns := map[net.Conn]bool{}
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Go(func() {
-				defer func() {
-					c.Close()
-					mu.Lock()
-					delete(conns, c)
-					mu.Unlock()
-				}()
-				b.serve(c, name)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	b := &earlyBackend{sinkDone: make(chan struct{}, 64)}
+	b.addr = serveRawConns(t, func(c net.Conn) { b.serve(c, name) })
 	return b
 }
 
