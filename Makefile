@@ -40,8 +40,8 @@ test-short:
 ## under the race detector (CI runs it after test; about 5 minutes on two cores). The
 ## namespace and keepalived tests of vrrp are left out: they time real failovers and
 ## the detector's slowdown would only test the machine.
-RACE_PKGS ?= ./accesslog ./admin ./affinity ./backend ./balancer ./config ./health \
-	./importer ./metrics ./pathpolicy ./proxy ./proxyproto ./ratelimit ./reliability ./sdnotify ./tlsconf ./vrrp
+RACE_PKGS ?= ./internal/accesslog ./internal/admin ./affinity ./internal/backend ./internal/balancer ./internal/config ./health \
+	./internal/importer ./internal/metrics ./internal/pathpolicy ./proxy ./internal/proxyproto ./internal/ratelimit ./internal/reliability ./internal/sdnotify ./tlsconf ./vrrp
 race:
 	$(GO) test -race -count=1 -timeout 10m -skip '^Test(Namespace|Interop)' $(RACE_PKGS)
 

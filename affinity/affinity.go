@@ -36,8 +36,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/balancer"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
 )
 
 // Cookie names Keycloak uses for the auth session.

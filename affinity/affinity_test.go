@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/balancer"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
 )
 
 var testSecret = []byte("0123456789abcdef-test-secret")

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 func TestCookieCodecRoundTrip(t *testing.T) {

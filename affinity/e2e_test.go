@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/affinity"
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/balancer"
-	"github.com/kclb/kclb/kcsim"
-	"github.com/kclb/kclb/kcsim/kcsimtest"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
+	"github.com/kclb/kclb/internal/kcsim"
+	"github.com/kclb/kclb/internal/kcsim/kcsimtest"
 	"github.com/kclb/kclb/proxy"
 )
 

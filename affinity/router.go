@@ -3,9 +3,9 @@ package affinity
 import (
 	"net/http"
 
-	"github.com/kclb/kclb/accesslog"
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/balancer"
+	"github.com/kclb/kclb/internal/accesslog"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
 )
 
 // Router adapts an Affinity to the proxy's routing interface

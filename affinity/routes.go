@@ -4,7 +4,7 @@ import (
 	"maps"
 	"time"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 // Where a server's route (its Keycloak node name) comes from, most

@@ -19,7 +19,7 @@ import (
 	"github.com/kclb/kclb/bench/procstat"
 	"github.com/kclb/kclb/bench/report"
 	"github.com/kclb/kclb/bench/target"
-	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/internal/kcsim"
 )
 
 // fakeTarget is an already running server in this process.

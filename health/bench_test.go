@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 func BenchmarkParseHealth(b *testing.B) {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 func TestDatabaseDownLeavesAndReturnsWithSlowStart(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 // Resolver looks up the addresses of a name. *net.Resolver satisfies it.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 // fakeClock is a Clock that moves only when the test advances it.

@@ -8,9 +8,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/kcsim"
-	"github.com/kclb/kclb/kcsim/kcsimtest"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/kcsim"
+	"github.com/kclb/kclb/internal/kcsim/kcsimtest"
 )
 
 // TestAgainstKcsim runs the checker with every probe against the project's

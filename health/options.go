@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 // ClusterMode says what the checker does when a node's cluster view

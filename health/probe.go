@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 // failKind classifies why an HTTP probe got no usable answer.

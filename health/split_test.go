@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 func TestRecordViewMajority(t *testing.T) {

@@ -1,6 +1,6 @@
 package health
 
-import "github.com/kclb/kclb/backend"
+import "github.com/kclb/kclb/internal/backend"
 
 // verdict is one round's outcome as the state machine sees it.
 type verdict struct {

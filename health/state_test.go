@@ -3,7 +3,7 @@ package health
 import (
 	"testing"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 func TestMachine(t *testing.T) {

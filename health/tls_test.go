@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 func TestHTTPSManagement(t *testing.T) {

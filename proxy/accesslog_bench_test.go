@@ -6,9 +6,9 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/kclb/kclb/accesslog"
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/pathpolicy"
+	"github.com/kclb/kclb/internal/accesslog"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/pathpolicy"
 )
 
 // countObserver is an Observer that only counts, standing in for the

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/kclb/kclb/affinity"
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/balancer"
-	"github.com/kclb/kclb/pathpolicy"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
+	"github.com/kclb/kclb/internal/pathpolicy"
 )
 
 // BenchmarkProxyRouting compares the forwarding path with plain

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/balancer"
-	"github.com/kclb/kclb/pathpolicy"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
+	"github.com/kclb/kclb/internal/pathpolicy"
 )
 
 // benchBody is the size of Keycloak-like small JSON responses.

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kclb/kclb/accesslog"
+	"github.com/kclb/kclb/internal/accesslog"
 )
 
 // Request bodies are read before a server slot is taken (issue 12,

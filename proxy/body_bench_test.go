@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/balancer"
-	"github.com/kclb/kclb/pathpolicy"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
+	"github.com/kclb/kclb/internal/pathpolicy"
 )
 
 // benchTokenPost is a Keycloak token request with its small form body.

@@ -26,11 +26,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kclb/kclb/accesslog"
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/balancer"
-	"github.com/kclb/kclb/pathpolicy"
-	"github.com/kclb/kclb/ratelimit"
+	"github.com/kclb/kclb/internal/accesslog"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
+	"github.com/kclb/kclb/internal/pathpolicy"
+	"github.com/kclb/kclb/internal/ratelimit"
 )
 
 // Router chooses the server for one attempt of a request and annotates

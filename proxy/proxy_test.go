@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/balancer"
-	"github.com/kclb/kclb/pathpolicy"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
+	"github.com/kclb/kclb/internal/pathpolicy"
 )
 
 // echoed is what the test backend saw.

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/ratelimit"
+	"github.com/kclb/kclb/internal/ratelimit"
 )
 
 // BenchmarkH1ProxyRateLimited is BenchmarkH1Proxy on kclb's own server

@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"unsafe"
 
-	"github.com/kclb/kclb/balancer"
+	"github.com/kclb/kclb/internal/balancer"
 )
 
 // reqScratch is memory a front end lends the Handler for one request, so

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 // Early answers and the errors that say a node is unreachable (issue 18,

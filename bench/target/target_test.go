@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/internal/config"
 )
 
 func TestProxiesServeThroughConfig(t *testing.T) {

@@ -32,7 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/internal/kcsim"
 	"github.com/kclb/kclb/tlsconf"
 )
 

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/internal/kcsim"
 	"github.com/kclb/kclb/tlsconf"
 )
 

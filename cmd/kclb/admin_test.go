@@ -24,8 +24,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/kclb/kclb/admin"
-	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/internal/admin"
+	"github.com/kclb/kclb/internal/kcsim"
 	"github.com/kclb/kclb/vrrp"
 )
 

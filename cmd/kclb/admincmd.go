@@ -12,8 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/kclb/kclb/admin"
-	"github.com/kclb/kclb/backend"
+	"github.com/kclb/kclb/internal/admin"
+	"github.com/kclb/kclb/internal/backend"
 )
 
 // The operator commands talk to a running kclb over its admin API:

@@ -17,13 +17,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kclb/kclb/admin"
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/internal/admin"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/health"
-	"github.com/kclb/kclb/metrics"
+	"github.com/kclb/kclb/internal/metrics"
 	"github.com/kclb/kclb/proxy"
-	"github.com/kclb/kclb/ratelimit"
+	"github.com/kclb/kclb/internal/ratelimit"
 	"github.com/kclb/kclb/vrrp"
 )
 

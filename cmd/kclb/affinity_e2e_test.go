@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/affinity"
-	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/internal/kcsim"
 )
 
 // affinitySecret is the [affinity] secret every instance of these tests

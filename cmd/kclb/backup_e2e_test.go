@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/admin"
+	"github.com/kclb/kclb/internal/admin"
 )
 
 // TestBackupServerThroughBinary pins issue 14, item 5 through the real

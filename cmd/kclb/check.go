@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/internal/config"
 )
 
 // cmdCheck validates a configuration like `haproxy -c`:

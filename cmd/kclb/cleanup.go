@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/vrrp"
 )
 

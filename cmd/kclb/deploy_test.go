@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/internal/config"
 )
 
 // readUnit returns deploy/kclb.service's [Service] keys (the last value

@@ -15,7 +15,7 @@ func TestBinaryWalls(t *testing.T) {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
 	for _, dep := range strings.Fields(string(out)) {
-		if dep == "testing" || dep == "github.com/kclb/kclb/kcsim" || strings.HasPrefix(dep, "github.com/kclb/kclb/kcsim/") ||
+		if dep == "testing" || dep == "github.com/kclb/kclb/internal/kcsim" || strings.HasPrefix(dep, "github.com/kclb/kclb/internal/kcsim/") ||
 			strings.HasPrefix(dep, "github.com/kclb/kclb/bench") {
 			t.Errorf("cmd/kclb depends on %s", dep)
 		}

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/kcsim"
-	"github.com/kclb/kclb/kcsim/kcsimtest"
+	"github.com/kclb/kclb/internal/kcsim"
+	"github.com/kclb/kclb/internal/kcsim/kcsimtest"
 )
 
 // TestDetectionLatency measures, for kclb and for HAProxy with the seed's

@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/kclb/kclb/admin"
+	"github.com/kclb/kclb/internal/admin"
 	"github.com/kclb/kclb/vrrp"
 )
 

@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/kclb/kclb/importer"
+	"github.com/kclb/kclb/internal/importer"
 )
 
 func init() {

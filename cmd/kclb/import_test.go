@@ -19,7 +19,7 @@ func TestImportCheck(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "config.toml")
 	cmd := exec.Command(kclbBin, "import", "-o", out,
-		"../../importer/testdata/haproxy.cfg", "../../importer/testdata/keepalived.conf")
+		"../../internal/importer/testdata/haproxy.cfg", "../../internal/importer/testdata/keepalived.conf")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -82,7 +82,7 @@ func TestImportCommand(t *testing.T) {
 	dir := t.TempDir()
 	existing := filepath.Join(dir, "exists.toml")
 	os.WriteFile(existing, []byte("keep me"), 0o600)
-	seed := "../../importer/testdata/haproxy.cfg"
+	seed := "../../internal/importer/testdata/haproxy.cfg"
 	tests := []struct {
 		name       string
 		args       []string
@@ -134,7 +134,7 @@ func writeTemp(t *testing.T, dir, name, content string) string {
 // --force the configuration is written with those lines as comments; and
 // every written configuration passes `kclb check --syntax-only`.
 func TestImportGolden(t *testing.T) {
-	dirs, _ := filepath.Glob("../../importer/testdata/golden/*")
+	dirs, _ := filepath.Glob("../../internal/importer/testdata/golden/*")
 	if len(dirs) < 6 {
 		t.Fatalf("only %d golden cases", len(dirs))
 	}

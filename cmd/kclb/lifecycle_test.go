@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/internal/kcsim"
 )
 
 // load runs workers keep-alive clients plus one client that opens a new

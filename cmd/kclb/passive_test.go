@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/admin"
-	"github.com/kclb/kclb/kcsim"
-	"github.com/kclb/kclb/kcsim/kcsimtest"
+	"github.com/kclb/kclb/internal/admin"
+	"github.com/kclb/kclb/internal/kcsim"
+	"github.com/kclb/kclb/internal/kcsim/kcsimtest"
 )
 
 // Passive detection through the real binary (issue 18, item 2, "Nine

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/admin"
-	"github.com/kclb/kclb/config"
-	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/internal/admin"
+	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/kcsim"
 )
 
 // probeInterval is health.interval in newProbeEnv's configuration.

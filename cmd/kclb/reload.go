@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kclb/kclb/config"
-	"github.com/kclb/kclb/ratelimit"
+	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/ratelimit"
 	"github.com/kclb/kclb/tlsconf"
 )
 

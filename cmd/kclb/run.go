@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/affinity"
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/proxy"
-	"github.com/kclb/kclb/proxyproto"
-	"github.com/kclb/kclb/sdnotify"
+	"github.com/kclb/kclb/internal/proxyproto"
+	"github.com/kclb/kclb/internal/sdnotify"
 	"github.com/kclb/kclb/tlsconf"
 	"github.com/kclb/kclb/vrrp"
 )

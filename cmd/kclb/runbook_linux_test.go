@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/admin"
+	"github.com/kclb/kclb/internal/admin"
 )
 
 // vrrpState returns the state of VRRP instance VI_1 on edge node n, read

@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/affinity"
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/balancer"
-	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
+	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/proxy"
-	"github.com/kclb/kclb/proxyproto"
-	"github.com/kclb/kclb/ratelimit"
+	"github.com/kclb/kclb/internal/proxyproto"
+	"github.com/kclb/kclb/internal/ratelimit"
 	"github.com/kclb/kclb/tlsconf"
 )
 

@@ -21,7 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/vrrp"
 )
 

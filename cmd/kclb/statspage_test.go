@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/admin"
+	"github.com/kclb/kclb/internal/admin"
 )
 
 // TestStatsPageDetail pins the stats page of issue 15, item 8 through

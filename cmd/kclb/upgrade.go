@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kclb/kclb/sdnotify"
+	"github.com/kclb/kclb/internal/sdnotify"
 )
 
 // Zero-downtime binary upgrade. SIGUSR2 makes the running kclb start the

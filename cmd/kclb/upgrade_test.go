@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/admin"
+	"github.com/kclb/kclb/internal/admin"
 )
 
 // loggedProc is a kclb whose log goes to a file: after a binary upgrade

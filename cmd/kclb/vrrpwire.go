@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/vrrp"
 )
 

@@ -18,9 +18,9 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/kclb/kclb/affinity"
-	"github.com/kclb/kclb/backend"
-	"github.com/kclb/kclb/balancer"
-	"github.com/kclb/kclb/config"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
+	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/tlsconf"

@@ -26,7 +26,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/internal/kcsim"
 )
 
 func main() {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/kcsim"
+	"github.com/kclb/kclb/internal/kcsim"
 )
 
 func TestRunRejectsBadFlags(t *testing.T) {
