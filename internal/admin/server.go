@@ -117,6 +117,16 @@ type Options struct {
 	// Handover, if set, starts or ends a planned VRRP handover for
 	// POST /v1/vrrp/handover (authorised callers only). Nil answers 501.
 	Handover func(ctx context.Context, req HandoverRequest) (*HandoverResult, error)
+	// Node is the writer recorded in the stamps of admin changes made on
+	// this instance (see Stamp). Empty means Name.
+	Node string
+	// Replicate, if set, tells the pair's other instance about an admin
+	// change made through the API, after it applied here; its result is
+	// returned to the caller (ChangeResult.Peer). Nil means no pair.
+	Replicate func(ctx context.Context) PeerResult
+	// Pair, if set, returns the pair channel's view for the status. Nil
+	// leaves it out.
+	Pair func() *PairStatus
 	// ActiveChecks is true when the health checker runs; wait?until=healthy
 	// then requires a check that completed after the wait began.
 	ActiveChecks bool
@@ -157,6 +167,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Node == "" {
+		opts.Node = opts.Name
 	}
 	return &Server{opts: opts, token: []byte(opts.Token),
 		state: State{Version: stateVersion, Servers: map[string]string{}}}, nil
@@ -252,6 +265,7 @@ func (s *Server) SetAdmin(name string, a backend.AdminState) (backend.AdminState
 	} else {
 		s.state.Servers[name] = a.String()
 	}
+	s.stampLocked(name, a)
 	if s.opts.State != nil {
 		s.state.Updated = time.Now().UTC()
 		if err := s.opts.State.Save(s.state); err != nil {
@@ -385,6 +399,9 @@ type ErrorBody struct {
 type ChangeResult struct {
 	Previous string       `json:"previous"`
 	Server   ServerStatus `json:"server"`
+	// Peer is what happened on the pair's other instance; absent without
+	// a [pair].
+	Peer *PeerResult `json:"peer,omitempty"`
 }
 
 // WaitResult is the body of a successful wait.
@@ -420,6 +437,9 @@ func (s *Server) Snapshot(authorized bool) Status {
 	if o.Listeners != nil {
 		st.Listeners = append(st.Listeners, o.Listeners()...)
 	}
+	if o.Pair != nil {
+		st.Pair = o.Pair()
+	}
 	servers := o.Pool.Servers()
 	s.history.prune(servers)
 	for _, srv := range servers {
@@ -428,6 +448,12 @@ func (s *Server) Snapshot(authorized bool) Status {
 			ss.RecentRequests = &n
 		}
 		s.history.fill(&ss, now)
+		if st.Pair != nil && st.Pair.PeerView != nil {
+			ss.PeerAdmin = st.Pair.PeerView[ss.Name]
+			if ss.PeerAdmin == "" {
+				ss.PeerAdmin = "absent"
+			}
+		}
 		if o.Traffic != nil {
 			tr := o.Traffic(srv)
 			ss.Responses, ss.BytesIn, ss.BytesOut = &tr.Responses, tr.BytesIn, tr.BytesOut
@@ -506,7 +532,7 @@ func (h *handler) mutate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error(), &st)
 		return
 	}
-	writeJSON(w, http.StatusOK, ChangeResult{Previous: prev.String(), Server: st})
+	writeJSON(w, http.StatusOK, ChangeResult{Previous: prev.String(), Server: st, Peer: h.s.replicate(r.Context())})
 }
 
 func (h *handler) wait(w http.ResponseWriter, r *http.Request) {

@@ -28,6 +28,11 @@ type State struct {
 	// that is temporarily missing from the configuration or from discovery
 	// keeps its state when it returns.
 	Servers map[string]string `json:"servers"`
+	// Stamps holds, per server, the version of its last admin change
+	// (ready ones too), so the pair (internal/peer) can tell which of two
+	// instances' states is the newer. Absent in files written before the
+	// pair existed: their states count as version 0.
+	Stamps map[string]Stamp `json:"stamps,omitempty"`
 }
 
 // ParseState decodes a state file. It rejects unknown versions and admin
@@ -47,6 +52,11 @@ func ParseState(b []byte) (State, error) {
 		}
 		if _, ok := backend.ParseAdminState(a); !ok {
 			return State{}, fmt.Errorf("admin: parse state: server %q: unknown admin state %q", name, a)
+		}
+	}
+	for name, sp := range st.Stamps {
+		if _, ok := backend.ParseAdminState(sp.Admin); !ok || name == "" {
+			return State{}, fmt.Errorf("admin: parse state: stamp of server %q: unknown admin state %q", name, sp.Admin)
 		}
 	}
 	if st.Servers == nil {

@@ -35,6 +35,8 @@ type Status struct {
 	Proxy *ProxyStatus `json:"proxy,omitempty"`
 	// Affinity holds the affinity counters; absent when affinity is off.
 	Affinity *AffinityStatus `json:"affinity,omitempty"`
+	// Pair is the pair channel's view; absent without a [pair].
+	Pair *PairStatus `json:"pair,omitempty"`
 }
 
 // ProxyStatus are the request handler's counters since the last reload.
@@ -123,6 +125,10 @@ type ServerStatus struct {
 	Since  time.Time `json:"since"`
 	// Admin is "ready", "drain" or "maint".
 	Admin string `json:"admin"`
+	// PeerAdmin is the server's admin state on the pair's other instance
+	// ("absent" when its pool has no such server); empty without a
+	// [pair] or before the peer first answered.
+	PeerAdmin string `json:"peer_admin,omitempty"`
 	// Available is true when the server takes new clients.
 	Available bool `json:"available"`
 	// Backup is true for a backup server ([[backend.server]] backup):
