@@ -58,9 +58,9 @@ type h1conn struct {
 
 	bw   *bufio.Writer
 	rawc syscall.RawConn // for waiting without a buffer; nil for TLS
-	// readableFn is c.readable, bound once; peekBuf is its buffer.
+	// readableFn is c.readable, bound once; idleErr is its result.
 	readableFn func(uintptr) bool
-	peekBuf    [1]byte
+	idleErr    error
 	p          *headParser
 	tmpl       *http.Request // carries ctx; copied into req for every request
 	req        http.Request
@@ -377,16 +377,12 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 		}
 		if c.served > 0 && c.rawc != nil && c.bw.Buffered() == 0 {
 			// An idle plain connection holds no buffer while it waits
-			// for the client: the goroutine's stack and the connection's
-			// state are all it costs.
-			c.putBuffers()
-			err := c.waitReadable()
-			c.getBuffers()
-			if err != nil {
+			// for the client (h1idle_linux.go): the goroutine's stack and
+			// the connection's state are all it costs.
+			if err := c.idleRead(); err != nil {
 				return nil, nil, t0, false
 			}
-		}
-		if err := c.fill(); err != nil {
+		} else if err := c.fill(); err != nil {
 			return nil, nil, t0, false
 		}
 		if c.served > 0 {

@@ -5,6 +5,6 @@ package proxy
 // idleWait is false: outside Linux an idle connection keeps its buffers.
 const idleWait = false
 
-func (c *h1conn) waitReadable() error { return nil }
+func (c *h1conn) idleRead() error { return nil }
 
 func (c *h1conn) readable(uintptr) bool { return true }

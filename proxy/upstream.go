@@ -35,12 +35,14 @@ import (
 // a response arrived (reset or closed after the connect): the one sign,
 // besides a failed connect, that the node itself is unreachable.
 //
-// A pooled connection the backend closed while idle is noticed before it
-// is reused (a non-blocking peek), because a request body once sent
-// cannot be sent again. A request that still fails on a reused
-// connection before the backend answered a byte is tried once more on a
-// new connection when nothing of its body was consumed (and, once the
-// request was written, only for idempotent methods).
+// A request that fails on a reused connection before the backend
+// answered a byte is tried once more on a new connection when nothing of
+// its body was consumed (and, once the request was written, only for
+// idempotent methods): that is how a bodiless idempotent request (most
+// of Keycloak's traffic) meets a connection the backend closed while it
+// was idle. Any other request cannot be sent again once written, so the
+// pooled connection it takes is first checked with a non-blocking peek
+// (one system call) and skipped if the backend closed it.
 //
 // An upstream is safe for concurrent use.
 type upstream struct {
@@ -269,10 +271,13 @@ func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter, dialed 
 		return nil, fmt.Errorf("proxy: request to %s: %w", r.URL.Host, err)
 	}
 	hp := u.pool(r.URL.Host)
+	// A request the retry below can send again needs no check before a
+	// pooled connection is reused.
+	check := !idempotent(r.Method) || (r.Body != nil && r.Body != http.NoBody)
 	for attempt := 0; ; attempt++ {
 		var c *upConn
 		if attempt == 0 {
-			c = u.get(hp)
+			c = u.get(hp, check)
 		}
 		if c == nil {
 			var t0 time.Time
@@ -324,9 +329,9 @@ func (u *upstream) pool(addr string) *hostPool {
 	return v.(*hostPool)
 }
 
-// get pops the most recently used idle connection that is neither
-// expired nor closed by the backend, or returns nil.
-func (u *upstream) get(hp *hostPool) *upConn {
+// get pops the most recently used idle connection that is not expired
+// and, if check is set, not closed by the backend; or returns nil.
+func (u *upstream) get(hp *hostPool, check bool) *upConn {
 	var now time.Time
 	for {
 		hp.mu.Lock()
@@ -342,7 +347,7 @@ func (u *upstream) get(hp *hostPool) *upConn {
 		if now.IsZero() {
 			now = u.opts.now()
 		}
-		if now.Sub(c.idleAt) > u.opts.IdleTimeout || !c.alive() {
+		if now.Sub(c.idleAt) > u.opts.IdleTimeout || (check && !c.alive()) {
 			c.close()
 			continue
 		}
