@@ -112,7 +112,8 @@ type MachineConfig struct {
 	Priority uint8
 	// AdvertInterval is Advertisement_Interval; it must be positive.
 	AdvertInterval time.Duration
-	// LocalAddr is this node's primary IPv4 address, used for the equal-priority tie-break.
+	// LocalAddr is this node's primary address (IPv4, or the IPv6 link-local address of an
+	// IPv6 instance), used for the equal-priority tie-break: the numerically higher wins.
 	LocalAddr netip.Addr
 	// Preempt lets a higher-priority Backup take over from a lower-priority Master
 	// (RFC Preempt_Mode). false is keepalived's nopreempt. The owner (255) always preempts.
@@ -177,8 +178,8 @@ func NewMachine(cfg MachineConfig) (*Machine, error) {
 	if cfg.AdvertInterval <= 0 {
 		return nil, fmt.Errorf("vrrp: advert interval %v must be positive", cfg.AdvertInterval)
 	}
-	if !cfg.LocalAddr.Is4() {
-		return nil, fmt.Errorf("vrrp: local address %v is not IPv4", cfg.LocalAddr)
+	if !cfg.LocalAddr.Is4() && (!cfg.LocalAddr.Is6() || cfg.LocalAddr.Is4In6()) {
+		return nil, fmt.Errorf("vrrp: local address %v is not IPv4 or IPv6", cfg.LocalAddr)
 	}
 	m := &Machine{cfg: cfg, masterAdverInterval: cfg.AdvertInterval}
 	m.track = newTracker(cfg.TrackRise, cfg.TrackFall)

@@ -64,14 +64,20 @@ type Options struct {
 	// AuthPass is the VRRPv2 clear-text password (keepalived "auth_type PASS"); only the
 	// first 8 bytes are used, as in keepalived. Empty means no authentication. Version 2 only.
 	AuthPass string
-	// VIPs are the virtual IPv4 addresses with the prefix length to configure them with
-	// (e.g. 203.0.113.100/24 as keepalived does, or /32). 1..255 required.
+	// VIPs are the virtual addresses with the prefix length to configure them with
+	// (e.g. 203.0.113.100/24 as keepalived does, or /32; 2001:db8::100/64 or /128). 1..255
+	// required, all of one family: IPv4 (VRRP over IPv4) or IPv6 (VRRPv3 over IPv6, RFC
+	// 5798 §5.1.2, announced with unsolicited Neighbor Advertisements instead of
+	// gratuitous ARP). IPv6 needs Version 3.
+	// IPv6 VIPs are added without duplicate address detection (nodad) so they are usable
+	// at once.
 	VIPs []netip.Prefix
 	// UnicastPeers, if set, receive the adverts by unicast instead of the multicast group,
 	// and adverts from other sources are dropped.
 	UnicastPeers []netip.Addr
 	// SourceAddr is the primary address used as advert source and for the tie-break.
-	// Default: the first IPv4 address of Interface that is not a VIP.
+	// Default: the first IPv4 address of Interface that is not a VIP; for IPv6 VIPs the
+	// interface's link-local address (IPv6 adverts must come from one).
 	SourceAddr netip.Addr
 	// Preempt lets a higher-priority node take over from a lower-priority Master (the RFC
 	// default). false means nopreempt. The owner (255) always preempts.
@@ -87,8 +93,8 @@ type Options struct {
 	// calls needed to change the tracked health. Default 1. Callers that only report edges
 	// should keep 1.
 	TrackRise, TrackFall int
-	// GARPRepeat is the number of gratuitous ARPs per burst on becoming Master. Default 5;
-	// negative sends none.
+	// GARPRepeat is the number of gratuitous ARPs (IPv6: unsolicited Neighbor
+	// Advertisements) per burst on becoming Master. Default 5; negative sends none.
 	GARPRepeat int
 	// GARPDelay is the delay of the second burst. Default 5 s; negative means none.
 	GARPDelay time.Duration
@@ -299,18 +305,36 @@ func New(opts Options) (*Instance, error) {
 	if len(o.VIPs) == 0 || len(o.VIPs) > 255 {
 		return nil, fmt.Errorf("vrrp %s: VIPs: need 1..255 addresses, got %d", o.Name, len(o.VIPs))
 	}
+	// One address family per instance, as in keepalived: the first VIP decides.
+	v6 := o.VIPs[0].IsValid() && o.VIPs[0].Addr().Is6() && !o.VIPs[0].Addr().Is4In6()
+	family := func(a netip.Addr) bool { // a is of the instance's family
+		if v6 {
+			return a.Is6() && !a.Is4In6()
+		}
+		return a.Is4()
+	}
+	fam := "IPv4"
+	if v6 {
+		fam = "IPv6"
+		if o.Version != 3 {
+			return nil, fmt.Errorf("vrrp %s: Version %d: IPv6 VIPs need VRRP version 3", o.Name, o.Version)
+		}
+	}
 	for _, v := range o.VIPs {
-		if !v.IsValid() || !v.Addr().Is4() {
-			return nil, fmt.Errorf("vrrp %s: VIPs: %v is not an IPv4 prefix", o.Name, v)
+		if !v.IsValid() || !family(v.Addr()) {
+			return nil, fmt.Errorf("vrrp %s: VIPs: %v is not an %s prefix (one address family per instance, set by the first VIP)", o.Name, v, fam)
 		}
 	}
 	for _, p := range o.UnicastPeers {
-		if !p.Is4() {
-			return nil, fmt.Errorf("vrrp %s: UnicastPeers: %v is not IPv4", o.Name, p)
+		if !family(p) {
+			return nil, fmt.Errorf("vrrp %s: UnicastPeers: %v is not %s like the VIPs", o.Name, p, fam)
 		}
 	}
-	if o.SourceAddr.IsValid() && !o.SourceAddr.Is4() {
-		return nil, fmt.Errorf("vrrp %s: SourceAddr: %v is not IPv4", o.Name, o.SourceAddr)
+	if o.SourceAddr.IsValid() && !family(o.SourceAddr) {
+		return nil, fmt.Errorf("vrrp %s: SourceAddr: %v is not %s like the VIPs", o.Name, o.SourceAddr, fam)
+	}
+	if v6 && o.SourceAddr.IsValid() && !o.SourceAddr.IsLinkLocalUnicast() {
+		return nil, fmt.Errorf("vrrp %s: SourceAddr: %v is not link-local (RFC 5798 §5.1.2.1: IPv6 adverts come from the interface's link-local address)", o.Name, o.SourceAddr)
 	}
 	if o.PreemptDelay < 0 || o.TrackRise < 0 || o.TrackFall < 0 || o.GARPRefresh < 0 {
 		return nil, fmt.Errorf("vrrp %s: PreemptDelay, TrackRise, TrackFall and GARPRefresh must not be negative", o.Name)
@@ -334,8 +358,11 @@ func New(opts Options) (*Instance, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	local := o.SourceAddr
-	if !local.IsValid() {
-		local = netip.IPv4Unspecified() // replaced by the interface address in Run
+	if !local.IsValid() { // replaced by the interface address in Run
+		local = netip.IPv4Unspecified()
+		if v6 {
+			local = netip.IPv6Unspecified()
+		}
 	}
 	m, err := NewMachine(MachineConfig{
 		Version: o.Version, Priority: o.Priority, AdvertInterval: o.AdvertInterval, LocalAddr: local,
@@ -361,6 +388,22 @@ func New(opts Options) (*Instance, error) {
 		copy(i.authData[:], o.AuthPass) // keepalived uses only the first 8 bytes
 	}
 	return i, nil
+}
+
+// ipv6 reports whether the instance runs VRRPv3 over IPv6 (its VIPs are IPv6).
+func (i *Instance) ipv6() bool { return isIPv6(i.opts.VIPs) }
+
+// isIPv6 reports whether vips (validated by New: one family) are IPv6.
+func isIPv6(vips []netip.Prefix) bool {
+	return len(vips) > 0 && vips[0].Addr().Is6() && !vips[0].Addr().Is4In6()
+}
+
+// group is the multicast group of the instance's family.
+func (i *Instance) group() netip.Addr {
+	if i.ipv6() {
+		return MulticastGroup6()
+	}
+	return MulticastGroup()
 }
 
 // Name returns the instance name (Options.Name or its default).
@@ -637,6 +680,7 @@ func (i *Instance) validate(b []byte, h ipInfo, p *Packet, local netip.Addr) (Ad
 	if len(i.opts.UnicastPeers) > 0 && !containsAddr(i.opts.UnicastPeers, h.Src) {
 		return drop(DropUnknownPeer)
 	}
+	p.IPv6 = i.ipv6()
 	if err := p.UnmarshalBinary(b); err != nil {
 		if errors.Is(err, ErrTruncated) {
 			return drop(DropTruncated)
@@ -779,7 +823,7 @@ func (i *Instance) sendAdvertLocked(prio uint8) {
 	if i.plat == nil {
 		return
 	}
-	i.pkt = Packet{Version: uint8(i.opts.Version), VRID: i.opts.VRID, Priority: prio,
+	i.pkt = Packet{Version: uint8(i.opts.Version), VRID: i.opts.VRID, Priority: prio, IPv6: i.ipv6(),
 		Interval: i.opts.AdvertInterval, Addrs: i.pkt.Addrs[:0], Src: i.m.cfg.LocalAddr}
 	for _, v := range i.opts.VIPs {
 		i.pkt.Addrs = append(i.pkt.Addrs, v.Addr())
@@ -789,7 +833,7 @@ func (i *Instance) sendAdvertLocked(prio uint8) {
 	}
 	dsts := i.opts.UnicastPeers
 	if len(dsts) == 0 {
-		dsts = []netip.Addr{MulticastGroup()}
+		dsts = []netip.Addr{i.group()}
 	}
 	for _, dst := range dsts {
 		i.pkt.Dst = dst

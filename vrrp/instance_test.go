@@ -85,7 +85,7 @@ func (c *fakeConn) WriteTo(b []byte, dst netip.Addr) error {
 	defer c.net.mu.Unlock()
 	c.net.sent = append(c.net.sent, m)
 	for _, o := range c.net.conns {
-		if o == c || (dst != MulticastGroup() && dst != o.local) {
+		if o == c || (!dst.IsMulticast() && dst != o.local) {
 			continue
 		}
 		select {
@@ -546,7 +546,13 @@ func TestNewValidation(t *testing.T) {
 		{"no interface", Options{VRID: 1, VIPs: vips}, "Interface"},
 		{"no VRID", Options{Interface: "eth0", VIPs: vips}, "VRID"},
 		{"no VIPs", Options{Interface: "eth0", VRID: 1}, "VIPs"},
-		{"IPv6 VIP", Options{Interface: "eth0", VRID: 1, VIPs: []netip.Prefix{netip.MustParsePrefix("2001:db8::1/128")}}, "VIPs"},
+		{"IPv4 then IPv6 VIP", Options{Interface: "eth0", VRID: 1, VIPs: append(vips, testVIP6)}, "VIPs"},
+		{"IPv6 then IPv4 VIP", Options{Interface: "eth0", VRID: 1, VIPs: []netip.Prefix{testVIP6, testVIP}}, "VIPs"},
+		{"IPv4-mapped after IPv6", Options{Interface: "eth0", VRID: 1, VIPs: []netip.Prefix{testVIP6, netip.MustParsePrefix("::ffff:203.0.113.1/128")}}, "VIPs"},
+		{"IPv6 version 2", Options{Interface: "eth0", VRID: 1, VIPs: []netip.Prefix{testVIP6}, Version: 2}, "Version"},
+		{"IPv6 with IPv4 peer", Options{Interface: "eth0", VRID: 1, VIPs: []netip.Prefix{testVIP6}, UnicastPeers: []netip.Addr{addrA}}, "UnicastPeers"},
+		{"IPv6 with IPv4 source", Options{Interface: "eth0", VRID: 1, VIPs: []netip.Prefix{testVIP6}, SourceAddr: addrA}, "SourceAddr"},
+		{"IPv6 global source", Options{Interface: "eth0", VRID: 1, VIPs: []netip.Prefix{testVIP6}, SourceAddr: netip.MustParseAddr("2001:db8::11")}, "link-local"},
 		{"v3 interval 5ms", Options{Interface: "eth0", VRID: 1, VIPs: vips, AdvertInterval: 5 * time.Millisecond}, "AdvertInterval"},
 		{"v2 interval 100ms", Options{Interface: "eth0", VRID: 1, VIPs: vips, Version: 2, AdvertInterval: 100 * time.Millisecond}, "AdvertInterval"},
 		{"v3 password", Options{Interface: "eth0", VRID: 1, VIPs: vips, AuthPass: "x"}, "AuthPass"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"syscall"
@@ -17,20 +18,32 @@ import (
 // tosCS6 is the IP TOS keepalived sends adverts with (DSCP CS6, network control).
 const tosCS6 = 0xc0
 
-// openPlatform opens the raw protocol 112 socket, the netlink VIP manager and the ARP
-// client on o.Interface. It needs CAP_NET_RAW and CAP_NET_ADMIN.
+// openPlatform opens the raw protocol 112 socket (IPv4 or IPv6, by the VIPs' family), the
+// netlink VIP manager and the ARP client (IPv6: the ICMPv6 socket for Neighbor
+// Advertisements) on o.Interface. It needs CAP_NET_RAW and CAP_NET_ADMIN.
 func openPlatform(o *Options) (*platform, error) {
 	ifi, err := net.InterfaceByName(o.Interface)
 	if err != nil {
 		return nil, err
 	}
+	v6 := isIPv6(o.VIPs)
 	local := o.SourceAddr
 	if !local.IsValid() {
-		if local, err = primaryAddr(ifi, o.VIPs); err != nil {
+		if v6 {
+			local, err = linkLocalAddr(ifi)
+		} else {
+			local, err = primaryAddr(ifi, o.VIPs)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
-	c, err := listenVRRP(ifi, local)
+	var c advertConn
+	if v6 {
+		c, err = listenVRRP6(ifi, local)
+	} else {
+		c, err = listenVRRP(ifi, local)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -107,10 +120,7 @@ func listenVRRP(ifi *net.Interface, local netip.Addr) (*linuxConn, error) {
 	raw := pconn.(*net.IPConn)
 	pc := ipv4.NewPacketConn(raw)
 	group := &net.IPAddr{IP: net.IP(MulticastGroup().AsSlice())}
-	steps := []struct {
-		what string
-		err  error
-	}{
+	err = setupSteps(pc, ifi, []setupStep{
 		{"join 224.0.0.18", pc.JoinGroup(ifi, group)},
 		{"multicast interface", pc.SetMulticastInterface(ifi)},
 		{"multicast TTL", pc.SetMulticastTTL(255)},
@@ -118,12 +128,9 @@ func listenVRRP(ifi *net.Interface, local netip.Addr) (*linuxConn, error) {
 		{"multicast loopback", pc.SetMulticastLoopback(false)},
 		{"TOS", pc.SetTOS(tosCS6)},
 		{"control messages", pc.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true)},
-	}
-	for _, s := range steps {
-		if s.err != nil {
-			pc.Close()
-			return nil, fmt.Errorf("%s on %s: %w", s.what, ifi.Name, s.err)
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	rc, err := raw.SyscallConn()
 	if err != nil {
@@ -160,34 +167,64 @@ func (c *linuxConn) WriteTo(b []byte, dst netip.Addr) error {
 	return err
 }
 
-func (c *linuxConn) Pending() bool {
+func (c *linuxConn) Pending() bool { return pending(c.rc) }
+
+func (c *linuxConn) Close() error { return closeConn(c.pc) }
+
+// pending reports whether the socket has a received datagram queued.
+func pending(rc syscall.RawConn) bool {
 	var n int
 	var ierr error
-	if err := c.rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil || ierr != nil {
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil || ierr != nil {
 		return false
 	}
 	return n > 0
 }
 
-func (c *linuxConn) Close() error {
-	err := c.pc.Close()
+// closeConn closes c; closing it twice is not an error.
+func closeConn(c io.Closer) error {
+	err := c.Close()
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
 }
 
-// linuxVIPs manages VIPs with netlink and announces them with gratuitous ARP.
+// setupStep is one socket option set while opening a socket, and its result.
+type setupStep struct {
+	what string
+	err  error
+}
+
+// setupSteps closes c and returns the first failed step's error, naming the step and ifi.
+func setupSteps(c io.Closer, ifi *net.Interface, steps []setupStep) error {
+	for _, s := range steps {
+		if s.err != nil {
+			c.Close()
+			return fmt.Errorf("%s on %s: %w", s.what, ifi.Name, s.err)
+		}
+	}
+	return nil
+}
+
+// linuxVIPs manages VIPs with netlink and announces them with gratuitous ARP (IPv4) or
+// unsolicited Neighbor Advertisements (IPv6).
 type linuxVIPs struct {
 	ifi  *net.Interface
 	link netlink.Link
 	arp  *arp.Client // opened on first use; used only by the effects goroutine
+	nd   *ndSender   // likewise, for IPv6 VIPs
 }
 
 func (v *linuxVIPs) Add(vips []netip.Prefix) error {
 	var errs []error
 	for _, p := range vips {
 		a := &netlink.Addr{IPNet: prefixIPNet(p)}
+		if p.Addr().Is6() {
+			// No duplicate address detection: the VIP must be usable (bindable, a valid
+			// source) at once, and its previous holder is being replaced on purpose.
+			a.Flags = unix.IFA_F_NODAD
+		}
 		if err := netlink.AddrReplace(v.link, a); err != nil {
 			errs = append(errs, fmt.Errorf("add %v to %s: %w", p, v.ifi.Name, err))
 		}
@@ -207,8 +244,12 @@ func (v *linuxVIPs) Remove(vips []netip.Prefix) error {
 }
 
 // GARP sends ARP announcements like keepalived: requests "who-has VIP tell VIP" from the
-// interface MAC to the broadcast address.
+// interface MAC to the broadcast address. For IPv6 VIPs it sends unsolicited Neighbor
+// Advertisements instead (sendNA).
 func (v *linuxVIPs) GARP(vips []netip.Prefix, count int) error {
+	if isIPv6(vips) {
+		return v.sendNA(vips, count)
+	}
 	if v.arp == nil {
 		c, err := arp.Dial(v.ifi)
 		if err != nil {
@@ -235,29 +276,33 @@ func (v *linuxVIPs) GARP(vips []netip.Prefix, count int) error {
 }
 
 func (v *linuxVIPs) Close() error {
-	if v.arp == nil {
-		return nil
+	var errs []error
+	if v.arp != nil {
+		errs = append(errs, v.arp.Close())
+		v.arp = nil
 	}
-	err := v.arp.Close()
-	v.arp = nil
-	return err
+	if v.nd != nil {
+		errs = append(errs, v.nd.Close())
+		v.nd = nil
+	}
+	return errors.Join(errs...)
 }
 
 func prefixIPNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), 32)}
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 // RemoveVIPs removes those of vips that are configured on the interface called ifname
 // (with whatever prefix length) and returns the ones it removed. It is for cleaning up
 // after a process that died without resigning (kill -9, OOM kill, a watchdog kill): such
-// a node's kernel would keep answering ARP for the VIPs. The caller must make sure that
-// no live instance holds them. It needs CAP_NET_ADMIN.
+// a node's kernel would keep answering ARP (IPv6: Neighbor Solicitations) for the VIPs.
+// The caller must make sure that no live instance holds them. It needs CAP_NET_ADMIN.
 func RemoveVIPs(ifname string, vips []netip.Prefix) ([]netip.Prefix, error) {
 	link, err := netlink.LinkByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: interface %s: %w", ifname, err)
 	}
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: addresses of %s: %w", ifname, err)
 	}
@@ -265,8 +310,8 @@ func RemoveVIPs(ifname string, vips []netip.Prefix) ([]netip.Prefix, error) {
 	var errs []error
 	for _, v := range vips {
 		for _, a := range addrs {
-			ip, ok := netip.AddrFromSlice(a.IP.To4())
-			if !ok || ip != v.Addr() {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if ip = ip.Unmap(); !ok || ip != v.Addr() {
 				continue
 			}
 			if err := netlink.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {

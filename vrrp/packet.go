@@ -25,6 +25,12 @@ const (
 // (RFC 5798 §5.1.1.2).
 func MulticastGroup() netip.Addr { return netip.AddrFrom4([4]byte{224, 0, 0, 18}) }
 
+// MulticastGroup6 returns ff02::12, the IPv6 link-local scope multicast group VRRP adverts
+// are sent to (RFC 5798 §5.1.2.2).
+func MulticastGroup6() netip.Addr {
+	return netip.AddrFrom16([16]byte{0xff, 0x02, 15: 0x12})
+}
+
 const (
 	headerLen   = 8
 	authDataLen = 8
@@ -41,8 +47,9 @@ var (
 	ErrChecksum = errors.New("vrrp: bad checksum")
 )
 
-// Packet is one VRRP advertisement, version 2 (RFC 3768) or 3 (RFC 5798), IPv4 only.
-// The zero value is not a valid packet: Version and VRID must be set before MarshalBinary.
+// Packet is one VRRP advertisement: version 2 (RFC 3768, IPv4) or 3 (RFC 5798, IPv4 or
+// IPv6). The zero value is not a valid packet: Version and VRID must be set before
+// MarshalBinary.
 type Packet struct {
 	// Version is 2 or 3.
 	Version uint8
@@ -59,28 +66,42 @@ type Packet struct {
 	// AuthData is the VRRPv2 authentication data: for AuthSimple the password, zero padded
 	// to 8 bytes. Ignored for version 3.
 	AuthData [authDataLen]byte
-	// Addrs are the virtual IPv4 addresses, at most 255.
+	// Addrs are the virtual addresses, at most 255: IPv4, or IPv6 when IPv6 is set.
 	Addrs []netip.Addr
+	// IPv6 selects the IPv6 form of version 3 (RFC 5798 §5.1.2, §5.2.9): 16-byte addresses
+	// and the IPv6 pseudo-header. The message does not say which family it belongs to, so
+	// UnmarshalBinary reads this field (set it for a message received over IPv6) and
+	// leaves it unchanged.
+	IPv6 bool
 	// Checksum is set by UnmarshalBinary to the received checksum and by MarshalBinary to
 	// the computed one.
 	Checksum uint16
-	// Src and Dst are the IPv4 header addresses. They are not part of the VRRP message;
-	// MarshalBinary uses them for the version 3 pseudo-header checksum.
+	// Src and Dst are the IP header addresses (IPv6: the link-local source and ff02::12 or
+	// a unicast peer). They are not part of the VRRP message; MarshalBinary uses them for
+	// the version 3 pseudo-header checksum.
 	Src, Dst netip.Addr
 }
 
 // Len returns the length in bytes of the marshalled message.
 func (p *Packet) Len() int {
-	n := headerLen + 4*len(p.Addrs)
+	n := headerLen + p.addrLen()*len(p.Addrs)
 	if p.Version == 2 {
 		n += authDataLen
 	}
 	return n
 }
 
+// addrLen is the size of one address in the message.
+func (p *Packet) addrLen() int {
+	if p.IPv6 {
+		return 16
+	}
+	return 4
+}
+
 // MarshalBinary encodes the advertisement and computes its checksum: for version 3 over the
-// message and an IPv4 pseudo-header built from Src and Dst (which must then be IPv4), for
-// version 2 over the message only. It sets p.Checksum.
+// message and a pseudo-header built from Src and Dst (which must then be IPv4, or IPv6 when
+// p.IPv6 is set), for version 2 over the message only. It sets p.Checksum.
 func (p *Packet) MarshalBinary() ([]byte, error) {
 	b := make([]byte, p.Len())
 	if err := p.marshalTo(b); err != nil {
@@ -113,11 +134,17 @@ func (p *Packet) marshalTo(b []byte) error {
 		if cs < 1 || cs > 0xfff || p.Interval%(10*time.Millisecond) != 0 {
 			return fmt.Errorf("%w: v3 interval %v is not 10ms..40.95s in centiseconds", ErrMalformed, p.Interval)
 		}
-		if !p.Src.Is4() || !p.Dst.Is4() {
+		if p.IPv6 && (!p.Src.Is6() || p.Src.Is4In6() || !p.Dst.Is6() || p.Dst.Is4In6()) {
+			return fmt.Errorf("%w: v3 over IPv6 needs IPv6 Src and Dst for the pseudo-header", ErrMalformed)
+		}
+		if !p.IPv6 && (!p.Src.Is4() || !p.Dst.Is4()) {
 			return fmt.Errorf("%w: v3 needs IPv4 Src and Dst for the pseudo-header", ErrMalformed)
 		}
 		binary.BigEndian.PutUint16(b[4:], uint16(cs))
 	case 2:
+		if p.IPv6 {
+			return fmt.Errorf("%w: VRRP version 2 has no IPv6 form", ErrMalformed)
+		}
 		s := p.Interval / time.Second
 		if s < 1 || s > 255 || p.Interval%time.Second != 0 {
 			return fmt.Errorf("%w: v2 interval %v is not 1..255 whole seconds", ErrMalformed, p.Interval)
@@ -130,12 +157,20 @@ func (p *Packet) marshalTo(b []byte) error {
 	b[6], b[7] = 0, 0
 	off := headerLen
 	for _, a := range p.Addrs {
-		if !a.Is4() {
+		switch {
+		case p.IPv6 && (!a.Is6() || a.Is4In6()):
+			return fmt.Errorf("%w: address %v is not IPv6", ErrMalformed, a)
+		case p.IPv6:
+			a16 := a.As16()
+			copy(b[off:], a16[:])
+			off += 16
+		case !a.Is4():
 			return fmt.Errorf("%w: address %v is not IPv4", ErrMalformed, a)
+		default:
+			a4 := a.As4()
+			copy(b[off:], a4[:])
+			off += 4
 		}
-		a4 := a.As4()
-		copy(b[off:], a4[:])
-		off += 4
 	}
 	if p.Version == 2 {
 		copy(b[off:], p.AuthData[:])
@@ -147,8 +182,9 @@ func (p *Packet) marshalTo(b []byte) error {
 
 // UnmarshalBinary decodes an advertisement (the IP payload, without the IP header). It checks
 // the structure (version 2 or 3, type advertisement, length for the address count) but not the
-// checksum: call VerifyChecksum for that. Src and Dst are left unchanged. The returned errors
-// wrap ErrTruncated or ErrMalformed.
+// checksum: call VerifyChecksum for that. p.IPv6 selects the address size (version 2 with
+// IPv6 set is malformed); it, Src and Dst are left unchanged. The returned errors wrap
+// ErrTruncated or ErrMalformed.
 func (p *Packet) UnmarshalBinary(b []byte) error {
 	if len(b) < headerLen {
 		return fmt.Errorf("%w: %d bytes, header needs %d", ErrTruncated, len(b), headerLen)
@@ -160,8 +196,11 @@ func (p *Packet) UnmarshalBinary(b []byte) error {
 	if typ != TypeAdvertisement {
 		return fmt.Errorf("%w: type %d", ErrMalformed, typ)
 	}
+	if version == 2 && p.IPv6 {
+		return fmt.Errorf("%w: VRRP version 2 over IPv6", ErrMalformed)
+	}
 	count := int(b[3])
-	need := headerLen + 4*count
+	need := headerLen + p.addrLen()*count
 	if version == 2 {
 		need += authDataLen
 	}
@@ -194,6 +233,11 @@ func (p *Packet) UnmarshalBinary(b []byte) error {
 	}
 	off := headerLen
 	for i := range count {
+		if p.IPv6 {
+			p.Addrs[i] = netip.AddrFrom16([16]byte(b[off : off+16]))
+			off += 16
+			continue
+		}
 		p.Addrs[i] = netip.AddrFrom4([4]byte(b[off : off+4]))
 		off += 4
 	}
@@ -204,15 +248,16 @@ func (p *Packet) UnmarshalBinary(b []byte) error {
 }
 
 // VerifyChecksum checks the checksum of the encoded message b as received from src to dst
-// (the IP header addresses; only version 3 uses them). It returns an error wrapping
-// ErrChecksum on mismatch and ErrTruncated if b is too short to hold a header.
+// (the IP header addresses, both IPv4 or both IPv6; only version 3 uses them, with the
+// pseudo-header of their family). It returns an error wrapping ErrChecksum on mismatch and
+// ErrTruncated if b is too short to hold a header.
 func VerifyChecksum(b []byte, src, dst netip.Addr) error {
 	if len(b) < headerLen {
 		return ErrTruncated
 	}
 	version := b[0] >> 4
-	if version == 3 && (!src.Is4() || !dst.Is4()) {
-		return fmt.Errorf("%w: v3 needs IPv4 source and destination", ErrChecksum)
+	if version == 3 && !(src.Is4() && dst.Is4()) && !(src.Is6() && dst.Is6() && !src.Is4In6() && !dst.Is4In6()) {
+		return fmt.Errorf("%w: v3 needs IPv4 or IPv6 source and destination, got %v and %v", ErrChecksum, src, dst)
 	}
 	// The sum over a message including its correct checksum is 0xffff, whose complement is 0.
 	if s := checksumFold(checksumSum(version, b, src, dst)); s != 0xffff {
@@ -233,11 +278,21 @@ func computeChecksumIgnoring(version uint8, b []byte, src, dst netip.Addr) uint1
 	return ^checksumFold(s) // no underflow: the field was added into s
 }
 
-// checksumSum adds b as big-endian 16-bit words, plus the IPv4 pseudo-header for version 3
-// (RFC 5798 §5.2.8: source, destination, zero, protocol, VRRP length).
+// checksumSum adds b as big-endian 16-bit words, plus the pseudo-header for version 3
+// (RFC 5798 §5.2.8): for IPv4 source, destination, zero, protocol, VRRP length; for IPv6
+// (RFC 8200 §8.1) source, destination, 32-bit length, three zero bytes and next header.
+// Both sum to the same words apart from the addresses.
 func checksumSum(version uint8, b []byte, src, dst netip.Addr) uint32 {
 	var s uint32
-	if version == 3 {
+	if version == 3 && src.Is6() {
+		s16, d16 := src.As16(), dst.As16()
+		for i := 0; i < 16; i += 2 {
+			s += uint32(s16[i])<<8 | uint32(s16[i+1])
+			s += uint32(d16[i])<<8 | uint32(d16[i+1])
+		}
+		s += ProtocolNumber
+		s += uint32(len(b)) // the upper 16 bits of the 32-bit length are 0 for any VRRP message
+	} else if version == 3 {
 		s4, d4 := src.As4(), dst.As4()
 		s += uint32(s4[0])<<8 | uint32(s4[1])
 		s += uint32(s4[2])<<8 | uint32(s4[3])

@@ -19,8 +19,9 @@ type ipPacket struct {
 	payload  []byte
 }
 
-// readPcap returns the IPv4 packets of an Ethernet pcap file (as written by tcpdump -w).
-func readPcap(t testing.TB, name string) []ipPacket {
+// pcapFrames returns the Ethernet frames of a pcap file (as written by tcpdump -w) in
+// testdata whose EtherType is etherType, without the 14-byte Ethernet header.
+func pcapFrames(t testing.TB, name string, etherType uint16) [][]byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
@@ -29,15 +30,29 @@ func readPcap(t testing.TB, name string) []ipPacket {
 	if len(b) < 24 || binary.LittleEndian.Uint32(b) != 0xa1b2c3d4 {
 		t.Fatalf("%s: not a little-endian microsecond pcap", name)
 	}
-	var out []ipPacket
+	var out [][]byte
 	for off := 24; off+16 <= len(b); {
 		incl := int(binary.LittleEndian.Uint32(b[off+8:]))
 		frame := b[off+16 : off+16+incl]
 		off += 16 + incl
-		if len(frame) < 14+20 || binary.BigEndian.Uint16(frame[12:]) != 0x0800 {
+		if len(frame) >= 14 && binary.BigEndian.Uint16(frame[12:]) == etherType {
+			out = append(out, frame[14:])
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no frames of EtherType %#04x", name, etherType)
+	}
+	return out
+}
+
+// readPcap returns the IPv4 packets of an Ethernet pcap file in testdata.
+func readPcap(t testing.TB, name string) []ipPacket {
+	t.Helper()
+	var out []ipPacket
+	for _, ip := range pcapFrames(t, name, 0x0800) {
+		if len(ip) < 20 {
 			continue
 		}
-		ip := frame[14:]
 		ihl := int(ip[0]&0x0f) * 4
 		total := int(binary.BigEndian.Uint16(ip[2:]))
 		out = append(out, ipPacket{
@@ -46,9 +61,6 @@ func readPcap(t testing.TB, name string) []ipPacket {
 			dst:     netip.AddrFrom4([4]byte(ip[16:20])),
 			payload: ip[ihl:total],
 		})
-	}
-	if len(out) == 0 {
-		t.Fatalf("%s: no IPv4 packets", name)
 	}
 	return out
 }

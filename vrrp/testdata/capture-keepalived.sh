@@ -6,6 +6,11 @@
 #   keepalived-v3-fast.pcap VRRPv3, advert_int 0.1, two VIPs
 #   keepalived-v2-pass.pcap VRRPv2, auth_type PASS, auth_pass "kclbpass1" (keepalived sends 8 chars)
 #   keepalived-v3-prio0.pcap the priority-0 advert sent on SIGTERM
+#   keepalived-v6.pcap      VRRPv3 over IPv6 (native_ipv6), VIPs 2001:db8::100 and ::101,
+#                           from eth0's link-local address to ff02::12
+#   keepalived-v6-na.pcap   the unsolicited Neighbor Advertisements sent on becoming Master
+# The IPv6 captures carry the veth MAC, which is random: after regenerating them, update
+# keepalived6Src and the MAC in packet6_test.go.
 set -euo pipefail
 OUT=$(cd "$(dirname "$0")" && pwd)
 W=$(mktemp -d)
@@ -20,11 +25,12 @@ trap cleanup EXIT
 ip netns add $A; ip netns add $SW
 ip -n $SW link add br0 type bridge; ip -n $SW link set br0 up
 ip link add veth0 netns $A type veth peer name p0 netns $SW
+ip netns exec $A sysctl -qw net.ipv6.conf.veth0.accept_dad=0 # link-local usable at once
 ip -n $A link set veth0 name eth0; ip -n $A link set eth0 up; ip -n $A link set lo up
 ip -n $SW link set p0 master br0; ip -n $SW link set p0 up
 ip -n $A addr add 203.0.113.11/24 dev eth0
 
-capture() { # name version advert_int auth vips stop
+capture() { # name version advert_int auth vips stop [filter [count] [instance options]]
   cat >"$W/$1.conf" <<CONF
 global_defs {
   router_id kclbcap
@@ -33,6 +39,7 @@ global_defs {
 vrrp_instance VI_CAP {
   state BACKUP
   interface eth0
+  ${9:-}
   virtual_router_id 51
   priority 150
   advert_int $3
@@ -42,7 +49,7 @@ $5
   }
 }
 CONF
-  ip netns exec $SW tcpdump -i br0 -n -U -c 3 -w "$W/$1.pcap" 'ip proto 112' 2>/dev/null &
+  ip netns exec $SW tcpdump -i br0 -n -U -c "${8:-3}" -w "$W/$1.pcap" "${7:-ip proto 112}" 2>/dev/null &
   local td=$!
   sleep 0.5
   ip netns exec $A keepalived -n -l -D -P -R -f "$W/$1.conf" -p "$W/$1.pid" -r "$W/$1.vrrp.pid" >"$W/$1.log" 2>&1 &
@@ -63,4 +70,8 @@ capture keepalived-v2-pass 2 1 "authentication {
     auth_pass kclbpass1
   }" "    203.0.113.100/24 dev eth0" run
 capture keepalived-v3-prio0 3 1 "" "    203.0.113.100/24 dev eth0" stop
+capture keepalived-v6 3 1 "" "    2001:db8::100/64 dev eth0
+    2001:db8::101/64 dev eth0" run 'ip6 proto 112' 3 native_ipv6
+capture keepalived-v6-na 3 1 "" "    2001:db8::100/64 dev eth0
+    2001:db8::101/64 dev eth0" run 'icmp6 and ip6[40] == 136' 2 native_ipv6
 for f in "$OUT"/keepalived-*.pcap; do echo "== $f"; tcpdump -r "$f" -n -vv 2>/dev/null; done
