@@ -253,9 +253,10 @@ func ownChunked(data []byte, iotest bool) ([]byte, error) {
 	}
 	c := s.newConn(&fuzzConn{r: r})
 	c.setup()
+	c.getState()
 	req := &http.Request{ContentLength: -1}
-	c.body.reset(c, req)
-	out, err := io.ReadAll(&c.body)
+	c.st.body.reset(c, req)
+	out, err := io.ReadAll(&c.st.body)
 	return out, err
 }
 

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -39,8 +38,6 @@ type h1conn struct {
 	entry  *connEntry
 	remote string
 	tls    *tls.ConnectionState
-	ctx    context.Context
-	cancel context.CancelFunc
 	start  time.Time
 
 	// state is stateNew until the first request, then stateActive or
@@ -61,15 +58,53 @@ type h1conn struct {
 	// readableFn is c.readable, bound once; idleErr is its result.
 	readableFn func(uintptr) bool
 	idleErr    error
-	p          *headParser
-	tmpl       *http.Request // carries ctx; copied into req for every request
-	req        http.Request
-	body       h1body
-	resp       h1response
-	// scratch is lent to the Handler for each request (scratch.go).
-	scratch reqScratch
+	// st is the state of the request being served, taken from h1States
+	// for each request and given back while the connection is idle.
+	st *h1state
 
 	served int // requests served
+}
+
+// h1state is what a connection needs to serve a request and not while it
+// waits for the next one: the parser, the request with its header map,
+// its body reader, the ResponseWriter and the Handler's scratch (about
+// 4 KiB). Idle keep-alive connections hand it back to h1States, so it
+// costs once per request in flight, not once per connection.
+type h1state struct {
+	p    headParser
+	req  http.Request
+	body h1body
+	resp h1response
+	// scratch is lent to the Handler for each request (scratch.go).
+	scratch reqScratch
+}
+
+// h1States pools h1state across the connections of every Server (a
+// state holds nothing of the connection that last used it).
+var h1States = sync.Pool{New: func() any {
+	st := &h1state{p: *newHeadParser()}
+	st.resp.hdr = make(http.Header, 16)
+	return st
+}}
+
+// getState takes a request state for c.
+func (c *h1conn) getState() {
+	c.st = h1States.Get().(*h1state)
+	c.st.resp.c = c
+}
+
+// putState gives c's request state back: the last request is over and
+// nothing of it is referenced any more.
+func (c *h1conn) putState() {
+	st := c.st
+	if st == nil {
+		return
+	}
+	c.st = nil
+	st.req = http.Request{}
+	st.body = h1body{}
+	st.resp.c, st.resp.req, st.resp.werr = nil, nil, nil
+	h1States.Put(st)
 }
 
 // Connection states for Shutdown.
@@ -97,9 +132,7 @@ var errLineLong = errors.New("proxy: line too long")
 func (s *Server) newConn(nc net.Conn) *h1conn {
 	// remote is set in serve: a PROXY-protocol connection reads its
 	// header in RemoteAddr, which must not hold up the accept loop.
-	c := &h1conn{s: s, nc: nc, start: time.Now()}
-	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
-	return c
+	return &h1conn{s: s, nc: nc, start: time.Now()}
 }
 
 // serve runs the connection until it closes.
@@ -111,7 +144,7 @@ func (c *h1conn) serve() {
 		c.nc = tc
 		c.register()
 		tc.SetDeadline(time.Now().Add(s.o.HeaderTimeout))
-		err := tc.HandshakeContext(c.ctx)
+		err := tc.HandshakeContext(s.baseCtx)
 		if err != nil {
 			s.handshakes.Add(-1)
 			s.o.ErrorLog.Debug("TLS handshake failed", "remote", c.remote, "err", err)
@@ -152,7 +185,6 @@ func (c *h1conn) handoff() {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-	c.cancel()
 	if !s.h2.put(c.nc) {
 		c.nc.Close()
 		if s.o.Conns != nil {
@@ -167,13 +199,6 @@ func (c *h1conn) setup() {
 		c.readableFn = c.readable
 	}
 	c.getBuffers()
-	c.p = newHeadParser()
-	// Requests get a context that is never canceled: nothing watches the
-	// client while a request is forwarded (see the file comment), and a
-	// context without Done costs the backend client nothing per request.
-	c.tmpl = (&http.Request{}).WithContext(context.WithoutCancel(c.ctx))
-	c.resp.c = c
-	c.resp.hdr = make(http.Header, 16)
 }
 
 // getBuffers takes the read and write buffers from the server's pools.
@@ -203,7 +228,7 @@ func (c *h1conn) close(linger bool) {
 		c.lingerClose()
 	}
 	c.nc.Close()
-	c.cancel()
+	c.putState()
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -265,7 +290,7 @@ func (c *h1conn) loop() bool {
 			c.nc.SetReadDeadline(t0.Add(s.o.ClientTimeout))
 		}
 		c.nc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
-		w := &c.resp
+		w := &c.st.resp
 		w.reset(r)
 		if ev, ok := r.Header["Expect"]; ok && len(ev) > 0 && ev[0] != "" {
 			if !headerHasToken(ev[0], "100-continue") {
@@ -273,10 +298,10 @@ func (c *h1conn) loop() bool {
 				w.hdr["Content-Length"] = zeroVals
 				w.WriteHeader(http.StatusExpectationFailed)
 				w.finish()
-				return c.body.err != io.EOF
+				return c.st.body.err != io.EOF
 			}
 			if r.ProtoMinor >= 1 && r.ContentLength != 0 {
-				c.body.cont = true
+				c.st.body.cont = true
 			}
 		}
 		if c.callHandler(w, r) {
@@ -295,7 +320,7 @@ func (c *h1conn) loop() bool {
 		// connection, so a client sending its next request on it is not
 		// reset; CloseIdle ends such connections once they are idle.
 		keep := !w.reqClose && !w.closeAfter && !s.closing.Load()
-		if !c.body.done() && (c.body.err != nil || !keep || !c.drainBody()) {
+		if !c.st.body.done() && (c.st.body.err != nil || !keep || !c.drainBody()) {
 			// Input is left unread: let the client read the response
 			// before the close resets the connection.
 			return true
@@ -332,7 +357,7 @@ func (c *h1conn) drainBody() bool {
 	defer bufPool.Put(bp)
 	total := 0
 	for total < maxDrain {
-		n, err := c.body.Read(*bp)
+		n, err := c.st.body.Read(*bp)
 		total += n
 		if err == io.EOF {
 			return true
@@ -370,6 +395,7 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 				return nil, nil, t0, false
 			}
 			c.nc.SetReadDeadline(time.Now().Add(s.o.KeepAlive))
+			c.putState()
 		}
 		if len(c.buf) > h1ReadBuf {
 			// A large head grew the buffer: do not keep it while idle.
@@ -409,18 +435,25 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 			c.pinned = true
 			c.r += end
 			c.hend = c.r
-			r = &c.req
-			*r = *c.tmpl
-			if herr = c.p.parse(r, head); herr != nil {
+			if c.st == nil {
+				c.getState()
+			}
+			// Requests carry no context (Context returns Background): one
+			// that is never canceled, since nothing watches the client
+			// while a request is forwarded (see the file comment), and a
+			// context without Done costs the backend client nothing.
+			r = &c.st.req
+			*r = http.Request{}
+			if herr = c.st.p.parse(r, head); herr != nil {
 				return nil, herr, t0, true
 			}
 			r.RemoteAddr = c.remote
 			r.TLS = c.tls
-			c.body.reset(c, r)
+			c.st.body.reset(c, r)
 			if r.ContentLength == 0 {
 				r.Body = http.NoBody
 			} else {
-				r.Body = &c.body
+				r.Body = &c.st.body
 			}
 			return r, nil, t0, true
 		}
@@ -519,7 +552,7 @@ func (c *h1conn) lineBuffered() bool {
 // sendContinue writes the 100 Continue a body read owes the client.
 func (c *h1conn) sendContinue(b *h1body) error {
 	b.cont = false
-	if c.resp.committed {
+	if c.st.resp.committed {
 		return nil
 	}
 	c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")

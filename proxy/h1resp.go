@@ -58,7 +58,7 @@ func (w *h1response) reset(r *http.Request) {
 }
 
 // requestScratch lends the Handler the connection's scratch memory.
-func (w *h1response) requestScratch() *reqScratch { return &w.c.scratch }
+func (w *h1response) requestScratch() *reqScratch { return &w.c.st.scratch }
 
 // Header implements http.ResponseWriter.
 func (w *h1response) Header() http.Header { return w.hdr }
