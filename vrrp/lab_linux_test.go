@@ -148,7 +148,7 @@ func (l *lab) probeVIP(node, vip string) *vipProbe {
 }
 
 func (p *vipProbe) has() bool {
-	addrs, err := p.h.AddrList(p.link, netlink.FAMILY_V4)
+	addrs, err := p.h.AddrList(p.link, netlink.FAMILY_ALL)
 	if err != nil {
 		return false
 	}
@@ -172,6 +172,11 @@ func (l *lab) mac(node string) string {
 // clientNeigh returns the client's neighbour entry (MAC) for the VIP, "" if none.
 func (l *lab) clientNeigh() string {
 	out, _ := exec.Command("ip", "-n", l.ns("c"), "neigh", "show", labVIP).Output()
+	return lladdr(out)
+}
+
+// lladdr returns the MAC after "lladdr" in `ip neigh show` output, "" if none.
+func lladdr(out []byte) string {
 	f := strings.Fields(string(out))
 	for i := range f {
 		if f[i] == "lladdr" && i+1 < len(f) {
@@ -360,7 +365,7 @@ func TestHelperProcess(t *testing.T) {
 		inst, err := New(Options{
 			Interface: "eth0", VRID: hc.VRID, Priority: hc.Priority, Version: hc.Version,
 			AdvertInterval: time.Duration(hc.AdvertMS) * time.Millisecond, AuthPass: hc.AuthPass,
-			VIPs: []netip.Prefix{netip.MustParsePrefix(vip + "/24")}, Preempt: hc.Preempt,
+			VIPs: []netip.Prefix{netip.PrefixFrom(netip.MustParseAddr(vip), labVIPBits(vip))}, Preempt: hc.Preempt,
 			TrackWeight: hc.TrackWeight, UnicastPeers: peers, Logger: log,
 		})
 		if err != nil {

@@ -4,11 +4,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/net/ipv4"
 )
 
@@ -144,29 +142,14 @@ func dropped(s Status) uint64 {
 // rawConn opens a raw IP protocol 112 socket in a node's namespace that sends with TTL
 // 255, like a stranger on the segment; it is closed when the test ends.
 func (l *lab) rawConn(node string) *ipv4.PacketConn {
-	t := l.t
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(l.ns(node))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		t.Fatal(err)
-	}
-	defer netns.Set(orig)
-	c, err := net.ListenPacket("ip4:112", labAddrs[node])
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	var c net.PacketConn
+	l.inNS(node, func() {
+		var err error
+		if c, err = net.ListenPacket("ip4:112", labAddrs[node]); err != nil {
+			l.t.Fatal(err)
+		}
+	})
+	l.t.Cleanup(func() { c.Close() })
 	pc := ipv4.NewPacketConn(c)
 	pc.SetMulticastTTL(255)
 	pc.SetTTL(255)
