@@ -54,7 +54,7 @@
 // keepalived interop test also needs keepalived (and watches for flapping for 10 s, or 30 s
 // plus a 100 ms variant with -vrrp.long or KCLB_LONG=1). KCLB_VRRP_TIMING=1 runs the failover
 // measurement for kclb and keepalived, which writes a markdown table to
-// KCLB_VRRP_TIMING_OUT (KCLB_VRRP_TIMING_RUNS runs per row). KCLB_VRRP_LOGDIR keeps the
+// KCLB_VRRP_TIMING_OUT (KCLB_VRRP_TIMING_RUNS runs per row). KCLB_LAB_LOGDIR keeps the
 // helper logs, KCLB_VRRP_TCPDUMP=1 adds a capture of the bridge. testdata/ holds adverts
 // captured from keepalived 2.2.7 and the script that captured them.
 //

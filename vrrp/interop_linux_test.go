@@ -161,7 +161,7 @@ func TestInteropKeepalived(t *testing.T) {
 				t.Fatalf("equal priority, lower address took over: A=%v B=%v", a.has(), b.has())
 			}
 			t0 = time.Now()
-			kb.signal(syscall.SIGTERM)
+			kb.Signal(syscall.SIGTERM)
 			t1, ok = waitUntil(mdi(100, tt.interval)+2*time.Second, func() bool { return a.has() && !b.has() })
 			if !ok {
 				t.Fatalf("keepalived did not take over after kclb SIGTERM: A=%v B=%v", a.has(), b.has())
@@ -173,7 +173,7 @@ func TestInteropKeepalived(t *testing.T) {
 			}); !ok {
 				t.Error("keepalived did not log kclb's priority-0 advert")
 			}
-			kb.wait(t, 5*time.Second)
+			kb.Wait(t, 5*time.Second)
 
 			// kclb returns at 150: it preempts keepalived and keeps the VIP.
 			kconf.Priority = 150
@@ -188,7 +188,7 @@ func TestInteropKeepalived(t *testing.T) {
 
 			// Crash kclb: keepalived takes over.
 			t0 = time.Now()
-			kb.signal(syscall.SIGKILL)
+			kb.Signal(syscall.SIGKILL)
 			l.linkSet("b", "down")
 			t1, ok = waitUntil(mdi(100, tt.interval)+2*time.Second, a.has)
 			if !ok {
@@ -211,7 +211,7 @@ func TestInteropKeepalived(t *testing.T) {
 				t.Fatal("kclb did not follow keepalived")
 			}
 			t0 = time.Now()
-			ka.signal(syscall.SIGTERM)
+			ka.Signal(syscall.SIGTERM)
 			t1, ok = waitUntil(mdi(100, tt.interval)+2*time.Second, func() bool { return b.has() && !a.has() })
 			if !ok {
 				t.Fatalf("kclb did not take over after keepalived SIGTERM: A=%v B=%v", a.has(), b.has())
@@ -220,7 +220,7 @@ func TestInteropKeepalived(t *testing.T) {
 			if _, ok := waitUntil(time.Second, func() bool { st, _ := l.helperStatus("kclb3"); return st.Resignations == 1 }); !ok {
 				t.Error("kclb did not see keepalived's priority-0 advert")
 			}
-			ka.wait(t, 5*time.Second)
+			ka.Wait(t, 5*time.Second)
 		})
 	}
 }

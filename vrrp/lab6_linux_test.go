@@ -15,6 +15,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/ipv6"
+
+	"github.com/kclb/kclb/internal/testlab"
 )
 
 // The IPv6 lab is the IPv4 lab plus 2001:db8::<n>/64 on every eth0 (nodad) and the
@@ -39,12 +41,12 @@ func (l *lab) enableIPv6() {
 	l.t.Helper()
 	for _, n := range []string{"a", "b", "c"} {
 		ns := l.ns(n)
-		run(l.t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
+		testlab.Run(l.t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
 		l.linkSet(n, "down")
 		l.linkSet(n, "up")
-		run(l.t, "ip", "-n", ns, "addr", "add", labAddrs6[n]+"/64", "dev", "eth0", "nodad")
+		testlab.Run(l.t, "ip", "-n", ns, "addr", "add", labAddrs6[n]+"/64", "dev", "eth0", "nodad")
 		if _, ok := waitUntil(5*time.Second, func() bool { return l.linkLocal(n) != "" }); !ok {
-			l.t.Fatalf("%s: no usable link-local address on eth0:\n%s", n, run(l.t, "ip", "-n", ns, "-6", "addr", "show", "dev", "eth0"))
+			l.t.Fatalf("%s: no usable link-local address on eth0:\n%s", n, testlab.Run(l.t, "ip", "-n", ns, "-6", "addr", "show", "dev", "eth0"))
 		}
 	}
 }
@@ -63,10 +65,7 @@ func (l *lab) linkLocal(node string) string {
 
 // clientNeigh6 returns the client's neighbour cache entry (MAC) for the IPv6 VIP, "" if
 // none.
-func (l *lab) clientNeigh6() string {
-	out, _ := exec.Command("ip", "-n", l.ns("c"), "-6", "neigh", "show", labVIP6, "dev", "eth0").Output()
-	return lladdr(out)
-}
+func (l *lab) clientNeigh6() string { return l.Neigh("c", labVIP6) }
 
 // ping6 sends one ICMPv6 echo from node to dst.
 func (l *lab) ping6(node, dst string) error {
@@ -77,7 +76,7 @@ func (l *lab) ping6(node, dst string) error {
 // kernel sends no Neighbor Advertisement of its own when an address is added, so a moved
 // neighbour entry is kclb's doing.
 func (l *lab) ndiscNotify(node string) string {
-	return strings.TrimSpace(run(l.t, "ip", "netns", "exec", l.ns(node), "sysctl", "-n", "net.ipv6.conf.eth0.ndisc_notify"))
+	return strings.TrimSpace(testlab.Run(l.t, "ip", "netns", "exec", l.ns(node), "sysctl", "-n", "net.ipv6.conf.eth0.ndisc_notify"))
 }
 
 // rawConn6 opens a raw IPv6 protocol 112 socket in node, for sending forged adverts.
@@ -217,7 +216,7 @@ func TestNamespaceFailoverIPv6(t *testing.T) {
 
 	t.Run("kill -9 master", func(t *testing.T) {
 		t0 := time.Now()
-		pa.signal(syscall.SIGKILL)
+		pa.Signal(syscall.SIGKILL)
 		l.linkSet("a", "down")
 		t1, ok := waitUntil(5*time.Second, b.has)
 		if !ok {
@@ -327,13 +326,13 @@ func TestInteropKeepalivedIPv6(t *testing.T) {
 		t.Fatal("keepalived did not enter BACKUP")
 	}
 	t0 = time.Now()
-	kb.signal(syscall.SIGTERM)
+	kb.Signal(syscall.SIGTERM)
 	t1, ok = waitUntil(mdi(100, interval)+2*time.Second, func() bool { return a.has() && !b.has() })
 	if !ok {
 		t.Fatalf("keepalived did not take over after kclb SIGTERM: A=%v B=%v", a.has(), b.has())
 	}
 	t.Logf("kclb SIGTERM -> IPv6 VIP on keepalived: %v (Skew_Time %v)", t1.Sub(t0), skew(100, interval))
-	kb.wait(t, 5*time.Second)
+	kb.Wait(t, 5*time.Second)
 	neighIs(macA, "keepalived")
 
 	// kclb returns at 150: it preempts keepalived and keeps the VIP.
@@ -350,7 +349,7 @@ func TestInteropKeepalivedIPv6(t *testing.T) {
 
 	// Crash kclb: keepalived takes over.
 	t0 = time.Now()
-	kb.signal(syscall.SIGKILL)
+	kb.Signal(syscall.SIGKILL)
 	l.linkSet("b", "down")
 	t1, ok = waitUntil(mdi(100, interval)+2*time.Second, a.has)
 	if !ok {
@@ -358,6 +357,6 @@ func TestInteropKeepalivedIPv6(t *testing.T) {
 	}
 	t.Logf("kclb crash -> IPv6 VIP on keepalived: %v (MDI %v)", t1.Sub(t0), mdi(100, interval))
 	neighIs(macA, "keepalived")
-	ka.signal(syscall.SIGTERM)
-	ka.wait(t, 5*time.Second)
+	ka.Signal(syscall.SIGTERM)
+	ka.Wait(t, 5*time.Second)
 }

@@ -13,14 +13,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/kclb/kclb/internal/testlab"
 )
 
 // The namespace tests build the topology of shared/tools/keepalived-failover.sh:
@@ -29,8 +29,8 @@ import (
 //	<p>-b eth0 203.0.113.12 ─┼─ <p>-sw: bridge br0 (no STP, no multicast snooping)
 //	<p>-c eth0 203.0.113.50 ─┘  (client)
 //
-// with VIP 203.0.113.100/24 on VRID 51. Every test gets its own namespace prefix
-// kclbv-<pid>-<n>, and everything is deleted in t.Cleanup.
+// with VIP 203.0.113.100/24 on VRID 51 (internal/testlab builds it). Every test gets its
+// own namespace prefix kclbv-<pid>-<random>, and everything is deleted in t.Cleanup.
 
 const (
 	labVIP    = "203.0.113.100"
@@ -40,73 +40,30 @@ const (
 
 var labAddrs = map[string]string{"a": "203.0.113.11", "b": "203.0.113.12", "c": "203.0.113.50"}
 
-var labSeq atomic.Int32
-
 type lab struct {
-	t      *testing.T
-	prefix string
-	dir    string
+	*testlab.Lab
+	t   *testing.T
+	dir string
 }
 
 // needRoot skips the test unless it runs as root with iproute2.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2 (ip)")
-	}
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
+func needRoot(t *testing.T) { testlab.NeedRoot(t) }
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	needRoot(t)
-	l := &lab{t: t, prefix: fmt.Sprintf("kclbv-%d-%d", os.Getpid(), labSeq.Add(1)), dir: t.TempDir()}
-	if d := os.Getenv("KCLB_VRRP_LOGDIR"); d != "" { // keep logs and captures for debugging
-		l.dir = filepath.Join(d, l.prefix)
-		if err := os.MkdirAll(l.dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	var nodes []testlab.Node
+	for _, n := range []string{"a", "b", "c"} {
+		nodes = append(nodes, testlab.Node{Name: n, Addr: labAddrs[n] + "/24"})
 	}
-	sw := l.ns("sw")
-	if out, err := exec.Command("ip", "netns", "add", sw).CombinedOutput(); err != nil {
-		t.Skipf("cannot create network namespaces: %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		for _, n := range []string{"a", "b", "c", "sw"} {
-			_ = exec.Command("ip", "netns", "del", l.ns(n)).Run()
-		}
-	})
-	run(t, "ip", "-n", sw, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")
-	run(t, "ip", "-n", sw, "link", "set", "br0", "up")
-	for i, n := range []string{"a", "b", "c"} {
-		ns := l.ns(n)
-		run(t, "ip", "netns", "add", ns)
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-		port := fmt.Sprintf("p%d", i)
-		run(t, "ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", sw)
-		run(t, "ip", "-n", sw, "link", "set", port, "master", "br0")
-		run(t, "ip", "-n", sw, "link", "set", port, "up")
-		run(t, "ip", "-n", ns, "addr", "add", labAddrs[n]+"/24", "dev", "eth0")
-		run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
-	}
+	tl := testlab.New(t, "v", nodes...)
+	l := &lab{Lab: tl, t: t, dir: tl.Dir}
 	if _, err := exec.LookPath("tcpdump"); err == nil && os.Getenv("KCLB_VRRP_TCPDUMP") != "" {
-		l.startProc("sw", "tcpdump", "tcpdump", "-i", "br0", "-n", "-l", "-tt", "-vv", "ip proto 112 or arp")
+		l.Start("sw", "tcpdump", "tcpdump", "-i", "br0", "-n", "-l", "-tt", "-vv", "ip proto 112 or arp")
 	}
 	return l
 }
 
-func (l *lab) ns(node string) string { return l.prefix + "-" + node }
+func (l *lab) ns(node string) string { return l.NS(node) }
 
 // handle returns a netlink handle inside the node's namespace.
 func (l *lab) handle(node string) *netlink.Handle {
@@ -160,54 +117,18 @@ func (p *vipProbe) has() bool {
 	return false
 }
 
-func (l *lab) mac(node string) string {
-	h := l.handle(node)
-	link, err := h.LinkByName("eth0")
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	return link.Attrs().HardwareAddr.String()
-}
+func (l *lab) mac(node string) string { return l.MAC(node) }
 
 // clientNeigh returns the client's neighbour entry (MAC) for the VIP, "" if none.
-func (l *lab) clientNeigh() string {
-	out, _ := exec.Command("ip", "-n", l.ns("c"), "neigh", "show", labVIP).Output()
-	return lladdr(out)
-}
+func (l *lab) clientNeigh() string { return l.Neigh("c", labVIP) }
 
-// lladdr returns the MAC after "lladdr" in `ip neigh show` output, "" if none.
-func lladdr(out []byte) string {
-	f := strings.Fields(string(out))
-	for i := range f {
-		if f[i] == "lladdr" && i+1 < len(f) {
-			return f[i+1]
-		}
-	}
-	return ""
-}
+func (l *lab) ping(node, dst string) error { return l.Ping(node, dst) }
 
-func (l *lab) ping(node, dst string) error {
-	return exec.Command("ip", "netns", "exec", l.ns(node), "ping", "-c", "1", "-W", "1", dst).Run()
-}
+func (l *lab) linkSet(node, state string) { l.LinkSet(node, state) }
 
-func (l *lab) linkSet(node, state string) {
-	run(l.t, "ip", "-n", l.ns(node), "link", "set", "eth0", state)
-}
-
-// waitUntil polls cond every 2 ms until it holds or timeout passes; it returns the time
+// waitUntil polls cond until it holds or timeout passes; it returns the time
 // at which cond first held, and whether it did.
-func waitUntil(timeout time.Duration, cond func() bool) (time.Time, bool) {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return time.Now(), true
-		}
-		if time.Now().After(deadline) {
-			return time.Time{}, false
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+var waitUntil = testlab.Until
 
 // helperConf configures one kclb VRRP helper process.
 type helperConf struct {
@@ -237,66 +158,11 @@ type gcStats struct {
 }
 
 // proc is a process started inside a namespace.
-type proc struct {
-	cmd  *exec.Cmd
-	name string
-	log  string
-	done chan struct{}
-}
+type proc = testlab.Proc
 
 func (l *lab) startProc(node, name string, args ...string) *proc {
 	l.t.Helper()
-	logPath := filepath.Join(l.dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns(node)}, args...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	return l.startCmd(cmd, name, logPath, f)
-}
-
-func (l *lab) startCmd(cmd *exec.Cmd, name, logPath string, f *os.File) *proc {
-	l.t.Helper()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		l.t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, name: name, log: logPath, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
-	l.t.Cleanup(func() {
-		p.signal(syscall.SIGKILL)
-		<-p.done
-		if l.t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			l.t.Logf("--- %s log ---\n%s", name, tail(b, 3000))
-		}
-	})
-	return p
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
-
-func (p *proc) signal(s syscall.Signal) {
-	select {
-	case <-p.done:
-	default:
-		_ = p.cmd.Process.Signal(s)
-	}
-}
-
-func (p *proc) wait(t *testing.T, timeout time.Duration) {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		t.Fatalf("%s did not exit within %v", p.name, timeout)
-	}
+	return l.Start(node, name, args...)
 }
 
 // startKCLB runs a kclb VRRP helper process (this test binary, TestHelperProcess) in a node.
@@ -312,15 +178,9 @@ func (l *lab) startKCLB(node, name string, c helperConf) *proc {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	logPath := filepath.Join(l.dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", l.ns(node), os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd := l.Command(node, os.Args[0], "-test.run=^TestHelperProcess$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+string(conf))
-	cmd.Stdout, cmd.Stderr = f, f
-	return l.startCmd(cmd, name, logPath, f)
+	return l.StartCmd(cmd, name)
 }
 
 // helperStatus reads the status file a helper writes every 20 ms.
@@ -517,7 +377,7 @@ func (l *lab) killKeepalived(name string, p *proc) {
 			}
 		}
 	}
-	p.signal(syscall.SIGKILL)
+	p.Signal(syscall.SIGKILL)
 }
 
 func needKeepalived(t *testing.T) {

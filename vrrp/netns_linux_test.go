@@ -39,7 +39,7 @@ func TestNamespaceFailover(t *testing.T) {
 
 	t.Run("kill -9 master", func(t *testing.T) {
 		t0 := time.Now()
-		pa.signal(syscall.SIGKILL)
+		pa.Signal(syscall.SIGKILL)
 		l.linkSet("a", "down") // a dead host: its stale VIP must not answer
 		t1, ok := waitUntil(5*time.Second, b.has)
 		if !ok {
@@ -70,7 +70,7 @@ func TestNamespaceFailover(t *testing.T) {
 	})
 
 	t.Run("unhealthy master loses the VIP", func(t *testing.T) {
-		pa.signal(syscall.SIGUSR1) // A: 150 - 60 = 90 < 100
+		pa.Signal(syscall.SIGUSR1) // A: 150 - 60 = 90 < 100
 		if _, ok := waitUntil(5*time.Second, func() bool { return b.has() && !a.has() }); !ok {
 			t.Fatalf("VIP did not move to B: A=%v B=%v", a.has(), b.has())
 		}
@@ -81,7 +81,7 @@ func TestNamespaceFailover(t *testing.T) {
 			st, _ := l.helperStatus("kclb-a2")
 			t.Fatalf("A status %v priority %d, want BACKUP 90", st.State, st.Priority)
 		}
-		pa.signal(syscall.SIGUSR1) // healthy again: A preempts
+		pa.Signal(syscall.SIGUSR1) // healthy again: A preempts
 		if _, ok := waitUntil(5*time.Second, func() bool { return a.has() && !b.has() }); !ok {
 			t.Fatalf("VIP did not return to A: A=%v B=%v", a.has(), b.has())
 		}
@@ -104,12 +104,12 @@ func TestNamespaceFailover(t *testing.T) {
 
 	t.Run("SIGTERM master", func(t *testing.T) {
 		t0 := time.Now()
-		pa.signal(syscall.SIGTERM)
+		pa.Signal(syscall.SIGTERM)
 		t1, ok := waitUntil(5*time.Second, b.has)
 		if !ok {
 			t.Fatal("B never took the VIP")
 		}
-		pa.wait(t, 5*time.Second)
+		pa.Wait(t, 5*time.Second)
 		bound := skew(100, interval) + 100*time.Millisecond
 		t.Logf("graceful failover: SIGTERM -> VIP on B %v (Skew_Time %v, bound %v)", t1.Sub(t0), skew(100, interval), bound)
 		if d := t1.Sub(t0); d > bound+failoverSlack {
@@ -208,7 +208,7 @@ func TestNamespaceMultiInstanceUnicast(t *testing.T) {
 		t.Fatal("B's instances do not report BACKUP of A (VRID 51) and MASTER (VRID 52)")
 	}
 	t0 := time.Now()
-	pa.signal(syscall.SIGKILL)
+	pa.Signal(syscall.SIGKILL)
 	l.linkSet("a", "down")
 	t1, ok := waitUntil(5*time.Second, b1.has)
 	if !ok {

@@ -120,12 +120,12 @@ func measureFailover(t *testing.T, impl, mode string, interval time.Duration) (t
 	t0 := time.Now()
 	switch {
 	case mode == "term":
-		pa.signal(syscall.SIGTERM)
+		pa.Signal(syscall.SIGTERM)
 	case impl == "keepalived":
 		l.killKeepalived("a", pa)
 		l.linkSet("a", "down")
 	default:
-		pa.signal(syscall.SIGKILL)
+		pa.Signal(syscall.SIGKILL)
 		l.linkSet("a", "down")
 	}
 	t1, ok := waitUntil(mdi(100, interval)+3*time.Second, b.has)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/internal/kcsim"
+	"github.com/kclb/kclb/internal/testlab"
 	"github.com/kclb/kclb/tlsconf"
 )
 
@@ -69,12 +70,6 @@ slowstart = "0s"
 		l.t.Fatal(err)
 	}
 	return p
-}
-
-// holds reports whether node n has vip on eth0.
-func (l *edgeLab) holds(n, vip string) bool {
-	out, _ := exec.Command("ip", "-n", l.ns(n), "-4", "addr", "show", "dev", "eth0").Output()
-	return strings.Contains(string(out), " "+vip+"/")
 }
 
 // aaRequest sends one HTTPS request from the client namespace to
@@ -214,10 +209,7 @@ func (l *edgeLab) finishLogin(lg *aaLogin, vip, other string) {
 // VIP on the same Keycloak node with the same KC_ROUTE cookie.
 func TestActiveActiveVIPs(t *testing.T) {
 	l := newEdgeLab(t)
-	kcsimBin := filepath.Join(filepath.Dir(kclbBin), "kcsim")
-	if out, err := exec.Command("go", "build", "-o", kcsimBin, "../kcsim").CombinedOutput(); err != nil {
-		t.Fatalf("build kcsim: %v\n%s", err, out)
-	}
+	kcsimBin := testlab.Build(t, kcsimPkg)
 	for i := range 2 {
 		l.start("k", fmt.Sprintf("kcsim-%d", i+1), kcsimBin, "-strict", "-node", fmt.Sprintf("keycloak%d", i+1),
 			"-traffic", fmt.Sprintf("203.0.113.20:%d", 8081+i), "-mgmt", fmt.Sprintf("203.0.113.20:%d", 9001+i))
@@ -236,7 +228,7 @@ func TestActiveActiveVIPs(t *testing.T) {
 		procs[i] = l.start(edges[i], name, kclbBin, "run", "-c", cfg[i])
 	}
 	crossed := func() bool {
-		return l.holds("a", nsVIP) && !l.holds("a", aaVIP2) && l.holds("b", aaVIP2) && !l.holds("b", nsVIP)
+		return l.HoldsAddr("a", nsVIP) && !l.HoldsAddr("a", aaVIP2) && l.HoldsAddr("b", aaVIP2) && !l.HoldsAddr("b", nsVIP)
 	}
 	run(0, "kclb-a")
 	run(1, "kclb-b")
@@ -246,7 +238,7 @@ func TestActiveActiveVIPs(t *testing.T) {
 	for round, dead := range []int{0, 1} {
 		if _, ok := until(10*time.Second, crossed); !ok {
 			t.Fatalf("round %d: not one VIP per edge: a holds .100=%v .101=%v, b holds .100=%v .101=%v", round,
-				l.holds("a", nsVIP), l.holds("a", aaVIP2), l.holds("b", nsVIP), l.holds("b", aaVIP2))
+				l.HoldsAddr("a", nsVIP), l.HoldsAddr("a", aaVIP2), l.HoldsAddr("b", nsVIP), l.HoldsAddr("b", aaVIP2))
 		}
 		l.aaDiscovery(nsVIP)
 		l.aaDiscovery(aaVIP2)
@@ -254,9 +246,9 @@ func TestActiveActiveVIPs(t *testing.T) {
 		lg := l.startLogin(vips[dead], fmt.Sprintf("login-%d", round))
 
 		resigned := l.resignations(t, edges[alive])
-		procs[dead].Process.Signal(syscall.SIGKILL)
+		procs[dead].Signal(syscall.SIGKILL)
 		killed := time.Now()
-		took, ok := until(5*time.Second, func() bool { return l.holds(edges[alive], vips[dead]) })
+		took, ok := until(5*time.Second, func() bool { return l.HoldsAddr(edges[alive], vips[dead]) })
 		if !ok {
 			t.Fatalf("%s did not take %s after kill -9 of %s", edges[alive], vips[dead], edges[dead])
 		}
@@ -267,10 +259,10 @@ func TestActiveActiveVIPs(t *testing.T) {
 		if got := l.resignations(t, edges[alive]); got != resigned {
 			t.Errorf("%s counted %d priority-0 adverts over kill -9 of %s, want none", edges[alive], got-resigned, edges[dead])
 		}
-		if !l.holds(edges[alive], vips[alive]) {
+		if !l.HoldsAddr(edges[alive], vips[alive]) {
 			t.Fatalf("%s lost its own VIP %s", edges[alive], vips[alive])
 		}
-		<-procs[dead].done
+		<-procs[dead].Done()
 		// The unit's ExecStopPost: the dead kclb's address leaves its interface.
 		if out, err := exec.Command("ip", "netns", "exec", l.ns(edges[dead]), kclbBin, "cleanup-vips", "-c", cfg[dead]).CombinedOutput(); err != nil {
 			t.Fatalf("cleanup-vips on %s: %v\n%s", edges[dead], err, out)

@@ -118,7 +118,7 @@ func TestHandoverKeepAliveClients(t *testing.T) {
 					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					if err == nil && resp.StatusCode != 200 {
-						err = &cmdError{err: io.ErrUnexpectedEOF, out: resp.Status}
+						err = &cmdError{Err: io.ErrUnexpectedEOF, Out: resp.Status}
 					}
 				}
 				switch {

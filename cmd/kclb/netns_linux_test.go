@@ -2,15 +2,14 @@ package main
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kclb/kclb/internal/testlab"
 	"github.com/kclb/kclb/tlsconf"
 )
 
@@ -26,58 +25,33 @@ import (
 
 const nsVIP = "203.0.113.100"
 
+// kcsimPkg is the Keycloak stand-in's command, built with testlab.Build.
+const kcsimPkg = "github.com/kclb/kclb/cmd/kcsim"
+
 var nsAddrs = map[string]string{"a": "203.0.113.10", "b": "203.0.113.11", "k": "203.0.113.20", "c": "203.0.113.50"}
 
 type edgeLab struct {
-	t      *testing.T
-	prefix string
-	dir    string
-	cert   string
+	*testlab.Lab
+	t    *testing.T
+	dir  string
+	cert string
 }
 
-func mustRun(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
+// mustRun runs a command and fails the test if it fails.
+var mustRun = testlab.Run
+
+// labProc is a process running inside a namespace.
+type labProc = testlab.Proc
 
 func newEdgeLab(t *testing.T) *edgeLab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
+	testlab.NeedRoot(t, "curl")
+	var nodes []testlab.Node
+	for _, n := range []string{"a", "b", "k", "c"} {
+		nodes = append(nodes, testlab.Node{Name: n, Addr: nsAddrs[n] + "/24"})
 	}
-	for _, tool := range []string{"ip", "curl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (apt-get install iproute2 curl)", tool)
-		}
-	}
-	l := &edgeLab{t: t, prefix: fmt.Sprintf("kclbe-%d-%04x", os.Getpid(), rand.Uint32()&0xffff), dir: t.TempDir()}
-	nodes := []string{"a", "b", "k", "c"}
-	t.Cleanup(func() {
-		for _, n := range append(nodes, "sw") {
-			exec.Command("ip", "netns", "del", l.ns(n)).Run()
-		}
-	})
-	if out, err := exec.Command("ip", "netns", "add", l.ns("sw")).CombinedOutput(); err != nil {
-		t.Skipf("cannot create network namespaces: %v %s", err, out)
-	}
-	sw := l.ns("sw")
-	mustRun(t, "ip", "-n", sw, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")
-	mustRun(t, "ip", "-n", sw, "link", "set", "br0", "up")
-	for i, n := range nodes {
-		ns := l.ns(n)
-		mustRun(t, "ip", "netns", "add", ns)
-		mustRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
-		port := fmt.Sprintf("p%d", i)
-		mustRun(t, "ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", sw)
-		mustRun(t, "ip", "-n", sw, "link", "set", port, "master", "br0")
-		mustRun(t, "ip", "-n", sw, "link", "set", port, "up")
-		mustRun(t, "ip", "-n", ns, "addr", "add", nsAddrs[n]+"/24", "dev", "eth0")
-		mustRun(t, "ip", "-n", ns, "link", "set", "eth0", "up")
-	}
+	lab := testlab.New(t, "e", nodes...)
+	l := &edgeLab{Lab: lab, t: t, dir: lab.Dir}
 	certPEM, keyPEM, err := tlsconf.SelfSigned{Hosts: []string{"sso.example.com"}, ValidFor: time.Hour}.Generate()
 	if err != nil {
 		t.Fatal(err)
@@ -88,41 +62,12 @@ func newEdgeLab(t *testing.T) *edgeLab {
 	return l
 }
 
-func (l *edgeLab) ns(n string) string { return l.prefix + "-" + n }
-
-// labProc is a process running inside a namespace.
-type labProc struct {
-	*exec.Cmd
-	done chan struct{} // closed once Wait returned; then err is set
-	err  error
-}
+func (l *edgeLab) ns(n string) string { return l.NS(n) }
 
 // start runs a command inside node n; it is killed in t.Cleanup.
 func (l *edgeLab) start(n, name string, args ...string) *labProc {
 	l.t.Helper()
-	logf, err := os.Create(filepath.Join(l.dir, name+".log"))
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns(n)}, args...)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		l.t.Fatal(err)
-	}
-	p := &labProc{Cmd: cmd, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); logf.Close(); close(p.done) }()
-	l.t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-		if l.t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			l.t.Logf("--- %s ---\n%s", name, b)
-		}
-	})
-	return p
+	return l.Start(n, name, args...)
 }
 
 // kclbConfig writes the configuration of edge node n.
@@ -195,32 +140,11 @@ func (l *edgeLab) resignations(t *testing.T, n string) uint64 {
 }
 
 // holdsVIP reports whether node n has the VIP on eth0.
-func (l *edgeLab) holdsVIP(n string) bool {
-	out, _ := exec.Command("ip", "-n", l.ns(n), "-4", "addr", "show", "dev", "eth0").Output()
-	return strings.Contains(string(out), " "+nsVIP+"/")
-}
+func (l *edgeLab) holdsVIP(n string) bool { return l.HoldsAddr(n, nsVIP) }
 
-func (l *edgeLab) mac(n string) string {
-	out := mustRun(l.t, "ip", "-n", l.ns(n), "link", "show", "eth0")
-	f := strings.Fields(out)
-	for i := range f {
-		if f[i] == "link/ether" && i+1 < len(f) {
-			return f[i+1]
-		}
-	}
-	return ""
-}
+func (l *edgeLab) mac(n string) string { return l.MAC(n) }
 
-func (l *edgeLab) clientNeigh() string {
-	out, _ := exec.Command("ip", "-n", l.ns("c"), "neigh", "show", nsVIP).Output()
-	f := strings.Fields(string(out))
-	for i := range f {
-		if f[i] == "lladdr" && i+1 < len(f) {
-			return f[i+1]
-		}
-	}
-	return ""
-}
+func (l *edgeLab) clientNeigh() string { return l.Neigh("c", nsVIP) }
 
 // clientGet fetches the OIDC discovery document over HTTPS at the VIP.
 func (l *edgeLab) clientGet() error {
@@ -237,17 +161,8 @@ func (l *edgeLab) clientGet() error {
 	return nil
 }
 
-// until polls cond every 5 ms up to timeout and returns when it first held.
-func until(timeout time.Duration, cond func() bool) (time.Time, bool) {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return time.Time{}, false
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
-	return time.Now(), true
-}
+// until polls cond up to timeout and returns when it first held.
+var until = testlab.Until
 
 // TestVRRPFailoverBetweenKclbInstances runs two kclb processes with the
 // in-process VRRP: the higher priority holds the VIP and serves HTTPS on
@@ -256,10 +171,7 @@ func until(timeout time.Duration, cond func() bool) (time.Time, bool) {
 // the old Master preempts on return; unhealthy tracking moves the VIP.
 func TestVRRPFailoverBetweenKclbInstances(t *testing.T) {
 	l := newEdgeLab(t)
-	kcsimBin := filepath.Join(filepath.Dir(kclbBin), "kcsim")
-	if out, err := exec.Command("go", "build", "-o", kcsimBin, "../kcsim").CombinedOutput(); err != nil {
-		t.Fatalf("build kcsim: %v\n%s", err, out)
-	}
+	kcsimBin := testlab.Build(t, kcsimPkg)
 	// One stand-in per edge node, in separate processes so one can die.
 	// kclb.Process of "ip netns exec" is kcsim itself (ip execs it).
 	kcA := l.start("k", "kcsim-1", kcsimBin, "-node", "keycloak1", "-traffic", "203.0.113.20:8081", "-mgmt", "203.0.113.20:9001")
@@ -286,7 +198,7 @@ func TestVRRPFailoverBetweenKclbInstances(t *testing.T) {
 
 	// Crash the Master.
 	resignedB := l.resignations(t, "b")
-	a.Process.Signal(syscall.SIGKILL)
+	a.Signal(syscall.SIGKILL)
 	killed := time.Now()
 	took, ok := until(5*time.Second, func() bool { return l.holdsVIP("b") })
 	if !ok {
@@ -318,7 +230,7 @@ func TestVRRPFailoverBetweenKclbInstances(t *testing.T) {
 	// a's only backend dies: a has no server left (not even a live one for
 	// panic mode), so its tracked health is down and 110-2×50 < 100. (A database blip
 	// that both edge nodes see alike keeps the VIP where it is.)
-	kcA.Process.Signal(syscall.SIGKILL)
+	kcA.Signal(syscall.SIGKILL)
 	if _, ok := until(10*time.Second, func() bool { return l.holdsVIP("b") && !l.holdsVIP("a") }); !ok {
 		t.Fatalf("VIP did not move away from the unhealthy a: a=%v b=%v", l.holdsVIP("a"), l.holdsVIP("b"))
 	}
@@ -330,7 +242,7 @@ func TestVRRPFailoverBetweenKclbInstances(t *testing.T) {
 	// VIP before it stops listening; a (even at its tracked priority 10)
 	// takes over after Skew_Time instead of Master_Down_Interval.
 	resignedA := l.resignations(t, "a")
-	b.Process.Signal(syscall.SIGTERM)
+	b.Signal(syscall.SIGTERM)
 	stopped := time.Now()
 	took, ok = until(5*time.Second, func() bool { return l.holdsVIP("a") })
 	if !ok {
@@ -347,9 +259,9 @@ func TestVRRPFailoverBetweenKclbInstances(t *testing.T) {
 		t.Error("b still holds the VIP after SIGTERM")
 	}
 	select {
-	case <-b.done:
-		if b.err != nil {
-			t.Errorf("kclb b exit after SIGTERM: %v", b.err)
+	case <-b.Done():
+		if b.Err() != nil {
+			t.Errorf("kclb b exit after SIGTERM: %v", b.Err())
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("kclb b did not exit after SIGTERM")

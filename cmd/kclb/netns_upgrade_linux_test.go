@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,77 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kclb/kclb/internal/testlab"
 )
-
-// lineWatch runs a command and keeps every line it prints, with the time
-// it was read.
-type lineWatch struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex // guards lines
-	got  []stampedLine
-	done chan struct{} // closed when the output ended
-}
-
-type stampedLine struct {
-	at   time.Time
-	text string
-}
-
-func watchLines(t *testing.T, name string, args ...string) *lineWatch {
-	t.Helper()
-	w := &lineWatch{cmd: exec.Command(name, args...), done: make(chan struct{})}
-	out, err := w.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.cmd.Stderr = io.Discard
-	if err := w.cmd.Start(); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	go func() {
-		defer close(w.done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			w.mu.Lock()
-			w.got = append(w.got, stampedLine{time.Now(), sc.Text()})
-			w.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { w.stop() })
-	return w
-}
-
-// stop ends the command and waits for its output to end.
-func (w *lineWatch) stop() {
-	w.cmd.Process.Kill()
-	<-w.done
-	w.cmd.Wait()
-}
-
-// lines returns the lines so far.
-func (w *lineWatch) lines() []stampedLine {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]stampedLine(nil), w.got...)
-}
-
-// saw reports whether a line so far contains substr.
-func (w *lineWatch) saw(substr string) bool {
-	for _, l := range w.lines() {
-		if strings.Contains(l.text, substr) {
-			return true
-		}
-	}
-	return false
-}
-
-// waitFor waits up to 10 s for a line containing substr.
-func (w *lineWatch) waitFor(t *testing.T, what, substr string) {
-	t.Helper()
-	if _, ok := until(10*time.Second, func() bool { return w.saw(substr) }); !ok {
-		t.Fatalf("%s: no line with %q within 10 s", what, substr)
-	}
-}
 
 // advert is one VRRP advertisement seen by tcpdump.
 type advert struct {
@@ -95,10 +23,10 @@ type advert struct {
 
 // parseAdverts reads tcpdump lines such as
 // "IP 203.0.113.10 > 224.0.0.18: VRRPv3, Advertisement, vrid 51, prio 110, intvl 10cs, length 12".
-func parseAdverts(lines []stampedLine) []advert {
+func parseAdverts(lines []testlab.Line) []advert {
 	var out []advert
 	for _, l := range lines {
-		f := strings.Fields(l.text)
+		f := strings.Fields(l.Text)
 		var a advert
 		for i := range f {
 			switch {
@@ -108,8 +36,8 @@ func parseAdverts(lines []stampedLine) []advert {
 				a.prio, _ = strconv.Atoi(strings.TrimSuffix(f[i+1], ","))
 			}
 		}
-		if a.src != "" && strings.Contains(l.text, "Advertisement") {
-			a.at = l.at
+		if a.src != "" && strings.Contains(l.Text, "Advertisement") {
+			a.at = l.At
 			out = append(out, a)
 		}
 	}
@@ -131,10 +59,7 @@ func TestBinaryUpgradeKeepsVIP(t *testing.T) {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Skip("needs tcpdump (apt-get install tcpdump)")
 	}
-	kcsimBin := filepath.Join(filepath.Dir(kclbBin), "kcsim")
-	if out, err := exec.Command("go", "build", "-o", kcsimBin, "../kcsim").CombinedOutput(); err != nil {
-		t.Fatalf("build kcsim: %v\n%s", err, out)
-	}
+	kcsimBin := testlab.Build(t, kcsimPkg)
 	l.start("k", "kcsim-1", kcsimBin, "-node", "keycloak1", "-traffic", "203.0.113.20:8081", "-mgmt", "203.0.113.20:9001")
 	if _, ok := until(10*time.Second, func() bool {
 		return exec.Command("ip", "netns", "exec", l.ns("k"), "curl", "-sf", "http://203.0.113.20:9001/health/ready").Run() == nil
@@ -159,21 +84,23 @@ func TestBinaryUpgradeKeepsVIP(t *testing.T) {
 	}
 
 	// Watchers, each proven running before the signal.
-	mon := watchLines(t, "ip", "-n", l.ns("a"), "monitor", "address")
+	mon := l.start("a", "ip-monitor-a", "ip", "monitor", "address")
 	// ip monitor subscribes to netlink some time after it starts (long
 	// under load), and an address added before that is never reported:
 	// add and delete the probe address until the monitor reports one.
 	probe := "198.51.100.77/32"
 	if _, ok := until(10*time.Second, func() bool {
 		mustRun(t, "ip", "-n", l.ns("a"), "addr", "add", probe, "dev", "lo")
-		_, seen := until(500*time.Millisecond, func() bool { return mon.saw("198.51.100.77") })
+		_, seen := until(500*time.Millisecond, func() bool { return mon.Has("198.51.100.77") })
 		mustRun(t, "ip", "-n", l.ns("a"), "addr", "del", probe, "dev", "lo")
 		return seen
 	}); !ok {
 		t.Fatal("ip monitor: no line with \"198.51.100.77\" within 10 s")
 	}
-	capture := watchLines(t, "ip", "netns", "exec", l.ns("b"), "tcpdump", "-i", "eth0", "-n", "-l", "-p", "ip proto 112")
-	capture.waitFor(t, "tcpdump", "203.0.113.10 > 224.0.0.18")
+	capture := l.start("b", "tcpdump-b", "tcpdump", "-i", "eth0", "-n", "-l", "-p", "ip proto 112")
+	if _, ok := until(10*time.Second, func() bool { return capture.Has("203.0.113.10 > 224.0.0.18") }); !ok {
+		t.Fatal("tcpdump: no advert from a within 10 s")
+	}
 
 	var vipAbsent, peerMaster, polls atomic.Int64
 	var okReqs, failedReqs atomic.Int64
@@ -215,16 +142,16 @@ func TestBinaryUpgradeKeepsVIP(t *testing.T) {
 	until(5*time.Second, func() bool { return polls.Load() > 3 && okReqs.Load() > 3 })
 
 	signalled := time.Now()
-	if err := a.Process.Signal(syscall.SIGUSR2); err != nil {
+	if err := a.Cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-a.done:
+	case <-a.Done():
 	case <-time.After(30 * time.Second):
 		t.Fatal("old kclb on a still running 30 s after SIGUSR2")
 	}
 	exitedAt := time.Now()
-	logA, _ := os.ReadFile(filepath.Join(l.dir, "kclb-a.log"))
+	logA := []byte(strings.Join(a.Lines(), "\n"))
 	var childPID int
 	for _, line := range strings.Split(string(logA), "\n") {
 		if i := strings.Index(line, " pid="); i >= 0 && strings.Contains(line, "upgrade: new process started") {
@@ -243,22 +170,22 @@ func TestBinaryUpgradeKeepsVIP(t *testing.T) {
 	})
 	close(stop)
 	wg.Wait()
-	mon.stop()
-	capture.stop()
+	mon.Stop()
+	capture.Stop()
 
-	if a.err != nil {
-		t.Errorf("old kclb exit: %v, want 0", a.err)
+	if a.Err() != nil {
+		t.Errorf("old kclb exit: %v, want 0", a.Err())
 	}
 	if !strings.Contains(string(logA), "upgrade: handed over") {
 		t.Errorf("old kclb did not hand over:\n%s", logA)
 	}
 	var deleted []string
-	for _, ln := range mon.lines() {
-		if strings.HasPrefix(ln.text, "Deleted") && strings.Contains(ln.text, nsVIP+"/") {
-			deleted = append(deleted, ln.text)
+	for _, ln := range mon.Stamped() {
+		if strings.HasPrefix(ln.Text, "Deleted") && strings.Contains(ln.Text, nsVIP+"/") {
+			deleted = append(deleted, ln.Text)
 		}
 	}
-	ads := parseAdverts(capture.lines())
+	ads := parseAdverts(capture.Stamped())
 	var zero, fromA int
 	var maxGap time.Duration
 	var last time.Time

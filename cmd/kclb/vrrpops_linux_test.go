@@ -3,11 +3,12 @@ package main
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kclb/kclb/internal/testlab"
 )
 
 // startStandIns builds kcsim and starts one Keycloak stand-in per edge
@@ -15,10 +16,7 @@ import (
 // keycloak2 (8082, 9002) for b, so that each edge has its own view.
 func (l *edgeLab) startStandIns() {
 	l.t.Helper()
-	kcsimBin := filepath.Join(filepath.Dir(kclbBin), "kcsim")
-	if out, err := exec.Command("go", "build", "-o", kcsimBin, "../kcsim").CombinedOutput(); err != nil {
-		l.t.Fatalf("build kcsim: %v\n%s", err, out)
-	}
+	kcsimBin := testlab.Build(l.t, kcsimPkg)
 	l.start("k", "kcsim-1", kcsimBin, "-node", "keycloak1", "-traffic", "203.0.113.20:8081", "-mgmt", "203.0.113.20:9001")
 	l.start("k", "kcsim-2", kcsimBin, "-node", "keycloak2", "-traffic", "203.0.113.20:8082", "-mgmt", "203.0.113.20:9002")
 	if _, ok := until(10*time.Second, func() bool {
@@ -30,24 +28,13 @@ func (l *edgeLab) startStandIns() {
 }
 
 // inNS runs a command inside node n and returns its error (with output).
-func (l *edgeLab) inNS(n string, args ...string) error {
-	out, err := exec.Command("ip", append([]string{"netns", "exec", l.ns(n)}, args...)...).CombinedOutput()
-	if err != nil {
-		return &cmdError{err: err, out: string(out)}
-	}
-	return nil
-}
+func (l *edgeLab) inNS(n string, args ...string) error { return l.In(n, args...) }
 
-type cmdError struct {
-	err error
-	out string
-}
-
-func (e *cmdError) Error() string { return e.err.Error() + ": " + e.out }
+type cmdError = testlab.CmdError
 
 // logHas reports whether the log of the lab process name contains s.
 func (l *edgeLab) logHas(name, s string) bool {
-	b, _ := os.ReadFile(filepath.Join(l.dir, name+".log"))
+	b, _ := os.ReadFile(l.Path(name + ".log"))
 	return strings.Contains(string(b), s)
 }
 
@@ -76,8 +63,8 @@ func TestCleanupVIPsAfterKill(t *testing.T) {
 		t.Fatal("cleanup-vips removed the VIP of a live kclb")
 	}
 
-	a.Process.Signal(syscall.SIGKILL)
-	<-a.done
+	a.Signal(syscall.SIGKILL)
+	<-a.Done()
 	if _, ok := until(5*time.Second, func() bool { return l.holdsVIP("b") }); !ok {
 		t.Fatal("b did not take the VIP")
 	}
