@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -185,13 +186,16 @@ func cmdAdminState(verb string, state backend.AdminState, args []string, stdout,
 	// when there was one.
 	out := changeOutput{Change: res}
 	if af.json && !doWait {
-		return printJSON(stdout, out)
+		if err := printJSON(stdout, out); err != nil {
+			return err
+		}
 	}
 	if !af.json {
 		fmt.Fprintf(stdout, "%s: %s -> %s (health %s, %d in flight)\n", name, res.Previous, res.Server.Admin, res.Server.Health, res.Server.InFlight)
 	}
+	peerErr := peerOutcome(stdout, name, res.Peer, af.json)
 	if !doWait {
-		return nil
+		return peerErr
 	}
 	var q time.Duration
 	if quiet != nil {
@@ -211,10 +215,26 @@ func cmdAdminState(verb string, state backend.AdminState, args []string, stdout,
 		return fmt.Errorf("%s %s: %w", verb, name, err)
 	}
 	if af.json {
-		return nil
+		return peerErr
 	}
 	fmt.Fprintf(stdout, "%s: %s after %.1fs\n", name, until, wr.WaitedSeconds)
-	return nil
+	return peerErr
+}
+
+// peerOutcome reports what happened on the [pair] peer (nothing without a
+// pair) and returns errPeerNotApplied when the peer was not told: the
+// command then exits 3, after any --wait, which runs on this instance.
+func peerOutcome(stdout io.Writer, name string, res *admin.PeerResult, quiet bool) error {
+	if res == nil {
+		return nil
+	}
+	if res.Applied {
+		if !quiet {
+			fmt.Fprintf(stdout, "%s: applied on the pair peer %s too\n", name, res.Peer)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s: pair peer %s not reached (%s): %w", name, res.Peer, res.Error, errPeerNotApplied)
 }
 
 // changeOutput is what drain, ready and maint print with --json.
@@ -304,10 +324,15 @@ func printStatus(w io.Writer, st *admin.Status, color bool) {
 		fmt.Fprintf(w, "  adverts sent %d received %d (as master %d, priority 0 %d), timer lag max %.1fms, errors %d, dropped %s\n",
 			v.AdvertsSent, v.AdvertsReceived, v.AdvertsAsMaster, v.Resignations, v.MaxTimerLagMillis, v.Errors, formatDrops(v.Drops))
 	}
+	printPair(w, st)
 	fmt.Fprintln(w)
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVER\tHEALTH\tADMIN\tINFLIGHT\tQUEUED\tREQUESTS\tERRORS\tREDISP\tLAST10S\tIDLE\tCHECK P/F\tSINCE\tREASON")
+	peerCol := ""
+	if st.Pair != nil {
+		peerCol = "PEER\t"
+	}
+	fmt.Fprintln(tw, "SERVER\tHEALTH\tADMIN\t"+peerCol+"INFLIGHT\tQUEUED\tREQUESTS\tERRORS\tREDISP\tLAST10S\tIDLE\tCHECK P/F\tSINCE\tREASON")
 	for _, s := range st.Servers {
 		idle := "never"
 		if s.IdleSeconds != nil {
@@ -326,7 +351,14 @@ func printStatus(w io.Writer, st *admin.Status, color bool) {
 		if s.Backup {
 			name += " (backup)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", name, s.Health, s.Admin,
+		adminCol := s.Admin
+		if st.Pair != nil {
+			adminCol += "\t" + cmp.Or(s.PeerAdmin, "?")
+			if s.PeerAdmin != "" && s.PeerAdmin != s.Admin {
+				adminCol += " DIFFERS"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", name, s.Health, adminCol,
 			s.InFlight, s.Queued, s.Requests, s.Errors, s.Redispatches, recent, idle, check, since, s.Reason)
 	}
 	tw.Flush()
@@ -338,6 +370,43 @@ func printStatus(w io.Writer, st *admin.Status, color bool) {
 			line = colorAfter(line, s.Health, s.Admin)
 		}
 		io.WriteString(w, line)
+	}
+}
+
+// printPair writes the [pair] lines of the status: the peer, whether it
+// answers, the parts of the configuration that differ, refused messages.
+func printPair(w io.Writer, st *admin.Status) {
+	p := st.Pair
+	if p == nil {
+		return
+	}
+	peer := p.Peer
+	if p.PeerName != "" {
+		peer += " (" + p.PeerName + ")"
+	}
+	contact := "never"
+	if !p.LastContact.IsZero() {
+		contact = time.Since(p.LastContact).Round(100*time.Millisecond).String() + " ago"
+	}
+	if p.Reachable {
+		fmt.Fprintf(w, "pair peer %s reachable, last contact %s\n", peer, contact)
+	} else {
+		fmt.Fprintf(w, "pair peer %s UNREACHABLE (last contact %s): %s\n", peer, contact, p.Error)
+	}
+	if len(p.Drift) > 0 {
+		fmt.Fprintf(w, "pair CONFIGURATION DRIFT: %s differ from the peer's\n", strings.Join(p.Drift, ", "))
+	}
+	var disagree []string
+	for _, s := range st.Servers {
+		if s.PeerAdmin != "" && s.PeerAdmin != s.Admin {
+			disagree = append(disagree, fmt.Sprintf("%s (%s here, %s there)", s.Name, s.Admin, s.PeerAdmin))
+		}
+	}
+	if len(disagree) > 0 {
+		fmt.Fprintf(w, "pair DISAGREES on %s\n", strings.Join(disagree, ", "))
+	}
+	if len(p.Dropped) > 0 {
+		fmt.Fprintf(w, "pair messages dropped %s\n", formatDrops(p.Dropped))
 	}
 }
 

@@ -266,6 +266,7 @@ func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup, inh *inh
 				Informational: t.Codes[1], Success: t.Codes[2], Redirect: t.Codes[3], ClientError: t.Codes[4], ServerError: t.Codes[5]}}
 		}
 	}
+	startPair := in.pairHooks(&opts)
 	srv, err := admin.New(opts)
 	if err != nil {
 		return err
@@ -325,7 +326,7 @@ func (in *instance) startAdmin(ctx context.Context, wg *sync.WaitGroup, inh *inh
 	in.mu.Lock()
 	in.admins = lns
 	in.mu.Unlock()
-	return nil
+	return startPair(ctx, wg, srv, inh)
 }
 
 // handedAdmin returns the admin listeners, for a binary upgrade.

@@ -338,7 +338,8 @@ the admin socket that status, drain, ready, maint and reload use
 administrative states (drain, maint) kept across restarts
 .SH EXIT STATUS
 0 on success, 1 when the command failed (for check and reload: the configuration
-was rejected, every problem printed), 2 for a command\-line mistake.
+was rejected, every problem printed), 2 for a command\-line mistake, 3 when drain,
+ready or maint applied on this instance but its [pair] peer could not be told.
 .SH SEE ALSO
 .BR systemctl (1),
 .BR haproxy (1),

@@ -44,6 +44,10 @@ const defaultConfig = "/etc/kclb/config.toml"
 // errUsage marks a command-line mistake (exit status 2).
 var errUsage = errors.New("usage")
 
+// errPeerNotApplied marks an admin change that applied on this instance
+// but not on its [pair] peer (exit status 3).
+var errPeerNotApplied = errors.New("applied on this instance only; the peer catches up when it can be reached")
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -70,10 +74,10 @@ func commands() []command {
 		{name: "run", args: "-c FILE", summary: "run the proxy with the configuration FILE (SIGHUP reloads FILE, SIGUSR2 hands the sockets to a new binary)",
 			run: func(args []string, _, stderr io.Writer) error { return cmdRun(args, stderr) }},
 		{name: "check", args: "[-c] FILE [--syntax-only]", summary: "validate FILE; prints every problem with its line, exits 0 or 1", run: cmdCheck},
-		{name: "status", args: "[--json]", summary: "show the edge: servers, health, admin state, VRRP"},
-		{name: "drain", args: "NAME [--wait] [--timeout D]", summary: "no new clients for server NAME; logins in progress finish"},
-		{name: "ready", args: "NAME [--wait-healthy]", summary: "put server NAME back into rotation"},
-		{name: "maint", args: "NAME", summary: "no traffic at all for server NAME"},
+		{name: "status", args: "[--json]", summary: "show the edge: servers, health, admin state (and the [pair] peer's), VRRP, configuration drift"},
+		{name: "drain", args: "NAME [--wait] [--timeout D]", summary: "no new clients for server NAME; logins in progress finish (on the [pair] peer too: exit 3 when it was not reached)"},
+		{name: "ready", args: "NAME [--wait-healthy]", summary: "put server NAME back into rotation (on the [pair] peer too)"},
+		{name: "maint", args: "NAME", summary: "no traffic at all for server NAME (on the [pair] peer too)"},
 		{name: "handover", args: "[--wait] [--back] [--drain D]", summary: "planned VRRP handover: this Master drains keep-alive clients and gives its VIPs to the peer; --back restores its priority"},
 		{name: "cleanup-vips", args: "[-c FILE]", summary: "remove this node's VRRP VIPs left by a kclb that died without resigning (ExecStopPost); does nothing while kclb runs"},
 		{name: "reload", args: "", summary: "re-read the configuration of the running kclb; waits, prints every problem and exits 1 if it was rejected"},
@@ -127,6 +131,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
 		return 2
+	case errors.Is(err, errPeerNotApplied):
+		fmt.Fprintln(stderr, "kclb:", err)
+		return 3
 	default:
 		fmt.Fprintln(stderr, "kclb:", err)
 		return 1

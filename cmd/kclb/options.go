@@ -46,6 +46,7 @@ type runtimeOptions struct {
 	RateLimit ratelimit.Options
 	Checks    checkPlan
 	VRRP      []vrrp.Options
+	Pair      *pairPlan
 }
 
 // buildOptions converts a whole configuration. A nil logger in it stands
@@ -65,6 +66,7 @@ func buildOptions(cfg *config.Config) runtimeOptions {
 		Handler:   handlerOptions(cfg, nil),
 		RateLimit: rateLimitOptions(cfg),
 		Checks:    checkOptions(cfg),
+		Pair:      pairOptions(cfg),
 	}
 	for _, v := range cfg.VRRP.Instances {
 		ro.VRRP = append(ro.VRRP, vrrpOptions(v))
@@ -418,7 +420,7 @@ func vrrpTracks(c config.VRRPInstance) bool { return c.TrackWeight > 0 }
 // restartOnlyChanges lists the keys that differ between old and cur and
 // that a reload cannot apply: the process logger, the connection
 // semaphore, the pool's passive-ejection and panic settings, and
-// everything the admin interface was started with. The running process
+// everything the admin interface and the pair channel were started with. The running process
 // keeps the old values until it restarts.
 func restartOnlyChanges(old, cur *config.Config) []string {
 	var keys []string
@@ -438,6 +440,7 @@ func restartOnlyChanges(old, cur *config.Config) []string {
 	add("health.panic_threshold", op.PanicThreshold != cp.PanicThreshold)
 	add("health.passive_max_ejection_percent", op.MaxEjectionPercent != cp.MaxEjectionPercent)
 	add("[admin]", !reflect.DeepEqual(old.Admin, cur.Admin))
+	add("[pair]", !reflect.DeepEqual(old.Pair, cur.Pair))
 	return keys
 }
 

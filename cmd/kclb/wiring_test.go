@@ -49,7 +49,7 @@ var consumedElsewhere = map[string]string{
 // builtOnce are the parts of runtimeOptions the process builds at start
 // only (the pool, the logger, the connection semaphore): a reload cannot
 // apply a change to them, so restartOnlyChanges must name it.
-var builtOnce = []string{"runtimeOptions.Pool.", "runtimeOptions.Log.", "runtimeOptions.ConnSlots"}
+var builtOnce = []string{"runtimeOptions.Pool.", "runtimeOptions.Log.", "runtimeOptions.ConnSlots", "runtimeOptions.Pair"}
 
 // wiringBase writes the files a full configuration needs into dir and
 // returns a configuration that switches every feature on, so that every
@@ -76,6 +76,7 @@ func wiringBase(t *testing.T, dir string) (base string, files map[string]string)
 		"ca": string(pem), "ca2": string(pem2),
 		"probe": "probe-secret", "probe2": "probe-secret-2",
 		"affinity": "affinity-secret-from-file-0123456789", "token": "admin-token-0123456789abcdef0123456789",
+		"pair": "pair-secret-0123456789abcdef0123456789", "pair2": "pair-secret-2-0123456789abcdef0123456789",
 	} {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -172,8 +173,14 @@ auth_pass = "pass1"
 vips = ["203.0.113.100/32"]
 unicast_peers = ["203.0.113.11"]
 notify_master = "/bin/true"
+
+[pair]
+peer = "10.0.0.2:9101"
+listen = "10.0.0.1:9101"
+secret_file = %[10]q
+interval = "2s"
 `, cert, key, files["ca"], files["probe"], files["token"],
-		filepath.Join(dir, "state.json"), filepath.Join(dir, "admin.sock"), cert2, key2)
+		filepath.Join(dir, "state.json"), filepath.Join(dir, "admin.sock"), cert2, key2, files["pair"])
 	return base, files
 }
 
@@ -244,6 +251,9 @@ func wiringOverrides(files map[string]string) map[string]func(c *config.Config) 
 		"vrrp.instance.source_address": func(c *config.Config) {
 			c.VRRP.Instances[0].SourceAddress = netip.MustParseAddr("203.0.113.10")
 		},
+		"pair.peer":        func(c *config.Config) { c.Pair.Peer = "10.0.0.3:9101" },
+		"pair.listen":      func(c *config.Config) { c.Pair.Listen = "10.0.0.1:9102" },
+		"pair.secret_file": func(c *config.Config) { c.Pair.SecretFile = files["pair2"] },
 		"vrrp.instance.version": func(c *config.Config) {
 			c.VRRP.Instances[0].Version, c.VRRP.Instances[0].AuthPass = 3, ""
 		},

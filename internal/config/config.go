@@ -40,6 +40,7 @@ type Config struct {
 	Health     Health      `toml:"health"`
 	Admin      Admin       `toml:"admin"`
 	VRRP       VRRP        `toml:"vrrp"`
+	Pair       Pair        `toml:"pair"`
 
 	// Warnings are non-fatal notes found while loading, such as a generated
 	// affinity secret. Empty when there is nothing to say.
@@ -465,6 +466,30 @@ type Admin struct {
 	Hosts []string `toml:"hosts"`
 }
 
+// Pair is the [pair] section: the authenticated channel to the other kclb
+// of an edge pair, which shares admin states (drain, ready, maint) and
+// compares configurations (internal/peer). Without Peer the pair is off.
+type Pair struct {
+	// Peer is the other instance's pair.listen address, host:port.
+	// Default "" (no pair).
+	Peer string `toml:"peer"`
+	// Listen is the host:port this instance accepts the peer's messages
+	// on; required with Peer. An empty host means every address. Default "".
+	Listen string `toml:"listen"`
+	// SecretFile holds the secret shared by both instances (at least
+	// MinPairSecretBytes after trimming white space), from which the
+	// message key is derived; required with Peer. Default "". Relative
+	// paths are resolved against the config file's directory.
+	SecretFile string `toml:"secret_file"`
+	// Interval is the time between two syncs with the peer (besides the
+	// one after every admin change). Default 2s; must be > 0.
+	Interval Duration `toml:"interval"`
+}
+
+// MinPairSecretBytes is the shortest pair secret accepted (e.g.
+// `openssl rand -hex 32`).
+const MinPairSecretBytes = 32
+
 // VRRP is the [vrrp] section. No instances means VRRP is off.
 type VRRP struct {
 	// Instances are the [[vrrp.instance]] entries. Default none.
@@ -619,6 +644,7 @@ func defaults() *Config {
 			Socket:     "/run/kclb/admin.sock",
 			SocketMode: 0o660,
 		},
+		Pair: Pair{Interval: Dur(2 * time.Second)},
 	}
 }
 

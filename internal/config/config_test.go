@@ -282,6 +282,17 @@ func TestParseInvalid(t *testing.T) {
 				"line 17: vrrp.instance[1].vrid: 51 is already used on eth0 by vrrp.instance[0]"},
 		{"vrrp auth with v3", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nauth_pass = \"x\"\nvips = [\"203.0.113.100\"]\n",
 			"line 13: vrrp.instance[0].auth_pass: VRRP version 3 has no authentication; remove auth_pass or set version = 2"},
+		// Issue 17, items 1 and 2: the pair channel.
+		{"pair without peer", base + "[pair]\nlisten = \"127.0.0.1:9101\"\nsecret_file = \"/dev/null\"\n",
+			"line 10: pair.listen: needs pair.peer (the other instance's pair.listen)\n" +
+				"line 11: pair.secret_file: needs pair.peer (the other instance's pair.listen)"},
+		{"pair without secret", base + "[pair]\npeer = \"10.0.0.2:9101\"\nlisten = \":9101\"\ninterval = \"0s\"\n",
+			"line 9: pair.secret_file: is required with pair.peer\n" +
+				"line 12: pair.interval: must be greater than 0, got 0s"},
+		{"pair peer without host", base + "[pair]\npeer = \":9101\"\nlisten = \":9101\"\nsecret_file = \"/dev/null\"\n",
+			"line 10: pair.peer: \":9101\" is missing a host\n" +
+				"line 10: pair.peer: \":9101\" is this instance's own pair.listen; name the other instance's\n" +
+				"line 12: pair.secret_file: \"/dev/null\" is empty"},
 		// Issue 18, item 1: `run` refuses IPv6 VIPs, so `check` must too.
 		{"vrrp ipv6 vip", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nvips = [\"2001:db8::100/64\"]\n",
 			"line 13: vrrp.instance[0].vips[0]: \"2001:db8::100/64\" is not IPv4: kclb's VRRP supports IPv4 virtual addresses only"},
@@ -615,5 +626,64 @@ func TestShortTokenRefused(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("token of %d bytes: err %v, want ok %v", len(strings.TrimSpace(tc.token)), err, tc.ok)
 		}
+	}
+}
+
+// TestPairSecret pins the pair secret's minimum length (issue 17, item 1).
+func TestPairSecret(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		secret string
+		ok     bool
+	}{{strings.Repeat("a", 31) + "\n", false}, {strings.Repeat("a", 32) + "\n", true}} {
+		path := filepath.Join(dir, "pair.key")
+		if err := os.WriteFile(path, []byte(tc.secret), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Parse([]byte(base+"[pair]\npeer = \"10.0.0.2:9101\"\nlisten = \"10.0.0.1:9101\"\nsecret_file = \"pair.key\"\n"), dir)
+		if (err == nil) != tc.ok {
+			t.Errorf("secret of %d bytes: err %v, want ok %v", len(strings.TrimSpace(tc.secret)), err, tc.ok)
+		}
+	}
+}
+
+// TestPairFingerprint checks that the fingerprint changes with what must
+// match across the pair and not with what differs by design.
+func TestPairFingerprint(t *testing.T) {
+	parse := func(extra string) map[string]string {
+		t.Helper()
+		c, err := Parse([]byte(base+"[affinity]\nsecret = \"0123456789abcdef\"\n"+extra), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.PairFingerprint()
+	}
+	vrrp := func(prio int, vip string) string {
+		return fmt.Sprintf("[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\npriority = %d\nvips = [%q]\n", prio, vip)
+	}
+	ref := parse(vrrp(150, "203.0.113.10/24"))
+	tests := []struct {
+		name, extra, differs string
+	}{
+		{"same", vrrp(150, "203.0.113.10/24"), ""},
+		{"priority differs by design", vrrp(100, "203.0.113.10/24"), ""},
+		{"vip", vrrp(150, "203.0.113.11/24"), "vrrp"},
+		{"server", vrrp(150, "203.0.113.10/24") + "[[backend.server]]\nname = \"kc9\"\naddress = \"10.0.0.9:8080\"\n", "servers"},
+		{"paths", vrrp(150, "203.0.113.10/24") + "[paths]\nallow_js = true\n", "paths"},
+		{"headers", vrrp(150, "203.0.113.10/24") + "[headers]\nhsts = \"\"\n", "headers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := parse(tt.extra)
+			var differs []string
+			for k, v := range ref {
+				if got[k] != v {
+					differs = append(differs, k)
+				}
+			}
+			if strings.Join(differs, ",") != tt.differs {
+				t.Fatalf("parts that differ: %v; want %q", differs, tt.differs)
+			}
+		})
 	}
 }

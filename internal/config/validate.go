@@ -52,6 +52,7 @@ func (c *Config) resolvePaths(baseDir string) {
 	abs(&c.Health.TokenSecretFile)
 	abs(&c.Admin.Socket)
 	abs(&c.Admin.TokenFile)
+	abs(&c.Pair.SecretFile)
 }
 
 // resolve fills derived defaults. It is idempotent.
@@ -470,6 +471,40 @@ func (c *Config) validate(v *validator) {
 	}
 
 	c.validateVRRP(v)
+	c.validatePair(v)
+}
+
+func (c *Config) validatePair(v *validator) {
+	p := c.Pair
+	v.positive("pair.interval", p.Interval)
+	if p.Peer == "" {
+		if p.Listen != "" {
+			v.problem("pair.listen", "needs pair.peer (the other instance's pair.listen)")
+		}
+		if p.SecretFile != "" {
+			v.problem("pair.secret_file", "needs pair.peer (the other instance's pair.listen)")
+		}
+		return
+	}
+	v.checkAddr("pair.peer", p.Peer, false)
+	v.checkAddr("pair.listen", p.Listen, true)
+	if p.Listen != "" && p.Listen == p.Peer {
+		v.problem("pair.peer", "%q is this instance's own pair.listen; name the other instance's", p.Peer)
+	}
+	if p.SecretFile == "" {
+		v.problem("pair.secret_file", "is required with pair.peer")
+		return
+	}
+	v.checkNotBlank("pair.secret_file", p.SecretFile)
+	if v.noFiles {
+		return
+	}
+	if b, err := os.ReadFile(p.SecretFile); err == nil {
+		if n := len(bytes.TrimSpace(b)); n > 0 && n < MinPairSecretBytes {
+			v.problem("pair.secret_file", "the secret in %q is %d bytes; use at least %d (e.g. `openssl rand -hex 32 > %s`, copied to both instances)",
+				p.SecretFile, n, MinPairSecretBytes, p.SecretFile)
+		}
+	}
 }
 
 func (c *Config) validateListeners(v *validator) {
