@@ -190,11 +190,24 @@ type upConn struct {
 	peekFn  func(uintptr) bool // c.peek, bound once
 	peekBuf [1]byte
 	peekOK  bool // result of the last peek: open and nothing to read
+
+	// While awaitResponse waits, rawFD is the socket its reader reads
+	// with read(2) (-1 otherwise), awaitFn is c.awaitReadable, bound
+	// once, and awaitBR the reader taken for the current attempt.
+	// pendErr is an error a raw read met, returned by the next Read.
+	rawFD   int
+	awaitFn func(uintptr) bool
+	awaitBR *bufio.Reader
+	pendErr error
 }
 
 // Read reads from the connection, enforcing the response-head limit and
 // counting bytes.
 func (c *upConn) Read(p []byte) (int, error) {
+	if err := c.pendErr; err != nil {
+		c.pendErr = nil
+		return 0, err
+	}
 	if c.limit >= 0 {
 		if c.limit == 0 {
 			c.limitHit = true
@@ -204,7 +217,13 @@ func (c *upConn) Read(p []byte) (int, error) {
 			p = p[:c.limit]
 		}
 	}
-	n, err := c.nc.Read(p)
+	var n int
+	var err error
+	if c.rawFD >= 0 {
+		n, err = c.rawRead(p)
+	} else {
+		n, err = c.nc.Read(p)
+	}
 	c.nread += int64(n)
 	if c.limit >= 0 {
 		c.limit -= int64(n)
@@ -410,10 +429,11 @@ func (u *upstream) dial(ctx context.Context, hp *hostPool) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &upConn{nc: nc, hp: hp, limit: -1}
+	c := &upConn{nc: nc, hp: hp, limit: -1, rawFD: -1}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
+	c.awaitFn = c.awaitReadable
 	c.abortFn = c.abort
 	c.peekFn = c.peek
 	c.headFn = c.readHeadAsync
@@ -426,7 +446,7 @@ func (u *upstream) dial(ctx context.Context, hp *hostPool) (*upConn, error) {
 // connection.
 func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter) (resp *http.Response, retry bool, err error) {
 	stop := afterFunc(ctx, c.abortFn)
-	c.werr, c.nread, c.limitHit = nil, 0, false
+	c.werr, c.nread, c.limitHit, c.pendErr = nil, 0, false, nil
 	c.early.Store(false)
 	hasBody := r.Body != nil && r.Body != http.NoBody
 	if hasBody && (r.ContentLength <= 0 || r.ContentLength > int64(u.opts.BufferSize)) {
@@ -458,8 +478,8 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hin
 	}
 
 	u.headDeadline(ctx, c)
-	br := u.readers.Get().(*bufio.Reader)
-	br.Reset(c)
+	c.limit = u.opts.MaxResponseHeaderBytes // what the wait reads is the head's
+	br := c.awaitResponse()
 	resp, err = u.readHead(c, br, r, hints)
 	if err == nil {
 		c.nc.SetReadDeadline(time.Time{})
@@ -566,7 +586,11 @@ func (c *upConn) readHeadAsync() {
 func (u *upstream) readHead(c *upConn, br *bufio.Reader, r *http.Request, hints http.ResponseWriter) (*http.Response, error) {
 	defer func() { c.limit = -1 }()
 	for n1xx := 0; ; n1xx++ {
-		c.limit = u.opts.MaxResponseHeaderBytes
+		if n1xx > 0 || c.limit < 0 {
+			// The first head's allowance may have been set before
+			// awaitResponse read its first bytes.
+			c.limit = u.opts.MaxResponseHeaderBytes
+		}
 		resp, ok := u.fastHead(c, br, r)
 		if !ok {
 			var err error

@@ -786,3 +786,48 @@ func TestUpstreamHandler(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamAwaitResponse pins the wait for a response head that holds
+// no read buffer (awaitResponse): whatever ends the wait, the head is
+// read and fails as a plain read would have, and the first bytes count
+// against the head's byte limit.
+func TestUpstreamAwaitResponse(t *testing.T) {
+	long := "HTTP/1.1 200 OK\r\nX-Pad: " + strings.Repeat("a", 2000) + "\r\nContent-Length: 2\r\n\r\nok"
+	tests := []struct {
+		name    string
+		answer  func(c net.Conn)
+		wantErr string // "" for a 200 "ok"
+	}{
+		{name: "head byte by byte", answer: func(c net.Conn) {
+			for _, b := range []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") {
+				if _, err := c.Write([]byte{b}); err != nil {
+					return
+				}
+			}
+		}},
+		{name: "head above the limit", answer: func(c net.Conn) { io.WriteString(c, long) }, wantErr: "exceed 1024 bytes"},
+		{name: "close without an answer", answer: func(c net.Conn) {}, wantErr: errNoResponse.Error()},
+		{name: "reset without an answer", answer: func(c net.Conn) { c.(*net.TCPConn).SetLinger(0) }, wantErr: errNoResponse.Error()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, _ := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				tt.answer(c)
+			})
+			u := newTestUpstream(t, upstreamOptions{MaxResponseHeaderBytes: 1024})
+			code, got, err := roundTrip(t, u, http.MethodGet, addr, "/", nil)
+			if tt.wantErr == "" {
+				if err != nil || code != 200 || got != "ok" {
+					t.Fatalf("got %d %q %v, want 200 ok", code, got, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %d %q %v, want an error with %q", code, got, err, tt.wantErr)
+			}
+		})
+	}
+}
