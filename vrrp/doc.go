@@ -1,16 +1,22 @@
-// Package vrrp is kclb's in-process VRRP: it moves a virtual IPv4 address (VIP) between kclb
+// Package vrrp is kclb's in-process VRRP: it moves a virtual IP address (VIP) between kclb
 // nodes on one layer-2 segment, so that a standby takes over when the active node dies or
 // stops.
 //
-// It implements VRRPv3 (RFC 5798) for IPv4 and, for mixed pairs with keepalived during a
-// migration, VRRPv2 (RFC 3768) with keepalived's clear-text "auth_type PASS". Behaviour
+// It implements VRRPv3 (RFC 5798) for IPv4 and IPv6 and, for mixed pairs with keepalived
+// during a migration, VRRPv2 (RFC 3768) with keepalived's clear-text "auth_type PASS". An
+// instance is of one address family, set by its VIPs, as in keepalived: IPv6 instances
+// advertise from the interface's link-local address to ff02::12 with hop limit 255 (RFC
+// 5798 §5.1.2), add their VIPs without duplicate address detection (nodad) and announce
+// them with unsolicited Neighbor Advertisements (Override flag, to ff02::1) instead of
+// gratuitous ARP. Behaviour
 // follows keepalived's defaults where the RFC leaves room: the Master keeps the interface's
 // real MAC and announces the VIP with gratuitous ARP requests (5 at takeover, 5 more after
 // 5 s, optional periodic refresh), accept mode is on, and a stopping Master sends a
 // priority-0 advert before it removes the VIP.
 //
 // The package is layered:
-//   - packet.go: the wire format (Packet, MarshalBinary, UnmarshalBinary, VerifyChecksum).
+//   - packet.go: the wire format (Packet, MarshalBinary, UnmarshalBinary, VerifyChecksum),
+//     IPv4 and IPv6 pseudo-header checksums; ndp.go: the Neighbor Advertisement.
 //   - fsm.go: Machine, the RFC 5798 §6.4 state machine. It is pure: it takes the current
 //     time as an argument and returns Actions, so every transition is tested without sleeping.
 //   - track.go: health tracking in three levels (Health: ok, degraded, down) with rise/fall
@@ -18,9 +24,10 @@
 //     view wins and equal views keep their order.
 //   - instance.go: Instance, which drives a Machine from a socket and timers, runs the
 //     side effects (VIP, gratuitous ARP, VIPHook, notify commands) and reports Status.
-//   - *_linux.go: the raw IP protocol 112 socket (golang.org/x/net/ipv4), VIP management
+//   - *_linux.go: the raw IP protocol 112 socket (golang.org/x/net/ipv4; io6_linux.go: ipv6
+//     and the raw ICMPv6 socket for Neighbor Advertisements), VIP management
 //     (github.com/vishvananda/netlink) and gratuitous ARP (github.com/mdlayher/arp). Other
-//     platforms build, but New returns an error there.
+//     platforms build, but Run returns an error there.
 //
 // A node whose interface loses link or carrier (polled every advert interval, 100 ms .. 1 s)
 // enters StateFault like keepalived: it releases the VIPs and stays silent until the link
@@ -56,8 +63,11 @@
 // measurement for kclb and keepalived, which writes a markdown table to
 // KCLB_VRRP_TIMING_OUT (KCLB_VRRP_TIMING_RUNS runs per row). KCLB_LAB_LOGDIR keeps the
 // helper logs, KCLB_VRRP_TCPDUMP=1 adds a capture of the bridge. testdata/ holds adverts
-// captured from keepalived 2.2.7 and the script that captured them.
+// (IPv4 and IPv6) and Neighbor Advertisements captured from keepalived 2.2.7 and the script
+// that captured them. The IPv6 lab (lab6_linux_test.go) adds 2001:db8::/64 and the
+// link-local addresses, with duplicate address detection off.
 //
-// Firewalls must let IP protocol 112 and the group 224.0.0.18 through (for example
-// "iptables -A INPUT -p vrrp -j ACCEPT"); where multicast is filtered use unicast peers.
+// Firewalls must let IP protocol 112 and the group 224.0.0.18 (IPv6: ff02::12) through (for
+// example "iptables -A INPUT -p vrrp -j ACCEPT", "ip6tables -A INPUT -p vrrp -j ACCEPT");
+// where multicast is filtered use unicast peers.
 package vrrp

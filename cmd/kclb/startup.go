@@ -147,21 +147,41 @@ func checkVRRP(cfg *config.Config) error {
 }
 
 // preflightVRRP is checkVRRP plus what only the machine can tell: every
-// instance's interface exists. It runs before any socket is opened.
+// instance's interface exists, and an IPv6 instance's interface has the
+// link-local address its adverts are sent from. It runs before any socket
+// is opened.
 func preflightVRRP(cfg *config.Config) error {
 	if err := checkVRRP(cfg); err != nil {
 		return err
 	}
 	for _, c := range cfg.VRRP.Instances {
-		if _, err := net.InterfaceByName(c.Interface); err != nil {
+		ifi, err := net.InterfaceByName(c.Interface)
+		if err != nil {
 			var oe *net.OpError
 			if errors.As(err, &oe) && oe.Err != nil {
 				err = oe.Err
 			}
 			return fmt.Errorf("vrrp instance %q: interface %q: %w", c.Name, c.Interface, err)
 		}
+		if len(c.VIPs) > 0 && c.VIPs[0].Addr().Is6() && !hasLinkLocal(ifi) {
+			return fmt.Errorf("vrrp instance %q: interface %q has no IPv6 link-local address; IPv6 VRRP adverts are sent from it (RFC 5798 §5.1.2.1): is IPv6 disabled on it?", c.Name, c.Interface)
+		}
 	}
 	return nil
+}
+
+// hasLinkLocal reports whether ifi has an IPv6 link-local unicast address.
+func hasLinkLocal(ifi *net.Interface) bool {
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() == nil && n.IP.IsLinkLocalUnicast() {
+			return true
+		}
+	}
+	return false
 }
 
 // oneLine flattens a multi-line error message for the hand-over dialogue.

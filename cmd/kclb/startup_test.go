@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -122,9 +123,25 @@ vips = ["203.0.113.100/24"]
 	}
 }
 
-// TestStartupIPv6VIP pins issue 18, item 1: `kclb check` accepted an IPv6
-// VIP that `kclb run` then refused (and hung). Both refuse it now.
+// TestStartupIPv6VIP: IPv6 VIPs are VRRPv3 over IPv6 (issue 17, item 5;
+// until then issue 18, item 1 made both `check` and `run` refuse them).
+// Mixing families in one instance is refused by both, naming the key and
+// line; an IPv6 instance passes `check`, and `run` refuses an interface
+// without an IPv6 link-local address (lo) before binding anything.
 func TestStartupIPv6VIP(t *testing.T) {
+	mixed := newEnv(t, envOptions{noProc: true, extra: `
+[[vrrp.instance]]
+name = "VI_6"
+interface = "lo"
+vrid = 52
+vips = ["2001:db8::100/64", "203.0.113.100/24"]
+`})
+	out, err := exec.Command(kclbBin, "check", "-c", mixed.cfgPath).CombinedOutput()
+	if err == nil || !regexp.MustCompile(`kclb\.toml:\d+: vrrp\.instance\[0\]\.vips\[1\]: .*one address family per instance`).Match(out) {
+		t.Errorf("kclb check of mixed families: %v\n%s\nwant a refusal naming vips[1] and its line", err, out)
+	}
+	runToExit(t, mixed.cfgPath).wantFailure(t, "vrrp.instance[0].vips[1]")
+
 	e := newEnv(t, envOptions{noProc: true, extra: `
 [[vrrp.instance]]
 name = "VI_6"
@@ -132,12 +149,14 @@ interface = "lo"
 vrid = 52
 vips = ["2001:db8::100/64"]
 `})
-	out, err := exec.Command(kclbBin, "check", "-c", e.cfgPath).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "vrrp.instance[0].vips[0]") || !strings.Contains(string(out), "IPv4") {
-		t.Errorf("kclb check: %v\n%s\nwant a refusal of the IPv6 VIP", err, out)
+	if out, err := exec.Command(kclbBin, "check", "-c", e.cfgPath).CombinedOutput(); err != nil {
+		t.Errorf("kclb check of an IPv6 instance: %v\n%s", err, out)
 	}
 	x := runToExit(t, e.cfgPath)
-	x.wantFailure(t, "vrrp.instance[0].vips[0]")
+	x.wantFailure(t, `vrrp instance "VI_6": interface "lo" has no IPv6 link-local address`)
+	if strings.Contains(x.stderr, "msg=listening") {
+		t.Error("kclb bound its listeners before checking the VRRP interface")
+	}
 }
 
 // TestStartupUnreadableCert pins issue 18, item 1: a certificate that

@@ -517,16 +517,21 @@ type VRRPInstance struct {
 	// means no authentication. Not valid with version 3. Default "".
 	AuthPass string `toml:"auth_pass"`
 	// VIPs are the virtual addresses with their prefix length; a bare
-	// address means /32 or /128. At least one; all of one family (version 2:
-	// IPv4 only).
+	// address means /32 or /128. At least one; all of one family: IPv4, or
+	// IPv6 (VRRPv3 over IPv6 from the interface's link-local address to
+	// ff02::12, announced with unsolicited Neighbor Advertisements; version
+	// 3 only).
 	VIPs []netip.Prefix `toml:"vips"`
 	// UnicastPeers, if set, are sent advertisements by unicast instead of
-	// multicast; same family as VIPs. Default none.
+	// multicast; same family as VIPs (IPv6: the peers' link-local
+	// addresses, which their adverts come from). Default none.
 	UnicastPeers []netip.Addr `toml:"unicast_peers"`
 	// SourceAddress is the address adverts are sent from and the
 	// equal-priority tie-break compares (keepalived's unicast_src_ip); it
-	// must be an IPv4 address of the interface and not a VIP. Default: the
-	// interface's first IPv4 address that is not a VIP.
+	// must be an address of the interface and not a VIP: IPv4 for IPv4 VIPs,
+	// the interface's IPv6 link-local address for IPv6 VIPs. Default: the
+	// interface's first IPv4 address that is not a VIP, or its link-local
+	// address.
 	SourceAddress netip.Addr `toml:"source_address"`
 	// Preempt lets a higher priority node take over from a lower one. Default true.
 	Preempt bool `toml:"preempt"`

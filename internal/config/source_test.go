@@ -39,3 +39,20 @@ func TestVRRPSourceAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestVRRPIPv6 (issue 17, item 5): an IPv6 instance is accepted with a link-local
+// source_address or none, and the same VRID may serve IPv4 and IPv6 on one interface
+// (separate virtual routers, as in keepalived).
+func TestVRRPIPv6(t *testing.T) {
+	conf := base + "[[vrrp.instance]]\nname = \"v4\"\ninterface = \"eth0\"\nvrid = 51\nvips = [\"203.0.113.100/24\"]\n" +
+		"[[vrrp.instance]]\nname = \"v6\"\ninterface = \"eth0\"\nvrid = 51\nvips = [\"2001:db8::100/64\", \"2001:db8::101\"]\nsource_address = \"fe80::11\"\nunicast_peers = [\"fe80::12\"]\n"
+	c, err := Parse([]byte(conf), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := c.VRRP.Instances[1]
+	if in.VIPs[0] != netip.MustParsePrefix("2001:db8::100/64") || in.VIPs[1] != netip.MustParsePrefix("2001:db8::101/128") ||
+		in.SourceAddress != netip.MustParseAddr("fe80::11") || in.Version != 3 {
+		t.Fatalf("IPv6 instance decoded as %+v", in)
+	}
+}

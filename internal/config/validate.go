@@ -752,10 +752,19 @@ func (c *Config) validateHealth(v *validator) {
 	}
 }
 
+// familyName names an address family in messages.
+func familyName(ipv6 bool) string {
+	if ipv6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
 func (c *Config) validateVRRP(v *validator) {
 	type router struct {
 		iface string
 		vrid  int
+		ipv6  bool // VRIDs of IPv4 and IPv6 are separate spaces (RFC 5798 §7.3)
 	}
 	routers := make(map[router]int)
 	names := make(map[string]int)
@@ -803,29 +812,49 @@ func (c *Config) validateVRRP(v *validator) {
 		if len(in.VIPs) == 0 {
 			v.problem(key+".vips", "needs at least one virtual address")
 		}
+		// One address family per instance, as in keepalived: the first VIP
+		// decides, and IPv6 runs VRRPv3 over IPv6 (RFC 5798 §5.1.2).
+		v6, famSet := false, false
 		for j, p := range in.VIPs {
 			if !p.IsValid() {
 				continue // already reported by the decoder
 			}
 			a := p.Addr()
 			switch {
-			case !a.Is4():
-				// The VRRP implementation speaks IPv4 only (RFC 5798
-				// over IPv4, RFC 3768); `run` would refuse the instance.
-				v.problem(idx(key+".vips", j), "%q is not IPv4: kclb's VRRP supports IPv4 virtual addresses only", p)
+			case a.Is4In6():
+				v.problem(idx(key+".vips", j), "%q is an IPv4-mapped IPv6 address; write it as IPv4 (%v)", p, a.Unmap())
+				continue
 			case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
 				v.problem(idx(key+".vips", j), "%q cannot be a virtual address", p)
+				continue
+			}
+			if !famSet {
+				v6, famSet = a.Is6(), true
+			} else if a.Is6() != v6 {
+				v.problem(idx(key+".vips", j), "%q is %s but the instance's first VIP is %s: one address family per instance (put the other family in its own [[vrrp.instance]])",
+					p, familyName(a.Is6()), familyName(v6))
 			}
 		}
+		if v6 && in.Version == 2 {
+			v.problem(key+".version", "2 is IPv4 only; IPv6 virtual addresses need version = 3")
+		}
+		fam := familyName(v6)
 		for j, a := range in.UnicastPeers {
-			if a.IsValid() && !a.Is4() {
-				v.problem(idx(key+".unicast_peers", j), "%q is not IPv4: kclb's VRRP supports IPv4 only", a)
+			switch {
+			case a.IsValid() && famSet && (a.Is6() && !a.Is4In6()) != v6:
+				v.problem(idx(key+".unicast_peers", j), "%q is not %s like the instance's virtual addresses", a, fam)
+			case v6 && !a.IsLinkLocalUnicast():
+				// The receiver compares the advert's source with the peer list,
+				// and IPv6 adverts always come from a link-local address.
+				v.problem(idx(key+".unicast_peers", j), "%q is not link-local (fe80::/10): IPv6 adverts come from the peer's link-local address, so list that", a)
 			}
 		}
 		if a := in.SourceAddress; a.IsValid() {
 			switch {
-			case !a.Unmap().Is4():
+			case famSet && !v6 && !a.Unmap().Is4():
 				v.problem(key+".source_address", "%q is not an IPv4 address (VRRP here advertises over IPv4)", a)
+			case v6 && (!a.Is6() || a.Is4In6() || !a.IsLinkLocalUnicast()):
+				v.problem(key+".source_address", "%q is not an IPv6 link-local address (fe80::/10): IPv6 adverts are sent from the interface's link-local address (RFC 5798 §5.1.2.1)", a)
 			case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
 				v.problem(key+".source_address", "%q cannot be the source of adverts", a)
 			case slices.ContainsFunc(in.VIPs, func(p netip.Prefix) bool { return p.Addr().Unmap() == a.Unmap() }):
@@ -842,9 +871,9 @@ func (c *Config) validateVRRP(v *validator) {
 		v.nonNegative(key+".garp_delay", in.GARPDelay)
 		v.nonNegative(key+".garp_refresh", in.GARPRefresh)
 		if in.Interface != "" && in.VRID != 0 {
-			r := router{in.Interface, in.VRID}
+			r := router{in.Interface, in.VRID, v6}
 			if j, dup := routers[r]; dup {
-				v.problem(key+".vrid", "%d is already used on %s by vrrp.instance[%d]", in.VRID, in.Interface, j)
+				v.problem(key+".vrid", "%d is already used on %s for %s by vrrp.instance[%d]", in.VRID, in.Interface, familyName(v6), j)
 			} else {
 				routers[r] = i
 			}
