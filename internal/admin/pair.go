@@ -149,22 +149,34 @@ func (s *Server) Merge(remote map[string]Stamp) ([]string, error) {
 		} else {
 			s.state.Servers[name] = a.String()
 		}
-		if srv := s.opts.Pool.Lookup(name); srv != nil && srv.Admin() != a {
-			if err := s.opts.Pool.SetAdmin(name, a); err == nil {
-				s.mutations.Add(1)
-				s.opts.Logger.Info("admin state changed", "server", name, "from", local.Admin, "to", a.String(), "via", "peer", "by", r.Node)
-			}
-		}
 		changed = append(changed, name)
 	}
-	if len(changed) == 0 || s.opts.State == nil {
-		return changed, nil
+	if len(changed) == 0 {
+		return nil, nil
 	}
-	s.state.Updated = time.Now().UTC()
-	if err := s.opts.State.Save(s.state); err != nil {
-		return changed, fmt.Errorf("%w: %w", ErrNotPersisted, err)
+	// The state file first: a crash between the two leaves the file
+	// ahead of the pool, which Restore then applies.
+	var err error
+	if s.opts.State != nil {
+		s.state.Updated = time.Now().UTC()
+		if serr := s.opts.State.Save(s.state); serr != nil {
+			err = fmt.Errorf("%w: %w", ErrNotPersisted, serr)
+		}
 	}
-	return changed, nil
+	for _, name := range changed {
+		r := remote[name]
+		a, _ := backend.ParseAdminState(r.Admin)
+		srv := s.opts.Pool.Lookup(name)
+		if srv == nil || srv.Admin() == a {
+			continue
+		}
+		from := srv.Admin()
+		if s.opts.Pool.SetAdmin(name, a) == nil {
+			s.mutations.Add(1)
+			s.opts.Logger.Info("admin state changed", "server", name, "from", from.String(), "to", a.String(), "via", "peer", "by", r.Node)
+		}
+	}
+	return changed, err
 }
 
 // replicate tells the peer about a change, when there is a pair.
