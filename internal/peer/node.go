@@ -119,6 +119,7 @@ type Node struct {
 	peerPrint   map[string]string
 	drift       []string
 	reachable   bool
+	synced      bool // a sync has completed (either way)
 	lastContact time.Time
 	lastErr     string
 	logged      [5]time.Time // when each drop reason was last logged
@@ -299,6 +300,9 @@ func (n *Node) drop(reason, from string, err error) {
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}
+	if reason == DropStale {
+		attrs = append(attrs, "hint", "the instances' clocks differ by more than the 30 s window: check NTP")
+	}
 	if reason == DropReflected {
 		attrs = append(attrs, "hint", "both instances have the same global.name, or pair.peer points at this instance")
 	}
@@ -366,15 +370,26 @@ func Drift(a, b map[string]string) []string {
 
 // Sync exchanges state with the peer once: it sends this instance's,
 // merges the reply, and records the outcome in the status.
+//
+// The first failure after a success (or at start) is logged as a warning,
+// the first success after failures as information; repeated failures are
+// not logged again (the status and kclb_pair_peer_up show them).
 func (n *Node) Sync(ctx context.Context) error {
 	err := n.exchange(ctx)
 	n.mu.Lock()
-	n.reachable = err == nil
+	was, first := n.reachable, !n.synced
+	n.reachable, n.synced = err == nil, true
 	n.lastErr = ""
 	if err != nil {
 		n.lastErr = err.Error()
 	}
 	n.mu.Unlock()
+	switch {
+	case err != nil && (was || first):
+		n.opts.Logger.Warn("pair: peer not reached; admin changes apply on this instance only until it is", "peer", n.opts.Peer, "err", err)
+	case err == nil && !was:
+		n.opts.Logger.Info("pair: peer reached", "peer", n.opts.Peer)
+	}
 	return err
 }
 

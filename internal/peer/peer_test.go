@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -426,4 +427,24 @@ func FuzzMessage(f *testing.F) {
 			t.Fatalf("round trip changed the bytes:\n%x\n%x", b, again)
 		}
 	})
+}
+
+// TestReachabilityIsLoggedOnChange: a peer that stops answering is one
+// warning, not one per sync; its return is one line too.
+func TestReachabilityIsLoggedOnChange(t *testing.T) {
+	k := testKey(t, testSecret)
+	a, _ := newPair(t, k, k)
+	var logs bytes.Buffer
+	a.node.opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	ctx := context.Background()
+	a.link.cut.Store(true)
+	for range 3 {
+		a.node.Sync(ctx)
+	}
+	a.link.cut.Store(false)
+	a.node.Sync(ctx)
+	a.node.Sync(ctx)
+	if w, i := strings.Count(logs.String(), "peer not reached"), strings.Count(logs.String(), "peer reached"); w != 1 || i != 1 {
+		t.Fatalf("%d unreachable and %d reached lines; want 1 and 1:\n%s", w, i, logs.String())
+	}
 }
