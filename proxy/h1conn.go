@@ -201,20 +201,37 @@ func (c *h1conn) setup() {
 	c.getBuffers()
 }
 
-// getBuffers takes the read and write buffers from the server's pools.
+// getBuffers takes the read buffer from the server's pool.
 func (c *h1conn) getBuffers() {
 	c.bufp = c.s.readBufs.Get().(*[]byte)
 	c.buf, c.r, c.w = *c.bufp, 0, 0
-	c.bw = c.s.writeBufs.Get().(*bufio.Writer)
-	c.bw.Reset(c.nc)
 }
 
-// putBuffers gives the (empty) buffers back to the pools.
+// putBuffers gives the (empty) read buffer back to the pool.
 func (c *h1conn) putBuffers() {
-	c.bw.Reset(nil)
-	c.s.writeBufs.Put(c.bw)
 	c.s.readBufs.Put(c.bufp)
-	c.bw, c.bufp, c.buf = nil, nil, nil
+	c.bufp, c.buf = nil, nil
+}
+
+// writer returns the write buffer, taking it from the server's pool on
+// the first write of a response: a request waiting for its backend holds
+// none.
+func (c *h1conn) writer() *bufio.Writer {
+	if c.bw == nil {
+		c.bw = c.s.writeBufs.Get().(*bufio.Writer)
+		c.bw.Reset(c.nc)
+	}
+	return c.bw
+}
+
+// releaseWriter gives the write buffer back once all it held was
+// written (a response held back for a pipelined request keeps it).
+func (c *h1conn) releaseWriter() {
+	if c.bw != nil && c.bw.Buffered() == 0 {
+		c.bw.Reset(nil)
+		c.s.writeBufs.Put(c.bw)
+		c.bw = nil
+	}
 }
 
 // close ends the connection; with linger it first lets the client read
@@ -307,10 +324,13 @@ func (c *h1conn) loop() bool {
 		if c.callHandler(w, r) {
 			// The handler aborted the response (the backend failed mid-body):
 			// the client must see a broken stream, not a complete one.
-			c.bw.Flush()
+			if c.bw != nil {
+				c.bw.Flush()
+			}
 			return false
 		}
 		w.finish()
+		c.releaseWriter()
 		c.served++
 		if w.werr != nil {
 			return false
@@ -401,7 +421,7 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 			// A large head grew the buffer: do not keep it while idle.
 			c.buf = *c.bufp
 		}
-		if c.served > 0 && c.rawc != nil && c.bw.Buffered() == 0 {
+		if c.served > 0 && c.rawc != nil && c.bw == nil {
 			// An idle plain connection holds no buffer while it waits
 			// for the client (h1idle_linux.go): the goroutine's stack and
 			// the connection's state are all it costs.
@@ -475,7 +495,7 @@ func (c *h1conn) refuseHead(e *headError) bool {
 		body = "Unsupported transfer encoding"
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.o.WriteTimeout))
-	bw := c.bw
+	bw := c.writer()
 	bw.Write(appendStatusLine(bw.AvailableBuffer(), e.code, false))
 	bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ")
 	bw.Write(appendInt(bw.AvailableBuffer(), int64(len(body))))
@@ -555,8 +575,11 @@ func (c *h1conn) sendContinue(b *h1body) error {
 	if c.st.resp.committed {
 		return nil
 	}
-	c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-	return c.bw.Flush()
+	bw := c.writer()
+	bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	err := bw.Flush()
+	c.releaseWriter()
+	return err
 }
 
 // readBody reads body bytes into p: buffered ones first, else directly

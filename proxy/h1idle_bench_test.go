@@ -1,35 +1,29 @@
 package proxy
 
 import (
+	"bytes"
 	"net"
 	"runtime"
 	"runtime/metrics"
 	"testing"
 )
 
-// BenchmarkH1IdleConn measures what an idle keep-alive client
-// connection of kclb's HTTP/1.1 server holds after one proxied request
-// (issue 16: ≤ 8 KiB each): b.N connections each send one request and
-// stay open; then, after a collection, the growth of live heap objects
-// and of goroutine stacks per connection is reported (heap-B/conn
-// includes the client's own socket, about 0.4 KiB).
-func BenchmarkH1IdleConn(b *testing.B) {
-	addr := benchFront(b, newBenchHandler(b, rawBenchBackend(b), false), false)
+// liveMemory returns the bytes of live heap objects and of goroutine
+// stacks after a collection.
+func liveMemory() (heap, stacks float64) {
 	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
-	read := func() (heap, stacks float64) {
-		runtime.GC()
-		runtime.GC()
-		metrics.Read(samples)
-		return float64(samples[0].Value.Uint64()), float64(samples[1].Value.Uint64())
-	}
-	// A first connection warms the pools, the backend connection and
-	// the stack-size estimate.
-	warm := newRawBenchClient(b, addr)
-	if err := warm.do(benchRequest); err != nil {
-		b.Fatal(err)
-	}
-	buf := make([]byte, 4<<10)
-	heap0, stacks0 := read()
+	runtime.GC()
+	runtime.GC()
+	metrics.Read(samples)
+	return float64(samples[0].Value.Uint64()), float64(samples[1].Value.Uint64())
+}
+
+// openRequests opens b.N client connections to addr, each sending one
+// request, calls each after its write (to wait for what it needs), and
+// reports the growth of heap and stacks per connection under unit
+// ("conn" or "req"). The connections are closed at cleanup.
+func openRequests(b *testing.B, addr, unit string, each func(c net.Conn)) {
+	heap0, stacks0 := liveMemory()
 	conns := make([]net.Conn, 0, b.N)
 	b.Cleanup(func() {
 		for _, c := range conns {
@@ -45,12 +39,84 @@ func BenchmarkH1IdleConn(b *testing.B) {
 		if _, err := c.Write(benchRequest); err != nil {
 			b.Fatal(err)
 		}
+		each(c)
+	}
+	heap1, stacks1 := liveMemory()
+	b.ReportMetric((heap1-heap0)/float64(b.N), "heap-B/"+unit)
+	b.ReportMetric((stacks1-stacks0)/float64(b.N), "stack-B/"+unit)
+}
+
+// BenchmarkH1IdleConn measures what an idle keep-alive client
+// connection of kclb's HTTP/1.1 server holds after one proxied request
+// (issue 16: ≤ 8 KiB each): b.N connections each send one request and
+// stay open; then, after a collection, the growth of live heap objects
+// and of goroutine stacks per connection is reported (heap-B/conn
+// includes the client's own socket, about 0.4 KiB).
+func BenchmarkH1IdleConn(b *testing.B) {
+	addr := benchFront(b, newBenchHandler(b, rawBenchBackend(b), false), false)
+	// A first connection warms the pools, the backend connection and
+	// the stack-size estimate.
+	warm := newRawBenchClient(b, addr)
+	if err := warm.do(benchRequest); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 4<<10)
+	openRequests(b, addr, "conn", func(c net.Conn) {
 		// The response (head and 955-byte body) arrives in one piece.
 		if _, err := c.Read(buf); err != nil {
 			b.Fatal(err)
 		}
+	})
+}
+
+// BenchmarkH1InFlight measures what a proxied request holds while it
+// waits for its backend (RSS at c1000, issue 16: ≤ 1.25× HAProxy): b.N
+// client connections each send a request the backend answers only once
+// all have arrived; the growth of live heap objects and goroutine stacks
+// per waiting request is reported (the client's, proxy's and backend's
+// sockets and the backend's goroutines included).
+func BenchmarkH1InFlight(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
 	}
-	heap1, stacks1 := read()
-	b.ReportMetric((heap1-heap0)/float64(b.N), "heap-B/conn")
-	b.ReportMetric((stacks1-stacks0)/float64(b.N), "stack-B/conn")
+	arrived := make(chan net.Conn)
+	done := make(chan struct{})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				var buf [512]byte
+				n := 0
+				for !bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
+					m, err := c.Read(buf[n:])
+					if err != nil {
+						c.Close()
+						return
+					}
+					n += m
+				}
+				select {
+				case arrived <- c:
+				case <-done:
+					c.Close()
+				}
+			}()
+		}
+	}()
+	b.Cleanup(func() { close(done); ln.Close() })
+	addr := benchFront(b, newBenchHandler(b, ln.Addr().String(), false), false)
+	var backends []net.Conn
+	b.Cleanup(func() {
+		for _, c := range backends {
+			c.Close()
+		}
+	})
+	openRequests(b, addr, "req", func(net.Conn) { backends = append(backends, <-arrived) })
+	for _, c := range backends {
+		c.Write(rawBenchResponse)
+	}
 }

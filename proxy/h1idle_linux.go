@@ -13,7 +13,7 @@ const idleWait = true
 
 // idleRead waits until the client sends its next request, closes the
 // connection or the read deadline passes, holding no buffer while it
-// waits: the pooled buffers are taken for each read attempt and given
+// waits: the pooled read buffer is taken for each read attempt and given
 // back when the attempt finds nothing (EAGAIN), so an idle connection
 // costs its goroutine and its state only. It costs the system calls of a
 // plain read (one when bytes are there, one more per wait), not a peek
@@ -21,7 +21,7 @@ const idleWait = true
 func (c *h1conn) idleRead() error {
 	c.idleErr = nil
 	if err := c.rawc.Read(c.readableFn); err != nil {
-		if c.bw == nil {
+		if c.buf == nil {
 			c.getBuffers()
 		}
 		return err
@@ -32,9 +32,9 @@ func (c *h1conn) idleRead() error {
 // readable is the syscall.RawConn callback of idleRead: one read(2)
 // into the buffer, taken for the attempt. EAGAIN means wait for
 // readiness (the poller was reset before the first call, so no edge is
-// missed) and the buffers go back to their pools meanwhile.
+// missed) and the buffer goes back to its pool meanwhile.
 func (c *h1conn) readable(fd uintptr) bool {
-	if c.bw == nil {
+	if c.buf == nil {
 		c.getBuffers()
 	}
 	for {

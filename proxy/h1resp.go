@@ -103,7 +103,7 @@ func (w *h1response) WriteHeader(code int) {
 }
 
 func (w *h1response) writeInformational(code int) {
-	bw := w.c.bw
+	bw := w.c.writer()
 	bw.Write(appendStatusLine(bw.AvailableBuffer(), code, w.http10))
 	w.writeFields()
 	bw.WriteString("\r\n")
@@ -150,7 +150,7 @@ func (w *h1response) Flush() {
 		w.commit()
 	}
 	if w.werr == nil {
-		if err := w.c.bw.Flush(); err != nil {
+		if err := w.c.writer().Flush(); err != nil {
 			w.werr = err
 		}
 	}
@@ -160,7 +160,7 @@ func (w *h1response) writeBody(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	bw := w.c.bw
+	bw := w.c.writer()
 	if w.chunked {
 		b := strconv.AppendInt(bw.AvailableBuffer(), int64(len(p)), 16)
 		b = append(b, '\r', '\n')
@@ -190,7 +190,7 @@ func (w *h1response) finish() {
 		w.commit()
 	}
 	if w.chunked && w.werr == nil {
-		bw := w.c.bw
+		bw := w.c.writer()
 		bw.WriteString("0\r\n")
 		w.writeTrailers()
 		if _, err := bw.WriteString("\r\n"); err != nil {
@@ -204,7 +204,7 @@ func (w *h1response) finish() {
 	if w.werr == nil && w.c.buffered() == 0 {
 		// Nothing pipelined: the response goes now. Otherwise it leaves
 		// with the next one (or when the connection closes).
-		if err := w.c.bw.Flush(); err != nil {
+		if err := w.c.writer().Flush(); err != nil {
 			w.werr = err
 		}
 	}
@@ -226,7 +226,7 @@ func (w *h1response) commit() {
 			w.closeAfter = true // the close ends the body
 		}
 	}
-	bw := c.bw
+	bw := c.writer()
 	bw.Write(appendStatusLine(bw.AvailableBuffer(), w.status, w.http10))
 	w.writeFields()
 	if _, ok := w.hdr["Date"]; !ok {
@@ -261,7 +261,7 @@ func (w *h1response) commit() {
 // net/http: names that are not tokens are dropped, CR and LF in values
 // become spaces. Transfer-Encoding is the server's business.
 func (w *h1response) writeFields() {
-	bw := w.c.bw
+	bw := w.c.writer()
 	keys := w.keys[:0]
 	for k := range w.hdr {
 		keys = append(keys, k)
@@ -285,7 +285,7 @@ func (w *h1response) writeFields() {
 // writeTrailers writes the fields the handler set with
 // http.TrailerPrefix after a chunked body.
 func (w *h1response) writeTrailers() {
-	bw := w.c.bw
+	bw := w.c.writer()
 	for k, vv := range w.hdr {
 		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
 		if !ok || !httpguts.ValidHeaderFieldName(name) {
