@@ -23,7 +23,7 @@ import (
 // link-local addresses the kernel gives them, with VIP 2001:db8::100/64.
 const labVIP6 = "2001:db8::100"
 
-var labAddrs6 = map[string]string{"a": "2001:db8::11", "b": "2001:db8::12", "c": "2001:db8::50"}
+var labAddrs6 = map[string]string{"a": "2001:db8::11/64", "b": "2001:db8::12/64", "c": "2001:db8::50/64"}
 
 // labVIPBits is the prefix length the lab configures a VIP with: /24 for IPv4 (like
 // keepalived's 203.0.113.100/24), /64 for IPv6.
@@ -34,34 +34,11 @@ func labVIPBits(vip string) int {
 	return 24
 }
 
-// enableIPv6 gives every node its IPv6 address and a link-local address that is usable at
-// once: duplicate address detection is turned off on eth0 and the link is cycled so the
-// kernel recreates the link-local address without it.
-func (l *lab) enableIPv6() {
-	l.t.Helper()
-	for _, n := range []string{"a", "b", "c"} {
-		ns := l.ns(n)
-		testlab.Run(l.t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
-		l.linkSet(n, "down")
-		l.linkSet(n, "up")
-		testlab.Run(l.t, "ip", "-n", ns, "addr", "add", labAddrs6[n]+"/64", "dev", "eth0", "nodad")
-		if _, ok := waitUntil(5*time.Second, func() bool { return l.linkLocal(n) != "" }); !ok {
-			l.t.Fatalf("%s: no usable link-local address on eth0:\n%s", n, testlab.Run(l.t, "ip", "-n", ns, "-6", "addr", "show", "dev", "eth0"))
-		}
-	}
-}
+// enableIPv6 gives a, b and c their IPv6 address and a link-local address usable at once.
+func (l *lab) enableIPv6() { l.EnableIPv6(labAddrs6) }
 
-// linkLocal returns the node's non-tentative link-local address on eth0, "" if none.
-func (l *lab) linkLocal(node string) string {
-	out, _ := exec.Command("ip", "-n", l.ns(node), "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link", "-tentative").Output()
-	f := strings.Fields(string(out))
-	for i := range f {
-		if f[i] == "inet6" && i+1 < len(f) {
-			return strings.SplitN(f[i+1], "/", 2)[0]
-		}
-	}
-	return ""
-}
+// linkLocal returns the node's usable link-local address on eth0, "" if none.
+func (l *lab) linkLocal(node string) string { return l.LinkLocal(node) }
 
 // clientNeigh6 returns the client's neighbour cache entry (MAC) for the IPv6 VIP, "" if
 // none.

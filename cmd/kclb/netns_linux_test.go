@@ -147,9 +147,12 @@ func (l *edgeLab) mac(n string) string { return l.MAC(n) }
 func (l *edgeLab) clientNeigh() string { return l.Neigh("c", nsVIP) }
 
 // clientGet fetches the OIDC discovery document over HTTPS at the VIP.
-func (l *edgeLab) clientGet() error {
+func (l *edgeLab) clientGet() error { return l.clientGetAt(nsVIP) }
+
+// clientGetAt is clientGet at the address vip (IPv6 in brackets).
+func (l *edgeLab) clientGetAt(vip string) error {
 	out, err := exec.Command("ip", "netns", "exec", l.ns("c"), "curl", "-sS", "--max-time", "3",
-		"--cacert", l.cert, "--resolve", "sso.example.com:8443:"+nsVIP,
+		"--cacert", l.cert, "--resolve", "sso.example.com:8443:"+vip,
 		"-o", "/dev/null", "-w", "%{http_code}",
 		"https://sso.example.com:8443/realms/test/.well-known/openid-configuration").CombinedOutput()
 	if err != nil {
