@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,6 +56,48 @@ func socketMetrics(t *testing.T, socket string) string {
 	return string(b)
 }
 
+// pairEnv is two kclb instances of a pair in front of one stand-in
+// cluster: A (name "test") is the env, B ("edgeB") its own process.
+type pairEnv struct {
+	a            *env
+	sockA, sockB string
+	pairA, pairB string
+	stateA, cfgB string
+}
+
+// newPairEnv starts A, then B with driftB appended to B's configuration;
+// beforeB runs between the two (to watch A's log from before B speaks).
+func newPairEnv(t *testing.T, driftB string, beforeB func(a *env)) *pairEnv {
+	t.Helper()
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "pair.key")
+	if err := os.WriteFile(secret, []byte("5f0c1e7d9a3b42c68e1f7a2d4b9c0e3f5a7d1c2b8e4f6a9d0c3b5e7f1a2d4c6b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &pairEnv{pairA: freeAddr(t), pairB: freeAddr(t), sockA: filepath.Join(dir, "a.sock"), sockB: filepath.Join(dir, "b.sock"),
+		stateA: filepath.Join(dir, "a.json"), cfgB: filepath.Join(dir, "b.toml")}
+	p.a = newEnv(t, envOptions{admin: fmt.Sprintf("socket = %q", p.sockA), stateFile: p.stateA,
+		extra: pairSection(p.pairA, p.pairB, secret)})
+	// Instance B: the same cluster, its own listeners, socket, state file
+	// and name.
+	text, err := os.ReadFile(p.a.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgB := strings.NewReplacer(`name = "test"`, `name = "edgeB"`,
+		p.a.httpAddr, freeAddr(t), p.a.httpsAddr, freeAddr(t),
+		p.sockA, p.sockB, p.stateA, filepath.Join(dir, "b.json"),
+		pairSection(p.pairA, p.pairB, secret), pairSection(p.pairB, p.pairA, secret)).Replace(string(text)) + driftB
+	if err := os.WriteFile(p.cfgB, []byte(cfgB), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if beforeB != nil {
+		beforeB(p.a)
+	}
+	startKclb(t, p.cfgB, 2)
+	return p
+}
+
 // TestPairSharesAdminState is issue 17, items 1 and 2, through two real
 // kclb binaries on loopback in front of one stand-in cluster: a drain on
 // instance B shows up drained on instance A and A routes new logins away
@@ -62,33 +105,10 @@ func socketMetrics(t *testing.T, socket string) string {
 // exits 3; the restarted A catches up; a configuration part that differs
 // is reported by both.
 func TestPairSharesAdminState(t *testing.T) {
-	dir := t.TempDir()
-	secret := filepath.Join(dir, "pair.key")
-	if err := os.WriteFile(secret, []byte("5f0c1e7d9a3b42c68e1f7a2d4b9c0e3f5a7d1c2b8e4f6a9d0c3b5e7f1a2d4c6b\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pairA, pairB := freeAddr(t), freeAddr(t)
-	sockA, sockB := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
-	a := newEnv(t, envOptions{admin: fmt.Sprintf("socket = %q", sockA), stateFile: filepath.Join(dir, "a.json"),
-		extra: pairSection(pairA, pairB, secret)})
-
-	// Instance B: the same cluster, its own listeners, socket, state file
-	// and name, and (drift) another HSTS header.
-	text, err := os.ReadFile(a.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgB := strings.NewReplacer(`name = "test"`, `name = "edgeB"`,
-		a.httpAddr, freeAddr(t), a.httpsAddr, freeAddr(t),
-		sockA, sockB, filepath.Join(dir, "a.json"), filepath.Join(dir, "b.json"),
-		pairSection(pairA, pairB, secret), pairSection(pairB, pairA, secret)).Replace(string(text)) +
-		"\n[headers]\nhsts = \"max-age=60\"\n"
-	pathB := filepath.Join(dir, "b.toml")
-	if err := os.WriteFile(pathB, []byte(cfgB), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	driftA := a.proc.watch("configuration differs from the peer's")
-	startKclb(t, pathB, 2)
+	var driftA <-chan string
+	p := newPairEnv(t, "\n[headers]\nhsts = \"max-age=60\"\n", func(a *env) { driftA = a.proc.watch("configuration differs from the peer's") })
+	a, sockA, sockB, pairA := p.a, p.sockA, p.sockB, p.pairA
+	dir := filepath.Dir(p.stateA)
 
 	out, errOut, code := cli(t, "drain", "keycloak2", "-s", sockB)
 	if code != 0 || !strings.Contains(out, "applied on the pair peer "+pairA) {
@@ -186,5 +206,35 @@ func TestStatusFlagsPairDisagreement(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status text lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestPairAcrossBinaryUpgrade: after SIGUSR2 on A the new process serves
+// the pair listener it was handed, so a drain on B reaches it.
+func TestPairAcrossBinaryUpgrade(t *testing.T) {
+	p := newPairEnv(t, "", func(a *env) {
+		// The upgrade needs a process logging to a file.
+		a.proc.cmd.Process.Kill()
+		<-a.proc.done
+	})
+	old := startLogged(t, p.a.dir, p.a.cfgPath)
+	old.waitLine(t, "pair channel listening")
+	if err := old.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	pid := old.childPID(t)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	select {
+	case <-old.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("old process still running 30 s after SIGUSR2")
+	}
+	out, errOut, code := cli(t, "drain", "keycloak1", "-s", p.sockB)
+	if code != 0 {
+		t.Fatalf("drain on B after A's upgrade: exit %d\n%s%s", code, out, errOut)
+	}
+	st := socketStatus(t, p.sockA)
+	if k1 := serverByName(t, st, "keycloak1"); k1.Admin != "drain" || st.Pair == nil || !st.Pair.Reachable {
+		t.Fatalf("A's new process after a drain on B: keycloak1 %s, pair %+v", k1.Admin, st.Pair)
 	}
 }

@@ -98,12 +98,17 @@ func (in *instance) pairHooks(opts *admin.Options) func(ctx context.Context, wg 
 		in.admins = append(in.admins, keyedListener{key: pairListenerKey + plan.Listen, ln: ln})
 		in.mu.Unlock()
 		in.logger.Info("pair channel listening", "listen", ln.Addr().String(), "peer", plan.Peer)
+		// Once the listener is closed (handed to a new binary by an
+		// upgrade), this process stops syncing too: only one process
+		// merges the peer's changes into the state file.
+		runCtx, stopRun := context.WithCancel(ctx)
 		wg.Go(func() {
+			defer stopRun()
 			if err := n.Serve(ctx, ln); err != nil && !in.adminReleased.Load() {
 				in.logger.Error("pair listener failed", "listen", plan.Listen, "err", err)
 			}
 		})
-		wg.Go(func() { n.Run(ctx) })
+		wg.Go(func() { n.Run(runCtx) })
 		return nil
 	}
 }
