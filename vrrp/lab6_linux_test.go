@@ -69,6 +69,32 @@ func (l *lab) rawConn6(node string) *ipv6.PacketConn {
 	return ipv6.NewPacketConn(c)
 }
 
+// forgeAdvert6 sends one valid priority-254 IPv6 advert for the lab VIP from node's
+// link-local address to ff02::12 with the given hop limit.
+func (l *lab) forgeAdvert6(node string, hopLimit int) {
+	t := l.t
+	t.Helper()
+	conn := l.rawConn6(node)
+	if err := conn.SetMulticastHopLimit(hopLimit); err != nil {
+		t.Fatal(err)
+	}
+	src, dst := netip.MustParseAddr(l.linkLocal(node)), MulticastGroup6()
+	p := Packet{Version: 3, VRID: labVRID, Priority: 254, Interval: 100 * time.Millisecond, IPv6: true,
+		Addrs: []netip.Addr{netip.MustParseAddr(labVIP6)}, Src: src, Dst: dst}
+	msg, err := p.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := l.handle(node).LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.WriteTo(msg, &ipv6.ControlMessage{Src: net.IP(src.AsSlice()), IfIndex: link.Attrs().Index},
+		&net.IPAddr{IP: net.IP(dst.AsSlice())}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // inNS runs f on a thread switched into node's network namespace (sockets opened there
 // stay in it).
 func (l *lab) inNS(node string, f func()) {
@@ -160,25 +186,7 @@ func TestNamespaceFailoverIPv6(t *testing.T) {
 
 	t.Run("hop limit 254 dropped", func(t *testing.T) {
 		before, _ := l.helperStatus("kclb-b")
-		conn := l.rawConn6("c")
-		if err := conn.SetMulticastHopLimit(254); err != nil {
-			t.Fatal(err)
-		}
-		src, dst := netip.MustParseAddr(l.linkLocal("c")), MulticastGroup6()
-		p := Packet{Version: 3, VRID: labVRID, Priority: 254, Interval: interval, IPv6: true,
-			Addrs: []netip.Addr{netip.MustParseAddr(labVIP6)}, Src: src, Dst: dst}
-		msg, err := p.MarshalBinary()
-		if err != nil {
-			t.Fatal(err)
-		}
-		link, err := l.handle("c").LinkByName("eth0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.WriteTo(msg, &ipv6.ControlMessage{Src: net.IP(src.AsSlice()), IfIndex: link.Attrs().Index},
-			&net.IPAddr{IP: net.IP(dst.AsSlice())}); err != nil {
-			t.Fatal(err)
-		}
+		l.forgeAdvert6("c", 254)
 		if _, ok := waitUntil(2*time.Second, func() bool {
 			st, _ := l.helperStatus("kclb-b")
 			return st.Drops[DropTTL] > before.Drops[DropTTL]
@@ -336,4 +344,45 @@ func TestInteropKeepalivedIPv6(t *testing.T) {
 	neighIs(macA, "keepalived")
 	ka.Signal(syscall.SIGTERM)
 	ka.Wait(t, 5*time.Second)
+}
+
+// TestNamespaceUnicastIPv6 runs the kclb pair with IPv6 unicast peers (each other's
+// link-local address): B follows A, a valid advert from the client's link-local address
+// (hop limit 255, priority 254) is dropped as unknown_peer, and a crash of A moves the VIP.
+func TestNamespaceUnicastIPv6(t *testing.T) {
+	l := newLab(t)
+	l.enableIPv6()
+	a, b := l.probeVIP("a", labVIP6), l.probeVIP("b", labVIP6)
+	llA, llB := l.linkLocal("a"), l.linkLocal("b")
+	conf := func(prio uint8, peer string) helperConf {
+		return helperConf{VRID: labVRID, Priority: prio, AdvertMS: 100, Preempt: true, VIP: labVIP6, UnicastPeers: []string{peer}}
+	}
+	pa := l.startKCLB("a", "kclb-a", conf(150, llB))
+	l.startKCLB("b", "kclb-b", conf(100, llA))
+	if _, ok := waitUntil(5*time.Second, func() bool { return a.has() && !b.has() }); !ok {
+		t.Fatalf("A did not become the only master: A=%v B=%v", a.has(), b.has())
+	}
+	var before Status
+	if _, ok := waitUntil(2*time.Second, func() bool {
+		before, _ = l.helperStatus("kclb-b")
+		return before.State == StateBackup && before.AdvertsReceived > 0 && before.Master.String() == llA
+	}); !ok {
+		t.Fatalf("B does not follow A by unicast: %v, master %v, %d adverts", before.State, before.Master, before.AdvertsReceived)
+	}
+	l.forgeAdvert6("c", 255)
+	if _, ok := waitUntil(2*time.Second, func() bool {
+		st, _ := l.helperStatus("kclb-b")
+		return st.Drops[DropUnknownPeer] > before.Drops[DropUnknownPeer]
+	}); !ok {
+		st, _ := l.helperStatus("kclb-b")
+		t.Fatalf("advert from a stranger not dropped as unknown_peer: drops %v", nonZero(st.Drops))
+	}
+	if st, _ := l.helperStatus("kclb-b"); st.Transitions != before.Transitions {
+		t.Fatalf("B changed state on a stranger's advert: %v", st.State)
+	}
+	pa.Signal(syscall.SIGKILL)
+	l.linkSet("a", "down")
+	if _, ok := waitUntil(5*time.Second, b.has); !ok {
+		t.Fatal("B did not take over from the crashed A")
+	}
 }
