@@ -10,59 +10,23 @@ import (
 	"net/http/httptrace"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 )
 
-// nsDial returns a DialContext that opens its sockets in the network
-// namespace called name (the socket's namespace is fixed when it is
-// created, on a thread switched into the namespace and back).
-func nsDial(name string, dials *atomic.Int64) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// nsDial returns a DialContext that opens its sockets in the client
+// namespace and counts the connections it opened.
+func (l *edgeLab) nsDial(dials *atomic.Int64) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial := l.DialContext("c")
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread()
-			orig, err := netns.Get()
-			if err != nil {
-				runtime.UnlockOSThread()
-				ch <- result{nil, err}
-				return
-			}
-			defer orig.Close()
-			target, err := netns.GetFromName(name)
-			if err != nil {
-				runtime.UnlockOSThread()
-				ch <- result{nil, err}
-				return
-			}
-			defer target.Close()
-			if err := netns.Set(target); err != nil {
-				runtime.UnlockOSThread()
-				ch <- result{nil, err}
-				return
-			}
-			var d net.Dialer
-			c, err := d.DialContext(ctx, network, addr)
-			if netns.Set(orig) == nil {
-				runtime.UnlockOSThread() // else the thread ends with the goroutine
-			}
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		if r.err == nil {
+		c, err := dial(ctx, network, addr)
+		if err == nil {
 			dials.Add(1)
 		}
-		return r.c, r.err
+		return c, err
 	}
 }
 
@@ -100,7 +64,7 @@ func TestHandoverKeepAliveClients(t *testing.T) {
 	var h2 atomic.Int64
 	for i := range clients {
 		// Half the clients speak HTTP/2 (GOAWAY drains them), half HTTP/1.1.
-		tr := &http.Transport{DialContext: nsDial(l.ns("c"), &dials), MaxIdleConnsPerHost: 1, ForceAttemptHTTP2: i%2 == 1,
+		tr := &http.Transport{DialContext: l.nsDial(&dials), MaxIdleConnsPerHost: 1, ForceAttemptHTTP2: i%2 == 1,
 			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "sso.example.com"}}
 		defer tr.CloseIdleConnections()
 		hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}

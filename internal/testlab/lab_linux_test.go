@@ -22,6 +22,13 @@ func TestLab(t *testing.T) {
 	if !l.HoldsAddr("a", "203.0.113.10") || l.HoldsAddr("c", "203.0.113.10") {
 		t.Error("HoldsAddr does not tell a's address from c's")
 	}
+	mon := l.Monitor("c", "neigh-c", "neigh")
+	mon2 := l.Monitor("a", "addr-a", "address")
+	if err := l.Ping("a", l.Addr("c")); err != nil {
+		t.Fatal(err)
+	}
+	mon.Stop()
+	mon2.Stop()
 	p := l.Start("a", "echo", "sh", "-c", "ip -4 -o addr show dev eth0; echo done")
 	p.WaitLine(t, p.Watch("203.0.113.10/24"), "a's address in its own namespace", 5*time.Second)
 	p.Wait(t, 5*time.Second)

@@ -193,6 +193,24 @@ func (p *Proc) WatchFunc(match func(string) bool) <-chan string {
 	return ch
 }
 
+// WaitFor waits up to timeout for an output line containing substr,
+// printed before the call or after it, and fails the test, naming what,
+// if none comes or the output ends first. It returns the line.
+func (p *Proc) WaitFor(t testing.TB, substr, what string, timeout time.Duration) string {
+	t.Helper()
+	ch := make(chan string, 64)
+	p.mu.Lock()
+	for _, l := range p.lines {
+		if strings.Contains(l.Text, substr) {
+			p.mu.Unlock()
+			return l.Text
+		}
+	}
+	p.watchers = append(p.watchers, watcher{func(l string) bool { return strings.Contains(l, substr) }, ch})
+	p.mu.Unlock()
+	return p.WaitLine(t, ch, what, timeout)
+}
+
 // WaitLine waits up to timeout for a line from ch (from Watch) and fails
 // the test, naming what, if none arrives or the process exits first.
 func (p *Proc) WaitLine(t testing.TB, ch <-chan string, what string, timeout time.Duration) string {
