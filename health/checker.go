@@ -6,14 +6,13 @@
 // token request) and compares the nodes' cluster views from /metrics.
 //
 // Verdicts go through rise/fall counters (Keycloak's recommended
-// load-balancer settings: inter 5s, fall 3, rise 2, slowstart 60s) into a
-// Sink, normally the *backend.Pool, which fires the OnHealth hook that
-// logs transitions. Passive ejection lives in the pool and marks a
-// server Down; the checker never overrides it and requires Rise fresh
-// passes to bring an ejected server back, then ramps its weight up over
-// Slowstart. Only the checker's liveness verdict marks a server Dead.
-//
-// Discovery keeps a pool's membership in line with a DNS name.
+// load-balancer settings: inter 5s, fall 3, rise 2) into a Sink, normally
+// the *backend.Pool: "server X is now up, down, dead or starting, because
+// ...", and nothing else. The pool fires the OnHealth hook that logs
+// transitions and ramps a returning server's weight (slow start). Passive
+// ejection lives in the pool and marks a server Down; the checker never
+// overrides it and requires Rise fresh passes to bring an ejected server
+// back. Only the checker's liveness verdict marks a server Dead.
 package health
 
 import (
@@ -29,7 +28,8 @@ import (
 	"github.com/kclb/kclb/internal/backend"
 )
 
-// Sink receives the checker's verdicts. *backend.Pool satisfies it.
+// Sink receives the checker's verdicts; it is the checker's only way to
+// change anything. *backend.Pool satisfies it.
 type Sink interface {
 	// CompareAndSetHealth records h and d for s only if s's health is
 	// still old, and reports whether it did.
@@ -90,8 +90,7 @@ func New(list func() []*backend.Server, sink Sink, opts Options) (*Checker, erro
 // goroutine to stop and returns nil. Each server with a management address
 // gets one goroutine, so at most one check per server is in flight;
 // servers that appear later get one at the next resync (within
-// min(Interval, 1s)) and start with slow start; servers that disappear
-// lose theirs. Run must not be called twice at the same time.
+// min(Interval, 1s)); servers that disappear lose theirs. Run must not be called twice at the same time.
 func (c *Checker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	workers := make(map[*backend.Server]context.CancelFunc)
@@ -102,7 +101,6 @@ func (c *Checker) Run(ctx context.Context) error {
 		wg.Wait()
 		c.client.CloseIdleConnections()
 	}()
-	first := true
 	for {
 		present := make(map[*backend.Server]bool)
 		for _, s := range c.servers() {
@@ -115,7 +113,7 @@ func (c *Checker) Run(ctx context.Context) error {
 			}
 			wctx, cancel := context.WithCancel(ctx)
 			workers[s] = cancel
-			w := c.newWorker(s, !first)
+			w := c.newWorker(s)
 			c.active.Add(1)
 			wg.Go(func() {
 				defer c.active.Add(-1)
@@ -128,7 +126,6 @@ func (c *Checker) Run(ctx context.Context) error {
 				delete(workers, s)
 			}
 		}
-		first = false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -192,9 +189,6 @@ type worker struct {
 	s *backend.Server
 	m *machine
 
-	ramping            bool
-	rampFrom, rampNext time.Time
-
 	tokenRan  bool
 	tokenNext time.Time
 	token     probeResult
@@ -203,35 +197,17 @@ type worker struct {
 	lastOutcome string
 }
 
-func (c *Checker) newWorker(s *backend.Server, late bool) *worker {
-	w := &worker{c: c, s: s, m: newMachine(c.opts.Rise, c.opts.Fall)}
-	if late && s.Health() == backend.HealthUp {
-		w.startRamp(c.opts.Clock.Now())
-	}
-	return w
-}
-
-// rampStep is how often slow start raises the weight.
-func (w *worker) rampStep() time.Duration {
-	return max(w.c.opts.Slowstart/20, 10*time.Millisecond)
+func (c *Checker) newWorker(s *backend.Server) *worker {
+	return &worker{c: c, s: s, m: newMachine(c.opts.Rise, c.opts.Fall)}
 }
 
 func (w *worker) run(ctx context.Context) {
-	defer func() {
-		w.c.forgetView(w.s)
-		if w.ramping {
-			w.s.SetWeightFactor(1000)
-		}
-	}()
+	defer w.c.forgetView(w.s)
 	clk := w.c.opts.Clock
 	next := clk.Now().Add(w.c.firstDelay())
 	for {
 		now := clk.Now()
-		wake := next
-		if w.ramping && w.rampNext.Before(wake) {
-			wake = w.rampNext
-		}
-		if d := wake.Sub(now); d > 0 {
+		if d := next.Sub(now); d > 0 {
 			select {
 			case <-ctx.Done():
 				return
@@ -242,42 +218,9 @@ func (w *worker) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if w.ramping {
-			w.ramp(now)
-		}
-		if !now.Before(next) {
-			w.round(ctx, now)
-			next = now.Add(w.c.nextInterval())
-		}
+		w.round(ctx, now)
+		next = now.Add(w.c.nextInterval())
 	}
-}
-
-// startRamp drops the server's weight to zero and starts slow start.
-func (w *worker) startRamp(now time.Time) {
-	if w.c.opts.Slowstart <= 0 {
-		w.s.SetWeightFactor(1000)
-		return
-	}
-	w.s.SetWeightFactor(0)
-	w.ramping = true
-	w.rampFrom = now
-	w.rampNext = now.Add(w.rampStep())
-}
-
-// ramp raises the weight in proportion to the time spent Up.
-func (w *worker) ramp(now time.Time) {
-	if w.s.Health() != backend.HealthUp {
-		w.ramping = false
-		return
-	}
-	f := int(int64(1000) * int64(now.Sub(w.rampFrom)) / int64(w.c.opts.Slowstart))
-	if f >= 1000 {
-		w.s.SetWeightFactor(1000)
-		w.ramping = false
-		return
-	}
-	w.s.SetWeightFactor(f)
-	w.rampNext = now.Add(w.rampStep())
 }
 
 // round runs one check round and records its verdict.
@@ -375,9 +318,6 @@ func (w *worker) apply(res probeResult, split bool, latency time.Duration, now t
 		d.Reason = res.reason
 	case d.Reason == "":
 		d.Reason = res.reason
-	}
-	if to == backend.HealthUp && cur != backend.HealthUp {
-		w.startRamp(now)
 	}
 	if c := w.c; c.sink.CompareAndSetHealth(s, cur, to, d) {
 		m.recorded(to)

@@ -13,7 +13,9 @@ import (
 	"github.com/kclb/kclb/internal/backend"
 )
 
-func TestDatabaseDownLeavesAndReturnsWithSlowStart(t *testing.T) {
+// TestDatabaseDownLeavesAndReturns also shows that a return through the
+// sink starts the pool's slow start (the ramp itself is backend's test).
+func TestDatabaseDownLeavesAndReturns(t *testing.T) {
 	e := newEnv(t, 3, testOptions())
 	s := e.server(0)
 	e.nodes[0].setReady(readyDBDown)
@@ -63,19 +65,6 @@ func TestDatabaseDownLeavesAndReturnsWithSlowStart(t *testing.T) {
 	}
 	if d := s.Detail(); d.FailingSince != "" || !strings.Contains(d.Reason, "2 consecutive passes") {
 		t.Errorf("detail after return %+v", d)
-	}
-	// Slow start: 10 s ramp, 1 s steps: weight rises monotonically to full.
-	last := s.Weight()
-	for range 10 {
-		e.step()
-		w := s.Weight()
-		if w < last {
-			t.Fatalf("weight went down during slow start: %d after %d", w, last)
-		}
-		last = w
-	}
-	if last != 100 {
-		t.Fatalf("weight after slow start = %d, want 100", last)
 	}
 	// Transitions are cmd/kclb's to log (from OnHealth): the checker logs
 	// check detail at debug only.
@@ -509,16 +498,13 @@ func TestObserveHook(t *testing.T) {
 func TestServersAddedAndRemovedAtRuntime(t *testing.T) {
 	e := newEnv(t, 1, testOptions())
 	k := newFakeKC(t, "late", 2)
-	s := e.pool.Add(k.spec())
+	e.pool.Add(k.spec())
 	e.settle()
 	e.clk.Advance(time.Second) // the supervisor's resync starts a goroutine
 	e.idle++
 	e.settle()
 	if k.readyHits.Load() == 0 {
 		t.Fatal("server added at runtime was never checked")
-	}
-	if w := s.Weight(); w >= 100 {
-		t.Fatalf("late server weight %d: slow start not applied", w)
 	}
 	e.pool.Remove("late")
 	e.settle()
@@ -528,9 +514,6 @@ func TestServersAddedAndRemovedAtRuntime(t *testing.T) {
 	hits := k.readyHits.Load()
 	for range 3 {
 		e.step()
-	}
-	if w := s.Weight(); w != 100 {
-		t.Errorf("removed server left with weight %d, want full", w)
 	}
 	if k.readyHits.Load() != hits {
 		t.Fatalf("removed server still checked: %d hits after %d", k.readyHits.Load(), hits)
@@ -566,6 +549,7 @@ func TestWallClock(t *testing.T) {
 	k := newFakeKC(t, "node1", 1)
 	events := make(chan event, 100)
 	pool, err := backend.NewPool([]backend.Spec{k.spec()}, backend.PoolOptions{
+		Slowstart: 50 * time.Millisecond,
 		OnHealth: func(s *backend.Server, from, to backend.Health, reason string, panicMode bool) {
 			if s != nil {
 				events <- event{server: s.Name(), from: from, to: to, reason: reason}
@@ -575,7 +559,7 @@ func TestWallClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(pool.Servers, pool, Options{Interval: 10 * time.Millisecond, Timeout: time.Second, Slowstart: 50 * time.Millisecond})
+	c, err := New(pool.Servers, pool, Options{Interval: 10 * time.Millisecond, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,7 @@ package health
 
 import "time"
 
-// Clock is the time source for scheduling checks, slow start and drain
-// grace periods. Tests inject a fake to drive time without sleeping. I/O
+// Clock is the time source for scheduling check rounds. Tests inject a fake to drive time without sleeping. I/O
 // timeouts (Options.Timeout) always use real time.
 type Clock interface {
 	// Now returns the current time.

@@ -304,12 +304,11 @@ func (s *syncBuffer) String() string {
 // testOptions are Options for fake-clock tests: 1s interval, no jitter.
 func testOptions() Options {
 	return Options{
-		Interval:  time.Second,
-		Timeout:   5 * time.Second,
-		Rise:      2,
-		Fall:      3,
-		Slowstart: 10 * time.Second,
-		Jitter:    -1,
+		Interval: time.Second,
+		Timeout:  5 * time.Second,
+		Rise:     2,
+		Fall:     3,
+		Jitter:   -1,
 	}
 }
 
@@ -332,6 +331,9 @@ func newEnvSpecs(t *testing.T, specs []backend.Spec, opts Options) *env {
 	t.Helper()
 	e := &env{t: t, clk: newFakeClock(), events: make(chan event, 1000), logs: &syncBuffer{}}
 	pool, err := backend.NewPool(specs, backend.PoolOptions{
+		// The pool ramps on the wall clock: an hour keeps a returning
+		// server at weight 1 for the whole test.
+		Slowstart: time.Hour,
 		OnHealth: func(s *backend.Server, from, to backend.Health, reason string, panicMode bool) {
 			ev := event{from: from, to: to, reason: reason, panic: panicMode}
 			if s != nil {

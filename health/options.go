@@ -105,9 +105,6 @@ type Options struct {
 	// Fall is the number of consecutive failing rounds that take an Up
 	// server out. Zero means 3.
 	Fall int
-	// Slowstart is how long a server that comes back Up takes to ramp
-	// its weight from 0 to full. Zero means 60s; negative disables.
-	Slowstart time.Duration
 	// MaxBodyBytes caps a health body; a larger body fails the check.
 	// Zero means 64 KiB.
 	MaxBodyBytes int64
@@ -143,8 +140,7 @@ type Options struct {
 	// transitions are reported through the pool's OnHealth hook, not
 	// logged here. Nil means slog.Default().
 	Logger *slog.Logger
-	// Clock schedules rounds, slow start and drains. Nil means the wall
-	// clock.
+	// Clock schedules rounds. Nil means the wall clock.
 	Clock Clock
 	// OnRoute, if set, is called when the checker learns a server's
 	// Keycloak node name (the node label of vendor_cluster_size) or
@@ -157,8 +153,8 @@ type Options struct {
 	Observe func(s *backend.Server, latency time.Duration, ok bool)
 }
 
-// Defaults from Keycloak's HAProxy guide: inter 5s fall 3 rise 2
-// slowstart 60s.
+// Defaults from Keycloak's HAProxy guide: inter 5s fall 3 rise 2 (its
+// slowstart 60s is the pool's: backend.PoolOptions.Slowstart).
 const (
 	defaultPath          = "/health/ready"
 	defaultLivePath      = "/health/live"
@@ -168,7 +164,6 @@ const (
 	defaultTimeout       = 2 * time.Second
 	defaultRise          = 2
 	defaultFall          = 3
-	defaultSlowstart     = 60 * time.Second
 	defaultMaxBody       = 64 << 10
 	defaultMaxMetrics    = 4 << 20
 	defaultJitter        = 0.1
@@ -218,9 +213,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Rise < 0 || o.Fall < 0 {
 		return o, errors.New("health: Rise and Fall must not be negative")
-	}
-	if o.Slowstart == 0 {
-		o.Slowstart = defaultSlowstart
 	}
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = defaultMaxBody

@@ -20,7 +20,7 @@ import (
 	"github.com/kclb/kclb/internal/admin"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
-	"github.com/kclb/kclb/health"
+	"github.com/kclb/kclb/internal/discovery"
 	"github.com/kclb/kclb/internal/metrics"
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/internal/ratelimit"
@@ -437,7 +437,7 @@ type persistingMembership struct {
 	in *instance
 }
 
-// Add implements health.Membership.
+// Add implements discovery.Pool.
 func (m persistingMembership) Add(spec backend.Spec) *backend.Server {
 	s := m.Pool.Add(spec)
 	if a := m.in.adminServer(); a != nil {
@@ -446,10 +446,10 @@ func (m persistingMembership) Add(spec backend.Spec) *backend.Server {
 	return s
 }
 
-var _ health.Membership = persistingMembership{}
+var _ discovery.Pool = persistingMembership{}
 
-// discoveryMembership returns the pool for health.NewDiscovery.
-func (in *instance) discoveryMembership() health.Membership {
+// discoveryMembership returns the pool for discovery.New.
+func (in *instance) discoveryMembership() discovery.Pool {
 	return persistingMembership{Pool: in.pool, in: in}
 }
 

@@ -15,11 +15,13 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/kclb/kclb/internal/accesslog"
 	"github.com/kclb/kclb/affinity"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/discovery"
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/internal/pathpolicy"
 	"github.com/kclb/kclb/proxy"
@@ -312,18 +314,25 @@ type checkPlan struct {
 	// Health lacks Logger, Observe and OnRoute.
 	Health health.Options
 	// Discovery is nil without backend.dns_name; it lacks Logger.
-	Discovery *health.DiscoveryOptions
+	Discovery *discovery.Options
+	// Slowstart is the pool's slow start (Pool.SetSlowstart, at start and
+	// on every reload): health.slowstart, both spelling "none" 0; none
+	// with health checks off, as no server then "becomes ready".
+	Slowstart time.Duration
 }
 
 // checkOptions converts [health] and the discovery keys of [backend].
 func checkOptions(cfg *config.Config) checkPlan {
 	p := checkPlan{Active: cfg.Health.Enabled, Health: healthOptions(cfg)}
+	if cfg.Health.Enabled {
+		p.Slowstart = cfg.Health.Slowstart.Duration
+	}
 	if b := cfg.Backend; b.DNSName != "" {
 		mgmt := uint16(b.DNSManagementPort)
 		if !cfg.Health.Enabled {
 			mgmt = 0
 		}
-		p.Discovery = &health.DiscoveryOptions{
+		p.Discovery = &discovery.Options{
 			Name:     b.DNSName,
 			Port:     uint16(b.DNSPort),
 			MgmtPort: mgmt,
@@ -356,15 +365,11 @@ func healthOptions(cfg *config.Config) health.Options {
 		Timeout:            h.Timeout.Duration,
 		Rise:               h.Rise,
 		Fall:               h.Fall,
-		Slowstart:          h.Slowstart.Duration,
 		MaxBodyBytes:       int64(h.MaxBodyBytes),
 		Realm:              h.Realm,
 		WellKnown:          h.WellKnown,
 		ClusterCheck:       mode,
 		LBCheck:            h.LBCheck,
-	}
-	if h.Slowstart.Duration == 0 {
-		o.Slowstart = -1
 	}
 	if h.TokenClientID != "" {
 		o.TokenProbe = health.TokenProbe{

@@ -17,6 +17,7 @@ import (
 	"github.com/kclb/kclb/affinity"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/discovery"
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/internal/proxyproto"
@@ -201,14 +202,15 @@ func (in *instance) health() vrrp.Health {
 	return vrrp.HealthOK
 }
 
-// startChecker starts active health checks for cfg, replacing the running
-// checker. in.mu must be held.
+// startChecker sets the pool's slow start and starts active health checks
+// and DNS discovery for cfg, replacing the running ones. in.mu must be held.
 func (in *instance) startCheckerLocked(ctx context.Context, cfg *config.Config, aff *affinity.Affinity) error {
 	if in.checker != nil {
 		in.checker()
 		in.checker = nil
 	}
 	plan := checkOptions(cfg)
+	in.pool.SetSlowstart(plan.Slowstart)
 	if !plan.Active && plan.Discovery == nil {
 		return nil
 	}
@@ -221,11 +223,11 @@ func (in *instance) startCheckerLocked(ctx context.Context, cfg *config.Config, 
 	if err != nil {
 		return fmt.Errorf("health: %w", err)
 	}
-	var disc *health.Discovery
+	var disc *discovery.DNS
 	if plan.Discovery != nil {
 		do := *plan.Discovery
 		do.Logger = in.logger
-		if disc, err = health.NewDiscovery(in.discoveryMembership(), do); err != nil {
+		if disc, err = discovery.New(in.discoveryMembership(), do); err != nil {
 			return fmt.Errorf("discovery: %w", err)
 		}
 	}

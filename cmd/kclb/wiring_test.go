@@ -21,6 +21,7 @@ import (
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/balancer"
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/discovery"
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/tlsconf"
@@ -365,8 +366,8 @@ func constructAll(t *testing.T, ro runtimeOptions) {
 		t.Fatalf("health.New: %v", err)
 	}
 	if d := ro.Checks.Discovery; d != nil {
-		if _, err := health.NewDiscovery(pool, *d); err != nil {
-			t.Fatalf("health.NewDiscovery: %v", err)
+		if _, err := discovery.New(pool, *d); err != nil {
+			t.Fatalf("discovery.New: %v", err)
 		}
 	}
 	for _, o := range ro.VRRP {
@@ -579,7 +580,7 @@ func TestZeroMeansWhatTheDocsSay(t *testing.T) {
 	}{
 		{"no queue", "queue_size", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.Handler.QueueSize < 0 }},
 		{"no retries", "retries", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.Handler.Retries < 0 }},
-		{"no slow start", "slowstart", `"0s"`, func(ro runtimeOptions, _ *config.Config) bool { return ro.Checks.Health.Slowstart < 0 }},
+		{"no slow start", "slowstart", `"0s"`, func(ro runtimeOptions, _ *config.Config) bool { return ro.Checks.Slowstart == 0 }},
 		{"no passive ejection", "passive_fails", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.Pool.PassiveFails < 0 }},
 		{"session cookie", "max_age", `"0s"`, func(ro runtimeOptions, _ *config.Config) bool { return ro.Affinity.Session }},
 		{"no gratuitous ARP", "garp_repeat", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.VRRP[0].GARPRepeat < 0 }},

@@ -93,6 +93,12 @@ type PoolOptions struct {
 	// ejects it again. A checked server returns only after Rise passes.
 	// Zero means 30 s (Envoy's base_ejection_time); negative means never.
 	EjectionTime time.Duration
+	// Slowstart is how long a server takes to ramp its weight from 0 to
+	// full after it becomes Up (from Down, Dead or Starting, whoever
+	// reported it) or joins the running pool Up (Add, or a new name in
+	// Reconcile). The servers NewPool creates start at full weight. Zero
+	// means no slow start; SetSlowstart changes it later.
+	Slowstart time.Duration
 	// OnAvailable is called on edges of "at least one server can take a
 	// new client" (the signal VRRP tracks). It is called with the pool's
 	// lock held: it must not call back into the pool. Nil means none.
@@ -112,6 +118,9 @@ type Pool struct {
 	// backups is set while no non-backup server is Up and ready: the
 	// backup servers take traffic. Shared with every server.
 	backups atomic.Bool
+	// slowstart is the ramp length in nanoseconds; shared with every
+	// server.
+	slowstart atomic.Int64
 
 	mu        sync.Mutex // serialises state changes and edge detection
 	available bool       // last value reported to OnAvailable
@@ -133,6 +142,7 @@ func NewPool(specs []Spec, opts PoolOptions) (*Pool, error) {
 		opts.EjectionTime = 30 * time.Second
 	}
 	p := &Pool{opts: opts}
+	p.slowstart.Store(int64(max(opts.Slowstart, 0)))
 	list := make([]*Server, 0, len(specs))
 	seen := make(map[string]bool, len(specs))
 	for _, sp := range specs {
@@ -157,7 +167,21 @@ func NewPool(specs []Spec, opts PoolOptions) (*Pool, error) {
 func (p *Pool) newServer(sp Spec) *Server {
 	s := NewServer(sp, &p.panic)
 	s.backups = &p.backups
+	s.slowstart = &p.slowstart
 	return s
+}
+
+// SetSlowstart sets the slow-start ramp for servers that become Up from
+// now on (a reload); ramps in progress take the new length at once. Zero
+// or negative means none.
+func (p *Pool) SetSlowstart(d time.Duration) { p.slowstart.Store(int64(max(d, 0))) }
+
+// startRampLocked begins slow start for s at now when the pool has one.
+// p.mu must be held.
+func (p *Pool) startRampLocked(s *Server, now time.Time) {
+	if p.slowstart.Load() > 0 {
+		s.rampFrom.Store(now.UnixNano())
+	}
 }
 
 // Backups reports whether the backup servers are in use: no non-backup
@@ -203,8 +227,9 @@ func (p *Pool) SetHealth(s *Server, h Health, d Detail) {
 func (p *Pool) setHealthLocked(s *Server, h Health, d Detail) {
 	s.mu.Lock()
 	from := Health(s.health.Load())
+	now := time.Now()
 	if from != h {
-		d.Since = time.Now()
+		d.Since = now
 	} else {
 		d.Since = s.detail.Since
 	}
@@ -217,6 +242,9 @@ func (p *Pool) setHealthLocked(s *Server, h Health, d Detail) {
 	s.ejected.Store(false) // a passive ejection sets it after the transition
 	if h != HealthUp {
 		s.passiveFails.Store(0)
+		s.rampFrom.Store(0)
+	} else {
+		p.startRampLocked(s, now)
 	}
 	if p.opts.OnHealth != nil {
 		p.opts.OnHealth(s, from, h, d.Reason, p.panic.Load())
@@ -325,8 +353,8 @@ func (p *Pool) EjectionsCapped() uint64 { return p.ejectionsCapped.Load() }
 // its health (for example a client that went away).
 func (p *Pool) CountError(s *Server) { s.errors.Add(1) }
 
-// Add inserts a server (discovery). It returns the existing server when
-// one with the same name is present.
+// Add inserts a server (discovery), which starts Up and in slow start. It
+// returns the existing server when one with the same name is present.
 func (p *Pool) Add(spec Spec) *Server {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -337,6 +365,7 @@ func (p *Pool) Add(spec Spec) *Server {
 		}
 	}
 	s := p.newServer(spec)
+	p.startRampLocked(s, time.Now())
 	next := append(slices.Clip(cur), s)
 	p.servers.Store(&next)
 	p.recomputeLocked()
@@ -346,8 +375,8 @@ func (p *Pool) Add(spec Spec) *Server {
 // Reconcile makes the pool's members match specs (a configuration
 // reload): servers whose spec is unchanged are kept as they are; a server
 // whose spec changed under the same name is replaced by a new one that
-// inherits its admin state and health; new names are added and missing
-// ones removed. Requests in flight finish on the servers they started on.
+// inherits its admin state, health and slow start; new names are added
+// (Up, in slow start) and missing ones removed. Requests in flight finish on the servers they started on.
 func (p *Pool) Reconcile(specs []Spec) error {
 	seen := make(map[string]bool, len(specs))
 	for _, sp := range specs {
@@ -363,6 +392,7 @@ func (p *Pool) Reconcile(specs []Spec) error {
 	defer p.mu.Unlock()
 	cur := *p.servers.Load()
 	next := make([]*Server, 0, len(specs))
+	now := time.Now()
 	for _, sp := range specs {
 		if sp.Weight <= 0 {
 			sp.Weight = 100
@@ -377,10 +407,13 @@ func (p *Pool) Reconcile(specs []Spec) error {
 			s.admin.Store(old.admin.Load())
 			s.health.Store(old.health.Load())
 			s.ejected.Store(old.ejected.Load())
+			s.rampFrom.Store(old.rampFrom.Load())
 			s.detail = old.Detail()
 			next = append(next, s)
 		default:
-			next = append(next, p.newServer(sp))
+			s := p.newServer(sp)
+			p.startRampLocked(s, now)
+			next = append(next, s)
 		}
 	}
 	p.servers.Store(&next)

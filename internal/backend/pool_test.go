@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -224,7 +225,11 @@ func TestReconcile(t *testing.T) {
 	}
 }
 
-func TestAcquireQueue(t *testing.T) {
+// TestAcquireQueue runs in a synctest bubble: synctest.Wait returns once
+// the waiter is blocked in its queue.
+func TestAcquireQueue(t *testing.T) { synctest.Test(t, testAcquireQueue) }
+
+func testAcquireQueue(t *testing.T) {
 	s := NewServer(Spec{Name: "a", MaxConn: 1}, nil)
 	ctx := context.Background()
 	if err := s.Acquire(ctx, 1, time.Second); err != nil {
@@ -233,8 +238,9 @@ func TestAcquireQueue(t *testing.T) {
 	// One waiter fits the queue and gets the slot when it is released.
 	got := make(chan error, 1)
 	go func() { got <- s.Acquire(ctx, 1, time.Minute) }()
-	for s.Queued() != 1 {
-		time.Sleep(time.Millisecond) // polling a condition: the waiter has queued
+	synctest.Wait()
+	if q := s.Queued(); q != 1 {
+		t.Fatalf("queued %d, want 1", q)
 	}
 	if err := s.Acquire(ctx, 1, time.Minute); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("second waiter: %v, want ErrQueueFull", err)
@@ -259,9 +265,14 @@ func TestAcquireQueue(t *testing.T) {
 
 // TestPassiveEjectionEndsWithoutChecks: a passively ejected server that
 // no active check watches is back after EjectionTime; one the checker
-// reported on since stays out until the checker brings it back.
+// reported on since stays out until the checker brings it back. It runs
+// in a synctest bubble, so the 30 s default is waited for exactly.
 func TestPassiveEjectionEndsWithoutChecks(t *testing.T) {
-	p := newTestPool(t, 3, PoolOptions{PassiveFails: 1, EjectionTime: 20 * time.Millisecond, MaxEjectionPercent: 100})
+	synctest.Test(t, testPassiveEjectionEndsWithoutChecks)
+}
+
+func testPassiveEjectionEndsWithoutChecks(t *testing.T) {
+	p := newTestPool(t, 3, PoolOptions{PassiveFails: 1, MaxEjectionPercent: 100})
 	a, b := p.Lookup("a"), p.Lookup("b")
 	p.ObserveFailure(a, "connect: refused")
 	p.ObserveFailure(b, "connect: refused")
@@ -271,17 +282,20 @@ func TestPassiveEjectionEndsWithoutChecks(t *testing.T) {
 	d := b.Detail()
 	d.LastCheck = time.Now().Add(time.Second) // the checker looked after the ejection
 	p.SetHealth(b, HealthDown, d)
-	deadline := time.Now().Add(5 * time.Second)
-	for a.Health() != HealthUp {
-		if time.Now().After(deadline) {
-			t.Fatalf("a still %v (%s)", a.Health(), a.Detail().Reason)
-		}
-		time.Sleep(5 * time.Millisecond) // polling the pool: the timer has no signal
+	time.Sleep(30*time.Second - time.Nanosecond)
+	synctest.Wait()
+	if a.Health() != HealthDown {
+		t.Fatalf("a %v before EjectionTime, want down", a.Health())
+	}
+	time.Sleep(time.Nanosecond)
+	synctest.Wait()
+	if a.Health() != HealthUp {
+		t.Fatalf("a still %v (%s)", a.Health(), a.Detail().Reason)
 	}
 	if r := a.Detail().Reason; !strings.Contains(r, "without active checks") {
 		t.Errorf("reason %q", r)
 	}
-	p.endEjection(b, time.Now()) // what b's timer does
+	// b's timer fired at the same instant as a's.
 	if b.Health() != HealthDown {
 		t.Errorf("checked server b %v, want still down", b.Health())
 	}

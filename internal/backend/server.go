@@ -4,9 +4,14 @@
 //
 // A Server is shared by the proxy (which counts in-flight requests), the
 // balancer and affinity policies (which call Available and AcceptsPinned),
-// the health checker (which reports through Pool.SetHealth) and the
-// operator interface (which reads Snapshot and sets admin states). All hot
-// fields are atomics, so reading them never takes a lock.
+// the health checker (which reports through Pool.CompareAndSetHealth) and
+// the operator interface (which reads Snapshot and sets admin states). All
+// hot fields are atomics, so reading them never takes a lock.
+//
+// Slow start lives here too: a server that becomes Up, or joins a running
+// pool Up, ramps its weight from 0 to full over the pool's Slowstart. The
+// weight is a pure function of the time since the ramp began, so nothing
+// ticks and the balancer reads it without locks or allocations.
 package backend
 
 import (
@@ -131,9 +136,14 @@ type Server struct {
 
 	health atomic.Uint32 // Health
 	admin  atomic.Uint32 // AdminState
-	// weightPermille is the slow-start factor in 0..1000 applied to
-	// spec.Weight; 1000 when not ramping.
-	weightPermille atomic.Int32
+	// rampFrom is when slow start began, in unix nanoseconds; 0 when the
+	// server is not ramping (the usual case, which Weight answers without
+	// reading the clock). Set under the pool's lock; Weight clears it
+	// once the ramp is over.
+	rampFrom atomic.Int64
+	// slowstart is shared with the pool: the ramp's length in
+	// nanoseconds, 0 for none. Nil outside a pool (no slow start).
+	slowstart *atomic.Int64
 
 	// slots bounds concurrency when MaxConn > 0.
 	slots chan struct{}
@@ -181,7 +191,6 @@ func NewServer(spec Spec, panicFlag *atomic.Bool) *Server {
 		panicFlag = new(atomic.Bool)
 	}
 	s := &Server{spec: spec, panic: panicFlag}
-	s.weightPermille.Store(1000)
 	if spec.MaxConn > 0 {
 		s.slots = make(chan struct{}, spec.MaxConn)
 	}
@@ -246,20 +255,35 @@ func (s *Server) AcceptsPinned() bool {
 	return AdminState(s.admin.Load()) != AdminMaint && s.routable()
 }
 
-// Weight returns the effective weight: the configured weight scaled by the
-// slow-start factor, at least 1.
+// Weight returns the effective weight: the configured weight, or, during
+// slow start, the configured weight scaled by the share of the ramp that
+// has passed, at least 1. Outside a ramp it reads no clock.
 func (s *Server) Weight() int {
-	w := s.spec.Weight * int(s.weightPermille.Load()) / 1000
-	if w < 1 {
-		return 1
+	from := s.rampFrom.Load()
+	if from == 0 {
+		return s.spec.Weight
+	}
+	var ramp int64
+	if s.slowstart != nil {
+		ramp = s.slowstart.Load()
+	}
+	w, done := rampWeight(s.spec.Weight, time.Duration(time.Now().UnixNano()-from), time.Duration(ramp))
+	if done {
+		s.rampFrom.CompareAndSwap(from, 0) // a new ramp may have begun meanwhile
 	}
 	return w
 }
 
-// SetWeightFactor sets the slow-start factor in permille (0..1000).
-func (s *Server) SetWeightFactor(permille int) {
-	permille = min(max(permille, 0), 1000)
-	s.weightPermille.Store(int32(permille))
+// rampWeight is the slow-start weight of a server of configured weight
+// after elapsed of a ramp lasting slowstart: weight×elapsed/slowstart, at
+// least 1, and weight itself (done) once elapsed reaches slowstart or
+// slowstart is not positive. It is a pure function of its arguments.
+func rampWeight(weight int, elapsed, slowstart time.Duration) (w int, done bool) {
+	if slowstart <= 0 || elapsed >= slowstart {
+		return weight, true
+	}
+	w = int(int64(weight) * int64(max(elapsed, 0)) / int64(slowstart))
+	return max(w, 1), false
 }
 
 // InFlight returns the number of requests currently forwarded to the

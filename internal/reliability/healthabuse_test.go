@@ -85,7 +85,7 @@ func TestHealthAbuse(t *testing.T) {
 	heap0 := heapInuse()
 	checker, err := health.New(l.pool.Servers, l.pool, health.Options{
 		Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond,
-		Rise: 2, Fall: 3, Slowstart: -1, Jitter: -1,
+		Rise: 2, Fall: 3, Jitter: -1,
 	})
 	if err != nil {
 		t.Fatal(err)

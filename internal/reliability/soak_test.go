@@ -129,7 +129,7 @@ func TestSoak(t *testing.T) {
 	// stall for seconds, and a response timeout is (rightly) not retried.
 	l := startLB(t, lbOptions{backends: specs, proxy: func(o *proxy.Options) { o.ServerTimeout = 10 * time.Second }})
 	checker, err := health.New(l.pool.Servers, l.pool, health.Options{
-		Interval: 200 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2, Slowstart: -1,
+		Interval: 200 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2,
 	})
 	if err != nil {
 		t.Fatal(err)

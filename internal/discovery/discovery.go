@@ -1,4 +1,11 @@
-package health
+// Package discovery keeps a backend pool's membership in line with a DNS
+// name: every address the name resolves to (A and AAAA records) becomes a
+// server, and a server whose address vanished is drained, then removed.
+// It changes the pool only through the small Pool interface and knows
+// nothing of health checks: a discovered server with a management address
+// is handed to the pool as Starting, and the health checker brings it into
+// rotation like any other.
+package discovery
 
 import (
 	"context"
@@ -21,13 +28,9 @@ type Resolver interface {
 
 var _ Resolver = (*net.Resolver)(nil)
 
-// Membership is what Discovery needs from a pool. *backend.Pool
-// satisfies it.
-type Membership interface {
-	Sink
-	// Lookup returns the server called name, or nil.
-	Lookup(name string) *backend.Server
-	// Servers returns the current members.
+// Pool is the membership a DNS reconciles. *backend.Pool satisfies it.
+type Pool interface {
+	// Servers returns the current members; the slice is not modified.
 	Servers() []*backend.Server
 	// Add inserts a server, or returns the existing one of that name.
 	Add(spec backend.Spec) *backend.Server
@@ -35,12 +38,15 @@ type Membership interface {
 	Remove(name string) bool
 	// SetAdmin sets the admin state of the server called name.
 	SetAdmin(name string, a backend.AdminState) error
+	// CompareAndSetHealth records h and d for s only if s's health is
+	// still old (used once, to mark a new server Starting).
+	CompareAndSetHealth(s *backend.Server, old, h backend.Health, d backend.Detail) bool
 }
 
-var _ Membership = (*backend.Pool)(nil)
+var _ Pool = (*backend.Pool)(nil)
 
-// DiscoveryOptions configures a Discovery.
-type DiscoveryOptions struct {
+// Options configures a DNS.
+type Options struct {
 	// Name is the DNS name to resolve. Required. Servers are named
 	// "<Name>-<ip>" (without a trailing dot in Name).
 	Name string
@@ -68,21 +74,20 @@ type DiscoveryOptions struct {
 	DrainPoll time.Duration
 	// Resolver performs lookups. Nil means net.DefaultResolver.
 	Resolver Resolver
-	// Clock schedules lookups and drains. Nil means the wall clock.
-	Clock Clock
 	// Logger receives membership changes (info) and lookup failures
 	// (warn, once per streak). Nil means slog.Default().
 	Logger *slog.Logger
 }
 
-// Discovery keeps the servers of a pool in line with a DNS name: it adds
-// a server for every new address and drains, then removes, servers whose
+// DNS keeps the servers of a pool in line with a DNS name: it adds a
+// server for every new address and drains, then removes, servers whose
 // address vanished. It only ever touches servers named "<Name>-<ip>".
-// A failed lookup, or one with no addresses, changes nothing.
-type Discovery struct {
-	opts   DiscoveryOptions
+// A failed lookup, or one with no addresses, changes nothing. Create it
+// with New; it does nothing until Run.
+type DNS struct {
+	opts   Options
 	prefix string // "<Name>-" without Name's trailing dot
-	pool   Membership
+	pool   Pool
 	log    *slog.Logger
 
 	// owned and lastErr belong to Run's goroutine.
@@ -100,21 +105,21 @@ type member struct {
 	weDrained bool
 }
 
-// NewDiscovery validates opts and returns a Discovery for pool.
-func NewDiscovery(pool Membership, opts DiscoveryOptions) (*Discovery, error) {
+// New validates opts and returns a DNS that reconciles pool.
+func New(pool Pool, opts Options) (*DNS, error) {
 	name := strings.TrimSuffix(opts.Name, ".")
 	if name == "" {
-		return nil, errors.New("health: discovery: Name is required")
+		return nil, errors.New("discovery: Name is required")
 	}
 	if opts.Port == 0 {
-		return nil, fmt.Errorf("health: discovery %s: Port is required", name)
+		return nil, fmt.Errorf("discovery %s: Port is required", name)
 	}
 	switch opts.Network {
 	case "":
 		opts.Network = "ip"
 	case "ip", "ip4", "ip6":
 	default:
-		return nil, fmt.Errorf("health: discovery %s: Network %q: want ip, ip4 or ip6", name, opts.Network)
+		return nil, fmt.Errorf("discovery %s: Network %q: want ip, ip4 or ip6", name, opts.Network)
 	}
 	if opts.Interval <= 0 {
 		opts.Interval = 30 * time.Second
@@ -131,13 +136,10 @@ func NewDiscovery(pool Membership, opts DiscoveryOptions) (*Discovery, error) {
 	if opts.Resolver == nil {
 		opts.Resolver = net.DefaultResolver
 	}
-	if opts.Clock == nil {
-		opts.Clock = realClock{}
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Discovery{
+	return &DNS{
 		opts:   opts,
 		prefix: name + "-",
 		pool:   pool,
@@ -148,17 +150,17 @@ func NewDiscovery(pool Membership, opts DiscoveryOptions) (*Discovery, error) {
 
 // Run resolves the name every Interval and applies the result until ctx
 // is cancelled; it then returns nil. Servers already in the pool under
-// discovery's naming scheme (from an earlier Discovery) are adopted.
-func (d *Discovery) Run(ctx context.Context) error {
+// discovery's naming scheme (from an earlier DNS) are adopted. Run must
+// not be called twice at the same time.
+func (d *DNS) Run(ctx context.Context) error {
 	for _, s := range d.pool.Servers() {
 		if a, ok := d.addrOf(s.Name()); ok {
 			d.owned[s.Name()] = &member{addr: a}
 		}
 	}
-	clk := d.opts.Clock
-	next := clk.Now()
+	next := time.Now()
 	for {
-		now := clk.Now()
+		now := time.Now()
 		if !now.Before(next) {
 			d.resolve(ctx)
 			next = now.Add(d.opts.Interval)
@@ -176,16 +178,18 @@ func (d *Discovery) Run(ctx context.Context) error {
 		if wait <= 0 {
 			continue
 		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case <-clk.After(wait):
+		case <-t.C:
 		}
 	}
 }
 
 // resolve performs one lookup and applies it.
-func (d *Discovery) resolve(ctx context.Context) {
+func (d *DNS) resolve(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
 	defer cancel()
 	addrs, err := d.opts.Resolver.LookupNetIP(ctx, d.opts.Network, d.opts.Name)
@@ -203,7 +207,7 @@ func (d *Discovery) resolve(ctx context.Context) {
 		d.lastErr = ""
 		d.log.Info("lookup recovered")
 	}
-	now := d.opts.Clock.Now()
+	now := time.Now()
 	seen := make(map[netip.Addr]bool, len(addrs))
 	for _, a := range addrs {
 		a = a.Unmap().WithZone("")
@@ -224,7 +228,7 @@ func (d *Discovery) resolve(ctx context.Context) {
 			continue
 		}
 		m.draining, m.since = true, now
-		s := d.pool.Lookup(name)
+		s := d.lookup(name)
 		if s != nil && s.Admin() == backend.AdminReady {
 			if err := d.pool.SetAdmin(name, backend.AdminDrain); err == nil {
 				m.weDrained = true
@@ -235,7 +239,7 @@ func (d *Discovery) resolve(ctx context.Context) {
 }
 
 // ensure makes sure the server for a exists and is not draining.
-func (d *Discovery) ensure(a netip.Addr) {
+func (d *DNS) ensure(a netip.Addr) {
 	name := d.prefix + a.String()
 	if m, ok := d.owned[name]; ok {
 		if m.draining {
@@ -248,7 +252,7 @@ func (d *Discovery) ensure(a netip.Addr) {
 			}
 			d.log.Info("address returned; server kept", "server", name)
 		}
-		if d.pool.Lookup(name) != nil {
+		if d.lookup(name) != nil {
 			return
 		}
 	}
@@ -261,7 +265,7 @@ func (d *Discovery) ensure(a netip.Addr) {
 	if d.opts.MgmtPort != 0 {
 		spec.Mgmt = netip.AddrPortFrom(a, d.opts.MgmtPort).String()
 	}
-	existed := d.pool.Lookup(name) != nil
+	existed := d.lookup(name) != nil
 	s := d.pool.Add(spec)
 	d.owned[name] = &member{addr: a}
 	if existed {
@@ -275,12 +279,12 @@ func (d *Discovery) ensure(a netip.Addr) {
 }
 
 // reap removes draining servers that are idle or out of grace.
-func (d *Discovery) reap(now time.Time) {
+func (d *DNS) reap(now time.Time) {
 	for name, m := range d.owned {
 		if !m.draining {
 			continue
 		}
-		s := d.pool.Lookup(name)
+		s := d.lookup(name)
 		if s == nil {
 			delete(d.owned, name)
 			continue
@@ -295,7 +299,7 @@ func (d *Discovery) reap(now time.Time) {
 	}
 }
 
-func (d *Discovery) draining() bool {
+func (d *DNS) draining() bool {
 	for _, m := range d.owned {
 		if m.draining {
 			return true
@@ -305,7 +309,7 @@ func (d *Discovery) draining() bool {
 }
 
 // graceEnd is the earliest end of a grace period among draining servers.
-func (d *Discovery) graceEnd() time.Time {
+func (d *DNS) graceEnd() time.Time {
 	var end time.Time
 	for _, m := range d.owned {
 		if m.draining {
@@ -317,8 +321,18 @@ func (d *Discovery) graceEnd() time.Time {
 	return end
 }
 
+// lookup returns the pool's server called name, or nil.
+func (d *DNS) lookup(name string) *backend.Server {
+	for _, s := range d.pool.Servers() {
+		if s.Name() == name {
+			return s
+		}
+	}
+	return nil
+}
+
 // addrOf parses the address out of a server name of discovery's scheme.
-func (d *Discovery) addrOf(name string) (netip.Addr, bool) {
+func (d *DNS) addrOf(name string) (netip.Addr, bool) {
 	rest, ok := strings.CutPrefix(name, d.prefix)
 	if !ok {
 		return netip.Addr{}, false

@@ -1,4 +1,4 @@
-package health
+package discovery
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/miekg/dns"
@@ -45,6 +46,10 @@ func newTestDNS(t *testing.T) *testDNS {
 		srv.Shutdown()
 		<-done
 	})
+	// The first lookup of the process creates the net package's shared
+	// resolver state; made inside a synctest bubble, it would belong to
+	// that bubble and the next bubble's lookups would crash. Make it here.
+	td.resolver().LookupNetIP(context.Background(), "ip4", "kc.test.")
 	return td
 }
 
@@ -105,15 +110,23 @@ func (td *testDNS) resolver() *net.Resolver {
 	}
 }
 
+// The tests below run in a synctest bubble: the DNS's timers run on the
+// bubble's clock, and synctest.Wait returns once its goroutine has applied
+// a lookup and waits for the next one. The DNS server is started outside
+// the bubble (its goroutines wait on a socket, never durably).
+
 func TestDiscovery(t *testing.T) {
 	td := newTestDNS(t)
 	td.set("127.0.0.2", "127.0.0.3", "::1")
+	synctest.Test(t, func(t *testing.T) { testDiscovery(t, td) })
+}
+
+func testDiscovery(t *testing.T, td *testDNS) {
 	pool, err := backend.NewPool([]backend.Spec{{Name: "static", Addr: "127.0.0.9:8080"}}, backend.PoolOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := newFakeClock()
-	d, err := NewDiscovery(pool, DiscoveryOptions{
+	d, err := New(pool, Options{
 		Name:      "kc.test.",
 		Port:      8080,
 		MgmtPort:  9000,
@@ -122,7 +135,6 @@ func TestDiscovery(t *testing.T) {
 		Grace:     30 * time.Second,
 		DrainPoll: time.Second,
 		Resolver:  td.resolver(),
-		Clock:     clk,
 		Logger:    slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -137,9 +149,8 @@ func TestDiscovery(t *testing.T) {
 	})
 	advance := func(dt time.Duration) {
 		t.Helper()
-		clk.BlockUntil(t, 1)
-		clk.Advance(dt)
-		clk.BlockUntil(t, 1)
+		time.Sleep(dt)
+		synctest.Wait()
 	}
 	names := func() map[string]bool {
 		m := map[string]bool{}
@@ -148,8 +159,7 @@ func TestDiscovery(t *testing.T) {
 		}
 		return m
 	}
-	clk.BlockUntil(t, 1)
-
+	synctest.Wait()
 	// Initial lookup adds three servers, Starting until checks pass.
 	for _, name := range []string{"static", "kc.test-127.0.0.2", "kc.test-127.0.0.3", "kc.test-::1"} {
 		if !names()[name] {
@@ -237,6 +247,10 @@ func TestDiscovery(t *testing.T) {
 func TestDiscoveryAdoptsAndRespectsOperator(t *testing.T) {
 	td := newTestDNS(t)
 	td.set("127.0.0.5")
+	synctest.Test(t, func(t *testing.T) { testDiscoveryAdopts(t, td) })
+}
+
+func testDiscoveryAdopts(t *testing.T, td *testDNS) {
 	pool, err := backend.NewPool([]backend.Spec{
 		{Name: "kc.test-127.0.0.4", Addr: "127.0.0.4:8080"},
 		{Name: "kc.test-127.0.0.5", Addr: "127.0.0.5:8080"},
@@ -253,8 +267,7 @@ func TestDiscoveryAdoptsAndRespectsOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s4.Release()
-	clk := newFakeClock()
-	d, err := NewDiscovery(pool, DiscoveryOptions{Name: "kc.test", Port: 8080, Resolver: td.resolver(), Clock: clk, Logger: slog.New(slog.DiscardHandler)})
+	d, err := New(pool, Options{Name: "kc.test", Port: 8080, Resolver: td.resolver(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,32 +278,32 @@ func TestDiscoveryAdoptsAndRespectsOperator(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	clk.BlockUntil(t, 1)
+	synctest.Wait()
 	if s4.Admin() != backend.AdminMaint {
 		t.Fatalf("operator's maint overwritten with %v", s4.Admin())
 	}
 	if s5 := pool.Lookup("kc.test-127.0.0.5"); s5.Health() != backend.HealthUp {
 		t.Fatalf("adopted server health %v (no mgmt port: stays up)", s5.Health())
 	}
-	clk.Advance(60 * time.Second) // grace (default 60s) ends
-	clk.BlockUntil(t, 1)
+	time.Sleep(60 * time.Second) // grace (default 60s) ends
+	synctest.Wait()
 	if pool.Lookup("kc.test-127.0.0.4") != nil {
 		t.Fatal("adopted vanished server not removed after grace")
 	}
 }
 
-func TestNewDiscoveryValidates(t *testing.T) {
+func TestNewValidates(t *testing.T) {
 	tests := []struct {
 		name string
-		opts DiscoveryOptions
+		opts Options
 	}{
-		{name: "no name", opts: DiscoveryOptions{Port: 1}},
-		{name: "no port", opts: DiscoveryOptions{Name: "a"}},
-		{name: "bad network", opts: DiscoveryOptions{Name: "a", Port: 1, Network: "tcp"}},
+		{name: "no name", opts: Options{Port: 1}},
+		{name: "no port", opts: Options{Name: "a"}},
+		{name: "bad network", opts: Options{Name: "a", Port: 1, Network: "tcp"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := NewDiscovery(nil, tc.opts); err == nil {
+			if _, err := New(nil, tc.opts); err == nil {
 				t.Fatal("no error")
 			}
 		})
