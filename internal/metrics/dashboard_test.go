@@ -42,6 +42,9 @@ func exportedNames(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.Registry().MustRegister(NewPairCollector(func() Pair {
+		return Pair{Parts: []string{"vrrp"}, Dropped: map[string]uint64{"bad_mac": 0}}
+	}))
 	kc1 := pool.Lookup("kc1")
 	m.Request(kc1, accesslog.Record{Status: 200, Connect: time.Millisecond, UpstreamHeader: time.Millisecond})
 	m.ObserveCheck(kc1, time.Millisecond, true)
