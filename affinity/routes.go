@@ -2,6 +2,7 @@ package affinity
 
 import (
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/kclb/kclb/internal/backend"
@@ -133,6 +134,9 @@ func (a *Affinity) observe(route string, s *backend.Server) {
 	}
 	a.routeMu.Lock()
 	defer a.routeMu.Unlock()
+	// route may share the memory of a response head that is reused
+	// after the response (the proxy's upstream): what is kept is a copy.
+	route = strings.Clone(route)
 	if taken && e.explicit {
 		// Another server's route, from its metrics: not this one's
 		// name, and the end of its streak.
@@ -174,6 +178,7 @@ func (a *Affinity) observe(route string, s *backend.Server) {
 func (a *Affinity) contest(route, name string) {
 	a.routeMu.Lock()
 	defer a.routeMu.Unlock()
+	route = strings.Clone(route) // kept: see observe
 	a.markWriterLocked(route, name, a.opts.Now().Unix())
 }
 

@@ -12,6 +12,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
+	"github.com/kclb/kclb/internal/pathpolicy"
 )
 
 // startH1 serves h with kclb's HTTP/1.1 server on loopback and returns
@@ -307,5 +312,70 @@ func TestH1IdleWait(t *testing.T) {
 			t.Fatalf("request %d: %v", i, err)
 		}
 		io.ReadAll(resp.Body)
+	}
+}
+
+// TestH1ResponseHeadArena: behind kclb's HTTP/1.1 server the backend's
+// response head is parsed into memory the client connection reuses for
+// its next response (no allocation per request). Every response must
+// still reach the client with its own header values, and a route that
+// affinity learns from a Set-Cookie must survive the responses after it.
+func TestH1ResponseHeadArena(t *testing.T) {
+	const learned = 8 // affinity's streak before it learns a route
+	n := 0
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n++
+		if n <= learned {
+			w.Header().Set("Set-Cookie", "AUTH_SESSION_ID=c2Vzc2lvbg.nodeA; Path=/realms/test/")
+		} else {
+			// The same length at the same place, other bytes.
+			w.Header().Set("Set-Cookie", "X_OTHER_COOKIE=zzzzzzzzzz.zzzzz; Path=/realms/test/")
+		}
+		w.Header().Set("X-Seq", fmt.Sprint(n))
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(be.Close)
+	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: be.Listener.Addr().String()}}, backend.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := affinity.New(affinity.Options{Secret: []byte("0123456789abcdef0123456789abcdef"), Learn: true}, &balancer.RoundRobin{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Options{Pool: pool, Router: affinity.Router{A: a}, Policy: pathpolicy.New(pathpolicy.Options{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	addr, _ := startH1(t, ServerOptions{Handler: h})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i := 1; i <= 2*learned; i++ {
+		io.WriteString(c, "GET /realms/test/x HTTP/1.1\r\nHost: sso.example.com\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Seq"); got != fmt.Sprint(i) {
+			t.Fatalf("response %d carries X-Seq %q", i, got)
+		}
+		want := "AUTH_SESSION_ID=c2Vzc2lvbg.nodeA"
+		if i > learned {
+			want = "X_OTHER_COOKIE=zzzzzzzzzz.zzzzz"
+		}
+		if cookies := strings.Join(resp.Header.Values("Set-Cookie"), "\n"); !strings.Contains(cookies, want) {
+			t.Fatalf("response %d: Set-Cookie %q, want %q", i, cookies, want)
+		}
+	}
+	if got := a.Routes(); len(got) != 1 || got["nodeA"] != "kc1" {
+		t.Errorf("learned routes %q, want nodeA → kc1", got)
 	}
 }

@@ -612,10 +612,18 @@ func (h *Handler) roundTrip(r *http.Request, w http.ResponseWriter) (resp *http.
 		resp, err = h.transport.RoundTrip(r)
 		return resp, -1, err
 	}
+	// With a server that lends scratch (kclb's HTTP/1.1 server), the
+	// response head's strings share the request's scratch, which stays
+	// the request's until it ended; what keeps a string of the head
+	// longer (affinity's learned routes) copies it.
+	var head *[]byte
+	if sc := scratchOf(w); sc != nil {
+		head = &sc.head
+	}
 	if !r.ProtoAtLeast(1, 1) {
 		w = nil
 	}
-	resp, err = h.up.roundTrip(r, w, &dialed)
+	resp, err = h.up.roundTrip(r, w, &dialed, head)
 	return resp, dialed, err
 }
 

@@ -27,6 +27,11 @@ type reqScratch struct {
 	// The client address as a string, for the connection's peer.
 	client    netip.Addr
 	clientStr string
+
+	// head holds the backend's response head for the request: the
+	// Response's strings share it (upstream.roundTrip), so a lender
+	// must not reuse the scratch before the response was written.
+	head []byte
 }
 
 // scratchLender is implemented by ResponseWriters that lend a reqScratch.

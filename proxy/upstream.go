@@ -271,14 +271,18 @@ func (c *upConn) close() { c.nc.Close() }
 // response, whose Body must be closed. Dial failures are returned as the
 // dialer's *net.OpError (Op "dial").
 func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) {
-	return u.roundTrip(r, nil, nil)
+	return u.roundTrip(r, nil, nil, nil)
 }
 
 // roundTrip is RoundTrip; when hints is not nil, every 103 (Early Hints)
 // the backend sends before its final response is passed on to it
 // (sendEarlyHints). When dialed is not nil, the time spent opening
-// connections is added to it (the access log's connect time).
-func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter, dialed *time.Duration) (*http.Response, error) {
+// connections is added to it (the access log's connect time). When head
+// is not nil, the strings of a response head parsed in place share the
+// memory of *head (grown as needed) instead of a new string: the caller
+// owns it until it no longer uses the response's header, status or any
+// string taken from them (fastHead).
+func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter, dialed *time.Duration, head *[]byte) (*http.Response, error) {
 	if r.URL == nil || r.URL.Host == "" {
 		return nil, errors.New("proxy: upstream request without a host")
 	}
@@ -312,7 +316,7 @@ func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter, dialed 
 				return nil, err
 			}
 		}
-		resp, retry, err := u.exchange(ctx, c, r, hints)
+		resp, retry, err := u.exchange(ctx, c, r, hints, head)
 		if err == nil {
 			return resp, nil
 		}
@@ -444,7 +448,7 @@ func (u *upstream) dial(ctx context.Context, hp *hostPool) (*upConn, error) {
 // exchange sends r over c and reads the response head. On failure c is
 // closed, and retry reports whether r may be sent again on a new
 // connection.
-func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter) (resp *http.Response, retry bool, err error) {
+func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter, head *[]byte) (resp *http.Response, retry bool, err error) {
 	stop := afterFunc(ctx, c.abortFn)
 	c.werr, c.nread, c.limitHit, c.pendErr = nil, 0, false, nil
 	c.early.Store(false)
@@ -480,7 +484,7 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hin
 	u.headDeadline(ctx, c)
 	c.limit = u.opts.MaxResponseHeaderBytes // what the wait reads is the head's
 	br := c.awaitResponse()
-	resp, err = u.readHead(c, br, r, hints)
+	resp, err = u.readHead(c, br, r, hints, head)
 	if err == nil {
 		c.nc.SetReadDeadline(time.Time{})
 		if cerr := ctx.Err(); cerr != nil {
@@ -571,7 +575,7 @@ func (u *upstream) headDeadline(ctx context.Context, c *upConn) {
 
 // readHeadAsync is the head reader of exchangeStreaming.
 func (c *upConn) readHeadAsync() {
-	resp, err := c.u.readHead(c, c.br, c.r, nil)
+	resp, err := c.u.readHead(c, c.br, c.r, nil, nil)
 	c.br, c.r = nil, nil
 	if err == nil {
 		c.early.Store(true)
@@ -583,7 +587,7 @@ func (c *upConn) readHeadAsync() {
 // readHead reads the final response head from br, skipping up to max1xx
 // informational responses, each within MaxResponseHeaderBytes; 103s go
 // to hints when it is not nil (sendEarlyHints).
-func (u *upstream) readHead(c *upConn, br *bufio.Reader, r *http.Request, hints http.ResponseWriter) (*http.Response, error) {
+func (u *upstream) readHead(c *upConn, br *bufio.Reader, r *http.Request, hints http.ResponseWriter, head *[]byte) (*http.Response, error) {
 	defer func() { c.limit = -1 }()
 	for n1xx := 0; ; n1xx++ {
 		if n1xx > 0 || c.limit < 0 {
@@ -591,7 +595,7 @@ func (u *upstream) readHead(c *upConn, br *bufio.Reader, r *http.Request, hints 
 			// awaitResponse read its first bytes.
 			c.limit = u.opts.MaxResponseHeaderBytes
 		}
-		resp, ok := u.fastHead(c, br, r)
+		resp, ok := u.fastHead(c, br, r, head)
 		if !ok {
 			var err error
 			if resp, err = http.ReadResponse(br, r); err != nil {

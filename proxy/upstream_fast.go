@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -124,8 +125,10 @@ type idleTimeouter interface{ setIdleTimeout(time.Duration) }
 
 // fastHead parses the response head buffered in br if it is a common one.
 // ok is false when it is not (or not complete within the buffer), and br
-// is then untouched for http.ReadResponse.
-func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request) (resp *http.Response, ok bool) {
+// is then untouched for http.ReadResponse. The strings of the Response
+// share a copy of the head: in *arena when arena is not nil (no
+// allocation; the caller's memory, see roundTrip), else a new string.
+func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena *[]byte) (resp *http.Response, ok bool) {
 	if _, err := br.Peek(1); err != nil {
 		return nil, false
 	}
@@ -166,7 +169,13 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request) (resp 
 		c.fast = &upFast{hdr: make(http.Header, 16), vals: make([]string, 24)}
 	}
 	f := c.fast
-	head := string(raw)
+	var head string
+	if arena != nil {
+		*arena = append((*arena)[:0], raw...)
+		head = unsafe.String(unsafe.SliceData(*arena), len(raw))
+	} else {
+		head = string(raw)
+	}
 	line, rest := nextLine(head)
 	hdr := f.hdr
 	clear(hdr)
