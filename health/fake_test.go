@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/kclb/kclb/internal/backend"
@@ -269,7 +270,8 @@ type event struct {
 	panic    bool
 }
 
-// env is a pool of fake nodes with a running checker on a fake clock.
+// env is a pool of fake nodes with a running checker, on a fake clock
+// (clk) or on the clock of the synctest bubble it was made in (clk nil).
 type env struct {
 	t       *testing.T
 	clk     *fakeClock
@@ -279,7 +281,8 @@ type env struct {
 	events  chan event
 	opts    Options
 	logs    *syncBuffer
-	// idle is the number of clock waiters when every goroutine is idle.
+	// idle is the number of clock waiters when every goroutine is idle
+	// (fake clock only).
 	idle int
 }
 
@@ -314,14 +317,39 @@ func testOptions() Options {
 
 func newEnv(t *testing.T, n int, opts Options) *env {
 	t.Helper()
-	var nodes []*fakeKC
-	specs := make([]backend.Spec, 0, n)
+	nodes := newNodes(t, n)
+	e := newEnvSpecs(t, specsOf(nodes), opts)
+	e.nodes = nodes
+	return e
+}
+
+// newNodes starts n fake nodes named node1..noden. In a synctest test,
+// call it outside the bubble: a server's goroutines wait on sockets,
+// which never counts as durably blocked, so inside the bubble time would
+// never move.
+func newNodes(t *testing.T, n int) []*fakeKC {
+	t.Helper()
+	nodes := make([]*fakeKC, 0, n)
 	for i := range n {
-		k := newFakeKC(t, fmt.Sprintf("node%d", i+1), n)
-		nodes = append(nodes, k)
+		nodes = append(nodes, newFakeKC(t, fmt.Sprintf("node%d", i+1), n))
+	}
+	return nodes
+}
+
+func specsOf(nodes []*fakeKC) []backend.Spec {
+	specs := make([]backend.Spec, 0, len(nodes))
+	for _, k := range nodes {
 		specs = append(specs, k.spec())
 	}
-	e := newEnvSpecs(t, specs, opts)
+	return specs
+}
+
+// newBubbleEnv starts a checker for nodes on the clock of the synctest
+// bubble it is called in (t is the bubble's): rounds run at exact
+// instants, and settle is synctest.Wait.
+func newBubbleEnv(t *testing.T, nodes []*fakeKC, opts Options) *env {
+	t.Helper()
+	e := newEnvClock(t, specsOf(nodes), opts, nil)
 	e.nodes = nodes
 	return e
 }
@@ -329,7 +357,14 @@ func newEnv(t *testing.T, n int, opts Options) *env {
 // newEnvSpecs starts a checker on a fake clock for a pool of specs.
 func newEnvSpecs(t *testing.T, specs []backend.Spec, opts Options) *env {
 	t.Helper()
-	e := &env{t: t, clk: newFakeClock(), events: make(chan event, 1000), logs: &syncBuffer{}}
+	return newEnvClock(t, specs, opts, newFakeClock())
+}
+
+// newEnvClock starts a checker for a pool of specs on clk, or on the
+// synctest bubble's clock when clk is nil.
+func newEnvClock(t *testing.T, specs []backend.Spec, opts Options, clk *fakeClock) *env {
+	t.Helper()
+	e := &env{t: t, clk: clk, events: make(chan event, 1000), logs: &syncBuffer{}}
 	pool, err := backend.NewPool(specs, backend.PoolOptions{
 		// The pool ramps on the wall clock: an hour keeps a returning
 		// server at weight 1 for the whole test.
@@ -346,7 +381,9 @@ func newEnvSpecs(t *testing.T, specs []backend.Spec, opts Options) *env {
 		t.Fatal(err)
 	}
 	e.pool = pool
-	opts.Clock = e.clk
+	if clk != nil {
+		opts.Clock = clk
+	}
 	opts.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.opts = opts
 	c, err := New(pool.Servers, pool, opts)
@@ -372,14 +409,27 @@ func newEnvSpecs(t *testing.T, specs []backend.Spec, opts Options) *env {
 // progress is complete.
 func (e *env) settle() {
 	e.t.Helper()
+	if e.clk == nil {
+		synctest.Wait()
+		return
+	}
 	e.clk.BlockUntil(e.t, e.idle)
+}
+
+// advance moves the clock forward by d.
+func (e *env) advance(d time.Duration) {
+	if e.clk == nil {
+		time.Sleep(d)
+		return
+	}
+	e.clk.Advance(d)
 }
 
 // step advances one interval and waits for the round to complete.
 func (e *env) step() {
 	e.t.Helper()
 	e.settle()
-	e.clk.Advance(time.Second)
+	e.advance(time.Second)
 	e.settle()
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 
 	"github.com/kclb/kclb/internal/backend"
 )
@@ -35,17 +36,19 @@ func TestHTTPSManagement(t *testing.T) {
 			opts.TrafficScheme = "http"
 			opts.CAFile = tc.caFile
 			opts.InsecureSkipVerify = tc.insecure
-			e := newEnvSpecs(t, []backend.Spec{k.spec()}, opts)
-			for range e.opts.Fall {
-				e.step()
-			}
-			s := e.pool.Servers()[0]
-			if s.Health() != tc.want {
-				t.Fatalf("health %v, want %v (detail %+v)", s.Health(), tc.want, s.Detail())
-			}
-			if !strings.Contains(s.Detail().Reason, tc.reason) {
-				t.Fatalf("reason %q, want %q in it", s.Detail().Reason, tc.reason)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				e := newEnvClock(t, []backend.Spec{k.spec()}, opts, nil)
+				for range e.opts.Fall {
+					e.step()
+				}
+				s := e.pool.Servers()[0]
+				if s.Health() != tc.want {
+					t.Fatalf("health %v, want %v (detail %+v)", s.Health(), tc.want, s.Detail())
+				}
+				if !strings.Contains(s.Detail().Reason, tc.reason) {
+					t.Fatalf("reason %q, want %q in it", s.Detail().Reason, tc.reason)
+				}
+			})
 		})
 	}
 }
