@@ -158,6 +158,10 @@ func (c *h1conn) serve() {
 			s.handshakes.Add(-1)
 			return
 		}
+		if st.NegotiatedProtocol == "h2" {
+			c.serveOwnH2(&st) // h2conn.go
+			return
+		}
 		s.handshakes.Add(-1)
 		c.tls = &st
 	} else {

@@ -25,10 +25,11 @@ func (s *Server) CloseIdle() int {
 	return s.OpenConns()
 }
 
-// OpenConns returns the number of HTTP/1.1 client connections kclb's
-// server holds open now (0 with StdlibHTTP1).
+// OpenConns returns the number of client connections kclb's servers
+// hold open now, HTTP/1.1 and HTTP/2 (0 with StdlibHTTP1; HTTP/2 ones
+// are not counted with StdlibHTTP2).
 func (s *Server) OpenConns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return len(s.conns) + len(s.h2conns)
 }

@@ -47,6 +47,12 @@ type ServerOptions struct {
 	// kclb's own (the default, which runs one goroutine per connection
 	// and reuses every per-request structure). It is a fallback.
 	StdlibHTTP1 bool
+	// StdlibHTTP2 serves HTTP/2 with net/http's server instead of kclb's
+	// own (the default, over x/net/http2's Framer and hpack: a reader and
+	// a writer goroutine per connection and the Handler's per stream,
+	// frames of concurrent streams coalesced into one write). It is a
+	// fallback. With StdlibHTTP1, net/http serves HTTP/2 too.
+	StdlibHTTP2 bool
 	// HeaderTimeout bounds reading request headers (and the TLS
 	// handshake). Default 10 s.
 	HeaderTimeout time.Duration
@@ -72,7 +78,8 @@ type ServerOptions struct {
 }
 
 // Server serves one public listener: HTTP/1.1 with kclb's own server
-// (or net/http's with StdlibHTTP1), HTTP/2 over TLS with net/http's.
+// (or net/http's with StdlibHTTP1), HTTP/2 over TLS with kclb's own (or
+// net/http's with StdlibHTTP2).
 // Serve and ServeTLS may be called for several listeners; Shutdown and
 // Close end them all.
 type Server struct {
@@ -83,8 +90,10 @@ type Server struct {
 	baseCtx context.Context
 	stop    context.CancelFunc
 
-	h2     *handoffListener // HTTP/2 connections for std; nil without HTTP/2
+	h2     *handoffListener // HTTP/2 connections for std; nil unless StdlibHTTP2
 	h2once sync.Once
+
+	h2streams sync.Pool // *h2stream of kclb's HTTP/2 server
 
 	closing atomic.Bool
 	// noKeepAlive makes every response close its connection (a planned
@@ -96,9 +105,10 @@ type Server struct {
 	serving    sync.WaitGroup
 	handshakes atomic.Int64
 
-	mu        sync.Mutex // guards listeners and conns
+	mu        sync.Mutex // guards listeners, conns and h2conns
 	listeners map[net.Listener]struct{}
 	conns     map[*h1conn]struct{}
+	h2conns   map[*h2conn]struct{} // kclb's HTTP/2 server's connections
 
 	readBufs, writeBufs sync.Pool
 }
@@ -128,6 +138,7 @@ func NewServer(o ServerOptions) *Server {
 		own:       !o.StdlibHTTP1,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*h1conn]struct{}),
+		h2conns:   make(map[*h2conn]struct{}),
 	}
 	s.baseCtx, s.stop = context.WithCancel(context.Background())
 	s.readBufs.New = func() any { b := make([]byte, h1ReadBuf); return &b }
@@ -142,7 +153,7 @@ func NewServer(o ServerOptions) *Server {
 			}
 		}
 	}
-	if !s.own || (o.TLS != nil && o.HTTP2) {
+	if !s.own || (o.TLS != nil && o.HTTP2 && o.StdlibHTTP2) {
 		s.std = newStdServer(o)
 	}
 	if s.own && s.std != nil {
@@ -235,6 +246,18 @@ func (s *Server) HTTP1() string {
 	return "net/http"
 }
 
+// HTTP2 names the server that speaks HTTP/2 on the listener: "kclb",
+// "net/http", or "off" (no TLS, or HTTP/2 off).
+func (s *Server) HTTP2() string {
+	switch {
+	case s.o.TLS == nil || !s.o.HTTP2:
+		return "off"
+	case s.own && !s.o.StdlibHTTP2:
+		return "kclb"
+	}
+	return "net/http"
+}
+
 // ServeTLS is Serve; the certificates come from ServerOptions.TLS, so
 // certFile and keyFile must be empty.
 func (s *Server) ServeTLS(ln net.Listener, certFile, keyFile string) error {
@@ -281,6 +304,9 @@ func (s *Server) Close() error {
 	s.closeListeners()
 	s.mu.Lock()
 	for c := range s.conns {
+		c.nc.Close()
+	}
+	for c := range s.h2conns {
 		c.nc.Close()
 	}
 	s.mu.Unlock()
@@ -340,7 +366,10 @@ func (s *Server) closeIdle() bool {
 			c.nc.Close()
 		}
 	}
-	return len(s.conns) == 0
+	for c := range s.h2conns {
+		c.drain() // GOAWAY; closed once its streams are done
+	}
+	return len(s.conns) == 0 && len(s.h2conns) == 0
 }
 
 // RedirectHandler answers every request with a 308 to the same URL over

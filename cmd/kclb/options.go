@@ -149,6 +149,7 @@ func listenerPlans(cfg *config.Config, listeners []config.Listener) []listenerPl
 			Server: proxy.ServerOptions{
 				HTTP2:                l.HTTP2,
 				StdlibHTTP1:          l.StdlibHTTP1,
+				StdlibHTTP2:          l.StdlibHTTP2,
 				HeaderTimeout:        t.ClientHeader.Duration,
 				ClientTimeout:        t.Client.Duration,
 				WriteTimeout:         t.Client.Duration + t.Server.Duration,

@@ -280,7 +280,7 @@ func (in *instance) startFrontendsLocked(fronts []*frontend) {
 				in.errc <- err
 			}
 		})
-		in.logger.Info("listening", "listener", f.name, "addr", f.ln.Addr().String(), "tls", f.tls, "http1", f.srv.HTTP1())
+		in.logger.Info("listening", "listener", f.name, "addr", f.ln.Addr().String(), "tls", f.tls, "http1", f.srv.HTTP1(), "http2", f.srv.HTTP2())
 	}
 }
 

@@ -157,8 +157,11 @@ type Listener struct {
 	Freebind bool `toml:"freebind"`
 	// StdlibHTTP1 serves HTTP/1.1 on this listener with Go's net/http server
 	// instead of kclb's own (the default, which allocates nothing per
-	// request). A fallback; HTTP/2 always uses net/http. Default false.
+	// request). A fallback; it serves HTTP/2 too. Default false.
 	StdlibHTTP1 bool `toml:"stdlib_http1"`
+	// StdlibHTTP2 serves HTTP/2 on this TLS listener with Go's net/http
+	// server instead of kclb's own. A fallback. Default false.
+	StdlibHTTP2 bool `toml:"stdlib_http2"`
 	// ProxyProtocol expects a PROXY protocol header (v1 or v2) at the
 	// start of every connection and takes the client address from it.
 	// Default false.

@@ -150,6 +150,9 @@ func startLB(t testing.TB, o lbOptions) *lb {
 		MaxConcurrentStreams: 100,
 		Conns:                l.conns,
 	}
+	// TestH2SuiteOnStdlibServer runs the HTTP/2 tests again on net/http's
+	// HTTP/2 server, the listener.stdlib_http2 fallback.
+	so.StdlibHTTP2 = os.Getenv(stdlibH2Env) == "1"
 	if o.server != nil {
 		o.server(&so)
 	}

@@ -1,0 +1,258 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2echo answers every request with its method, path, a header, the
+// body length and a trailer, so that the tests see what the server
+// built from the frames.
+var h2echo = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	n, err := io.Copy(io.Discard, r.Body)
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("X-Got", r.Method+" "+r.URL.RequestURI()+" "+r.Host+" "+r.Header.Get("Cookie")+" "+strconv.FormatInt(n, 10)+" "+r.Trailer.Get("X-T"))
+	if r.URL.Query().Get("big") != "" {
+		w.Write(bytes.Repeat([]byte("b"), 100<<10))
+		return
+	}
+	io.WriteString(w, "ok")
+})
+
+// h2pipe serves one in-memory HTTP/2 connection with kclb's server and
+// returns the client's end and a channel closed when the server is done.
+func h2pipe(t testing.TB, h http.Handler) (net.Conn, *Server, <-chan struct{}) {
+	s := NewServer(ServerOptions{Handler: h, HTTP2: true, MaxConcurrentStreams: 10, WriteTimeout: 2 * time.Second, KeepAlive: 2 * time.Second})
+	cli, srv := net.Pipe()
+	c := newH2Conn(s, srv, nil, "192.0.2.1:1234", nil, time.Now())
+	s.trackH2(c, true)
+	done := make(chan struct{})
+	go func() { c.serve(); close(done) }()
+	return cli, s, done
+}
+
+// h2client is a minimal client over h2pipe.
+type h2client struct {
+	t    testing.TB
+	conn net.Conn
+	fr   *http2.Framer
+	enc  *hpack.Encoder
+	hbuf bytes.Buffer
+	wmu  sync.Mutex // serializes the client's writes
+}
+
+// send writes frames without blocking the reader (net.Pipe has no
+// buffer); the frames of one call stay together.
+func (c *h2client) send(fn func(fr *http2.Framer)) {
+	go func() {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		fn(c.fr)
+	}()
+}
+
+func newH2Client(t testing.TB, conn net.Conn) *h2client {
+	c := &h2client{t: t, conn: conn}
+	c.fr = http2.NewFramer(conn, conn)
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.enc = hpack.NewEncoder(&c.hbuf)
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, http2.ClientPreface)
+	c.fr.WriteSettings()
+	return c
+}
+
+func (c *h2client) block(fields ...string) []byte {
+	c.hbuf.Reset()
+	for i := 0; i+1 < len(fields); i += 2 {
+		c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	return append([]byte(nil), c.hbuf.Bytes()...)
+}
+
+// response reads frames until stream id ends and returns its status,
+// the X-Got header and the body; reset is the RST_STREAM code, if any.
+type h2res struct {
+	status, got string
+	body        []byte
+	reset       bool
+	code        http2.ErrCode
+}
+
+func (c *h2client) read(id uint32) h2res {
+	c.t.Helper()
+	var res h2res
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			c.t.Fatalf("stream %d: %v", id, err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				c.send(func(fr *http2.Framer) { fr.WriteSettingsAck() })
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamID != id {
+				continue
+			}
+			if s := f.PseudoValue("status"); s != "" {
+				res.status = s
+			}
+			for _, hf := range f.RegularFields() {
+				if hf.Name == "x-got" {
+					res.got = hf.Value
+				}
+			}
+			if f.StreamEnded() {
+				return res
+			}
+		case *http2.DataFrame:
+			if f.StreamID != id {
+				continue
+			}
+			res.body = append(res.body, f.Data()...)
+			if f.StreamEnded() {
+				return res
+			}
+		case *http2.RSTStreamFrame:
+			if f.StreamID == id {
+				res.reset, res.code = true, f.ErrCode
+				return res
+			}
+		case *http2.GoAwayFrame:
+			c.t.Fatalf("stream %d: GOAWAY %v", id, f.ErrCode)
+		}
+	}
+}
+
+func TestH2Requests(t *testing.T) {
+	conn, _, done := h2pipe(t, h2echo)
+	c := newH2Client(t, conn)
+	base := []string{":method", "GET", ":scheme", "https", ":authority", "example.com", ":path", "/a?b=c"}
+
+	c.send(func(fr *http2.Framer) {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.block(base...), EndStream: true, EndHeaders: true})
+	})
+	if res := c.read(1); res.status != "200" || res.got != "GET /a?b=c example.com  0 " || string(res.body) != "ok" {
+		t.Errorf("GET: %+v", res)
+	}
+
+	// A POST with a body in two frames, cookie crumbs and a trailer.
+	post := c.block(":method", "POST", ":scheme", "https", ":authority", "example.com", ":path", "/p",
+		"cookie", "a=1", "cookie", "b=2", "trailer", "X-T", "content-length", "5")
+	tr := c.block("x-t", "tv")
+	c.send(func(fr *http2.Framer) {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: post, EndHeaders: true})
+		fr.WriteData(3, false, []byte("abc"))
+		fr.WriteData(3, false, []byte("de"))
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: tr, EndStream: true, EndHeaders: true})
+	})
+	if res := c.read(3); res.status != "200" || res.got != "POST /p example.com a=1; b=2 5 tv" {
+		t.Errorf("POST: %+v", res)
+	}
+
+	// A body longer than its content-length resets the stream.
+	bad := c.block(":method", "POST", ":scheme", "https", ":authority", "example.com", ":path", "/p", "content-length", "2")
+	c.send(func(fr *http2.Framer) {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: bad, EndHeaders: true})
+		fr.WriteData(5, true, []byte("abc"))
+	})
+	if res := c.read(5); !res.reset || res.code != http2.ErrCodeProtocol {
+		t.Errorf("over-long body: %+v", res)
+	}
+
+	// Connection-specific fields reset the stream; the connection goes on.
+	conn2 := c.block(append(base, "connection", "close")...)
+	c.send(func(fr *http2.Framer) {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 7, BlockFragment: conn2, EndStream: true, EndHeaders: true})
+	})
+	if res := c.read(7); !res.reset || res.code != http2.ErrCodeProtocol {
+		t.Errorf("connection field: %+v", res)
+	}
+
+	// A response larger than the client's 64 KiB window waits for
+	// WINDOW_UPDATEs.
+	big := c.block(":method", "GET", ":scheme", "https", ":authority", "example.com", ":path", "/big?big=1")
+	c.send(func(fr *http2.Framer) {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 9, BlockFragment: big, EndStream: true, EndHeaders: true})
+	})
+	var body []byte
+	for ended := false; !ended; {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == 9 {
+			body = append(body, d.Data()...)
+			ended = d.StreamEnded()
+			n := uint32(len(d.Data()))
+			if n > 0 {
+				c.send(func(fr *http2.Framer) { fr.WriteWindowUpdate(0, n); fr.WriteWindowUpdate(9, n) })
+			}
+		}
+	}
+	if len(body) != 100<<10 {
+		t.Errorf("big body: %d bytes, want %d", len(body), 100<<10)
+	}
+	conn.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection did not end after the client closed")
+	}
+}
+
+// FuzzH2Frames feeds arbitrary bytes after the client preface to kclb's
+// HTTP/2 server: it must neither panic nor hang, whatever the frames.
+func FuzzH2Frames(f *testing.F) {
+	var seed bytes.Buffer
+	fr := http2.NewFramer(&seed, nil)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, kv := range [][2]string{{":method", "POST"}, {":scheme", "https"}, {":authority", "a"}, {":path", "/x?y"}, {"cookie", "a=b"}, {"content-length", "3"}} {
+		enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 10})
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
+	fr.WriteData(1, true, []byte("abc"))
+	fr.WritePing(false, [8]byte{1})
+	fr.WriteWindowUpdate(0, 100)
+	f.Add(seed.Bytes())
+	seed.Reset()
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: false})
+	fr.WriteContinuation(1, true, nil)
+	fr.WriteRSTStream(1, http2.ErrCodeCancel)
+	fr.WriteData(1, false, nil)
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+	f.Add(seed.Bytes())
+	f.Add([]byte{0, 0, 0, 4, 0, 0, 0, 0, 0})
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		conn, s, done := h2pipe(t, h2echo)
+		go io.Copy(io.Discard, conn)
+		conn.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(conn, http2.ClientPreface)
+		conn.Write(data)
+		conn.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("server did not end the connection")
+		}
+		s.Close()
+	})
+}

@@ -1,0 +1,855 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2stream is one request stream of an h2conn: the request handed to the
+// Handler, its body as it arrives, and the ResponseWriter. Streams are
+// pooled by the Server and reused once their Handler has returned.
+type h2stream struct {
+	c  *h2conn
+	id uint32
+
+	req     http.Request
+	url     url.URL
+	hdr     http.Header
+	body    h2body
+	resp    h2response
+	scratch reqScratch
+	keybuf  [64]byte
+	// status, when not 0, is answered without running the Handler (431
+	// for a header list over the limit).
+	status int
+
+	// Guarded by c.mu.
+	sendWindow int64 // what the client lets this stream send
+	recvWindow int64 // what the client may still send
+	unacked    int64 // body bytes read and not yet credited to recvWindow
+	declared   int64 // the request's content-length, -1 if none
+	received   int64 // body bytes received
+	recvDone   bool  // END_STREAM received (or the stream is aborted)
+	resetSent  bool  // reset, by either side: nothing more is sent
+	err        error // why writes fail (reset, connection closed)
+	wtimer     *time.Timer
+	wtimedOut  bool
+	trailers   []hpack.HeaderField // received, for the Handler at the end of the body
+}
+
+var errStreamReset = errors.New("proxy: HTTP/2 stream reset")
+
+// newH2Stream returns a stream for id from the pool.
+func (s *Server) newH2Stream(c *h2conn, id uint32) *h2stream {
+	st, _ := s.h2streams.Get().(*h2stream)
+	if st == nil {
+		st = &h2stream{hdr: make(http.Header, 16)}
+		st.resp.hdr = make(http.Header, 16)
+		st.body.st = st
+		st.resp.st = st
+	}
+	st.c, st.id = c, id
+	st.status = 0
+	st.declared, st.received, st.unacked = -1, 0, 0
+	st.recvDone, st.resetSent, st.err, st.wtimedOut = false, false, nil, false
+	st.trailers = nil
+	st.body.reset()
+	return st
+}
+
+// putH2Stream gives a finished stream back to the pool.
+func (s *Server) putH2Stream(st *h2stream) {
+	if st.wtimer != nil {
+		if !st.wtimer.Stop() {
+			st.body.fired = true
+		}
+		st.wtimer = nil
+	}
+	st.body.stopTimer()
+	if st.body.fired {
+		// A timer's function may still run on this stream: it is not
+		// reused.
+		return
+	}
+	clear(st.hdr)
+	clear(st.resp.hdr)
+	st.req = http.Request{}
+	st.url = url.URL{}
+	st.c = nil
+	if cap(st.body.buf) > 64<<10 {
+		st.body.buf = nil
+	}
+	s.h2streams.Put(st)
+}
+
+// build fills the stream's request from a HEADERS frame (RFC 9113 8.3),
+// with net/http's rules: it returns a code to reset the stream with, or 0.
+func (st *h2stream) build(f *http2.MetaHeadersFrame) http2.ErrCode {
+	var method, scheme, authority, path string
+	for _, hf := range f.PseudoFields() {
+		switch hf.Name {
+		case ":method":
+			method = hf.Value
+		case ":scheme":
+			scheme = hf.Value
+		case ":authority":
+			authority = hf.Value
+		case ":path":
+			path = hf.Value
+		default:
+			// :protocol (extended CONNECT is not offered) or :status.
+			return http2.ErrCodeProtocol
+		}
+	}
+	if f.Truncated {
+		st.status = http.StatusRequestHeaderFieldsTooLarge
+		st.req.Method = method
+		return 0
+	}
+	if !isToken(method) {
+		return http2.ErrCodeProtocol
+	}
+	connect := method == http.MethodConnect
+	if connect {
+		if scheme != "" || path != "" || authority == "" {
+			return http2.ErrCodeProtocol
+		}
+	} else if scheme == "" || path == "" {
+		return http2.ErrCodeProtocol
+	}
+	hdr := st.hdr
+	cookies := 0
+	for _, hf := range f.RegularFields() {
+		switch hf.Name {
+		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
+			// Connection-specific fields make a request malformed (8.2.2).
+			return http2.ErrCodeProtocol
+		case "te":
+			if hf.Value != "trailers" {
+				return http2.ErrCodeProtocol
+			}
+		case "cookie":
+			cookies++
+		}
+		k := st.canonicalKey(hf.Name)
+		hdr[k] = append(hdr[k], hf.Value)
+	}
+	if cookies > 1 {
+		// Cookie crumbs are joined for HTTP/1.1 (8.2.3).
+		hdr["Cookie"] = []string{strings.Join(hdr["Cookie"], "; ")}
+	}
+	if authority == "" {
+		if hv := hdr["Host"]; len(hv) > 0 {
+			authority = hv[0]
+		}
+	}
+	delete(hdr, "Host")
+	if cl, ok := hdr["Content-Length"]; ok {
+		for _, v := range cl[1:] {
+			if v != cl[0] {
+				return http2.ErrCodeProtocol
+			}
+		}
+		n, err := strconv.ParseUint(cl[0], 10, 63)
+		if err != nil {
+			return http2.ErrCodeProtocol
+		}
+		st.declared = int64(n)
+		if len(cl) > 1 {
+			hdr["Content-Length"] = cl[:1]
+		}
+	}
+	if f.StreamEnded() && st.declared > 0 {
+		return http2.ErrCodeProtocol
+	}
+	r := &st.req
+	*r = *st.c.tmpl
+	r.Method = method
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
+	r.Header = hdr
+	r.Host = authority
+	r.RemoteAddr = st.c.remote
+	r.TLS = st.c.tls
+	r.RequestURI = path
+	switch {
+	case connect:
+		st.url = url.URL{Host: authority}
+		r.URL = &st.url
+		r.RequestURI = authority
+	case path[0] == '/' && plainPath(pathPart(path)):
+		p, q, hasQ := strings.Cut(path, "?")
+		st.url = url.URL{Path: p, RawQuery: q, ForceQuery: hasQ && q == ""}
+		r.URL = &st.url
+	default:
+		u, err := url.ParseRequestURI(path)
+		if err != nil {
+			return http2.ErrCodeProtocol
+		}
+		st.url = *u
+		r.URL = &st.url
+	}
+	switch {
+	case f.StreamEnded():
+		r.ContentLength = 0
+		r.Body = http.NoBody
+	default:
+		r.ContentLength = st.declared
+		r.Body = &st.body
+	}
+	if tv, ok := hdr["Trailer"]; ok {
+		for _, v := range tv {
+			for _, k := range strings.Split(v, ",") {
+				k = http.CanonicalHeaderKey(trimOWS(k))
+				if k == "" || !httpguts.ValidTrailerHeader(k) {
+					continue
+				}
+				if r.Trailer == nil {
+					r.Trailer = make(http.Header)
+				}
+				r.Trailer[k] = nil
+			}
+		}
+	}
+	return 0
+}
+
+// pathPart is the path of an origin-form target, without its query.
+func pathPart(target string) string {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		return target[:i]
+	}
+	return target
+}
+
+// canonicalKey turns an HTTP/2 field name (lower case, checked by the
+// Framer) into net/http's canonical form; the common names cost no
+// allocation.
+func (st *h2stream) canonicalKey(name string) string {
+	if len(name) > len(st.keybuf) {
+		return http.CanonicalHeaderKey(name)
+	}
+	b := st.keybuf[:len(name)]
+	upper := true
+	for i := 0; i < len(name); i++ {
+		ch := name[i]
+		if upper && 'a' <= ch && ch <= 'z' {
+			ch -= 'a' - 'A'
+		}
+		b[i] = ch
+		upper = ch == '-'
+	}
+	if s, ok := commonHeaderNames[string(b)]; ok {
+		return s
+	}
+	return string(b)
+}
+
+// setTrailers keeps the request's trailer fields (under c.mu) until the
+// Handler reads the end of the body, which puts them in the request's
+// Trailer: only the Handler's goroutine touches the request.
+func (st *h2stream) setTrailers(fields []hpack.HeaderField) {
+	st.trailers = append(st.trailers[:0], fields...)
+}
+
+// applyTrailers puts the trailers the request declared into its
+// Trailer; the Handler's goroutine calls it at the end of the body.
+func (st *h2stream) applyTrailers(fields []hpack.HeaderField) {
+	tr := st.req.Trailer
+	if tr == nil {
+		return
+	}
+	for _, hf := range fields {
+		k := st.canonicalKey(hf.Name)
+		if _, ok := tr[k]; ok {
+			tr[k] = append(tr[k], hf.Value)
+		}
+	}
+}
+
+// endRecvLocked marks the request body complete.
+func (st *h2stream) endRecvLocked(err error) {
+	st.recvDone = true
+	if st.body.err == nil {
+		if err == nil {
+			err = io.EOF
+		}
+		st.body.err = err
+	}
+}
+
+// abortLocked fails the stream's body reads and response writes.
+func (st *h2stream) abortLocked(err error) {
+	if st.err == nil {
+		st.err = err
+	}
+	if !st.recvDone {
+		st.recvDone = true
+		st.body.err = err
+	}
+}
+
+// run serves the stream with the Handler.
+func (st *h2stream) run() {
+	c := st.c
+	w := &st.resp
+	w.reset(&st.req)
+	if st.callHandler(w, &st.req) {
+		c.mu.Lock()
+		c.resetLocked(st.id, http2.ErrCodeInternal)
+		c.mu.Unlock()
+	} else {
+		w.finish()
+	}
+	c.streamDone(st)
+}
+
+// answer writes the stream's own error status without the Handler.
+func (st *h2stream) answer() {
+	w := &st.resp
+	w.reset(&st.req)
+	writeError(w, st.status)
+	w.finish()
+	st.c.streamDone(st)
+}
+
+// callHandler runs the Handler; it reports whether it panicked.
+func (st *h2stream) callHandler(w *h2response, r *http.Request) (aborted bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			aborted = true
+			if v != http.ErrAbortHandler {
+				buf := make([]byte, 64<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				st.c.s.o.ErrorLog.Error("panic serving request", "remote", st.c.remote, "panic", fmt.Sprint(v), "stack", string(buf))
+			}
+		}
+	}()
+	st.c.s.o.Handler.ServeHTTP(w, r)
+	return false
+}
+
+// h2body is a request body as DATA frames deliver it. buf[off:] is
+// unread; buf, off, err and the deadline state are guarded by c.mu.
+type h2body struct {
+	st       *h2stream
+	buf      []byte
+	off      int
+	err      error // io.EOF after END_STREAM, or why the stream ended
+	timer    *time.Timer
+	timedOut bool
+	gen      int  // distinguishes deadlines, so a stale timer is ignored
+	fired    bool // a timer fired or may be firing: the stream is not pooled
+}
+
+func (b *h2body) reset() {
+	b.buf, b.off, b.err, b.timedOut = b.buf[:0], 0, nil, false
+}
+
+func (b *h2body) stopTimer() {
+	if b.timer != nil {
+		if !b.timer.Stop() {
+			b.fired = true
+		}
+		b.timer = nil
+	}
+}
+
+// Read implements io.Reader.
+func (b *h2body) Read(p []byte) (int, error) {
+	c := b.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for b.off == len(b.buf) && b.err == nil && !b.timedOut {
+		c.cond.Wait()
+	}
+	if b.off < len(b.buf) {
+		n := copy(p, b.buf[b.off:])
+		b.off += n
+		if b.off == len(b.buf) {
+			b.buf, b.off = b.buf[:0], 0
+		}
+		b.st.creditLocked(int64(n))
+		return n, nil
+	}
+	if b.timedOut {
+		return 0, os.ErrDeadlineExceeded
+	}
+	if b.err == io.EOF && b.st.trailers != nil {
+		tr := b.st.trailers
+		b.st.trailers = nil
+		c.mu.Unlock()
+		b.st.applyTrailers(tr)
+		c.mu.Lock()
+	}
+	return 0, b.err
+}
+
+// Close implements io.Closer.
+func (b *h2body) Close() error { return nil }
+
+// inBuffer reports whether the whole body has arrived (the Handler does
+// not count such a body as a client waiting for its body).
+func (b *h2body) inBuffer() bool {
+	c := b.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return b.st.recvDone && b.err == io.EOF
+}
+
+// setDeadline bounds body reads.
+func (b *h2body) setDeadline(t time.Time) {
+	c := b.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b.stopTimer()
+	b.gen++
+	b.timedOut = false
+	if t.IsZero() {
+		return
+	}
+	d := time.Until(t)
+	if d <= 0 {
+		b.timedOut = true
+		c.cond.Broadcast()
+		return
+	}
+	gen := b.gen
+	b.timer = time.AfterFunc(d, func() {
+		c.mu.Lock()
+		if b.gen == gen {
+			b.timedOut = true
+			c.cond.Broadcast()
+		}
+		c.mu.Unlock()
+	})
+}
+
+// creditLocked gives n body bytes the Handler read back to the stream's
+// and the connection's receive windows.
+func (st *h2stream) creditLocked(n int64) {
+	c := st.c
+	c.creditLocked(n)
+	if st.recvDone || st.resetSent || c.closed {
+		return
+	}
+	st.unacked += n
+	if st.unacked >= h2StreamWindow/4 {
+		c.fw.WriteWindowUpdate(st.id, uint32(st.unacked))
+		st.recvWindow += st.unacked
+		st.unacked = 0
+	}
+}
+
+// h2response is the http.ResponseWriter (and http.Flusher) of a stream.
+// The HEADERS frame waits until the body starts (or the end), and a body
+// up to h2Pending bytes is held back, so that a small response leaves as
+// HEADERS and one DATA frame ending the stream, queued together.
+type h2response struct {
+	st  *h2stream
+	req *http.Request
+	hdr http.Header
+
+	status      int
+	wroteHeader bool
+	committed   bool // HEADERS queued
+	ended       bool // END_STREAM queued
+	noBody      bool
+	head        bool
+	declared    int64
+	written     int64
+	pend        []byte
+	werr        error
+}
+
+// h2Pending is how much body is held back before HEADERS go out.
+const h2Pending = 16 << 10
+
+func (w *h2response) reset(r *http.Request) {
+	w.req = r
+	w.status = 0
+	w.wroteHeader, w.committed, w.ended, w.noBody = false, false, false, false
+	w.head = r.Method == http.MethodHead
+	w.declared, w.written = -1, 0
+	w.pend = w.pend[:0]
+	w.werr = nil
+}
+
+// requestScratch lends the Handler the stream's scratch memory.
+func (w *h2response) requestScratch() *reqScratch { return &w.st.scratch }
+
+// Header implements http.ResponseWriter.
+func (w *h2response) Header() http.Header { return w.hdr }
+
+// SetReadDeadline bounds reading the request body
+// (http.ResponseController).
+func (w *h2response) SetReadDeadline(t time.Time) error {
+	w.st.body.setDeadline(t)
+	return nil
+}
+
+// WriteHeader implements http.ResponseWriter. Informational codes are
+// sent at once and the final status may follow.
+func (w *h2response) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("proxy: invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if code < 200 {
+		if code != http.StatusSwitchingProtocols {
+			w.writeInformational(code)
+		}
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	w.noBody = w.head || code == http.StatusNoContent || code == http.StatusNotModified
+	if cl, ok := w.hdr["Content-Length"]; ok {
+		n := int64(-1)
+		if len(cl) == 1 {
+			if v, err := strconv.ParseInt(cl[0], 10, 64); err == nil && v >= 0 {
+				n = v
+			}
+		}
+		if n < 0 {
+			delete(w.hdr, "Content-Length")
+		}
+		w.declared = n
+	}
+}
+
+func (w *h2response) writeInformational(code int) {
+	c := w.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := w.st.writableLocked(); err != nil {
+		return
+	}
+	c.writeHeadersLocked(w.st.id, code, w.hdr, false, -1, false)
+}
+
+// Write implements http.ResponseWriter.
+func (w *h2response) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.werr != nil {
+		return 0, w.werr
+	}
+	if w.noBody {
+		if w.head {
+			return len(p), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
+	if !w.committed {
+		if len(w.pend)+len(p) <= h2Pending {
+			w.pend = append(w.pend, p...)
+			return len(p), nil
+		}
+		if err := w.commit(false); err != nil {
+			return 0, err
+		}
+	}
+	end := w.declared >= 0 && w.written == w.declared && !w.hasTrailers()
+	if err := w.writeData(p, end); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Flush implements http.Flusher.
+func (w *h2response) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		w.commit(false)
+	}
+}
+
+// FlushError is Flush reporting the write error (http.ResponseController).
+func (w *h2response) FlushError() error {
+	w.Flush()
+	return w.werr
+}
+
+// hasTrailers reports whether the Handler announced or set trailers.
+func (w *h2response) hasTrailers() bool {
+	if _, ok := w.hdr["Trailer"]; ok {
+		return true
+	}
+	for k := range w.hdr {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// commit queues HEADERS and the held-back body; with last, the response
+// ends with them.
+func (w *h2response) commit(last bool) error {
+	st, c := w.st, w.st.c
+	w.committed = true
+	trailers := last && w.hasTrailers()
+	cl := w.declared
+	if last && cl < 0 && !w.noBody {
+		cl = int64(len(w.pend))
+	}
+	c.mu.Lock()
+	if err := st.writableLocked(); err != nil {
+		c.mu.Unlock()
+		w.werr = err
+		return err
+	}
+	bodyless := w.noBody || len(w.pend) == 0 && (last || w.declared == 0)
+	endOnHeaders := bodyless && !trailers && (last || w.declared == 0 || w.noBody)
+	c.writeHeadersLocked(st.id, w.status, w.hdr, endOnHeaders, cl, true)
+	if endOnHeaders {
+		w.ended = true
+	}
+	c.mu.Unlock()
+	if len(w.pend) > 0 && !w.noBody {
+		end := last && !trailers || w.declared >= 0 && w.written == w.declared && !w.hasTrailers()
+		err := w.writeData(w.pend, end)
+		w.pend = w.pend[:0]
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish ends the response after the Handler returned.
+func (w *h2response) finish() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.werr != nil {
+		return w.werr
+	}
+	if !w.committed {
+		if err := w.commit(true); err != nil {
+			return err
+		}
+	}
+	if w.ended {
+		return nil
+	}
+	st, c := w.st, w.st.c
+	if w.declared >= 0 && w.written < w.declared && !w.noBody {
+		// The Handler wrote less than it declared: the client must see
+		// a broken stream.
+		c.mu.Lock()
+		c.resetLocked(st.id, http2.ErrCodeInternal)
+		c.mu.Unlock()
+		return io.ErrUnexpectedEOF
+	}
+	if !w.hasTrailers() {
+		return w.writeData(nil, true)
+	}
+	tr := make(http.Header)
+	for _, k := range w.hdr["Trailer"] {
+		for _, name := range strings.Split(k, ",") {
+			name = http.CanonicalHeaderKey(trimOWS(name))
+			if v, ok := w.hdr[name]; ok {
+				tr[name] = v
+			}
+		}
+	}
+	for k, v := range w.hdr {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			tr[http.CanonicalHeaderKey(name)] = v
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := st.writableLocked(); err != nil {
+		return err
+	}
+	c.writeHeadersLocked(st.id, 0, tr, true, -1, false)
+	w.ended = true
+	return nil
+}
+
+// writeData queues p in DATA frames as the flow-control windows allow;
+// end sets END_STREAM on the last one.
+func (w *h2response) writeData(p []byte, end bool) error {
+	st, c := w.st, w.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if err := st.writableLocked(); err != nil {
+			w.werr = err
+			return err
+		}
+		if len(c.out) > h2MaxOut {
+			st.waitLocked()
+			continue
+		}
+		n := min(len(p), c.maxFrame, int(min(st.sendWindow, c.sendConn)))
+		if len(p) > 0 && n <= 0 {
+			st.waitLocked()
+			continue
+		}
+		last := end && n == len(p)
+		if n > 0 || last {
+			c.fw.WriteData(st.id, last, p[:n])
+		}
+		st.sendWindow -= int64(n)
+		c.sendConn -= int64(n)
+		p = p[n:]
+		if last {
+			w.ended = true
+			return nil
+		}
+		if len(p) == 0 {
+			return nil
+		}
+	}
+}
+
+// writableLocked returns why the stream can no longer send, or nil.
+func (st *h2stream) writableLocked() error {
+	c := st.c
+	switch {
+	case st.err != nil:
+		return st.err
+	case st.resetSent:
+		return errStreamReset
+	case c.closed:
+		return errH2Closed
+	case st.wtimedOut:
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// waitLocked waits for a window update or the output to drain, at most
+// until the write timeout from the stream's start.
+func (st *h2stream) waitLocked() {
+	c := st.c
+	if st.wtimer == nil {
+		st.wtimer = time.AfterFunc(c.s.o.WriteTimeout, func() {
+			c.mu.Lock()
+			st.wtimedOut = true
+			c.cond.Broadcast()
+			c.mu.Unlock()
+		})
+	}
+	c.cond.Wait()
+}
+
+// h2Skip are the response fields HTTP/2 does not carry (8.2.2).
+var h2Skip = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true,
+	"Transfer-Encoding": true, "Upgrade": true,
+}
+
+// writeHeadersLocked queues a HEADERS frame (and CONTINUATIONs) for a
+// response head (status != 0) or trailers (status 0). cl, if not
+// negative, is sent as content-length when the header has none; date
+// adds a date field when the header has none.
+func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bool, cl int64, date bool) {
+	c.hbuf.Reset()
+	enc := c.henc
+	if status != 0 {
+		enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(status)})
+	}
+	for k, vv := range h {
+		if h2Skip[k] || strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
+		name := c.lowerName(k)
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				continue
+			}
+			enc.WriteField(hpack.HeaderField{Name: name, Value: v})
+		}
+	}
+	if status != 0 {
+		if _, ok := h["Content-Length"]; !ok && cl >= 0 {
+			var b [20]byte
+			enc.WriteField(hpack.HeaderField{Name: "content-length", Value: string(strconv.AppendInt(b[:0], cl, 10))})
+		}
+		if _, ok := h["Date"]; !ok && date {
+			enc.WriteField(hpack.HeaderField{Name: "date", Value: c.dateString()})
+		}
+	}
+	block := c.hbuf.Bytes()
+	first := true
+	for first || len(block) > 0 {
+		n := min(len(block), c.maxFrame)
+		frag := block[:n]
+		block = block[n:]
+		if first {
+			c.fw.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: end, EndHeaders: len(block) == 0})
+			first = false
+		} else {
+			c.fw.WriteContinuation(id, len(block) == 0, frag)
+		}
+	}
+}
+
+// lowerName returns the HTTP/2 (lower-case) form of a header name,
+// cached per connection.
+func (c *h2conn) lowerName(k string) string {
+	if s, ok := c.names[k]; ok {
+		return s
+	}
+	s := strings.ToLower(k)
+	if c.names == nil {
+		c.names = make(map[string]string)
+	}
+	if len(c.names) < 128 {
+		c.names[k] = s
+	}
+	return s
+}
+
+// dateString is the Date field for now, formatted once a second.
+func (c *h2conn) dateString() string {
+	now := time.Now()
+	if sec := now.Unix(); sec != c.dateSec {
+		c.dateSec = sec
+		now.UTC().AppendFormat(c.date[:0], http.TimeFormat)
+		c.dateStr = string(c.date[:])
+	}
+	return c.dateStr
+}
+
+// statusString is the decimal form of a status code.
+func statusString(code int) string {
+	if code >= 100 && code < 600 {
+		if s := statusStrings[code]; s != "" {
+			return s
+		}
+	}
+	return strconv.Itoa(code)
+}
+
+var statusStrings = func() (t [600]string) {
+	for i := 100; i < 600; i++ {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
