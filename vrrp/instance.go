@@ -68,9 +68,8 @@ type Options struct {
 	// (e.g. 203.0.113.100/24 as keepalived does, or /32; 2001:db8::100/64 or /128). 1..255
 	// required, all of one family: IPv4 (VRRP over IPv4) or IPv6 (VRRPv3 over IPv6, RFC
 	// 5798 §5.1.2, announced with unsolicited Neighbor Advertisements instead of
-	// gratuitous ARP). IPv6 needs Version 3.
-	// IPv6 VIPs are added without duplicate address detection (nodad) so they are usable
-	// at once.
+	// gratuitous ARP). IPv6 needs Version 3; its VIPs are added without duplicate address
+	// detection (nodad) so they are usable at once.
 	VIPs []netip.Prefix
 	// UnicastPeers, if set, receive the adverts by unicast instead of the multicast group,
 	// and adverts from other sources are dropped.

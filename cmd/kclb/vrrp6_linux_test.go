@@ -51,7 +51,8 @@ func (l *edgeLab) kclbConfig6(n string, priority, backendPort int) string {
 // higher priority, which holds the VIP and serves HTTPS on it to a client
 // over IPv6; kill -9 of that Master moves the VIP to the other, the
 // client's neighbour entry follows through the unsolicited Neighbor
-// Advertisement, and HTTPS at the VIP works again.
+// Advertisement, and HTTPS at the VIP works again; cleanup-vips removes
+// the VIP the dead process left on a.
 func TestIPv6VIPThroughBinary(t *testing.T) {
 	l := newEdgeLab(t)
 	l.startStandIns()
@@ -88,5 +89,18 @@ func TestIPv6VIPThroughBinary(t *testing.T) {
 	}
 	if _, ok := until(5*time.Second, func() bool { return l.clientGetAt(vip) == nil }); !ok {
 		t.Fatalf("HTTPS at the IPv6 VIP through b: %v", l.clientGetAt(vip))
+	}
+
+	// The dead node's kernel still holds the VIP (and would answer
+	// Neighbor Solicitations for it) until cleanup-vips removes it, as
+	// ExecStopPost does.
+	if !l.holdsVIP6("a") {
+		t.Fatal("a lost the VIP without cleanup: the test no longer shows what cleanup-vips does")
+	}
+	if out, err := l.Command("a", kclbBin, "cleanup-vips", "-c", cfgA).CombinedOutput(); err != nil || !strings.Contains(string(out), "removed "+nsVIP6+"/64") {
+		t.Fatalf("cleanup-vips on a: %v\n%s", err, out)
+	}
+	if l.holdsVIP6("a") || !l.holdsVIP6("b") {
+		t.Fatalf("after cleanup-vips: a=%v b=%v, want only b", l.holdsVIP6("a"), l.holdsVIP6("b"))
 	}
 }
