@@ -23,20 +23,16 @@ const dadWait = 5 * time.Second
 func linkLocalAddr(ifi *net.Interface) (netip.Addr, error) {
 	deadline := time.Now().Add(dadWait)
 	for {
-		addrs, err := netlink.AddrList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: ifi.Index}}, netlink.FAMILY_V6)
+		lls, err := linkLocals(ifi)
 		if err != nil {
-			return netip.Addr{}, fmt.Errorf("IPv6 addresses of %s: %w", ifi.Name, err)
+			return netip.Addr{}, err
 		}
 		var tentative netip.Addr
-		for _, a := range addrs {
-			ip, ok := netip.AddrFromSlice(a.IP)
-			if !ok || !ip.Is6() || !ip.IsLinkLocalUnicast() {
-				continue
+		for _, ll := range lls {
+			if ll.usable {
+				return ll.addr, nil
 			}
-			if a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
-				return ip, nil
-			}
-			tentative = ip
+			tentative = ll.addr
 		}
 		if !tentative.IsValid() {
 			return netip.Addr{}, fmt.Errorf("%s has no IPv6 link-local address (IPv6 VRRP adverts are sent from it; is IPv6 disabled or addr_gen_mode none?)", ifi.Name)
@@ -46,6 +42,44 @@ func linkLocalAddr(ifi *net.Interface) (netip.Addr, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// linkLocalUsable reports whether local is configured on ifi and done with duplicate
+// address detection, so adverts can be sent from it.
+func linkLocalUsable(ifi *net.Interface, local netip.Addr) (bool, error) {
+	lls, err := linkLocals(ifi)
+	if err != nil {
+		return false, err
+	}
+	for _, ll := range lls {
+		if ll.addr == local {
+			return ll.usable, nil
+		}
+	}
+	return false, nil
+}
+
+// linkLocal is one IPv6 link-local address of an interface.
+type linkLocal struct {
+	addr   netip.Addr
+	usable bool // neither tentative nor failed duplicate address detection
+}
+
+// linkLocals lists the IPv6 link-local addresses of ifi.
+func linkLocals(ifi *net.Interface) ([]linkLocal, error) {
+	addrs, err := netlink.AddrList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: ifi.Index}}, netlink.FAMILY_V6)
+	if err != nil {
+		return nil, fmt.Errorf("IPv6 addresses of %s: %w", ifi.Name, err)
+	}
+	var out []linkLocal
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || !ip.Is6() || !ip.IsLinkLocalUnicast() {
+			continue
+		}
+		out = append(out, linkLocal{addr: ip, usable: a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0})
+	}
+	return out, nil
 }
 
 // bindToDevice is a ListenConfig.Control that binds the socket to ifi.

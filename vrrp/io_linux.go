@@ -60,6 +60,18 @@ func openPlatform(o *Options) (*platform, error) {
 		f := l.Attrs().RawFlags
 		return f&unix.IFF_UP != 0 && f&unix.IFF_RUNNING != 0, nil
 	}
+	if v6 {
+		// The link is usable for IPv6 VRRP only while the advert source is: a link-local
+		// address in duplicate address detection again (after link down/up) cannot send,
+		// and a Master that cannot advertise would hold the VIP alongside the peer's.
+		linkState := linkUp
+		linkUp = func() (bool, error) {
+			if up, err := linkState(); !up || err != nil {
+				return up, err
+			}
+			return linkLocalUsable(ifi, local)
+		}
+	}
 	return &platform{conn: c, vips: &linuxVIPs{ifi: ifi, link: link}, local: local, linkUp: linkUp}, nil
 }
 

@@ -386,3 +386,49 @@ func TestNamespaceUnicastIPv6(t *testing.T) {
 		t.Fatal("B did not take over from the crashed A")
 	}
 }
+
+// TestNamespaceIPv6TentativeLinkLocal: after its link comes back, a node's link-local
+// address is tentative for a second (duplicate address detection) and adverts cannot be
+// sent from it. The returning higher-priority node must stay in FAULT without the VIP until
+// the address is usable, instead of preempting while its adverts fail (which would leave
+// both nodes holding the VIP), and then take the VIP back.
+func TestNamespaceIPv6TentativeLinkLocal(t *testing.T) {
+	l := newLab(t)
+	l.enableIPv6()
+	a, b := l.probeVIP("a", labVIP6), l.probeVIP("b", labVIP6)
+	l.startKCLB("a", "kclb-a", helperConf{VRID: labVRID, Priority: 150, AdvertMS: 100, Preempt: true, VIP: labVIP6})
+	l.startKCLB("b", "kclb-b", helperConf{VRID: labVRID, Priority: 100, AdvertMS: 100, Preempt: true, VIP: labVIP6})
+	if _, ok := waitUntil(5*time.Second, func() bool { return a.has() && !b.has() }); !ok {
+		t.Fatalf("A did not become the only master: A=%v B=%v", a.has(), b.has())
+	}
+	l.MustIn("a", "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=1")
+	l.linkSet("a", "down")
+	if _, ok := waitUntil(5*time.Second, func() bool { return b.has() && !a.has() }); !ok {
+		t.Fatalf("VIP did not move to B: A=%v B=%v", a.has(), b.has())
+	}
+	l.linkSet("a", "up")
+	tentative := func() bool {
+		return strings.Contains(l.MustIn("a", "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link", "tentative"), "inet6")
+	}
+	sawTentative, heldWhileTentative := false, false
+	end := time.Now().Add(10 * time.Second)
+	for time.Now().Before(end) && !(a.has() && !b.has() && !tentative()) {
+		if tentative() {
+			sawTentative = true
+			if a.has() {
+				heldWhileTentative = true
+			}
+		}
+		time.Sleep(5 * time.Millisecond) // polling kernel state that nothing signals
+	}
+	if !sawTentative {
+		t.Skip("the link-local address was never seen tentative (duplicate address detection too fast): no verdict")
+	}
+	if heldWhileTentative {
+		st, _ := l.helperStatus("kclb-a")
+		t.Fatalf("A took the VIP while its link-local address was tentative (its adverts cannot be sent): %v, %d send errors", st.State, st.Errors)
+	}
+	if !a.has() || b.has() {
+		t.Fatalf("A did not take the VIP back once its link-local address was usable: A=%v B=%v", a.has(), b.has())
+	}
+}
