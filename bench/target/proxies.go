@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/kclb/kclb/bench/procstat"
+	"github.com/kclb/kclb/internal/kclbconf"
 )
 
 // Security headers every proxy adds (the seed configuration's, as in
@@ -260,63 +262,21 @@ func NewKclb(bin, httpAddr, tlsAddr string) *Kclb {
 
 // Config renders the configuration for env.
 func (k *Kclb) Config(env Env) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `[global]
-name = "bench"
-maxconn = %d
-log_level = "warn"
-access_log = false
-shutdown_grace = "1s"
-state_file = ""
-
-[[listener]]
-name = "http"
-bind = %q
-tls = false
-http2 = false
-
-[[listener]]
-name = "https"
-bind = %q
-tls = true
-http2 = true
-
-[[tls.certificate]]
-cert = %q
-key = %q
-
-[backend]
-balance = "round_robin"
-proxy_headers = "xforwarded"
-default_maxconn = 0
-`, max(env.MaxConn, 1000)+1000, k.http, k.tls, env.Cert.CertFile, env.Cert.KeyFile)
+	var f kclbconf.File
+	f.Global("bench", "maxconn", max(env.MaxConn, 1000)+1000, "log_level", "warn", "shutdown_grace", time.Second).
+		Listener("http", k.http, "tls", false, "http2", false).
+		Listener("https", k.tls, "tls", true, "http2", true).
+		Certificate(env.Cert.CertFile, env.Cert.KeyFile).
+		Section("backend", "balance", "round_robin", "proxy_headers", "xforwarded", "default_maxconn", 0)
 	for _, s := range env.Backends {
-		fmt.Fprintf(&b, "\n[[backend.server]]\nname = %q\naddress = %q\nmanagement = %q\nroute = %q\n", s.Name, s.Traffic, s.Mgmt, s.Route)
+		f.Server(s.Name, s.Traffic, s.Mgmt, "route", s.Route)
 	}
-	b.WriteString(`
-[headers]
-hsts = "max-age=31536000; includeSubDomains"
-content_type_options = "nosniff"
-referrer_policy = "no-referrer"
-frame_options = "SAMEORIGIN"
-
-[affinity]
-enabled = true
-cookie = "KC_ROUTE"
-secret = "kclb-bench-affinity-secret-0123456789"
-
-[health]
-enabled = true
-interval = "2s"
-timeout = "1s"
-rise = 1
-fall = 3
-slowstart = "0s"
-
-[admin]
-socket = ""
-`)
-	return b.String()
+	f.Section("headers", "hsts", "max-age=31536000; includeSubDomains", "content_type_options", "nosniff",
+		"referrer_policy", "no-referrer", "frame_options", "SAMEORIGIN").
+		Section("affinity", "enabled", true, "cookie", "KC_ROUTE", "secret", "kclb-bench-affinity-secret-0123456789").
+		Section("health", "enabled", true, "interval", 2*time.Second, "timeout", time.Second, "rise", 1, "fall", 3, "slowstart", "0s").
+		Section("admin", "socket", "")
+	return f.String()
 }
 
 // Start implements Target.

@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kclb/kclb/internal/kclbconf"
 	"github.com/kclb/kclb/internal/kcsim"
 	"github.com/kclb/kclb/tlsconf"
 )
@@ -275,46 +276,20 @@ func writeFiles(dir string, l layout) (demoFiles, error) {
 	if err := os.WriteFile(f.token, []byte(f.tokenValue+"\n"), 0o600); err != nil {
 		return f, fmt.Errorf("admin token: %w", err)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `# kclb configuration written by kclb-demo.
-[global]
-name = "kclb-demo"
-state_file = %q
-shutdown_grace = "5s"
-
-[[listener]]
-name = "http"
-bind = %q
-redirect_https = true
-
-[[listener]]
-name = "https"
-bind = %q
-tls = true
-http2 = true
-
-[[tls.certificate]]
-cert = %q
-key = %q
-`, filepath.Join(dir, "state.json"), addr(l.http), addr(l.https), cert, key)
+	var c kclbconf.File
+	c.Text("# kclb configuration written by kclb-demo.").
+		Section("global", "name", "kclb-demo", "state_file", filepath.Join(dir, "state.json"), "shutdown_grace", 5*time.Second).
+		Listener("http", addr(l.http), "redirect_https", true).
+		Listener("https", addr(l.https), "tls", true, "http2", true).
+		Certificate(cert, key)
 	for i := range nodes {
-		fmt.Fprintf(&b, "\n[[backend.server]]\nname = \"keycloak%d\"\naddress = %q\nmanagement = %q\n", i+1, addr(l.traffic[i]), addr(l.mgmt[i]))
+		c.Server(fmt.Sprintf("keycloak%d", i+1), addr(l.traffic[i]), addr(l.mgmt[i]))
 	}
-	fmt.Fprintf(&b, `
-[affinity]
-secret_file = %q
-
-[health]
-interval = "2s"
-slowstart = "10s"
-
-[admin]
-socket = %q
-tcp = %q
-token_file = %q
-public_read = true # the demo listens on loopback only: status and metrics need no token
-`, affinityKey, f.socket, addr(l.admin), f.token)
-	if err := os.WriteFile(f.config, []byte(b.String()), 0o600); err != nil {
+	c.Section("affinity", "secret_file", affinityKey).
+		Section("health", "interval", 2*time.Second, "slowstart", 10*time.Second).
+		Section("admin", "socket", f.socket, "tcp", addr(l.admin), "token_file", f.token).
+		Text("public_read = true # the demo listens on loopback only: status and metrics need no token")
+	if err := c.WriteFile(f.config); err != nil {
 		return f, fmt.Errorf("config: %w", err)
 	}
 	return f, nil

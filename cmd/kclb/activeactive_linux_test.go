@@ -35,41 +35,16 @@ const aaVIP2 = "203.0.113.101"
 func (l *edgeLab) aaConfig(n string, master int) string {
 	prio := [2]int{100, 100}
 	prio[master] = 110
-	var b strings.Builder
-	fmt.Fprintf(&b, `
-[global]
-name = "edge-%s"
-state_file = ""
-access_log = false
-shutdown_grace = "2s"
-[admin]
-socket = %q
-[[tls.certificate]]
-cert = %q
-key = %q
-[affinity]
-secret = "shared-between-both-edge-nodes-0123"
-[health]
-interval = "100ms"
-timeout = "90ms"
-rise = 1
-fall = 2
-slowstart = "0s"
-`, n, l.adminSocket(n), l.cert, filepath.Join(l.dir, "sso-key.pem"))
+	f := l.edgeBase(n)
 	for i, port := range []int{8081, 8082} {
-		fmt.Fprintf(&b, "[[backend.server]]\nname = \"keycloak%d\"\naddress = \"203.0.113.20:%d\"\nmanagement = \"203.0.113.20:%d\"\n",
-			i+1, port, port+920)
+		f.Server(fmt.Sprintf("keycloak%d", i+1), fmt.Sprintf("203.0.113.20:%d", port), fmt.Sprintf("203.0.113.20:%d", port+920))
 	}
 	for i, vip := range []string{nsVIP, aaVIP2} {
-		fmt.Fprintf(&b, "[[listener]]\nname = \"https-%d\"\nbind = \"%s:8443\"\ntls = true\nfreebind = true\n", i+1, vip)
-		fmt.Fprintf(&b, "[[vrrp.instance]]\nname = \"VI_%d\"\ninterface = \"eth0\"\nvrid = %d\npriority = %d\n"+
-			"advert_int = \"100ms\"\nvips = [\"%s/24\"]\ntrack_weight = 50\n", i+1, 51+i, prio[i], vip)
+		f.Listener(fmt.Sprintf("https-%d", i+1), vip+":8443", "tls", true, "freebind", true).
+			Table("vrrp.instance", "name", fmt.Sprintf("VI_%d", i+1), "interface", "eth0", "vrid", 51+i, "priority", prio[i],
+				"advert_int", 100*time.Millisecond, "vips", []string{vip + "/24"}, "track_weight", 50)
 	}
-	p := filepath.Join(l.dir, "kclb-aa-"+n+".toml")
-	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
-		l.t.Fatal(err)
-	}
-	return p
+	return l.writeConfig(f, "kclb-aa-"+n+".toml")
 }
 
 // aaRequest sends one HTTPS request from the client namespace to

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kclb/kclb/internal/kclbconf"
 	"github.com/kclb/kclb/internal/kcsim"
 	"github.com/kclb/kclb/internal/kcsim/kcsimtest"
 	"github.com/kclb/kclb/tlsconf"
@@ -114,45 +115,19 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if adminSection == "" {
 		adminSection = `socket = ""`
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `
-[global]
-name = "test"
-state_file = %q
-access_log = false
-log_level = "debug"
-shutdown_grace = "5s"
-
-[admin]
-%s
-
-[[listener]]
-name = "http"
-bind = %q
-redirect_https = true
-
-[[listener]]
-name = "https"
-bind = %q
-tls = true
-http2 = true
-
-[[tls.certificate]]
-cert = %q
-key = %q
-
-[health]
-interval = "200ms"
-timeout = "150ms"
-slowstart = "0s"
-`, o.stateFile, adminSection, e.httpAddr, e.httpsAddr, e.certFile, e.keyFile)
+	var f kclbconf.File
+	f.Global("test", "state_file", o.stateFile, "log_level", "debug", "shutdown_grace", 5*time.Second).
+		Section("admin").Text(adminSection).
+		Listener("http", e.httpAddr, "redirect_https", true).
+		Listener("https", e.httpsAddr, "tls", true, "http2", true).
+		Certificate(e.certFile, e.keyFile).
+		Section("health", "interval", 200*time.Millisecond, "timeout", 150*time.Millisecond, "slowstart", "0s")
 	for i, n := range e.cluster.Nodes() {
-		fmt.Fprintf(&b, "\n[[backend.server]]\nname = \"keycloak%d\"\naddress = %q\nmanagement = %q\n%s\n",
-			i+1, n.Traffic.String(), n.Mgmt.String(), o.servers)
+		f.Server(fmt.Sprintf("keycloak%d", i+1), n.Traffic.String(), n.Mgmt.String()).Text(o.servers)
 	}
-	b.WriteString(o.extra)
+	f.Text(o.extra)
 	e.cfgPath = filepath.Join(e.dir, "kclb.toml")
-	if err := os.WriteFile(e.cfgPath, []byte(b.String()), 0o600); err != nil {
+	if err := f.WriteFile(e.cfgPath); err != nil {
 		t.Fatal(err)
 	}
 	if !o.noProc {

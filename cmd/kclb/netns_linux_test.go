@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kclb/kclb/internal/kclbconf"
 	"github.com/kclb/kclb/internal/testlab"
 	"github.com/kclb/kclb/tlsconf"
 )
@@ -72,47 +73,31 @@ func (l *edgeLab) start(n, name string, args ...string) *labProc {
 
 // kclbConfig writes the configuration of edge node n.
 func (l *edgeLab) kclbConfig(n string, priority int, backendPort int) string {
-	cfg := fmt.Sprintf(`
-[global]
-name = "edge-%[1]s"
-state_file = ""
-access_log = false
-shutdown_grace = "2s"
-[admin]
-socket = %[8]q
-[[listener]]
-name = "https"
-bind = "%[2]s:8443"
-tls = true
-freebind = true
-[[tls.certificate]]
-cert = %[3]q
-key = %[4]q
-[affinity]
-secret = "shared-between-both-edge-nodes-0123"
-[health]
-interval = "100ms"
-timeout = "90ms"
-rise = 1
-fall = 2
-slowstart = "0s"
-[[backend.server]]
-name = "keycloak"
-address = "203.0.113.20:%[5]d"
-management = "203.0.113.20:%[6]d"
-[[vrrp.instance]]
-name = "VI_1"
-interface = "eth0"
-vrid = 51
-priority = %[7]d
-advert_int = "100ms"
-vips = ["%[2]s/24"]
-track_weight = 50
-track_rise = 1
-track_fall = 1
-`, n, nsVIP, l.cert, filepath.Join(l.dir, "sso-key.pem"), backendPort, backendPort+920, priority, l.adminSocket(n))
-	p := filepath.Join(l.dir, "kclb-"+n+".toml")
-	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+	f := l.edgeBase(n)
+	f.Listener("https", nsVIP+":8443", "tls", true, "freebind", true).
+		Server("keycloak", fmt.Sprintf("203.0.113.20:%d", backendPort), fmt.Sprintf("203.0.113.20:%d", backendPort+920)).
+		Table("vrrp.instance", "name", "VI_1", "interface", "eth0", "vrid", 51, "priority", priority, "advert_int", 100*time.Millisecond,
+			"vips", []string{nsVIP + "/24"}, "track_weight", 50, "track_rise", 1, "track_fall", 1)
+	return l.writeConfig(f, "kclb-"+n+".toml")
+}
+
+// edgeBase starts the configuration of edge node n with what every edge
+// of the lab shares: its name and admin socket, the certificate, the
+// affinity secret of the pair and fast health checks.
+func (l *edgeLab) edgeBase(n string) *kclbconf.File {
+	var f kclbconf.File
+	f.Global("edge-"+n, "shutdown_grace", 2*time.Second).
+		Section("admin", "socket", l.adminSocket(n)).
+		Certificate(l.cert, filepath.Join(l.dir, "sso-key.pem")).
+		Section("affinity", "secret", "shared-between-both-edge-nodes-0123").
+		Section("health", "interval", 100*time.Millisecond, "timeout", 90*time.Millisecond, "rise", 1, "fall", 2, "slowstart", "0s")
+	return &f
+}
+
+// writeConfig writes f as name in the lab's directory and returns its path.
+func (l *edgeLab) writeConfig(f *kclbconf.File, name string) string {
+	p := filepath.Join(l.dir, name)
+	if err := f.WriteFile(p); err != nil {
 		l.t.Fatal(err)
 	}
 	return p
