@@ -97,6 +97,9 @@ type zdLab struct {
 	started  atomic.Int64 // client requests started
 }
 
+// other returns the other edge of the pair.
+func other(edge string) string { return map[string]string{"a": "b", "b": "a"}[edge] }
+
 func (l *zdLab) sock(edge string) string { return l.Path("run-" + edge + "/admin.sock") }
 
 // config writes edge n's configuration.
@@ -113,6 +116,8 @@ func (l *zdLab) config(n string, priority int) string {
 	}
 	f.Table("vrrp.instance", "name", "VI_1", "interface", "eth0", "vrid", 51, "priority", priority,
 		"advert_int", advert, "vips", []string{vip + "/24"}, "track_weight", 50)
+	// The pair channel: a drain on either edge applies to both.
+	f.Section("pair", "listen", l.Addr(n)+":9101", "peer", l.Addr(other(n))+":9101", "secret_file", l.Path("pair.key"))
 	p := l.Path("kclb-" + n + ".toml")
 	if err := f.WriteFile(p); err != nil {
 		l.t.Fatal(err)
@@ -300,29 +305,42 @@ func (l *zdLab) waitMaster(n string) {
 }
 
 // restartKeycloak is one step of the rolling restart: drain on the
-// backup edge, wait until idle, stop, start, ready again. during runs
-// while the node is down.
+// backup edge (the pair channel drains it on the Master too), wait on the
+// Master, which serves every login, until it is idle there; stop, start;
+// ready on the backup again, healthy on both. during runs while the node
+// is down.
 func (l *zdLab) restartKeycloak(i int, during func()) {
 	l.t.Helper()
 	name := fmt.Sprintf("keycloak%d", i)
-	backup := map[string]string{"a": "b", "b": "a"}[l.master()]
-	// Until the pair shares admin state (issue 17, item 1, not wired in
-	// yet), a drain on the backup alone leaves the node ready on the
-	// Master, which serves every login: issue it on the backup first,
-	// then on the Master, as the runbook says for now.
-	for _, e := range []string{backup, map[string]string{"a": "b", "b": "a"}[backup]} {
-		l.cli(e, "drain", name, "--wait", "--quiet", "300ms", "--timeout", "20s")
+	master := l.master()
+	backup := other(master)
+	if out := l.cli(backup, "drain", name); !strings.Contains(out, "applied on the pair peer") {
+		l.t.Fatalf("drain %s on the backup %s was not applied on the Master:\n%s", name, backup, out)
 	}
+	l.wait(master, name, "idle", "&quiet=300ms")
 	l.kc[i].Signal(syscall.SIGTERM)
 	l.kc[i].Wait(l.t, 10*time.Second)
 	if during != nil {
 		during()
 	}
 	l.startKeycloak(i, 2)
-	for _, e := range []string{"a", "b"} {
-		l.cli(e, "ready", name, "--wait-healthy", "--timeout", "20s")
+	if out := l.cli(other(l.master()), "ready", name, "--wait-healthy", "--timeout", "20s"); !strings.Contains(out, "applied on the pair peer") {
+		l.t.Fatalf("ready %s on the backup was not applied on the Master:\n%s", name, out)
 	}
+	l.wait(l.master(), name, "healthy", "")
 	l.progress(name+" back", 20)
+}
+
+// wait asks edge n's admin API to wait until server name is idle or
+// healthy (GET /v1/servers/NAME/wait, what drain --wait and ready
+// --wait-healthy use), without changing its admin state.
+func (l *zdLab) wait(n, name, until, extra string) {
+	l.t.Helper()
+	out, err := exec.Command("curl", "-sS", "--fail-with-body", "--unix-socket", l.sock(n),
+		"http://kclb/v1/servers/"+name+"/wait?until="+until+"&timeout=20s"+extra).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("wait until %s %s on %s: %v\n%s", name, until, n, err, out)
+	}
 }
 
 // upgrade sends SIGUSR2 to edge n's kclb and waits until the old process
@@ -386,6 +404,9 @@ func TestZeroDowntime(t *testing.T) {
 	}
 	l.roots = x509.NewCertPool()
 	l.roots.AppendCertsFromPEM(certPEM)
+	if err := os.WriteFile(l.Path("pair.key"), []byte("zero-downtime-lab-pair-secret-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for i := 1; i <= keycloak; i++ {
 		l.startKeycloak(i, 1)
 	}
