@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/internal/admin"
+	"github.com/kclb/kclb/internal/config"
 )
 
 // TestSlowStartRampsAReturningServer pins [health] slowstart through the
@@ -102,5 +103,27 @@ func TestSlowStartRampsAReturningServer(t *testing.T) {
 	}
 	if n := send(30); n["keycloak1"] < 9 {
 		t.Fatalf("after the reload: %v, want about 10 each", n)
+	}
+}
+
+// TestNoSlowStartWithoutChecks pins configuration.md's "nothing ramps with
+// enabled = false": without health checks no server becomes ready, so the
+// pool gets no slow start, whatever health.slowstart says.
+func TestNoSlowStartWithoutChecks(t *testing.T) {
+	dir := t.TempDir()
+	base, _ := wiringBase(t, dir)
+	c, err := config.Parse([]byte(base), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Health.Enabled || c.Health.Slowstart.Duration <= 0 {
+		t.Fatalf("base configuration: want checks on with a slow start, have enabled=%v slowstart=%v", c.Health.Enabled, c.Health.Slowstart.Duration)
+	}
+	if got := checkOptions(c).Slowstart; got != c.Health.Slowstart.Duration {
+		t.Fatalf("slow start with checks on: %v, want %v", got, c.Health.Slowstart.Duration)
+	}
+	c.Health.Enabled = false
+	if got := checkOptions(c).Slowstart; got != 0 {
+		t.Fatalf("slow start with checks off: %v, want none", got)
 	}
 }
