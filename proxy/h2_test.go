@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"sync"
 	"testing"
@@ -12,6 +14,10 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/balancer"
+	"github.com/kclb/kclb/internal/pathpolicy"
 )
 
 // h2echo answers every request with its method, path, a header, the
@@ -89,6 +95,7 @@ type h2res struct {
 	body        []byte
 	reset       bool
 	code        http2.ErrCode
+	fields      map[string]string
 }
 
 func (c *h2client) read(id uint32) h2res {
@@ -111,10 +118,14 @@ func (c *h2client) read(id uint32) h2res {
 			if s := f.PseudoValue("status"); s != "" {
 				res.status = s
 			}
+			if res.fields == nil {
+				res.fields = map[string]string{}
+			}
 			for _, hf := range f.RegularFields() {
 				if hf.Name == "x-got" {
 					res.got = hf.Value
 				}
+				res.fields[hf.Name] = hf.Value
 			}
 			if f.StreamEnded() {
 				return res
@@ -255,4 +266,45 @@ func FuzzH2Frames(f *testing.F) {
 		}
 		s.Close()
 	})
+}
+
+// TestH2ResponseHeadArena proxies responses whose header strings share
+// the stream's scratch (the backend head arena): what the header
+// compression table keeps of them must not change when the next
+// response overwrites the arena.
+func TestH2ResponseHeadArena(t *testing.T) {
+	n := 0
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n++
+		w.Header().Set("X-Seq", fmt.Sprintf("%05d", n))
+		w.Header().Set("X-Kind", []string{"aaaa", "bbbb", "cccc"}[n%3])
+		w.Header().Set("Set-Cookie", fmt.Sprintf("AUTH_SESSION_ID=%05d.node; Path=/", n))
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(be.Close)
+	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: be.Listener.Addr().String()}}, backend.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Options{Pool: pool, Router: BalancerRouter{Selector: &balancer.RoundRobin{}}, Policy: pathpolicy.New(pathpolicy.Options{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	conn, _, _ := h2pipe(t, h)
+	defer conn.Close()
+	c := newH2Client(t, conn)
+	for i := 1; i <= 40; i++ {
+		id := uint32(2*i - 1)
+		blk := c.block(":method", "GET", ":scheme", "https", ":authority", "sso.example.com", ":path", "/realms/test/x")
+		c.send(func(fr *http2.Framer) {
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true})
+		})
+		res := c.read(id)
+		want := fmt.Sprintf("%05d", i)
+		if res.status != "200" || res.fields["x-seq"] != want || res.fields["x-kind"] != []string{"aaaa", "bbbb", "cccc"}[i%3] ||
+			res.fields["set-cookie"] != "AUTH_SESSION_ID="+want+".node; Path=/" {
+			t.Fatalf("response %d: %+v", i, res)
+		}
+	}
 }

@@ -100,6 +100,7 @@ type h2conn struct {
 
 	tmpl    *http.Request     // carries ctx; copied into every request
 	names   map[string]string // lower-case response header names, bounded
+	values  map[string]string // interned response header values, bounded
 	date    [len(http.TimeFormat)]byte
 	dateStr string
 	dateSec int64

@@ -783,7 +783,17 @@ func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bo
 			if !httpguts.ValidHeaderFieldValue(v) {
 				continue
 			}
-			enc.WriteField(hpack.HeaderField{Name: name, Value: v})
+			// The compression table keeps what it indexes, but header
+			// strings may share memory the next response overwrites
+			// (the backend head arena): indexed values are interned
+			// copies. Cookies and long values are never indexed.
+			f := hpack.HeaderField{Name: name, Value: v}
+			if name == "set-cookie" || len(v) > h2MaxIndexed {
+				f.Sensitive = true
+			} else {
+				f.Value = c.intern(v)
+			}
+			enc.WriteField(f)
 		}
 	}
 	if status != 0 {
@@ -811,20 +821,46 @@ func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bo
 }
 
 // lowerName returns the HTTP/2 (lower-case) form of a header name,
-// cached per connection.
+// cached per connection; the result never shares k's memory.
 func (c *h2conn) lowerName(k string) string {
 	if s, ok := c.names[k]; ok {
 		return s
 	}
 	s := strings.ToLower(k)
-	if c.names == nil {
+	if s == k {
+		s = strings.Clone(k)
+	}
+	if c.names == nil || len(c.names) >= h2MaxInterned {
 		c.names = make(map[string]string)
 	}
-	if len(c.names) < 128 {
-		c.names[k] = s
+	c.names[s] = s
+	if s != k {
+		c.names[strings.Clone(k)] = s
 	}
 	return s
 }
+
+// intern returns a copy of v that nothing else writes to, cached per
+// connection.
+func (c *h2conn) intern(v string) string {
+	if s, ok := c.values[v]; ok {
+		return s
+	}
+	s := strings.Clone(v)
+	if c.values == nil || len(c.values) >= h2MaxInterned {
+		c.values = make(map[string]string)
+	}
+	c.values[s] = s
+	return s
+}
+
+// Interning bounds: values longer than h2MaxIndexed are sent without
+// indexing; each cache holds up to h2MaxInterned strings (then starts
+// over).
+const (
+	h2MaxIndexed  = 256
+	h2MaxInterned = 256
+)
 
 // dateString is the Date field for now, formatted once a second.
 func (c *h2conn) dateString() string {
