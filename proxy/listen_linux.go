@@ -12,8 +12,14 @@ import (
 // Listen opens a TCP listener on addr. With freebind, IP_FREEBIND lets it
 // bind an address the host does not hold yet (a VRRP virtual IP held by
 // the peer), so a Backup stays hot and never rebinds at takeover.
+//
+// The socket is plain TCP, not Multipath TCP (which Go 1.24 and later
+// listen with by default where the kernel has it): a planned handover
+// attaches a socket filter to the listener (DropSYNs), and the kernel
+// refuses SO_ATTACH_FILTER on an MPTCP socket.
 func Listen(ctx context.Context, addr string, freebind bool) (net.Listener, error) {
 	lc := net.ListenConfig{}
+	lc.SetMultipathTCP(false)
 	if freebind {
 		lc.Control = func(network, address string, c syscall.RawConn) error {
 			var serr error
