@@ -31,7 +31,8 @@
 //
 // A node whose interface loses link or carrier (polled every advert interval, 100 ms .. 1 s)
 // enters StateFault like keepalived: it releases the VIPs and stays silent until the link
-// returns. Tracking with TrackWeight 0 faults the same way.
+// returns (for IPv6, until its link-local source has also finished duplicate address
+// detection, since the kernel refuses to send from a tentative address). Tracking with TrackWeight 0 faults the same way.
 //
 // The package knows nothing about backends: the caller reports health with
 // Instance.SetHealth (or SetHealthy) on edges and reads Instance.Status (or passes an

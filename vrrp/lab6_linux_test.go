@@ -432,3 +432,40 @@ func TestNamespaceIPv6TentativeLinkLocal(t *testing.T) {
 		t.Fatalf("A did not take the VIP back once its link-local address was usable: A=%v B=%v", a.has(), b.has())
 	}
 }
+
+// TestNamespaceDualStack runs an IPv4 and an IPv6 instance with the same VRID on one
+// interface in each process, as docs/operations.md shows for a dual-stack edge: the two
+// families are separate virtual routers, A holds both VIPs, neither instance drops the other
+// family's adverts as malformed, and kill -9 of A moves both VIPs to B.
+func TestNamespaceDualStack(t *testing.T) {
+	l := newLab(t)
+	l.enableIPv6()
+	a4, b4 := l.probe("a"), l.probe("b")
+	a6, b6 := l.probeVIP("a", labVIP6), l.probeVIP("b", labVIP6)
+	conf := func(prio uint8) helperConf {
+		return helperConf{VRID: labVRID, Priority: prio, AdvertMS: 100, Preempt: true,
+			Second: &helperConf{VRID: labVRID, Priority: prio, AdvertMS: 100, Preempt: true, VIP: labVIP6}}
+	}
+	pa := l.startKCLB("a", "kclb-a", conf(150))
+	l.startKCLB("b", "kclb-b", conf(100))
+	if _, ok := waitUntil(5*time.Second, func() bool { return a4.has() && a6.has() && !b4.has() && !b6.has() }); !ok {
+		t.Fatalf("A does not hold both VIPs alone: A %v/%v, B %v/%v", a4.has(), a6.has(), b4.has(), b6.has())
+	}
+	if _, ok := waitUntil(2*time.Second, func() bool {
+		s4, _ := l.helperStatus("kclb-b")
+		s6, _ := l.helperStatus("kclb-b-2")
+		return s4.State == StateBackup && s4.Master.String() == labAddrs["a"] && s6.State == StateBackup && s6.Master.String() == l.linkLocal("a")
+	}); !ok {
+		t.Fatal("B's IPv4 and IPv6 instances do not follow A's addresses")
+	}
+	for _, n := range []string{"kclb-b", "kclb-b-2"} {
+		if st, _ := l.helperStatus(n); st.Drops[DropMalformed]+st.Drops[DropTruncated]+st.Drops[DropChecksum] != 0 {
+			t.Fatalf("%s dropped adverts: %v", n, nonZero(st.Drops))
+		}
+	}
+	pa.Signal(syscall.SIGKILL)
+	l.linkSet("a", "down")
+	if _, ok := waitUntil(5*time.Second, func() bool { return b4.has() && b6.has() }); !ok {
+		t.Fatalf("B did not take both VIPs: %v/%v", b4.has(), b6.has())
+	}
+}
