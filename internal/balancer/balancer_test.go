@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"testing"
+	"time"
 
 	"github.com/kclb/kclb/internal/backend"
 )
@@ -78,4 +79,29 @@ func BenchmarkRoundRobin(b *testing.B) {
 	for b.Loop() {
 		rr.Select(nil, ss, nil)
 	}
+}
+
+// BenchmarkSlowStart is both policies over three servers of which one is
+// in slow start (its weight is computed from the clock on every read):
+// like the steady case, it must not allocate.
+func BenchmarkSlowStart(b *testing.B) {
+	p, err := backend.NewPool([]backend.Spec{{Name: "a"}, {Name: "b"}}, backend.PoolOptions{Slowstart: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.Add(backend.Spec{Name: "ramping"})
+	ss := p.Servers()
+	b.Run("least_request", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			LeastRequest{}.Select(nil, ss, nil)
+		}
+	})
+	b.Run("round_robin", func(b *testing.B) {
+		rr := &RoundRobin{}
+		b.ReportAllocs()
+		for b.Loop() {
+			rr.Select(nil, ss, nil)
+		}
+	})
 }
