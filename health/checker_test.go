@@ -188,6 +188,39 @@ func TestNotLiveIsDead(t *testing.T) {
 	})
 }
 
+// TestEveryFailedProbeIsClassified pins architecture.md's health event:
+// /health/started and /health/live are asked on every failed readiness
+// probe, from the first (not after fall failures), and never while
+// readiness passes; so a node already out moves to Dead in the round its
+// liveness fails.
+func TestEveryFailedProbeIsClassified(t *testing.T) {
+	nodes := newNodes(t, 1)
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t, nodes, testOptions())
+		k := e.nodes[0]
+		e.step()
+		if k.startedHits.Load() != 0 || k.liveHits.Load() != 0 {
+			t.Fatalf("passing rounds asked started %d and live %d times, want 0", k.startedHits.Load(), k.liveHits.Load())
+		}
+		k.setReady(readyDBDown)
+		for i := 1; i <= e.opts.Fall; i++ {
+			e.step()
+			if n, m := k.startedHits.Load(), k.liveHits.Load(); n != int64(i) || m != int64(i) {
+				t.Fatalf("after %d failed rounds: started asked %d times, live %d; want %d each", i, n, m, i)
+			}
+		}
+		s := e.server(0)
+		if s.Health() != backend.HealthDown {
+			t.Fatalf("health %v after fall rounds, want down", s.Health())
+		}
+		k.notLive.Store(true)
+		e.step()
+		if s.Health() != backend.HealthDead {
+			t.Fatalf("down node whose liveness fails: %v after one round, want dead", s.Health())
+		}
+	})
+}
+
 func TestFlappingNeverOutrunsRiseFall(t *testing.T) {
 	nodes := newNodes(t, 1)
 	synctest.Test(t, func(t *testing.T) {

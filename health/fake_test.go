@@ -133,8 +133,10 @@ type fakeKC struct {
 	lbDown    atomic.Bool
 	size      int
 
-	readyHits atomic.Int64
-	tokenHits atomic.Int64
+	readyHits   atomic.Int64
+	startedHits atomic.Int64
+	liveHits    atomic.Int64
+	tokenHits   atomic.Int64
 }
 
 func newFakeKC(t testing.TB, node string, clusterSize int) *fakeKC {
@@ -205,12 +207,14 @@ func (k *fakeKC) serveMgmt(w http.ResponseWriter, r *http.Request) {
 			writeHealth(w, 503, bodyStarting)
 		}
 	case "/health/started":
+		k.startedHits.Add(1)
 		if k.starting.Load() {
 			writeHealth(w, 503, bodyStarting)
 			return
 		}
 		writeHealth(w, 200, bodyStarted)
 	case "/health/live":
+		k.liveHits.Add(1)
 		if k.notLive.Load() {
 			writeHealth(w, 503, `{"status":"DOWN","checks":[]}`)
 			return
