@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -54,6 +55,9 @@ const (
 	// PRIORITY, unknown types, WINDOW_UPDATE on closed streams) a
 	// connection may send between two requests.
 	h2MaxJunk = 10000
+	// h2Coalesce is the output below which the writer yields once
+	// before writing, so that frames of other streams join the write.
+	h2Coalesce = 16 << 10
 	// h2ReadBuf is the frame reader's buffer.
 	h2ReadBuf = 16 << 10
 )
@@ -185,6 +189,13 @@ func (c *h2conn) writeLoop() {
 		if len(c.out) == 0 || c.werr != nil {
 			c.mu.Unlock()
 			return
+		}
+		if !c.closed && len(c.out) < h2Coalesce {
+			// Let the Handlers that are runnable now (their backend
+			// answered too) add their frames: one write for all.
+			c.mu.Unlock()
+			runtime.Gosched()
+			c.mu.Lock()
 		}
 		buf := c.out
 		c.out = c.spare[:0]
