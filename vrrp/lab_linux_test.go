@@ -250,7 +250,9 @@ func TestHelperProcess(t *testing.T) {
 			cancel()
 		}
 	}()
+	statusDone := make(chan struct{})
 	go func() {
+		defer close(statusDone)
 		for ctx.Err() == nil {
 			for k, inst := range insts {
 				writeStatus(confs[k].StatusFile, inst.Status())
@@ -273,6 +275,10 @@ func TestHelperProcess(t *testing.T) {
 			cancel()
 		}
 	}
+	// The periodic writer may be renaming a snapshot taken before the shutdown: let it
+	// finish so that the final status is the last one written.
+	cancel()
+	<-statusDone
 	for k, inst := range insts {
 		writeStatus(confs[k].StatusFile, inst.Status())
 	}
