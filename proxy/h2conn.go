@@ -102,9 +102,9 @@ type h2conn struct {
 	idleSet    bool                 // the read deadline is the idle timeout
 	lastDL     time.Time            // when the write deadline was last set
 
-	tmpl    *http.Request     // carries ctx; copied into every request
-	names   map[string]string // lower-case response header names, bounded
-	values  map[string]string // interned response header values, bounded
+	tmpl    *http.Request      // carries ctx; copied into every request
+	names   map[string]*h2name // response header names, bounded
+	values  map[string]string  // interned response header values, bounded
 	date    [len(http.TimeFormat)]byte
 	dateStr string
 	dateSec int64

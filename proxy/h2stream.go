@@ -758,10 +758,13 @@ func (st *h2stream) waitLocked() {
 	c.cond.Wait()
 }
 
-// h2Skip are the response fields HTTP/2 does not carry (8.2.2).
-var h2Skip = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true,
-	"Transfer-Encoding": true, "Upgrade": true,
+// h2Skip reports whether HTTP/2 does not carry a response field (8.2.2).
+func h2Skip(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return strings.HasPrefix(k, http.TrailerPrefix)
 }
 
 // writeHeadersLocked queues a HEADERS frame (and CONTINUATIONs) for a
@@ -775,23 +778,28 @@ func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bo
 		enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(status)})
 	}
 	for k, vv := range h {
-		if h2Skip[k] || strings.HasPrefix(k, http.TrailerPrefix) {
+		e := c.nameEntry(k)
+		if e.skip {
 			continue
 		}
-		name := c.lowerName(k)
 		for _, v := range vv {
 			if !httpguts.ValidHeaderFieldValue(v) {
 				continue
 			}
 			// The compression table keeps what it indexes, but header
 			// strings may share memory the next response overwrites
-			// (the backend head arena): indexed values are interned
-			// copies. Cookies and long values are never indexed.
-			f := hpack.HeaderField{Name: name, Value: v}
-			if name == "set-cookie" || len(v) > h2MaxIndexed {
+			// (the backend head arena): indexed values are copies the
+			// connection owns. Cookies and long values are never
+			// indexed.
+			f := hpack.HeaderField{Name: e.lower, Value: v}
+			switch {
+			case e.lower == "set-cookie" || len(v) > h2MaxIndexed:
 				f.Sensitive = true
-			} else {
+			case v == e.last:
+				f.Value = e.last
+			default:
 				f.Value = c.intern(v)
+				e.last = f.Value
 			}
 			enc.WriteField(f)
 		}
@@ -820,24 +828,29 @@ func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bo
 	}
 }
 
-// lowerName returns the HTTP/2 (lower-case) form of a header name,
-// cached per connection; the result never shares k's memory.
-func (c *h2conn) lowerName(k string) string {
-	if s, ok := c.names[k]; ok {
-		return s
+// h2name is what a connection knows of a response header name: its
+// HTTP/2 (lower-case) form, whether it is left out, and the last value
+// sent under it (a copy the connection owns).
+type h2name struct {
+	lower, last string
+	skip        bool
+}
+
+// nameEntry returns the entry for header name k, cached per connection;
+// nothing in it shares k's memory.
+func (c *h2conn) nameEntry(k string) *h2name {
+	if e, ok := c.names[k]; ok {
+		return e
 	}
-	s := strings.ToLower(k)
-	if s == k {
-		s = strings.Clone(k)
+	e := &h2name{lower: strings.ToLower(k), skip: h2Skip(k)}
+	if e.lower == k {
+		e.lower = strings.Clone(k)
 	}
 	if c.names == nil || len(c.names) >= h2MaxInterned {
-		c.names = make(map[string]string)
+		c.names = make(map[string]*h2name)
 	}
-	c.names[s] = s
-	if s != k {
-		c.names[strings.Clone(k)] = s
-	}
-	return s
+	c.names[strings.Clone(k)] = e
+	return e
 }
 
 // intern returns a copy of v that nothing else writes to, cached per
