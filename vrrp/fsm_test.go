@@ -211,6 +211,19 @@ func TestMachineTransitions(t *testing.T) {
 			},
 		},
 		{
+			name: "IPv6: the tie-break compares link-local sources",
+			cfg:  withCfg(func(c *MachineConfig) { c.LocalAddr = netip.MustParseAddr("fe80::12") }),
+			steps: []step{
+				{at: 0, ev: start(), want: []Action{trans(StateInit, StateBackup)}, state: StateBackup, deadline: mdi100},
+				{at: mdi100, ev: tick(), want: []Action{send(100), addVIP, garp(5), trans(StateBackup, StateMaster)}, state: StateMaster, deadline: anyDeadline},
+				// equal priority, lower link-local address: we stay Master and re-assert
+				{at: 4 * time.Second, ev: advert(netip.MustParseAddr("fe80::11"), 100, time.Second), want: []Action{send(100), garp(5)}, state: StateMaster, deadline: anyDeadline},
+				// equal priority, higher link-local address: we yield
+				{at: 6 * time.Second, ev: advert(netip.MustParseAddr("fe80::13"), 100, time.Second), want: []Action{rmVIP, trans(StateMaster, StateBackup)},
+					state: StateBackup, deadline: 6*time.Second + mdi100, master: netip.MustParseAddr("fe80::13")},
+			},
+		},
+		{
 			name: "shutdown as master sends priority 0 and removes the VIP",
 			cfg:  withCfg(func(c *MachineConfig) { c.Priority = 255 }),
 			steps: []step{

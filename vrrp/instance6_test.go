@@ -27,15 +27,19 @@ func (n *fakeNet) sentBy6(src netip.Addr) []Packet {
 }
 
 // TestInstancePairIPv6 runs two IPv6 instances on the fake segment: adverts go to ff02::12
-// with 16-byte addresses and a valid IPv6 pseudo-header checksum, the equal-priority
-// tie-break compares the link-local sources, and the Master announces its VIP (unsolicited
-// Neighbor Advertisements through the same effect as gratuitous ARP).
+// with 16-byte addresses and a valid IPv6 pseudo-header checksum, the higher priority wins
+// and the Backup follows its link-local address, the Master announces its VIP (unsolicited
+// Neighbor Advertisements through the same effect as gratuitous ARP), and a resignation
+// hands over. (The equal-priority tie-break on link-local addresses is in fsm_test.go: with
+// equal priorities the first to time out stays Master, as RFC 5798 §6.4.2 says.)
 func TestInstancePairIPv6(t *testing.T) {
 	n := &fakeNet{}
-	opts := Options{Priority: 100, AdvertInterval: 20 * time.Millisecond, Preempt: true, VIPs: []netip.Prefix{testVIP6}}
-	a := startNode(t, n, addrA6, opts, nil)
-	b := startNode(t, n, addrB6, opts, nil)
-	waitFor(t, "B (higher link-local address) master, A backup", func() bool {
+	opts := Options{AdvertInterval: 20 * time.Millisecond, Preempt: true, VIPs: []netip.Prefix{testVIP6}}
+	optsA, optsB := opts, opts
+	optsA.Priority, optsB.Priority = 100, 150
+	a := startNode(t, n, addrA6, optsA, nil)
+	b := startNode(t, n, addrB6, optsB, nil)
+	waitFor(t, "B (priority 150) master, A backup following it", func() bool {
 		return b.inst.Status().State == StateMaster && b.vips.hasVIP() && a.inst.Status().State == StateBackup && a.inst.Status().Master == addrB6
 	})
 	if a.vips.hasVIP() {
