@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/kclb/kclb/internal/admin"
+	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/vrrp"
 )
 
@@ -49,6 +51,25 @@ func (in *instance) handover(ctx context.Context, req admin.HandoverRequest) (*a
 		for open() > 0 && time.Since(start) < req.Drain && ctx.Err() == nil {
 			time.Sleep(time.Millisecond) // polling the connection count: there is no close signal
 		}
+		// A client that opens connections without pause always has one
+		// in its handshake: it would be accepted here just before the VIP
+		// leaves and reset by the peer. Hold new connections (their SYN is
+		// dropped and retried by the client's kernel after 1 s, by then at
+		// the peer), let the handshakes under way be accepted and served,
+		// and resign once nothing has been open or queued for a moment.
+		held := holdNew(fronts, true, in.logger)
+		defer holdNew(held, false, in.logger)
+		settled := time.Time{}
+		for time.Since(start) < req.Drain && ctx.Err() == nil {
+			if open() > 0 || queued(held) > 0 {
+				settled = time.Time{}
+			} else if settled.IsZero() {
+				settled = time.Now()
+			} else if time.Since(settled) >= handoverSettle {
+				break
+			}
+			time.Sleep(time.Millisecond) // polling counts: there is no signal for an accept
+		}
 		res.DrainedMillis = float64(time.Since(start).Microseconds()) / 1000
 		// Clients idle for the whole drain: close their connections now.
 		for _, f := range fronts {
@@ -71,6 +92,39 @@ func (in *instance) handover(ctx context.Context, req admin.HandoverRequest) (*a
 	in.logger.Info("vrrp handover", "back", req.Back, "was_master", master,
 		"drained_ms", res.DrainedMillis, "open_connections", res.OpenConnections)
 	return res, errors.Join(errs...)
+}
+
+// handoverSettle is how long a draining Master must see no client
+// connection and empty accept queues, with new connections held, before
+// it resigns: a handshake whose SYN was answered before the hold
+// completes within a round trip on the edge's LAN.
+const handoverSettle = 20 * time.Millisecond
+
+// holdNew holds (or releases) new connections on the frontends' sockets
+// and returns those it changed. A socket that cannot be held (an MPTCP
+// socket inherited from an older binary) is logged and left as it is:
+// the handover then has the race the hold closes.
+func holdNew(fronts []*frontend, on bool, log *slog.Logger) []*frontend {
+	var done []*frontend
+	for _, f := range fronts {
+		if err := proxy.DropSYNs(f.raw, on); err != nil {
+			log.Warn("handover: new connections not held", "listener", f.name, "err", err)
+			continue
+		}
+		done = append(done, f)
+	}
+	return done
+}
+
+// queued returns the connections waiting in the frontends' accept queues.
+func queued(fronts []*frontend) int {
+	n := 0
+	for _, f := range fronts {
+		if q, err := proxy.AcceptQueue(f.raw); err == nil {
+			n += q
+		}
+	}
+	return n
 }
 
 // cmdHandover is `kclb handover [--wait] [--back]`.

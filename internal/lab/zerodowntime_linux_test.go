@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"os/exec"
@@ -35,14 +36,17 @@ import (
 //	<p>-k  eth0 203.0.113.20  keycloak1..3 (kcsim -strict), traffic 808N, management 900N
 //	<p>-c  eth0 203.0.113.50  the client: steady logins through the VIP
 //
-// VIP 203.0.113.100/24 on VRID 51, adverts every 100 ms.
+// VIP 203.0.113.100/24 on VRID 51, adverts every 200 ms.
 const (
 	vip      = "203.0.113.100"
 	kcHost   = "203.0.113.20"
 	keycloak = 3
 	workers  = 4
-	// advert is the VRRP advert interval: short, to keep the lab short.
-	advert = 100 * time.Millisecond
+	// advert is the VRRP advert interval: short, to keep the lab short,
+	// but not 100 ms: on a loaded CI host (load 20 on 2 cores) the gap
+	// between the old process detaching VRRP and the new one advertising
+	// in a binary upgrade reached 346 ms, past a 100 ms Master_Down_Interval.
+	advert = 200 * time.Millisecond
 )
 
 var nodes = []testlab.Node{
@@ -52,11 +56,10 @@ var nodes = []testlab.Node{
 
 // phase is one step of the sequence and what the client saw during it.
 type phase struct {
-	name     string
-	planned  bool
-	handover bool // the VIP moves by a planned handover in this phase
-	start    time.Time
-	end      time.Time
+	name    string
+	planned bool
+	start   time.Time
+	end     time.Time
 
 	loginsOK, loginsFailed, refreshOK, refreshFailed atomic.Int64
 	firstErr                                         atomic.Value // string
@@ -66,9 +69,11 @@ type phase struct {
 }
 
 // failure is one failed login or refresh: when it failed, when its
-// client last dialled a connection, and why.
+// client last dialled a connection, whether its last request went on a
+// reused (keep-alive) connection, and why.
 type failure struct {
 	at, dialled time.Time
+	reused      bool
 	err         string
 }
 
@@ -168,6 +173,7 @@ type countingTransport struct {
 	parked   chan<- struct{}
 	gate     <-chan struct{}
 	lastDial atomic.Int64 // UnixNano of the last dial
+	reused   atomic.Bool  // the last request went on a reused connection
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -178,7 +184,9 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.l.started.Add(1)
 	c.l.inflight.Add(1)
 	defer c.l.inflight.Add(-1)
-	return c.base.RoundTrip(r)
+	c.reused.Store(false)
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { c.reused.Store(i.Reused) }}
+	return c.base.RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
 }
 
 // client returns a browser-like client for one login: its own cookie jar
@@ -205,7 +213,7 @@ func (c *countingTransport) closeIdle() { c.base.(*http.Transport).CloseIdleConn
 
 // failure describes err for the request just made through c.
 func (c *countingTransport) failure(err error) failure {
-	return failure{at: time.Now(), dialled: time.Unix(0, c.lastDial.Load()), err: err.Error()}
+	return failure{at: time.Now(), dialled: time.Unix(0, c.lastDial.Load()), reused: c.reused.Load(), err: err.Error()}
 }
 
 const base = "https://sso.example.com:8443"
@@ -444,7 +452,7 @@ func TestZeroDowntime(t *testing.T) {
 	l.begin("restart keycloak1", true)
 	l.restartKeycloak(1, nil)
 
-	l.begin("restart keycloak2 + handover a→b", true).handover = true
+	l.begin("restart keycloak2 + handover a→b", true)
 	l.restartKeycloak(2, func() {
 		l.progress("keycloak2 down", 10)
 		out := l.cli("a", "handover", "--wait")
@@ -458,7 +466,7 @@ func TestZeroDowntime(t *testing.T) {
 
 	// Back to a without a preemption (which moves the VIP with no drain):
 	// b hands over in turn, then both restore their priorities.
-	l.begin("handover b→a, --back", true).handover = true
+	l.begin("handover b→a, --back", true)
 	l.cli("b", "handover", "--wait")
 	l.waitMaster("a")
 	for _, n := range []string{"a", "b"} {
@@ -548,25 +556,24 @@ func TestZeroDowntime(t *testing.T) {
 	}
 	t.Logf("zero-downtime lab (%d client workers, advert_int %v, Master_Down_Interval of b ≈ %v):%s",
 		workers, advert, 3*advert+(256-100)*advert/256, tab.String())
-	// A planned phase has no failure, with one exception this lab found
-	// (see docs/operations.md, "Zero-downtime lab"): the handing-over
-	// Master resigns as soon as it counts no client connection, and a
-	// connection whose handshake was under way then (dialled just before
-	// the VIP left) is reset by the new Master. Such failures are logged
-	// and tolerated; any other is an error.
-	deleted := l.vipDeletions(addrMon)
+	// A planned phase has no failure, with one exception: a request the
+	// client sent on a keep-alive connection at the moment the server
+	// closed it as idle (an old process after a binary upgrade closes its
+	// idle connections) ends in EOF or a reset before any response byte.
+	// Browsers send such a request again on a new connection; Go's client
+	// does not for a POST. These are logged and tolerated; any other
+	// failure is an error.
 	for _, p := range l.phases {
 		if !p.planned {
 			continue
 		}
 		p.mu.Lock()
 		for _, f := range p.failures {
-			if p.handover && raced(f, deleted) {
-				t.Logf("%s: known handover race: a connection dialled %v before the VIP left the old Master failed: %s",
-					p.name, nearest(f.dialled, deleted), f.err)
+			if f.reused && (strings.HasSuffix(f.err, ": EOF") || strings.Contains(f.err, "connection reset by peer")) {
+				t.Logf("%s: a request on a keep-alive connection the server closed as idle (a browser resends it): %s", p.name, f.err)
 				continue
 			}
-			t.Errorf("%s: failed at %s (connection dialled %s): %s", p.name, f.at.Format("15:04:05.000"), f.dialled.Format("15:04:05.000"), f.err)
+			t.Errorf("%s: failed at %s (connection dialled %s, reused %v): %s", p.name, f.at.Format("15:04:05.000"), f.dialled.Format("15:04:05.000"), f.reused, f.err)
 		}
 		p.mu.Unlock()
 	}
@@ -619,46 +626,6 @@ func (l *zdLab) noVIP(mon map[string]*testlab.Proc, killed time.Time) []time.Dur
 		holds[e.node] = e.has
 	}
 	account(l.phases[len(l.phases)-1].end)
-	return out
-}
-
-// raceWindow is how long before the VIP left the old Master a failed
-// request's connection may have been dialled to count as the handover
-// race (its handshake was not yet a connection kclb counted).
-const raceWindow = 100 * time.Millisecond
-
-// raced reports whether f's connection was dialled within raceWindow
-// before one of the VIP deletions.
-func raced(f failure, deleted []time.Time) bool {
-	for _, d := range deleted {
-		if !f.dialled.After(d) && d.Sub(f.dialled) <= raceWindow {
-			return true
-		}
-	}
-	return false
-}
-
-// nearest returns how long before the next deletion t was.
-func nearest(t time.Time, deleted []time.Time) time.Duration {
-	for _, d := range deleted {
-		if !t.After(d) {
-			return d.Sub(t).Round(time.Millisecond)
-		}
-	}
-	return 0
-}
-
-// vipDeletions returns when the VIP left an edge, from the monitors.
-func (l *zdLab) vipDeletions(mon map[string]*testlab.Proc) []time.Time {
-	var out []time.Time
-	for _, p := range mon {
-		for _, ln := range p.Stamped() {
-			if strings.HasPrefix(ln.Text, "Deleted") && strings.Contains(ln.Text, "inet "+vip+"/") {
-				out = append(out, ln.At)
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Before(out[j]) })
 	return out
 }
 
