@@ -345,7 +345,7 @@ func (in *instance) releaseAdmin() {
 		if u, ok := k.ln.(*net.UnixListener); ok {
 			u.SetUnlinkOnClose(false)
 		}
-		k.ln.Close()
+		closeWaking(k.ln)
 	}
 }
 

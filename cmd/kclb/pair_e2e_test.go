@@ -74,7 +74,8 @@ func newPairEnv(t *testing.T, driftB string, beforeB func(a *env)) *pairEnv {
 	if err := os.WriteFile(secret, []byte("5f0c1e7d9a3b42c68e1f7a2d4b9c0e3f5a7d1c2b8e4f6a9d0c3b5e7f1a2d4c6b\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &pairEnv{pairA: freeAddr(t), pairB: freeAddr(t), sockA: filepath.Join(dir, "a.sock"), sockB: filepath.Join(dir, "b.sock"),
+	addrs := distinctAddrs(t, 4)
+	p := &pairEnv{pairA: addrs[0], pairB: addrs[1], sockA: filepath.Join(dir, "a.sock"), sockB: filepath.Join(dir, "b.sock"),
 		stateA: filepath.Join(dir, "a.json"), cfgB: filepath.Join(dir, "b.toml")}
 	p.a = newEnv(t, envOptions{admin: fmt.Sprintf("socket = %q", p.sockA), stateFile: p.stateA,
 		extra: pairSection(p.pairA, p.pairB, secret)})
@@ -85,7 +86,7 @@ func newPairEnv(t *testing.T, driftB string, beforeB func(a *env)) *pairEnv {
 		t.Fatal(err)
 	}
 	cfgB := strings.NewReplacer(`name = "test"`, `name = "edgeB"`,
-		p.a.httpAddr, freeAddr(t), p.a.httpsAddr, freeAddr(t),
+		p.a.httpAddr, addrs[2], p.a.httpsAddr, addrs[3],
 		p.sockA, p.sockB, p.stateA, filepath.Join(dir, "b.json"),
 		pairSection(p.pairA, p.pairB, secret), pairSection(p.pairB, p.pairA, secret)).Replace(string(text)) + driftB
 	if err := os.WriteFile(p.cfgB, []byte(cfgB), 0o600); err != nil {
@@ -159,22 +160,29 @@ func TestPairSharesAdminState(t *testing.T) {
 
 	// The restarted A starts from its state file (keycloak2 drained) and
 	// catches up from B.
+	// It syncs before its listeners open, so its status is caught up as
+	// soon as it listens.
 	a.proc = startKclb(t, a.cfgPath, 2)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := socketStatus(t, sockA)
-		k2, k3 := serverByName(t, st, "keycloak2"), serverByName(t, st, "keycloak3")
-		if k2.Admin == "ready" && k3.Admin == "maint" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted A: keycloak2 %s, keycloak3 %s; want ready, maint (from B)", k2.Admin, k3.Admin)
-		}
-		time.Sleep(100 * time.Millisecond) // polling the status: the catch-up has no signal outside the process
+	st = socketStatus(t, sockA)
+	if k2, k3 := serverByName(t, st, "keycloak2"), serverByName(t, st, "keycloak3"); k2.Admin != "ready" || k3.Admin != "maint" {
+		t.Fatalf("restarted A: keycloak2 %s, keycloak3 %s; want ready, maint (from B)", k2.Admin, k3.Admin)
 	}
 	if st, err := admin.NewStateFile(filepath.Join(dir, "a.json")).Load(); err != nil || st.Servers["keycloak3"] != "maint" || st.Servers["keycloak2"] != "" {
 		t.Fatalf("A's state file after the catch-up: %+v %v", st, err)
 	}
+}
+
+// distinctAddrs returns n loopback addresses that were free a moment ago
+// and differ from each other (freeAddr alone may return one port twice).
+func distinctAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	for len(out) < n {
+		if a := freeAddr(t); !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // grepLines returns the lines of s containing substr.

@@ -108,6 +108,12 @@ func (in *instance) pairHooks(opts *admin.Options) func(ctx context.Context, wg 
 				in.logger.Error("pair listener failed", "listen", plan.Listen, "err", err)
 			}
 		})
+		// Catch up before the public listeners open: a restarted instance
+		// never sends a new login to a node the peer drained meanwhile.
+		// A peer that does not answer within a second is left to Run.
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		n.Sync(sctx)
+		cancel()
 		wg.Go(func() { n.Run(runCtx) })
 		return nil
 	}

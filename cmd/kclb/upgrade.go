@@ -239,6 +239,14 @@ func (in *instance) upgrade(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("upgrade: start %s: %w", exe, err)
 	}
+	// Start put every descriptor it passed in blocking mode (File.Fd),
+	// and a duplicate shares that flag with the listener here: put it
+	// back, or an accept of this process blocks in the kernel, and the
+	// Close of releaseAdmin waits for a connection that may never come
+	// (a quiet pair listener held the old process for ever).
+	for _, f := range files[1:] {
+		setNonblock(f)
+	}
 	in.logger.Info("upgrade: new process started", "pid", cmd.Process.Pid, "binary", exe)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -279,6 +287,42 @@ func (in *instance) upgrade(ctx context.Context) error {
 	}
 	in.logger.Info("upgrade: handed over to the new process", "pid", cmd.Process.Pid, "vrrp_masters", strings.Join(masters, ","))
 	return nil
+}
+
+// closeWaking closes a listener that was handed over. Its descriptor
+// shares the blocking flag with the new process's, which os/exec and
+// net.FileListener set for a moment; an accept that began then waits in
+// the kernel, and Close waits for it. So while Close has not returned,
+// connect to the listener now and then: the connection wakes the accept
+// (or the new process takes it and sees it close at once).
+func closeWaking(ln net.Listener) {
+	done := make(chan struct{})
+	go func() {
+		ln.Close()
+		close(done)
+	}()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			if c, err := net.DialTimeout(ln.Addr().Network(), ln.Addr().String(), 100*time.Millisecond); err == nil {
+				c.Close()
+			}
+		}
+	}
+}
+
+// setNonblock puts the open file description of f in non-blocking mode
+// without marking f itself blocking (as f.Fd would).
+func setNonblock(f *os.File) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) { syscall.SetNonblock(int(fd), true) })
 }
 
 // newDialogue returns the two ends of the hand-over dialogue socket. Both
