@@ -20,6 +20,7 @@ import (
 	"github.com/kclb/kclb/internal/kclbconf"
 	"github.com/kclb/kclb/internal/kcsim"
 	"github.com/kclb/kclb/internal/kcsim/kcsimtest"
+	"github.com/kclb/kclb/internal/testlab"
 	"github.com/kclb/kclb/tlsconf"
 )
 
@@ -40,6 +41,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	testlab.RemoveBuilds()
 	os.Exit(code)
 }
 
