@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -120,6 +122,9 @@ func (f *frontend) stopAccepting() {
 func (in *instance) openFrontends(ctx context.Context, cfg *config.Config, listeners []config.Listener, inherited map[string]net.Listener) ([]*frontend, error) {
 	var h http.Handler = in.router
 	tlsBase, sem, logger := in.tlsBase(), in.sem, in.logger
+	if err := shareTickets(tlsBase, cfg.Pair); err != nil {
+		return nil, err
+	}
 	var out []*frontend
 	fail := func(err error) ([]*frontend, error) {
 		for _, f := range out {
@@ -194,4 +199,22 @@ func shutdownAll(fronts []*frontend, grace time.Duration) {
 		})
 	}
 	wg.Wait()
+}
+
+// shareTickets makes the HTTPS listeners of a pair seal session tickets
+// with keys derived from pair.secret_file, so that a client the VIP moves
+// to the other instance resumes its session there (tlsconf.
+// ShareSessionTickets). Without a pair, or without TLS, it does nothing.
+func shareTickets(tc *tls.Config, p config.Pair) error {
+	if tc == nil || p.Peer == "" {
+		return nil
+	}
+	secret, err := os.ReadFile(p.SecretFile)
+	if err != nil {
+		return fmt.Errorf("pair.secret_file: %w", err)
+	}
+	if err := tlsconf.ShareSessionTickets(tc, bytes.TrimSpace(secret), nil); err != nil {
+		return fmt.Errorf("pair.secret_file: %w", err)
+	}
+	return nil
 }
