@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -307,4 +308,83 @@ func TestH2ResponseHeadArena(t *testing.T) {
 			t.Fatalf("response %d: %+v", i, res)
 		}
 	}
+}
+
+// TestH2PingDuringSlowDownload sends a PING while a large response
+// fills the output queue (the client reads nothing meanwhile): the
+// queue of a Handler's data is not a control-frame flood, so the
+// connection lives and the whole body arrives.
+func TestH2PingDuringSlowDownload(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("d"), 32<<10)
+		for range 32 { // 1 MiB
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	conn, s, _ := h2pipe(t, h)
+	defer conn.Close()
+	c := newH2Client(t, conn)
+	blk := c.block(":method", "GET", ":scheme", "https", ":authority", "a", ":path", "/big")
+	c.send(func(fr *http2.Framer) {
+		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 30})
+		fr.WriteWindowUpdate(0, 1<<30)
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndStream: true, EndHeaders: true})
+	})
+	// Wait until the Handler has filled the queue (nothing is read),
+	// then ping.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if queued(s) > h2MaxOut {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.mu.Lock()
+			for c := range s.h2conns {
+				c.mu.Lock()
+				for _, st := range c.streams {
+					t.Logf("stream %d: send window %d, err %v", st.id, st.sendWindow, st.err)
+				}
+				t.Logf("conn: running %d, send window %d, init %d, closed %v, werr %v", c.running, c.sendConn, c.initWindow, c.closed, c.werr)
+				c.mu.Unlock()
+			}
+			s.mu.Unlock()
+			t.Fatalf("the output queue never filled: %d bytes", queued(s))
+		}
+		runtime.Gosched()
+	}
+	c.send(func(fr *http2.Framer) { fr.WritePing(false, [8]byte{7}) })
+	got, pinged := 0, false
+	for got < 1<<20 || !pinged {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d bytes (ping acked %v): %v", got, pinged, err)
+		}
+		switch f := f.(type) {
+		case *http2.DataFrame:
+			got += len(f.Data())
+		case *http2.PingFrame:
+			pinged = pinged || f.IsAck()
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY %v after %d bytes", f.ErrCode, got)
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				c.send(func(fr *http2.Framer) { fr.WriteSettingsAck() })
+			}
+		}
+	}
+}
+
+// queued returns the bytes queued for the client on s's HTTP/2
+// connections.
+func queued(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.h2conns {
+		c.mu.Lock()
+		n += len(c.out)
+		c.mu.Unlock()
+	}
+	return n
 }

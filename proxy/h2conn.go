@@ -48,9 +48,13 @@ const (
 	h2StreamWindow = 1 << 20
 	h2ConnWindow   = 1 << 20
 	// h2MaxOut bounds the bytes queued for the client: Handlers wait
-	// beyond it, and control frames the client provokes (PING and
-	// SETTINGS acknowledgements, resets) close the connection.
+	// beyond it.
 	h2MaxOut = 256 << 10
+	// h2MaxControl bounds the control frames the client provokes (PING
+	// and SETTINGS acknowledgements, resets) queued and not yet taken by
+	// the writer: beyond it the client sends them faster than it reads
+	// and the connection is closed (about 3,800 PING acknowledgements).
+	h2MaxControl = 64 << 10
 	// h2MaxJunk is how many frames that carry nothing (empty DATA,
 	// PRIORITY, unknown types, WINDOW_UPDATE on closed streams) a
 	// connection may send between two requests.
@@ -99,6 +103,7 @@ type h2conn struct {
 	goneAway   bool                 // GOAWAY sent: no new streams
 	closed     bool                 // the connection is closing: writes fail
 	werr       error                // the first write error
+	ctlOut     int                  // control-frame bytes in out (h2MaxControl)
 	idleSet    bool                 // the read deadline is the idle timeout
 	lastDL     time.Time            // when the write deadline was last set
 
@@ -199,6 +204,8 @@ func (c *h2conn) writeLoop() {
 		}
 		buf := c.out
 		c.out = c.spare[:0]
+		c.ctlOut = 0
+		c.cond.Broadcast() // Handlers waiting for room may queue the next batch
 		now := time.Now()
 		if now.Sub(c.lastDL) > time.Second {
 			c.lastDL = now
@@ -366,10 +373,11 @@ func (c *h2conn) handleFrame(f http2.Frame) error {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if len(c.out) > h2MaxOut {
+		if c.ctlOut > h2MaxControl {
 			return connErr{http2.ErrCodeEnhanceYourCalm, "PING flood"}
 		}
 		c.fw.WritePing(true, f.Data)
+		c.ctlOut += 17
 		return nil
 	case *http2.WindowUpdateFrame:
 		return c.onWindowUpdate(f)
@@ -424,7 +432,7 @@ func (c *h2conn) onSettings(f *http2.SettingsFrame) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.out) > h2MaxOut {
+	if c.ctlOut > h2MaxControl {
 		return connErr{http2.ErrCodeEnhanceYourCalm, "SETTINGS flood"}
 	}
 	err := f.ForeachSetting(func(set http2.Setting) error {
@@ -453,6 +461,7 @@ func (c *h2conn) onSettings(f *http2.SettingsFrame) error {
 		return err
 	}
 	c.fw.WriteSettingsAck()
+	c.ctlOut += 9
 	return nil
 }
 
@@ -568,12 +577,13 @@ func (c *h2conn) resetLocked(id uint32, code http2.ErrCode) {
 	if c.closed {
 		return
 	}
-	if len(c.out) > h2MaxOut {
+	if c.ctlOut > h2MaxControl {
 		// The client provokes resets and does not read them.
 		c.overflowLocked()
 		return
 	}
 	c.fw.WriteRSTStream(id, code)
+	c.ctlOut += 13
 }
 
 // overflowLocked closes a connection whose client sends frames that need
