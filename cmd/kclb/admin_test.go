@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -26,7 +25,6 @@ import (
 
 	"github.com/kclb/kclb/internal/admin"
 	"github.com/kclb/kclb/internal/kcsim"
-	"github.com/kclb/kclb/vrrp"
 )
 
 // adminEnv is a kclb with its admin socket, optional TCP admin listener
@@ -741,25 +739,4 @@ func TestStatsPageInChromium(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "stats.png"), b, 0o644)
 	}
 	t.Logf("screenshot: %s (%d bytes)", shot, len(b))
-}
-
-func TestVRRPStatusConversion(t *testing.T) {
-	inst, err := vrrp.New(vrrp.Options{Name: "VI_1", Interface: "eth0", VRID: 51, Priority: 110,
-		VIPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.100/24")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := &instance{}
-	if in.adminVRRP() != nil || len(in.vrrpMetrics()) != 0 {
-		t.Fatal("VRRP status without VRRP instances")
-	}
-	in.vrrps.Store(&[]*vrrpRunner{{inst: inst}})
-	st := in.adminVRRP()
-	if len(st) != 1 || st[0].Name != "VI_1" || st[0].State != "init" || st[0].Priority != 110 || st[0].ConfiguredPriority != 110 {
-		t.Fatalf("status %+v", st)
-	}
-	m := in.vrrpMetrics()
-	if len(m) != 1 || m[0].Instance != "VI_1" || m[0].State != "init" || len(m[0].States) != 4 || m[0].Priority != 110 {
-		t.Fatalf("metrics %+v", m)
-	}
 }

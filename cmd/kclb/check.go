@@ -5,6 +5,8 @@ import (
 	"io"
 
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/configmap"
+	"github.com/kclb/kclb/internal/daemon"
 )
 
 // cmdCheck validates a configuration like `haproxy -c`:
@@ -46,10 +48,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "configuration file %s is valid (syntax only: certificate, key and secret files not read)\n", *path)
 		return nil
 	}
-	if _, err := tlsStore(cfg); err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
-	}
-	if err := checkVRRP(cfg); err != nil {
+	if err := daemon.Check(configmap.Spec(cfg)); err != nil {
 		return fmt.Errorf("%s: %w", *path, err)
 	}
 	fmt.Fprintf(stdout, "configuration file %s is valid\n", *path)

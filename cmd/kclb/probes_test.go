@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/internal/admin"
-	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/internal/kcsim"
 )
 
@@ -364,34 +362,6 @@ func TestReloadNamesRestartOnlyKeys(t *testing.T) {
 		t.Fatalf("warning %q, want keys=global.log_level,health.passive_fails", line)
 	}
 	waitLog(t, reloaded, "changed reload", 10*time.Second)
-}
-
-// TestRestartOnlyChanges checks every restart-only key is detected.
-func TestRestartOnlyChanges(t *testing.T) {
-	base := config.Default()
-	for _, tc := range []struct {
-		key string
-		set func(c *config.Config)
-	}{
-		{"global.name", func(c *config.Config) { c.Global.Name += "x" }},
-		{"global.maxconn", func(c *config.Config) { c.Global.MaxConn++ }},
-		{"global.log_format", func(c *config.Config) { c.Global.LogFormat = config.LogJSON }},
-		{"global.log_level", func(c *config.Config) { c.Global.LogLevel = config.LogDebug }},
-		{"global.state_file", func(c *config.Config) { c.Global.StateFile = "/tmp/x" }},
-		{"health.passive_fails", func(c *config.Config) { c.Health.PassiveFails = 0 }},
-		{"health.panic_threshold", func(c *config.Config) { c.Health.PanicThreshold = 0.5 }},
-		{"health.passive_max_ejection_percent", func(c *config.Config) { c.Health.PassiveMaxEjectionPercent = 50 }},
-		{"[admin]", func(c *config.Config) { c.Admin.SocketGroup = "kclb" }},
-	} {
-		cur := *base
-		tc.set(&cur)
-		if got := restartOnlyChanges(base, &cur); !slices.Equal(got, []string{tc.key}) {
-			t.Errorf("%s changed: restartOnlyChanges = %v", tc.key, got)
-		}
-	}
-	if got := restartOnlyChanges(base, base); len(got) != 0 {
-		t.Errorf("unchanged: %v", got)
-	}
 }
 
 // TestShutdownGraceZero pins issue 18, item 4 for global.shutdown_grace:

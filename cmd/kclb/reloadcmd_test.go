@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestReloadCommand: `kclb reload` applies a valid configuration, and for
@@ -41,5 +42,24 @@ func TestReloadCommand(t *testing.T) {
 	}
 	if out := mustCLI(t, "reload", "-a", a.tcp, "-token-file", a.tokenFile); !strings.Contains(out, "configuration reloaded") {
 		t.Fatalf("reload over TCP with token: %q", out)
+	}
+}
+
+// TestHealthChecksSurviveReloadCommand: after `kclb reload` (the admin
+// API's reload) the health checks keep running. They used to run under
+// the reload request's context, so they stopped when the request ended
+// and a node that failed afterwards stayed "up".
+func TestHealthChecksSurviveReloadCommand(t *testing.T) {
+	a := newAdminEnv(t, adminOptions{})
+	if out := mustCLI(t, "reload", "-s", a.socket); !strings.Contains(out, "configuration reloaded") {
+		t.Fatalf("reload: %q", out)
+	}
+	a.cluster.At(0).Node.SetDatabaseDown(true)
+	deadline := time.Now().Add(15 * time.Second) // checks every 200 ms, fall 3
+	for serverByName(t, a.status(t), "keycloak1").Health == "up" {
+		if time.Now().After(deadline) {
+			t.Fatal("keycloak1 still up 15 s after its database went down: no health check ran after the reload")
+		}
+		time.Sleep(100 * time.Millisecond) // polling the status: no health event reaches the test
 	}
 }

@@ -119,11 +119,11 @@ func TestNoSlowStartWithoutChecks(t *testing.T) {
 	if !c.Health.Enabled || c.Health.Slowstart.Duration <= 0 {
 		t.Fatalf("base configuration: want checks on with a slow start, have enabled=%v slowstart=%v", c.Health.Enabled, c.Health.Slowstart.Duration)
 	}
-	if got := checkOptions(c).Slowstart; got != c.Health.Slowstart.Duration {
+	if got := buildOptions(c).Checks.Slowstart; got != c.Health.Slowstart.Duration {
 		t.Fatalf("slow start with checks on: %v, want %v", got, c.Health.Slowstart.Duration)
 	}
 	c.Health.Enabled = false
-	if got := checkOptions(c).Slowstart; got != 0 {
+	if got := buildOptions(c).Checks.Slowstart; got != 0 {
 		t.Fatalf("slow start with checks off: %v, want none", got)
 	}
 }

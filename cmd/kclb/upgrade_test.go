@@ -264,31 +264,3 @@ func TestBinaryUpgradeFailingNewProcess(t *testing.T) {
 		t.Fatalf("HTTPS after the failed upgrade: %s", resp.Status)
 	}
 }
-
-// TestUpgradeWaitIsBounded pins issue 18, item 5(a): the old process's
-// wait for the new one's "ready" is bounded. The dialogue socket used to
-// be a blocking descriptor, on which the 60 s read deadline was silently
-// ignored, so the old process waited for ever.
-func TestUpgradeWaitIsBounded(t *testing.T) {
-	mine, theirs, err := newDialogue()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mine.Close()
-	defer theirs.Close() // held open and silent: a new process that hangs
-	done := make(chan error, 1)
-	go func() { done <- awaitReady(bufio.NewReader(mine), mine, 100*time.Millisecond) }()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "not ready within") {
-			t.Fatalf("awaitReady = %v, want the timeout", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("awaitReady ignored its timeout")
-	}
-	// A new process that fails says why.
-	go say(theirs, "failed listener \"https\": bad")
-	if err := awaitReady(bufio.NewReader(mine), mine, 10*time.Second); err == nil || !strings.Contains(err.Error(), `failed: listener "https": bad`) {
-		t.Fatalf("awaitReady after \"failed\" = %v", err)
-	}
-}

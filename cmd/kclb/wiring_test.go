@@ -18,11 +18,13 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/balancer"
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/configmap"
+	"github.com/kclb/kclb/internal/daemon"
 	"github.com/kclb/kclb/internal/discovery"
-	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/tlsconf"
 	"github.com/kclb/kclb/vrrp"
@@ -30,27 +32,37 @@ import (
 )
 
 // consumedElsewhere names the configuration keys that do not reach the
-// runtime through buildOptions, where they are consumed instead, and the
-// test that pins them there. Keep it small: a key belongs here only when
-// its consumer cannot take a pure option value. Every other key must
-// change what buildOptions returns.
+// runtime through the daemon.Spec configmap.Spec builds, where they are
+// consumed instead, and the test that pins them there. Keep it small: a
+// key belongs here only when its consumer cannot take a pure option
+// value. Every other key must change what configmap.Spec returns.
 var consumedElsewhere = map[string]string{
-	"global.name":        "admin.Options.Name in startAdmin (adminwire.go): the instance name `kclb status` and the status API show",
-	"global.state_file":  "admin.NewStateFile in startAdmin: persisted drain/disable states; TestAdminStatePersistsAcrossRestart",
-	"admin.socket":       "listenAdminSocket in startAdmin: the admin API's Unix socket; TestAdminCommandsOverSocket",
-	"admin.socket_mode":  "listenAdminSocket: chmod of the socket; TestAdminSocketPermissionDenied",
-	"admin.socket_group": "listenAdminSocket: chown of the socket to the group (an error names admin.socket_group)",
-	"admin.tcp":          "startAdmin: the admin API's TCP listener; TestAdminTCPAuth",
-	"admin.token_file":   "startAdmin: the bearer token of admin.tcp; TestAdminTCPAuth",
-	"rate_limit.key":     "config validation only: \"client\" (the client address) is the one key there is; TestParseInvalid",
-	"admin.public_read":  "startAdmin: admin.Options.PublicRead, anonymous reads on admin.tcp; TestAdminTCPKeys",
-	"admin.hosts":        "startAdmin: admin.Options.Hosts, Host names accepted on admin.tcp; TestAdminTCPKeys",
+	"rate_limit.key": "config validation only: \"client\" (the client address) is the one key there is; TestParseInvalid",
 }
 
-// builtOnce are the parts of runtimeOptions the process builds at start
-// only (the pool, the logger, the connection semaphore): a reload cannot
-// apply a change to them, so restartOnlyChanges must name it.
-var builtOnce = []string{"runtimeOptions.Pool.", "runtimeOptions.Log.", "runtimeOptions.ConnSlots", "runtimeOptions.Pair"}
+// builtOnce are the parts of the Spec the process builds at start only
+// (the pool, the logger, the connection semaphore, the admin interface,
+// the pair channel):
+// a reload cannot apply a change to them, so restartOnlyChanges must
+// name it.
+var builtOnce = []string{"Spec.Pool.", "Spec.Log.", "Spec.ConnSlots", "Spec.Admin.", "Spec.Name", "Spec.Pair"}
+
+// buildOptions is configmap.Spec without what decides nothing the
+// runtime does (where the Spec came from, the restart-only renderings,
+// the listeners' reload identities, the pair fingerprint that digests
+// other settings), so every difference it shows is one
+// the runtime is built with.
+func buildOptions(c *config.Config) daemon.Spec {
+	s := *configmap.Spec(c)
+	s.Source, s.RestartOnly, s.PairFingerprint = daemon.Source{}, nil, nil
+	for i := range s.Listeners {
+		s.Listeners[i].Ident = nil
+	}
+	return s
+}
+
+// restartOnlyChanges is configmap.RestartOnlyChanges.
+var restartOnlyChanges = configmap.RestartOnlyChanges
 
 // wiringBase writes the files a full configuration needs into dir and
 // returns a configuration that switches every feature on, so that every
@@ -75,7 +87,7 @@ func wiringBase(t *testing.T, dir string) (base string, files map[string]string)
 	files = map[string]string{"cert": cert, "key": key, "cert2": cert2, "key2": key2}
 	for name, content := range map[string]string{
 		"ca": string(pem), "ca2": string(pem2),
-		"probe": "probe-secret", "probe2": "probe-secret-2",
+		"probe": "probe-secret", "probe2": "probe-secret-2", "token2": "admin-token-2-0123456789abcdef0123456789",
 		"affinity": "affinity-secret-from-file-0123456789", "token": "admin-token-0123456789abcdef0123456789",
 		"pair": "pair-secret-0123456789abcdef0123456789", "pair2": "pair-secret-2-0123456789abcdef0123456789",
 	} {
@@ -215,7 +227,11 @@ func wiringOverrides(files map[string]string) map[string]func(c *config.Config) 
 			c.Listeners[0].TLS, c.Listeners[0].HTTP2 = false, false
 			c.Listeners[0].ClientAuth, c.Listeners[0].ClientCA = config.ClientAuthOff, ""
 		},
-		"listener.http2": func(c *config.Config) { c.Listeners[0].HTTP2 = false },
+		"listener.http2":     func(c *config.Config) { c.Listeners[0].HTTP2 = false },
+		"admin.socket_group": func(c *config.Config) { c.Admin.SocketGroup = "0" },
+		"admin.tcp":          func(c *config.Config) { c.Admin.TCP = "127.0.0.1:9998" },
+		"admin.token_file":   func(c *config.Config) { c.Admin.TokenFile = files["token2"] },
+		"admin.hosts":        func(c *config.Config) { c.Admin.Hosts = []string{"kclb.example.org"} },
 		"listener.proxy_protocol": func(c *config.Config) {
 			c.Listeners[0].ProxyProtocol, c.Listeners[0].ProxyProtocolFrom = false, nil
 		},
@@ -316,7 +332,7 @@ func TestEveryKeyReachesTheRuntime(t *testing.T) {
 				t.Fatalf("the mutation did not change the configuration")
 			}
 			constructAll(t, buildOptions(changed))
-			diff := firstDiff(reflect.ValueOf(baseOpts), reflect.ValueOf(buildOptions(changed)), "runtimeOptions")
+			diff := firstDiff(reflect.ValueOf(baseOpts), reflect.ValueOf(buildOptions(changed)), "Spec")
 			if diff == "" {
 				t.Fatalf("changing %s from %v to %v changes nothing the runtime is built with: wire it in options.go, or list it in consumedElsewhere with a reason",
 					key, configField(base, key).Interface(), configField(changed, key).Interface())
@@ -334,7 +350,7 @@ func TestEveryKeyReachesTheRuntime(t *testing.T) {
 // constructAll builds every runtime object that takes no socket from ro,
 // so a configuration that kclb check accepts can never be refused by a
 // runtime package's own validation when kclb run starts.
-func constructAll(t *testing.T, ro runtimeOptions) {
+func constructAll(t *testing.T, ro daemon.Spec) {
 	t.Helper()
 	if _, err := tlsconf.NewStore(ro.TLSPairs, ro.TLS); err != nil {
 		t.Fatalf("tlsconf.NewStore: %v", err)
@@ -576,17 +592,17 @@ func TestZeroMeansWhatTheDocsSay(t *testing.T) {
 	base, _ := wiringBase(t, dir)
 	for _, tc := range []struct {
 		name, key, value string // value replaces the key in its table
-		ok               func(ro runtimeOptions, c *config.Config) bool
+		ok               func(ro daemon.Spec, c *config.Config) bool
 	}{
-		{"no queue", "queue_size", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.Handler.QueueSize < 0 }},
-		{"no retries", "retries", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.Handler.Retries < 0 }},
-		{"no slow start", "slowstart", `"0s"`, func(ro runtimeOptions, _ *config.Config) bool { return ro.Checks.Slowstart == 0 }},
-		{"no passive ejection", "passive_fails", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.Pool.PassiveFails < 0 }},
-		{"session cookie", "max_age", `"0s"`, func(ro runtimeOptions, _ *config.Config) bool { return ro.Affinity.Session }},
-		{"no gratuitous ARP", "garp_repeat", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.VRRP[0].GARPRepeat < 0 }},
-		{"no second ARP burst", "garp_delay", `"0s"`, func(ro runtimeOptions, _ *config.Config) bool { return ro.VRRP[0].GARPDelay < 0 }},
-		{"no tracking", "track_weight", "0", func(_ runtimeOptions, c *config.Config) bool { return !vrrpTracks(c.VRRP.Instances[0]) }},
-		{"unlimited servers", "default_maxconn", "0", func(ro runtimeOptions, _ *config.Config) bool { return ro.Servers[0].MaxConn == 0 }},
+		{"no queue", "queue_size", "0", func(ro daemon.Spec, _ *config.Config) bool { return ro.Handler.QueueSize < 0 }},
+		{"no retries", "retries", "0", func(ro daemon.Spec, _ *config.Config) bool { return ro.Handler.Retries < 0 }},
+		{"no slow start", "slowstart", `"0s"`, func(ro daemon.Spec, _ *config.Config) bool { return ro.Checks.Slowstart == 0 }},
+		{"no passive ejection", "passive_fails", "0", func(ro daemon.Spec, _ *config.Config) bool { return ro.Pool.PassiveFails < 0 }},
+		{"session cookie", "max_age", `"0s"`, func(ro daemon.Spec, _ *config.Config) bool { return ro.Affinity.Session }},
+		{"no gratuitous ARP", "garp_repeat", "0", func(ro daemon.Spec, _ *config.Config) bool { return ro.VRRP[0].GARPRepeat < 0 }},
+		{"no second ARP burst", "garp_delay", `"0s"`, func(ro daemon.Spec, _ *config.Config) bool { return ro.VRRP[0].GARPDelay < 0 }},
+		{"no tracking", "track_weight", "0", func(ro daemon.Spec, _ *config.Config) bool { return ro.VRRP[0].TrackWeight == 0 }},
+		{"unlimited servers", "default_maxconn", "0", func(ro daemon.Spec, _ *config.Config) bool { return ro.Servers[0].MaxConn == 0 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Every key above is absent from the base; add it to its table.

@@ -1,90 +1,76 @@
-package main
-
-// This file is the whole configuration → runtime conversion: pure
-// functions from a *config.Config to the option values the runtime
-// packages are built with. They open nothing, read no file and start no
-// goroutine; the instance adds its hooks (loggers, callbacks, the pool)
-// to what they return. wiring_test.go proves that every configuration key
-// changes what buildOptions returns, or names where else it is consumed,
-// so a key cannot silently stop reaching the runtime.
+// Package configmap converts a kclb configuration (internal/config) into
+// the option values the runtime is built with (a daemon.Spec). It is the
+// one place that knows both sides: every function is pure, opening
+// nothing, reading no file and starting no goroutine, and config's
+// conventions ("0 means off") become the runtime packages' ("0 means the
+// default, negative means off") here. The daemon adds its hooks
+// (loggers, callbacks, the pool) to what it returns. cmd/kclb's
+// wiring_test.go proves that every configuration key changes what Spec
+// returns, or names where else it is consumed, so a key cannot silently
+// stop reaching the runtime.
+package configmap
 
 import (
-	"log/slog"
+	"fmt"
+	"io/fs"
 	"net"
 	"os"
-	"reflect"
 	"slices"
 	"strconv"
-	"time"
 
-	"github.com/kclb/kclb/internal/accesslog"
 	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/health"
+	"github.com/kclb/kclb/internal/accesslog"
+	"github.com/kclb/kclb/internal/admin"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/daemon"
 	"github.com/kclb/kclb/internal/discovery"
-	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/internal/pathpolicy"
-	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/internal/proxyproto"
 	"github.com/kclb/kclb/internal/ratelimit"
+	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/tlsconf"
 	"github.com/kclb/kclb/vrrp"
 )
 
-// runtimeOptions is everything one configuration builds, as the runtime
-// packages' own option types. Hook fields (loggers, callbacks, the pool,
-// the router) are left unset: the instance fills them in.
-type runtimeOptions struct {
-	Log       logSettings
-	ConnSlots int
-	TLSPairs  []tlsconf.Pair
-	TLS       tlsconf.Options
-	Listeners []listenerPlan
-	Servers   []backend.Spec
-	Pool      backend.PoolOptions
-	Balancer  string
-	Affinity  *affinity.Options
-	Handler   proxy.Options
-	RateLimit ratelimit.Options
-	Checks    checkPlan
-	VRRP      []vrrp.Options
-	Pair      *pairPlan
-}
-
-// buildOptions converts a whole configuration. A nil logger in it stands
-// for the process logger.
-func buildOptions(cfg *config.Config) runtimeOptions {
+// Spec converts a whole configuration.
+func Spec(cfg *config.Config) *daemon.Spec {
 	pairs, tlsOpts := tlsOptions(cfg)
-	ro := runtimeOptions{
-		Log:       logOptions(cfg.Global),
-		ConnSlots: connSlots(cfg),
-		TLSPairs:  pairs,
-		TLS:       tlsOpts,
-		Listeners: listenerPlans(cfg, cfg.Listeners),
-		Servers:   poolSpecs(cfg),
-		Pool:      poolOptions(cfg),
-		Balancer:  balancerName(cfg),
-		Affinity:  affinityOptions(cfg),
-		Handler:   handlerOptions(cfg, nil),
-		RateLimit: rateLimitOptions(cfg),
-		Checks:    checkOptions(cfg),
-		Pair:      pairOptions(cfg),
+	s := &daemon.Spec{
+		Source:      daemon.Source{Path: cfg.Path, Hash: cfg.Hash, Warnings: cfg.Warnings},
+		Name:        cfg.Global.Name,
+		Log:         logOptions(cfg.Global),
+		ConnSlots:   connSlots(cfg),
+		TLSPairs:    pairs,
+		TLS:         tlsOpts,
+		Listeners:   listenerPlans(cfg),
+		Servers:     poolSpecs(cfg),
+		Pool:        poolOptions(cfg),
+		Balancer:    balancerName(cfg),
+		Affinity:    affinityOptions(cfg),
+		AffinityKey: cfg.Affinity.Key,
+		Handler:     handlerOptions(cfg),
+		RateLimit:   rateLimitOptions(cfg),
+		Checks:      checkOptions(cfg),
+		Admin:       adminPlan(cfg),
+		Pair:        pairOptions(cfg),
+		// Hashed parts of what must match across the pair.
+		PairFingerprint: cfg.PairFingerprint(),
+		ShutdownGrace:   cfg.Global.ShutdownGrace.Duration,
+		RestartOnly:     restartOnly(cfg),
+		// Without a secret, config.Load generates the key.
+		AffinityKeyGenerated: cfg.Affinity.Secret == "" && cfg.Affinity.SecretFile == "",
 	}
 	for _, v := range cfg.VRRP.Instances {
-		ro.VRRP = append(ro.VRRP, vrrpOptions(v))
+		s.VRRP = append(s.VRRP, vrrpOptions(v))
 	}
-	return ro
-}
-
-// logSettings is what the process logger is built from.
-type logSettings struct {
-	Level slog.Level
-	JSON  bool
+	return s
 }
 
 // logOptions converts global.log_level and global.log_format.
-func logOptions(g config.Global) logSettings {
-	return logSettings{Level: g.LogLevel.SlogLevel(), JSON: g.LogFormat == config.LogJSON}
+func logOptions(g config.Global) daemon.LogSettings {
+	return daemon.LogSettings{Level: g.LogLevel.SlogLevel(), JSON: g.LogFormat == config.LogJSON}
 }
 
 // connSlots is the size of the global client connection semaphore
@@ -107,31 +93,9 @@ func tlsOptions(cfg *config.Config) ([]tlsconf.Pair, tlsconf.Options) {
 	return pairs, tlsconf.Options{MinVersion: cfg.TLS.MinVersion.ID(), HTTP2: true, ClientCAFiles: cas, OCSPStapling: cfg.TLS.OCSPStapling}
 }
 
-// listenerPlan is one public listener as openFrontends builds it.
-type listenerPlan struct {
-	Name     string
-	Bind     string
-	Freebind bool
-	// TLS listeners serve with the [tls] certificates and offer
-	// NextProtos through ALPN.
-	TLS        bool
-	NextProtos []string
-	// ClientAuth asks TLS clients for a certificate verified against
-	// the store's pool for ClientCA.
-	ClientAuth tlsconf.ClientAuth
-	ClientCA   string
-	// RedirectPort, when not 0, makes a plain listener answer every
-	// request with a redirect to https on that port.
-	RedirectPort int
-	// Proxy, when not nil, makes the listener expect PROXY protocol
-	// headers; it lacks Counters.
-	Proxy *proxyproto.Options
-	// Server lacks Handler, TLS, ErrorLog and Conns.
-	Server proxy.ServerOptions
-}
-
-// listenerPlans converts listeners (a subset of cfg.Listeners on reload).
-func listenerPlans(cfg *config.Config, listeners []config.Listener) []listenerPlan {
+// listenerPlans converts the [[listener]] tables. A listener's own table
+// is its Ident: a reload keeps it open while that is unchanged.
+func listenerPlans(cfg *config.Config) []daemon.ListenerPlan {
 	firstTLS := 0
 	for _, l := range cfg.Listeners {
 		if l.TLS {
@@ -142,10 +106,10 @@ func listenerPlans(cfg *config.Config, listeners []config.Listener) []listenerPl
 		}
 	}
 	t := cfg.Timeouts
-	var out []listenerPlan
-	for _, l := range listeners {
-		p := listenerPlan{
-			Name: l.Name, Bind: l.Bind, Freebind: l.Freebind, TLS: l.TLS,
+	var out []daemon.ListenerPlan
+	for _, l := range cfg.Listeners {
+		p := daemon.ListenerPlan{
+			Name: l.Name, Bind: l.Bind, Freebind: l.Freebind, TLS: l.TLS, Ident: l,
 			Server: proxy.ServerOptions{
 				HTTP2:                l.HTTP2,
 				StdlibHTTP1:          l.StdlibHTTP1,
@@ -241,11 +205,10 @@ func affinityOptions(cfg *config.Config) *affinity.Options {
 	}
 }
 
-// handlerOptions converts the proxy handler's settings. Pool, Router and
-// Observer are left for the instance; logger (nil allowed) becomes the
-// handler's logger. With global.access_log the access log goes to
+// handlerOptions converts the proxy handler's settings. Pool, Router,
+// Observer and Logger are left for the daemon. With global.access_log the access log goes to
 // standard error, where the process log goes, in global.log_format.
-func handlerOptions(cfg *config.Config, logger *slog.Logger) proxy.Options {
+func handlerOptions(cfg *config.Config) proxy.Options {
 	var access *accesslog.Logger
 	if cfg.Global.AccessLog {
 		access = accesslog.New(accesslog.Options{
@@ -289,7 +252,6 @@ func handlerOptions(cfg *config.Config, logger *slog.Logger) proxy.Options {
 		BodyWaitsPerClient:     int(orNone(cfg.Limits.BodyWaitsPerClient)),
 		ClientTimeout:          cfg.Timeouts.Client.Duration,
 		AccessLog:              access,
-		Logger:                 logger,
 	}
 }
 
@@ -308,23 +270,9 @@ func rateLimitOptions(cfg *config.Config) ratelimit.Options {
 	return o
 }
 
-// checkPlan is what the active checks and DNS discovery are built from.
-type checkPlan struct {
-	// Active runs the health checker (health.enabled).
-	Active bool
-	// Health lacks Logger, Observe and OnRoute.
-	Health health.Options
-	// Discovery is nil without backend.dns_name; it lacks Logger.
-	Discovery *discovery.Options
-	// Slowstart is the pool's slow start (Pool.SetSlowstart, at start and
-	// on every reload): health.slowstart, both spelling "none" 0; none
-	// with health checks off, as no server then "becomes ready".
-	Slowstart time.Duration
-}
-
 // checkOptions converts [health] and the discovery keys of [backend].
-func checkOptions(cfg *config.Config) checkPlan {
-	p := checkPlan{Active: cfg.Health.Enabled, Health: healthOptions(cfg)}
+func checkOptions(cfg *config.Config) daemon.CheckPlan {
+	p := daemon.CheckPlan{Active: cfg.Health.Enabled, Health: healthOptions(cfg)}
 	if cfg.Health.Enabled {
 		p.Slowstart = cfg.Health.Slowstart.Duration
 	}
@@ -419,35 +367,52 @@ func vrrpOptions(c config.VRRPInstance) vrrp.Options {
 	return o
 }
 
-// vrrpTracks reports whether the instance follows the edge's health:
-// track_weight = 0 means no tracking.
-func vrrpTracks(c config.VRRPInstance) bool { return c.TrackWeight > 0 }
-
-// restartOnlyChanges lists the keys that differ between old and cur and
-// that a reload cannot apply: the process logger, the connection
-// semaphore, the pool's passive-ejection and panic settings, and
-// everything the admin interface and the pair channel were started with. The running process
-// keeps the old values until it restarts.
-func restartOnlyChanges(old, cur *config.Config) []string {
-	var keys []string
-	add := func(key string, changed bool) {
-		if changed {
-			keys = append(keys, key)
-		}
+// adminPlan converts [admin] and global.state_file.
+func adminPlan(cfg *config.Config) daemon.AdminPlan {
+	ac := cfg.Admin
+	return daemon.AdminPlan{
+		Socket:     admin.SocketOptions{Path: ac.Socket, Mode: fs.FileMode(ac.SocketMode), Group: ac.SocketGroup},
+		TCP:        ac.TCP,
+		TokenFile:  ac.TokenFile,
+		PublicRead: ac.PublicRead,
+		Hosts:      ac.Hosts,
+		StateFile:  cfg.Global.StateFile,
 	}
-	og, cg := old.Global, cur.Global
-	add("global.name", og.Name != cg.Name)
-	add("global.maxconn", connSlots(old) != connSlots(cur))
-	add("global.log_format", og.LogFormat != cg.LogFormat)
-	add("global.log_level", og.LogLevel != cg.LogLevel)
-	add("global.state_file", og.StateFile != cg.StateFile)
-	op, cp := poolOptions(old), poolOptions(cur)
-	add("health.passive_fails", op.PassiveFails != cp.PassiveFails)
-	add("health.panic_threshold", op.PanicThreshold != cp.PanicThreshold)
-	add("health.passive_max_ejection_percent", op.MaxEjectionPercent != cp.MaxEjectionPercent)
-	add("[admin]", !reflect.DeepEqual(old.Admin, cur.Admin))
-	add("[pair]", !reflect.DeepEqual(old.Pair, cur.Pair))
-	return keys
+}
+
+// restartOnly lists the settings a reload cannot apply: the process
+// logger, the connection semaphore, the pool's passive-ejection and
+// panic settings, and everything the admin interface and the pair channel were started with.
+// The running process keeps the old values until it restarts.
+func restartOnly(cfg *config.Config) []daemon.Setting {
+	g, p := cfg.Global, poolOptions(cfg)
+	return []daemon.Setting{
+		{Key: "global.name", Value: g.Name},
+		{Key: "global.maxconn", Value: strconv.Itoa(connSlots(cfg))},
+		{Key: "global.log_format", Value: fmt.Sprint(g.LogFormat)},
+		{Key: "global.log_level", Value: fmt.Sprint(g.LogLevel)},
+		{Key: "global.state_file", Value: g.StateFile},
+		{Key: "health.passive_fails", Value: strconv.Itoa(p.PassiveFails)},
+		{Key: "health.panic_threshold", Value: fmt.Sprint(p.PanicThreshold)},
+		{Key: "health.passive_max_ejection_percent", Value: fmt.Sprint(p.MaxEjectionPercent)},
+		{Key: "[admin]", Value: fmt.Sprintf("%#v", cfg.Admin)},
+		{Key: "[pair]", Value: fmt.Sprintf("%#v", cfg.Pair)},
+	}
+}
+
+// pairOptions converts [pair]; nil when there is no pair.
+func pairOptions(cfg *config.Config) *daemon.PairPlan {
+	p := cfg.Pair
+	if p.Peer == "" {
+		return nil
+	}
+	return &daemon.PairPlan{Peer: p.Peer, Listen: p.Listen, SecretFile: p.SecretFile, Interval: p.Interval.Duration}
+}
+
+// RestartOnlyChanges lists the keys that differ between old and cur and
+// that a reload cannot apply (daemon.Spec.RestartOnly).
+func RestartOnlyChanges(old, cur *config.Config) []string {
+	return daemon.RestartOnlyChanges(Spec(old), Spec(cur))
 }
 
 // orNone maps a configuration's 0 ("none" / "off") to the proxy
