@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/kclb/kclb/internal/cmdline"
+
 	"fmt"
 	"io"
 
@@ -18,7 +20,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check", stderr, "[-c] FILE [--syntax-only]")
 	path := fs.String("c", defaultConfig, "configuration `FILE` (or give FILE as the argument)")
 	syntax := fs.Bool("syntax-only", false, "check keys, types and rules only; do not read the certificate, key and secret files")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cmdline.ParseInterspersed(fs, args)
 	if err != nil {
 		return errUsage
 	}
@@ -27,7 +29,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "kclb check: one configuration file at a time (got %q)\n", pos)
 		fs.Usage()
 		return errUsage
-	case len(pos) == 1 && flagSet(fs, "c") && *path != pos[0]:
+	case len(pos) == 1 && cmdline.IsSet(fs, "c") && *path != pos[0]:
 		fmt.Fprintf(stderr, "kclb check: -c %s and %s name two files\n", *path, pos[0])
 		return errUsage
 	case len(pos) == 1:

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
+	"github.com/kclb/kclb/internal/cmdline"
+
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/kclb/kclb/internal/config"
@@ -31,7 +29,7 @@ func cmdCleanupVIPs(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if pid, err := liveKclb(); err != nil {
+	if pid, err := cmdline.LiveKclbRun(); err != nil {
 		return fmt.Errorf("cleanup-vips: looking for a running kclb: %w", err)
 	} else if pid != 0 {
 		fmt.Fprintf(stdout, "kclb run (pid %d) is alive in this network namespace; its VIPs are left to it\n", pid)
@@ -54,45 +52,6 @@ func cmdCleanupVIPs(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("cleanup-vips: %s", strings.Join(failed, "; "))
 	}
 	return nil
-}
-
-// liveKclb returns the pid of a `kclb run` process other than this one in
-// the same network namespace, or 0 if there is none. Processes whose
-// /proc entries cannot be read (another user's, with hidepid) are not
-// counted: under systemd they belong to other services.
-func liveKclb() (int, error) {
-	self, err := os.Readlink("/proc/self/ns/net")
-	if err != nil {
-		return 0, err
-	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
-	}
-	me := os.Getpid()
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == me {
-			continue
-		}
-		dir := filepath.Join("/proc", e.Name())
-		cl, err := os.ReadFile(filepath.Join(dir, "cmdline"))
-		if err != nil || !isKclbRun(cl) {
-			continue
-		}
-		if ns, err := os.Readlink(filepath.Join(dir, "ns", "net")); err == nil && ns == self {
-			return pid, nil
-		}
-	}
-	return 0, nil
-}
-
-// isKclbRun reports whether a /proc cmdline is `kclb run ...` (the binary
-// may be any path whose name starts with kclb, e.g. kclb.new during an
-// upgrade).
-func isKclbRun(cmdline []byte) bool {
-	args := bytes.Split(bytes.TrimRight(cmdline, "\x00"), []byte{0})
-	return len(args) >= 2 && strings.HasPrefix(filepath.Base(string(args[0])), "kclb") && string(args[1]) == "run"
 }
 
 func init() { extraCommands["cleanup-vips"] = cmdCleanupVIPs }

@@ -189,8 +189,8 @@ func TestManpage(t *testing.T) {
 	text := regexp.MustCompile(".\b").ReplaceAllString(string(out), "")
 	text = strings.ReplaceAll(text, "‐", "-")
 	for _, c := range commands() {
-		if !strings.Contains(text, "kclb "+c.name) {
-			t.Errorf("manual page has no %q", "kclb "+c.name)
+		if !strings.Contains(text, "kclb "+c.Name) {
+			t.Errorf("manual page has no %q", "kclb "+c.Name)
 		}
 	}
 	for _, f := range []string{"--syntax-only", "--wait-healthy", "--force", "-token-file"} {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/kclb/kclb/internal/cmdline"
+
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +17,7 @@ import (
 // replaces this process with kclb-demo from kclb's own directory, with
 // the same arguments.
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	if isProbe(stderr) {
+	if cmdline.IsProbe(stderr) {
 		return errUsage // its flags are kclb-demo's
 	}
 	self, err := os.Executable()

@@ -47,62 +47,16 @@ func cmdHandover(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	start := time.Now()
-	deadline := start.Add(*timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		st, err := c.Status(ctx)
-		cancel()
-		if err != nil {
-			return err
-		}
-		if done, what := handoverDone(st.VRRP, *back); done {
-			if af.json {
-				res.VRRP = st.VRRP
-				return printJSON(stdout, res)
-			}
-			fmt.Fprintf(stdout, "%s after %.1fs\n", what, time.Since(start).Seconds())
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("handover: not done after %v: %s", *timeout, vrrpSummary(st.VRRP))
-		}
-		time.Sleep(50 * time.Millisecond) // polling the status: the API has no VRRP wait
+	list, what, err := c.WaitHandover(*back, *timeout)
+	if err != nil {
+		return fmt.Errorf("handover: %w", err)
 	}
-}
-
-// handoverDone reports whether a handover (or its end) has taken effect:
-// every instance Backup of a known peer, or, after --back, every instance
-// Master again (for an edge whose priority is the higher one).
-func handoverDone(list []admin.VRRPStatus, back bool) (bool, string) {
-	for _, v := range list {
-		if back {
-			if v.Standby || v.State != "master" {
-				return false, ""
-			}
-			continue
-		}
-		if v.State != "backup" || v.Master == "" {
-			return false, ""
-		}
+	if af.json {
+		res.VRRP = list
+		return printJSON(stdout, res)
 	}
-	if back {
-		return true, "priorities restored: " + vrrpSummary(list)
-	}
-	return true, "the peer holds the VIPs: " + vrrpSummary(list)
-}
-
-func vrrpSummary(list []admin.VRRPStatus) string {
-	s := ""
-	for i, v := range list {
-		if i > 0 {
-			s += ", "
-		}
-		s += fmt.Sprintf("%s %s priority %d", v.Name, v.State, v.Priority)
-		if v.Master != "" {
-			s += " master " + v.Master
-		}
-	}
-	return s
+	fmt.Fprintf(stdout, "%s after %.1fs\n", what, time.Since(start).Seconds())
+	return nil
 }
 
 func init() { extraCommands["handover"] = cmdHandover }

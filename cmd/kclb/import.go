@@ -9,10 +9,6 @@ import (
 	"github.com/kclb/kclb/internal/importer"
 )
 
-func init() {
-	extraCommands["import"] = cmdImport
-}
-
 // cmdImport translates haproxy.cfg [keepalived.conf] into a kclb
 // configuration: `kclb import haproxy.cfg [keepalived.conf] [-o FILE] [--force]`.
 // Every message goes to stderr with its line and severity. When a line

@@ -13,9 +13,8 @@
 //	kclb version                        print the version
 //
 // The command table (commands) is the one definition of the command line:
-// usage, completion scripts and the manual page are generated from it and
-// from each command's flags. cmd/kclb is the only place that reads
-// configuration and wires the runtime packages together.
+// usage, completion and the manual page (internal/cmdline) come from it and
+// each command's flags. `run` is configmap.Spec handed to daemon.Run.
 package main
 
 import (
@@ -24,9 +23,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
-	"runtime/debug"
-	"strings"
+
+	"github.com/kclb/kclb/internal/cmdline"
 )
 
 // version is the release version, set at build time with
@@ -34,8 +32,7 @@ import (
 // git tag); "dev" for a plain go build.
 var version = "dev"
 
-// commit is the source revision, set like version; when empty it is taken
-// from the build information Go records (vcs.revision).
+// commit is the source revision, set like version; "" means Go's vcs.revision.
 var commit = ""
 
 // defaultConfig is the configuration file run and check read without -c.
@@ -52,58 +49,45 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// command is one kclb subcommand.
-type command struct {
-	// name is the word after kclb.
-	name string
-	// args is the synopsis after the name: "[-c] FILE [--syntax-only]".
-	args string
-	// summary is one line for usage and the manual page.
-	summary string
-	// run executes the command; nil means the command registered itself
-	// in extraCommands.
-	run func(args []string, stdout, stderr io.Writer) error
-	// words are the values of its first argument, for completion
-	// ("bash", "zsh", "fish"); server names and files are not listed.
-	words []string
-}
-
 // commands returns the command table in the order of the usage text.
-func commands() []command {
-	return []command{
-		{name: "run", args: "-c FILE", summary: "run the proxy with the configuration FILE (SIGHUP reloads FILE, SIGUSR2 hands the sockets to a new binary)",
-			run: func(args []string, _, stderr io.Writer) error { return cmdRun(args, stderr) }},
-		{name: "check", args: "[-c] FILE [--syntax-only]", summary: "validate FILE; prints every problem with its line, exits 0 or 1", run: cmdCheck},
-		{name: "status", args: "[--json]", summary: "show the edge: servers, health, admin state (and the [pair] peer's), VRRP, configuration drift"},
-		{name: "drain", args: "NAME [--wait] [--timeout D]", summary: "no new clients for server NAME; logins in progress finish (on the [pair] peer too: exit 3 when it was not reached)"},
-		{name: "ready", args: "NAME [--wait-healthy]", summary: "put server NAME back into rotation (on the [pair] peer too)"},
-		{name: "maint", args: "NAME", summary: "no traffic at all for server NAME (on the [pair] peer too)"},
-		{name: "handover", args: "[--wait] [--back] [--drain D]", summary: "planned VRRP handover: this Master drains keep-alive clients and gives its VIPs to the peer; --back restores its priority"},
-		{name: "cleanup-vips", args: "[-c FILE]", summary: "remove this node's VRRP VIPs left by a kclb that died without resigning (ExecStopPost); does nothing while kclb runs"},
-		{name: "reload", args: "", summary: "re-read the configuration of the running kclb; waits, prints every problem and exits 1 if it was rejected"},
-		{name: "import", args: "haproxy.cfg [keepalived.conf] [-o FILE] [--force]", summary: "translate an HAProxy + keepalived setup; what cannot be translated is an error with its line", run: cmdImport},
-		{name: "demo", args: "[flags]", summary: "start the local demo (bin/kclb-demo: three Keycloak stand-ins and this kclb)", run: cmdDemo},
-		{name: "completion", args: "bash|zsh|fish", summary: "print the shell completion script", run: cmdCompletion, words: []string{"bash", "zsh", "fish"}},
-		{name: "manpage", args: "", summary: "print the kclb(1) manual page (roff)", run: cmdManpage},
-		{name: "version", args: "", summary: "print the version, commit and Go version", run: cmdVersion},
-		{name: "help", args: "", summary: "print this help", run: func(_ []string, stdout, _ io.Writer) error { usage(stdout); return nil }},
+func commands() []cmdline.Command {
+	cmds := []cmdline.Command{
+		{Name: "run", Args: "-c FILE", Summary: "run the proxy with the configuration FILE (SIGHUP reloads FILE, SIGUSR2 hands the sockets to a new binary)",
+			Run: func(args []string, _, stderr io.Writer) error { return cmdRun(args, stderr) }},
+		{Name: "check", Args: "[-c] FILE [--syntax-only]", Summary: "validate FILE; prints every problem with its line, exits 0 or 1", Run: cmdCheck},
+		{Name: "status", Args: "[--json]", Summary: "show the edge: servers, health, admin state (and the [pair] peer's), VRRP, configuration drift"},
+		{Name: "drain", Args: "NAME [--wait] [--timeout D]", Summary: "no new clients for server NAME; logins in progress finish (on the [pair] peer too: exit 3 when it was not reached)"},
+		{Name: "ready", Args: "NAME [--wait-healthy]", Summary: "put server NAME back into rotation (on the [pair] peer too)"},
+		{Name: "maint", Args: "NAME", Summary: "no traffic at all for server NAME (on the [pair] peer too)"},
+		{Name: "handover", Args: "[--wait] [--back] [--drain D]", Summary: "planned VRRP handover: this Master drains keep-alive clients and gives its VIPs to the peer; --back restores its priority"},
+		{Name: "cleanup-vips", Args: "[-c FILE]", Summary: "remove this node's VRRP VIPs left by a kclb that died without resigning (ExecStopPost); does nothing while kclb runs"},
+		{Name: "reload", Args: "", Summary: "re-read the configuration of the running kclb; waits, prints every problem and exits 1 if it was rejected"},
+		{Name: "import", Args: "haproxy.cfg [keepalived.conf] [-o FILE] [--force]", Summary: "translate an HAProxy + keepalived setup; what cannot be translated is an error with its line", Run: cmdImport},
+		{Name: "demo", Args: "[flags]", Summary: "start the local demo (bin/kclb-demo: three Keycloak stand-ins and this kclb)", Run: cmdDemo},
+		{Name: "completion", Args: "bash|zsh|fish", Summary: "print the shell completion script", Run: cmdCompletion, Words: []string{"bash", "zsh", "fish"}},
+		{Name: "manpage", Args: "", Summary: "print the kclb(1) manual page (roff)", Run: cmdManpage},
+		{Name: "version", Args: "", Summary: "print the version, commit and Go version", Run: cmdVersion},
+		{Name: "help", Args: "", Summary: "print this help", Run: func(_ []string, stdout, _ io.Writer) error { usage(stdout); return nil }},
 	}
+	for i := range cmds {
+		if cmds[i].Run == nil {
+			cmds[i].Run = extraCommands[cmds[i].Name]
+		}
+	}
+	return cmds
 }
 
 // lookup returns the command called name.
-func lookup(name string) (command, bool) {
+func lookup(name string) (cmdline.Command, bool) {
 	for _, c := range commands() {
-		if c.name == name {
-			if c.run == nil {
-				c.run = extraCommands[name]
-			}
-			return c, c.run != nil
+		if c.Name == name {
+			return c, c.Run != nil
 		}
 	}
 	if f, ok := extraCommands[name]; ok {
-		return command{name: name, run: f}, true
+		return cmdline.Command{Name: name, Run: f}, true
 	}
-	return command{}, false
+	return cmdline.Command{}, false
 }
 
 // run dispatches a subcommand and returns the process exit status.
@@ -125,7 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	err := c.run(args[1:], stdout, stderr)
+	err := c.Run(args[1:], stdout, stderr)
 	switch {
 	case err == nil:
 		return 0
@@ -145,74 +129,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 // its synopsis in commands.
 var extraCommands = map[string]func(args []string, stdout, stderr io.Writer) error{}
 
-func usage(w io.Writer) {
-	fmt.Fprint(w, "usage: kclb <command> [flags]\n\ncommands:\n")
-	for _, c := range commands() {
-		left := strings.TrimSpace(c.name + " " + c.args)
-		if len(left) < 24 {
-			fmt.Fprintf(w, "  %-24s %s\n", left, c.summary)
-		} else {
-			fmt.Fprintf(w, "  %s\n  %-24s %s\n", left, "", c.summary)
-		}
-	}
-	fmt.Fprint(w, "\nRun \"kclb <command> -h\" for the flags of a command.\n")
-}
-
-// versionLine is what `kclb version` prints: release version, commit and
-// the Go toolchain.
-func versionLine() string {
-	rev, modified := commit, false
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			switch {
-			case s.Key == "vcs.revision" && rev == "":
-				rev = s.Value
-			case s.Key == "vcs.modified":
-				modified = s.Value == "true"
-			}
-		}
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	switch {
-	case rev == "":
-		rev = "unknown"
-	case modified && commit == "":
-		rev += "-dirty"
-	}
-	return fmt.Sprintf("kclb %s (commit %s, %s %s/%s)", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
+func usage(w io.Writer) { cmdline.Usage(w, commands()) }
 
 func cmdVersion(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("version", stderr, "")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}
-	fmt.Fprintln(stdout, versionLine())
+	fmt.Fprintln(stdout, cmdline.VersionLine(version, commit))
 	return nil
 }
 
-// newFlagSet returns the flag set of command name, printing its usage
-// ("usage: kclb name synopsis" and the flags) to stderr. When stderr is
-// a *flagProbe the set is also handed to it, which is how completion and
-// the manual page learn each command's flags from the command itself.
-func newFlagSet(name string, stderr io.Writer, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), strings.TrimSpace("usage: kclb "+name+" "+synopsis))
-		fs.PrintDefaults()
-	}
-	if p, ok := stderr.(*flagProbe); ok {
-		p.fs = fs
-	}
-	return fs
-}
-
-// flagSet reports whether flag name was given on the command line.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	found := false
-	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
-	return found
-}
+// newFlagSet is cmdline.NewFlagSet: completion and the manual page learn each
+// command's flags from the flag set it makes.
+var newFlagSet = cmdline.NewFlagSet

@@ -204,7 +204,7 @@ func TestStatusFlagsPairDisagreement(t *testing.T) {
 			Dropped: map[string]uint64{"bad_mac": 2}},
 		Servers: []admin.ServerStatus{{Name: "kc1", Health: "up", Admin: "drain", PeerAdmin: "ready"}, {Name: "kc2", Health: "up", Admin: "ready", PeerAdmin: "ready"}}}
 	var b strings.Builder
-	printStatus(&b, st, false)
+	admin.WriteStatus(&b, st, false)
 	for _, want := range []string{
 		"pair peer 10.0.0.2:9101 (edge2) UNREACHABLE (last contact never): peer 10.0.0.2:9101 unreachable: connection refused",
 		"pair DISAGREES on kc1 (drain here, ready there)",

@@ -1,10 +1,8 @@
 package main
 
-// Startup fails fast (issue 18, item 1). Every startup error ends `kclb
-// run` with one line naming the cause and a non-zero status, and SIGINT or
-// SIGTERM end the process at every stage of startup: signal handling is
-// installed before anything else, and daemon.Run neither blocks past the
-// context nor waits long for a step stuck in a system call.
+// Startup fails fast (issue 18, item 1): SIGINT and SIGTERM are caught
+// before anything else, so they end `kclb run` at every stage of startup
+// with one line naming the cause (daemon.Run honours the context).
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package main
+package cmdline
 
 import "testing"
 
@@ -22,8 +22,8 @@ func TestIsKclbRun(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := isKclbRun([]byte(tt.cmdline)); got != tt.want {
-				t.Errorf("isKclbRun(%q) = %v, want %v", tt.cmdline, got, tt.want)
+			if got := IsKclbRun([]byte(tt.cmdline)); got != tt.want {
+				t.Errorf("IsKclbRun(%q) = %v, want %v", tt.cmdline, got, tt.want)
 			}
 		})
 	}
@@ -33,5 +33,5 @@ func TestIsKclbRun(t *testing.T) {
 func FuzzIsKclbRun(f *testing.F) {
 	f.Add([]byte("/usr/local/bin/kclb\x00run\x00-c\x00/etc/kclb/config.toml\x00"))
 	f.Add([]byte("\x00\x00"))
-	f.Fuzz(func(t *testing.T, b []byte) { isKclbRun(b) })
+	f.Fuzz(func(t *testing.T, b []byte) { IsKclbRun(b) })
 }
