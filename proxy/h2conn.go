@@ -62,11 +62,18 @@ const (
 	// h2Coalesce is the output below which the writer yields once
 	// before writing, so that frames of other streams join the write.
 	h2Coalesce = 16 << 10
+
+	// h2DrainWait bounds the wait for the ack of a graceful shutdown's
+	// PING before the final GOAWAY goes out anyway (drain).
+	h2DrainWait = time.Second
 	// h2ReadBuf is the frame reader's buffer.
 	h2ReadBuf = 16 << 10
 )
 
 var errH2Closed = errors.New("proxy: HTTP/2 connection closed")
+
+// h2DrainPing is the payload of a graceful shutdown's PING (drain).
+var h2DrainPing = [8]byte{'k', 'c', 'l', 'b', 'd', 'r', 'a', 'n'}
 
 // h2conn is one HTTP/2 client connection of a Server.
 type h2conn struct {
@@ -100,7 +107,9 @@ type h2conn struct {
 	initWindow int64                // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	maxFrame   int                  // the client's SETTINGS_MAX_FRAME_SIZE
 	unackedIn  int64                // bytes Handlers consumed not yet credited to the connection window
-	goneAway   bool                 // GOAWAY sent: no new streams
+	goneAway   bool                 // the final GOAWAY sent: no new streams
+	draining   bool                 // the first GOAWAY and PING of a graceful shutdown sent, not yet the final one
+	drainAt    time.Time            // when draining began
 	closed     bool                 // the connection is closing: writes fail
 	werr       error                // the first write error
 	ctlOut     int                  // control-frame bytes in out (h2MaxControl)
@@ -369,7 +378,10 @@ func (c *h2conn) handleFrame(f http2.Frame) error {
 			return connErr{http2.ErrCodeProtocol, "PING on a stream"}
 		}
 		if f.IsAck() {
-			return c.junkFrame()
+			if f.Data != h2DrainPing || !c.drainAcked() {
+				return c.junkFrame()
+			}
+			return nil
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -725,11 +737,11 @@ func (c *h2conn) streamDone(st *h2stream) {
 	c.removeLocked(st)
 	c.running--
 	last := c.running == 0
-	closeNow := last && (c.goneAway || c.s.noKeepAlive.Load() || c.s.closing.Load())
-	if closeNow && !c.closed {
-		c.fw.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
-		c.goneAway = true
-	}
+	closeNow := last && c.goneAway && !c.closed
+	// The last stream with keep-alive off or the server shutting down:
+	// the connection drains (drain), closing after the client has had
+	// the time to stop opening streams.
+	startDrain := last && !c.goneAway && !c.draining && !c.closed && (c.s.noKeepAlive.Load() || c.s.closing.Load())
 	if last && !c.closed {
 		c.setIdleLocked()
 	}
@@ -738,25 +750,70 @@ func (c *h2conn) streamDone(st *h2stream) {
 		c.shut()
 		c.nc.SetReadDeadline(time.Now()) // wakes the reader
 	}
+	if startDrain {
+		c.drain()
+	}
 	c.s.putH2Stream(st)
 	c.handlers.Done()
 }
 
-// drain sends GOAWAY and closes the connection once its Handlers are
-// done (Shutdown, CloseIdle). It reports whether the connection is idle.
+// drain shuts the connection down gracefully (RFC 9113 6.8), in two
+// steps: a GOAWAY naming the highest possible stream and a PING, so the
+// streams a client opens before it reads that GOAWAY are still served;
+// then, once the client has answered the PING (or h2DrainWait has
+// passed, checked on every call), the final GOAWAY naming the last
+// stream opened. The connection closes when the final GOAWAY is sent
+// and its Handlers are done. Shutdown and CloseIdle call it, and a
+// stream ending with keep-alive off. It reports whether the connection
+// is closed or closing.
 func (c *h2conn) drain() bool {
 	c.mu.Lock()
-	idle := c.running == 0
-	if !c.closed && !c.goneAway {
-		c.fw.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
-		c.goneAway = true
+	switch {
+	case c.closed || c.goneAway:
+	case !c.draining:
+		c.draining = true
+		c.drainAt = time.Now()
+		c.fw.WriteGoAway(1<<31-1, http2.ErrCodeNo, nil)
+		c.fw.WritePing(false, h2DrainPing)
+	case time.Since(c.drainAt) >= h2DrainWait:
+		c.finalGoAwayLocked()
 	}
+	return c.endIfDone()
+}
+
+// drainAcked takes the client's ack of drain's PING: the client has read
+// the first GOAWAY, so the final one goes out. It reports false for an
+// ack of a PING never sent.
+func (c *h2conn) drainAcked() bool {
+	c.mu.Lock()
+	if !c.draining {
+		c.mu.Unlock()
+		return false
+	}
+	c.finalGoAwayLocked()
+	c.endIfDone()
+	return true
+}
+
+// finalGoAwayLocked sends the GOAWAY that names the last stream served:
+// streams after it are ignored from now on.
+func (c *h2conn) finalGoAwayLocked() {
+	c.fw.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
+	c.goneAway = true
+	c.draining = false
+}
+
+// endIfDone unlocks mu and closes the connection if its final GOAWAY is
+// sent and no Handler runs; it reports whether the connection is closed.
+func (c *h2conn) endIfDone() bool {
+	done := c.closed || c.goneAway && c.running == 0
+	shut := done && !c.closed
 	c.mu.Unlock()
-	if idle {
+	if shut {
 		c.shut()
-		c.nc.SetReadDeadline(time.Now())
+		c.nc.SetReadDeadline(time.Now()) // wakes the reader
 	}
-	return idle
+	return done
 }
 
 // trackH2 adds or removes an HTTP/2 connection of s.

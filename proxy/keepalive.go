@@ -7,12 +7,21 @@ package proxy
 // (closing them would race with a request the client is sending: call
 // CloseIdle when waiting is over). A planned VRRP handover does this
 // before the VIP leaves, so no client sends a request on a connection the
-// new Master does not know. HTTP/2 connections (served by net/http) send
-// GOAWAY once their streams in progress are done, so their clients open a
-// new connection for the next request; net/http's HTTP/1 server
+// new Master does not know. kclb's HTTP/2 connections begin a graceful
+// GOAWAY at once (a GOAWAY, a PING, the final GOAWAY after its ack) and
+// close after their streams; net/http's HTTP/2 connections (StdlibHTTP2)
+// send GOAWAY once their streams in progress are done; either way their
+// clients open a new connection for the next request; net/http's HTTP/1 server
 // (StdlibHTTP1) closes its idle connections at once. The zero state is on.
 func (s *Server) SetKeepAlives(on bool) {
 	s.noKeepAlive.Store(!on)
+	if !on {
+		s.mu.Lock()
+		for c := range s.h2conns {
+			c.drain() // first GOAWAY now; closed after its streams
+		}
+		s.mu.Unlock()
+	}
 	if s.std != nil {
 		s.std.SetKeepAlivesEnabled(on)
 	}
