@@ -45,11 +45,12 @@ RACE_PKGS ?= ./internal/accesslog ./internal/admin ./affinity ./internal/backend
 race:
 	$(GO) test -race -count=1 -timeout 10m -skip '^Test(Namespace|Interop)' $(RACE_PKGS)
 
-## lint: go vet and staticcheck with staticcheck.conf (installs the pinned staticcheck
+## lint: gofmt, go vet and staticcheck with staticcheck.conf (installs the pinned staticcheck
 ## into $$(go env GOPATH)/bin from the module proxy when it is missing)
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l (run gofmt -w):"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(STATICCHECK) ./...

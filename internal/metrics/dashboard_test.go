@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/internal/accesslog"
 	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/internal/accesslog"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/balancer"
 	"github.com/kclb/kclb/proxy"

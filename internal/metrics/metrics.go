@@ -26,8 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/kclb/kclb/internal/accesslog"
 	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/internal/accesslog"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/pathpolicy"
 	"github.com/kclb/kclb/proxy"

@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/kclb/kclb/internal/accesslog"
 	"github.com/kclb/kclb/affinity"
+	"github.com/kclb/kclb/internal/accesslog"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/pathpolicy"
 	"github.com/kclb/kclb/proxy"

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/health"
+	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/kcsim"
 	"github.com/kclb/kclb/internal/kcsim/kcsimtest"
 )

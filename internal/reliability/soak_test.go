@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/health"
+	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/kcsim"
 	"github.com/kclb/kclb/internal/kcsim/kcsimtest"
 	"github.com/kclb/kclb/proxy"
