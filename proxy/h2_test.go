@@ -219,6 +219,30 @@ func TestH2Requests(t *testing.T) {
 	if len(body) != 100<<10 {
 		t.Errorf("big body: %d bytes, want %d", len(body), 100<<10)
 	}
+
+	// Expect: 100-continue gets a 100 when the Handler reads the body,
+	// before the client sends it.
+	exp := c.block(":method", "POST", ":scheme", "https", ":authority", "example.com", ":path", "/e", "expect", "100-continue", "content-length", "2")
+	c.send(func(fr *http2.Framer) {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 11, BlockFragment: exp, EndHeaders: true})
+	})
+	for got100 := false; !got100; {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("waiting for 100 Continue: %v", err)
+		}
+		if mh, ok := f.(*http2.MetaHeadersFrame); ok && mh.StreamID == 11 {
+			if s := mh.PseudoValue("status"); s != "100" || mh.StreamEnded() {
+				t.Fatalf("expect: got status %q (ended %v) before the body was sent", s, mh.StreamEnded())
+			}
+			got100 = true
+		}
+	}
+	c.send(func(fr *http2.Framer) { fr.WriteData(11, true, []byte("hi")) })
+	if res := c.read(11); res.status != "200" || res.got != "POST /e example.com  2 " {
+		t.Errorf("expect: %+v", res)
+	}
+
 	conn.Close()
 	select {
 	case <-done:

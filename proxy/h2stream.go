@@ -47,6 +47,7 @@ type h2stream struct {
 	wtimer     *time.Timer
 	wtimedOut  bool
 	trailers   []hpack.HeaderField // received, for the Handler at the end of the body
+	cont       bool                // a 100 Continue is owed when the Handler first waits for the body
 }
 
 var errStreamReset = errors.New("proxy: HTTP/2 stream reset")
@@ -65,6 +66,7 @@ func (s *Server) newH2Stream(c *h2conn, id uint32) *h2stream {
 	st.declared, st.received, st.unacked = -1, 0, 0
 	st.recvDone, st.resetSent, st.err, st.wtimedOut = false, false, nil, false
 	st.trailers = nil
+	st.cont = false
 	st.body.reset()
 	return st
 }
@@ -173,6 +175,9 @@ func (st *h2stream) build(f *http2.MetaHeadersFrame) http2.ErrCode {
 	}
 	if f.StreamEnded() && st.declared > 0 {
 		return http2.ErrCodeProtocol
+	}
+	if ev := hdr["Expect"]; len(ev) > 0 && !f.StreamEnded() && headerHasToken(ev[0], "100-continue") {
+		st.cont = true
 	}
 	r := &st.req
 	*r = *st.c.tmpl
@@ -371,6 +376,14 @@ func (b *h2body) Read(p []byte) (int, error) {
 	c := b.st.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if b.st.cont && b.off == len(b.buf) && b.err == nil {
+		// The client waits for a 100 before it sends the body (RFC 9110
+		// 10.1.1); not once the Handler has answered.
+		b.st.cont = false
+		if !b.st.resp.committed && b.st.writableLocked() == nil {
+			c.writeHeadersLocked(b.st.id, http.StatusContinue, nil, false, -1, false)
+		}
+	}
 	for b.off == len(b.buf) && b.err == nil && !b.timedOut {
 		c.cond.Wait()
 	}
