@@ -79,7 +79,7 @@ bench-quick:
 ## soak: mixed traffic with node kills, drains, reloads and certificate rotation (SOAK, default 10m)
 SOAK ?= 10m
 soak:
-	KCLB_SOAK=$(SOAK) $(GO) test -count=1 -run Soak -timeout 0 -v ./reliability/
+	KCLB_SOAK=$(SOAK) $(GO) test -count=1 -run Soak -timeout 0 -v ./internal/reliability/
 
 vet:
 	$(GO) vet ./...
