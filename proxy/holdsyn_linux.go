@@ -90,3 +90,17 @@ func AcceptQueue(ln net.Listener) (int, error) {
 	}
 	return n, nil
 }
+
+// detachFilter removes the socket filter c inherited from its listener,
+// if any.
+func detachFilter(c net.Conn) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if rc, err := sc.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0) // ENOENT: it had none
+		})
+	}
+}

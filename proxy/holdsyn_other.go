@@ -19,3 +19,6 @@ func DropSYNs(ln net.Listener, on bool) error {
 func AcceptQueue(ln net.Listener) (int, error) {
 	return 0, errors.New("proxy: the accept queue length needs Linux")
 }
+
+// detachFilter has nothing to detach: DropSYNs attaches no filter here.
+func detachFilter(net.Conn) {}

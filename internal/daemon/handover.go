@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/kclb/kclb/internal/admin"
@@ -54,7 +56,7 @@ func (d *Daemon) handover(ctx context.Context, req admin.HandoverRequest) (*admi
 		// dropped and retried by the client's kernel after 1 s, by then at
 		// the peer), let the handshakes under way be accepted and served,
 		// and resign once nothing has been open or queued for a moment.
-		held := holdNew(fronts, true, d.logger)
+		held := holdNew(onVIPs(fronts, d.current().VRRP), true, d.logger)
 		defer holdNew(held, false, d.logger)
 		settled := time.Time{}
 		for time.Since(start) < req.Drain && ctx.Err() == nil {
@@ -99,13 +101,41 @@ const handoverSettle = 20 * time.Millisecond
 func holdNew(fronts []*frontend, on bool, log *slog.Logger) []*frontend {
 	var done []*frontend
 	for _, f := range fronts {
-		if err := proxy.DropSYNs(f.raw, on); err != nil {
+		if err := f.held.Hold(on); err != nil {
 			log.Warn("handover: new connections not held", "listener", f.plan.Name, "err", err)
 			continue
 		}
 		done = append(done, f)
 	}
 	return done
+}
+
+// onVIPs returns the frontends that take connections to a VIP of vrrps
+// (bound to one, or to a wildcard address): a handover holds new
+// connections on those only.
+func onVIPs(fronts []*frontend, vrrps []vrrp.Options) []*frontend {
+	var out []*frontend
+	for _, f := range fronts {
+		host, _, err := net.SplitHostPort(f.plan.Bind)
+		if err != nil {
+			continue
+		}
+		a, err := netip.ParseAddr(host)
+		if host == "" || (err == nil && a.IsUnspecified()) {
+			out = append(out, f)
+			continue
+		}
+	vips:
+		for _, o := range vrrps {
+			for _, v := range o.VIPs {
+				if err == nil && v.Addr() == a.Unmap() {
+					out = append(out, f)
+					break vips
+				}
+			}
+		}
+	}
+	return out
 }
 
 // queued returns the connections waiting in the frontends' accept queues.

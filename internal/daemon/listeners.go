@@ -48,6 +48,9 @@ type frontend struct {
 	raw  net.Listener // the socket itself (handed to a new binary on upgrade)
 	ln   net.Listener // raw behind the PROXY protocol and the maxconn limit
 	srv  *proxy.Server
+	// held is raw again, for a handover to hold new connections on
+	// (and to remove the filter from those it accepts meanwhile).
+	held *proxy.HeldListener
 	// released is set by stopAccepting: Serve ending on the closed
 	// listener is then expected, not a listener failure.
 	released atomic.Bool
@@ -102,6 +105,8 @@ func (s *listenerSet) open(ctx context.Context, plans []ListenerPlan, take func(
 			}
 		}
 		raw := ln
+		held := proxy.NewHeldListener(raw)
+		ln = held
 		if p.Proxy != nil {
 			po := *p.Proxy
 			po.Counters = s.proxyConns
@@ -125,7 +130,7 @@ func (s *listenerSet) open(ctx context.Context, plans []ListenerPlan, take func(
 		} else if p.RedirectPort != 0 {
 			so.Handler = proxy.RedirectHandler(p.RedirectPort)
 		}
-		out = append(out, &frontend{plan: p, raw: raw, ln: ln, srv: proxy.NewServer(so)})
+		out = append(out, &frontend{plan: p, raw: raw, ln: ln, held: held, srv: proxy.NewServer(so)})
 	}
 	return out, nil
 }
