@@ -679,8 +679,21 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 	defer resp.Body.Close()
 	removeHopByHop(resp.Header)
 	dst := w.Header()
-	for k, vv := range resp.Header {
-		dst[k] = vv
+	if _, reused := resp.Body.(*upFastBody); reused {
+		// The backend connection reuses these slices once the body is
+		// closed (deferred above), which can be before w writes its head.
+		sc := scratchOf(w)
+		if sc != nil {
+			clear(sc.vals[:cap(sc.vals)]) // drop the last request's strings
+			sc.vals = sc.vals[:0]
+		}
+		for k, vv := range resp.Header {
+			dst[k] = sc.ownValues(vv)
+		}
+	} else {
+		for k, vv := range resp.Header {
+			dst[k] = vv
+		}
 	}
 	addSecurityHeaders(dst, h.opts.Security, frameExempt(path, h.opts.FrameExempt), secure)
 	h.opts.Router.Respond(dst, s, setCookie, secure)

@@ -32,6 +32,26 @@ type reqScratch struct {
 	// Response's strings share it (upstream.roundTrip), so a lender
 	// must not reuse the scratch before the response was written.
 	head []byte
+	// vals holds the values of the backend's response header fields
+	// for the client's header map (ownValues).
+	vals []string
+}
+
+// ownValues returns a copy of a backend response's field values that
+// the client's response may keep after the backend body is closed: the
+// slices of a Response parsed by kclb's backend client belong to the
+// backend connection, which reuses them for its next exchange once the
+// body is closed, and a ResponseWriter may serialize its header only
+// after that (a small body held back with the head, or net/http's
+// HTTP/2 server writing it from its own goroutine). With scratch the
+// copy shares sc.vals, reused per request; without, it is allocated.
+func (sc *reqScratch) ownValues(vv []string) []string {
+	if sc == nil {
+		return append([]string(nil), vv...)
+	}
+	i := len(sc.vals)
+	sc.vals = append(sc.vals, vv...)
+	return sc.vals[i:len(sc.vals):len(sc.vals)]
 }
 
 // scratchLender is implemented by ResponseWriters that lend a reqScratch.
