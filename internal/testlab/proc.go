@@ -123,14 +123,21 @@ func (p *Proc) Signal(s syscall.Signal) {
 	}
 }
 
-// Wait waits up to timeout for the process to exit and fails the test if
-// it does not.
+// Wait waits up to timeout for the process to exit, failing the test if
+// it does not, and then for its output to be read.
 func (p *Proc) Wait(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	select {
 	case <-p.done:
 	case <-time.After(timeout):
 		t.Fatalf("%s did not exit within %v", p.Name, timeout)
+	}
+	// The exit can come before the reader has taken the last lines from
+	// the pipe: wait for the output to end too (briefly: a process the
+	// command handed its output to may hold the pipe open).
+	select {
+	case <-p.read:
+	case <-time.After(time.Second):
 	}
 }
 
