@@ -41,7 +41,8 @@ test-short:
 ## namespace and keepalived tests of vrrp are left out: they time real failovers and
 ## the detector's slowdown would only test the machine.
 RACE_PKGS ?= ./internal/accesslog ./internal/admin ./affinity ./internal/backend ./internal/balancer ./internal/config ./health \
-	./internal/importer ./internal/metrics ./internal/pathpolicy ./proxy ./internal/proxyproto ./internal/ratelimit ./internal/reliability ./internal/sdnotify ./tlsconf ./vrrp
+	./internal/importer ./internal/metrics ./internal/pathpolicy ./proxy ./internal/proxyproto ./internal/ratelimit ./internal/reliability ./internal/sdnotify ./tlsconf ./vrrp \
+	./internal/daemon ./internal/peer ./internal/discovery ./internal/handoff ./internal/configmap
 race:
 	$(GO) test -race -count=1 -timeout 10m -skip '^Test(Namespace|Interop)' $(RACE_PKGS)
 

@@ -63,14 +63,15 @@ func (l *link) last() []byte {
 // member is one instance of a test pair: a pool, its admin server with a
 // state file, and the pair node serving on a loopback listener.
 type member struct {
-	name  string
-	pool  *backend.Pool
-	admin *admin.Server
-	node  *Node
-	link  *link
-	ln    net.Listener
-	state string
-	stop  func() // stops serving and closes ln
+	name   string
+	pool   *backend.Pool
+	admin  *admin.Server
+	node   *Node
+	link   *link
+	ln     net.Listener
+	state  string
+	stop   func()       // stops serving and closes ln
+	logger *slog.Logger // the node's logger; nil for the default
 }
 
 func newPool(t *testing.T) *backend.Pool {
@@ -100,7 +101,7 @@ func (m *member) start(t *testing.T, peerAddr string, key Key, print map[string]
 	}
 	m.admin = a
 	m.node, err = New(Options{Name: m.name, Peer: peerAddr, Key: key, Local: a, Transport: m.link,
-		Fingerprint: func() map[string]string { return print }})
+		Fingerprint: func() map[string]string { return print }, Logger: m.logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,10 +131,13 @@ func (m *member) listen(t *testing.T, addr string) {
 	m.ln = ln
 }
 
-func newPair(t *testing.T, keyA, keyB Key) (*member, *member) {
+func newPair(t *testing.T, keyA, keyB Key, setA ...func(*member)) (*member, *member) {
 	t.Helper()
 	dir := t.TempDir()
 	a := &member{name: "edge1", link: new(link), state: filepath.Join(dir, "a.json")}
+	for _, f := range setA {
+		f(a)
+	}
 	b := &member{name: "edge2", link: new(link), state: filepath.Join(dir, "b.json")}
 	a.listen(t, "127.0.0.1:0")
 	b.listen(t, "127.0.0.1:0")
@@ -433,9 +437,8 @@ func FuzzMessage(f *testing.F) {
 // warning, not one per sync; its return is one line too.
 func TestReachabilityIsLoggedOnChange(t *testing.T) {
 	k := testKey(t, testSecret)
-	a, _ := newPair(t, k, k)
-	var logs bytes.Buffer
-	a.node.opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	var logs lockedBuffer
+	a, _ := newPair(t, k, k, func(m *member) { m.logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	ctx := context.Background()
 	a.link.cut.Store(true)
 	for range 3 {
@@ -447,4 +450,23 @@ func TestReachabilityIsLoggedOnChange(t *testing.T) {
 	if w, i := strings.Count(logs.String(), "peer not reached"), strings.Count(logs.String(), "peer reached"); w != 1 || i != 1 {
 		t.Fatalf("%d unreachable and %d reached lines; want 1 and 1:\n%s", w, i, logs.String())
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that a node's goroutines may write while
+// the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
