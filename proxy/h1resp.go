@@ -24,17 +24,11 @@ type h1response struct {
 
 	status      int
 	wroteHeader bool
-	committed   bool  // the head is in the write buffer
-	chunked     bool  // the body is chunked
-	noBody      bool  // HEAD, 1xx, 204, 304: body bytes are dropped
-	declared    int64 // the handler's Content-Length; -1 if none
-	written     int64
-	pend        []byte // body bytes held back before the head (length unknown)
-	closeAfter  bool   // the connection closes after this response
-	reqClose    bool   // the request asked to close (the handler may reset r.Close)
-	http10      bool   // the request was HTTP/1.0
-	head        bool   // the request was HEAD
-	werr        error  // first write error
+	chunked     bool // the body is chunked
+	closeAfter  bool // the connection closes after this response
+	reqClose    bool // the request asked to close (the handler may reset r.Close)
+	http10      bool // the request was HTTP/1.0
+	respBody
 
 	keys []string // scratch for sorting header names
 	date [len(http.TimeFormat)]byte
@@ -85,18 +79,7 @@ func (w *h1response) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	w.noBody = w.head || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
-	if cl, ok := w.hdr["Content-Length"]; ok {
-		n := int64(-1)
-		if len(cl) == 1 {
-			if v, err := strconv.ParseInt(cl[0], 10, 64); err == nil && v >= 0 {
-				n = v
-			}
-		}
-		if n < 0 {
-			delete(w.hdr, "Content-Length")
-		}
-		w.declared = n
-	}
+	w.declare(w.hdr)
 	if w.declared >= 0 || w.noBody {
 		w.commit()
 	}
@@ -117,24 +100,10 @@ func (w *h1response) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.werr != nil {
-		return 0, w.werr
+	if n, done, err := w.take(p, h1Pending); done {
+		return n, err
 	}
-	if w.noBody {
-		if w.head {
-			return len(p), nil
-		}
-		return 0, http.ErrBodyNotAllowed
-	}
-	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
-		return 0, http.ErrContentLength
-	}
-	w.written += int64(len(p))
 	if !w.committed {
-		if len(w.pend)+len(p) <= h1Pending {
-			w.pend = append(w.pend, p...)
-			return len(p), nil
-		}
 		w.commit()
 	}
 	return w.writeBody(p)

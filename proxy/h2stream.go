@@ -476,14 +476,8 @@ type h2response struct {
 
 	status      int
 	wroteHeader bool
-	committed   bool // HEADERS queued
 	ended       bool // END_STREAM queued
-	noBody      bool
-	head        bool
-	declared    int64
-	written     int64
-	pend        []byte
-	werr        error
+	respBody
 }
 
 // h2Pending is how much body is held back before HEADERS go out.
@@ -530,18 +524,7 @@ func (w *h2response) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	w.noBody = w.head || code == http.StatusNoContent || code == http.StatusNotModified
-	if cl, ok := w.hdr["Content-Length"]; ok {
-		n := int64(-1)
-		if len(cl) == 1 {
-			if v, err := strconv.ParseInt(cl[0], 10, 64); err == nil && v >= 0 {
-				n = v
-			}
-		}
-		if n < 0 {
-			delete(w.hdr, "Content-Length")
-		}
-		w.declared = n
-	}
+	w.declare(w.hdr)
 }
 
 func (w *h2response) writeInformational(code int) {
@@ -559,24 +542,10 @@ func (w *h2response) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.werr != nil {
-		return 0, w.werr
+	if n, done, err := w.take(p, h2Pending); done {
+		return n, err
 	}
-	if w.noBody {
-		if w.head {
-			return len(p), nil
-		}
-		return 0, http.ErrBodyNotAllowed
-	}
-	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
-		return 0, http.ErrContentLength
-	}
-	w.written += int64(len(p))
 	if !w.committed {
-		if len(w.pend)+len(p) <= h2Pending {
-			w.pend = append(w.pend, p...)
-			return len(p), nil
-		}
 		if err := w.commit(false); err != nil {
 			return 0, err
 		}
