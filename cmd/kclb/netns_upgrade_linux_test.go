@@ -129,6 +129,9 @@ func TestBinaryUpgradeKeepsVIP(t *testing.T) {
 	// A few observations before the signal.
 	until(5*time.Second, func() bool { return polls.Load() > 3 && okReqs.Load() > 3 })
 
+	// Watch for the hand-over line before the signal: the new process
+	// inherits a's output pipe, so the line can be read after a exits.
+	handedOver := a.Watch("upgrade: handed over")
 	signalled := time.Now()
 	if err := a.Cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
@@ -139,6 +142,12 @@ func TestBinaryUpgradeKeepsVIP(t *testing.T) {
 		t.Fatal("old kclb on a still running 30 s after SIGUSR2")
 	}
 	exitedAt := time.Now()
+	var handed bool
+	select {
+	case <-handedOver:
+		handed = true
+	case <-time.After(5 * time.Second):
+	}
 	logA := []byte(strings.Join(a.Lines(), "\n"))
 	var childPID int
 	for _, line := range strings.Split(string(logA), "\n") {
@@ -164,7 +173,7 @@ func TestBinaryUpgradeKeepsVIP(t *testing.T) {
 	if a.Err() != nil {
 		t.Errorf("old kclb exit: %v, want 0", a.Err())
 	}
-	if !strings.Contains(string(logA), "upgrade: handed over") {
+	if !handed {
 		t.Errorf("old kclb did not hand over:\n%s", logA)
 	}
 	var deleted []string
