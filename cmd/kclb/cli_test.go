@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -311,4 +312,50 @@ func firstLine(s, sub string) string {
 		}
 	}
 	return s
+}
+
+// TestCheckMapsRuntimeRulesToLines runs `kclb check` on a configuration
+// breaking rules the runtime packages own (issue 13: vrrp's priority
+// range, health's interval, vrrp's advert interval) and pins each
+// problem's line and key path in config's format, "file:line: key: msg"
+// (the first line after the "kclb: " every error starts with), wherever
+// the rule lives.
+func TestCheckMapsRuntimeRulesToLines(t *testing.T) {
+	p := writeConfig(t, `[[listener]]
+name = "http"
+bind = "127.0.0.1:8080"
+
+[[backend.server]]
+name = "kc1"
+address = "127.0.0.1:18081"
+
+[affinity]
+secret = "0123456789abcdef0123"
+
+[health]
+interval = "-1s"
+
+[[vrrp.instance]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+priority = 300
+advert_int = "15ms"
+vips = ["203.0.113.100/24"]
+`)
+	want := []string{
+		"kclb: " + p + ":13: health.interval: must be greater than 0, got -1s",
+		p + ":19: vrrp.instance[0].priority: 300 is out of range 1..255",
+		p + ":20: vrrp.instance[0].advert_int: 15ms: want 10ms..40.95s in steps of 10ms",
+	}
+	for _, args := range [][]string{{"check", p}, {"check", "--syntax-only", p}} {
+		out, errOut, code := cli(t, args...)
+		if code != 1 {
+			t.Errorf("kclb %s: exit %d, stdout %q, stderr %q; want 1", strings.Join(args, " "), code, out, errOut)
+		}
+		lines := strings.Split(strings.TrimSpace(errOut), "\n")
+		if !slices.Equal(lines, want) {
+			t.Errorf("kclb %s: stderr\n%s\nwant\n%s", strings.Join(args, " "), errOut, strings.Join(want, "\n"))
+		}
+	}
 }
