@@ -59,6 +59,13 @@ func newBenchHandler(tb testing.TB, addr string, stdlib bool) *Handler {
 // with net/http's HTTP/1.1 server when stdlib is true, kclb's otherwise.
 func benchFront(b *testing.B, h *Handler, stdlib bool) string {
 	b.Helper()
+	addr, _ := benchServer(b, h, stdlib)
+	return addr
+}
+
+// benchServer is benchFront that also returns the Server.
+func benchServer(b *testing.B, h *Handler, stdlib bool) (string, *Server) {
+	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -66,7 +73,7 @@ func benchFront(b *testing.B, h *Handler, stdlib bool) string {
 	srv := NewServer(ServerOptions{Handler: h, StdlibHTTP1: stdlib})
 	go srv.Serve(ln)
 	b.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	return ln.Addr().String(), srv
 }
 
 var benchRequest = []byte("GET /realms/test/hello HTTP/1.1\r\nHost: sso.example.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")

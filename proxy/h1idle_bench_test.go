@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"testing"
+	"time"
 )
 
 // liveMemory returns the bytes of live heap objects and of goroutine
@@ -19,10 +20,11 @@ func liveMemory() (heap, stacks float64) {
 }
 
 // openRequests opens b.N client connections to addr, each sending one
-// request, calls each after its write (to wait for what it needs), and
-// reports the growth of heap and stacks per connection under unit
-// ("conn" or "req"). The connections are closed at cleanup.
-func openRequests(b *testing.B, addr, unit string, each func(c net.Conn)) {
+// request, calls each after its write (to wait for what it needs), then
+// settle (if not nil), and reports the growth of heap and stacks per
+// connection under unit ("conn" or "req"). The connections are closed
+// at cleanup.
+func openRequests(b *testing.B, addr, unit string, each func(c net.Conn), settle func()) {
 	heap0, stacks0 := liveMemory()
 	conns := make([]net.Conn, 0, b.N)
 	b.Cleanup(func() {
@@ -41,6 +43,9 @@ func openRequests(b *testing.B, addr, unit string, each func(c net.Conn)) {
 		}
 		each(c)
 	}
+	if settle != nil {
+		settle()
+	}
 	heap1, stacks1 := liveMemory()
 	b.ReportMetric((heap1-heap0)/float64(b.N), "heap-B/"+unit)
 	b.ReportMetric((stacks1-stacks0)/float64(b.N), "stack-B/"+unit)
@@ -49,11 +54,12 @@ func openRequests(b *testing.B, addr, unit string, each func(c net.Conn)) {
 // BenchmarkH1IdleConn measures what an idle keep-alive client
 // connection of kclb's HTTP/1.1 server holds after one proxied request
 // (issue 16: ≤ 8 KiB each): b.N connections each send one request and
-// stay open; then, after a collection, the growth of live heap objects
-// and of goroutine stacks per connection is reported (heap-B/conn
-// includes the client's own socket, about 0.4 KiB).
+// stay open; then, once every one moved its idle wait to a fresh
+// goroutine (idleRestack) and after a collection, the growth of live
+// heap objects and of goroutine stacks per connection is reported
+// (heap-B/conn includes the client's own socket, about 0.4 KiB).
 func BenchmarkH1IdleConn(b *testing.B) {
-	addr := benchFront(b, newBenchHandler(b, rawBenchBackend(b), false), false)
+	addr, srv := benchServer(b, newBenchHandler(b, rawBenchBackend(b), false), false)
 	// A first connection warms the pools, the backend connection and
 	// the stack-size estimate.
 	warm := newRawBenchClient(b, addr)
@@ -65,6 +71,10 @@ func BenchmarkH1IdleConn(b *testing.B) {
 		// The response (head and 955-byte body) arrives in one piece.
 		if _, err := c.Read(buf); err != nil {
 			b.Fatal(err)
+		}
+	}, func() {
+		for srv.restacks.Load() < int64(b.N)+1 {
+			time.Sleep(10 * time.Millisecond)
 		}
 	})
 }
@@ -115,7 +125,7 @@ func BenchmarkH1InFlight(b *testing.B) {
 			c.Close()
 		}
 	})
-	openRequests(b, addr, "req", func(net.Conn) { backends = append(backends, <-arrived) })
+	openRequests(b, addr, "req", func(net.Conn) { backends = append(backends, <-arrived) }, nil)
 	for _, c := range backends {
 		c.Write(rawBenchResponse)
 	}

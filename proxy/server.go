@@ -104,6 +104,9 @@ type Server struct {
 	// still reach std after Shutdown began).
 	serving    sync.WaitGroup
 	handshakes atomic.Int64
+	// restacks counts idle connections moved to a new goroutine
+	// (h1conn.restackAfter), for the tests.
+	restacks atomic.Int64
 
 	mu        sync.Mutex // guards listeners, conns and h2conns
 	listeners map[net.Listener]struct{}

@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// setIdleRestack sets idleRestack for one test.
+func setIdleRestack(t *testing.T, d time.Duration) {
+	old := idleRestack
+	idleRestack = d
+	t.Cleanup(func() { idleRestack = old })
+}
+
+// waitRestacks waits until srv moved n idle connections to a new
+// goroutine (or fails after 5 s).
+func waitRestacks(t *testing.T, srv *Server, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.restacks.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("restacks = %d, want %d", srv.restacks.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// testCert returns a self-signed certificate for 127.0.0.1.
+func testCert(t *testing.T) tls.Certificate {
+	ts := httptest.NewUnstartedServer(nil)
+	ts.StartTLS()
+	defer ts.Close()
+	return ts.TLS.Certificates[0]
+}
+
+// TestH1IdleRestack pins the idle restack (issue 16: idle connections
+// ≤ 8 KiB): a keep-alive connection idle for longer than idleRestack
+// moves its wait to a new goroutine once per idle period, is served
+// there like before, and is still closed only at the end of the
+// keep-alive time, not at the end of the first part of its wait; over
+// TLS too.
+func TestH1IdleRestack(t *testing.T) {
+	setIdleRestack(t, 20*time.Millisecond)
+	const keepAlive = 400 * time.Millisecond
+	cert := testCert(t)
+	for _, useTLS := range []bool{false, true} {
+		name := "plain"
+		o := ServerOptions{KeepAlive: keepAlive, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "ok")
+		})}
+		if useTLS {
+			name = "tls"
+			o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+		}
+		t.Run(name, func(t *testing.T) {
+			addr, srv := startH1(t, o)
+			var c net.Conn
+			var err error
+			if useTLS {
+				c, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+			} else {
+				c, err = net.Dial("tcp", addr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			get := func(i int) time.Time {
+				t.Helper()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				if string(b) != "ok" {
+					t.Fatalf("request %d: body %q", i, b)
+				}
+				return time.Now()
+			}
+			get(1)
+			waitRestacks(t, srv, 1)
+			get(2) // served on the new goroutine
+			last := get(3)
+			waitRestacks(t, srv, 2)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Fatalf("after the keep-alive time: %v, want EOF", err)
+			}
+			if idle := time.Since(last); idle < keepAlive {
+				t.Errorf("closed after %v idle, want at least the keep-alive time %v", idle, keepAlive)
+			}
+			if n := srv.restacks.Load(); n != 2 {
+				t.Errorf("restacks = %d for 2 idle periods, want 2", n)
+			}
+		})
+	}
+}
+
+// TestH1ShutdownWhileRestacking: Shutdown while idle connections move to
+// new goroutines closes every one of them and returns (no connection is
+// lost between two goroutines, none is served after it was closed).
+func TestH1ShutdownWhileRestacking(t *testing.T) {
+	setIdleRestack(t, time.Millisecond)
+	addr, srv := startH1(t, ServerOptions{KeepAlive: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})})
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	ready := make(chan struct{}, n)
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			br := bufio.NewReader(c)
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				errs <- err
+				ready <- struct{}{}
+				return
+			}
+			io.ReadAll(resp.Body)
+			ready <- struct{}{}
+			if _, err := br.ReadByte(); err != io.EOF {
+				errs <- err
+			}
+		}()
+	}
+	for range n {
+		<-ready
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("client: %v", err)
+	}
+	if srv.restacks.Load() == 0 {
+		t.Log("no connection was moving when Shutdown ran")
+	}
+}
