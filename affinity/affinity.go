@@ -252,7 +252,7 @@ func New(opts Options, fallback balancer.Selector) (*Affinity, error) {
 		seen:     make(map[string]routeSeen),
 	}
 	a.cookieSA = cookieAttributes(a.maxAge, opts.Session)
-	a.ids.Store(&idTable{idName: map[string]string{}, nameID: map[string]string{}})
+	a.ids.Store(&idTable{idName: map[string]string{}, nameID: map[string]string{}, slots: map[string]*cookieSlots{}})
 	a.routes.Store(newRouteTable(map[string]routeEntry{}))
 	return a, nil
 }
@@ -361,20 +361,34 @@ func (a *Affinity) Pick(r *http.Request, servers []*backend.Server, tried *balan
 		}
 	}
 
-	// Hand the fallback a copy of tried: a pointer passed to an interface
-	// method escapes, and the caller's Tried must stay on its stack for
-	// the pinned path to be allocation-free.
-	tc := new(balancer.Tried)
-	if tried != nil {
-		*tc = *tried
-	}
-	s := a.fallback.Select(r, servers, tc)
+	s := a.selectFallback(r, servers, tried)
 	if s == nil {
 		a.noServer.Add(1)
 		return Decision{}
 	}
 	a.hits[SourceBalancer].Add(1)
 	return a.redispatch(Decision{Server: s, Source: SourceBalancer, SetCookie: true}, pinned, tried)
+}
+
+// selectFallback asks the fallback policy for a server. kclb's own
+// policies are called directly: tried does not escape through them. Any
+// other Selector gets a copy of tried, since a pointer passed to an
+// interface method escapes and the caller's Tried must stay on its stack
+// for Pick to be allocation-free.
+func (a *Affinity) selectFallback(r *http.Request, servers []*backend.Server, tried *balancer.Tried) *backend.Server {
+	switch f := a.fallback.(type) {
+	case *balancer.RoundRobin:
+		return f.Select(r, servers, tried)
+	case balancer.LeastRequest:
+		return f.Select(r, servers, tried)
+	case *balancer.LeastRequest:
+		return f.Select(r, servers, tried)
+	}
+	tc := new(balancer.Tried)
+	if tried != nil {
+		*tc = *tried
+	}
+	return a.fallback.Select(r, servers, tc)
 }
 
 // redispatch marks d Redispatched and counts it when the client was
@@ -477,18 +491,54 @@ func (a *Affinity) Respond(h http.Header, d Decision, secure bool) {
 	default:
 		return
 	}
-	exp := a.opts.Now().Unix() + a.maxAge
+	ic := a.issue(d.Server, a.opts.Now().Unix()+a.maxAge, secure)
+	if vals := h["Set-Cookie"]; len(vals) > 0 {
+		h["Set-Cookie"] = append(vals, ic.vals[0])
+	} else {
+		h["Set-Cookie"] = ic.vals[:1:1] // shared: an append copies it
+	}
+	markPrivate(h)
+}
+
+// issuedCookie is a Set-Cookie value Respond made for one server, one
+// expiry second and one scheme: every response issuing the same cookie
+// in the same second reuses it, so a new visitor's response costs no
+// MAC and no allocation. vals holds the value alone; it is shared by the
+// header maps it is put into, read-only.
+type issuedCookie struct {
+	exp  int64
+	vals []string
+}
+
+// cookieSlots holds the last cookie issued for a server, over HTTP and
+// over HTTPS.
+type cookieSlots struct {
+	plain, secure atomic.Pointer[issuedCookie]
+}
+
+// issue returns the Set-Cookie value naming s, valid until exp, from its
+// slot when the slot holds that second's.
+func (a *Affinity) issue(s *backend.Server, exp int64, secure bool) *issuedCookie {
+	id, slots := a.idSlots(s)
+	slot := &slots.plain
+	if secure {
+		slot = &slots.secure
+	}
+	if ic := slot.Load(); ic != nil && ic.exp == exp {
+		return ic
+	}
 	var b strings.Builder
 	b.Grow(len(a.opts.CookieName) + 1 + maxValue + len(a.cookieSA) + 24)
 	b.WriteString(a.opts.CookieName)
 	b.WriteByte('=')
-	b.WriteString(a.codec.encode(a.idOf(d.Server), exp))
+	b.WriteString(a.codec.encode(id, exp))
 	b.WriteString(a.cookieSA)
 	if secure {
 		b.WriteString("; Secure; SameSite=None")
 	}
-	h["Set-Cookie"] = append(h["Set-Cookie"], b.String())
-	markPrivate(h)
+	ic := &issuedCookie{exp: exp, vals: []string{b.String()}}
+	slot.Store(ic)
+	return ic
 }
 
 // markPrivate makes h's Cache-Control forbid shared caching.

@@ -1089,3 +1089,49 @@ func TestDrainNeverExtendsPins(t *testing.T) {
 		t.Fatal("no cookie for kc2 once ready again")
 	}
 }
+
+// TestRespondReusesIssuedCookie pins the issued-cookie slots (issue 16:
+// no MAC and no allocation per new visitor): responses issuing a
+// server's cookie in the same second get the same value, which decodes
+// to that server; a new second, another server or the other scheme gets
+// its own; a header map that appends to the shared value leaves the
+// next response's alone.
+func TestRespondReusesIssuedCookie(t *testing.T) {
+	f := newFixture(t, 2, true, nil)
+	issue := func(server string, secure bool) http.Header {
+		h := http.Header{}
+		f.aff.Respond(h, Decision{Server: f.server(server), Source: SourceBalancer, SetCookie: true}, secure)
+		if len(h["Set-Cookie"]) != 1 {
+			t.Fatalf("Set-Cookie = %q, want one value", h["Set-Cookie"])
+		}
+		return h
+	}
+	value := func(h http.Header) string {
+		v := h["Set-Cookie"][0]
+		return v[len("KC_ROUTE="):strings.IndexByte(v, ';')]
+	}
+	h1 := issue("kc1", false)
+	h1["Set-Cookie"] = append(h1["Set-Cookie"], "other=1")
+	h2 := issue("kc1", false)
+	if h1["Set-Cookie"][0] != h2["Set-Cookie"][0] || len(h2["Set-Cookie"]) != 1 {
+		t.Fatalf("same second: %q then %q, want the same single value", h1["Set-Cookie"], h2["Set-Cookie"])
+	}
+	if id, exp, err := DecodeCookie(testSecret, value(h2), *f.now); err != nil || id != CookieID(testSecret, "kc1") || !exp.Equal(f.now.Add(time.Duration(f.aff.maxAge)*time.Second)) {
+		t.Fatalf("decode %q: id %q exp %v err %v, want kc1's id until %v", value(h2), id, exp, err, f.now.Add(time.Duration(f.aff.maxAge)*time.Second))
+	}
+	if v := issue("kc2", false)["Set-Cookie"][0]; v == h2["Set-Cookie"][0] {
+		t.Errorf("kc2 got kc1's cookie %q", v)
+	}
+	sec := issue("kc1", true)["Set-Cookie"][0]
+	if !strings.HasSuffix(sec, "; Secure; SameSite=None") || strings.Contains(h2["Set-Cookie"][0], "Secure") {
+		t.Errorf("HTTPS %q and HTTP %q: want Secure only on HTTPS", sec, h2["Set-Cookie"][0])
+	}
+	*f.now = f.now.Add(time.Second)
+	h3 := issue("kc1", false)
+	if h3["Set-Cookie"][0] == h2["Set-Cookie"][0] {
+		t.Errorf("a second later: still %q, want a cookie expiring a second later", h3["Set-Cookie"][0])
+	}
+	if _, exp, err := DecodeCookie(testSecret, value(h3), *f.now); err != nil || !exp.Equal(f.now.Add(time.Duration(f.aff.maxAge)*time.Second)) {
+		t.Errorf("a second later: exp %v err %v, want %v", exp, err, f.now.Add(time.Duration(f.aff.maxAge)*time.Second))
+	}
+}

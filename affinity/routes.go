@@ -318,10 +318,12 @@ func (a *Affinity) ensureIDs(servers []*backend.Server) {
 	next := &idTable{
 		idName: make(map[string]string, len(servers)),
 		nameID: make(map[string]string, len(servers)),
+		slots:  make(map[string]*cookieSlots, len(servers)),
 	}
 	if keep {
 		maps.Copy(next.idName, t.idName)
 		maps.Copy(next.nameID, t.nameID)
+		maps.Copy(next.slots, t.slots)
 	}
 	for _, s := range servers {
 		name := s.Name()
@@ -334,39 +336,56 @@ func (a *Affinity) ensureIDs(servers []*backend.Server) {
 		}
 		next.nameID[name] = id
 		next.idName[id] = name
+		if sl := t.slots[name]; sl != nil {
+			next.slots[name] = sl
+		} else {
+			next.slots[name] = new(cookieSlots)
+		}
 	}
 	a.ids.Store(next)
 }
 
 // idTable is an immutable snapshot of cookie ids of the servers seen so far.
 type idTable struct {
-	idName map[string]string // cookie id -> server name
-	nameID map[string]string // server name -> cookie id
+	idName map[string]string       // cookie id -> server name
+	nameID map[string]string       // server name -> cookie id
+	slots  map[string]*cookieSlots // server name -> its last issued cookies
 }
 
 // idOf returns the cookie id of s, computing and caching it if needed.
 func (a *Affinity) idOf(s *backend.Server) string {
-	if id, ok := a.ids.Load().nameID[s.Name()]; ok {
-		return id
+	id, _ := a.idSlots(s)
+	return id
+}
+
+// idSlots returns the cookie id of s and its issued-cookie slots,
+// computing and caching them if needed.
+func (a *Affinity) idSlots(s *backend.Server) (string, *cookieSlots) {
+	name := s.Name()
+	t := a.ids.Load()
+	if id, ok := t.nameID[name]; ok {
+		return id, t.slots[name]
 	}
 	a.idMu.Lock()
 	defer a.idMu.Unlock()
-	t := a.ids.Load()
-	name := s.Name()
+	t = a.ids.Load()
 	if id, ok := t.nameID[name]; ok {
-		return id
+		return id, t.slots[name]
 	}
 	id := a.codec.id(name)
 	next := &idTable{
 		idName: make(map[string]string, len(t.idName)+1),
 		nameID: make(map[string]string, len(t.nameID)+1),
+		slots:  make(map[string]*cookieSlots, len(t.slots)+1),
 	}
 	maps.Copy(next.idName, t.idName)
 	maps.Copy(next.nameID, t.nameID)
+	maps.Copy(next.slots, t.slots)
 	next.idName[id] = name
 	next.nameID[name] = id
+	next.slots[name] = new(cookieSlots)
 	a.ids.Store(next)
-	return id
+	return id, next.slots[name]
 }
 
 func byName(servers []*backend.Server, name string) *backend.Server {

@@ -153,22 +153,7 @@ func BenchmarkH1Proxy(b *testing.B) {
 // proxy verifies, routes by and strips (issue 16: affinity stays
 // allocation-free on kclb's path).
 func BenchmarkH1ProxyAffinity(b *testing.B) {
-	addr := rawBenchBackend(b)
-	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: addr, Route: "node1"}}, backend.PoolOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := affinity.New(affinity.Options{Secret: []byte("0123456789abcdef0123456789abcdef"), AuthSessionRoute: true}, &balancer.RoundRobin{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := New(Options{Pool: pool, Router: affinity.Router{A: a}, Policy: pathpolicy.New(pathpolicy.Options{}),
-		Security: NewSecurityHeaders("max-age=31536000", "nosniff", "no-referrer", "SAMEORIGIN")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(h.Close)
-	c := newRawBenchClient(b, benchFront(b, h, false))
+	c := newRawBenchClient(b, benchFront(b, affinityBenchHandler(b), false))
 	head := "GET /realms/test/hello HTTP/1.1\r\nHost: sso.example.com\r\nUser-Agent: bench\r\n" +
 		"Cookie: AUTH_SESSION_ID=NWUxNjFlMDAtZDQyNi00ZWE2LTk4ZTktNTJlYjk4NDRlMmQ3.node1; KC_RESTART=eyJhbGciOiJIUzI1NiJ9"
 	// The first response issues the KC_ROUTE the client then sends.
@@ -191,6 +176,58 @@ func BenchmarkH1ProxyAffinity(b *testing.B) {
 	}
 	c.n = 0
 	req := []byte(head + "; " + route + "\r\n\r\n")
+	b.ReportAllocs()
+	done := reportCPU(b)
+	for b.Loop() {
+		if err := c.do(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	done()
+}
+
+// affinityBenchHandler is a Handler with Keycloak affinity over round
+// robin in front of one raw backend.
+func affinityBenchHandler(b *testing.B) *Handler {
+	addr := rawBenchBackend(b)
+	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: addr, Route: "node1"}}, backend.PoolOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := affinity.New(affinity.Options{Secret: []byte("0123456789abcdef0123456789abcdef"), AuthSessionRoute: true}, &balancer.RoundRobin{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := New(Options{Pool: pool, Router: affinity.Router{A: a}, Policy: pathpolicy.New(pathpolicy.Options{}),
+		Security: NewSecurityHeaders("max-age=31536000", "nosniff", "no-referrer", "SAMEORIGIN")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(h.Close)
+	return h
+}
+
+// BenchmarkH1ProxyNewVisitor is BenchmarkH1ProxyAffinity for a client
+// without cookies (wrk's, and every first request of a browser): the
+// balancer places it and each response issues a KC_ROUTE cookie (issue
+// 16: 0 allocations; the cookie of a server is made once a second).
+func BenchmarkH1ProxyNewVisitor(b *testing.B) {
+	c := newRawBenchClient(b, benchFront(b, affinityBenchHandler(b), false))
+	req := []byte("GET /realms/test/hello HTTP/1.1\r\nHost: sso.example.com\r\nUser-Agent: bench\r\n\r\n")
+	if _, err := c.conn.Write(req); err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for !strings.Contains(string(c.buf[:n]), benchBody) {
+		m, err := c.conn.Read(c.buf[n:])
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += m
+	}
+	if !strings.Contains(string(c.buf[:n]), "\r\nSet-Cookie: KC_ROUTE=") {
+		b.Fatalf("no KC_ROUTE issued: %q", c.buf[:n])
+	}
 	b.ReportAllocs()
 	done := reportCPU(b)
 	for b.Loop() {
