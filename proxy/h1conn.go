@@ -70,9 +70,11 @@ type h1conn struct {
 	// restackAfter); moved tells run that the connection continues on a
 	// new goroutine, resumed tells readRequest that it is already idle.
 	idleUntil time.Time
-	restack   bool
-	moved     bool
-	resumed   bool
+	// wdl is the write deadline armWrite set last.
+	wdl     time.Time
+	restack bool
+	moved   bool
+	resumed bool
 }
 
 // idleRestack is how long an idle keep-alive connection waits on the
@@ -358,10 +360,13 @@ func (c *h1conn) loop() bool {
 			c.entry.served.Store(true)
 			c.entry.pending.Store(false)
 		}
-		if s.o.ClientTimeout > 0 {
+		if s.o.ClientTimeout > 0 && r.Body != http.NoBody {
+			// Only a body is read while the request is served: a
+			// bodiless request leaves the deadline to the next read,
+			// which sets its own (readRequest).
 			c.nc.SetReadDeadline(t0.Add(s.o.ClientTimeout))
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
+		c.armWrite(t0)
 		w := &c.st.resp
 		w.reset(r)
 		if ev, ok := r.Header["Expect"]; ok && len(ev) > 0 && ev[0] != "" {
@@ -510,9 +515,9 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 	if c.entry != nil {
 		c.entry.pending.Store(true)
 	}
-	if c.served > 0 {
-		c.nc.SetReadDeadline(t0.Add(s.o.HeaderTimeout))
-	}
+	// The header timeout matters only if the head is not all here yet:
+	// it is set before the first read that waits for more of it.
+	headDL := c.served == 0
 	limit := s.o.MaxHeaderBytes + 4096
 	scan := 0
 	for {
@@ -550,10 +555,29 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 		if c.w-c.r >= limit {
 			return nil, errHeadTooLarge, t0, true
 		}
+		if !headDL {
+			c.nc.SetReadDeadline(t0.Add(s.o.HeaderTimeout))
+			headDL = true
+		}
 		if err := c.fillMax(limit); err != nil {
 			return nil, nil, t0, false
 		}
 	}
+}
+
+// armWrite makes sure the write deadline is at least WriteTimeout after
+// now. It is set WriteTimeout plus a sixteenth ahead and only moved when
+// less than WriteTimeout is left, so a keep-alive connection moves it
+// about once every WriteTimeout/16 instead of on every request (a timer
+// change per request): a response may take up to 1/16 longer than
+// WriteTimeout before its write fails.
+func (c *h1conn) armWrite(now time.Time) {
+	wt := c.s.o.WriteTimeout
+	if c.wdl.Sub(now) >= wt {
+		return
+	}
+	c.wdl = now.Add(wt + wt/16)
+	c.nc.SetWriteDeadline(c.wdl)
 }
 
 // refuseHead answers a head net/http's server would refuse and reports
@@ -563,7 +587,7 @@ func (c *h1conn) refuseHead(e *headError) bool {
 	if e.code == http.StatusNotImplemented {
 		body = "Unsupported transfer encoding"
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.s.o.WriteTimeout))
+	c.armWrite(time.Now())
 	bw := c.writer()
 	bw.Write(appendStatusLine(bw.AvailableBuffer(), e.code, false))
 	bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ")

@@ -161,3 +161,59 @@ func TestH1ShutdownWhileRestacking(t *testing.T) {
 		t.Log("no connection was moving when Shutdown ran")
 	}
 }
+
+// TestH1HeadTimeoutOnKeepAlive pins the header timeout of a keep-alive
+// connection's later requests, which is armed only when the head is not
+// all in (issue 16: fewer timer changes per request): a second head that
+// stalls halfway, sent alone after the first response or pipelined
+// behind the first request, is closed at the header timeout, not at the
+// end of the keep-alive time.
+func TestH1HeadTimeoutOnKeepAlive(t *testing.T) {
+	setIdleRestack(t, 0) // the idle wait's deadline is the keep-alive time
+	const headerTimeout = 200 * time.Millisecond
+	addr, _ := startH1(t, ServerOptions{HeaderTimeout: headerTimeout, KeepAlive: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})})
+	const first = "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+	const partial = "GET /second HTTP/1.1\r\nHost: a\r\nX-Slow: "
+	for _, pipelined := range []bool{false, true} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		// The first request's head has a deadline of its own (from
+		// the accept): the stall comes in a later one.
+		io.WriteString(c, first)
+		if pipelined {
+			io.WriteString(c, first+partial)
+		}
+		for range 1 + btoi(pipelined) {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("pipelined=%v: request: %v", pipelined, err)
+			}
+			io.ReadAll(resp.Body)
+		}
+		start := time.Now()
+		if !pipelined {
+			io.WriteString(c, partial)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Errorf("pipelined=%v: stalled second head: %v, want EOF at the header timeout", pipelined, err)
+		}
+		t.Logf("pipelined=%v: closed after %v", pipelined, time.Since(start))
+		if d := time.Since(start); d < headerTimeout/2 {
+			t.Errorf("pipelined=%v: closed after %v, before the header timeout %v", pipelined, d, headerTimeout)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
