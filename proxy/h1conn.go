@@ -79,7 +79,7 @@ type h1conn struct {
 
 // idleRestack is how long an idle keep-alive connection waits on the
 // goroutine that served its last request. A goroutine keeps the stack it
-// grew while forwarding (8 KiB or more; the runtime shrinks it only in
+// grew while forwarding (4 KiB or more; the runtime shrinks it only in
 // a collection, which a proxy that allocates nothing seldom runs), so a
 // connection still idle after idleRestack moves its wait to a new
 // goroutine, which starts with a small stack: idle connections cost
@@ -190,7 +190,10 @@ func (c *h1conn) serve() {
 		c.register()
 	}
 	c.setup()
-	c.run()
+	// The requests are served on a goroutine of their own: it starts
+	// with a small stack, which the TLS handshake (and the frames above
+	// it here) would otherwise have grown for the connection's life.
+	go c.run() // owned by c.s like serve: Close closes nc, Shutdown waits for it
 }
 
 // run serves requests until the connection closes or moves to a new

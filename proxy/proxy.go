@@ -335,13 +335,46 @@ func (h *Handler) Pool() *backend.Pool { return h.opts.Pool }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	// admit's frame (the checks, the header rewrites, the body read) is
+	// gone while forward runs: with it, a proxied request's frames
+	// outgrow the 4 KiB stack the goroutine starts with.
+	rec, body, path, secure, start, ok := h.admit(w, r)
+	if !ok {
+		return
+	}
+	code, s, abort := h.forward(w, r, body, path, secure, rec)
+	rec.Status = code
+	if body != nil {
+		rec.BytesIn = body.n.Load()
+	}
+	h.finish(s, rec, start)
+	if abort {
+		// The backend failed mid-body: mark the client stream as broken
+		// rather than ending it cleanly. Only after every slot and
+		// counter is settled: the panic unwinds past them.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// admit checks r and prepares it to be forwarded: the request line, Host
+// and framing rules, the path policy, rate limits, forwarded headers and
+// request id, the backend URL, and the body read into its buffer. When a
+// check refuses r it answers it and returns ok false.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (rec *accesslog.Record, body *retryBody, path string, secure bool, start time.Time, ok bool) {
+	start = time.Now()
 	h.requests.Add(1)
 	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
 	client := peer.Addr().Unmap()
-	// rec is the request's access-log record, on this stack: every exit
-	// fills it and hands it to finish.
-	var rec accesslog.Record
+	// rec is the request's access-log record: every exit fills it and
+	// hands it to finish. It lives in the request's scratch, not on this
+	// stack: the frames a proxied request goes through must fit the 4 KiB
+	// a goroutine's stack starts with once grown (docs/architecture.md).
+	sc := scratchOf(w)
+	if sc != nil {
+		rec = &sc.rec
+	} else {
+		rec = new(accesslog.Record)
+	}
 	rec.Reset()
 	rec.Client = netip.AddrPortFrom(client, peer.Port())
 	rec.TLS, rec.Method, rec.Proto = r.TLS, r.Method, r.Proto
@@ -350,21 +383,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// items 1-3).
 	if !validMethod(r.Method) || !validTarget(r.RequestURI) {
 		rec.Method = "" // not logged as received: it may be anything
-		h.badHead(w, r, &rec, start)
-		return
+		h.badHead(w, r, rec, start)
+		return nil, nil, "", false, start, false
 	}
 	switch hostRule(r.ProtoMajor, r.ProtoMinor, r.Host, h.opts.PublicHost) {
 	case hostReject:
-		h.badHead(w, r, &rec, start)
-		return
+		h.badHead(w, r, rec, start)
+		return nil, nil, "", false, start, false
 	case hostPublic:
 		r.Host = h.opts.PublicHost
 	}
 	rec.Host = r.Host
 	switch framingRule(r.ProtoMajor, r.ProtoMinor, len(r.TransferEncoding) > 0) {
 	case framingRejectClose:
-		h.badHead(w, r, &rec, start)
-		return
+		h.badHead(w, r, rec, start)
+		return nil, nil, "", false, start, false
 	case framingCloseAfter:
 		// RFC 9112 6.1: a request framed by Transfer-Encoding may have
 		// carried a Content-Length too (net/http drops it silently); the
@@ -382,27 +415,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rec.Path, rec.Query = r.URL.Path, r.URL.RawQuery
 	if r.Method == http.MethodConnect || upgradeRequested(r.Header) {
-		h.notImplemented(w, r, &rec, start)
-		return
+		h.notImplemented(w, r, rec, start)
+		return nil, nil, "", false, start, false
 	}
 
-	path := r.URL.Path
+	path = r.URL.Path
 	if h.opts.Policy != nil {
 		canon, verdict := h.opts.Policy.Check(r.URL.EscapedPath(), client)
 		if verdict != pathpolicy.Allow {
-			h.refuse(w, r, verdict, &rec, start)
-			return
+			h.refuse(w, r, verdict, rec, start)
+			return nil, nil, "", false, start, false
 		}
 		path = canon
 	}
 	rec.Path = path
 	if d := h.opts.RateLimit.Check(path, r.Method, client, start); d.Limited {
-		h.rateLimited(w, r, d, &rec, start)
-		return
+		h.rateLimited(w, r, d, rec, start)
+		return nil, nil, "", false, start, false
 	}
 
-	secure := r.TLS != nil
-	sc := scratchOf(w)
+	secure = r.TLS != nil
 	h.forwarded.prepare(r, client, secure, sc)
 	requestID(r, sc)
 	rec.ID = r.Header["X-Request-Id"][0]
@@ -430,7 +462,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Trailer != nil && !h.opts.ForwardTrailers {
 		r.Trailer = nil
 	}
-	var body *retryBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &retryBody{rc: r.Body}
 		if len(r.Trailer) > 0 {
@@ -445,8 +476,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = body
 		if h.opts.BodyBufferBytes > 0 {
-			if !h.readBody(w, r, body, &rec, start) {
-				return
+			if !h.readBody(w, r, body, rec, start) {
+				return nil, nil, "", false, start, false
 			}
 			if body.full && len(body.buf) == 0 && body.trailer == nil {
 				// An empty body (a chunked GET): bodiless after all.
@@ -455,19 +486,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-
-	code, s, abort := h.forward(w, r, body, path, secure, &rec)
-	rec.Status = code
-	if body != nil {
-		rec.BytesIn = body.n.Load()
-	}
-	h.finish(s, &rec, start)
-	if abort {
-		// The backend failed mid-body: mark the client stream as broken
-		// rather than ending it cleanly. Only after every slot and
-		// counter is settled: the panic unwinds past them.
-		panic(http.ErrAbortHandler)
-	}
+	return rec, body, path, secure, start, true
 }
 
 // forward runs the attempts for one request and writes the response. It

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"unsafe"
 
+	"github.com/kclb/kclb/internal/accesslog"
 	"github.com/kclb/kclb/internal/balancer"
 )
 
@@ -27,6 +28,9 @@ type reqScratch struct {
 	// The client address as a string, for the connection's peer.
 	client    netip.Addr
 	clientStr string
+
+	// rec is the request's access-log record (Handler.ServeHTTP).
+	rec accesslog.Record
 
 	// head holds the backend's response head for the request: the
 	// Response's strings share it (upstream.roundTrip), so a lender

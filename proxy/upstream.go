@@ -429,7 +429,21 @@ func (u *upstream) prune() {
 }
 
 func (u *upstream) dial(ctx context.Context, hp *hostPool) (*upConn, error) {
-	nc, err := u.dialer.DialContext(ctx, "tcp", hp.addr)
+	// The dial runs on a goroutine of its own, waited for here: the
+	// resolver and connect path is deep, and the request's goroutine
+	// would keep the stack it grew (twice the 4 KiB forwarding needs)
+	// for as long as its client connection lives.
+	type dialed struct {
+		nc  net.Conn
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		nc, err := u.dialer.DialContext(ctx, "tcp", hp.addr)
+		done <- dialed{nc, err}
+	}()
+	d := <-done
+	nc, err := d.nc, d.err
 	if err != nil {
 		return nil, err
 	}
