@@ -285,7 +285,7 @@ func TestDriverFor(t *testing.T) {
 	want := map[string]string{ // scenario -> tool with both listed, "" = builtin
 		"http-ka-c64": "wrk", "http-ka-c1000": "wrk", "http-ka-fixed": "", "https-ka-c64": "wrk",
 		"tls-hs-ecdsa": "", "tls-hs-rsa": "", "tls-resume": "wrk", "h2-c64-m10": "h2load",
-		"idle-10k": "", "login-mix": "", "fail-refuse": "", "fail-slow": "",
+		"idle-10k": "", "idle-tls-2k": "", "login-mix": "", "fail-refuse": "", "fail-slow": "",
 	}
 	all := allScenarios(10000, 4000)
 	if len(all) != len(want) {

@@ -65,10 +65,14 @@ func (s scenario) kind() report.Kind {
 
 const helloPath = "/realms/test/hello"
 
+// idleTLS is how many connections the idle HTTPS scenario holds: a fifth
+// of the plain one's (each costs a handshake to open), at least 1000.
+func idleTLS(idleConns int) int { return max(idleConns/5/1000*1000, 1000) }
+
 // allScenarios is the default suite, in run order. openRate is the rate of
 // the fixed-rate scenario when HAProxy's peak is not measured first.
 func allScenarios(idleConns int, openRate float64) []scenario {
-	return []scenario{
+	all := []scenario{
 		{name: "http-ka-c64", mode: modeH1, workers: 64, path: helloPath,
 			desc: "HTTP/1.1 keep-alive, 64 connections, closed loop, small (955-byte) responses; raw-socket client."},
 		{name: "http-ka-c1000", mode: modeH1, workers: 1000, path: helloPath, noDirect: true,
@@ -96,6 +100,14 @@ func allScenarios(idleConns int, openRate float64) []scenario {
 			fault: "delay=200ms", clear: "delay=0s", minDuration: 9 * time.Second,
 			desc: "Failure under load (run only when named): as fail-refuse, but node 2 answers 200 ms late (kcsim delay=200ms) instead of refusing; both proxies balance round robin."},
 	}
+	if idleConns < 10000 {
+		return all // the quick suite (under 2 minutes) leaves idle HTTPS out
+	}
+	// Idle HTTPS connections after the plain ones.
+	i := slices.IndexFunc(all, func(sc scenario) bool { return sc.mode == modeMix })
+	n := idleTLS(idleConns)
+	return slices.Insert(all, i, scenario{name: fmt.Sprintf("idle-tls-%dk", n/1000), mode: modeIdle, tls: true, workers: n, path: helloPath, noDirect: true,
+		desc: fmt.Sprintf("%d keep-alive HTTPS connections (TLS 1.3, ECDSA P-256), each after one request, held idle, as browsers hold them between logins; memory per connection as in the idle row.", n)})
 }
 
 // selectScenarios filters all by a comma-separated list of names or name

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -328,7 +329,11 @@ func (s *suite) runTool(ctx context.Context, tool driver.Tool, sc scenario, addr
 // request on each, holds them, samples the target's RSS, then closes them.
 func (s *suite) measureIdle(ctx context.Context, sc scenario, t target.Target, run int) report.Run {
 	g := t.Proc()
-	addr := t.HTTPAddr()
+	addr := addrOf(t, sc)
+	var tc *tls.Config
+	if sc.tls {
+		tc = clientTLS(s.certs[sc.key], false)
+	}
 	label := fmt.Sprintf("%s %s run %d/%d", sc.name, t.Name(), run, s.opts.runs)
 	res := &load.Result{}
 	baseRSS := g.RSS()
@@ -357,6 +362,14 @@ func (s *suite) measureIdle(ctx context.Context, sc scenario, t target.Target, r
 						return &load.Error{Kind: load.ErrDial, Err: err}
 					}
 					c.SetDeadline(time.Now().Add(10 * time.Second))
+					if tc != nil {
+						tlc := tls.Client(c, tc)
+						if err := tlc.HandshakeContext(ctx); err != nil {
+							c.Close()
+							return &load.Error{Kind: load.ErrTLS, Err: err}
+						}
+						c = tlc
+					}
 					if _, err := c.Write(req); err != nil {
 						c.Close()
 						return &load.Error{Kind: load.ErrWrite, Err: err}

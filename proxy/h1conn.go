@@ -503,6 +503,12 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 				c.restackAfter(err)
 				return nil, nil, t0, false
 			}
+		} else if c.served > 0 && c.tls != nil && c.bw == nil {
+			// An idle TLS connection holds no buffer of kclb's either.
+			if err := c.idleReadTLS(); err != nil {
+				c.restackAfter(err)
+				return nil, nil, t0, false
+			}
 		} else if err := c.fill(); err != nil {
 			c.restackAfter(err)
 			return nil, nil, t0, false
@@ -600,6 +606,34 @@ func (c *h1conn) refuseHead(e *headError) bool {
 	bw.Flush()
 	c.s.o.ErrorLog.Debug("refused request head", "remote", c.remote, "err", e)
 	return e.code == http.StatusRequestHeaderFieldsTooLarge
+}
+
+// idleReadTLS waits for the next request of an idle TLS connection
+// without the read buffer: it reads one byte, which makes crypto/tls
+// decrypt the record that carries it and keep the rest, then takes the
+// buffer (empty, as readRequest leaves it) and puts the byte in it; the
+// next fill reads the rest of the record without a system call. It
+// keeps the first read error like fill.
+func (c *h1conn) idleReadTLS() error {
+	if c.rerr != nil {
+		return c.rerr
+	}
+	c.putBuffers()
+	var first [1]byte
+	n, err := c.nc.Read(first[:])
+	c.getBuffers()
+	if n > 0 {
+		c.buf[0] = first[0]
+		c.w = 1
+	}
+	if err != nil {
+		c.rerr = err
+		if n > 0 {
+			return nil
+		}
+		return err
+	}
+	return nil
 }
 
 // fill reads more bytes into the buffer (at least one), growing it up to

@@ -217,3 +217,47 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// TestH1TLSIdleRead pins the idle wait of a TLS connection without
+// kclb's read buffer (issue 16: idle HTTPS connections): a head that
+// arrives after the idle wait in several TLS records, one whose first
+// record holds a single byte, and two pipelined heads in one record are
+// all served, in order.
+func TestH1TLSIdleRead(t *testing.T) {
+	setIdleRestack(t, 0)
+	addr, _ := startH1(t, ServerOptions{
+		TLS: &tls.Config{Certificates: []tls.Certificate{testCert(t)}, NextProtos: []string{"http/1.1"}},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, r.URL.Path)
+		}),
+	})
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	expect := func(paths ...string) {
+		t.Helper()
+		for _, p := range paths {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if string(b) != p {
+				t.Fatalf("response %q, want %q", b, p)
+			}
+		}
+	}
+	io.WriteString(c, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+	expect("/first")
+	// Each Write is a TLS record of its own.
+	for _, part := range []string{"G", "ET /split HTTP/1.1\r\n", "Host: a\r\n", "\r\n"} {
+		io.WriteString(c, part)
+	}
+	expect("/split")
+	io.WriteString(c, "GET /p1 HTTP/1.1\r\nHost: a\r\n\r\nGET /p2 HTTP/1.1\r\nHost: a\r\n\r\n")
+	expect("/p1", "/p2")
+}
