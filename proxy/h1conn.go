@@ -626,14 +626,21 @@ func (c *h1conn) idleReadTLS() error {
 		c.buf[0] = first[0]
 		c.w = 1
 	}
-	if err != nil {
-		c.rerr = err
-		if n > 0 {
-			return nil
-		}
-		return err
+	return c.readDone(n, err)
+}
+
+// readDone keeps err, the result of a read that gave n bytes, as the
+// connection's read error, and returns it unless bytes came with it (the
+// next read returns it then).
+func (c *h1conn) readDone(n int, err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	c.rerr = err
+	if n > 0 {
+		return nil
+	}
+	return err
 }
 
 // fill reads more bytes into the buffer (at least one), growing it up to
@@ -681,14 +688,7 @@ func (c *h1conn) fillMax(max int) error {
 	}
 	n, err := c.nc.Read(c.buf[c.w:])
 	c.w += n
-	if err != nil {
-		c.rerr = err
-		if n > 0 {
-			return nil
-		}
-		return err
-	}
-	return nil
+	return c.readDone(n, err)
 }
 
 // Body reading helpers (h1body).
