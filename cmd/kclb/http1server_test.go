@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"testing"
 	"time"
@@ -51,5 +54,84 @@ func TestHTTP1ServerSwitch(t *testing.T) {
 				t.Errorf("Content-Length in the refusal: %v, want %v (served by %s?): %q", got, tc.wantLength, tc.server, resp)
 			}
 		})
+	}
+}
+
+// TestIdleKeepAliveThroughBinary: a keep-alive client connection idle for
+// longer than the first part of the idle wait (250 ms, after which kclb
+// moves the wait to a fresh goroutine and, over TLS, waits without its
+// read buffer; issue 16) is served again on the same connection through
+// the real binary: over HTTPS with the KC_ROUTE the first response
+// issued still pinning the same node, and on the plain listener.
+func TestIdleKeepAliveThroughBinary(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	const idle = 600 * time.Millisecond // the idle period under test, not a synchronisation
+	hc := e.client(false)
+	reused := 0
+	get := func(cookie string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", e.url("/realms/test/hello"), nil)
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) {
+				if i.Reused {
+					reused++
+				}
+			},
+		}))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		return resp
+	}
+	first := get("")
+	var route string
+	for _, c := range first.Cookies() {
+		if c.Name == "KC_ROUTE" {
+			route = c.Name + "=" + c.Value
+		}
+	}
+	if route == "" {
+		t.Fatalf("no KC_ROUTE issued: %v", first.Header["Set-Cookie"])
+	}
+	for i := range 2 {
+		time.Sleep(idle)
+		if got := get(route); got.Header.Get("X-Node") != first.Header.Get("X-Node") {
+			t.Errorf("after idle period %d: node %q, want %q (the KC_ROUTE's)", i+1, got.Header.Get("X-Node"), first.Header.Get("X-Node"))
+		}
+	}
+	if reused != 2 {
+		t.Errorf("%d of 2 requests after an idle period reused the connection", reused)
+	}
+
+	c, err := net.Dial("tcp", e.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		if i > 0 {
+			time.Sleep(idle)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /realms/test/hello HTTP/1.1\r\nHost: localhost\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("plain request %d: %v", i+1, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusPermanentRedirect {
+			t.Errorf("plain request %d: status %d, want the redirect to HTTPS", i+1, resp.StatusCode)
+		}
 	}
 }
