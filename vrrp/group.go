@@ -66,17 +66,6 @@ func (g *Group) health(m *member) Health {
 	return g.opts.Health()
 }
 
-// Check builds every instance of list without opening anything, so a
-// configuration check refuses what Reconcile would refuse.
-func Check(list []Options) error {
-	for _, o := range list {
-		if _, err := New(o); err != nil {
-			return fmt.Errorf("vrrp instance %q: %w", o.Name, err)
-		}
-	}
-	return nil
-}
-
 // Reconcile makes the running instances match list. Instances whose
 // Options are deeply equal to a running one's keep running untouched (no
 // spurious transition); changed ones are restarted; removed ones resign.

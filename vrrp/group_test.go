@@ -17,7 +17,7 @@ func TestGroupReconcile(t *testing.T) {
 	var errs []error
 	g := NewGroup(GroupOptions{OnError: func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }})
 	defer g.Stop()
-	opt := func(name string, vrid uint8) Options {
+	opt := func(name string, vrid int) Options {
 		return Options{Name: name, Interface: "kclbnoif0", VRID: vrid, Priority: 100, TrackWeight: 10,
 			VIPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.10/24")}}
 	}

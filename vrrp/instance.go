@@ -45,24 +45,28 @@ type Observer interface {
 	OnTransition(instance string, from, to State)
 }
 
-// Options configures an Instance. Zero fields get the documented defaults; Interface, VRID
-// and VIPs are required.
+// Options configures an Instance. Zero fields get the documented defaults (the exported
+// Default constants); Interface, VRID and VIPs are required. Where a field can be switched
+// off, its doc says how: 0 for the ones without a default (GARPRefresh, TrackWeight's
+// tracking), a negative value for the ones whose 0 is the default (GARPRepeat, GARPDelay).
+// Validate checks the rules New applies.
 type Options struct {
 	// Name identifies the instance in logs, Status and notify commands. Default "VI_<VRID>".
 	Name string
 	// Interface is the network interface the adverts and VIPs use, e.g. "eth0". Required.
 	Interface string
 	// VRID is the virtual router ID, 1..255; peers in one virtual router share it. Required.
-	VRID uint8
-	// Priority is 1..255; 255 makes this node the address owner. Default 100.
-	Priority uint8
+	VRID int
+	// Priority is 1..255; 255 makes this node the address owner. Default
+	// DefaultPriority (100).
+	Priority int
 	// AdvertInterval is the advert interval. Version 3: 10 ms .. 40.95 s in multiples of
 	// 10 ms; version 2: whole seconds. Default 1 s.
 	AdvertInterval time.Duration
 	// Version is the VRRP version, 3 (RFC 5798) or 2 (RFC 3768). Default 3.
 	Version int
-	// AuthPass is the VRRPv2 clear-text password (keepalived "auth_type PASS"); only the
-	// first 8 bytes are used, as in keepalived. Empty means no authentication. Version 2 only.
+	// AuthPass is the VRRPv2 clear-text password (keepalived "auth_type PASS"), at most 8
+	// bytes (the advert's authentication data). Empty means no authentication. Version 2 only.
 	AuthPass string
 	// VIPs are the virtual addresses with the prefix length to configure them with
 	// (e.g. 203.0.113.100/24 as keepalived does, or /32; 2001:db8::100/64 or /128). 1..255
@@ -86,8 +90,8 @@ type Options struct {
 	// TrackWeight is subtracted from Priority once per step of worse health reported with
 	// SetHealth (HealthDegraded once, HealthDown twice; SetHealthy(false) once). 0 means a
 	// node whose health is not HealthOK goes to StateFault (releases the VIP and stops
-	// sending).
-	TrackWeight uint8
+	// sending). 0..254.
+	TrackWeight int
 	// TrackRise and TrackFall are the numbers of consecutive SetHealthy(true) or (false)
 	// calls needed to change the tracked health. Default 1. Callers that only report edges
 	// should keep 1.
@@ -267,15 +271,16 @@ type note struct {
 // New validates opts, applies defaults and returns an Instance in StateInit. The errors
 // name the offending Options field.
 func New(opts Options) (*Instance, error) {
+	if err := opts.Validate(); err != nil {
+		name := opts.Name
+		if name == "" {
+			name = "VI_" + strconv.Itoa(opts.VRID)
+		}
+		return nil, fmt.Errorf("vrrp %s: %w", name, err)
+	}
 	o := opts
-	if o.Interface == "" {
-		return nil, errors.New("vrrp: Interface is required")
-	}
-	if o.VRID == 0 {
-		return nil, errors.New("vrrp: VRID must be 1..255")
-	}
 	if o.Name == "" {
-		o.Name = "VI_" + strconv.Itoa(int(o.VRID))
+		o.Name = "VI_" + strconv.Itoa(o.VRID)
 	}
 	if o.Priority == 0 {
 		o.Priority = DefaultPriority
@@ -286,58 +291,7 @@ func New(opts Options) (*Instance, error) {
 	if o.AdvertInterval == 0 {
 		o.AdvertInterval = DefaultAdvertInterval
 	}
-	switch o.Version {
-	case 3:
-		if o.AdvertInterval < 10*time.Millisecond || o.AdvertInterval > 40950*time.Millisecond || o.AdvertInterval%(10*time.Millisecond) != 0 {
-			return nil, fmt.Errorf("vrrp %s: AdvertInterval %v: version 3 needs 10ms..40.95s in multiples of 10ms", o.Name, o.AdvertInterval)
-		}
-		if o.AuthPass != "" {
-			return nil, fmt.Errorf("vrrp %s: AuthPass: version 3 has no authentication", o.Name)
-		}
-	case 2:
-		if o.AdvertInterval < time.Second || o.AdvertInterval > 255*time.Second || o.AdvertInterval%time.Second != 0 {
-			return nil, fmt.Errorf("vrrp %s: AdvertInterval %v: version 2 needs whole seconds 1..255", o.Name, o.AdvertInterval)
-		}
-	default:
-		return nil, fmt.Errorf("vrrp %s: Version %d: want 2 or 3", o.Name, o.Version)
-	}
-	if len(o.VIPs) == 0 || len(o.VIPs) > 255 {
-		return nil, fmt.Errorf("vrrp %s: VIPs: need 1..255 addresses, got %d", o.Name, len(o.VIPs))
-	}
-	// One address family per instance, as in keepalived: the first VIP decides.
-	v6 := o.VIPs[0].IsValid() && o.VIPs[0].Addr().Is6() && !o.VIPs[0].Addr().Is4In6()
-	family := func(a netip.Addr) bool { // a is of the instance's family
-		if v6 {
-			return a.Is6() && !a.Is4In6()
-		}
-		return a.Is4()
-	}
-	fam := "IPv4"
-	if v6 {
-		fam = "IPv6"
-		if o.Version != 3 {
-			return nil, fmt.Errorf("vrrp %s: Version %d: IPv6 VIPs need VRRP version 3", o.Name, o.Version)
-		}
-	}
-	for _, v := range o.VIPs {
-		if !v.IsValid() || !family(v.Addr()) {
-			return nil, fmt.Errorf("vrrp %s: VIPs: %v is not an %s prefix (one address family per instance, set by the first VIP)", o.Name, v, fam)
-		}
-	}
-	for _, p := range o.UnicastPeers {
-		if !family(p) {
-			return nil, fmt.Errorf("vrrp %s: UnicastPeers: %v is not %s like the VIPs", o.Name, p, fam)
-		}
-	}
-	if o.SourceAddr.IsValid() && !family(o.SourceAddr) {
-		return nil, fmt.Errorf("vrrp %s: SourceAddr: %v is not %s like the VIPs", o.Name, o.SourceAddr, fam)
-	}
-	if v6 && o.SourceAddr.IsValid() && !o.SourceAddr.IsLinkLocalUnicast() {
-		return nil, fmt.Errorf("vrrp %s: SourceAddr: %v is not link-local (RFC 5798 §5.1.2.1: IPv6 adverts come from the interface's link-local address)", o.Name, o.SourceAddr)
-	}
-	if o.PreemptDelay < 0 || o.TrackRise < 0 || o.TrackFall < 0 || o.GARPRefresh < 0 {
-		return nil, fmt.Errorf("vrrp %s: PreemptDelay, TrackRise, TrackFall and GARPRefresh must not be negative", o.Name)
-	}
+	v6 := isIPv6(o.VIPs)
 	switch {
 	case o.GARPRepeat == 0:
 		o.GARPRepeat = DefaultGARPRepeat
@@ -364,10 +318,10 @@ func New(opts Options) (*Instance, error) {
 		}
 	}
 	m, err := NewMachine(MachineConfig{
-		Version: o.Version, Priority: o.Priority, AdvertInterval: o.AdvertInterval, LocalAddr: local,
+		Version: o.Version, Priority: uint8(o.Priority), AdvertInterval: o.AdvertInterval, LocalAddr: local,
 		Preempt: o.Preempt || o.Priority == 255, PreemptDelay: o.PreemptDelay,
 		GARPRepeat: o.GARPRepeat, GARPDelay: o.GARPDelay, GARPRefresh: o.GARPRefresh,
-		TrackWeight: o.TrackWeight, TrackRise: o.TrackRise, TrackFall: o.TrackFall,
+		TrackWeight: uint8(o.TrackWeight), TrackRise: o.TrackRise, TrackFall: o.TrackFall,
 		StartAsMaster: o.Inherit,
 	})
 	if err != nil {
@@ -384,7 +338,7 @@ func New(opts Options) (*Instance, error) {
 		transTo:      make(map[State]uint64),
 	}
 	if o.Version == 2 && o.AuthPass != "" {
-		copy(i.authData[:], o.AuthPass) // keepalived uses only the first 8 bytes
+		copy(i.authData[:], o.AuthPass) // at most 8 bytes (Validate)
 	}
 	return i, nil
 }
@@ -455,7 +409,7 @@ func (i *Instance) Status() Status {
 		Name:                i.opts.Name,
 		State:               i.m.State(),
 		Priority:            i.m.Priority(),
-		ConfiguredPriority:  i.opts.Priority,
+		ConfiguredPriority:  uint8(i.opts.Priority),
 		Healthy:             i.m.Healthy(),
 		Health:              i.m.Health(),
 		Standby:             i.m.Standby(),
@@ -693,7 +647,7 @@ func (i *Instance) validate(b []byte, h ipInfo, p *Packet, local netip.Addr) (Ad
 		i.warnf("vrrp: dropped advert with bad checksum", "src", h.Src, "err", err)
 		return drop(DropChecksum)
 	}
-	if p.VRID != i.opts.VRID {
+	if int(p.VRID) != i.opts.VRID {
 		return drop(DropVRID)
 	}
 	if p.Version == 2 {
@@ -822,7 +776,7 @@ func (i *Instance) sendAdvertLocked(prio uint8) {
 	if i.plat == nil {
 		return
 	}
-	i.pkt = Packet{Version: uint8(i.opts.Version), VRID: i.opts.VRID, Priority: prio, IPv6: i.ipv6(),
+	i.pkt = Packet{Version: uint8(i.opts.Version), VRID: uint8(i.opts.VRID), Priority: prio, IPv6: i.ipv6(),
 		Interval: i.opts.AdvertInterval, Addrs: i.pkt.Addrs[:0], Src: i.m.cfg.LocalAddr}
 	for _, v := range i.opts.VIPs {
 		i.pkt.Addrs = append(i.pkt.Addrs, v.Addr())

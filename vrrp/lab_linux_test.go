@@ -223,10 +223,10 @@ func TestHelperProcess(t *testing.T) {
 			peers = append(peers, netip.MustParseAddr(p))
 		}
 		inst, err := New(Options{
-			Interface: "eth0", VRID: hc.VRID, Priority: hc.Priority, Version: hc.Version,
+			Interface: "eth0", VRID: int(hc.VRID), Priority: int(hc.Priority), Version: hc.Version,
 			AdvertInterval: time.Duration(hc.AdvertMS) * time.Millisecond, AuthPass: hc.AuthPass,
 			VIPs: []netip.Prefix{netip.PrefixFrom(netip.MustParseAddr(vip), labVIPBits(vip))}, Preempt: hc.Preempt,
-			TrackWeight: hc.TrackWeight, UnicastPeers: peers, Logger: log,
+			TrackWeight: int(hc.TrackWeight), UnicastPeers: peers, Logger: log,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/configmap"
 )
 
 func TestProxiesServeThroughConfig(t *testing.T) {
@@ -118,7 +118,7 @@ func TestKclbConfigIsValid(t *testing.T) {
 		{Name: "kc1", Traffic: "127.0.0.1:28081", Mgmt: "127.0.0.1:29001", Route: "keycloak1"},
 		{Name: "kc2", Traffic: "127.0.0.1:28082", Mgmt: "127.0.0.1:29002", Route: "keycloak2"},
 	}})
-	if _, err := config.Parse([]byte(cfg), dir); err != nil {
+	if _, err := configmap.Parse([]byte(cfg), dir); err != nil {
 		t.Fatalf("kclb rejects the bench configuration: %v\n%s", err, cfg)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/internal/configmap"
 	"github.com/kclb/kclb/internal/daemon"
 )
@@ -35,9 +34,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	case len(pos) == 1:
 		*path = pos[0]
 	}
-	load := config.Load
+	load := configmap.Load
 	if *syntax {
-		load = config.LoadSyntax
+		load = configmap.LoadSyntax
 	}
 	cfg, err := load(*path)
 	if err != nil {

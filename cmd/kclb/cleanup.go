@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/configmap"
 	"github.com/kclb/kclb/vrrp"
 )
 
@@ -25,7 +25,7 @@ func cmdCleanupVIPs(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
 		return errUsage
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := configmap.Load(*path)
 	if err != nil {
 		return err
 	}

@@ -20,13 +20,13 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	cfg, err := daemon.During(ctx, "loading the configuration "+*path, func() (*config.Config, error) { return config.Load(*path) })
+	cfg, err := daemon.During(ctx, "loading the configuration "+*path, func() (*config.Config, error) { return configmap.Load(*path) })
 	if err != nil {
 		return err
 	}
 	spec := configmap.Spec(cfg)
 	load := func() (*daemon.Spec, error) {
-		cfg, err := config.Load(cfg.Path)
+		cfg, err := configmap.Load(cfg.Path)
 		if err != nil {
 			return nil, err
 		}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/internal/admin"
-	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/configmap"
 )
 
 // TestSlowStartRampsAReturningServer pins [health] slowstart through the
@@ -112,7 +112,7 @@ func TestSlowStartRampsAReturningServer(t *testing.T) {
 func TestNoSlowStartWithoutChecks(t *testing.T) {
 	dir := t.TempDir()
 	base, _ := wiringBase(t, dir)
-	c, err := config.Parse([]byte(base), dir)
+	c, err := configmap.Parse([]byte(base), dir)
 	if err != nil {
 		t.Fatal(err)
 	}

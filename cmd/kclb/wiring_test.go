@@ -287,7 +287,7 @@ func TestEveryKeyReachesTheRuntime(t *testing.T) {
 	overrides := wiringOverrides(files)
 	load := func(t *testing.T, text string) *config.Config {
 		t.Helper()
-		c, err := config.Parse([]byte(text), dir)
+		c, err := configmap.Parse([]byte(text), dir)
 		if err != nil {
 			t.Fatalf("configuration does not parse: %v\n%s", err, text)
 		}
@@ -613,7 +613,7 @@ func TestZeroMeansWhatTheDocsSay(t *testing.T) {
 				t.Fatalf("base configuration: want %s without %s", table, tc.key)
 			}
 			text := strings.Replace(base, table+"\n", table+"\n"+tc.key+" = "+tc.value+"\n", 1)
-			c, err := config.Parse([]byte(text), dir)
+			c, err := configmap.Parse([]byte(text), dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -630,7 +630,7 @@ func TestZeroMeansWhatTheDocsSay(t *testing.T) {
 func TestTrafficProbesSpeakHTTP(t *testing.T) {
 	dir := t.TempDir()
 	base, _ := wiringBase(t, dir) // scheme = "https"
-	c, err := config.Parse([]byte(base), dir)
+	c, err := configmap.Parse([]byte(base), dir)
 	if err != nil {
 		t.Fatal(err)
 	}

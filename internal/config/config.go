@@ -2,9 +2,13 @@
 // its defaults, and the checks that reject a bad file before anything starts.
 //
 // The package is inert data. It opens no sockets and imports no other kclb
-// package; cmd/kclb turns a *Config into the runtime packages' options.
-// Load and Parse decode a file, fill in defaults, and validate; every problem
-// found is reported at once in an *Errors with the key path and line.
+// package; internal/configmap turns a *Config into the runtime packages'
+// options. Load and Parse decode a file, fill in defaults, and check the
+// syntax, the types, the rules between keys and the files named; every
+// problem found is reported at once in an *Errors with the key path and
+// line. The ranges of the runtime's values are the runtime packages'
+// rules (their Options.Validate): LoadWith takes them as LoadOptions.Check
+// (configmap.Load passes its own) and reports them the same way.
 //
 // Field comments give the TOML key's default, i.e. the value it has after
 // Load when the key is absent. docs/configuration.md is the user reference.
@@ -18,6 +22,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -706,14 +712,11 @@ func Default() *Config {
 // Load reads and parses the file at path; relative paths inside it are
 // resolved against the file's directory. A configuration problem is
 // returned as an *Errors listing every problem; a file that cannot be read
-// gives a plain wrapped error.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	return load(data, path, false)
-}
+// gives a plain wrapped error. It checks config's own rules only (keys,
+// types, the rules between keys, the files named); LoadWith with
+// configmap's check adds the runtime packages' rules, and is what kclb
+// runs.
+func Load(path string) (*Config, error) { return LoadWith(path, LoadOptions{}) }
 
 // LoadSyntax is Load without any file access beyond path itself: every
 // key, type, range and cross-key rule is checked, but the certificate,
@@ -721,15 +724,32 @@ func Load(path string) (*Config, error) {
 // (so the affinity key from secret_file stays unset). It is the check
 // for a configuration written on a workstation for another machine.
 func LoadSyntax(path string) (*Config, error) {
+	return LoadWith(path, LoadOptions{SyntaxOnly: true})
+}
+
+// LoadOptions are the options of LoadWith and ParseWith.
+type LoadOptions struct {
+	// SyntaxOnly opens no file the configuration names (LoadSyntax).
+	SyntaxOnly bool
+	// Check finds the problems config cannot see itself: the rules the
+	// runtime packages own, applied to the options c converts to
+	// (configmap.Problems), each Problem's Path naming the key that set
+	// the value. It runs on every configuration that decoded, also one
+	// with problems of its own, so that every problem is reported at
+	// once; a problem about a key whose value config already refused
+	// (or about a key inside it) is dropped. Its problems get their lines
+	// as config's own do. Nil checks nothing more.
+	Check func(c *Config) []Problem
+}
+
+// LoadWith is Load (or LoadSyntax) with the problems opts.Check finds
+// added to config's own.
+func LoadWith(path string, opts LoadOptions) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return load(data, path, true)
-}
-
-func load(data []byte, path string, noFiles bool) (*Config, error) {
-	c, errs := parse(data, filepath.Dir(path), noFiles)
+	c, errs := parse(data, filepath.Dir(path), opts)
 	if errs != nil {
 		errs.File = path
 		return nil, errs
@@ -743,16 +763,21 @@ func load(data []byte, path string, noFiles bool) (*Config, error) {
 // Parse decodes TOML data, applies defaults and validates the result.
 // Relative file paths in it are resolved against baseDir (the current
 // directory if empty). On any problem it returns a nil *Config and an
-// *Errors listing all of them.
+// *Errors listing all of them. Like Load it checks config's own rules.
 func Parse(data []byte, baseDir string) (*Config, error) {
-	c, errs := parse(data, baseDir, false)
+	return ParseWith(data, baseDir, LoadOptions{})
+}
+
+// ParseWith is Parse with opts (see LoadWith).
+func ParseWith(data []byte, baseDir string, opts LoadOptions) (*Config, error) {
+	c, errs := parse(data, baseDir, opts)
 	if errs != nil {
 		return nil, errs
 	}
 	return c, nil
 }
 
-func parse(data []byte, baseDir string, noFiles bool) (*Config, *Errors) {
+func parse(data []byte, baseDir string, opts LoadOptions) (*Config, *Errors) {
 	var raw map[string]any
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw)
 	if err != nil {
@@ -763,10 +788,13 @@ func parse(data []byte, baseDir string, noFiles bool) (*Config, *Errors) {
 	d.decodeStruct("", raw, c)
 	d.finishParse(c)
 	c.resolvePaths(baseDir)
-	v := &validator{noFiles: noFiles}
+	v := &validator{noFiles: opts.SyntaxOnly}
 	c.resolve(v)
 	c.validate(v)
 	problems := append(d.problems, v.problems...)
+	if opts.Check != nil {
+		problems = addUnrefused(problems, opts.Check(c))
+	}
 	if len(problems) == 0 {
 		return c, nil
 	}
@@ -777,6 +805,22 @@ func parse(data []byte, baseDir string, noFiles bool) (*Config, *Errors) {
 	e := &Errors{Problems: problems}
 	e.sort()
 	return nil, e
+}
+
+// addUnrefused appends the problems of more to problems, except those
+// about a key that one of problems is about, or one inside it: a value
+// that did not decode is not checked further.
+func addUnrefused(problems, more []Problem) []Problem {
+	n := len(problems)
+	for _, m := range more {
+		refused := slices.ContainsFunc(problems[:n], func(p Problem) bool {
+			return p.Path != "" && (m.Path == p.Path || strings.HasPrefix(m.Path, p.Path+".") || strings.HasPrefix(m.Path, p.Path+"["))
+		})
+		if !refused {
+			problems = append(problems, m)
+		}
+	}
+	return problems
 }
 
 // Validate fills in derived defaults that are still unset (instance name,

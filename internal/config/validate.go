@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -752,21 +751,11 @@ func (c *Config) validateHealth(v *validator) {
 	}
 }
 
-// familyName names an address family in messages.
-func familyName(ipv6 bool) string {
-	if ipv6 {
-		return "IPv6"
-	}
-	return "IPv4"
-}
-
+// validateVRRP checks what [[vrrp.instance]] entries need as entries of
+// the file: a name, not used twice. The instances' own rules (ranges,
+// address families, one VRID per interface) are vrrp.Options.Validate's
+// and vrrp.Check's, reported through LoadOptions.Check.
 func (c *Config) validateVRRP(v *validator) {
-	type router struct {
-		iface string
-		vrid  int
-		ipv6  bool // VRIDs of IPv4 and IPv6 are separate spaces (RFC 5798 §7.3)
-	}
-	routers := make(map[router]int)
 	names := make(map[string]int)
 	for i, in := range c.VRRP.Instances {
 		key := idx("vrrp.instance", i)
@@ -776,107 +765,6 @@ func (c *Config) validateVRRP(v *validator) {
 			v.problem(key+".name", "%q is already used by vrrp.instance[%d]", in.Name, j)
 		} else {
 			names[in.Name] = i
-		}
-		switch {
-		case in.Interface == "":
-			v.problem(key+".interface", "is required")
-		case len(in.Interface) > 15 || strings.ContainsAny(in.Interface, "/ \t\n") || in.Interface == "." || in.Interface == "..":
-			v.problem(key+".interface", "%q is not a valid interface name", in.Interface)
-		}
-		if in.VRID == 0 {
-			v.problem(key+".vrid", "is required (1..255)")
-		} else {
-			v.intRange(key+".vrid", in.VRID, 1, 255)
-		}
-		v.intRange(key+".priority", in.Priority, 1, 255)
-		switch in.Version {
-		case 2:
-			d := in.AdvertInt.Duration
-			if d < time.Second || d > 255*time.Second || d%time.Second != 0 {
-				v.problem(key+".advert_int", "%s: VRRP version 2 needs whole seconds in 1s..255s", d)
-			}
-		case 3:
-			d := in.AdvertInt.Duration
-			if d < 10*time.Millisecond || d > 40950*time.Millisecond || d%(10*time.Millisecond) != 0 {
-				v.problem(key+".advert_int", "%s: want 10ms..40.95s in steps of 10ms", d)
-			}
-			if in.AuthPass != "" {
-				v.problem(key+".auth_pass", "VRRP version 3 has no authentication; remove auth_pass or set version = 2")
-			}
-		default:
-			v.problem(key+".version", "%d is not 2 or 3", in.Version)
-		}
-		if len(in.AuthPass) > 8 {
-			v.problem(key+".auth_pass", "is %d bytes; VRRP allows at most 8", len(in.AuthPass))
-		}
-		if len(in.VIPs) == 0 {
-			v.problem(key+".vips", "needs at least one virtual address")
-		}
-		// One address family per instance, as in keepalived: the first VIP
-		// decides, and IPv6 runs VRRPv3 over IPv6 (RFC 5798 §5.1.2).
-		v6, famSet := false, false
-		for j, p := range in.VIPs {
-			if !p.IsValid() {
-				continue // already reported by the decoder
-			}
-			a := p.Addr()
-			switch {
-			case a.Is4In6():
-				v.problem(idx(key+".vips", j), "%q is an IPv4-mapped IPv6 address; write it as IPv4 (%v)", p, a.Unmap())
-				continue
-			case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
-				v.problem(idx(key+".vips", j), "%q cannot be a virtual address", p)
-				continue
-			}
-			if !famSet {
-				v6, famSet = a.Is6(), true
-			} else if a.Is6() != v6 {
-				v.problem(idx(key+".vips", j), "%q is %s but the instance's first VIP is %s: one address family per instance (put the other family in its own [[vrrp.instance]])",
-					p, familyName(a.Is6()), familyName(v6))
-			}
-		}
-		if v6 && in.Version == 2 {
-			v.problem(key+".version", "2 is IPv4 only; IPv6 virtual addresses need version = 3")
-		}
-		fam := familyName(v6)
-		for j, a := range in.UnicastPeers {
-			switch {
-			case a.IsValid() && famSet && (a.Is6() && !a.Is4In6()) != v6:
-				v.problem(idx(key+".unicast_peers", j), "%q is not %s like the instance's virtual addresses", a, fam)
-			case v6 && !a.IsLinkLocalUnicast():
-				// The receiver compares the advert's source with the peer list,
-				// and IPv6 adverts always come from a link-local address.
-				v.problem(idx(key+".unicast_peers", j), "%q is not link-local (fe80::/10): IPv6 adverts come from the peer's link-local address, so list that", a)
-			}
-		}
-		if a := in.SourceAddress; a.IsValid() {
-			switch {
-			case famSet && !v6 && !a.Unmap().Is4():
-				v.problem(key+".source_address", "%q is not an IPv4 address (VRRP here advertises over IPv4)", a)
-			case v6 && (!a.Is6() || a.Is4In6() || !a.IsLinkLocalUnicast()):
-				v.problem(key+".source_address", "%q is not an IPv6 link-local address (fe80::/10): IPv6 adverts are sent from the interface's link-local address (RFC 5798 §5.1.2.1)", a)
-			case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
-				v.problem(key+".source_address", "%q cannot be the source of adverts", a)
-			case slices.ContainsFunc(in.VIPs, func(p netip.Prefix) bool { return p.Addr().Unmap() == a.Unmap() }):
-				v.problem(key+".source_address", "%q is one of the virtual addresses; use the interface's own address", a)
-			case slices.ContainsFunc(in.UnicastPeers, func(p netip.Addr) bool { return p.Unmap() == a.Unmap() }):
-				v.problem(key+".source_address", "%q is also listed in unicast_peers", a)
-			}
-		}
-		v.nonNegative(key+".preempt_delay", in.PreemptDelay)
-		v.intRange(key+".track_weight", in.TrackWeight, 0, 254)
-		v.atLeast(key+".track_rise", in.TrackRise, 1)
-		v.atLeast(key+".track_fall", in.TrackFall, 1)
-		v.atLeast(key+".garp_repeat", in.GARPRepeat, 0)
-		v.nonNegative(key+".garp_delay", in.GARPDelay)
-		v.nonNegative(key+".garp_refresh", in.GARPRefresh)
-		if in.Interface != "" && in.VRID != 0 {
-			r := router{in.Interface, in.VRID, v6}
-			if j, dup := routers[r]; dup {
-				v.problem(key+".vrid", "%d is already used on %s for %s by vrrp.instance[%d]", in.VRID, in.Interface, familyName(v6), j)
-			} else {
-				routers[r] = i
-			}
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/configmap"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -16,7 +16,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/go
 // keepalived.conf when present): four realistic setups of our own and the
 // seed configurations. The configuration must equal want.toml and the
 // messages want.txt (go test -update rewrites both), and the
-// configuration must pass `kclb check --syntax-only` (config.LoadSyntax).
+// configuration must pass `kclb check --syntax-only` (configmap.LoadSyntax).
 // Issue 15: import never drops meaning silently.
 func TestGolden(t *testing.T) {
 	dirs, _ := filepath.Glob("testdata/golden/*")
@@ -41,7 +41,7 @@ func TestGolden(t *testing.T) {
 			if err := os.WriteFile(out, r.Config, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := config.LoadSyntax(out); err != nil {
+			if _, err := configmap.LoadSyntax(out); err != nil {
 				t.Errorf("the imported configuration does not pass the syntax-only check: %v\n%s", err, r.Config)
 			}
 			// Every message is in the file's header, and every error

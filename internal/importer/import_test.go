@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/configmap"
 )
 
 // fileKey matches output lines naming a file kclb reads at load time.
@@ -88,7 +89,7 @@ func TestImportSeed(t *testing.T) {
 
 			// As generated, the only problems are the files that do not
 			// exist on this machine (unless they happen to).
-			_, err := config.Parse(r.Config, "")
+			_, err := configmap.Parse(r.Config, "")
 			var errs *config.Errors
 			if err != nil {
 				if !errors.As(err, &errs) {
@@ -106,7 +107,7 @@ func TestImportSeed(t *testing.T) {
 				}
 			}
 
-			cfg, err := config.Parse(provideFiles(t, r.Config), "")
+			cfg, err := configmap.Parse(provideFiles(t, r.Config), "")
 			if err != nil {
 				t.Fatalf("Parse with the referenced files present: %v\n%s", err, r.Config)
 			}
@@ -231,7 +232,7 @@ func TestImportInstallScript(t *testing.T) {
 	}
 	// No certificate and no affinity secret: it parses with the admin
 	// token file present.
-	c, err := config.Parse(provideFiles(t, r.Config), "")
+	c, err := configmap.Parse(provideFiles(t, r.Config), "")
 	if err != nil {
 		t.Fatalf("Parse: %v\n%s", err, r.Config)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/configmap"
 )
 
 // minimalHAProxy is enough for a valid kclb configuration.
@@ -339,7 +340,7 @@ vrrp_instance VI_6 {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := config.Parse(provideFiles(t, r.Config), "")
+			c, err := configmap.Parse(provideFiles(t, r.Config), "")
 			if err != nil {
 				t.Fatalf("Parse: %v\n%s", err, r.Config)
 			}

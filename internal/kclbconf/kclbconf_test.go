@@ -8,7 +8,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/configmap"
 	"github.com/kclb/kclb/tlsconf"
 )
 
@@ -29,7 +29,7 @@ func TestFileIsAValidConfig(t *testing.T) {
 		Server("keycloak1", "203.0.113.21:8080", "203.0.113.21:9000").
 		Table("vrrp.instance", "name", "VI_1", "interface", "eth0", "vrid", 51, "priority", 110,
 			"advert_int", 100*time.Millisecond, "vips", []string{"203.0.113.100/24"})
-	cfg, err := config.Parse([]byte(f.String()), dir)
+	cfg, err := configmap.Parse([]byte(f.String()), dir)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, f.String())
 	}

@@ -1,0 +1,157 @@
+package configmap
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/vrrp"
+)
+
+// Load is config.Load with the runtime packages' rules added (Problems):
+// what `kclb run`, a reload and `kclb check` load a file with.
+func Load(path string) (*config.Config, error) {
+	return config.LoadWith(path, config.LoadOptions{Check: Problems})
+}
+
+// LoadSyntax is config.LoadSyntax with the runtime packages' rules added:
+// `kclb check --syntax-only`.
+func LoadSyntax(path string) (*config.Config, error) {
+	return config.LoadWith(path, config.LoadOptions{SyntaxOnly: true, Check: Problems})
+}
+
+// Parse is config.Parse with the runtime packages' rules added.
+func Parse(data []byte, baseDir string) (*config.Config, error) {
+	return config.ParseWith(data, baseDir, config.LoadOptions{Check: Problems})
+}
+
+// Problems converts cfg as Spec does, validates every option value of
+// the runtime packages, and returns each problem at the key that set the
+// field it is about (config.LoadOptions.Check). It also refuses the
+// values the runtime's sentinels cannot carry (conventionProblems).
+func Problems(cfg *config.Config) []config.Problem {
+	ps := conventionProblems(cfg)
+	spec := Spec(cfg)
+	for _, err := range joined(vrrp.Check(spec.VRRP)) {
+		var ie *vrrp.InstanceError
+		if !errors.As(err, &ie) {
+			ps = append(ps, config.Problem{Path: "vrrp.instance", Msg: err.Error()})
+			continue
+		}
+		ps = append(ps, fieldProblems(ie.Err, idx("vrrp.instance", ie.Index), vrrpKeys)...)
+	}
+	return ps
+}
+
+// vrrpKeys names the [[vrrp.instance]] key each vrrp.Options field is
+// converted from (vrrpOptions); a *vrrp.FieldError about the field is
+// reported at that key.
+var vrrpKeys = map[string]string{
+	"Name": "name", "Interface": "interface", "VRID": "vrid", "Priority": "priority",
+	"AdvertInterval": "advert_int", "Version": "version", "AuthPass": "auth_pass",
+	"VIPs": "vips", "UnicastPeers": "unicast_peers", "SourceAddr": "source_address",
+	"Preempt": "preempt", "PreemptDelay": "preempt_delay", "TrackWeight": "track_weight",
+	"TrackRise": "track_rise", "TrackFall": "track_fall", "GARPRepeat": "garp_repeat",
+	"GARPDelay": "garp_delay", "GARPRefresh": "garp_refresh",
+	"NotifyMaster": "notify_master", "NotifyBackup": "notify_backup", "NotifyFault": "notify_fault",
+}
+
+// vrrpUnkeyed are the vrrp.Options fields no key sets: the daemon's hooks
+// and the upgrade's Inherit.
+var vrrpUnkeyed = []string{"Logger", "Hook", "Observer", "Inherit"}
+
+// fieldError is what each runtime package's FieldError gives: the Go
+// field ("VIPs[1]") and the message.
+func fieldError(err error) (field, msg string, ok bool) {
+	var v *vrrp.FieldError
+	if errors.As(err, &v) {
+		return v.Field, v.Msg, true
+	}
+	return "", "", false
+}
+
+// fieldProblems turns the field errors joined in err into problems at
+// the keys of table under prefix ("vrrp.instance[0]"). An error that
+// names no field in table is reported at prefix itself, with its field.
+func fieldProblems(err error, prefix string, table map[string]string) []config.Problem {
+	var ps []config.Problem
+	for _, e := range joined(err) {
+		field, msg, ok := fieldError(e)
+		if !ok {
+			ps = append(ps, config.Problem{Path: prefix, Msg: e.Error()})
+			continue
+		}
+		key, ok := fieldKey(table, field)
+		if !ok {
+			ps = append(ps, config.Problem{Path: prefix, Msg: e.Error()})
+			continue
+		}
+		ps = append(ps, config.Problem{Path: join(prefix, key), Msg: msg})
+	}
+	return ps
+}
+
+// fieldKey maps a Go field with an optional index ("VIPs[1]") to its key
+// ("vips[1]") by table.
+func fieldKey(table map[string]string, field string) (string, bool) {
+	base, index := field, ""
+	if i := strings.IndexByte(field, '['); i >= 0 {
+		base, index = field[:i], field[i:]
+	}
+	key, ok := table[base]
+	return key + index, ok
+}
+
+// joined lists the errors err joins (errors.Join), or err alone.
+func joined(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, joined(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func idx(list string, i int) string { return list + "[" + strconv.Itoa(i) + "]" }
+
+func join(prefix, key string) string {
+	if prefix == "" {
+		return key
+	}
+	return prefix + "." + key
+}
+
+// conventionProblems refuses what the conversion cannot carry over to the
+// runtime's "0 means the default, negative means off": a 0 in the file
+// for a key that has no zero (the configuration writes the default
+// itself, so 0 would silently become the default), and a negative value
+// for a key whose "off" is 0 in the file (it would silently mean off).
+func conventionProblems(cfg *config.Config) []config.Problem {
+	var ps []config.Problem
+	noZero := func(key string, zero bool) {
+		if zero {
+			ps = append(ps, config.Problem{Path: key, Msg: "must not be 0 (leave the key out for its default)"})
+		}
+	}
+	for i, in := range cfg.VRRP.Instances {
+		key := idx("vrrp.instance", i)
+		noZero(key+".priority", in.Priority == 0)
+		noZero(key+".version", in.Version == 0)
+		noZero(key+".advert_int", in.AdvertInt.Duration == 0)
+		noZero(key+".track_rise", in.TrackRise == 0)
+		noZero(key+".track_fall", in.TrackFall == 0)
+		if in.GARPRepeat < 0 {
+			ps = append(ps, config.Problem{Path: key + ".garp_repeat", Msg: strconv.Itoa(in.GARPRepeat) + " is less than 0"})
+		}
+		if d := in.GARPDelay.Duration; d < 0 {
+			ps = append(ps, config.Problem{Path: key + ".garp_delay", Msg: "must not be negative, got " + d.String()})
+		}
+	}
+	return ps
+}

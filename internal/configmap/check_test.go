@@ -1,0 +1,235 @@
+package configmap
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/vrrp"
+)
+
+// base is a small valid configuration (8 lines) the cases add to; it
+// persists no state.
+const base = `[global]
+state_file = ""
+[[listener]]
+name = "http"
+bind = "127.0.0.1:8080"
+[[backend.server]]
+name = "kc1"
+address = "127.0.0.1:18081"
+`
+
+// vrrpInstance is base with one [[vrrp.instance]] (lines 9-13) and the
+// keys in extra from line 14.
+func vrrpInstance(extra string) string {
+	return base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nvips = [\"203.0.113.100/24\"]\n" + extra
+}
+
+// TestRuntimeRulesAtTheirKeys: the rules the runtime packages own
+// (Options.Validate, vrrp.Check) and the conversion's own (values the
+// runtime's sentinels cannot carry) come back from Parse as config's
+// problems do, at the key that set the field and its line, sorted by line
+// with config's own problems.
+func TestRuntimeRulesAtTheirKeys(t *testing.T) {
+	tests := []struct{ name, toml, want string }{
+		{"vrrp ranges", base + "[[vrrp.instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 256\npriority = 0\nadvert_int = \"15ms\"\nvips = [\"203.0.113.100/24\"]\n",
+			"line 12: vrrp.instance[0].vrid: 256 is out of range 1..255\n" +
+				"line 13: vrrp.instance[0].priority: must not be 0 (leave the key out for its default)\n" +
+				"line 14: vrrp.instance[0].advert_int: 15ms: want 10ms..40.95s in steps of 10ms"},
+		{"vrrp v2", base + "[[vrrp.instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\nversion = 2\nadvert_int = \"1500ms\"\nauth_pass = \"kc_vrrp_2024\"\nvips = [\"203.0.113.100/24\"]\n",
+			"line 14: vrrp.instance[0].advert_int: 1.5s: VRRP version 2 needs whole seconds in 1s..255s\n" +
+				"line 15: vrrp.instance[0].auth_pass: is 12 bytes; VRRP allows at most 8"},
+		{"vrrp vip and duplicate vrid", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 51\nvips = [\"203.0.113.300/24\"]\n" +
+			"[[vrrp.instance]]\nname = \"b\"\ninterface = \"eth0\"\nvrid = 51\nvips = [\"203.0.113.101/24\"]\n",
+			"line 13: vrrp.instance[0].vips[0]: \"203.0.113.300/24\" is not a network in CIDR notation\n" +
+				"line 17: vrrp.instance[1].vrid: 51 is already used on eth0 for IPv4 by instance \"a\""},
+		{"vrrp auth with v3", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nauth_pass = \"x\"\nvips = [\"203.0.113.100\"]\n",
+			"line 13: vrrp.instance[0].auth_pass: VRRP version 3 has no authentication; remove the password or use version 2"},
+		{"vrrp mixed families", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nvips = [\"2001:db8::100/64\", \"203.0.113.100/24\"]\n",
+			"line 13: vrrp.instance[0].vips[1]: \"203.0.113.100/24\" is IPv4 but the instance's first VIP is IPv6: one address family per instance (put the other family in an instance of its own)"},
+		{"vrrp ipv6 version 2", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nversion = 2\nvips = [\"2001:db8::100/64\"]\n",
+			"line 13: vrrp.instance[0].version: 2 is IPv4 only; IPv6 virtual addresses need version = 3"},
+		{"vrrp ipv4-mapped vip", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nvips = [\"::ffff:203.0.113.100/128\"]\n",
+			"line 13: vrrp.instance[0].vips[0]: \"::ffff:203.0.113.100/128\" is an IPv4-mapped IPv6 address; write it as IPv4 (203.0.113.100)"},
+		{"vrrp ipv6 peer", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nvips = [\"203.0.113.100\"]\nunicast_peers = [\"2001:db8::11\"]\n",
+			"line 14: vrrp.instance[0].unicast_peers[0]: \"2001:db8::11\" is not IPv4 like the instance's virtual addresses"},
+		{"vrrp ipv4 peer of ipv6", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nvips = [\"2001:db8::100\"]\nunicast_peers = [\"203.0.113.11\"]\n",
+			"line 14: vrrp.instance[0].unicast_peers[0]: \"203.0.113.11\" is not IPv6 like the instance's virtual addresses"},
+		{"vrrp ipv6 global peer", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nvips = [\"2001:db8::100\"]\nunicast_peers = [\"2001:db8::12\"]\n",
+			"line 14: vrrp.instance[0].unicast_peers[0]: \"2001:db8::12\" is not link-local (fe80::/10): IPv6 adverts come from the peer's link-local address, so list that"},
+		{"vrrp ipv6 global source", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nvips = [\"2001:db8::100\"]\nsource_address = \"2001:db8::11\"\n",
+			"line 14: vrrp.instance[0].source_address: \"2001:db8::11\" is not an IPv6 link-local address (fe80::/10): IPv6 adverts are sent from the interface's link-local address (RFC 5798 §5.1.2.1)"},
+		{"vrrp duplicate vrid same family", base + "[[vrrp.instance]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 51\nvips = [\"2001:db8::100\"]\n" +
+			"[[vrrp.instance]]\nname = \"b\"\ninterface = \"eth0\"\nvrid = 51\nvips = [\"2001:db8::101\"]\n",
+			"line 17: vrrp.instance[1].vrid: 51 is already used on eth0 for IPv6 by instance \"a\""},
+		{"vrrp interface", strings.Replace(vrrpInstance(""), "interface = \"eth0\"", "interface = \"a/b\"", 1),
+			"line 11: vrrp.instance[0].interface: \"a/b\" is not a valid interface name"},
+		{"vrrp zero version and rise", vrrpInstance("version = 0\ntrack_rise = 0\ntrack_fall = 0\n"),
+			"line 14: vrrp.instance[0].version: must not be 0 (leave the key out for its default)\n" +
+				"line 15: vrrp.instance[0].track_rise: must not be 0 (leave the key out for its default)\n" +
+				"line 16: vrrp.instance[0].track_fall: must not be 0 (leave the key out for its default)"},
+		{"vrrp zero advert_int", vrrpInstance("advert_int = \"0s\"\n"),
+			"line 14: vrrp.instance[0].advert_int: must not be 0 (leave the key out for its default)"},
+		{"vrrp negative off", vrrpInstance("garp_repeat = -1\ngarp_delay = \"-1s\"\ngarp_refresh = \"-1s\"\npreempt_delay = \"-1s\"\n"),
+			"line 14: vrrp.instance[0].garp_repeat: -1 is less than 0\n" +
+				"line 15: vrrp.instance[0].garp_delay: must not be negative, got -1s\n" +
+				"line 16: vrrp.instance[0].garp_refresh: must not be negative, got -1s\n" +
+				"line 17: vrrp.instance[0].preempt_delay: must not be negative, got -1s"},
+		{"vrrp track weight", vrrpInstance("track_weight = 255\n"),
+			"line 14: vrrp.instance[0].track_weight: 255 is out of range 0..254"},
+		{"vrrp and config problems sorted by line", "[timeouts]\nconnect = \"0s\"\n" + vrrpInstance("priority = 256\n"),
+			"line 2: timeouts.connect: must be greater than 0, got 0s\n" +
+				"line 16: vrrp.instance[0].priority: 256 is out of range 1..255"},
+		{"vrrp source address", vrrpInstance("unicast_peers = [\"203.0.113.11\"]\nsource_address = \"203.0.113.11\"\n"),
+			"line 15: vrrp.instance[0].source_address: \"203.0.113.11\" is also one of the unicast peers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.toml), t.TempDir())
+			var errs *config.Errors
+			if !errors.As(err, &errs) || c != nil {
+				t.Fatalf("Parse = %v, %v; want a nil config and *config.Errors:\n%s", c != nil, err, tt.want)
+			}
+			if got := err.Error(); got != tt.want {
+				t.Errorf("error text:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestVRRPSourceAddress: source_address (keepalived's unicast_src_ip,
+// issue 15) is optional, must be an address of the instance's family
+// that is neither a VIP nor a peer, reported at its line.
+func TestVRRPSourceAddress(t *testing.T) {
+	inst := func(src string) string {
+		return vrrpInstance("unicast_peers = [\"203.0.113.11\"]\n" + src)
+	}
+	if _, err := Parse([]byte(inst(`source_address = "203.0.113.10"`+"\n")), ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ val, want string }{
+		{`"2001:db8::1"`, "not an IPv4 address"},
+		{`"203.0.113.100"`, "virtual addresses"},
+		{`"203.0.113.11"`, "unicast peers"},
+		{`"127.0.0.1"`, "cannot be the source"},
+		{`"eth0"`, "not an IP address"},
+	} {
+		_, err := Parse([]byte(inst("source_address = "+tt.val+"\n")), "")
+		var errs *config.Errors
+		if !errors.As(err, &errs) || len(errs.Problems) != 1 || errs.Problems[0].Path != "vrrp.instance[0].source_address" ||
+			!strings.Contains(errs.Problems[0].Msg, tt.want) || errs.Problems[0].Line != 15 {
+			t.Errorf("source_address = %s: %v, want one problem at line 15 saying %q", tt.val, err, tt.want)
+		}
+	}
+}
+
+// TestVRRPKeysCoverOptions pins the field-to-key table: every
+// vrrp.Options field is converted from a [[vrrp.instance]] key or named
+// as set by no key, and every key in the table is one config decodes.
+func TestVRRPKeysCoverOptions(t *testing.T) {
+	tags := make(map[string]bool)
+	ct := reflect.TypeFor[config.VRRPInstance]()
+	for i := range ct.NumField() {
+		tags[strings.Split(ct.Field(i).Tag.Get("toml"), ",")[0]] = true
+	}
+	ot := reflect.TypeFor[vrrp.Options]()
+	for i := range ot.NumField() {
+		f := ot.Field(i).Name
+		key, keyed := vrrpKeys[f]
+		switch {
+		case keyed && slices.Contains(vrrpUnkeyed, f):
+			t.Errorf("vrrp.Options.%s is both keyed (%q) and unkeyed", f, key)
+		case !keyed && !slices.Contains(vrrpUnkeyed, f):
+			t.Errorf("vrrp.Options.%s: no [[vrrp.instance]] key in vrrpKeys, and not in vrrpUnkeyed", f)
+		case keyed && !tags[key]:
+			t.Errorf("vrrpKeys: vrrp.Options.%s -> %q, which is not a [[vrrp.instance]] key", f, key)
+		}
+	}
+	if len(vrrpKeys)+len(vrrpUnkeyed) != ot.NumField() {
+		t.Errorf("vrrpKeys and vrrpUnkeyed name %d fields; vrrp.Options has %d", len(vrrpKeys)+len(vrrpUnkeyed), ot.NumField())
+	}
+}
+
+// TestEveryVRRPFieldErrorHasAKey runs options breaking each rule of
+// vrrp.Options.Validate and vrrp.Check through the mapping: every field
+// a rule names must come back as a key of [[vrrp.instance]], not as the
+// instance's table with a Go field name in the message.
+func TestEveryVRRPFieldErrorHasAKey(t *testing.T) {
+	vip4 := []netip.Prefix{netip.MustParsePrefix("203.0.113.100/24")}
+	vip6 := []netip.Prefix{netip.MustParsePrefix("2001:db8::100/64")}
+	bad := []vrrp.Options{
+		{Interface: "", VRID: 300, Priority: -1, Version: 4, AuthPass: "123456789", TrackWeight: 255, TrackRise: -1, TrackFall: -1,
+			PreemptDelay: -1, GARPRefresh: -1},
+		{Interface: "eth0", VRID: 1, AdvertInterval: 5 * time.Millisecond, AuthPass: "x", VIPs: append(vip4, vip6...),
+			UnicastPeers: []netip.Addr{netip.MustParseAddr("2001:db8::1")}, SourceAddr: netip.MustParseAddr("127.0.0.1")},
+		{Interface: "eth0", VRID: 1, Version: 2, VIPs: append(vip6, netip.Prefix{}),
+			UnicastPeers: []netip.Addr{netip.MustParseAddr("2001:db8::1")}, SourceAddr: netip.MustParseAddr("2001:db8::2")},
+		{Interface: "eth0", VRID: 1, Version: 2, AdvertInterval: 1500 * time.Millisecond, VIPs: vip6},
+		{Interface: "eth0", VRID: 1, VIPs: vip6},
+	}
+	err := vrrp.Check(bad)
+	if err == nil {
+		t.Fatal("vrrp.Check accepted every case")
+	}
+	fields := make(map[string]bool)
+	for _, e := range joined(err) {
+		var ie *vrrp.InstanceError
+		if !errors.As(e, &ie) {
+			t.Fatalf("vrrp.Check returned %T %v, want *vrrp.InstanceError", e, e)
+		}
+		for _, fe := range joined(ie.Err) {
+			field, _, ok := fieldError(fe)
+			if !ok {
+				t.Errorf("instance %d: %T %v is not a field error", ie.Index, fe, fe)
+				continue
+			}
+			fields[strings.Split(field, "[")[0]] = true
+		}
+		for _, p := range fieldProblems(ie.Err, idx("vrrp.instance", ie.Index), vrrpKeys) {
+			if !strings.HasPrefix(p.Path, idx("vrrp.instance", ie.Index)+".") {
+				t.Errorf("problem %q: %s is not at a key", p.Path, p.Msg)
+			}
+		}
+	}
+	// The cases reach every field a rule names.
+	for _, f := range []string{"Interface", "VRID", "Priority", "Version", "AdvertInterval", "AuthPass", "VIPs", "UnicastPeers",
+		"SourceAddr", "PreemptDelay", "TrackWeight", "TrackRise", "TrackFall", "GARPRefresh"} {
+		if !fields[f] {
+			t.Errorf("no case breaks a rule about %s", f)
+		}
+	}
+}
+
+// TestVRRPDefaultsAreTheRuntimes: the defaults config writes for an
+// absent [[vrrp.instance]] key are the vrrp package's exported ones, so
+// leaving a key out means the same in the file and in vrrp.Options.
+// track_rise and track_fall are the file's own (2 and 3, keepalived's
+// habit for a pool that reports every change; vrrp's 1 suits callers
+// reporting edges).
+func TestVRRPDefaultsAreTheRuntimes(t *testing.T) {
+	c, err := Parse([]byte(vrrpInstance("")), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := c.VRRP.Instances[0]
+	for _, d := range []struct {
+		key           string
+		file, runtime any
+	}{
+		{"priority", in.Priority, vrrp.DefaultPriority},
+		{"advert_int", in.AdvertInt.Duration, vrrp.DefaultAdvertInterval},
+		{"version", in.Version, vrrp.DefaultVersion},
+		{"garp_repeat", in.GARPRepeat, vrrp.DefaultGARPRepeat},
+		{"garp_delay", in.GARPDelay.Duration, vrrp.DefaultGARPDelay},
+	} {
+		if d.file != d.runtime {
+			t.Errorf("vrrp.instance.%s: config's default %v, vrrp's %v", d.key, d.file, d.runtime)
+		}
+	}
+}
