@@ -1,7 +1,6 @@
 package vrrp
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -82,17 +81,6 @@ func linkLocals(ifi *net.Interface) ([]linkLocal, error) {
 	return out, nil
 }
 
-// bindToDevice is a ListenConfig.Control that binds the socket to ifi.
-func bindToDevice(ifi *net.Interface) func(_, _ string, c syscall.RawConn) error {
-	return func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
-		})
-		return errors.Join(err, serr)
-	}
-}
-
 // linuxConn6 is the raw IPv6 protocol 112 socket of one IPv6 instance.
 type linuxConn6 struct {
 	ifi *net.Interface
@@ -105,12 +93,10 @@ type linuxConn6 struct {
 // (RFC 5798 §5.1.2.3), traffic class CS6 like keepalived, no loopback of our own adverts.
 // The VRRP checksum is computed in user space (packet.go), so IPV6_CHECKSUM stays off.
 func listenVRRP6(ifi *net.Interface, local netip.Addr) (*linuxConn6, error) {
-	lc := net.ListenConfig{Control: bindToDevice(ifi)}
-	pconn, err := lc.ListenPacket(context.Background(), "ip6:112", "::")
+	raw, rc, err := listenRaw(ifi, "ip6:112", "::", nil)
 	if err != nil {
-		return nil, fmt.Errorf("listen ip6:112 on %s: %w", ifi.Name, err)
+		return nil, err
 	}
-	raw := pconn.(*net.IPConn)
 	pc := ipv6.NewPacketConn(raw)
 	group := &net.IPAddr{IP: net.IP(MulticastGroup6().AsSlice())}
 	err = setupSteps(pc, ifi, []setupStep{
@@ -125,11 +111,6 @@ func listenVRRP6(ifi *net.Interface, local netip.Addr) (*linuxConn6, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, err := raw.SyscallConn()
-	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("raw conn: %w", err)
-	}
 	return &linuxConn6{ifi: ifi, pc: pc, rc: rc,
 		wcm: ipv6.ControlMessage{Src: net.IP(local.AsSlice()), IfIndex: ifi.Index}}, nil
 }
@@ -141,18 +122,13 @@ func (c *linuxConn6) ReadFrom(b []byte) (int, ipInfo, error) {
 		if err != nil {
 			return 0, ipInfo{}, err
 		}
-		if cm != nil && cm.IfIndex != 0 && cm.IfIndex != c.ifi.Index {
+		if cm == nil {
+			return n, advertInfo(src, nil, -1, true), nil
+		}
+		if cm.IfIndex != 0 && cm.IfIndex != c.ifi.Index {
 			continue
 		}
-		h := ipInfo{TTL: -1}
-		if ia, ok := src.(*net.IPAddr); ok {
-			h.Src, _ = netip.AddrFromSlice(ia.IP.To16())
-		}
-		if cm != nil {
-			h.TTL = cm.HopLimit
-			h.Dst, _ = netip.AddrFromSlice(cm.Dst.To16())
-		}
-		return n, h, nil
+		return n, advertInfo(src, cm.Dst, cm.HopLimit, true), nil
 	}
 }
 
@@ -174,12 +150,11 @@ type ndSender struct {
 }
 
 func openND(ifi *net.Interface) (*ndSender, error) {
-	lc := net.ListenConfig{Control: bindToDevice(ifi)}
-	pconn, err := lc.ListenPacket(context.Background(), "ip6:ipv6-icmp", "::")
+	raw, _, err := listenRaw(ifi, "ip6:ipv6-icmp", "::", nil)
 	if err != nil {
-		return nil, fmt.Errorf("listen icmpv6 on %s: %w", ifi.Name, err)
+		return nil, err
 	}
-	pc := ipv6.NewPacketConn(pconn)
+	pc := ipv6.NewPacketConn(raw)
 	var none ipv6.ICMPFilter
 	none.SetAll(true) // block every type: this socket only sends
 	err = setupSteps(pc, ifi, []setupStep{

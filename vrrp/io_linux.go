@@ -115,21 +115,13 @@ type linuxConn struct {
 }
 
 func listenVRRP(ifi *net.Interface, local netip.Addr) (*linuxConn, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
-			if serr == nil { // no DF bit, like keepalived
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
-			}
-		})
-		return errors.Join(err, serr)
-	}}
-	pconn, err := lc.ListenPacket(context.Background(), "ip4:112", "0.0.0.0")
-	if err != nil {
-		return nil, fmt.Errorf("listen ip4:112 on %s: %w", ifi.Name, err)
+	noDF := func(fd int) error { // no DF bit, like keepalived
+		return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
 	}
-	raw := pconn.(*net.IPConn)
+	raw, rc, err := listenRaw(ifi, "ip4:112", "0.0.0.0", noDF)
+	if err != nil {
+		return nil, err
+	}
 	pc := ipv4.NewPacketConn(raw)
 	group := &net.IPAddr{IP: net.IP(MulticastGroup().AsSlice())}
 	err = setupSteps(pc, ifi, []setupStep{
@@ -144,11 +136,6 @@ func listenVRRP(ifi *net.Interface, local netip.Addr) (*linuxConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, err := raw.SyscallConn()
-	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("raw conn: %w", err)
-	}
 	return &linuxConn{ifi: ifi, local: local, raw: raw, pc: pc, rc: rc,
 		wcm: ipv4.ControlMessage{Src: net.IP(local.AsSlice()), IfIndex: ifi.Index}}, nil
 }
@@ -159,18 +146,13 @@ func (c *linuxConn) ReadFrom(b []byte) (int, ipInfo, error) {
 		if err != nil {
 			return 0, ipInfo{}, err
 		}
-		if cm != nil && cm.IfIndex != 0 && cm.IfIndex != c.ifi.Index {
+		if cm == nil {
+			return n, advertInfo(src, nil, -1, false), nil
+		}
+		if cm.IfIndex != 0 && cm.IfIndex != c.ifi.Index {
 			continue // SO_BINDTODEVICE makes this rare; be safe
 		}
-		h := ipInfo{TTL: -1}
-		if ia, ok := src.(*net.IPAddr); ok {
-			h.Src, _ = netip.AddrFromSlice(ia.IP.To4())
-		}
-		if cm != nil {
-			h.TTL = cm.TTL
-			h.Dst, _ = netip.AddrFromSlice(cm.Dst.To4())
-		}
-		return n, h, nil
+		return n, advertInfo(src, cm.Dst, cm.TTL, false), nil
 	}
 }
 
@@ -182,6 +164,53 @@ func (c *linuxConn) WriteTo(b []byte, dst netip.Addr) error {
 func (c *linuxConn) Pending() bool { return pending(c.rc) }
 
 func (c *linuxConn) Close() error { return closeConn(c.pc) }
+
+// listenRaw opens a raw IP socket of network ("ip4:112", "ip6:112",
+// "ip6:ipv6-icmp") on laddr, bound to ifi (SO_BINDTODEVICE), with opt
+// (if not nil) applied to its descriptor before it is bound.
+func listenRaw(ifi *net.Interface, network, laddr string, opt func(fd int) error) (*net.IPConn, syscall.RawConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
+			if serr == nil && opt != nil {
+				serr = opt(int(fd))
+			}
+		})
+		return errors.Join(err, serr)
+	}}
+	pconn, err := lc.ListenPacket(context.Background(), network, laddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen %s on %s: %w", network, ifi.Name, err)
+	}
+	raw := pconn.(*net.IPConn)
+	rc, err := raw.SyscallConn()
+	if err != nil {
+		raw.Close()
+		return nil, nil, fmt.Errorf("raw conn: %w", err)
+	}
+	return raw, rc, nil
+}
+
+// advertInfo is what ReadFrom reports of a received advert: its source,
+// its destination and its TTL (hop limit), -1 when unknown.
+func advertInfo(src net.Addr, dst net.IP, ttl int, v6 bool) ipInfo {
+	addr := func(ip net.IP) netip.Addr {
+		if !v6 {
+			ip = ip.To4()
+		}
+		a, _ := netip.AddrFromSlice(ip)
+		return a
+	}
+	h := ipInfo{TTL: ttl}
+	if ia, ok := src.(*net.IPAddr); ok {
+		h.Src = addr(ia.IP)
+	}
+	if dst != nil {
+		h.Dst = addr(dst)
+	}
+	return h
+}
 
 // pending reports whether the socket has a received datagram queued.
 func pending(rc syscall.RawConn) bool {
