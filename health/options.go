@@ -73,7 +73,9 @@ type TokenProbe struct {
 }
 
 // Options configures a Checker. The zero value checks GET /health/ready
-// over HTTP with Keycloak's recommended load-balancer settings.
+// over HTTP with Keycloak's recommended load-balancer settings: a zero
+// field means its Default constant. Validate checks the rules New
+// applies.
 type Options struct {
 	// Path is the readiness path on the management port. Empty means
 	// "/health/ready".
@@ -153,103 +155,140 @@ type Options struct {
 	Observe func(s *backend.Server, latency time.Duration, ok bool)
 }
 
-// Defaults from Keycloak's HAProxy guide: inter 5s fall 3 rise 2 (its
-// slowstart 60s is the pool's: backend.PoolOptions.Slowstart).
+// Defaults applied to zero Options fields, from Keycloak's HAProxy guide:
+// inter 5s fall 3 rise 2 (its slowstart 60s is the pool's:
+// backend.PoolOptions.Slowstart).
 const (
-	defaultPath          = "/health/ready"
-	defaultLivePath      = "/health/live"
-	defaultStartedPath   = "/health/started"
-	defaultMetricsPath   = "/metrics"
-	defaultInterval      = 5 * time.Second
-	defaultTimeout       = 2 * time.Second
-	defaultRise          = 2
-	defaultFall          = 3
-	defaultMaxBody       = 64 << 10
-	defaultMaxMetrics    = 4 << 20
-	defaultJitter        = 0.1
-	defaultTokenInterval = 30 * time.Second
+	DefaultPath            = "/health/ready"
+	DefaultLivePath        = "/health/live"
+	DefaultStartedPath     = "/health/started"
+	DefaultMetricsPath     = "/metrics"
+	DefaultInterval        = 5 * time.Second
+	DefaultTimeout         = 2 * time.Second
+	DefaultRise            = 2
+	DefaultFall            = 3
+	DefaultMaxBodyBytes    = 64 << 10
+	DefaultMaxMetricsBytes = 4 << 20
+	DefaultJitter          = 0.1
+	DefaultTokenInterval   = 30 * time.Second
 )
 
-// withDefaults fills zero fields and validates the result. Errors name
-// the option.
+// FieldError is one problem with one Options field. Validate returns
+// them joined (errors.Join), every problem at once. Field names the Go
+// field ("Interval", "TokenProbe.SecretFile"); Msg says what is wrong
+// without repeating it, in words that also read right after a
+// configuration key, so a caller that knows which key set the field can
+// report it there.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+// Error returns "Field: Msg".
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Validate checks every rule New applies to o except the CA file's
+// contents (New reads it), and returns nil or the *FieldErrors joined.
+// Zero fields stand for their defaults and are valid; "off" is the zero
+// value for the optional probes (WellKnown, ClusterCheck, TokenProbe,
+// LBCheck) and a negative Jitter for the spread.
+func (o Options) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	for _, p := range []struct{ name, v string }{
+		{"Path", o.Path}, {"LivePath", o.LivePath}, {"StartedPath", o.StartedPath}, {"MetricsPath", o.MetricsPath},
+	} {
+		switch {
+		case p.v == "":
+		case !strings.HasPrefix(p.v, "/"):
+			add(p.name, "%q must start with \"/\"", p.v)
+		case strings.ContainsFunc(p.v, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+			add(p.name, "%q contains white space or control characters", p.v)
+		}
+	}
+	for _, s := range []struct{ name, v string }{{"Scheme", o.Scheme}, {"TrafficScheme", o.TrafficScheme}} {
+		if s.v != "" && s.v != "http" && s.v != "https" {
+			add(s.name, "%q is not \"http\" or \"https\"", s.v)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Interval", o.Interval}, {"Timeout", o.Timeout}, {"TokenProbe.Interval", o.TokenProbe.Interval}} {
+		if d.v < 0 {
+			add(d.name, "must be greater than 0, got %s", d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{{"Rise", int64(o.Rise)}, {"Fall", int64(o.Fall)}, {"MaxBodyBytes", o.MaxBodyBytes}, {"MaxMetricsBytes", o.MaxMetricsBytes}} {
+		if n.v < 0 {
+			add(n.name, "%d is less than 1", n.v)
+		}
+	}
+	if o.ClusterCheck > ClusterEject {
+		add("ClusterCheck", "%d is not a known cluster mode", o.ClusterCheck)
+	}
+	if o.TokenProbe.ClientID != "" && o.TokenProbe.SecretFile == "" {
+		add("TokenProbe.SecretFile", "is required with the probe's client ID")
+	}
+	switch {
+	case strings.ContainsAny(o.Realm, "/?#% "):
+		add("Realm", "%q is not a realm name", o.Realm)
+	case o.Realm == "" && (o.WellKnown || o.TokenProbe.ClientID != ""):
+		add("Realm", "is required by the well-known and token probes")
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults validates o and fills zero fields.
 func (o Options) withDefaults() (Options, error) {
+	if err := o.Validate(); err != nil {
+		return o, fmt.Errorf("health: %w", err)
+	}
 	def := func(p *string, v string) {
 		if *p == "" {
 			*p = v
 		}
 	}
-	def(&o.Path, defaultPath)
-	def(&o.LivePath, defaultLivePath)
-	def(&o.StartedPath, defaultStartedPath)
-	def(&o.MetricsPath, defaultMetricsPath)
+	def(&o.Path, DefaultPath)
+	def(&o.LivePath, DefaultLivePath)
+	def(&o.StartedPath, DefaultStartedPath)
+	def(&o.MetricsPath, DefaultMetricsPath)
 	def(&o.Scheme, "http")
 	def(&o.TrafficScheme, o.Scheme)
-	for _, p := range []struct{ name, v string }{
-		{"Path", o.Path}, {"LivePath", o.LivePath}, {"StartedPath", o.StartedPath}, {"MetricsPath", o.MetricsPath},
-	} {
-		if !strings.HasPrefix(p.v, "/") {
-			return o, fmt.Errorf("health: %s %q must start with '/'", p.name, p.v)
+	zero := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
 		}
 	}
-	for _, s := range []struct{ name, v string }{{"Scheme", o.Scheme}, {"TrafficScheme", o.TrafficScheme}} {
-		if s.v != "http" && s.v != "https" {
-			return o, fmt.Errorf("health: %s %q: want http or https", s.name, s.v)
-		}
-	}
-	if o.Interval == 0 {
-		o.Interval = defaultInterval
-	}
-	if o.Timeout == 0 {
-		o.Timeout = defaultTimeout
-	}
-	if o.Interval < 0 || o.Timeout < 0 {
-		return o, errors.New("health: Interval and Timeout must not be negative")
-	}
+	zero(&o.Interval, DefaultInterval)
+	zero(&o.Timeout, DefaultTimeout)
 	if o.Rise == 0 {
-		o.Rise = defaultRise
+		o.Rise = DefaultRise
 	}
 	if o.Fall == 0 {
-		o.Fall = defaultFall
-	}
-	if o.Rise < 0 || o.Fall < 0 {
-		return o, errors.New("health: Rise and Fall must not be negative")
+		o.Fall = DefaultFall
 	}
 	if o.MaxBodyBytes == 0 {
-		o.MaxBodyBytes = defaultMaxBody
+		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if o.MaxMetricsBytes == 0 {
-		o.MaxMetricsBytes = defaultMaxMetrics
-	}
-	if o.MaxBodyBytes < 0 || o.MaxMetricsBytes < 0 {
-		return o, errors.New("health: MaxBodyBytes and MaxMetricsBytes must not be negative")
+		o.MaxMetricsBytes = DefaultMaxMetricsBytes
 	}
 	switch {
 	case o.Jitter == 0:
-		o.Jitter = defaultJitter
+		o.Jitter = DefaultJitter
 	case o.Jitter < 0:
 		o.Jitter = 0
 	case o.Jitter > 0.5:
 		o.Jitter = 0.5
 	}
-	if o.ClusterCheck > ClusterEject {
-		return o, fmt.Errorf("health: ClusterCheck %d unknown", o.ClusterCheck)
-	}
 	if o.TokenProbe.ClientID != "" {
-		if o.TokenProbe.SecretFile == "" {
-			return o, errors.New("health: TokenProbe.SecretFile is required with TokenProbe.ClientID")
-		}
-		if o.TokenProbe.Interval == 0 {
-			o.TokenProbe.Interval = defaultTokenInterval
-		}
-		if o.TokenProbe.Interval < 0 {
-			return o, errors.New("health: TokenProbe.Interval must not be negative")
-		}
-	}
-	if (o.WellKnown || o.TokenProbe.ClientID != "") && o.Realm == "" {
-		return o, errors.New("health: Realm is required by WellKnown and TokenProbe")
-	}
-	if strings.ContainsAny(o.Realm, "/?#%") {
-		return o, fmt.Errorf("health: Realm %q contains a reserved character", o.Realm)
+		zero(&o.TokenProbe.Interval, DefaultTokenInterval)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

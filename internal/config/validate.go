@@ -695,17 +695,12 @@ func (c *Config) validateBackend(v *validator) {
 	}
 }
 
+// validateHealth checks the [health] rules that are config's: the
+// files, and the keys that only apply together. The checker's own rules
+// (paths, durations, counts, realm, the token probe) are
+// health.Options.Validate's, and the pool's share is backend's.
 func (c *Config) validateHealth(v *validator) {
 	h := c.Health
-	for _, p := range []struct{ key, val string }{
-		{"health.path", h.Path}, {"health.live_path", h.LivePath}, {"health.started_path", h.StartedPath},
-	} {
-		if !strings.HasPrefix(p.val, "/") {
-			v.problem(p.key, "%q must start with \"/\"", p.val)
-		} else if strings.ContainsFunc(p.val, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-			v.problem(p.key, "%q contains white space or control characters", p.val)
-		}
-	}
 	if h.CAFile != "" {
 		if h.Scheme != SchemeHTTPS {
 			v.problem("health.ca_file", "only applies with scheme = \"https\"")
@@ -719,35 +714,22 @@ func (c *Config) validateHealth(v *validator) {
 	if h.InsecureSkipVerify && h.Scheme != SchemeHTTPS {
 		v.problem("health.insecure_skip_verify", "only applies with scheme = \"https\"")
 	}
-	v.positive("health.interval", h.Interval)
-	v.positive("health.timeout", h.Timeout)
 	if h.Interval.Duration > 0 && h.Timeout.Duration > h.Interval.Duration {
 		v.problem("health.timeout", "%s is longer than health.interval (%s)", h.Timeout.Duration, h.Interval.Duration)
 	}
-	v.atLeast("health.rise", h.Rise, 1)
-	v.atLeast("health.fall", h.Fall, 1)
 	v.nonNegative("health.slowstart", h.Slowstart)
 	v.atLeast("health.passive_fails", h.PassiveFails, 0)
 	v.intRange("health.passive_max_ejection_percent", h.PassiveMaxEjectionPercent, 1, 100)
 	if !(h.PanicThreshold >= 0 && h.PanicThreshold <= 1) {
 		v.problem("health.panic_threshold", "%g is not a fraction in 0..1", h.PanicThreshold)
 	}
-	v.atLeast("health.max_body_bytes", h.MaxBodyBytes, 1)
 	switch h.ClusterCheck {
 	case "off", "report", "eject":
 	default:
 		v.problem("health.cluster_check", "%q is not one of \"off\", \"report\", \"eject\"", h.ClusterCheck)
 	}
-	if h.Realm == "" || strings.ContainsAny(h.Realm, "/?#% ") {
-		v.problem("health.realm", "%q is not a realm name", h.Realm)
-	}
-	if h.TokenClientID != "" {
-		if h.TokenSecretFile == "" {
-			v.problem("health.token_secret_file", "is required with health.token_client_id")
-		} else {
-			v.checkNotBlank("health.token_secret_file", h.TokenSecretFile)
-		}
-		v.positive("health.token_interval", h.TokenInterval)
+	if h.TokenClientID != "" && h.TokenSecretFile != "" {
+		v.checkNotBlank("health.token_secret_file", h.TokenSecretFile)
 	}
 }
 

@@ -2,9 +2,11 @@ package configmap
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/vrrp"
 )
@@ -31,8 +33,10 @@ func Parse(data []byte, baseDir string) (*config.Config, error) {
 // field it is about (config.LoadOptions.Check). It also refuses the
 // values the runtime's sentinels cannot carry (conventionProblems).
 func Problems(cfg *config.Config) []config.Problem {
-	ps := conventionProblems(cfg)
+	conv := conventionProblems(cfg)
+	var ps []config.Problem
 	spec := Spec(cfg)
+	ps = append(ps, fieldProblems(spec.Checks.Health.Validate(), "health", healthKeys)...)
 	for _, err := range joined(vrrp.Check(spec.VRRP)) {
 		var ie *vrrp.InstanceError
 		if !errors.As(err, &ie) {
@@ -41,7 +45,13 @@ func Problems(cfg *config.Config) []config.Problem {
 		}
 		ps = append(ps, fieldProblems(ie.Err, idx("vrrp.instance", ie.Index), vrrpKeys)...)
 	}
-	return ps
+	// A value refused by the conventions is not reported again.
+	for _, p := range ps {
+		if !slices.ContainsFunc(conv, func(c config.Problem) bool { return c.Path == p.Path }) {
+			conv = append(conv, p)
+		}
+	}
+	return conv
 }
 
 // vrrpKeys names the [[vrrp.instance]] key each vrrp.Options field is
@@ -61,12 +71,32 @@ var vrrpKeys = map[string]string{
 // and the upgrade's Inherit.
 var vrrpUnkeyed = []string{"Logger", "Hook", "Observer", "Inherit"}
 
+// healthKeys names the [health] key each health.Options field is
+// converted from (healthOptions).
+var healthKeys = map[string]string{
+	"Path": "path", "LivePath": "live_path", "StartedPath": "started_path", "Scheme": "scheme",
+	"CAFile": "ca_file", "InsecureSkipVerify": "insecure_skip_verify", "Interval": "interval",
+	"Timeout": "timeout", "Rise": "rise", "Fall": "fall", "MaxBodyBytes": "max_body_bytes",
+	"Realm": "realm", "WellKnown": "well_known", "ClusterCheck": "cluster_check", "LBCheck": "lb_check",
+	"TokenProbe.ClientID": "token_client_id", "TokenProbe.SecretFile": "token_secret_file",
+	"TokenProbe.Interval": "token_interval",
+}
+
+// healthUnkeyed are the health.Options fields no key sets: the daemon's
+// hooks, and the ones the conversion fixes (the traffic port's plain
+// HTTP) or leaves at health's default (jitter, the metrics path and cap).
+var healthUnkeyed = []string{"Logger", "Clock", "OnRoute", "Observe", "TrafficScheme", "Jitter", "MetricsPath", "MaxMetricsBytes", "TokenProbe"}
+
 // fieldError is what each runtime package's FieldError gives: the Go
 // field ("VIPs[1]") and the message.
 func fieldError(err error) (field, msg string, ok bool) {
 	var v *vrrp.FieldError
 	if errors.As(err, &v) {
 		return v.Field, v.Msg, true
+	}
+	var h *health.FieldError
+	if errors.As(err, &h) {
+		return h.Field, h.Msg, true
 	}
 	return "", "", false
 }
@@ -128,30 +158,40 @@ func join(prefix, key string) string {
 }
 
 // conventionProblems refuses what the conversion cannot carry over to the
-// runtime's "0 means the default, negative means off": a 0 in the file
-// for a key that has no zero (the configuration writes the default
-// itself, so 0 would silently become the default), and a negative value
-// for a key whose "off" is 0 in the file (it would silently mean off).
+// runtime's "0 means the default, negative means off": a 0 (or "") in
+// the file for a key that has no zero (the configuration writes the
+// default itself, so 0 would silently become the default), and a
+// negative value for a key whose "off" is 0 in the file (it would
+// silently mean off). The messages are the ones config gave before the
+// rules moved to the runtime packages.
 func conventionProblems(cfg *config.Config) []config.Problem {
 	var ps []config.Problem
-	noZero := func(key string, zero bool) {
-		if zero {
-			ps = append(ps, config.Problem{Path: key, Msg: "must not be 0 (leave the key out for its default)"})
+	refuse := func(key string, bad bool, msg string) {
+		if bad {
+			ps = append(ps, config.Problem{Path: key, Msg: msg})
 		}
 	}
+	const noZero = "must not be 0 (leave the key out for its default)"
 	for i, in := range cfg.VRRP.Instances {
 		key := idx("vrrp.instance", i)
-		noZero(key+".priority", in.Priority == 0)
-		noZero(key+".version", in.Version == 0)
-		noZero(key+".advert_int", in.AdvertInt.Duration == 0)
-		noZero(key+".track_rise", in.TrackRise == 0)
-		noZero(key+".track_fall", in.TrackFall == 0)
-		if in.GARPRepeat < 0 {
-			ps = append(ps, config.Problem{Path: key + ".garp_repeat", Msg: strconv.Itoa(in.GARPRepeat) + " is less than 0"})
-		}
-		if d := in.GARPDelay.Duration; d < 0 {
-			ps = append(ps, config.Problem{Path: key + ".garp_delay", Msg: "must not be negative, got " + d.String()})
-		}
+		refuse(key+".priority", in.Priority == 0, noZero)
+		refuse(key+".version", in.Version == 0, noZero)
+		refuse(key+".advert_int", in.AdvertInt.Duration == 0, noZero)
+		refuse(key+".track_rise", in.TrackRise == 0, noZero)
+		refuse(key+".track_fall", in.TrackFall == 0, noZero)
+		refuse(key+".garp_repeat", in.GARPRepeat < 0, strconv.Itoa(in.GARPRepeat)+" is less than 0")
+		refuse(key+".garp_delay", in.GARPDelay.Duration < 0, "must not be negative, got "+in.GARPDelay.Duration.String())
 	}
+	h := cfg.Health
+	for _, p := range []struct{ key, v string }{{"health.path", h.Path}, {"health.live_path", h.LivePath}, {"health.started_path", h.StartedPath}} {
+		refuse(p.key, p.v == "", `"" must start with "/"`)
+	}
+	refuse("health.interval", h.Interval.Duration == 0, "must be greater than 0, got 0s")
+	refuse("health.timeout", h.Timeout.Duration == 0, "must be greater than 0, got 0s")
+	refuse("health.rise", h.Rise == 0, "0 is less than 1")
+	refuse("health.fall", h.Fall == 0, "0 is less than 1")
+	refuse("health.max_body_bytes", h.MaxBodyBytes == 0, "0 is less than 1")
+	refuse("health.realm", h.Realm == "", `"" is not a realm name`)
+	refuse("health.token_interval", h.TokenClientID != "" && h.TokenInterval.Duration == 0, "must be greater than 0, got 0s")
 	return ps
 }

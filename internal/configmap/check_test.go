@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/vrrp"
 )
@@ -129,30 +130,54 @@ func TestVRRPSourceAddress(t *testing.T) {
 	}
 }
 
-// TestVRRPKeysCoverOptions pins the field-to-key table: every
-// vrrp.Options field is converted from a [[vrrp.instance]] key or named
-// as set by no key, and every key in the table is one config decodes.
-func TestVRRPKeysCoverOptions(t *testing.T) {
-	tags := make(map[string]bool)
-	ct := reflect.TypeFor[config.VRRPInstance]()
-	for i := range ct.NumField() {
-		tags[strings.Split(ct.Field(i).Tag.Get("toml"), ",")[0]] = true
-	}
-	ot := reflect.TypeFor[vrrp.Options]()
-	for i := range ot.NumField() {
-		f := ot.Field(i).Name
-		key, keyed := vrrpKeys[f]
-		switch {
-		case keyed && slices.Contains(vrrpUnkeyed, f):
-			t.Errorf("vrrp.Options.%s is both keyed (%q) and unkeyed", f, key)
-		case !keyed && !slices.Contains(vrrpUnkeyed, f):
-			t.Errorf("vrrp.Options.%s: no [[vrrp.instance]] key in vrrpKeys, and not in vrrpUnkeyed", f)
-		case keyed && !tags[key]:
-			t.Errorf("vrrpKeys: vrrp.Options.%s -> %q, which is not a [[vrrp.instance]] key", f, key)
+// TestKeysCoverOptions pins the field-to-key tables: every field of
+// each runtime package's options (a nested struct's fields too, as
+// "TokenProbe.ClientID") is converted from a key of its table or named
+// as set by no key, and every key in a table is one config decodes there.
+func TestKeysCoverOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		options reflect.Type
+		table   reflect.Type
+		keys    map[string]string
+		unkeyed []string
+	}{
+		{"vrrp", reflect.TypeFor[vrrp.Options](), reflect.TypeFor[config.VRRPInstance](), vrrpKeys, vrrpUnkeyed},
+		{"health", reflect.TypeFor[health.Options](), reflect.TypeFor[config.Health](), healthKeys, healthUnkeyed},
+	} {
+		tags := make(map[string]bool)
+		for i := range tc.table.NumField() {
+			tags[strings.Split(tc.table.Field(i).Tag.Get("toml"), ",")[0]] = true
 		}
-	}
-	if len(vrrpKeys)+len(vrrpUnkeyed) != ot.NumField() {
-		t.Errorf("vrrpKeys and vrrpUnkeyed name %d fields; vrrp.Options has %d", len(vrrpKeys)+len(vrrpUnkeyed), ot.NumField())
+		seen := make(map[string]bool)
+		var walk func(prefix string, t reflect.Type)
+		walk = func(prefix string, ot reflect.Type) {
+			for i := range ot.NumField() {
+				f := prefix + ot.Field(i).Name
+				key, keyed := tc.keys[f]
+				unkeyed := slices.Contains(tc.unkeyed, f)
+				seen[f] = true
+				switch {
+				case keyed && unkeyed:
+					t.Errorf("%s.%s is both keyed (%q) and unkeyed", tc.name, f, key)
+				case keyed && !tags[key]:
+					t.Errorf("%s: %s -> %q, which is not a key of %s", tc.name, f, key, tc.table)
+				case !keyed && !unkeyed && ot.Field(i).Type.Kind() == reflect.Struct && ot.Field(i).Type.PkgPath() == ot.PkgPath():
+					walk(f+".", ot.Field(i).Type)
+				case !keyed && !unkeyed:
+					t.Errorf("%s.%s: no key in the table, and not unkeyed", tc.name, f)
+				}
+				if unkeyed && ot.Field(i).Type.Kind() == reflect.Struct && ot.Field(i).Type.PkgPath() == ot.PkgPath() {
+					walk(f+".", ot.Field(i).Type) // its fields may still be keyed
+				}
+			}
+		}
+		walk("", tc.options)
+		for f := range tc.keys {
+			if !seen[f] {
+				t.Errorf("%s: the table names %s, which is not a field", tc.name, f)
+			}
+		}
 	}
 }
 
@@ -230,6 +255,104 @@ func TestVRRPDefaultsAreTheRuntimes(t *testing.T) {
 	} {
 		if d.file != d.runtime {
 			t.Errorf("vrrp.instance.%s: config's default %v, vrrp's %v", d.key, d.file, d.runtime)
+		}
+	}
+}
+
+// TestEveryHealthFieldErrorHasAKey: every field health.Options.Validate
+// names, for options converted from a configuration, comes back at a
+// [health] key.
+func TestEveryHealthFieldErrorHasAKey(t *testing.T) {
+	bad := health.Options{
+		Path: "ready", LivePath: "/live now", StartedPath: "/x\x7f", Scheme: "ftp", Interval: -1, Timeout: -1,
+		Rise: -1, Fall: -1, MaxBodyBytes: -1, ClusterCheck: 9, Realm: "a/b",
+		TokenProbe: health.TokenProbe{ClientID: "probe", Interval: -1},
+	}
+	fields := make(map[string]bool)
+	for _, e := range joined(bad.Validate()) {
+		field, _, ok := fieldError(e)
+		if !ok {
+			t.Fatalf("%T %v is not a field error", e, e)
+		}
+		fields[field] = true
+	}
+	for _, p := range fieldProblems(bad.Validate(), "health", healthKeys) {
+		if !strings.HasPrefix(p.Path, "health.") {
+			t.Errorf("problem %q: %s is not at a key", p.Path, p.Msg)
+		}
+	}
+	for f := range healthKeys {
+		switch f {
+		case "CAFile", "InsecureSkipVerify", "WellKnown", "LBCheck", "TokenProbe.ClientID":
+			continue // no rule of Validate is about these alone
+		}
+		if !fields[f] {
+			t.Errorf("no case breaks a rule about %s", f)
+		}
+	}
+	// The realm is also required by the probes that use it.
+	if err := (health.Options{WellKnown: true}).Validate(); len(fieldProblems(err, "health", healthKeys)) != 1 ||
+		fieldProblems(err, "health", healthKeys)[0].Path != "health.realm" {
+		t.Errorf("WellKnown without a realm: %v", err)
+	}
+}
+
+// TestHealthRulesAtTheirKeys: the checker's rules, moved from config to
+// health.Options.Validate, are reported at their keys and lines with the
+// messages config gave.
+func TestHealthRulesAtTheirKeys(t *testing.T) {
+	h := func(keys string) string { return base + "[health]\n" + keys }
+	for _, tt := range []struct{ name, toml, want string }{
+		{"paths", h("path = \"ready\"\nlive_path = \"/live now\"\nstarted_path = \"\"\n"),
+			"line 10: health.path: \"ready\" must start with \"/\"\n" +
+				"line 11: health.live_path: \"/live now\" contains white space or control characters\n" +
+				"line 12: health.started_path: \"\" must start with \"/\""},
+		{"durations", h("interval = \"-1s\"\ntimeout = \"0s\"\n"),
+			"line 10: health.interval: must be greater than 0, got -1s\n" +
+				"line 11: health.timeout: must be greater than 0, got 0s"},
+		{"counts", h("rise = 0\nfall = -1\nmax_body_bytes = 0\n"),
+			"line 10: health.rise: 0 is less than 1\n" +
+				"line 11: health.fall: -1 is less than 1\n" +
+				"line 12: health.max_body_bytes: 0 is less than 1"},
+		{"realm", h("realm = \"a b\"\n"), "line 10: health.realm: \"a b\" is not a realm name"},
+		{"empty realm with well-known", h("realm = \"\"\nwell_known = true\n"), "line 10: health.realm: \"\" is not a realm name"},
+		{"token probe", h("token_client_id = \"probe\"\ntoken_interval = \"0s\"\n"),
+			"line 9: health.token_secret_file: is required with the probe's client ID\n" +
+				"line 11: health.token_interval: must be greater than 0, got 0s"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.toml), t.TempDir())
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("error text:\n%v\nwant:\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestHealthDefaultsAreTheRuntimes: the [health] defaults config writes
+// are health's exported ones.
+func TestHealthDefaultsAreTheRuntimes(t *testing.T) {
+	c, err := Parse([]byte(base), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Health
+	for _, d := range []struct {
+		key           string
+		file, runtime any
+	}{
+		{"path", h.Path, health.DefaultPath},
+		{"live_path", h.LivePath, health.DefaultLivePath},
+		{"started_path", h.StartedPath, health.DefaultStartedPath},
+		{"interval", h.Interval.Duration, health.DefaultInterval},
+		{"timeout", h.Timeout.Duration, health.DefaultTimeout},
+		{"rise", h.Rise, health.DefaultRise},
+		{"fall", h.Fall, health.DefaultFall},
+		{"max_body_bytes", h.MaxBodyBytes, health.DefaultMaxBodyBytes},
+		{"token_interval", h.TokenInterval.Duration, health.DefaultTokenInterval},
+	} {
+		if d.file != d.runtime {
+			t.Errorf("health.%s: config's default %v, health's %v", d.key, d.file, d.runtime)
 		}
 	}
 }
