@@ -14,9 +14,42 @@ import (
 // connection limit and its wait queue is full.
 var ErrQueueFull = errors.New("backend: queue full")
 
-// DefaultMaxEjectionPercent is PoolOptions.MaxEjectionPercent's default:
-// about a third of the servers.
-const DefaultMaxEjectionPercent = 34
+// PoolOptions defaults, applied by NewPool to zero fields.
+const (
+	// DefaultMaxEjectionPercent is about a third of the servers.
+	DefaultMaxEjectionPercent = 34
+	// DefaultPassiveFails is the failure streak that ejects a server.
+	DefaultPassiveFails = 3
+	// DefaultEjectionTime is Envoy's base_ejection_time.
+	DefaultEjectionTime = 30 * time.Second
+)
+
+// FieldError is one problem with one PoolOptions field; Validate returns
+// them joined (errors.Join). Field names the Go field, Msg says what is
+// wrong without repeating it, in words that also read right after a
+// configuration key.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+// Error returns "Field: Msg".
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Validate checks the rules NewPool applies to o and returns nil or the
+// *FieldErrors joined. Zero fields stand for their defaults; negative
+// PassiveFails (passive ejection off), EjectionTime (never) and
+// Slowstart (none) are valid.
+func (o PoolOptions) Validate() error {
+	var errs []error
+	if !(o.PanicThreshold >= 0 && o.PanicThreshold <= 1) {
+		errs = append(errs, &FieldError{Field: "PanicThreshold", Msg: fmt.Sprintf("%g is not a fraction in 0..1", o.PanicThreshold)})
+	}
+	if o.MaxEjectionPercent < 0 || o.MaxEjectionPercent > 100 {
+		errs = append(errs, &FieldError{Field: "MaxEjectionPercent", Msg: fmt.Sprintf("%d is out of range 1..100", o.MaxEjectionPercent)})
+	}
+	return errors.Join(errs...)
+}
 
 // ErrQueueTimeout is returned by Server.Acquire when no connection slot
 // freed up within the queue timeout.
@@ -77,7 +110,7 @@ type PoolOptions struct {
 	// that say the server is unreachable (failed connects, resets before
 	// any response byte) that eject it: it becomes Down, which panic mode
 	// may still use; only active liveness checks make a server Dead.
-	// Zero means 3; negative disables passive ejection.
+	// Zero means DefaultPassiveFails (3); negative disables passive ejection.
 	PassiveFails int
 	// MaxEjectionPercent bounds the servers (outside maintenance) that
 	// passive ejection holds out at the same time, in percent, rounded
@@ -85,13 +118,13 @@ type PoolOptions struct {
 	// last Up server that takes new clients. Like Envoy's
 	// max_ejection_percent, it keeps a fault the clients can provoke from
 	// emptying the pool. Zero means 34 (one of three servers, two of
-	// six); values above 100 mean 100.
+	// six); at most 100.
 	MaxEjectionPercent int
 	// EjectionTime ends a passive ejection that no active check has
 	// looked at since (the server has no management address, or checks
 	// are off): the server is Up again, and a new streak of failures
 	// ejects it again. A checked server returns only after Rise passes.
-	// Zero means 30 s (Envoy's base_ejection_time); negative means never.
+	// Zero means DefaultEjectionTime (30 s); negative means never.
 	EjectionTime time.Duration
 	// Slowstart is how long a server takes to ramp its weight from 0 to
 	// full after it becomes Up (from Down, Dead or Starting, whoever
@@ -131,15 +164,17 @@ type Pool struct {
 // NewPool returns a pool holding servers built from specs. Names must be
 // unique and non-empty.
 func NewPool(specs []Spec, opts PoolOptions) (*Pool, error) {
-	if opts.PassiveFails == 0 {
-		opts.PassiveFails = 3
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("backend: %w", err)
 	}
-	if opts.MaxEjectionPercent <= 0 {
+	if opts.PassiveFails == 0 {
+		opts.PassiveFails = DefaultPassiveFails
+	}
+	if opts.MaxEjectionPercent == 0 {
 		opts.MaxEjectionPercent = DefaultMaxEjectionPercent
 	}
-	opts.MaxEjectionPercent = min(opts.MaxEjectionPercent, 100)
 	if opts.EjectionTime == 0 {
-		opts.EjectionTime = 30 * time.Second
+		opts.EjectionTime = DefaultEjectionTime
 	}
 	p := &Pool{opts: opts}
 	p.slowstart.Store(int64(max(opts.Slowstart, 0)))

@@ -263,8 +263,6 @@ func TestParseInvalid(t *testing.T) {
 		// Issue 18, item 4: an unknown group passed check, then failed run.
 		{"unknown socket group", base + "[admin]\nsocket_group = \"no-such-group-kclb\"\n",
 			"line 10: admin.socket_group: group \"no-such-group-kclb\" does not exist on this host"},
-		{"panic threshold", base + "[health]\npanic_threshold = 1.5\n", "line 10: health.panic_threshold: 1.5 is not a fraction in 0..1"},
-		{"passive ejection percent", base + "[health]\npassive_max_ejection_percent = 0\n", "line 10: health.passive_max_ejection_percent: 0 is out of range 1..100"},
 		{"admin tcp without token", base + "[admin]\ntcp = \"127.0.0.1:9100\"\n",
 			"line 9: admin.token_file: is required when admin.tcp is set"},
 		{"socket mode", base + "[admin]\nsocket_mode = \"0999\"\n",

@@ -698,7 +698,8 @@ func (c *Config) validateBackend(v *validator) {
 // validateHealth checks the [health] rules that are config's: the
 // files, and the keys that only apply together. The checker's own rules
 // (paths, durations, counts, realm, the token probe) are
-// health.Options.Validate's, and the pool's share is backend's.
+// health.Options.Validate's, and the pool's share (panic threshold,
+// passive ejection) backend.PoolOptions.Validate's.
 func (c *Config) validateHealth(v *validator) {
 	h := c.Health
 	if h.CAFile != "" {
@@ -716,12 +717,6 @@ func (c *Config) validateHealth(v *validator) {
 	}
 	if h.Interval.Duration > 0 && h.Timeout.Duration > h.Interval.Duration {
 		v.problem("health.timeout", "%s is longer than health.interval (%s)", h.Timeout.Duration, h.Interval.Duration)
-	}
-	v.nonNegative("health.slowstart", h.Slowstart)
-	v.atLeast("health.passive_fails", h.PassiveFails, 0)
-	v.intRange("health.passive_max_ejection_percent", h.PassiveMaxEjectionPercent, 1, 100)
-	if !(h.PanicThreshold >= 0 && h.PanicThreshold <= 1) {
-		v.problem("health.panic_threshold", "%g is not a fraction in 0..1", h.PanicThreshold)
 	}
 	switch h.ClusterCheck {
 	case "off", "report", "eject":

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kclb/kclb/health"
+	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/vrrp"
 )
@@ -37,6 +38,7 @@ func Problems(cfg *config.Config) []config.Problem {
 	var ps []config.Problem
 	spec := Spec(cfg)
 	ps = append(ps, fieldProblems(spec.Checks.Health.Validate(), "health", healthKeys)...)
+	ps = append(ps, fieldProblems(spec.Pool.Validate(), "health", poolKeys)...)
 	for _, err := range joined(vrrp.Check(spec.VRRP)) {
 		var ie *vrrp.InstanceError
 		if !errors.As(err, &ie) {
@@ -87,6 +89,18 @@ var healthKeys = map[string]string{
 // HTTP) or leaves at health's default (jitter, the metrics path and cap).
 var healthUnkeyed = []string{"Logger", "Clock", "OnRoute", "Observe", "TrafficScheme", "Jitter", "MetricsPath", "MaxMetricsBytes", "TokenProbe"}
 
+// poolKeys names the [health] key each backend.PoolOptions field is
+// converted from (poolOptions).
+var poolKeys = map[string]string{
+	"PanicThreshold": "panic_threshold", "PassiveFails": "passive_fails",
+	"MaxEjectionPercent": "passive_max_ejection_percent",
+}
+
+// poolUnkeyed are the backend.PoolOptions fields no key sets: the
+// daemon's hooks, EjectionTime (the pool's default), and Slowstart, which
+// health.slowstart sets on the running pool (daemon.CheckPlan.Slowstart).
+var poolUnkeyed = []string{"OnAvailable", "OnHealth", "EjectionTime", "Slowstart"}
+
 // fieldError is what each runtime package's FieldError gives: the Go
 // field ("VIPs[1]") and the message.
 func fieldError(err error) (field, msg string, ok bool) {
@@ -97,6 +111,10 @@ func fieldError(err error) (field, msg string, ok bool) {
 	var h *health.FieldError
 	if errors.As(err, &h) {
 		return h.Field, h.Msg, true
+	}
+	var b *backend.FieldError
+	if errors.As(err, &b) {
+		return b.Field, b.Msg, true
 	}
 	return "", "", false
 }
@@ -193,5 +211,8 @@ func conventionProblems(cfg *config.Config) []config.Problem {
 	refuse("health.max_body_bytes", h.MaxBodyBytes == 0, "0 is less than 1")
 	refuse("health.realm", h.Realm == "", `"" is not a realm name`)
 	refuse("health.token_interval", h.TokenClientID != "" && h.TokenInterval.Duration == 0, "must be greater than 0, got 0s")
+	refuse("health.slowstart", h.Slowstart.Duration < 0, "must not be negative, got "+h.Slowstart.Duration.String())
+	refuse("health.passive_fails", h.PassiveFails < 0, strconv.Itoa(h.PassiveFails)+" is less than 0")
+	refuse("health.passive_max_ejection_percent", h.PassiveMaxEjectionPercent == 0, noZero)
 	return ps
 }

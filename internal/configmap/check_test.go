@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/health"
+	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/vrrp"
 )
@@ -91,16 +92,21 @@ func TestRuntimeRulesAtTheirKeys(t *testing.T) {
 			"line 15: vrrp.instance[0].source_address: \"203.0.113.11\" is also one of the unicast peers"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse([]byte(tt.toml), t.TempDir())
-			var errs *config.Errors
-			if !errors.As(err, &errs) || c != nil {
-				t.Fatalf("Parse = %v, %v; want a nil config and *config.Errors:\n%s", c != nil, err, tt.want)
-			}
-			if got := err.Error(); got != tt.want {
-				t.Errorf("error text:\n%s\nwant:\n%s", got, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantProblems(t, tt.toml, tt.want) })
+	}
+}
+
+// wantProblems parses text and wants exactly the problems want lists
+// (as *config.Errors prints them) and no configuration.
+func wantProblems(t *testing.T, text, want string) {
+	t.Helper()
+	c, err := Parse([]byte(text), t.TempDir())
+	var errs *config.Errors
+	if !errors.As(err, &errs) || c != nil {
+		t.Fatalf("Parse = %v, %v; want a nil config and *config.Errors:\n%s", c != nil, err, want)
+	}
+	if got := err.Error(); got != want {
+		t.Errorf("error text:\n%s\nwant:\n%s", got, want)
 	}
 }
 
@@ -144,6 +150,7 @@ func TestKeysCoverOptions(t *testing.T) {
 	}{
 		{"vrrp", reflect.TypeFor[vrrp.Options](), reflect.TypeFor[config.VRRPInstance](), vrrpKeys, vrrpUnkeyed},
 		{"health", reflect.TypeFor[health.Options](), reflect.TypeFor[config.Health](), healthKeys, healthUnkeyed},
+		{"pool", reflect.TypeFor[backend.PoolOptions](), reflect.TypeFor[config.Health](), poolKeys, poolUnkeyed},
 	} {
 		tags := make(map[string]bool)
 		for i := range tc.table.NumField() {
@@ -316,21 +323,23 @@ func TestHealthRulesAtTheirKeys(t *testing.T) {
 				"line 12: health.max_body_bytes: 0 is less than 1"},
 		{"realm", h("realm = \"a b\"\n"), "line 10: health.realm: \"a b\" is not a realm name"},
 		{"empty realm with well-known", h("realm = \"\"\nwell_known = true\n"), "line 10: health.realm: \"\" is not a realm name"},
+		{"pool", h("panic_threshold = 1.5\npassive_max_ejection_percent = 101\npassive_fails = -1\nslowstart = \"-1s\"\n"),
+			"line 10: health.panic_threshold: 1.5 is not a fraction in 0..1\n" +
+				"line 11: health.passive_max_ejection_percent: 101 is out of range 1..100\n" +
+				"line 12: health.passive_fails: -1 is less than 0\n" +
+				"line 13: health.slowstart: must not be negative, got -1s"},
+		{"pool zero", h("passive_max_ejection_percent = 0\npassive_fails = 0\nslowstart = \"0s\"\npanic_threshold = 0.0\n"),
+			"line 10: health.passive_max_ejection_percent: must not be 0 (leave the key out for its default)"},
 		{"token probe", h("token_client_id = \"probe\"\ntoken_interval = \"0s\"\n"),
 			"line 9: health.token_secret_file: is required with the probe's client ID\n" +
 				"line 11: health.token_interval: must be greater than 0, got 0s"},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse([]byte(tt.toml), t.TempDir())
-			if err == nil || err.Error() != tt.want {
-				t.Errorf("error text:\n%v\nwant:\n%s", err, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantProblems(t, tt.toml, tt.want) })
 	}
 }
 
 // TestHealthDefaultsAreTheRuntimes: the [health] defaults config writes
-// are health's exported ones.
+// are health's and the pool's exported ones.
 func TestHealthDefaultsAreTheRuntimes(t *testing.T) {
 	c, err := Parse([]byte(base), t.TempDir())
 	if err != nil {
@@ -350,6 +359,8 @@ func TestHealthDefaultsAreTheRuntimes(t *testing.T) {
 		{"fall", h.Fall, health.DefaultFall},
 		{"max_body_bytes", h.MaxBodyBytes, health.DefaultMaxBodyBytes},
 		{"token_interval", h.TokenInterval.Duration, health.DefaultTokenInterval},
+		{"passive_fails", h.PassiveFails, backend.DefaultPassiveFails},
+		{"passive_max_ejection_percent", h.PassiveMaxEjectionPercent, backend.DefaultMaxEjectionPercent},
 	} {
 		if d.file != d.runtime {
 			t.Errorf("health.%s: config's default %v, health's %v", d.key, d.file, d.runtime)
