@@ -13,6 +13,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -82,7 +83,8 @@ const (
 	Forwarded
 )
 
-// Options configures a Handler. Zero fields take the defaults named.
+// Options configures a Handler. Zero fields take the defaults named (the
+// Default constants); Validate checks the rules New applies.
 type Options struct {
 	// Pool holds the backend servers. Required.
 	Pool *backend.Pool
@@ -227,53 +229,56 @@ func New(opts Options) (*Handler, error) {
 	if opts.Pool == nil || opts.Router == nil {
 		return nil, errors.New("proxy: Pool and Router are required")
 	}
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
 	if opts.BlockedStatus == 0 {
-		opts.BlockedStatus = http.StatusNotFound
+		opts.BlockedStatus = DefaultBlockedStatus
 	}
 	if opts.FrameExempt == nil {
 		opts.FrameExempt = DefaultFrameExempt
 	}
 	if opts.Retries == 0 {
-		opts.Retries = 3
+		opts.Retries = DefaultRetries
 	}
 	if opts.Retries < 0 {
 		opts.Retries = 0
 	}
 	if opts.ConnectTimeout <= 0 {
-		opts.ConnectTimeout = 5 * time.Second
+		opts.ConnectTimeout = DefaultConnectTimeout
 	}
 	if opts.ServerTimeout <= 0 {
-		opts.ServerTimeout = 50 * time.Second
+		opts.ServerTimeout = DefaultServerTimeout
 	}
 	if opts.QueueTimeout <= 0 {
-		opts.QueueTimeout = 5 * time.Second
+		opts.QueueTimeout = DefaultQueueTimeout
 	}
 	if opts.BodyBufferBytes == 0 {
-		opts.BodyBufferBytes = 64 << 10
+		opts.BodyBufferBytes = DefaultBodyBufferBytes
 	}
 	if opts.BodyTimeout <= 0 {
-		opts.BodyTimeout = 10 * time.Second
+		opts.BodyTimeout = DefaultBodyTimeout
 	}
 	if opts.BodyWaitsPerClient == 0 {
-		opts.BodyWaitsPerClient = 16
+		opts.BodyWaitsPerClient = DefaultBodyWaitsPerClient
 	}
 	if opts.ClientTimeout <= 0 {
-		opts.ClientTimeout = 50 * time.Second
+		opts.ClientTimeout = DefaultClientTimeout
 	}
 	switch {
 	case opts.QueueSize == 0:
-		opts.QueueSize = 1024
+		opts.QueueSize = DefaultQueueSize
 	case opts.QueueSize < 0:
 		opts.QueueSize = 0
 	}
 	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = 90 * time.Second
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	if opts.MaxIdlePerServer <= 0 {
-		opts.MaxIdlePerServer = 512
+		opts.MaxIdlePerServer = DefaultMaxIdlePerServer
 	}
 	if opts.MaxResponseHeaderBytes <= 0 {
-		opts.MaxResponseHeaderBytes = 1 << 20
+		opts.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -110,19 +110,19 @@ var errEarlyResponse = errors.New("proxy: backend answered before the request bo
 
 func newUpstream(o upstreamOptions) *upstream {
 	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 5 * time.Second
+		o.ConnectTimeout = DefaultConnectTimeout
 	}
 	if o.HeaderTimeout <= 0 {
-		o.HeaderTimeout = 50 * time.Second
+		o.HeaderTimeout = DefaultServerTimeout
 	}
 	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 90 * time.Second
+		o.IdleTimeout = DefaultIdleTimeout
 	}
 	if o.MaxIdlePerServer <= 0 {
-		o.MaxIdlePerServer = 512
+		o.MaxIdlePerServer = DefaultMaxIdlePerServer
 	}
 	if o.MaxResponseHeaderBytes <= 0 {
-		o.MaxResponseHeaderBytes = 1 << 20
+		o.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
 	}
 	if o.BufferSize <= 0 {
 		o.BufferSize = 16 << 10

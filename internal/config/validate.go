@@ -370,24 +370,15 @@ func (c *Config) validate(v *validator) {
 	}
 	v.nonNegative("global.shutdown_grace", g.ShutdownGrace)
 
+	// The proxy handler's timeouts and limits are proxy.Options.Validate's;
+	// the listeners' (proxy.ServerOptions) are still checked here.
 	t := c.Timeouts
-	v.positive("timeouts.connect", t.Connect)
-	v.positive("timeouts.client", t.Client)
-	v.positive("timeouts.server", t.Server)
-	v.positive("timeouts.queue", t.Queue)
 	v.positive("timeouts.client_header", t.ClientHeader)
-	v.positive("timeouts.client_body", t.ClientBody)
 	v.positive("timeouts.keep_alive", t.KeepAlive)
-	v.positive("timeouts.backend_idle", t.BackendIdle)
 
 	l := c.Limits
 	v.intRange("limits.max_request_header_bytes", l.MaxRequestHeaderBytes, 4096, 1<<26)
-	v.intRange("limits.max_response_header_bytes", l.MaxResponseHeaderBytes, 65536, 1<<26)
-	v.intRange("limits.retries", l.Retries, 0, 100)
-	v.atLeast("limits.queue_size", l.QueueSize, 0)
 	v.intRange("limits.h2_max_concurrent_streams", l.H2MaxConcurrentStreams, 1, 1<<31-1)
-	v.intRange("limits.body_buffer_bytes", l.BodyBufferBytes, 0, 1<<26)
-	v.atLeast("limits.body_waits_per_client", l.BodyWaitsPerClient, 0)
 
 	c.validateListeners(v)
 	c.validateBackend(v)
@@ -397,9 +388,6 @@ func (c *Config) validate(v *validator) {
 		if !strings.HasPrefix(s, "/") {
 			v.problem(idx("paths.public", i), "%q must start with \"/\"", s)
 		}
-	}
-	if p.BlockedStatus != 403 && p.BlockedStatus != 404 {
-		v.problem("paths.blocked_status", "%d is not 403 or 404", p.BlockedStatus)
 	}
 
 	h := c.Headers

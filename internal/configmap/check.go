@@ -2,6 +2,7 @@ package configmap
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/vrrp"
 )
 
@@ -39,6 +41,7 @@ func Problems(cfg *config.Config) []config.Problem {
 	spec := Spec(cfg)
 	ps = append(ps, fieldProblems(spec.Checks.Health.Validate(), "health", healthKeys)...)
 	ps = append(ps, fieldProblems(spec.Pool.Validate(), "health", poolKeys)...)
+	ps = append(ps, fieldProblems(spec.Handler.Validate(), "", proxyKeys)...)
 	for _, err := range joined(vrrp.Check(spec.VRRP)) {
 		var ie *vrrp.InstanceError
 		if !errors.As(err, &ie) {
@@ -101,6 +104,27 @@ var poolKeys = map[string]string{
 // health.slowstart sets on the running pool (daemon.CheckPlan.Slowstart).
 var poolUnkeyed = []string{"OnAvailable", "OnHealth", "EjectionTime", "Slowstart"}
 
+// proxyKeys names the key each proxy.Options field is converted from
+// (handlerOptions), as whole key paths: the handler's settings come from
+// several tables.
+var proxyKeys = map[string]string{
+	"BlockedStatus": "paths.blocked_status", "Headers": "backend.proxy_headers",
+	"TrustedProxies": "backend.trusted_proxies", "FrameExempt": "headers.frame_exempt",
+	"Retries": "limits.retries", "ConnectTimeout": "timeouts.connect", "ServerTimeout": "timeouts.server",
+	"QueueTimeout": "timeouts.queue", "BodyBufferBytes": "limits.body_buffer_bytes",
+	"BodyTimeout": "timeouts.client_body", "BodyWaitsPerClient": "limits.body_waits_per_client",
+	"ClientTimeout": "timeouts.client", "QueueSize": "limits.queue_size", "IdleTimeout": "timeouts.backend_idle",
+	"MaxResponseHeaderBytes": "limits.max_response_header_bytes", "PublicHost": "global.public_host",
+	"ForwardTrailers": "backend.forward_trailers", "ClientCertHeader": "backend.client_cert_header",
+}
+
+// proxyUnkeyed are the proxy.Options fields no single key sets: the
+// daemon's hooks, the values built from a whole table (Policy from
+// [paths], Security from [headers], AccessLog from global.access_log*),
+// and the ones left at the proxy's default.
+var proxyUnkeyed = []string{"Pool", "Router", "Policy", "RateLimit", "Security", "AccessLog", "Logger", "Observer",
+	"MaxIdlePerServer", "StdlibTransport"}
+
 // fieldError is what each runtime package's FieldError gives: the Go
 // field ("VIPs[1]") and the message.
 func fieldError(err error) (field, msg string, ok bool) {
@@ -115,6 +139,10 @@ func fieldError(err error) (field, msg string, ok bool) {
 	var b *backend.FieldError
 	if errors.As(err, &b) {
 		return b.Field, b.Msg, true
+	}
+	var p *proxy.FieldError
+	if errors.As(err, &p) {
+		return p.Field, p.Msg, true
 	}
 	return "", "", false
 }
@@ -214,5 +242,24 @@ func conventionProblems(cfg *config.Config) []config.Problem {
 	refuse("health.slowstart", h.Slowstart.Duration < 0, "must not be negative, got "+h.Slowstart.Duration.String())
 	refuse("health.passive_fails", h.PassiveFails < 0, strconv.Itoa(h.PassiveFails)+" is less than 0")
 	refuse("health.passive_max_ejection_percent", h.PassiveMaxEjectionPercent == 0, noZero)
+	t := cfg.Timeouts
+	for _, d := range []struct {
+		key string
+		v   config.Duration
+	}{
+		{"timeouts.connect", t.Connect}, {"timeouts.server", t.Server}, {"timeouts.queue", t.Queue},
+		{"timeouts.client_body", t.ClientBody}, {"timeouts.client", t.Client}, {"timeouts.backend_idle", t.BackendIdle},
+	} {
+		refuse(d.key, d.v.Duration == 0, "must be greater than 0, got 0s")
+	}
+	l := cfg.Limits
+	refuse("limits.retries", l.Retries < 0 || !l.Redispatch && l.Retries > proxy.MaxRetries,
+		fmt.Sprintf("%d is out of range 0..%d", l.Retries, proxy.MaxRetries))
+	refuse("limits.queue_size", l.QueueSize < 0, strconv.Itoa(l.QueueSize)+" is less than 0")
+	refuse("limits.body_buffer_bytes", l.BodyBufferBytes < 0, fmt.Sprintf("%d is out of range 0..%d", l.BodyBufferBytes, proxy.MaxBufferBytes))
+	refuse("limits.body_waits_per_client", l.BodyWaitsPerClient < 0, strconv.Itoa(l.BodyWaitsPerClient)+" is less than 0")
+	refuse("limits.max_response_header_bytes", l.MaxResponseHeaderBytes == 0,
+		fmt.Sprintf("0 is out of range %d..%d", proxy.MinResponseHeaderBytes, proxy.MaxBufferBytes))
+	refuse("paths.blocked_status", cfg.Paths.BlockedStatus == 0, "0 is not 403 or 404")
 	return ps
 }

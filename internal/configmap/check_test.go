@@ -12,6 +12,7 @@ import (
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/vrrp"
 )
 
@@ -330,6 +331,23 @@ func TestHealthRulesAtTheirKeys(t *testing.T) {
 				"line 13: health.slowstart: must not be negative, got -1s"},
 		{"pool zero", h("passive_max_ejection_percent = 0\npassive_fails = 0\nslowstart = \"0s\"\npanic_threshold = 0.0\n"),
 			"line 10: health.passive_max_ejection_percent: must not be 0 (leave the key out for its default)"},
+		// The proxy handler's rules, at keys of several tables.
+		{"zero timeout", base + "[timeouts]\nserver = \"0s\"\nconnect = \"-1s\"\n",
+			"line 10: timeouts.server: must be greater than 0, got 0s\n" +
+				"line 11: timeouts.connect: must be greater than 0, got -1s"},
+		{"small response headers", base + "[limits]\nmax_response_header_bytes = 8192\nbody_buffer_bytes = 67108865\n",
+			"line 10: limits.max_response_header_bytes: 8192 is out of range 65536..67108864\n" +
+				"line 11: limits.body_buffer_bytes: 67108865 is out of range 0..67108864"},
+		{"limits below 0", base + "[limits]\nretries = -1\nqueue_size = -1\nbody_buffer_bytes = -1\nbody_waits_per_client = -1\nmax_response_header_bytes = 0\n",
+			"line 10: limits.retries: -1 is out of range 0..100\n" +
+				"line 11: limits.queue_size: -1 is less than 0\n" +
+				"line 12: limits.body_buffer_bytes: -1 is out of range 0..67108864\n" +
+				"line 13: limits.body_waits_per_client: -1 is less than 0\n" +
+				"line 14: limits.max_response_header_bytes: 0 is out of range 65536..67108864"},
+		{"retries without redispatch", base + "[limits]\nretries = 101\nredispatch = false\n", "line 10: limits.retries: 101 is out of range 0..100"},
+		{"retries", base + "[limits]\nretries = 101\n", "line 10: limits.retries: 101 is out of range 0..100"},
+		{"blocked status", base + "[paths]\nblocked_status = 500\n", "line 10: paths.blocked_status: 500 is not 403 or 404"},
+		{"blocked status 0", base + "[paths]\nblocked_status = 0\n", "line 10: paths.blocked_status: 0 is not 403 or 404"},
 		{"token probe", h("token_client_id = \"probe\"\ntoken_interval = \"0s\"\n"),
 			"line 9: health.token_secret_file: is required with the probe's client ID\n" +
 				"line 11: health.token_interval: must be greater than 0, got 0s"},
@@ -364,6 +382,75 @@ func TestHealthDefaultsAreTheRuntimes(t *testing.T) {
 	} {
 		if d.file != d.runtime {
 			t.Errorf("health.%s: config's default %v, health's %v", d.key, d.file, d.runtime)
+		}
+	}
+}
+
+// TestProxyKeysCoverOptions: every proxy.Options field is converted from
+// the key proxyKeys names (a key config decodes) or is in proxyUnkeyed.
+func TestProxyKeysCoverOptions(t *testing.T) {
+	ot := reflect.TypeFor[proxy.Options]()
+	for i := range ot.NumField() {
+		f := ot.Field(i).Name
+		key, keyed := proxyKeys[f]
+		switch {
+		case keyed == slices.Contains(proxyUnkeyed, f):
+			t.Errorf("proxy.Options.%s: keyed %v and unkeyed %v; want exactly one", f, keyed, !keyed)
+		case keyed && !configHasKey(key):
+			t.Errorf("proxyKeys: %s -> %q, which is not a configuration key", f, key)
+		}
+	}
+	if len(proxyKeys)+len(proxyUnkeyed) != ot.NumField() {
+		t.Errorf("proxyKeys and proxyUnkeyed name %d fields; proxy.Options has %d", len(proxyKeys)+len(proxyUnkeyed), ot.NumField())
+	}
+}
+
+// configHasKey reports whether path ("limits.retries") is a key of
+// config.Config by its TOML tags.
+func configHasKey(path string) bool {
+	t := reflect.TypeFor[config.Config]()
+	for part := range strings.SplitSeq(path, ".") {
+		found := false
+		for i := range t.NumField() {
+			if strings.Split(t.Field(i).Tag.Get("toml"), ",")[0] == part {
+				t, found = t.Field(i).Type, true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// TestProxyDefaultsAreTheRuntimes: the defaults config writes for the
+// handler's keys are proxy's exported ones.
+func TestProxyDefaultsAreTheRuntimes(t *testing.T) {
+	c, err := Parse([]byte(base), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, l := c.Timeouts, c.Limits
+	for _, d := range []struct {
+		key           string
+		file, runtime any
+	}{
+		{"timeouts.connect", tm.Connect.Duration, proxy.DefaultConnectTimeout},
+		{"timeouts.server", tm.Server.Duration, proxy.DefaultServerTimeout},
+		{"timeouts.queue", tm.Queue.Duration, proxy.DefaultQueueTimeout},
+		{"timeouts.client_body", tm.ClientBody.Duration, proxy.DefaultBodyTimeout},
+		{"timeouts.client", tm.Client.Duration, proxy.DefaultClientTimeout},
+		{"timeouts.backend_idle", tm.BackendIdle.Duration, proxy.DefaultIdleTimeout},
+		{"limits.retries", l.Retries, proxy.DefaultRetries},
+		{"limits.queue_size", l.QueueSize, proxy.DefaultQueueSize},
+		{"limits.body_buffer_bytes", l.BodyBufferBytes, proxy.DefaultBodyBufferBytes},
+		{"limits.body_waits_per_client", l.BodyWaitsPerClient, proxy.DefaultBodyWaitsPerClient},
+		{"limits.max_response_header_bytes", l.MaxResponseHeaderBytes, proxy.DefaultMaxResponseHeaderBytes},
+		{"paths.blocked_status", c.Paths.BlockedStatus, proxy.DefaultBlockedStatus},
+	} {
+		if d.file != d.runtime {
+			t.Errorf("%s: config's default %v, proxy's %v", d.key, d.file, d.runtime)
 		}
 	}
 }

@@ -1,0 +1,87 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Defaults New applies to zero Options fields (and the backend client
+// to its own); the Options field docs name them.
+const (
+	DefaultBlockedStatus          = http.StatusNotFound
+	DefaultRetries                = 3
+	DefaultConnectTimeout         = 5 * time.Second
+	DefaultServerTimeout          = 50 * time.Second
+	DefaultQueueTimeout           = 5 * time.Second
+	DefaultBodyBufferBytes        = 64 << 10
+	DefaultBodyTimeout            = 10 * time.Second
+	DefaultBodyWaitsPerClient     = 16
+	DefaultClientTimeout          = 50 * time.Second
+	DefaultQueueSize              = 1024
+	DefaultIdleTimeout            = 90 * time.Second
+	DefaultMaxIdlePerServer       = 512
+	DefaultMaxResponseHeaderBytes = 1 << 20
+)
+
+// Bounds of the Options Validate checks.
+const (
+	// MinResponseHeaderBytes is the smallest MaxResponseHeaderBytes:
+	// Keycloak's login responses carry cookies beyond 4 KiB.
+	MinResponseHeaderBytes = 64 << 10
+	// MaxBufferBytes bounds MaxResponseHeaderBytes and BodyBufferBytes.
+	MaxBufferBytes = 64 << 20
+	// MaxRetries bounds Retries.
+	MaxRetries = 100
+)
+
+// FieldError is one problem with one Options field; Validate returns them
+// joined (errors.Join). Field names the Go field, Msg says what is wrong
+// without repeating it, in words that also read right after a
+// configuration key.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+// Error returns "Field: Msg".
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Validate checks the rules New applies to o's values and returns nil or
+// the *FieldErrors joined. Zero fields stand for their defaults; a
+// negative Retries (none), BodyBufferBytes (stream every body),
+// BodyWaitsPerClient (no bound) or QueueSize (no queue) is valid.
+func (o Options) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if s := o.BlockedStatus; s != 0 && s != http.StatusForbidden && s != http.StatusNotFound {
+		add("BlockedStatus", "%d is not 403 or 404", s)
+	}
+	if o.Retries > MaxRetries {
+		add("Retries", "%d is out of range 0..%d", o.Retries, MaxRetries)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ConnectTimeout", o.ConnectTimeout}, {"ServerTimeout", o.ServerTimeout}, {"QueueTimeout", o.QueueTimeout},
+		{"BodyTimeout", o.BodyTimeout}, {"ClientTimeout", o.ClientTimeout}, {"IdleTimeout", o.IdleTimeout},
+	} {
+		if d.v < 0 {
+			add(d.name, "must be greater than 0, got %s", d.v)
+		}
+	}
+	if n := o.MaxResponseHeaderBytes; n != 0 && (n < MinResponseHeaderBytes || n > MaxBufferBytes) {
+		add("MaxResponseHeaderBytes", "%d is out of range %d..%d", n, MinResponseHeaderBytes, MaxBufferBytes)
+	}
+	if o.BodyBufferBytes > MaxBufferBytes {
+		add("BodyBufferBytes", "%d is out of range 0..%d", o.BodyBufferBytes, MaxBufferBytes)
+	}
+	if o.MaxIdlePerServer < 0 {
+		add("MaxIdlePerServer", "%d is less than 0", o.MaxIdlePerServer)
+	}
+	return errors.Join(errs...)
+}
