@@ -352,12 +352,6 @@ type idTable struct {
 	slots  map[string]*cookieSlots // server name -> its last issued cookies
 }
 
-// idOf returns the cookie id of s, computing and caching it if needed.
-func (a *Affinity) idOf(s *backend.Server) string {
-	id, _ := a.idSlots(s)
-	return id
-}
-
 // idSlots returns the cookie id of s and its issued-cookie slots,
 // computing and caching them if needed.
 func (a *Affinity) idSlots(s *backend.Server) (string, *cookieSlots) {
