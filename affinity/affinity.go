@@ -52,12 +52,14 @@ const maxRouteCookies = 4
 
 // Options configures an Affinity.
 type Options struct {
-	// CookieName is kclb's affinity cookie. Default "KC_ROUTE". It must be
-	// a valid cookie name and must not start with AUTH_SESSION_ID (that
-	// clobbers Keycloak's cookie and causes redirect loops, keycloak#29741).
+	// CookieName is kclb's affinity cookie. Default DefaultCookieName
+	// ("KC_ROUTE"). It must be a valid cookie name, must not start with
+	// AUTH_SESSION_ID (that clobbers Keycloak's cookie and causes redirect
+	// loops, keycloak#29741) and must not be another of Keycloak's cookies.
 	CookieName string
 	// MaxAge is the lifetime of the cookie, sent as Max-Age and enforced
-	// from the signed expiry. Default 6h; at least 1s. A client still
+	// from the signed expiry. Default DefaultMaxAge (6h); a whole number
+	// of seconds, at least 1s. A client still
 	// pinned when less than half of it remains gets a fresh cookie.
 	MaxAge time.Duration
 	// Session sends the cookie without Max-Age, so the browser keeps it
@@ -221,20 +223,14 @@ func New(opts Options, fallback balancer.Selector) (*Affinity, error) {
 	if fallback == nil {
 		return nil, errors.New("affinity: no fallback selector")
 	}
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("affinity: %w", err)
+	}
 	if opts.CookieName == "" {
-		opts.CookieName = "KC_ROUTE"
-	}
-	if !isToken(opts.CookieName) {
-		return nil, fmt.Errorf("affinity: cookie name %q is not a valid cookie name", opts.CookieName)
-	}
-	if strings.HasPrefix(opts.CookieName, authSessionCookie) {
-		return nil, fmt.Errorf("affinity: cookie name %q would clobber Keycloak's %s", opts.CookieName, authSessionCookie)
+		opts.CookieName = DefaultCookieName
 	}
 	if opts.MaxAge == 0 {
-		opts.MaxAge = 6 * time.Hour
-	}
-	if opts.MaxAge < time.Second {
-		return nil, fmt.Errorf("affinity: cookie max age %v is below 1s", opts.MaxAge)
+		opts.MaxAge = DefaultMaxAge
 	}
 	if len(opts.Secret) < 16 {
 		return nil, fmt.Errorf("affinity: cookie secret has %d bytes, need at least 16", len(opts.Secret))

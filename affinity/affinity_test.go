@@ -106,7 +106,7 @@ func TestNewOptions(t *testing.T) {
 		{name: "short secret", opts: Options{Secret: []byte("short")}, fb: fb, wantErr: "at least 16"},
 		{name: "no secret", opts: Options{}, fb: fb, wantErr: "at least 16"},
 		{name: "tiny max age", opts: Options{Secret: testSecret, MaxAge: time.Millisecond}, fb: fb, wantErr: "below 1s"},
-		{name: "negative max age", opts: Options{Secret: testSecret, MaxAge: -time.Hour}, fb: fb, wantErr: "below 1s"},
+		{name: "negative max age", opts: Options{Secret: testSecret, MaxAge: -time.Hour}, fb: fb, wantErr: "negative"},
 		{name: "no fallback", opts: Options{Secret: testSecret}, wantErr: "fallback"},
 	}
 	for _, tt := range tests {

@@ -3,7 +3,6 @@ package health
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kclb/kclb/internal/backend"
+	"github.com/kclb/kclb/internal/optcheck"
 )
 
 // ClusterMode says what the checker does when a node's cluster view
@@ -173,19 +173,9 @@ const (
 	DefaultTokenInterval   = 30 * time.Second
 )
 
-// FieldError is one problem with one Options field. Validate returns
-// them joined (errors.Join), every problem at once. Field names the Go
-// field ("Interval", "TokenProbe.SecretFile"); Msg says what is wrong
-// without repeating it, in words that also read right after a
-// configuration key, so a caller that knows which key set the field can
-// report it there.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-// Error returns "Field: Msg".
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+// FieldError is one problem with one Options field (the convention of
+// internal/optcheck); Validate returns them joined.
+type FieldError = optcheck.FieldError
 
 // Validate checks every rule New applies to o except the CA file's
 // contents (New reads it), and returns nil or the *FieldErrors joined.
@@ -193,10 +183,8 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 // value for the optional probes (WellKnown, ClusterCheck, TokenProbe,
 // LBCheck) and a negative Jitter for the spread.
 func (o Options) Validate() error {
-	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
-	}
+	var p optcheck.Problems
+	add := p.Add
 	for _, p := range []struct{ name, v string }{
 		{"Path", o.Path}, {"LivePath", o.LivePath}, {"StartedPath", o.StartedPath}, {"MetricsPath", o.MetricsPath},
 	} {
@@ -241,7 +229,7 @@ func (o Options) Validate() error {
 	case o.Realm == "" && (o.WellKnown || o.TokenProbe.ClientID != ""):
 		add("Realm", "is required by the well-known and token probes")
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
 
 // withDefaults validates o and fills zero fields.

@@ -1,10 +1,10 @@
 package proxy
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/kclb/kclb/internal/optcheck"
 )
 
 // Defaults New applies to zero Options fields (and the backend client
@@ -36,27 +36,17 @@ const (
 	MaxRetries = 100
 )
 
-// FieldError is one problem with one Options field; Validate returns them
-// joined (errors.Join). Field names the Go field, Msg says what is wrong
-// without repeating it, in words that also read right after a
-// configuration key.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-// Error returns "Field: Msg".
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+// FieldError is one problem with one Options field (the convention of
+// internal/optcheck); Validate returns them joined.
+type FieldError = optcheck.FieldError
 
 // Validate checks the rules New applies to o's values and returns nil or
 // the *FieldErrors joined. Zero fields stand for their defaults; a
 // negative Retries (none), BodyBufferBytes (stream every body),
 // BodyWaitsPerClient (no bound) or QueueSize (no queue) is valid.
 func (o Options) Validate() error {
-	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
-	}
+	var p optcheck.Problems
+	add := p.Add
 	if s := o.BlockedStatus; s != 0 && s != http.StatusForbidden && s != http.StatusNotFound {
 		add("BlockedStatus", "%d is not 403 or 404", s)
 	}
@@ -83,5 +73,5 @@ func (o Options) Validate() error {
 	if o.MaxIdlePerServer < 0 {
 		add("MaxIdlePerServer", "%d is less than 0", o.MaxIdlePerServer)
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }

@@ -239,14 +239,7 @@ func TestParseInvalid(t *testing.T) {
 			"line 10: paths.admin_networks[0]: \"10.0.0.0/33\" is not a network in CIDR notation\n" +
 				"line 10: paths.admin_networks[2]: \"nope\" is not an IP address or network\n" +
 				"line 10: paths.admin_networks[1]: \"10.1.2.3/8\" has host bits set (did you mean \"10.0.0.0/8\"?)"},
-		{"auth session cookie", base + "[affinity]\ncookie = \"AUTH_SESSION_ID_KCLB\"\n",
-			"line 10: affinity.cookie: \"AUTH_SESSION_ID_KCLB\" would clobber Keycloak's AUTH_SESSION_ID cookie and cause redirect loops; use e.g. \"KC_ROUTE\""},
 		{"short secret", base + "[affinity]\nsecret = \"short\"\n", "line 10: affinity.secret: is 5 bytes; want at least 16"},
-		// Issue 18, item 6: sub-second values passed check, then failed run.
-		{"sub-second max_age", base + "[affinity]\nmax_age = \"500ms\"\n",
-			"line 10: affinity.max_age: 500ms is below 1s (the cookie's Max-Age counts seconds; \"0s\" makes a session cookie)"},
-		{"fractional max_age", base + "[affinity]\nmax_age = \"90.5s\"\n",
-			"line 10: affinity.max_age: 1m30.5s is not a whole number of seconds (the cookie's Max-Age counts seconds)"},
 		{"health timeout over interval", base + "[health]\ninterval = \"1s\"\ntimeout = \"2s\"\n",
 			"line 11: health.timeout: 2s is longer than health.interval (1s)"},
 		// Issue 18, item 4: a CA bundle without a certificate passed check, then failed run.

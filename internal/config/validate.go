@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // validator collects problems found after decoding.
@@ -289,29 +288,6 @@ func (v *validator) checkHeaderValue(key, s string) {
 	}
 }
 
-// keycloakCookies are cookie names Keycloak sets itself (besides the
-// AUTH_SESSION_ID family); the affinity cookie must not clobber them.
-var keycloakCookies = []string{
-	"KC_RESTART", "KC_AUTH_SESSION_HASH", "KC_STATE_CHECKER",
-	"KEYCLOAK_IDENTITY", "KEYCLOAK_IDENTITY_LEGACY",
-	"KEYCLOAK_SESSION", "KEYCLOAK_SESSION_LEGACY",
-	"KEYCLOAK_REMEMBER_ME", "KEYCLOAK_LOCALE",
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token (a valid cookie name).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // MinTokenBytes is the shortest admin bearer token accepted: 32 bytes
 // (e.g. `openssl rand -hex 16`, or longer).
 const MinTokenBytes = 32
@@ -401,30 +377,7 @@ func (c *Config) validate(v *validator) {
 		}
 	}
 
-	a := c.Affinity
-	if a.Enabled {
-		switch {
-		case !isToken(a.Cookie):
-			v.problem("affinity.cookie", "%q is not a valid cookie name", a.Cookie)
-		case strings.HasPrefix(strings.ToUpper(a.Cookie), "AUTH_SESSION_ID"):
-			v.problem("affinity.cookie", "%q would clobber Keycloak's AUTH_SESSION_ID cookie and cause redirect loops; use e.g. \"KC_ROUTE\"", a.Cookie)
-		default:
-			for _, k := range keycloakCookies {
-				if strings.EqualFold(a.Cookie, k) {
-					v.problem("affinity.cookie", "%q is one of Keycloak's own cookies; use e.g. \"KC_ROUTE\"", a.Cookie)
-				}
-			}
-		}
-	}
-	// Max-Age counts whole seconds; 0 is the session cookie.
-	switch d := a.MaxAge.Duration; {
-	case d < 0:
-		v.problem("affinity.max_age", "must not be negative, got %s", d)
-	case d > 0 && d < time.Second:
-		v.problem("affinity.max_age", "%s is below 1s (the cookie's Max-Age counts seconds; \"0s\" makes a session cookie)", d)
-	case d%time.Second != 0:
-		v.problem("affinity.max_age", "%s is not a whole number of seconds (the cookie's Max-Age counts seconds)", d)
-	}
+	// The affinity cookie's name and max_age are affinity.Options.Validate's.
 
 	c.validateHealth(v)
 	c.validateRateLimits(v)

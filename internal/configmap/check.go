@@ -7,9 +7,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kclb/kclb/health"
+	"github.com/kclb/kclb/affinity"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/optcheck"
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/vrrp"
 )
@@ -42,6 +43,11 @@ func Problems(cfg *config.Config) []config.Problem {
 	ps = append(ps, fieldProblems(spec.Checks.Health.Validate(), "health", healthKeys)...)
 	ps = append(ps, fieldProblems(spec.Pool.Validate(), "health", poolKeys)...)
 	ps = append(ps, fieldProblems(spec.Handler.Validate(), "", proxyKeys)...)
+	ao := spec.Affinity
+	if ao == nil { // config refuses a bad max_age of a disabled [affinity] too
+		ao = &affinity.Options{MaxAge: cfg.Affinity.MaxAge.Duration}
+	}
+	ps = append(ps, fieldProblems(ao.Validate(), "affinity", affinityKeys)...)
 	for _, err := range joined(vrrp.Check(spec.VRRP)) {
 		var ie *vrrp.InstanceError
 		if !errors.As(err, &ie) {
@@ -125,6 +131,18 @@ var proxyKeys = map[string]string{
 var proxyUnkeyed = []string{"Pool", "Router", "Policy", "RateLimit", "Security", "AccessLog", "Logger", "Observer",
 	"MaxIdlePerServer", "StdlibTransport"}
 
+// affinityKeys names the [affinity] key each affinity.Options field is
+// converted from (affinityOptions).
+var affinityKeys = map[string]string{
+	"CookieName": "cookie", "MaxAge": "max_age", "Session": "max_age",
+	"AuthSessionRoute": "auth_session_route", "Learn": "learn_routes",
+}
+
+// affinityUnkeyed are the affinity.Options fields no single key sets:
+// Secret is config's resolved key (secret or secret_file, or generated),
+// Now the clock.
+var affinityUnkeyed = []string{"Secret", "Now"}
+
 // fieldError is what each runtime package's FieldError gives: the Go
 // field ("VIPs[1]") and the message.
 func fieldError(err error) (field, msg string, ok bool) {
@@ -132,17 +150,14 @@ func fieldError(err error) (field, msg string, ok bool) {
 	if errors.As(err, &v) {
 		return v.Field, v.Msg, true
 	}
-	var h *health.FieldError
-	if errors.As(err, &h) {
-		return h.Field, h.Msg, true
-	}
 	var b *backend.FieldError
 	if errors.As(err, &b) {
 		return b.Field, b.Msg, true
 	}
-	var p *proxy.FieldError
-	if errors.As(err, &p) {
-		return p.Field, p.Msg, true
+	// health, proxy and affinity share optcheck's.
+	var o *optcheck.FieldError
+	if errors.As(err, &o) {
+		return o.Field, o.Msg, true
 	}
 	return "", "", false
 }
@@ -180,19 +195,7 @@ func fieldKey(table map[string]string, field string) (string, bool) {
 }
 
 // joined lists the errors err joins (errors.Join), or err alone.
-func joined(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, joined(e)...)
-		}
-		return out
-	}
-	return []error{err}
-}
+func joined(err error) []error { return optcheck.Split(err) }
 
 func idx(list string, i int) string { return list + "[" + strconv.Itoa(i) + "]" }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kclb/kclb/affinity"
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
@@ -152,6 +153,7 @@ func TestKeysCoverOptions(t *testing.T) {
 		{"vrrp", reflect.TypeFor[vrrp.Options](), reflect.TypeFor[config.VRRPInstance](), vrrpKeys, vrrpUnkeyed},
 		{"health", reflect.TypeFor[health.Options](), reflect.TypeFor[config.Health](), healthKeys, healthUnkeyed},
 		{"pool", reflect.TypeFor[backend.PoolOptions](), reflect.TypeFor[config.Health](), poolKeys, poolUnkeyed},
+		{"affinity", reflect.TypeFor[affinity.Options](), reflect.TypeFor[config.Affinity](), affinityKeys, affinityUnkeyed},
 	} {
 		tags := make(map[string]bool)
 		for i := range tc.table.NumField() {
@@ -331,6 +333,18 @@ func TestHealthRulesAtTheirKeys(t *testing.T) {
 				"line 13: health.slowstart: must not be negative, got -1s"},
 		{"pool zero", h("passive_max_ejection_percent = 0\npassive_fails = 0\nslowstart = \"0s\"\npanic_threshold = 0.0\n"),
 			"line 10: health.passive_max_ejection_percent: must not be 0 (leave the key out for its default)"},
+		// The affinity cookie's rules.
+		{"auth session cookie", base + "[affinity]\ncookie = \"AUTH_SESSION_ID_KCLB\"\n",
+			"line 10: affinity.cookie: \"AUTH_SESSION_ID_KCLB\" would clobber Keycloak's AUTH_SESSION_ID cookie and cause redirect loops; use e.g. \"KC_ROUTE\""},
+		// Issue 18, item 6: sub-second values passed check, then failed run.
+		{"sub-second max_age", base + "[affinity]\nmax_age = \"500ms\"\n",
+			"line 10: affinity.max_age: 500ms is below 1s (the cookie's Max-Age counts seconds)"},
+		{"fractional max_age", base + "[affinity]\nmax_age = \"90.5s\"\n",
+			"line 10: affinity.max_age: 1m30.5s is not a whole number of seconds (the cookie's Max-Age counts seconds)"},
+		{"keycloak cookie", base + "[affinity]\ncookie = \"keycloak_identity\"\n",
+			"line 10: affinity.cookie: \"keycloak_identity\" is one of Keycloak's own cookies; use e.g. \"KC_ROUTE\""},
+		{"max_age of disabled affinity", base + "[affinity]\nenabled = false\nmax_age = \"-1s\"\ncookie = \"a b\"\n",
+			"line 11: affinity.max_age: must not be negative, got -1s"},
 		// The proxy handler's rules, at keys of several tables.
 		{"zero timeout", base + "[timeouts]\nserver = \"0s\"\nconnect = \"-1s\"\n",
 			"line 10: timeouts.server: must be greater than 0, got 0s\n" +
@@ -425,7 +439,8 @@ func configHasKey(path string) bool {
 }
 
 // TestProxyDefaultsAreTheRuntimes: the defaults config writes for the
-// handler's keys are proxy's exported ones.
+// handler's and the affinity cookie's keys are proxy's and affinity's
+// exported ones.
 func TestProxyDefaultsAreTheRuntimes(t *testing.T) {
 	c, err := Parse([]byte(base), t.TempDir())
 	if err != nil {
@@ -448,6 +463,8 @@ func TestProxyDefaultsAreTheRuntimes(t *testing.T) {
 		{"limits.body_waits_per_client", l.BodyWaitsPerClient, proxy.DefaultBodyWaitsPerClient},
 		{"limits.max_response_header_bytes", l.MaxResponseHeaderBytes, proxy.DefaultMaxResponseHeaderBytes},
 		{"paths.blocked_status", c.Paths.BlockedStatus, proxy.DefaultBlockedStatus},
+		{"affinity.cookie", c.Affinity.Cookie, affinity.DefaultCookieName},
+		{"affinity.max_age", c.Affinity.MaxAge.Duration, affinity.DefaultMaxAge},
 	} {
 		if d.file != d.runtime {
 			t.Errorf("%s: config's default %v, proxy's %v", d.key, d.file, d.runtime)
