@@ -56,9 +56,13 @@ func Problems(cfg *config.Config) []config.Problem {
 		}
 		ps = append(ps, fieldProblems(ie.Err, idx("vrrp.instance", ie.Index), vrrpKeys)...)
 	}
-	// A value refused by the conventions is not reported again.
+	// A value refused by the conventions is not checked further, and a
+	// key two options are converted from (timeouts.client) is reported
+	// once.
+	n := len(conv)
 	for _, p := range ps {
-		if !slices.ContainsFunc(conv, func(c config.Problem) bool { return c.Path == p.Path }) {
+		refused := slices.ContainsFunc(conv[:n], func(c config.Problem) bool { return c.Path == p.Path })
+		if !refused && !slices.Contains(conv[n:], p) {
 			conv = append(conv, p)
 		}
 	}

@@ -85,6 +85,9 @@ func TestRuntimeRulesAtTheirKeys(t *testing.T) {
 				"line 15: vrrp.instance[0].garp_delay: must not be negative, got -1s\n" +
 				"line 16: vrrp.instance[0].garp_refresh: must not be negative, got -1s\n" +
 				"line 17: vrrp.instance[0].preempt_delay: must not be negative, got -1s"},
+		{"two problems at one key", vrrpInstance("auth_pass = \"123456789\"\n"),
+			"line 14: vrrp.instance[0].auth_pass: VRRP version 3 has no authentication; remove the password or use version 2\n" +
+				"line 14: vrrp.instance[0].auth_pass: is 9 bytes; VRRP allows at most 8"},
 		{"vrrp track weight", vrrpInstance("track_weight = 255\n"),
 			"line 14: vrrp.instance[0].track_weight: 255 is out of range 0..254"},
 		{"vrrp and config problems sorted by line", "[timeouts]\nconnect = \"0s\"\n" + vrrpInstance("priority = 256\n"),
