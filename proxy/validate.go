@@ -34,6 +34,11 @@ const (
 	MaxBufferBytes = 64 << 20
 	// MaxRetries bounds Retries.
 	MaxRetries = 100
+	// MinRequestHeaderBytes is the smallest ServerOptions.MaxHeaderBytes.
+	MinRequestHeaderBytes = 4096
+	// MaxStreams bounds ServerOptions.MaxConcurrentStreams (HTTP/2's
+	// SETTINGS value is 31 bits).
+	MaxStreams = 1<<31 - 1
 )
 
 // FieldError is one problem with one Options field (the convention of
@@ -72,6 +77,29 @@ func (o Options) Validate() error {
 	}
 	if o.MaxIdlePerServer < 0 {
 		add("MaxIdlePerServer", "%d is less than 0", o.MaxIdlePerServer)
+	}
+	return p.Err()
+}
+
+// Validate checks the values of a listener's options and returns nil or
+// the *FieldErrors joined. Zero fields stand for their defaults.
+func (o ServerOptions) Validate() error {
+	var p optcheck.Problems
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"HeaderTimeout", o.HeaderTimeout}, {"ClientTimeout", o.ClientTimeout}, {"WriteTimeout", o.WriteTimeout}, {"KeepAlive", o.KeepAlive},
+	} {
+		if d.v < 0 {
+			p.Add(d.name, "must be greater than 0, got %s", d.v)
+		}
+	}
+	if n := o.MaxHeaderBytes; n != 0 && (n < MinRequestHeaderBytes || n > MaxBufferBytes) {
+		p.Add("MaxHeaderBytes", "%d is out of range %d..%d", n, MinRequestHeaderBytes, MaxBufferBytes)
+	}
+	if n := o.MaxConcurrentStreams; n < 0 || n > MaxStreams {
+		p.Add("MaxConcurrentStreams", "%d is out of range 1..%d", n, MaxStreams)
 	}
 	return p.Err()
 }

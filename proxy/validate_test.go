@@ -52,3 +52,23 @@ func TestOptionsValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestServerOptionsValidate(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts ServerOptions
+		want string
+	}{
+		{"zero value", ServerOptions{}, "<nil>"},
+		{"edges", ServerOptions{MaxHeaderBytes: MinRequestHeaderBytes, MaxConcurrentStreams: MaxStreams, KeepAlive: time.Second}, "<nil>"},
+		{"ranges", ServerOptions{MaxHeaderBytes: 1024, MaxConcurrentStreams: -1},
+			"MaxHeaderBytes: 1024 is out of range 4096..67108864\nMaxConcurrentStreams: -1 is out of range 1..2147483647"},
+		{"negative durations", ServerOptions{HeaderTimeout: -1, ClientTimeout: -1, WriteTimeout: -1, KeepAlive: -time.Second},
+			"HeaderTimeout: must be greater than 0, got -1ns\nClientTimeout: must be greater than 0, got -1ns\n" +
+				"WriteTimeout: must be greater than 0, got -1ns\nKeepAlive: must be greater than 0, got -1s"},
+	} {
+		if got := fmt.Sprint(tt.opts.Validate()); got != tt.want {
+			t.Errorf("%s: Validate:\n%s\nwant\n%s", tt.name, got, tt.want)
+		}
+	}
+}

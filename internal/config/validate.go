@@ -346,15 +346,8 @@ func (c *Config) validate(v *validator) {
 	}
 	v.nonNegative("global.shutdown_grace", g.ShutdownGrace)
 
-	// The proxy handler's timeouts and limits are proxy.Options.Validate's;
-	// the listeners' (proxy.ServerOptions) are still checked here.
-	t := c.Timeouts
-	v.positive("timeouts.client_header", t.ClientHeader)
-	v.positive("timeouts.keep_alive", t.KeepAlive)
-
-	l := c.Limits
-	v.intRange("limits.max_request_header_bytes", l.MaxRequestHeaderBytes, 4096, 1<<26)
-	v.intRange("limits.h2_max_concurrent_streams", l.H2MaxConcurrentStreams, 1, 1<<31-1)
+	// [timeouts] and [limits] are proxy.Options.Validate's and
+	// proxy.ServerOptions.Validate's.
 
 	c.validateListeners(v)
 	c.validateBackend(v)

@@ -43,6 +43,8 @@ func Problems(cfg *config.Config) []config.Problem {
 	ps = append(ps, fieldProblems(spec.Checks.Health.Validate(), "health", healthKeys)...)
 	ps = append(ps, fieldProblems(spec.Pool.Validate(), "health", poolKeys)...)
 	ps = append(ps, fieldProblems(spec.Handler.Validate(), "", proxyKeys)...)
+	// Checked once, not per listener, and also without listeners, as config did.
+	ps = append(ps, fieldProblems(serverOptions(cfg).Validate(), "", serverKeys)...)
 	ao := spec.Affinity
 	if ao == nil { // config refuses a bad max_age of a disabled [affinity] too
 		ao = &affinity.Options{MaxAge: cfg.Affinity.MaxAge.Duration}
@@ -134,6 +136,20 @@ var proxyKeys = map[string]string{
 // and the ones left at the proxy's default.
 var proxyUnkeyed = []string{"Pool", "Router", "Policy", "RateLimit", "Security", "AccessLog", "Logger", "Observer",
 	"MaxIdlePerServer", "StdlibTransport"}
+
+// serverKeys names the key each proxy.ServerOptions field is converted
+// from (serverOptions and listenerPlans).
+var serverKeys = map[string]string{
+	"HeaderTimeout": "timeouts.client_header", "ClientTimeout": "timeouts.client",
+	"KeepAlive": "timeouts.keep_alive", "MaxHeaderBytes": "limits.max_request_header_bytes",
+	"MaxConcurrentStreams": "limits.h2_max_concurrent_streams",
+}
+
+// serverUnkeyed are the proxy.ServerOptions fields no single key sets:
+// the daemon's, WriteTimeout (timeouts.client plus timeouts.server, each
+// checked itself), and each [[listener]]'s own switches, which no rule
+// is about.
+var serverUnkeyed = []string{"Handler", "TLS", "WriteTimeout", "ErrorLog", "Conns", "HTTP2", "StdlibHTTP1", "StdlibHTTP2"}
 
 // affinityKeys names the [affinity] key each affinity.Options field is
 // converted from (affinityOptions).
@@ -268,5 +284,10 @@ func conventionProblems(cfg *config.Config) []config.Problem {
 	refuse("limits.max_response_header_bytes", l.MaxResponseHeaderBytes == 0,
 		fmt.Sprintf("0 is out of range %d..%d", proxy.MinResponseHeaderBytes, proxy.MaxBufferBytes))
 	refuse("paths.blocked_status", cfg.Paths.BlockedStatus == 0, "0 is not 403 or 404")
+	refuse("timeouts.client_header", t.ClientHeader.Duration == 0, "must be greater than 0, got 0s")
+	refuse("timeouts.keep_alive", t.KeepAlive.Duration == 0, "must be greater than 0, got 0s")
+	refuse("limits.max_request_header_bytes", l.MaxRequestHeaderBytes == 0,
+		fmt.Sprintf("0 is out of range %d..%d", proxy.MinRequestHeaderBytes, proxy.MaxBufferBytes))
+	refuse("limits.h2_max_concurrent_streams", l.H2MaxConcurrentStreams == 0, fmt.Sprintf("0 is out of range 1..%d", proxy.MaxStreams))
 	return ps
 }

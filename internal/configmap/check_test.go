@@ -363,6 +363,16 @@ func TestHealthRulesAtTheirKeys(t *testing.T) {
 				"line 14: limits.max_response_header_bytes: 0 is out of range 65536..67108864"},
 		{"retries without redispatch", base + "[limits]\nretries = 101\nredispatch = false\n", "line 10: limits.retries: 101 is out of range 0..100"},
 		{"retries", base + "[limits]\nretries = 101\n", "line 10: limits.retries: 101 is out of range 0..100"},
+		{"listener limits", base + "[timeouts]\nclient_header = \"0s\"\nkeep_alive = \"-1s\"\nclient = \"-1s\"\n" +
+			"[limits]\nmax_request_header_bytes = 1024\nh2_max_concurrent_streams = 0\n",
+			"line 10: timeouts.client_header: must be greater than 0, got 0s\n" +
+				"line 11: timeouts.keep_alive: must be greater than 0, got -1s\n" +
+				"line 12: timeouts.client: must be greater than 0, got -1s\n" +
+				"line 14: limits.max_request_header_bytes: 1024 is out of range 4096..67108864\n" +
+				"line 15: limits.h2_max_concurrent_streams: 0 is out of range 1..2147483647"},
+		{"no listener", "[[backend.server]]\nname = \"kc1\"\naddress = \"127.0.0.1:18081\"\n[limits]\nh2_max_concurrent_streams = -1\n",
+			"line 5: limits.h2_max_concurrent_streams: -1 is out of range 1..2147483647\n" +
+				"listener: no listeners configured (add a [[listener]])"},
 		{"blocked status", base + "[paths]\nblocked_status = 500\n", "line 10: paths.blocked_status: 500 is not 403 or 404"},
 		{"blocked status 0", base + "[paths]\nblocked_status = 0\n", "line 10: paths.blocked_status: 0 is not 403 or 404"},
 		{"token probe", h("token_client_id = \"probe\"\ntoken_interval = \"0s\"\n"),
@@ -403,22 +413,31 @@ func TestHealthDefaultsAreTheRuntimes(t *testing.T) {
 	}
 }
 
-// TestProxyKeysCoverOptions: every proxy.Options field is converted from
-// the key proxyKeys names (a key config decodes) or is in proxyUnkeyed.
+// TestProxyKeysCoverOptions: every proxy.Options and proxy.ServerOptions
+// field is converted from the key its table names (a key config
+// decodes) or is unkeyed.
 func TestProxyKeysCoverOptions(t *testing.T) {
-	ot := reflect.TypeFor[proxy.Options]()
-	for i := range ot.NumField() {
-		f := ot.Field(i).Name
-		key, keyed := proxyKeys[f]
-		switch {
-		case keyed == slices.Contains(proxyUnkeyed, f):
-			t.Errorf("proxy.Options.%s: keyed %v and unkeyed %v; want exactly one", f, keyed, !keyed)
-		case keyed && !configHasKey(key):
-			t.Errorf("proxyKeys: %s -> %q, which is not a configuration key", f, key)
+	for _, tc := range []struct {
+		ot      reflect.Type
+		keys    map[string]string
+		unkeyed []string
+	}{
+		{reflect.TypeFor[proxy.Options](), proxyKeys, proxyUnkeyed},
+		{reflect.TypeFor[proxy.ServerOptions](), serverKeys, serverUnkeyed},
+	} {
+		for i := range tc.ot.NumField() {
+			f := tc.ot.Field(i).Name
+			key, keyed := tc.keys[f]
+			switch {
+			case keyed == slices.Contains(tc.unkeyed, f):
+				t.Errorf("%s.%s: keyed %v and unkeyed %v; want exactly one", tc.ot, f, keyed, !keyed)
+			case keyed && !configHasKey(key):
+				t.Errorf("%s.%s -> %q, which is not a configuration key", tc.ot, f, key)
+			}
 		}
-	}
-	if len(proxyKeys)+len(proxyUnkeyed) != ot.NumField() {
-		t.Errorf("proxyKeys and proxyUnkeyed name %d fields; proxy.Options has %d", len(proxyKeys)+len(proxyUnkeyed), ot.NumField())
+		if len(tc.keys)+len(tc.unkeyed) != tc.ot.NumField() {
+			t.Errorf("%s: the tables name %d fields; it has %d", tc.ot, len(tc.keys)+len(tc.unkeyed), tc.ot.NumField())
+		}
 	}
 }
 

@@ -110,18 +110,9 @@ func listenerPlans(cfg *config.Config) []daemon.ListenerPlan {
 	for _, l := range cfg.Listeners {
 		p := daemon.ListenerPlan{
 			Name: l.Name, Bind: l.Bind, Freebind: l.Freebind, TLS: l.TLS, Ident: l,
-			Server: proxy.ServerOptions{
-				HTTP2:                l.HTTP2,
-				StdlibHTTP1:          l.StdlibHTTP1,
-				StdlibHTTP2:          l.StdlibHTTP2,
-				HeaderTimeout:        t.ClientHeader.Duration,
-				ClientTimeout:        t.Client.Duration,
-				WriteTimeout:         t.Client.Duration + t.Server.Duration,
-				KeepAlive:            t.KeepAlive.Duration,
-				MaxHeaderBytes:       cfg.Limits.MaxRequestHeaderBytes,
-				MaxConcurrentStreams: cfg.Limits.H2MaxConcurrentStreams,
-			},
+			Server: serverOptions(cfg),
 		}
+		p.Server.HTTP2, p.Server.StdlibHTTP1, p.Server.StdlibHTTP2 = l.HTTP2, l.StdlibHTTP1, l.StdlibHTTP2
 		if l.ProxyProtocol {
 			p.Proxy = &proxyproto.Options{From: l.ProxyProtocolFrom, Timeout: t.ClientHeader.Duration}
 		}
@@ -142,6 +133,20 @@ func listenerPlans(cfg *config.Config) []daemon.ListenerPlan {
 		out = append(out, p)
 	}
 	return out
+}
+
+// serverOptions converts the settings every listener's server shares
+// ([timeouts] and [limits]); listenerPlans adds each listener's own.
+func serverOptions(cfg *config.Config) proxy.ServerOptions {
+	t := cfg.Timeouts
+	return proxy.ServerOptions{
+		HeaderTimeout:        t.ClientHeader.Duration,
+		ClientTimeout:        t.Client.Duration,
+		WriteTimeout:         t.Client.Duration + t.Server.Duration,
+		KeepAlive:            t.KeepAlive.Duration,
+		MaxHeaderBytes:       cfg.Limits.MaxRequestHeaderBytes,
+		MaxConcurrentStreams: cfg.Limits.H2MaxConcurrentStreams,
+	}
 }
 
 // poolSpecs converts configured servers to backend specs.
