@@ -685,54 +685,14 @@ func (c *Config) validateRateLimits(v *validator) {
 	for i, r := range c.RateLimits {
 		key := idx("rate_limit", i)
 		v.checkName("rate_limit", i, r.Name, names)
-		if len(r.Paths) == 0 {
-			v.problem(key+".paths", "at least one path is required")
-		}
-		for j, p := range r.Paths {
-			if msg := ratePathProblem(p); msg != "" {
-				v.problem(idx(key+".paths", j), "%q %s", p, msg)
-			}
-		}
-		for j, m := range r.Methods {
-			if m == "" || strings.ContainsFunc(m, func(c rune) bool { return c < 'A' || c > 'Z' }) {
-				v.problem(idx(key+".methods", j), "%q is not an upper-case method name such as \"POST\"", m)
-			}
-		}
-		v.intRange(key+".burst", r.Burst, 1, 1000000)
+		// paths, methods, burst and ipv6_prefix are ratelimit.Rule.Validate's.
 		if r.Key != "client" {
 			v.problem(key+".key", "%q is not a known key (only \"client\": the client address)", r.Key)
 		}
-		v.intRange(key+".ipv6_prefix", r.IPv6Prefix, 1, 128)
 		for j, p := range r.Exempt {
 			if p != p.Masked() {
 				v.problem(idx(key+".exempt", j), "%q has host bits set (did you mean %q?)", p, p.Masked())
 			}
 		}
 	}
-}
-
-// ratePathProblem says what is wrong with a rate-limit path pattern, or
-// returns "": it starts with "/", has no empty or dot segment (rules
-// match canonical paths) and uses "*" only as a whole segment.
-func ratePathProblem(p string) string {
-	if !strings.HasPrefix(p, "/") {
-		return "must start with \"/\""
-	}
-	body := strings.TrimSuffix(p[1:], "/")
-	if body == "" {
-		return ""
-	}
-	for seg := range strings.SplitSeq(body, "/") {
-		switch {
-		case seg == "":
-			return "has an empty segment"
-		case seg == "." || seg == "..":
-			return "has a dot segment (rules match canonical paths)"
-		case seg != "*" && strings.ContainsAny(seg, "*%\\;"):
-			return "may use \"*\" only as a whole segment, and no '%', '\\' or ';'"
-		case strings.ContainsFunc(seg, func(c rune) bool { return c < 0x20 || c == 0x7f }):
-			return "contains a control character"
-		}
-	}
-	return ""
 }

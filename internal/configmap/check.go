@@ -11,6 +11,7 @@ import (
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
 	"github.com/kclb/kclb/internal/optcheck"
+	"github.com/kclb/kclb/internal/ratelimit"
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/vrrp"
 )
@@ -43,6 +44,9 @@ func Problems(cfg *config.Config) []config.Problem {
 	ps = append(ps, fieldProblems(spec.Checks.Health.Validate(), "health", healthKeys)...)
 	ps = append(ps, fieldProblems(spec.Pool.Validate(), "health", poolKeys)...)
 	ps = append(ps, fieldProblems(spec.Handler.Validate(), "", proxyKeys)...)
+	for i, r := range spec.RateLimit.Rules {
+		ps = append(ps, fieldProblems(r.Validate(), idx("rate_limit", i), rateKeys)...)
+	}
 	// Checked once, not per listener, and also without listeners, as config did.
 	ps = append(ps, fieldProblems(serverOptions(cfg).Validate(), "", serverKeys)...)
 	ao := spec.Affinity
@@ -150,6 +154,13 @@ var serverKeys = map[string]string{
 // checked itself), and each [[listener]]'s own switches, which no rule
 // is about.
 var serverUnkeyed = []string{"Handler", "TLS", "WriteTimeout", "ErrorLog", "Conns", "HTTP2", "StdlibHTTP1", "StdlibHTTP2"}
+
+// rateKeys names the [[rate_limit]] key each ratelimit.Rule field is
+// converted from (rateLimitOptions).
+var rateKeys = map[string]string{
+	"Name": "name", "Paths": "paths", "Methods": "methods", "Limit": "rate", "Per": "rate",
+	"Burst": "burst", "IPv6Prefix": "ipv6_prefix", "Exempt": "exempt",
+}
 
 // affinityKeys names the [affinity] key each affinity.Options field is
 // converted from (affinityOptions).
@@ -284,6 +295,11 @@ func conventionProblems(cfg *config.Config) []config.Problem {
 	refuse("limits.max_response_header_bytes", l.MaxResponseHeaderBytes == 0,
 		fmt.Sprintf("0 is out of range %d..%d", proxy.MinResponseHeaderBytes, proxy.MaxBufferBytes))
 	refuse("paths.blocked_status", cfg.Paths.BlockedStatus == 0, "0 is not 403 or 404")
+	for i, r := range cfg.RateLimits {
+		key := idx("rate_limit", i)
+		refuse(key+".burst", r.Burst == 0, fmt.Sprintf("0 is out of range 1..%d", ratelimit.MaxBurst))
+		refuse(key+".ipv6_prefix", r.IPv6Prefix == 0, "0 is out of range 1..128")
+	}
 	refuse("timeouts.client_header", t.ClientHeader.Duration == 0, "must be greater than 0, got 0s")
 	refuse("timeouts.keep_alive", t.KeepAlive.Duration == 0, "must be greater than 0, got 0s")
 	refuse("limits.max_request_header_bytes", l.MaxRequestHeaderBytes == 0,

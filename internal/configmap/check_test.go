@@ -13,6 +13,7 @@ import (
 	"github.com/kclb/kclb/health"
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/config"
+	"github.com/kclb/kclb/internal/ratelimit"
 	"github.com/kclb/kclb/proxy"
 	"github.com/kclb/kclb/vrrp"
 )
@@ -157,6 +158,7 @@ func TestKeysCoverOptions(t *testing.T) {
 		{"health", reflect.TypeFor[health.Options](), reflect.TypeFor[config.Health](), healthKeys, healthUnkeyed},
 		{"pool", reflect.TypeFor[backend.PoolOptions](), reflect.TypeFor[config.Health](), poolKeys, poolUnkeyed},
 		{"affinity", reflect.TypeFor[affinity.Options](), reflect.TypeFor[config.Affinity](), affinityKeys, affinityUnkeyed},
+		{"rate_limit", reflect.TypeFor[ratelimit.Rule](), reflect.TypeFor[config.RateLimit](), rateKeys, nil},
 	} {
 		tags := make(map[string]bool)
 		for i := range tc.table.NumField() {
@@ -336,6 +338,17 @@ func TestHealthRulesAtTheirKeys(t *testing.T) {
 				"line 13: health.slowstart: must not be negative, got -1s"},
 		{"pool zero", h("passive_max_ejection_percent = 0\npassive_fails = 0\nslowstart = \"0s\"\npanic_threshold = 0.0\n"),
 			"line 10: health.passive_max_ejection_percent: must not be 0 (leave the key out for its default)"},
+		// A rate limit rule's, with config's own problems of the entry.
+		{"rate limit rule problems", base + "[[rate_limit]]\nname = \"a b\"\npaths = [\"/realms/x*\", \"realms\"]\nmethods = [\"post\"]\nburst = 0\nkey = \"cookie\"\nipv6_prefix = 0\nexempt = [\"10.0.0.1/8\"]\n",
+			"line 9: rate_limit[0].rate: is required (e.g. \"10/s\" or \"600/m\")\n" +
+				"line 10: rate_limit[0].name: \"a b\" may only contain letters, digits, '.', '_' and '-'\n" +
+				"line 11: rate_limit[0].paths[0]: \"/realms/x*\" may use \"*\" only as a whole segment, and no '%', '\\' or ';'\n" +
+				"line 11: rate_limit[0].paths[1]: \"realms\" must start with \"/\"\n" +
+				"line 12: rate_limit[0].methods[0]: \"post\" is not an upper-case method name such as \"POST\"\n" +
+				"line 13: rate_limit[0].burst: 0 is out of range 1..1000000\n" +
+				"line 14: rate_limit[0].key: \"cookie\" is not a known key (only \"client\": the client address)\n" +
+				"line 15: rate_limit[0].ipv6_prefix: 0 is out of range 1..128\n" +
+				"line 16: rate_limit[0].exempt[0]: \"10.0.0.1/8\" has host bits set (did you mean \"10.0.0.0/8\"?)"},
 		// The affinity cookie's rules.
 		{"auth session cookie", base + "[affinity]\ncookie = \"AUTH_SESSION_ID_KCLB\"\n",
 			"line 10: affinity.cookie: \"AUTH_SESSION_ID_KCLB\" would clobber Keycloak's AUTH_SESSION_ID cookie and cause redirect loops; use e.g. \"KC_ROUTE\""},
@@ -491,5 +504,17 @@ func TestProxyDefaultsAreTheRuntimes(t *testing.T) {
 		if d.file != d.runtime {
 			t.Errorf("%s: config's default %v, proxy's %v", d.key, d.file, d.runtime)
 		}
+	}
+}
+
+// TestRateLimitDefaultsAreTheRuntimes: a [[rate_limit]] rule's defaults in
+// the file are ratelimit's.
+func TestRateLimitDefaultsAreTheRuntimes(t *testing.T) {
+	c, err := Parse([]byte(base+"[[rate_limit]]\nname = \"r\"\npaths = [\"/\"]\nrate = \"10/s\"\n"), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.RateLimits[0]; r.Burst != ratelimit.DefaultBurst || r.IPv6Prefix != ratelimit.DefaultIPv6Prefix {
+		t.Errorf("burst %d, ipv6_prefix %d; ratelimit's defaults %d, %d", r.Burst, r.IPv6Prefix, ratelimit.DefaultBurst, ratelimit.DefaultIPv6Prefix)
 	}
 }

@@ -25,7 +25,6 @@ package ratelimit
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/bits"
 	"net/netip"
@@ -165,28 +164,16 @@ func New(o Options) (*Limiter, error) {
 
 // compile checks r and turns it into a rule without its table.
 func compile(r Rule) (*rule, error) {
-	if r.Name == "" {
-		return nil, errors.New("name is required")
-	}
-	if len(r.Paths) == 0 {
-		return nil, errors.New("at least one path is required")
-	}
-	if r.Limit <= 0 || r.Per <= 0 {
-		return nil, fmt.Errorf("rate %d per %s: both must be positive", r.Limit, r.Per)
+	if err := r.Validate(); err != nil {
+		return nil, err
 	}
 	burst := r.Burst
 	if burst == 0 {
-		burst = 1
-	}
-	if burst < 0 {
-		return nil, fmt.Errorf("burst %d is negative", r.Burst)
+		burst = DefaultBurst
 	}
 	v6 := r.IPv6Prefix
 	if v6 == 0 {
-		v6 = 64
-	}
-	if v6 < 1 || v6 > 128 {
-		return nil, fmt.Errorf("ipv6 prefix %d is not in 1..128", r.IPv6Prefix)
+		v6 = DefaultIPv6Prefix
 	}
 	cr := &rule{name: r.Name, v6bits: v6}
 	for _, p := range r.Paths {
@@ -196,12 +183,7 @@ func compile(r Rule) (*rule, error) {
 		}
 		cr.paths = append(cr.paths, pat)
 	}
-	for _, m := range r.Methods {
-		if m == "" || strings.ContainsFunc(m, func(c rune) bool { return c < 'A' || c > 'Z' }) {
-			return nil, fmt.Errorf("method %q is not an upper-case method name", m)
-		}
-		cr.methods = append(cr.methods, m)
-	}
+	cr.methods = append(cr.methods, r.Methods...)
 	cr.interval = max(int64(r.Per)/int64(r.Limit), 1)
 	hi, lo := bits.Mul64(uint64(cr.interval), uint64(burst))
 	if hi != 0 || lo > 1<<62 {
@@ -218,28 +200,14 @@ func compile(r Rule) (*rule, error) {
 // has no empty segment except a trailing slash (ignored), and "*" only as
 // a whole segment.
 func ParsePattern(s string) (pattern, error) {
-	if !strings.HasPrefix(s, "/") {
-		return nil, fmt.Errorf("path %q must start with \"/\"", s)
+	if msg := PatternProblem(s); msg != "" {
+		return nil, fmt.Errorf("path %q %s", s, msg)
 	}
 	body := strings.TrimSuffix(s[1:], "/")
 	if body == "" {
 		return pattern{}, nil
 	}
-	var p pattern
-	for seg := range strings.SplitSeq(body, "/") {
-		switch {
-		case seg == "":
-			return nil, fmt.Errorf("path %q has an empty segment", s)
-		case seg == "." || seg == "..":
-			return nil, fmt.Errorf("path %q has a dot segment (rules match canonical paths)", s)
-		case seg != "*" && strings.ContainsAny(seg, "*%\\;"):
-			return nil, fmt.Errorf("path %q: segment %q may not contain '*', '%%', '\\' or ';' (use \"*\" as a whole segment)", s, seg)
-		case strings.ContainsFunc(seg, func(c rune) bool { return c < 0x20 || c == 0x7f }):
-			return nil, fmt.Errorf("path %q contains a control character", s)
-		}
-		p = append(p, seg)
-	}
-	return p, nil
+	return strings.Split(body, "/"), nil
 }
 
 // match reports whether the canonical path lies under p. It scans the

@@ -149,17 +149,18 @@ func TestInvalidRules(t *testing.T) {
 		edit func(r *Rule)
 		want string
 	}{
-		{"no name", func(r *Rule) { r.Name = "" }, "name"},
+		{"no name", func(r *Rule) { r.Name = "" }, "Name"},
 		{"no path", func(r *Rule) { r.Paths = nil }, "path"},
 		{"relative path", func(r *Rule) { r.Paths = []string{"realms"} }, "start with"},
 		{"partial wildcard", func(r *Rule) { r.Paths = []string{"/realms/a*"} }, "whole segment"},
 		{"empty segment", func(r *Rule) { r.Paths = []string{"/realms//token"} }, "empty segment"},
 		{"dot segment", func(r *Rule) { r.Paths = []string{"/realms/../admin"} }, "dot segment"},
 		{"zero rate", func(r *Rule) { r.Limit = 0 }, "positive"},
-		{"negative burst", func(r *Rule) { r.Burst = -1 }, "negative"},
+		{"negative burst", func(r *Rule) { r.Burst = -1 }, "out of range"},
 		{"lower-case method", func(r *Rule) { r.Methods = []string{"post"} }, "upper-case"},
 		{"ipv6 prefix", func(r *Rule) { r.IPv6Prefix = 129 }, "1..128"},
-		{"huge burst", func(r *Rule) { r.Per, r.Burst = 1000*time.Hour, 1<<40 }, "too long"},
+		{"burst over the bound", func(r *Rule) { r.Burst = MaxBurst + 1 }, "out of range"},
+		{"huge window", func(r *Rule) { r.Per, r.Burst = 10000*time.Hour, MaxBurst }, "too long"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ok
