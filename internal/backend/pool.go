@@ -36,6 +36,26 @@ type FieldError struct {
 // Error returns "Field: Msg".
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
+// DefaultWeight is Spec.Weight's default; MaxWeight bounds it.
+const (
+	DefaultWeight = 100
+	MaxWeight     = 1000
+)
+
+// Validate checks the rules NewPool applies to a server's spec and
+// returns nil or the *FieldErrors joined. Zero Weight stands for
+// DefaultWeight, zero MaxConn for no limit.
+func (sp Spec) Validate() error {
+	var errs []error
+	if sp.Weight < 0 || sp.Weight > MaxWeight {
+		errs = append(errs, &FieldError{Field: "Weight", Msg: fmt.Sprintf("%d is out of range 1..%d", sp.Weight, MaxWeight)})
+	}
+	if sp.MaxConn < 0 {
+		errs = append(errs, &FieldError{Field: "MaxConn", Msg: fmt.Sprintf("%d is less than 0", sp.MaxConn)})
+	}
+	return errors.Join(errs...)
+}
+
 // Validate checks the rules NewPool applies to o and returns nil or the
 // *FieldErrors joined. Zero fields stand for their defaults; negative
 // PassiveFails (passive ejection off), EjectionTime (never) and
@@ -186,6 +206,9 @@ func NewPool(specs []Spec, opts PoolOptions) (*Pool, error) {
 		}
 		if seen[sp.Name] {
 			return nil, fmt.Errorf("backend: duplicate server name %q", sp.Name)
+		}
+		if err := sp.Validate(); err != nil {
+			return nil, fmt.Errorf("backend: server %q: %w", sp.Name, err)
 		}
 		seen[sp.Name] = true
 		list = append(list, p.newServer(sp))

@@ -108,7 +108,8 @@ type Spec struct {
 	// Route is the Keycloak node name that appears as the AUTH_SESSION_ID
 	// suffix. Empty means "learn it".
 	Route string
-	// Weight is the relative share of new clients, 1..1000. Zero means 100.
+	// Weight is the relative share of new clients, 1..MaxWeight (1000).
+	// Zero means DefaultWeight (100).
 	Weight int
 	// MaxConn caps concurrent requests to the server; further requests
 	// wait in a bounded queue. Zero means unlimited.
@@ -185,7 +186,7 @@ type Detail struct {
 // may be nil for a server outside any pool.
 func NewServer(spec Spec, panicFlag *atomic.Bool) *Server {
 	if spec.Weight <= 0 {
-		spec.Weight = 100
+		spec.Weight = DefaultWeight
 	}
 	if panicFlag == nil {
 		panicFlag = new(atomic.Bool)

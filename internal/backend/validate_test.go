@@ -40,3 +40,22 @@ func TestPoolOptionsValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestSpecValidate(t *testing.T) {
+	for _, tt := range []struct {
+		spec Spec
+		want string
+	}{
+		{Spec{Name: "a"}, "<nil>"},
+		{Spec{Name: "a", Weight: MaxWeight, MaxConn: 1}, "<nil>"},
+		{Spec{Name: "a", Weight: MaxWeight + 1, MaxConn: -1}, "Weight: 1001 is out of range 1..1000\nMaxConn: -1 is less than 0"},
+		{Spec{Name: "a", Weight: -1}, "Weight: -1 is out of range 1..1000"},
+	} {
+		if got := fmt.Sprint(tt.spec.Validate()); got != tt.want {
+			t.Errorf("%+v: Validate:\n%s\nwant\n%s", tt.spec, got, tt.want)
+		}
+		if _, err := NewPool([]Spec{tt.spec}, PoolOptions{}); (err == nil) != (tt.want == "<nil>") {
+			t.Errorf("%+v: NewPool = %v", tt.spec, err)
+		}
+	}
+}

@@ -223,8 +223,6 @@ func TestParseInvalid(t *testing.T) {
 			"line 10: backend.server[1].name: \"kc 2\" may only contain letters, digits, '.', '_' and '-'"},
 		{"no servers", "[[listener]]\nname = \"a\"\nbind = \":80\"\n",
 			"backend.server: no servers configured (add a [[backend.server]] or set backend.dns_name)"},
-		{"weight", base + "[[backend.server]]\nname = \"kc2\"\naddress = \"h:1\"\nweight = 0\n",
-			"line 12: backend.server[1].weight: 0 is out of range 1..1000"},
 		{"cidr", base + "[paths]\nadmin_networks = [\"10.0.0.0/33\", \"10.1.2.3/8\", \"nope\"]\n",
 			"line 10: paths.admin_networks[0]: \"10.0.0.0/33\" is not a network in CIDR notation\n" +
 				"line 10: paths.admin_networks[2]: \"nope\" is not an IP address or network\n" +
@@ -294,7 +292,7 @@ bind = "1.2.3.4"
 [[backend.server]]
 name = "kc1"
 address = "h:1"
-weight = 2000
+route = "a;b"
 `
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.toml")
@@ -310,7 +308,7 @@ weight = 2000
 		path + `:4: unknown key "global.colour"`,
 		path + `:7: timeouts.connect: "soon" is not a duration (write e.g. "5s" or "250ms")`,
 		path + `:11: listener[0].bind: "1.2.3.4" is missing a port`,
-		path + `:16: backend.server[0].weight: 2000 is out of range 1..1000`,
+		path + `:16: backend.server[0].route: "a;b" contains characters not allowed in a cookie`,
 	}
 	if got := err.Error(); got != strings.Join(want, "\n") {
 		t.Errorf("got:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))

@@ -592,7 +592,6 @@ func (c *Config) validateBackend(v *validator) {
 			v.problem(idx("backend.trusted_proxies", i), "%q has host bits set (did you mean %q?)", p, p.Masked())
 		}
 	}
-	v.atLeast("backend.default_maxconn", b.DefaultMaxConn, 0)
 	if b.DNSName != "" {
 		if !validHost(b.DNSName) {
 			v.problem("backend.dns_name", "%q is not a DNS name", b.DNSName)
@@ -619,8 +618,6 @@ func (c *Config) validateBackend(v *validator) {
 				routes[s.Route] = i
 			}
 		}
-		v.intRange(key+".weight", s.Weight, 1, 1000)
-		v.atLeast(key+".maxconn", s.MaxConn, 0)
 	}
 	for i, p := range c.Paths.AdminNetworks {
 		if p != p.Masked() {

@@ -44,6 +44,9 @@ func Problems(cfg *config.Config) []config.Problem {
 	ps = append(ps, fieldProblems(spec.Checks.Health.Validate(), "health", healthKeys)...)
 	ps = append(ps, fieldProblems(spec.Pool.Validate(), "health", poolKeys)...)
 	ps = append(ps, fieldProblems(spec.Handler.Validate(), "", proxyKeys)...)
+	for i, sp := range spec.Servers {
+		ps = append(ps, fieldProblems(sp.Validate(), idx("backend.server", i), serverSpecKeys)...)
+	}
 	for i, r := range spec.RateLimit.Rules {
 		ps = append(ps, fieldProblems(r.Validate(), idx("rate_limit", i), rateKeys)...)
 	}
@@ -154,6 +157,13 @@ var serverKeys = map[string]string{
 // checked itself), and each [[listener]]'s own switches, which no rule
 // is about.
 var serverUnkeyed = []string{"Handler", "TLS", "WriteTimeout", "ErrorLog", "Conns", "HTTP2", "StdlibHTTP1", "StdlibHTTP2"}
+
+// serverSpecKeys names the [[backend.server]] key each backend.Spec
+// field is converted from (poolSpecs).
+var serverSpecKeys = map[string]string{
+	"Name": "name", "Addr": "address", "Mgmt": "management", "Route": "route",
+	"Weight": "weight", "MaxConn": "maxconn", "Backup": "backup",
+}
 
 // rateKeys names the [[rate_limit]] key each ratelimit.Rule field is
 // converted from (rateLimitOptions).
@@ -295,6 +305,10 @@ func conventionProblems(cfg *config.Config) []config.Problem {
 	refuse("limits.max_response_header_bytes", l.MaxResponseHeaderBytes == 0,
 		fmt.Sprintf("0 is out of range %d..%d", proxy.MinResponseHeaderBytes, proxy.MaxBufferBytes))
 	refuse("paths.blocked_status", cfg.Paths.BlockedStatus == 0, "0 is not 403 or 404")
+	refuse("backend.default_maxconn", cfg.Backend.DefaultMaxConn < 0, strconv.Itoa(cfg.Backend.DefaultMaxConn)+" is less than 0")
+	for i, sv := range cfg.Backend.Servers {
+		refuse(idx("backend.server", i)+".weight", sv.Weight == 0, fmt.Sprintf("0 is out of range 1..%d", backend.MaxWeight))
+	}
 	for i, r := range cfg.RateLimits {
 		key := idx("rate_limit", i)
 		refuse(key+".burst", r.Burst == 0, fmt.Sprintf("0 is out of range 1..%d", ratelimit.MaxBurst))

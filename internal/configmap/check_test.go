@@ -159,6 +159,7 @@ func TestKeysCoverOptions(t *testing.T) {
 		{"pool", reflect.TypeFor[backend.PoolOptions](), reflect.TypeFor[config.Health](), poolKeys, poolUnkeyed},
 		{"affinity", reflect.TypeFor[affinity.Options](), reflect.TypeFor[config.Affinity](), affinityKeys, affinityUnkeyed},
 		{"rate_limit", reflect.TypeFor[ratelimit.Rule](), reflect.TypeFor[config.RateLimit](), rateKeys, nil},
+		{"backend.server", reflect.TypeFor[backend.Spec](), reflect.TypeFor[config.Server](), serverSpecKeys, nil},
 	} {
 		tags := make(map[string]bool)
 		for i := range tc.table.NumField() {
@@ -349,6 +350,15 @@ func TestHealthRulesAtTheirKeys(t *testing.T) {
 				"line 14: rate_limit[0].key: \"cookie\" is not a known key (only \"client\": the client address)\n" +
 				"line 15: rate_limit[0].ipv6_prefix: 0 is out of range 1..128\n" +
 				"line 16: rate_limit[0].exempt[0]: \"10.0.0.1/8\" has host bits set (did you mean \"10.0.0.0/8\"?)"},
+		// A server's.
+		{"server weight and maxconn", base + "[[backend.server]]\nname = \"kc2\"\naddress = \"h:1\"\nweight = 1001\nmaxconn = -1\n" +
+			"[[backend.server]]\nname = \"kc3\"\naddress = \"h:1\"\nweight = 0\n",
+			"line 12: backend.server[1].weight: 1001 is out of range 1..1000\n" +
+				"line 13: backend.server[1].maxconn: -1 is less than 0\n" +
+				"line 17: backend.server[2].weight: 0 is out of range 1..1000"},
+		{"default maxconn", base + "[backend]\ndefault_maxconn = -1\n",
+			"line 6: backend.server[0].maxconn: -1 is less than 0\n" +
+				"line 10: backend.default_maxconn: -1 is less than 0"},
 		// The affinity cookie's rules.
 		{"auth session cookie", base + "[affinity]\ncookie = \"AUTH_SESSION_ID_KCLB\"\n",
 			"line 10: affinity.cookie: \"AUTH_SESSION_ID_KCLB\" would clobber Keycloak's AUTH_SESSION_ID cookie and cause redirect loops; use e.g. \"KC_ROUTE\""},
