@@ -58,6 +58,7 @@ type upstream struct {
 	armed   atomic.Bool
 
 	readers, writers sync.Pool
+	heads            sync.Pool // *[]byte: bodiless request heads (exchangeHead)
 }
 
 // upstreamOptions configures an upstream. Zero fields take the defaults
@@ -136,6 +137,7 @@ func newUpstream(o upstreamOptions) *upstream {
 	}
 	size := o.BufferSize
 	u.readers.New = func() any { return bufio.NewReaderSize(nil, size) }
+	u.heads.New = func() any { b := make([]byte, 0, 4<<10); return &b }
 	u.writers.New = func() any { return bufio.NewWriterSize(nil, size) }
 	u.janitor = time.AfterFunc(time.Hour, u.prune)
 	u.janitor.Stop()
@@ -196,6 +198,7 @@ type upConn struct {
 	// once, and awaitBR the reader taken for the current attempt.
 	// pendErr is an error a raw read met, returned by the next Read.
 	rawFD   int
+	unsent  []byte // a request head the wait's first callback writes (exchangeHead)
 	awaitFn func(uintptr) bool
 	awaitBR *bufio.Reader
 	pendErr error
@@ -471,14 +474,23 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hin
 		// A length of 0 with a body is unknown, as in Request.Write.
 		return u.exchangeStreaming(ctx, c, r, stop)
 	}
+	if !hasBody {
+		hb := u.heads.Get().(*[]byte)
+		b, ok := appendHead((*hb)[:0], r)
+		*hb = b
+		if ok {
+			resp, retry, err = u.exchangeHead(ctx, c, r, hints, head, stop, b)
+			u.heads.Put(hb)
+			return resp, retry, err
+		}
+		u.heads.Put(hb)
+	}
 	if hasBody {
 		c.writeTime = u.opts.HeaderTimeout
 	}
 	bw := u.writers.Get().(*bufio.Writer)
 	bw.Reset(c)
-	if !writeHead(bw, r) {
-		err = r.Write(bw)
-	}
+	err = r.Write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -497,7 +509,44 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hin
 
 	u.headDeadline(ctx, c)
 	c.limit = u.opts.MaxResponseHeaderBytes // what the wait reads is the head's
+	return u.awaitHead(ctx, c, r, hints, head, stop, c.awaitResponse())
+}
+
+// exchangeHead is exchange for a bodiless request whose head appendHead
+// wrote to b. The head is sent by the wait for the response itself
+// (awaitResponse, on Linux): the first call of its read callback writes
+// it, so the read that would only find nothing yet (EAGAIN) before the
+// goroutine parks is not made; the answer cannot come before the
+// request, so no readiness is missed. Whatever that write leaves (a
+// full socket buffer, another platform) is written as usual and then
+// waited for. b must stay untouched until exchangeHead returns.
+func (u *upstream) exchangeHead(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter, head *[]byte, stop func() bool, b []byte) (*http.Response, bool, error) {
+	u.headDeadline(ctx, c)
+	c.limit = u.opts.MaxResponseHeaderBytes
+	c.unsent = b
 	br := c.awaitResponse()
+	if c.werr == nil && len(c.unsent) > 0 {
+		_, err := c.Write(c.unsent)
+		c.unsent = nil
+		if err == nil {
+			br.Reset(nil)
+			u.readers.Put(br)
+			br = c.awaitResponse()
+		}
+	}
+	c.unsent = nil
+	if err := c.werr; err != nil {
+		br.Reset(nil)
+		u.readers.Put(br)
+		retry, err := u.failed(ctx, c, r, stop, err, nil)
+		return nil, retry, err
+	}
+	return u.awaitHead(ctx, c, r, hints, head, stop, br)
+}
+
+// awaitHead reads the response head of r from br, the reader
+// awaitResponse returned once the request was sent.
+func (u *upstream) awaitHead(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter, head *[]byte, stop func() bool, br *bufio.Reader) (resp *http.Response, retry bool, err error) {
 	resp, err = u.readHead(c, br, r, hints, head)
 	if err == nil {
 		c.nc.SetReadDeadline(time.Time{})

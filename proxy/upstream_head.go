@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -10,24 +9,25 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// writeHead writes the request line and header block of r, a request
-// without a body, byte for byte as (*http.Request).Write would, but
-// without its allocations. It returns false, having written nothing,
-// for the requests it leaves to Request.Write: with a body, trailers,
+// appendHead appends the request line and header block of r, a request
+// without a body, to b byte for byte as (*http.Request).Write would
+// write them, but without its allocations. It returns false, having
+// appended nothing, for the requests it leaves to Request.Write: with a
+// body, trailers,
 // Transfer-Encoding or Close set, an opaque URL, a host that is not
 // plain ASCII, carries an IPv6 zone or is invalid, or a target with
 // control bytes.
-func writeHead(bw *bufio.Writer, r *http.Request) bool {
+func appendHead(b []byte, r *http.Request) ([]byte, bool) {
 	if (r.Body != nil && r.Body != http.NoBody) || r.URL == nil || r.URL.Opaque != "" ||
 		len(r.TransferEncoding) > 0 || r.Trailer != nil || r.Close {
-		return false
+		return b, false
 	}
 	host := r.Host
 	if host == "" {
 		host = r.URL.Host
 	}
 	if !plainHost(host) || !httpguts.ValidHostHeader(host) {
-		return false
+		return b, false
 	}
 	path := r.URL.EscapedPath()
 	if path == "" {
@@ -35,23 +35,23 @@ func writeHead(bw *bufio.Writer, r *http.Request) bool {
 	}
 	query := r.URL.ForceQuery || r.URL.RawQuery != ""
 	if hasCTL(path) || (query && hasCTL(r.URL.RawQuery)) {
-		return false
+		return b, false
 	}
 	method := r.Method
 	if method == "" {
 		method = http.MethodGet
 	}
 
-	bw.WriteString(method)
-	bw.WriteByte(' ')
-	bw.WriteString(path)
+	b = append(b, method...)
+	b = append(b, ' ')
+	b = append(b, path...)
 	if query {
-		bw.WriteByte('?')
-		bw.WriteString(r.URL.RawQuery)
+		b = append(b, '?')
+		b = append(b, r.URL.RawQuery...)
 	}
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(host)
-	bw.WriteString("\r\n")
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
 	ua := "Go-http-client/1.1"
 	if vv, ok := r.Header["User-Agent"]; ok {
 		ua = ""
@@ -60,11 +60,11 @@ func writeHead(bw *bufio.Writer, r *http.Request) bool {
 		}
 	}
 	if ua != "" { // tested before cleaning, like Request.Write
-		writeField(bw, "User-Agent", cleanHeaderValue(ua))
+		b = appendField(b, "User-Agent", cleanHeaderValue(ua))
 	}
 	switch method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch:
-		bw.WriteString("Content-Length: 0\r\n")
+		b = append(b, "Content-Length: 0\r\n"...)
 	}
 
 	var buf [32]string
@@ -82,18 +82,17 @@ func writeHead(bw *bufio.Writer, r *http.Request) bool {
 			continue // Request.Write drops them too
 		}
 		for _, v := range r.Header[k] {
-			writeField(bw, k, cleanHeaderValue(v))
+			b = appendField(b, k, cleanHeaderValue(v))
 		}
 	}
-	bw.WriteString("\r\n")
-	return true
+	return append(b, "\r\n"...), true
 }
 
-func writeField(bw *bufio.Writer, k, v string) {
-	bw.WriteString(k)
-	bw.WriteString(": ")
-	bw.WriteString(v)
-	bw.WriteString("\r\n")
+func appendField(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, ": "...)
+	b = append(b, v...)
+	return append(b, "\r\n"...)
 }
 
 // cleanHeaderValue turns CR and LF into spaces and trims surrounding

@@ -62,8 +62,14 @@ func (c *upConn) awaitResponse() *bufio.Reader {
 	return br
 }
 
-// awaitReadable is the syscall.RawConn callback of awaitResponse.
+// awaitReadable is the syscall.RawConn callback of awaitResponse. A
+// request head waiting in c.unsent is written first; the callback then
+// waits for the answer (false) unless the head did not all go out (the
+// rest is left in c.unsent, or the error in c.werr, for exchangeHead).
 func (c *upConn) awaitReadable(fd uintptr) bool {
+	if len(c.unsent) > 0 {
+		return !c.sendUnsent(int(fd))
+	}
 	br := c.u.readers.Get().(*bufio.Reader)
 	br.Reset(c)
 	c.rawFD = int(fd)
@@ -75,6 +81,26 @@ func (c *upConn) awaitReadable(fd uintptr) bool {
 		return false
 	}
 	c.awaitBR = br
+	return true
+}
+
+// sendUnsent writes c.unsent on fd without blocking and reports whether
+// all of it went out. What a full socket buffer leaves stays in
+// c.unsent; a failed write is kept in c.werr.
+func (c *upConn) sendUnsent(fd int) bool {
+	for len(c.unsent) > 0 {
+		n, err := syscall.Write(fd, c.unsent)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return false
+		case err != nil:
+			c.werr = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+			return false
+		}
+		c.unsent = c.unsent[n:]
+	}
 	return true
 }
 

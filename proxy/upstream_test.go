@@ -831,3 +831,53 @@ func TestUpstreamAwaitResponse(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamHeadSentByTheWait pins how a bodiless request's head is
+// sent (exchangeHead): by the wait for the response itself, and, when the
+// socket takes only part of it without blocking, the rest by a plain
+// write before the wait. A head far larger than the socket buffers, sent
+// to a backend that starts reading only later, arrives whole, and the
+// answer comes back; a small one does too, on a reused connection.
+func TestUpstreamHeadSentByTheWait(t *testing.T) {
+	big := strings.Repeat("v", 16<<20) // beyond what loopback buffers take at once
+	reading := make(chan struct{})
+	addr, _ := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		<-reading
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			size := len(req.Header.Get("X-Big"))
+			if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(strconv.Itoa(size)), size); err != nil {
+				return
+			}
+		}
+	})
+	u := newTestUpstream(t, upstreamOptions{MaxResponseHeaderBytes: 1024})
+	get := func(v string) (int, string, error) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+		if v != "" {
+			req.Header.Set("X-Big", v)
+		}
+		resp, err := u.RoundTrip(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if code, got, err := get(big); err != nil || code != 200 || got != strconv.Itoa(len(big)) {
+			t.Errorf("big head: %d %q %v, want 200 and its size %d", code, got, err, len(big))
+		}
+	}()
+	close(reading)
+	<-done
+	if code, got, err := get("small"); err != nil || code != 200 || got != "5" {
+		t.Errorf("small head on the reused connection: %d %q %v, want 200 5", code, got, err)
+	}
+}
