@@ -197,11 +197,16 @@ type upConn struct {
 	// with read(2) (-1 otherwise), awaitFn is c.awaitReadable, bound
 	// once, and awaitBR the reader taken for the current attempt.
 	// pendErr is an error a raw read met, returned by the next Read.
-	rawFD   int
-	unsent  []byte // a request head the wait's first callback writes (exchangeHead)
-	awaitFn func(uintptr) bool
-	awaitBR *bufio.Reader
-	pendErr error
+	rawFD  int
+	unsent []byte // a request head the wait's first callback writes (exchangeHead)
+	// readAfterSend makes that callback read right after the write, as
+	// a wait without a head to send does: set for a connection idle
+	// longer than quietIdle, where the backend may have written (a 408,
+	// a close) before the wait began, so no new readiness would come.
+	readAfterSend bool
+	awaitFn       func(uintptr) bool
+	awaitBR       *bufio.Reader
+	pendErr       error
 }
 
 // Read reads from the connection, enforcing the response-head limit and
@@ -373,10 +378,12 @@ func (u *upstream) get(hp *hostPool, check bool) *upConn {
 		if now.IsZero() {
 			now = u.opts.now()
 		}
-		if now.Sub(c.idleAt) > u.opts.IdleTimeout || (check && !c.alive()) {
+		idle := now.Sub(c.idleAt)
+		if idle > u.opts.IdleTimeout || (check && !c.alive()) {
 			c.close()
 			continue
 		}
+		c.readAfterSend = idle > quietIdle
 		return c
 	}
 }
@@ -511,6 +518,12 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hin
 	c.limit = u.opts.MaxResponseHeaderBytes // what the wait reads is the head's
 	return u.awaitHead(ctx, c, r, hints, head, stop, c.awaitResponse())
 }
+
+// quietIdle is how long a pooled connection may have been idle for its
+// wait to skip the read after sending the head (readAfterSend): a
+// backend writes on an idle connection only once its own idle timeout
+// ends it, seconds later.
+const quietIdle = 500 * time.Millisecond
 
 // exchangeHead is exchange for a bodiless request whose head appendHead
 // wrote to b. The head is sent by the wait for the response itself

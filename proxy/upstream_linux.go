@@ -64,11 +64,18 @@ func (c *upConn) awaitResponse() *bufio.Reader {
 
 // awaitReadable is the syscall.RawConn callback of awaitResponse. A
 // request head waiting in c.unsent is written first; the callback then
-// waits for the answer (false) unless the head did not all go out (the
-// rest is left in c.unsent, or the error in c.werr, for exchangeHead).
+// waits for the answer (false) without reading, unless the head did not
+// all go out (the rest is left in c.unsent, or the error in c.werr, for
+// exchangeHead) or the connection was idle long enough for the backend
+// to have written first (readAfterSend).
 func (c *upConn) awaitReadable(fd uintptr) bool {
 	if len(c.unsent) > 0 {
-		return !c.sendUnsent(int(fd))
+		if !c.sendUnsent(int(fd)) {
+			return true
+		}
+		if !c.readAfterSend {
+			return false
+		}
 	}
 	br := c.u.readers.Get().(*bufio.Reader)
 	br.Reset(c)

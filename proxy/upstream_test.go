@@ -881,3 +881,32 @@ func TestUpstreamHeadSentByTheWait(t *testing.T) {
 		t.Errorf("small head on the reused connection: %d %q %v, want 200 5", code, got, err)
 	}
 }
+
+// TestUpstreamAnswerOnIdleConnection: a backend that wrote on a pooled
+// connection while it was idle (a 408 without closing, as some servers
+// do before their idle timeout ends a connection) is read at once when
+// the connection is used again after more than quietIdle, not after the
+// response-head timeout: readiness that came before the wait began
+// would not wake it (exchangeHead reads after sending the head then).
+func TestUpstreamAnswerOnIdleConnection(t *testing.T) {
+	addr, _ := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(quietIdle + 100*time.Millisecond) // the idle period, not a synchronisation
+		io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		io.Copy(io.Discard, br) // keeps the connection open
+	})
+	u := newTestUpstream(t, upstreamOptions{HeaderTimeout: 20 * time.Second})
+	if code, got, err := roundTrip(t, u, http.MethodGet, addr, "/", nil); err != nil || code != 200 || got != "ok" {
+		t.Fatalf("first request: %d %q %v", code, got, err)
+	}
+	time.Sleep(quietIdle + 300*time.Millisecond) // past the backend's write
+	start := time.Now()
+	code, _, err := roundTrip(t, u, http.MethodGet, addr, "/", nil)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("second request took %v (%d, %v): the answer written while idle did not wake the wait", d, code, err)
+	}
+	t.Logf("second request: %d %v", code, err)
+}
