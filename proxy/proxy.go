@@ -244,42 +244,26 @@ func New(opts Options) (*Handler, error) {
 	if opts.Retries < 0 {
 		opts.Retries = 0
 	}
-	if opts.ConnectTimeout <= 0 {
-		opts.ConnectTimeout = DefaultConnectTimeout
-	}
-	if opts.ServerTimeout <= 0 {
-		opts.ServerTimeout = DefaultServerTimeout
-	}
-	if opts.QueueTimeout <= 0 {
-		opts.QueueTimeout = DefaultQueueTimeout
-	}
+	setDefault(&opts.ConnectTimeout, DefaultConnectTimeout)
+	setDefault(&opts.ServerTimeout, DefaultServerTimeout)
+	setDefault(&opts.QueueTimeout, DefaultQueueTimeout)
 	if opts.BodyBufferBytes == 0 {
 		opts.BodyBufferBytes = DefaultBodyBufferBytes
 	}
-	if opts.BodyTimeout <= 0 {
-		opts.BodyTimeout = DefaultBodyTimeout
-	}
+	setDefault(&opts.BodyTimeout, DefaultBodyTimeout)
 	if opts.BodyWaitsPerClient == 0 {
 		opts.BodyWaitsPerClient = DefaultBodyWaitsPerClient
 	}
-	if opts.ClientTimeout <= 0 {
-		opts.ClientTimeout = DefaultClientTimeout
-	}
+	setDefault(&opts.ClientTimeout, DefaultClientTimeout)
 	switch {
 	case opts.QueueSize == 0:
 		opts.QueueSize = DefaultQueueSize
 	case opts.QueueSize < 0:
 		opts.QueueSize = 0
 	}
-	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = DefaultIdleTimeout
-	}
-	if opts.MaxIdlePerServer <= 0 {
-		opts.MaxIdlePerServer = DefaultMaxIdlePerServer
-	}
-	if opts.MaxResponseHeaderBytes <= 0 {
-		opts.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
-	}
+	setDefault(&opts.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&opts.MaxIdlePerServer, DefaultMaxIdlePerServer)
+	setDefault(&opts.MaxResponseHeaderBytes, DefaultMaxResponseHeaderBytes)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}

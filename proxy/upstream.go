@@ -110,24 +110,12 @@ var errNoResponse = errors.New("connection failed before any response byte")
 var errEarlyResponse = errors.New("proxy: backend answered before the request body was sent")
 
 func newUpstream(o upstreamOptions) *upstream {
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = DefaultConnectTimeout
-	}
-	if o.HeaderTimeout <= 0 {
-		o.HeaderTimeout = DefaultServerTimeout
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultIdleTimeout
-	}
-	if o.MaxIdlePerServer <= 0 {
-		o.MaxIdlePerServer = DefaultMaxIdlePerServer
-	}
-	if o.MaxResponseHeaderBytes <= 0 {
-		o.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
-	}
-	if o.BufferSize <= 0 {
-		o.BufferSize = 16 << 10
-	}
+	setDefault(&o.ConnectTimeout, DefaultConnectTimeout)
+	setDefault(&o.HeaderTimeout, DefaultServerTimeout)
+	setDefault(&o.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&o.MaxIdlePerServer, DefaultMaxIdlePerServer)
+	setDefault(&o.MaxResponseHeaderBytes, DefaultMaxResponseHeaderBytes)
+	setDefault(&o.BufferSize, 16<<10)
 	if o.now == nil {
 		o.now = time.Now
 	}

@@ -103,3 +103,11 @@ func (o ServerOptions) Validate() error {
 	}
 	return p.Err()
 }
+
+// setDefault sets *v to def when it is zero or negative: the options
+// whose doc says a zero (or negative) value takes the default.
+func setDefault[T ~int | ~int64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}

@@ -44,21 +44,23 @@ const (
 	UntilHealthy
 )
 
+// untilNames are the conditions' names in requests and output.
+var untilNames = [...]string{UntilIdle: "idle", UntilHealthy: "healthy"}
+
 // String returns "idle" or "healthy".
 func (u Until) String() string {
-	if u == UntilHealthy {
-		return "healthy"
+	if int(u) < len(untilNames) {
+		return untilNames[u]
 	}
 	return "idle"
 }
 
 // ParseUntil is the inverse of Until.String.
 func ParseUntil(s string) (Until, bool) {
-	switch s {
-	case "idle":
-		return UntilIdle, true
-	case "healthy":
-		return UntilHealthy, true
+	for u, name := range untilNames {
+		if s == name {
+			return Until(u), true
+		}
 	}
 	return 0, false
 }
