@@ -1134,4 +1134,16 @@ func TestRespondReusesIssuedCookie(t *testing.T) {
 	if _, exp, err := DecodeCookie(testSecret, value(h3), *f.now); err != nil || !exp.Equal(f.now.Add(time.Duration(f.aff.maxAge)*time.Second)) {
 		t.Errorf("a second later: exp %v err %v, want %v", exp, err, f.now.Add(time.Duration(f.aff.maxAge)*time.Second))
 	}
+	// Within the second, issuing costs nothing (the value is not made
+	// again): no MAC, no allocation.
+	h := http.Header{}
+	noStore := []string{"no-store"}
+	d := Decision{Server: f.server("kc1"), Source: SourceBalancer, SetCookie: true}
+	if n := testing.AllocsPerRun(100, func() {
+		clear(h)
+		h["Cache-Control"] = noStore
+		f.aff.Respond(h, d, false)
+	}); n != 0 {
+		t.Errorf("Respond allocates %v times per new visitor's cookie, want 0", n)
+	}
 }
