@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,13 +51,35 @@ func TestMain(m *testing.M) {
 // ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range portSpan {
+		p := portBase + int(nextPort.Add(1))%portSpan
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no free port in 127.0.0.1:%d-%d", portBase, portBase+portSpan-1)
+	return ""
 }
+
+// The ports freeAddr hands out: below Linux's ephemeral range (32768 and
+// up by default), so that no outgoing connection of this or another test
+// process takes one as its source port between the pick and kclb's
+// listen (a port from 127.0.0.1:0, closed again, can be: "address already
+// in use" in CI), and one after the other from a random start, so that
+// two picks never return the same port while it is free.
+const (
+	portBase = 29500
+	portSpan = 3000
+)
+
+var nextPort = func() *atomic.Int64 {
+	var n atomic.Int64
+	n.Store(rand.Int64N(portSpan))
+	return &n
+}()
 
 // testCert writes a self-signed certificate for localhost into dir.
 func testCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
