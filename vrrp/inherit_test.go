@@ -41,9 +41,13 @@ func TestStartAsMaster(t *testing.T) {
 // as Master at once; the Backup peer never becomes Master.
 func TestDetachHandsOverWithoutResigning(t *testing.T) {
 	n := &fakeNet{}
-	opts := Options{Priority: 150, AdvertInterval: 20 * time.Millisecond, Preempt: true}
+	// B's Master_Down_Interval (3.6 advert intervals) must outlast the
+	// hand-over from A to the new A even on a loaded machine: at 20 ms
+	// adverts, 72 ms did not in CI (B became Master once).
+	const interval = 200 * time.Millisecond
+	opts := Options{Priority: 150, AdvertInterval: interval, Preempt: true}
 	a := startNode(t, n, addrA, opts, nil)
-	b := startNode(t, n, addrB, Options{Priority: 100, AdvertInterval: 20 * time.Millisecond, Preempt: true}, nil)
+	b := startNode(t, n, addrB, Options{Priority: 100, AdvertInterval: interval, Preempt: true}, nil)
 	waitFor(t, "A master, B backup", func() bool {
 		return a.inst.Status().State == StateMaster && b.inst.Status().State == StateBackup && b.inst.Status().Master == addrA
 	})
