@@ -297,7 +297,12 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	s := &suite{
 		opts: o, dir: dir, backends: backends, backendList: backends.List, targets: targets, certs: certs, progress: stderr,
-		tty: isTerminal(stderr),
+		tty: isTerminal(stderr), paceSources: map[string]bool{},
+	}
+	for _, sc := range scs {
+		if sc.rateOf != "" {
+			s.paceSources[sc.rateOf] = true
+		}
 	}
 	rep := &report.Report{
 		Machine: procstat.ReadMachine(), Versions: versions, Date: time.Now(),
@@ -309,7 +314,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	// HAProxy's median req/s per scenario, for the fixed-rate scenario.
 	peaks := map[string]float64{}
 	for i, sc := range scs {
-		sc = fixRate(sc, peaks, o)
+		sc = fixRate(sc, peaks, s.builtinPeak, o)
 		fmt.Fprintf(stderr, "bench: scenario %d/%d %s\n", i+1, len(scs), sc.name)
 		rs := s.runScenario(ctx, sc)
 		rep.Scenarios = append(rep.Scenarios, rs)
@@ -391,14 +396,20 @@ func commandLine(o options) string {
 
 // fixRate sets the rate of a scenario paced from another scenario's
 // HAProxy peak (half of it), unless -rate was given, and says in the
-// description where the rate came from.
-func fixRate(sc scenario, peaks map[string]float64, o options) scenario {
+// description where the rate came from. builtin holds HAProxy's peak
+// measured by the built-in generator where an external tool measured the
+// source row; the built-in generator paces the fixed rate, so its own
+// peak is the one halved.
+func fixRate(sc scenario, peaks, builtin map[string]float64, o options) scenario {
 	if sc.rateOf == "" {
 		return sc
 	}
-	switch p := peaks[sc.rateOf]; {
+	switch p, b := peaks[sc.rateOf], builtin[sc.rateOf]; {
 	case o.rateSet:
 		sc.desc += fmt.Sprintf(" Rate: %.0f req/s (-rate).", sc.rate)
+	case b > 0:
+		sc.rate = b / 2
+		sc.desc += fmt.Sprintf(" Rate: %.0f req/s, half of HAProxy's %.0f req/s under the built-in generator (closed loop, HAProxy's warm-up in %s of this run; the tool's median there was %.0f req/s, but the built-in generator that paces this row costs more client CPU per request, so half of the tool's peak would overload the shared cores).", sc.rate, b, sc.rateOf, p)
 	case p > 0:
 		sc.rate = p / 2
 		sc.desc += fmt.Sprintf(" Rate: %.0f req/s, half of HAProxy's median %.0f req/s in %s of this run.", sc.rate, p, sc.rateOf)

@@ -326,14 +326,20 @@ func TestFixRate(t *testing.T) {
 		t.Fatalf("fixed-rate scenario paced from %q", fixed.rateOf)
 	}
 	peaks := map[string]float64{"http-ka-c64": 30000}
-	if got := fixRate(fixed, peaks, options{}); got.rate != 15000 || !strings.Contains(got.desc, "half of HAProxy's median 30000") {
+	if got := fixRate(fixed, peaks, nil, options{}); got.rate != 15000 || !strings.Contains(got.desc, "half of HAProxy's median 30000") {
 		t.Errorf("from the peak: rate %v, %q", got.rate, got.desc)
 	}
-	if got := fixRate(fixed, map[string]float64{}, options{}); got.rate != 4000 || !strings.Contains(got.desc, "not measured") {
+	if got := fixRate(fixed, map[string]float64{}, nil, options{}); got.rate != 4000 || !strings.Contains(got.desc, "not measured") {
 		t.Errorf("no peak: rate %v, %q", got.rate, got.desc)
 	}
-	if got := fixRate(fixed, peaks, options{rateSet: true}); got.rate != 4000 || !strings.Contains(got.desc, "(-rate)") {
+	if got := fixRate(fixed, peaks, nil, options{rateSet: true}); got.rate != 4000 || !strings.Contains(got.desc, "(-rate)") {
 		t.Errorf("explicit -rate: rate %v, %q", got.rate, got.desc)
+	}
+	// wrk measured the source row: the built-in generator's peak, which
+	// paces this row, is the one halved.
+	builtin := map[string]float64{"http-ka-c64": 18000}
+	if got := fixRate(fixed, peaks, builtin, options{}); got.rate != 9000 || !strings.Contains(got.desc, "18000 req/s under the built-in generator") {
+		t.Errorf("tool-measured peak: rate %v, %q", got.rate, got.desc)
 	}
 }
 

@@ -43,7 +43,20 @@ type suite struct {
 	// tty makes the progress line rewrite itself in place; otherwise a
 	// plain line is printed every second.
 	tty bool
+	// paceSources names the scenarios a later fixed-rate scenario takes
+	// its rate from. When an external tool measures one of them, its
+	// HAProxy warm-up runs the built-in generator for at least
+	// calibrationTime and builtinPeak records that req/s: the fixed-rate
+	// row is paced by the built-in generator, which costs more client CPU
+	// per request than wrk, so half of wrk's peak would overload the
+	// cores the client shares with the proxy.
+	paceSources map[string]bool
+	builtinPeak map[string]float64
 }
+
+// calibrationTime is the shortest HAProxy warm-up that measures a
+// built-in-generator peak for a fixed-rate scenario.
+const calibrationTime = 3 * time.Second
 
 func (s *suite) env(sc scenario) target.Env {
 	return target.Env{
@@ -116,9 +129,22 @@ func (s *suite) runScenario(ctx context.Context, sc scenario) report.Scenario {
 			t.Stop()
 		}
 	}()
-	if s.opts.warmup > 0 {
-		for _, t := range started {
-			s.measure(ctx, sc, t, 0, s.opts.warmup)
+	_, external, _ := driverFor(sc, s.opts.tools)
+	calibrate := external && s.paceSources[sc.name]
+	for _, t := range started {
+		w := s.opts.warmup
+		if calibrate && t.Name() == "haproxy" {
+			w = max(w, calibrationTime)
+		}
+		if w <= 0 {
+			continue
+		}
+		r := s.measure(ctx, sc, t, 0, w)
+		if calibrate && t.Name() == "haproxy" && r.Result != nil && r.Result.TotalErrors() == 0 {
+			if s.builtinPeak == nil {
+				s.builtinPeak = map[string]float64{}
+			}
+			s.builtinPeak[sc.name] = r.Result.RPS()
 		}
 	}
 	d := max(s.opts.duration, sc.minDuration)
