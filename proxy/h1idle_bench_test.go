@@ -130,3 +130,110 @@ func BenchmarkH1InFlight(b *testing.B) {
 		c.Write(rawBenchResponse)
 	}
 }
+
+// BenchmarkH1InFlightKeepAlive is BenchmarkH1InFlight for the requests
+// of a busy keep-alive connection (wrk at c1000): each of b.N
+// connections is first served one request, then sends a second, which
+// the backend answers only once all have arrived. What the second
+// holds includes the goroutine stack grown while serving the first
+// (the runtime shrinks stacks only in a collection, which a proxy that
+// allocates nothing seldom runs), so the stacks are measured before the
+// collection that measures the heap.
+func BenchmarkH1InFlightKeepAlive(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	arrived := make(chan net.Conn)
+	done := make(chan struct{})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				var buf [512]byte
+				n := 0
+				for first := true; ; first = false {
+					for !bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
+						m, err := c.Read(buf[n:])
+						if err != nil {
+							c.Close()
+							return
+						}
+						n += m
+					}
+					n = 0
+					if first {
+						if _, err := c.Write(rawBenchResponse); err != nil {
+							c.Close()
+							return
+						}
+						continue
+					}
+					select {
+					case arrived <- c:
+					case <-done:
+						c.Close()
+					}
+					return
+				}
+			}()
+		}
+	}()
+	b.Cleanup(func() { close(done); ln.Close() })
+	addr := benchFront(b, newBenchHandler(b, ln.Addr().String(), false), false)
+	var backends []net.Conn
+	b.Cleanup(func() {
+		for _, c := range backends {
+			c.Close()
+		}
+	})
+	stackBytes := func() float64 {
+		s := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}}
+		metrics.Read(s)
+		return float64(s[0].Value.Uint64())
+	}
+	heap0, _ := liveMemory()
+	stacks0 := stackBytes()
+	conns := make([]net.Conn, 0, b.N)
+	b.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	want := len(rawBenchResponse)
+	buf := make([]byte, 4<<10)
+	for range b.N {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+		if _, err := c.Write(benchRequest); err != nil {
+			b.Fatal(err)
+		}
+		// kclb's response is longer than the backend's (its own
+		// headers added): read until the body's end.
+		n := 0
+		for n < want || !bytes.HasSuffix(buf[:n], []byte(benchBody)) {
+			m, err := c.Read(buf[n:])
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += m
+		}
+		if _, err := c.Write(benchRequest); err != nil {
+			b.Fatal(err)
+		}
+		backends = append(backends, <-arrived)
+	}
+	stacks1 := stackBytes()
+	heap1, _ := liveMemory()
+	b.ReportMetric((heap1-heap0)/float64(b.N), "heap-B/req")
+	b.ReportMetric((stacks1-stacks0)/float64(b.N), "stack-B/req")
+	for _, c := range backends {
+		c.Write(rawBenchResponse)
+	}
+}

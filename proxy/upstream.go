@@ -187,6 +187,10 @@ type upConn struct {
 	// pendErr is an error a raw read met, returned by the next Read.
 	rawFD  int
 	unsent []byte // a request head the wait's first callback writes (exchangeHead)
+	// headBuf is the pooled buffer unsent was written into; the wait
+	// gives it back (releaseHead) as soon as the head is all sent, so a
+	// request waiting for its backend holds no 4 KiB head buffer.
+	headBuf *[]byte
 	// readAfterSend makes that callback read right after the write, as
 	// a wait without a head to send does: set for a connection idle
 	// longer than quietIdle, where the backend may have written (a 408,
@@ -474,8 +478,9 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hin
 		b, ok := appendHead((*hb)[:0], r)
 		*hb = b
 		if ok {
+			c.headBuf = hb
 			resp, retry, err = u.exchangeHead(ctx, c, r, hints, head, stop, b)
-			u.heads.Put(hb)
+			c.releaseHead()
 			return resp, retry, err
 		}
 		u.heads.Put(hb)
@@ -513,6 +518,16 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hin
 // ends it, seconds later.
 const quietIdle = 500 * time.Millisecond
 
+// releaseHead gives the pooled request-head buffer back once nothing
+// of it is left to send.
+func (c *upConn) releaseHead() {
+	if c.headBuf != nil {
+		c.unsent = nil
+		c.u.heads.Put(c.headBuf)
+		c.headBuf = nil
+	}
+}
+
 // exchangeHead is exchange for a bodiless request whose head appendHead
 // wrote to b. The head is sent by the wait for the response itself
 // (awaitResponse, on Linux): the first call of its read callback writes
@@ -520,7 +535,8 @@ const quietIdle = 500 * time.Millisecond
 // goroutine parks is not made; the answer cannot come before the
 // request, so no readiness is missed. Whatever that write leaves (a
 // full socket buffer, another platform) is written as usual and then
-// waited for. b must stay untouched until exchangeHead returns.
+// waited for. b is in c.headBuf, which the wait gives back once b is all
+// sent (releaseHead), and exchange otherwise after exchangeHead returns.
 func (u *upstream) exchangeHead(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter, head *[]byte, stop func() bool, b []byte) (*http.Response, bool, error) {
 	u.headDeadline(ctx, c)
 	c.limit = u.opts.MaxResponseHeaderBytes
@@ -528,7 +544,7 @@ func (u *upstream) exchangeHead(ctx context.Context, c *upConn, r *http.Request,
 	br := c.awaitResponse()
 	if c.werr == nil && len(c.unsent) > 0 {
 		_, err := c.Write(c.unsent)
-		c.unsent = nil
+		c.releaseHead()
 		if err == nil {
 			br.Reset(nil)
 			u.readers.Put(br)

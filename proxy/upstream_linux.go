@@ -73,6 +73,7 @@ func (c *upConn) awaitReadable(fd uintptr) bool {
 		if !c.sendUnsent(int(fd)) {
 			return true
 		}
+		c.releaseHead() // all sent: the wait holds no head buffer
 		if !c.readAfterSend {
 			return false
 		}
