@@ -86,39 +86,7 @@ func BenchmarkH1IdleConn(b *testing.B) {
 // per waiting request is reported (the client's, proxy's and backend's
 // sockets and the backend's goroutines included).
 func BenchmarkH1InFlight(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	arrived := make(chan net.Conn)
-	done := make(chan struct{})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				var buf [512]byte
-				n := 0
-				for !bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						c.Close()
-						return
-					}
-					n += m
-				}
-				select {
-				case arrived <- c:
-				case <-done:
-					c.Close()
-				}
-			}()
-		}
-	}()
-	b.Cleanup(func() { close(done); ln.Close() })
-	addr := benchFront(b, newBenchHandler(b, ln.Addr().String(), false), false)
+	addr, arrived := holdingBackend(b, 0)
 	var backends []net.Conn
 	b.Cleanup(func() {
 		for _, c := range backends {
@@ -131,15 +99,11 @@ func BenchmarkH1InFlight(b *testing.B) {
 	}
 }
 
-// BenchmarkH1InFlightKeepAlive is BenchmarkH1InFlight for the requests
-// of a busy keep-alive connection (wrk at c1000): each of b.N
-// connections is first served one request, then sends a second, which
-// the backend answers only once all have arrived. What the second
-// holds includes the goroutine stack grown while serving the first
-// (the runtime shrinks stacks only in a collection, which a proxy that
-// allocates nothing seldom runs), so the stacks are measured before the
-// collection that measures the heap.
-func BenchmarkH1InFlightKeepAlive(b *testing.B) {
+// holdingBackend starts a backend that answers the first answered
+// requests of each connection with rawBenchResponse and then, on the
+// next request head, sends the connection on the returned channel
+// without answering; it returns kclb's address in front of it.
+func holdingBackend(b *testing.B, answered int) (string, <-chan net.Conn) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -154,8 +118,8 @@ func BenchmarkH1InFlightKeepAlive(b *testing.B) {
 			}
 			go func() {
 				var buf [512]byte
-				n := 0
-				for first := true; ; first = false {
+				for i := 0; ; i++ {
+					n := 0
 					for !bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
 						m, err := c.Read(buf[n:])
 						if err != nil {
@@ -164,8 +128,7 @@ func BenchmarkH1InFlightKeepAlive(b *testing.B) {
 						}
 						n += m
 					}
-					n = 0
-					if first {
+					if i < answered {
 						if _, err := c.Write(rawBenchResponse); err != nil {
 							c.Close()
 							return
@@ -183,7 +146,19 @@ func BenchmarkH1InFlightKeepAlive(b *testing.B) {
 		}
 	}()
 	b.Cleanup(func() { close(done); ln.Close() })
-	addr := benchFront(b, newBenchHandler(b, ln.Addr().String(), false), false)
+	return benchFront(b, newBenchHandler(b, ln.Addr().String(), false), false), arrived
+}
+
+// BenchmarkH1InFlightKeepAlive is BenchmarkH1InFlight for the requests
+// of a busy keep-alive connection (wrk at c1000): each of b.N
+// connections is first served one request, then sends a second, which
+// the backend answers only once all have arrived. What the second
+// holds includes the goroutine stack grown while serving the first
+// (the runtime shrinks stacks only in a collection, which a proxy that
+// allocates nothing seldom runs), so the stacks are measured before the
+// collection that measures the heap.
+func BenchmarkH1InFlightKeepAlive(b *testing.B) {
+	addr, arrived := holdingBackend(b, 1)
 	var backends []net.Conn
 	b.Cleanup(func() {
 		for _, c := range backends {
