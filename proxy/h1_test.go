@@ -379,3 +379,51 @@ func TestH1ResponseHeadArena(t *testing.T) {
 		t.Errorf("learned routes %q, want nodeA → kc1", got)
 	}
 }
+
+// TestH1BodilessRequestReleasesReadBuffer: while a bodiless request is
+// served (a proxied one waits for its backend), its connection holds no
+// read buffer (RSS at c1000, issue 16), and the request's strings stay
+// intact when another connection takes that buffer from the pool and
+// reads a request of its own into it.
+func TestH1BodilessRequestReleasesReadBuffer(t *testing.T) {
+	entered := make(chan *http.Request)
+	release := make(chan struct{})
+	held := make(chan bool, 2)
+	addr, _ := startH1(t, ServerOptions{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		held <- w.(*h1response).c.buf != nil // the connection's own goroutine
+		if r.URL.Path == "/first" {
+			entered <- r
+			<-release
+		}
+		io.WriteString(w, r.Header.Get("X-Probe")+" "+r.URL.Path)
+	})})
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	io.WriteString(first, "GET /first HTTP/1.1\r\nHost: a\r\nX-Probe: aaaaaaaaaaaaaaaa\r\n\r\n")
+	r := <-entered
+	if <-held {
+		t.Error("a bodiless request's connection holds its read buffer while it is served")
+	}
+	// A second connection reads its request into a pooled buffer, the
+	// first one's if it was given back.
+	if got := exchange(t, addr, "GET /second HTTP/1.1\r\nHost: b\r\nX-Probe: bbbbbbbbbbbbbbbb\r\nConnection: close\r\n\r\n"); !strings.HasSuffix(got, "bbbbbbbbbbbbbbbb /second") {
+		t.Errorf("second response %q", got)
+	}
+	<-held
+	if got := r.Header.Get("X-Probe") + " " + r.URL.Path + " " + r.Host; got != "aaaaaaaaaaaaaaaa /first a" {
+		t.Errorf("the first request's strings changed under it: %q", got)
+	}
+	close(release)
+	first.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(first), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "aaaaaaaaaaaaaaaa /first" {
+		t.Errorf("first response %q", b)
+	}
+}
