@@ -479,9 +479,7 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hin
 		*hb = b
 		if ok {
 			c.headBuf = hb
-			resp, retry, err = u.exchangeHead(ctx, c, r, hints, head, stop, b)
-			c.releaseHead()
-			return resp, retry, err
+			return u.exchangeHead(ctx, c, r, hints, head, stop, b)
 		}
 		u.heads.Put(hb)
 	}
@@ -536,7 +534,9 @@ func (c *upConn) releaseHead() {
 // request, so no readiness is missed. Whatever that write leaves (a
 // full socket buffer, another platform) is written as usual and then
 // waited for. b is in c.headBuf, which the wait gives back once b is all
-// sent (releaseHead), and exchange otherwise after exchangeHead returns.
+// sent (releaseHead), or else exchangeHead once the head is sent or
+// failed: before the response is read, since a response without a
+// body releases c to the pool, where another exchange may take it.
 func (u *upstream) exchangeHead(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter, head *[]byte, stop func() bool, b []byte) (*http.Response, bool, error) {
 	u.headDeadline(ctx, c)
 	c.limit = u.opts.MaxResponseHeaderBytes
@@ -551,7 +551,7 @@ func (u *upstream) exchangeHead(ctx context.Context, c *upConn, r *http.Request,
 			br = c.awaitResponse()
 		}
 	}
-	c.unsent = nil
+	c.releaseHead()
 	if err := c.werr; err != nil {
 		br.Reset(nil)
 		u.readers.Put(br)
