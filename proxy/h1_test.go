@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -426,4 +427,72 @@ func TestH1BodilessRequestReleasesReadBuffer(t *testing.T) {
 	if string(b) != "aaaaaaaaaaaaaaaa /first" {
 		t.Errorf("first response %q", b)
 	}
+}
+
+// TestH1ResponseHeadersUnderReuse: many clients at once through few
+// backend connections, each backend response naming its request in a
+// field and two Set-Cookies: every client gets its own response's
+// fields, once each, with the security headers. The header map of a
+// response parsed by kclb's backend client passes to the client's
+// ResponseWriter (no copy), and the backend connection goes on with
+// another map: no two responses may ever share one.
+func TestH1ResponseHeadersUnderReuse(t *testing.T) {
+	addr, _ := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			id := req.URL.Query().Get("id")
+			resp := "HTTP/1.1 200 OK\r\nX-Id: " + id + "\r\nSet-Cookie: a=" + id + "\r\nSet-Cookie: b=" + id +
+				"\r\nContent-Length: " + fmt.Sprint(len(id)) + "\r\n\r\n" + id
+			if _, err := io.WriteString(c, resp); err != nil {
+				return
+			}
+		}
+	})
+	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: addr}}, backend.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Options{Pool: pool, Router: BalancerRouter{Selector: &balancer.RoundRobin{}}, Policy: pathpolicy.New(pathpolicy.Options{}),
+		MaxIdlePerServer: 2, Security: NewSecurityHeaders("", "nosniff", "no-referrer", "SAMEORIGIN")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	front, _ := startH1(t, ServerOptions{Handler: h})
+	const clients, each = 8, 150
+	var wg sync.WaitGroup
+	for w := range clients {
+		wg.Go(func() {
+			c, err := net.Dial("tcp", front)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for i := range each {
+				id := fmt.Sprintf("c%dr%d", w, i)
+				fmt.Fprintf(c, "GET /realms/test/x?id=%s HTTP/1.1\r\nHost: sso.example.com\r\n\r\n", id)
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				hd := resp.Header
+				if string(body) != id || len(hd["X-Id"]) != 1 || hd.Get("X-Id") != id ||
+					strings.Join(hd["Set-Cookie"], ",") != "a="+id+",b="+id ||
+					len(hd["X-Content-Type-Options"]) != 1 || len(hd["X-Frame-Options"]) != 1 || len(hd["Referrer-Policy"]) != 1 {
+					t.Errorf("request %s: body %q, header %v", id, body, hd)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -30,6 +30,7 @@ type h1response struct {
 	http10      bool // the request was HTTP/1.0
 	respBody
 
+	spareHeader
 	keys []string // scratch for sorting header names
 	date [len(http.TimeFormat)]byte
 	sec  int64 // the second date was formatted for
@@ -56,6 +57,10 @@ func (w *h1response) requestScratch() *reqScratch { return &w.c.st.scratch }
 
 // Header implements http.ResponseWriter.
 func (w *h1response) Header() http.Header { return w.hdr }
+
+func (w *h1response) adoptHeader(h http.Header, vals []string) (http.Header, []string) {
+	return w.swap(&w.hdr, h, vals)
+}
 
 // SetReadDeadline sets the connection's read deadline for the request
 // body (http.ResponseController); the Handler bounds buffered request

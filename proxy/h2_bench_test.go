@@ -83,7 +83,9 @@ func BenchmarkH2Proxy(b *testing.B) {
 			if f.StreamEnded() {
 				b.Fatalf("response without a body")
 			}
-		case *http2.RSTStreamFrame, *http2.GoAwayFrame:
+		case *http2.RSTStreamFrame:
+			b.Fatalf("unexpected %v: %v after %d of %d", f, f.ErrCode, done, b.N)
+		case *http2.GoAwayFrame:
 			b.Fatalf("unexpected %v", f)
 		}
 	}

@@ -412,3 +412,51 @@ func queued(s *Server) int {
 	}
 	return n
 }
+
+// TestH2SlotFreeOnEndStream: a stream stops counting against
+// MaxConcurrentStreams once its END_STREAM is queued, as the client
+// counts it (RFC 9113 5.1.2): a client at the limit that opens a new
+// stream as soon as one ends is not refused, even while the ended
+// streams' goroutines have not finished yet (h2AfterFinish holds them
+// there). Handlers still running keep counting, as TestH2RapidReset and
+// the reliability suite pin.
+func TestH2SlotFreeOnEndStream(t *testing.T) {
+	hold := make(chan struct{})
+	held := make(chan struct{}, 16)
+	wait := func() { held <- struct{}{}; <-hold }
+	h2AfterFinish.Store(&wait)
+	t.Cleanup(func() { h2AfterFinish.Store(nil) })
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(hold)
+		}
+	}
+	defer release()
+	conn, _, _ := h2pipe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer conn.Close()
+	c := newH2Client(t, conn)
+	const limit = 10 // h2pipe's MaxConcurrentStreams
+	blk := c.block(":method", "GET", ":scheme", "https", ":authority", "a", ":path", "/x")
+	for i := range limit {
+		id := uint32(2*i + 1)
+		c.send(func(fr *http2.Framer) {
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true})
+		})
+		if res := c.read(id); res.status != "200" || string(res.body) != "ok" {
+			t.Fatalf("stream %d: %+v", id, res)
+		}
+	}
+	for range limit {
+		<-held // every ended stream's goroutine waits before its slot accounting
+	}
+	id := uint32(2*limit + 1)
+	c.send(func(fr *http2.Framer) {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true})
+	})
+	if res := c.read(id); res.reset || res.status != "200" {
+		t.Errorf("a stream opened after %d ended ones: %+v (reset code %v)", limit, res, res.code)
+	}
+	release()
+}

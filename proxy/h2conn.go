@@ -103,6 +103,7 @@ type h2conn struct {
 	hbuf       bytes.Buffer
 	streams    map[uint32]*h2stream // streams not yet closed in both directions
 	running    int                  // Handlers running
+	closing    int                  // streams whose END_STREAM is queued and not yet removed (endedLocked)
 	sendConn   int64                // connection send window
 	initWindow int64                // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	maxFrame   int                  // the client's SETTINGS_MAX_FRAME_SIZE
@@ -618,6 +619,10 @@ func (c *h2conn) removeLocked(st *h2stream) {
 		return
 	}
 	delete(c.streams, st.id)
+	if st.closing {
+		st.closing = false
+		c.closing--
+	}
 	if n := int64(len(st.body.buf) - st.body.off); n > 0 {
 		st.body.off = len(st.body.buf)
 		c.creditLocked(n)
@@ -681,10 +686,12 @@ func (c *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		c.mu.Unlock()
 		return nil
 	}
-	if len(c.streams) >= c.s.o.MaxConcurrentStreams || c.running >= c.s.o.MaxConcurrentStreams {
+	if len(c.streams)-c.closing >= c.s.o.MaxConcurrentStreams || c.running-c.closing >= c.s.o.MaxConcurrentStreams {
 		// Over the limit, or every Handler is still busy with streams
 		// the client reset: refused, the client may retry it. A client
 		// that does not read the resets is closed (resetLocked).
+		// Streams whose END_STREAM is queued do not count: the client
+		// counts them closed once it is read.
 		c.mu.Unlock()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
 	}

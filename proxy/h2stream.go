@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -46,8 +47,12 @@ type h2stream struct {
 	err        error // why writes fail (reset, connection closed)
 	wtimer     *time.Timer
 	wtimedOut  bool
-	trailers   []hpack.HeaderField // received, for the Handler at the end of the body
-	cont       bool                // a 100 Continue is owed when the Handler first waits for the body
+	// closing is set when the response's END_STREAM is queued while
+	// the stream is open: it no longer counts against the limit
+	// (h2conn.closing).
+	closing  bool
+	trailers []hpack.HeaderField // received, for the Handler at the end of the body
+	cont     bool                // a 100 Continue is owed when the Handler first waits for the body
 }
 
 var errStreamReset = errors.New("proxy: HTTP/2 stream reset")
@@ -64,7 +69,7 @@ func (s *Server) newH2Stream(c *h2conn, id uint32) *h2stream {
 	st.c, st.id = c, id
 	st.status = 0
 	st.declared, st.received, st.unacked = -1, 0, 0
-	st.recvDone, st.resetSent, st.err, st.wtimedOut = false, false, nil, false
+	st.recvDone, st.resetSent, st.err, st.wtimedOut, st.closing = false, false, nil, false, false
 	st.trailers = nil
 	st.cont = false
 	st.body.reset()
@@ -317,8 +322,15 @@ func (st *h2stream) run() {
 	} else {
 		w.finish()
 	}
+	if f := h2AfterFinish.Load(); f != nil {
+		(*f)()
+	}
 	c.streamDone(st)
 }
+
+// h2AfterFinish, when set, runs between a stream's response and its
+// streamDone (a hook for the tests).
+var h2AfterFinish atomic.Pointer[func()]
 
 // answer writes the stream's own error status without the Handler.
 func (st *h2stream) answer() {
@@ -478,6 +490,7 @@ type h2response struct {
 	wroteHeader bool
 	ended       bool // END_STREAM queued
 	respBody
+	spareHeader
 }
 
 // h2Pending is how much body is held back before HEADERS go out.
@@ -498,6 +511,10 @@ func (w *h2response) requestScratch() *reqScratch { return &w.st.scratch }
 
 // Header implements http.ResponseWriter.
 func (w *h2response) Header() http.Header { return w.hdr }
+
+func (w *h2response) adoptHeader(h http.Header, vals []string) (http.Header, []string) {
+	return w.swap(&w.hdr, h, vals)
+}
 
 // SetReadDeadline bounds reading the request body
 // (http.ResponseController).
@@ -606,7 +623,7 @@ func (w *h2response) commit(last bool) error {
 	endOnHeaders := bodyless && !trailers && (last || w.declared == 0 || w.noBody)
 	c.writeHeadersLocked(st.id, w.status, w.hdr, endOnHeaders, cl, true)
 	if endOnHeaders {
-		w.ended = true
+		w.endedLocked()
 	}
 	c.mu.Unlock()
 	if len(w.pend) > 0 && !w.noBody {
@@ -668,8 +685,23 @@ func (w *h2response) finish() error {
 		return err
 	}
 	c.writeHeadersLocked(st.id, 0, tr, true, -1, false)
-	w.ended = true
+	w.endedLocked()
 	return nil
+}
+
+// endedLocked records that the response's END_STREAM is queued. An open
+// stream then closes on the client's side as soon as the frame arrives,
+// and the client may open another in its place: from now on it does not
+// count against MaxConcurrentStreams, although its goroutine may still
+// be finishing (its request at the backend is over: END_STREAM follows
+// the end of the backend's response).
+func (w *h2response) endedLocked() {
+	w.ended = true
+	st := w.st
+	if c := st.c; c.streams[st.id] == st && !st.closing {
+		st.closing = true
+		c.closing++
+	}
 }
 
 // writeData queues p in DATA frames as the flow-control windows allow;
@@ -700,7 +732,7 @@ func (w *h2response) writeData(p []byte, end bool) error {
 		c.sendConn -= int64(n)
 		p = p[n:]
 		if last {
-			w.ended = true
+			w.endedLocked()
 			return nil
 		}
 		if len(p) == 0 {

@@ -687,9 +687,17 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 	defer resp.Body.Close()
 	removeHopByHop(resp.Header)
 	dst := w.Header()
-	if _, reused := resp.Body.(*upFastBody); reused {
-		// The backend connection reuses these slices once the body is
-		// closed (deferred above), which can be before w writes its head.
+	fb, reused := resp.Body.(*upFastBody)
+	if ad, ok := w.(headerAdopter); ok && reused && len(dst) == 0 {
+		// The backend connection reuses its header map and value slice
+		// once the body is closed (deferred above), which can be before
+		// w writes its head: w takes them over instead, and gives the
+		// connection its own empty ones for the next exchange.
+		f := fb.c.fast
+		f.hdr, f.vals = ad.adoptHeader(f.hdr, f.vals)
+		dst = w.Header()
+	} else if reused {
+		// Without adoption the field values are copied.
 		sc := scratchOf(w)
 		if sc != nil {
 			clear(sc.vals[:cap(sc.vals)]) // drop the last request's strings

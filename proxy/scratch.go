@@ -58,6 +58,32 @@ func (sc *reqScratch) ownValues(vv []string) []string {
 	return sc.vals[i:len(sc.vals):len(sc.vals)]
 }
 
+// headerAdopter is implemented by kclb's ResponseWriters: adoptHeader
+// makes h (with vals, the array its field values share) the writer's
+// header, and returns the writer's previous header, which must be
+// empty, with a spare array of at least len(vals) values, for the
+// backend connection h came from. The writer then owns h until its next
+// request, and the connection never touches it again: a response parsed
+// by kclb's backend client reaches the client without a copy of its
+// header map.
+type headerAdopter interface {
+	adoptHeader(h http.Header, vals []string) (http.Header, []string)
+}
+
+// spareHeader is the state of a headerAdopter: the value array that
+// goes with its header map.
+type spareHeader struct{ vals []string }
+
+// swap implements adoptHeader for a writer whose header is *hdr.
+func (sp *spareHeader) swap(hdr *http.Header, h http.Header, vals []string) (http.Header, []string) {
+	old, spare := *hdr, sp.vals
+	if len(spare) < len(vals) {
+		spare = make([]string, len(vals)) // first use
+	}
+	*hdr, sp.vals = h, vals
+	return old, spare
+}
+
 // scratchLender is implemented by ResponseWriters that lend a reqScratch.
 type scratchLender interface{ requestScratch() *reqScratch }
 
