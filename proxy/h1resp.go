@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,9 +30,9 @@ type h1response struct {
 	respBody
 
 	spareHeader
-	keys []string // scratch for sorting header names
-	date [len(http.TimeFormat)]byte
-	sec  int64 // the second date was formatted for
+	fields []headerField // scratch for sorting header fields
+	date   [len(http.TimeFormat)]byte
+	sec    int64 // the second date was formatted for
 }
 
 // h1Pending is how much of a body of unknown length is held back to give
@@ -236,24 +235,62 @@ func (w *h1response) commit() {
 // become spaces. Transfer-Encoding is the server's business.
 func (w *h1response) writeFields() {
 	bw := w.c.writer()
-	keys := w.keys[:0]
-	for k := range w.hdr {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	fs := w.fields[:0]
+	for k, vv := range w.hdr {
 		if k == "Transfer-Encoding" || strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
-		for _, v := range w.hdr[k] {
-			bw.WriteString(k)
+		fs = append(fs, headerField{k, vv})
+	}
+	sortFields(fs)
+	for _, f := range fs {
+		for _, v := range f.vv {
+			if v = trimOWS(v); len(f.k)+len(v)+4 <= bw.Available() && !hasCRLF(v) {
+				// The common case: one copy into the write buffer.
+				b := bw.AvailableBuffer()
+				b = append(b, f.k...)
+				b = append(b, ": "...)
+				b = append(b, v...)
+				bw.Write(append(b, "\r\n"...))
+				continue
+			}
+			bw.WriteString(f.k)
 			bw.WriteString(": ")
 			writeFieldValue(bw, v)
 			bw.WriteString("\r\n")
 		}
 	}
-	clear(keys)
-	w.keys = keys[:0]
+	clear(fs)
+	w.fields = fs[:0]
+}
+
+// fieldAfter reports whether a sorts after b; most names differ in
+// their first byte, which decides without a call to the runtime's
+// string comparison.
+func fieldAfter(a, b string) bool {
+	if a != "" && b != "" && a[0] != b[0] {
+		return a[0] > b[0]
+	}
+	return a > b
+}
+
+// headerField is a header name with its values.
+type headerField struct {
+	k  string
+	vv []string
+}
+
+// sortFields sorts fs by name: an insertion sort, as a response has a
+// few dozen fields at most.
+func sortFields(fs []headerField) {
+	for i := 1; i < len(fs); i++ {
+		f := fs[i]
+		j := i
+		for ; j > 0 && fieldAfter(fs[j-1].k, f.k); j-- {
+			fs[j] = fs[j-1]
+		}
+		fs[j] = f
+	}
 }
 
 // writeTrailers writes the fields the handler set with
@@ -283,6 +320,10 @@ type fieldWriter interface {
 // writeFieldValue writes v trimmed of surrounding white space, with CR
 // and LF replaced by spaces.
 func writeFieldValue(bw fieldWriter, v string) {
+	if !hasCRLF(v) {
+		bw.WriteString(trimOWS(v))
+		return
+	}
 	v = trimOWS(v)
 	start := 0
 	for i := 0; i < len(v); i++ {
@@ -293,6 +334,11 @@ func writeFieldValue(bw fieldWriter, v string) {
 		}
 	}
 	bw.WriteString(v[start:])
+}
+
+// hasCRLF reports whether v holds a CR or an LF.
+func hasCRLF(v string) bool {
+	return strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0
 }
 
 // dateNow returns the Date value for now, formatted once per second.

@@ -177,9 +177,19 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 		head = string(raw)
 	}
 	line, rest := nextLine(head)
+	if len(line) > 12 && line[12] != ' ' {
+		return nil, false // a CR inside the status line (ReadResponse refuses it)
+	}
+	if rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
+		return nil, false // a first field line that would continue the status line
+	}
 	hdr := f.hdr
 	clear(hdr)
 	nvals := 0
+	// The fields the framing depends on, noted as they go by rather
+	// than looked up afterwards.
+	var te, hasCL, conn, pragma, noCache, hasCC bool
+	var clv string
 	for {
 		var l string
 		l, rest = nextLine(rest)
@@ -200,6 +210,20 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 		}
 		key := http.CanonicalHeaderKey(k) // no allocation for canonical names
 		v = strings.TrimLeft(v, " \t")
+		switch key {
+		case "Transfer-Encoding":
+			te = true
+		case "Content-Length":
+			hasCL, clv = true, v
+		case "Connection":
+			conn = true
+		case "Pragma":
+			if !pragma { // the first value decides
+				pragma, noCache = true, v == "no-cache"
+			}
+		case "Cache-Control":
+			hasCC = true
+		}
 		if vv := hdr[key]; vv != nil {
 			if key == "Content-Length" {
 				return nil, false // net/http's rules for repeated lengths
@@ -215,7 +239,7 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 		vv[0] = v
 		hdr[key] = vv
 	}
-	if _, ok := hdr["Transfer-Encoding"]; ok {
+	if te {
 		return nil, false
 	}
 	bodyless := r.Method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
@@ -223,8 +247,8 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 	if r.Method == http.MethodHead {
 		length = -1
 	}
-	if cl, ok := hdr["Content-Length"]; ok {
-		n, valid := parseLength(textprotoTrim(cl[0]))
+	if hasCL {
+		n, valid := parseLength(textprotoTrim(clv))
 		if !valid {
 			return nil, false
 		}
@@ -232,16 +256,18 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 	} else if !bodyless {
 		return nil, false // delimited by the close
 	}
-	if pr, ok := hdr["Pragma"]; ok && pr[0] == "no-cache" {
-		if _, ok := hdr["Cache-Control"]; !ok {
-			hdr["Cache-Control"] = noCacheVals
-		}
+	if noCache && !hasCC {
+		hdr["Cache-Control"] = noCacheVals
 	}
 	major, minor := 1, int(raw[7]-'0')
-	closing := minor == 0 && !httpguts.HeaderValuesContainsToken(hdr["Connection"], "keep-alive")
-	if httpguts.HeaderValuesContainsToken(hdr["Connection"], "close") {
-		closing = true
-		delete(hdr, "Connection")
+	closing := minor == 0
+	if conn {
+		cv := hdr["Connection"]
+		closing = closing && !httpguts.HeaderValuesContainsToken(cv, "keep-alive")
+		if httpguts.HeaderValuesContainsToken(cv, "close") {
+			closing = true
+			delete(hdr, "Connection")
+		}
 	}
 	br.Discard(end)
 	status := line[9:]

@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -95,4 +97,70 @@ func TestUpstreamFastHeadReuse(t *testing.T) {
 	if n := conns.Load(); n > 3*workers {
 		t.Errorf("%d backend connections for %d requests: connections not reused", n, workers*each)
 	}
+}
+
+// FuzzFastHead feeds the same response bytes to fastHead and to
+// net/http's ReadResponse (for a GET and a HEAD): whatever fastHead
+// takes, ReadResponse must take too, with the same status, length,
+// close decision, header fields and body. What fastHead declines goes
+// to ReadResponse anyway, so only its acceptances are compared.
+func FuzzFastHead(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+		"HTTP/1.1 302 Found\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nPragma: no-cache\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nPragma: no-cache\r\nCache-Control: max-age=5\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+		"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nx-lower: v\r\nContent-Length:  3 \r\n\r\nabc",
+	} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	u := newUpstream(upstreamOptions{})
+	f.Fuzz(func(t *testing.T, raw []byte, head bool) {
+		method := http.MethodGet
+		if head {
+			method = http.MethodHead
+		}
+		req, _ := http.NewRequest(method, "http://kc1/x", nil)
+		c := &upConn{u: u}
+		br := bufio.NewReaderSize(bytes.NewReader(raw), 4096)
+		var arena []byte
+		got, ok := u.fastHead(c, br, req, &arena)
+		if !ok {
+			return
+		}
+		// The body as upFastBody reads it: what remains, from br.
+		remain := got.Body.(*upFastBody).remain
+		gotBody, _ := io.ReadAll(io.LimitReader(br, remain))
+		gotShort := int64(len(gotBody)) < remain
+		want, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), req)
+		if err != nil {
+			t.Fatalf("fastHead took %q, ReadResponse refuses it: %v", raw, err)
+		}
+		wantBody, wantErr := io.ReadAll(want.Body)
+		if c := want.StatusCode; c < 200 || c == http.StatusNoContent || c == http.StatusNotModified {
+			// No body either way: fastHead reports a length of 0 where
+			// ReadResponse may echo a Content-Length field (which the
+			// header passes on in both).
+			want.ContentLength = got.ContentLength
+		}
+		if got.StatusCode != want.StatusCode || got.Status != want.Status || got.ProtoMinor != want.ProtoMinor ||
+			got.ContentLength != want.ContentLength || got.Close != want.Close {
+			t.Fatalf("%q: fastHead %d %q 1.%d length %d close %v; ReadResponse %d %q 1.%d length %d close %v", raw,
+				got.StatusCode, got.Status, got.ProtoMinor, got.ContentLength, got.Close,
+				want.StatusCode, want.Status, want.ProtoMinor, want.ContentLength, want.Close)
+		}
+		if !reflect.DeepEqual(map[string][]string(got.Header), map[string][]string(want.Header)) {
+			t.Fatalf("%q: fastHead header %q, ReadResponse %q", raw, got.Header, want.Header)
+		}
+		if gotShort != (wantErr != nil) || !bytes.Equal(gotBody, wantBody) {
+			t.Fatalf("%q: fastHead body %q (short %v), ReadResponse %q (%v)", raw, gotBody, gotShort, wantBody, wantErr)
+		}
+	})
 }

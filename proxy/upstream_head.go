@@ -3,7 +3,6 @@ package proxy
 import (
 	"net/http"
 	"net/textproto"
-	"slices"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -76,7 +75,7 @@ func appendHead(b []byte, r *http.Request) ([]byte, bool) {
 		}
 		keys = append(keys, k)
 	}
-	slices.Sort(keys)
+	sortNames(keys)
 	for _, k := range keys {
 		if !httpguts.ValidHeaderFieldName(k) {
 			continue // Request.Write drops them too
@@ -86,6 +85,20 @@ func appendHead(b []byte, r *http.Request) ([]byte, bool) {
 		}
 	}
 	return append(b, "\r\n"...), true
+}
+
+// sortNames sorts header names as slices.Sort does, with an insertion
+// sort (a request has a few dozen fields at most) whose comparison is
+// mostly decided by the first byte (fieldAfter).
+func sortNames(keys []string) {
+	for i := 1; i < len(keys); i++ {
+		k := keys[i]
+		j := i
+		for ; j > 0 && fieldAfter(keys[j-1], k); j-- {
+			keys[j] = keys[j-1]
+		}
+		keys[j] = k
+	}
 }
 
 func appendField(b []byte, k, v string) []byte {
