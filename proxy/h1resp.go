@@ -65,7 +65,10 @@ func (w *h1response) adoptHeader(h http.Header, vals []string) (http.Header, []s
 // body (http.ResponseController); the Handler bounds buffered request
 // bodies with it (Options.BodyTimeout). The connection loop sets its own
 // deadlines again after the handler returns.
-func (w *h1response) SetReadDeadline(t time.Time) error { return w.c.nc.SetReadDeadline(t) }
+func (w *h1response) SetReadDeadline(t time.Time) error {
+	w.c.rdl = t
+	return w.c.nc.SetReadDeadline(t)
+}
 
 // WriteHeader implements http.ResponseWriter. Informational codes
 // (except 101) are written at once and the final status may follow.
