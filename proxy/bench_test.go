@@ -57,14 +57,14 @@ func newBenchHandler(tb testing.TB, addr string, stdlib bool) *Handler {
 
 // benchFront serves h on a loopback listener and returns its address:
 // with net/http's HTTP/1.1 server when stdlib is true, kclb's otherwise.
-func benchFront(b *testing.B, h *Handler, stdlib bool) string {
+func benchFront(b testing.TB, h *Handler, stdlib bool) string {
 	b.Helper()
 	addr, _ := benchServer(b, h, stdlib)
 	return addr
 }
 
 // benchServer is benchFront that also returns the Server.
-func benchServer(b *testing.B, h *Handler, stdlib bool) (string, *Server) {
+func benchServer(b testing.TB, h *Handler, stdlib bool) (string, *Server) {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -25,6 +25,15 @@ import (
 // back to the pool only when the body is closed (not at its end, as
 // upBody does): the Handler copies the header before it closes the body.
 
+// The value slots of an upFast: upFieldVals for the fields' first
+// values, then upCookieVals for Set-Cookie values, which one slice
+// covers with room for an append (the KC_ROUTE cookie affinity adds),
+// so a response with Keycloak's session cookies allocates nothing.
+const (
+	upFieldVals  = 24
+	upCookieVals = 8
+)
+
 // upFast is the reusable per-connection response state.
 type upFast struct {
 	resp http.Response
@@ -166,7 +175,7 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 		return nil, false
 	}
 	if c.fast == nil {
-		c.fast = &upFast{hdr: make(http.Header, 16), vals: make([]string, 24)}
+		c.fast = &upFast{hdr: make(http.Header, 16), vals: make([]string, upFieldVals+upCookieVals)}
 	}
 	f := c.fast
 	var head string
@@ -189,6 +198,7 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 	// The fields the framing depends on, noted as they go by rather
 	// than looked up afterwards.
 	var te, hasCL, conn, pragma, noCache, hasCC bool
+	ncookies := 0
 	var clv string
 	for {
 		var l string
@@ -224,6 +234,15 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 		case "Cache-Control":
 			hasCC = true
 		}
+		if key == "Set-Cookie" && ncookies < upCookieVals {
+			// Keycloak sets several, and kclb may add KC_ROUTE: they
+			// share the tail of vals, with room to append in place.
+			i := upFieldVals + ncookies
+			f.vals[i] = v
+			ncookies++
+			hdr[key] = f.vals[upFieldVals : i+1 : upFieldVals+upCookieVals]
+			continue
+		}
 		if vv := hdr[key]; vv != nil {
 			if key == "Content-Length" {
 				return nil, false // net/http's rules for repeated lengths
@@ -231,7 +250,7 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 			hdr[key] = append(vv, v) // Set-Cookie, mostly
 			continue
 		}
-		if nvals == len(f.vals) {
+		if nvals == upFieldVals {
 			return nil, false
 		}
 		vv := f.vals[nvals : nvals+1 : nvals+1]
