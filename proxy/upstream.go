@@ -578,8 +578,24 @@ func (u *upstream) awaitHead(ctx context.Context, c *upConn, r *http.Request, hi
 		retry, err = u.failed(ctx, c, r, stop, nil, err)
 		return nil, retry, err
 	}
+	if resp.StatusCode == http.StatusRequestTimeout && c.readAfterSend && idempotent(r.Method) && (r.Body == nil || r.Body == http.NoBody) {
+		// A connection idle for a while answered at once with a 408:
+		// the backend ended it for idleness as the request went out
+		// (nginx, Apache and Jetty write a 408 when they do). That is a
+		// connection closed while idle, not an answer to r, which may
+		// go again on a new connection.
+		br.Reset(nil)
+		u.readers.Put(br)
+		stop()
+		c.close()
+		return nil, true, fmt.Errorf("proxy: read response from %s: %w", c.hp.addr, errStale408)
+	}
 	return u.started(c, r, resp, br, stop, true), false, nil
 }
+
+// errStale408 is a 408 read on a connection that had been idle: the
+// backend closing it for idleness (awaitHead).
+var errStale408 = errors.New("408 on a connection idle until the request (closed for idleness)")
 
 // exchangeStreaming is exchange for a request whose body may not fit the
 // socket buffers: the head is read on another goroutine while the body

@@ -910,3 +910,53 @@ func TestUpstreamAnswerOnIdleConnection(t *testing.T) {
 	}
 	t.Logf("second request: %d %v", code, err)
 }
+
+// TestUpstreamStale408: a backend that ends an idle keep-alive
+// connection with a 408 (nginx, Apache, Jetty do) may write it just as
+// kclb reuses the connection for a request; the 408 then reads as that
+// request's answer. On a connection idle longer than quietIdle, a 408
+// answered to a bodiless idempotent request is taken as the connection
+// having closed: the request goes again on a new connection, as after a
+// reset. A 408 on a fresh connection, or on one used a moment ago, is
+// the backend's answer and is passed on.
+func TestUpstreamStale408(t *testing.T) {
+	const stale = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+	addr, conns := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for i := 0; ; i++ {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			if n == 1 && i == 1 { // the first connection's second request
+				io.WriteString(c, stale)
+				return
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	u := newTestUpstream(t, upstreamOptions{IdleTimeout: time.Minute, now: now})
+	for i := range 2 {
+		code, body, err := roundTrip(t, u, http.MethodGet, addr, "/", nil)
+		if err != nil || code != http.StatusOK || body != "ok" {
+			t.Fatalf("request %d: %d %q %v", i, code, body, err)
+		}
+		clock.Add(int64(5 * time.Second)) // idle as long as a backend's keep-alive timeout
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d backend connections, want 2 (the stale one, then a new one)", n)
+	}
+
+	// A 408 on a connection just made is the backend's answer.
+	addr2, _ := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err == nil {
+			io.WriteString(c, stale)
+		}
+	})
+	if code, _, err := roundTrip(t, u, http.MethodGet, addr2, "/", nil); err != nil || code != http.StatusRequestTimeout {
+		t.Errorf("a 408 on a new connection: %d %v, want 408 passed on", code, err)
+	}
+}
