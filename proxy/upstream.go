@@ -172,6 +172,12 @@ type upConn struct {
 	// fast is the reusable response state of fastHead (upstream_fast.go),
 	// made on first use.
 	fast *upFast
+	// rdl is the read deadline last set by its owner (setReadDeadline;
+	// abort's, from another goroutine, is not recorded: an aborted
+	// connection is closed). The response-head deadline stays set after
+	// a response read from the buffer alone, so most requests change no
+	// timer (headDeadline).
+	rdl time.Time
 	// aborted is set by abort; a body read that moves the read deadline
 	// checks it afterwards so that it cannot undo an abort.
 	aborted atomic.Bool
@@ -265,6 +271,12 @@ func (c *upConn) abort() {
 }
 
 func (c *upConn) close() { c.nc.Close() }
+
+// setReadDeadline sets the connection's read deadline and records it.
+func (c *upConn) setReadDeadline(t time.Time) {
+	c.rdl = t
+	c.nc.SetReadDeadline(t)
+}
 
 // RoundTrip implements http.RoundTripper. It sends r to r.URL.Host over
 // HTTP/1.1 (r.Host, if set, names the Host header) and returns the
@@ -371,6 +383,11 @@ func (u *upstream) get(hp *hostPool, check bool) *upConn {
 			now = u.opts.now()
 		}
 		idle := now.Sub(c.idleAt)
+		if check && !c.rdl.IsZero() && !time.Now().Before(c.rdl) {
+			// The head deadline kept from its last exchange passed while
+			// it was idle: cleared, or the check's read would fail on it.
+			c.setReadDeadline(time.Time{})
+		}
 		if idle > u.opts.IdleTimeout || (check && !c.alive()) {
 			c.close()
 			continue
@@ -566,7 +583,12 @@ func (u *upstream) exchangeHead(ctx context.Context, c *upConn, r *http.Request,
 func (u *upstream) awaitHead(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter, head *[]byte, stop func() bool, br *bufio.Reader) (resp *http.Response, retry bool, err error) {
 	resp, err = u.readHead(c, br, r, hints, head)
 	if err == nil {
-		c.nc.SetReadDeadline(time.Time{})
+		if fb, ok := resp.Body.(*upFastBody); !ok || fb.remain > int64(br.Buffered()) {
+			// The body needs reads of its own: no head deadline over
+			// them (a fast body sets one per wait, an upBody has its
+			// timer). A body all in the buffer keeps it.
+			c.setReadDeadline(time.Time{})
+		}
 		if cerr := ctx.Err(); cerr != nil {
 			// The abort may have run before the deadline was cleared.
 			err = cerr
@@ -607,6 +629,11 @@ func (u *upstream) exchangeStreaming(ctx context.Context, c *upConn, r *http.Req
 	if c.headc == nil {
 		c.headc = make(chan headResult, 1)
 	}
+	if !c.rdl.IsZero() {
+		// A head deadline kept from the last exchange must not cut the
+		// head reader's wait while the body is still being sent.
+		c.setReadDeadline(time.Time{})
+	}
 	br := u.readers.Get().(*bufio.Reader)
 	br.Reset(c)
 	c.br, c.r = br, r
@@ -633,7 +660,7 @@ func (u *upstream) exchangeStreaming(ctx context.Context, c *upConn, r *http.Req
 	case c.werr == nil, errors.As(c.werr, &ne) && ne.Timeout():
 		// The client's body failed, or the backend stopped reading for
 		// the whole timeout without answering: stop waiting.
-		c.nc.SetReadDeadline(aLongTimeAgo)
+		c.setReadDeadline(aLongTimeAgo)
 	default:
 		// The connection failed (the backend reset or closed it): an
 		// answer it sent before is still readable, and anything else
@@ -644,7 +671,7 @@ func (u *upstream) exchangeStreaming(ctx context.Context, c *upConn, r *http.Req
 	c.nc.SetWriteDeadline(time.Time{})
 	rerr := res.err
 	if rerr == nil {
-		c.nc.SetReadDeadline(time.Time{})
+		c.setReadDeadline(time.Time{})
 		if cerr := ctx.Err(); cerr != nil {
 			rerr = cerr
 		}
@@ -663,7 +690,14 @@ func (u *upstream) exchangeStreaming(ctx context.Context, c *upConn, r *http.Req
 // headDeadline starts the wait for the response head. A context abort
 // that ran before is repeated, since the new deadline replaced its own.
 func (u *upstream) headDeadline(ctx context.Context, c *upConn) {
-	c.nc.SetReadDeadline(time.Now().Add(u.opts.HeaderTimeout))
+	// At least HeaderTimeout from now and at most a sixteenth more: a
+	// deadline kept from an earlier exchange in that range serves, so a
+	// busy connection changes its timer about once every HeaderTimeout/16
+	// (as the client side's armWrite), not on every request.
+	ht := u.opts.HeaderTimeout
+	if want := time.Now().Add(ht); c.rdl.Before(want) || c.rdl.After(want.Add(ht/16)) {
+		c.setReadDeadline(want.Add(ht / 16))
+	}
 	if ctx.Err() != nil {
 		c.abort()
 	}

@@ -81,7 +81,7 @@ func (b *upFastBody) Read(p []byte) (int, error) {
 		p = p[:b.remain]
 	}
 	if b.idle > 0 && b.br.Buffered() == 0 {
-		b.c.nc.SetReadDeadline(time.Now().Add(b.idle))
+		b.c.setReadDeadline(time.Now().Add(b.idle))
 		if b.c.aborted.Load() {
 			b.c.abort()
 		}
@@ -89,9 +89,8 @@ func (b *upFastBody) Read(p []byte) (int, error) {
 	n, err := b.br.Read(p)
 	b.remain -= int64(n)
 	if b.remain == 0 {
-		if b.idle > 0 {
-			b.c.nc.SetReadDeadline(time.Time{})
-		}
+		// A deadline a wait above set stays, like the head's: the next
+		// exchange's headDeadline moves it.
 		b.state.CompareAndSwap(bodyOpen, bodyEOF)
 		return n, io.EOF
 	}

@@ -960,3 +960,57 @@ func TestUpstreamStale408(t *testing.T) {
 		t.Errorf("a 408 on a new connection: %d %v, want 408 passed on", code, err)
 	}
 }
+
+// TestUpstreamKeptHeadDeadline pins what a backend connection's read
+// deadline may and may not do now that the response-head deadline is
+// kept after a small response (a timer change less per request) instead
+// of being cleared: a pooled connection idle past that deadline is still
+// reused, including by a request that checks it first (a POST), and a
+// streaming upload on it that takes longer than HeaderTimeout is not cut
+// (the head timeout starts once the body is sent).
+func TestUpstreamKeptHeadDeadline(t *testing.T) {
+	const ht = 100 * time.Millisecond
+	addr, conns := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(req.Body)
+			if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(b)+2, "ok"+string(b)); err != nil {
+				return
+			}
+		}
+	})
+	u := newTestUpstream(t, upstreamOptions{HeaderTimeout: ht})
+	if code, body, err := roundTrip(t, u, http.MethodGet, addr, "/", nil); err != nil || code != 200 || body != "ok" {
+		t.Fatalf("GET: %d %q %v", code, body, err)
+	}
+	time.Sleep(2 * ht) // the condition under test: idle past the kept deadline
+	if code, body, err := roundTrip(t, u, http.MethodPost, addr, "/", strings.NewReader("x")); err != nil || code != 200 || body != "okx" {
+		t.Fatalf("POST after the idle time: %d %q %v", code, body, err)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d backend connections, want the pooled one reused", n)
+	}
+	// A body of unknown length, sent slowly: longer than HeaderTimeout.
+	pr, pw := io.Pipe()
+	go func() {
+		for range 3 {
+			time.Sleep(ht) // the upload's pace, not synchronisation
+			pw.Write([]byte("y"))
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", pr)
+	req.ContentLength = -1
+	resp, err := u.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("slow streaming upload: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "okyyy" {
+		t.Errorf("slow streaming upload: %q", b)
+	}
+}
