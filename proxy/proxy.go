@@ -526,13 +526,14 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 		// The router has read its cookie; Keycloak must not see it.
 		h.opts.Router.StripRequest(r.Header)
 		wait := h.opts.QueueTimeout
+		t0 := time.Now()
 		if queueDeadline.IsZero() {
-			queueDeadline = time.Now().Add(wait)
-		} else if wait = time.Until(queueDeadline); wait <= 0 {
+			queueDeadline = t0.Add(wait)
+		} else if wait = queueDeadline.Sub(t0); wait <= 0 {
 			wait = time.Nanosecond // a free slot is still taken at once
 		}
-		t0 := time.Now()
-		if err := s.Acquire(ctx, h.opts.QueueSize, wait); err != nil {
+		queued, err := s.AcquireAt(ctx, h.opts.QueueSize, wait, t0)
+		if err != nil {
 			rec.Queue += time.Since(t0)
 			if ctx.Err() != nil {
 				h.clientAborts.Add(1)
@@ -541,7 +542,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 			queueFailed = true
 			continue
 		}
-		t1 := time.Now()
+		t1 := t0 // a slot taken at once: no clock reading
+		if queued {
+			t1 = time.Now()
+		}
 		rec.Queue += t1.Sub(t0)
 		r.URL.Host = s.Addr()
 		resp, dialed, err := h.roundTrip(r, w)

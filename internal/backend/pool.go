@@ -80,22 +80,31 @@ var ErrQueueTimeout = errors.New("backend: queue timeout")
 // ErrQueueTimeout or the context's error when no slot was taken. Every
 // successful Acquire must be paired with Release.
 func (s *Server) Acquire(ctx context.Context, queueMax int, timeout time.Duration) error {
-	s.lastUse.Store(time.Now().UnixNano())
+	_, err := s.AcquireAt(ctx, queueMax, timeout, time.Now())
+	return err
+}
+
+// AcquireAt is Acquire for a request that starts at now (the caller's
+// clock reading, which LastUse reports); queued reports whether it
+// waited in the queue, so a caller that did not need not read the
+// clock again.
+func (s *Server) AcquireAt(ctx context.Context, queueMax int, timeout time.Duration, now time.Time) (queued bool, err error) {
+	s.lastUse.Store(now.UnixNano())
 	if s.slots == nil {
 		s.inflight.Add(1)
 		s.requests.Add(1)
-		return nil
+		return false, nil
 	}
 	select {
 	case s.slots <- struct{}{}:
 		s.inflight.Add(1)
 		s.requests.Add(1)
-		return nil
+		return false, nil
 	default:
 	}
 	if s.queued.Add(1) > int64(queueMax) {
 		s.queued.Add(-1)
-		return ErrQueueFull
+		return false, ErrQueueFull
 	}
 	defer s.queued.Add(-1)
 	t := time.NewTimer(timeout)
@@ -104,11 +113,11 @@ func (s *Server) Acquire(ctx context.Context, queueMax int, timeout time.Duratio
 	case s.slots <- struct{}{}:
 		s.inflight.Add(1)
 		s.requests.Add(1)
-		return nil
+		return true, nil
 	case <-t.C:
-		return ErrQueueTimeout
+		return true, ErrQueueTimeout
 	case <-ctx.Done():
-		return ctx.Err()
+		return true, ctx.Err()
 	}
 }
 

@@ -232,12 +232,22 @@ func TestAcquireQueue(t *testing.T) { synctest.Test(t, testAcquireQueue) }
 func testAcquireQueue(t *testing.T) {
 	s := NewServer(Spec{Name: "a", MaxConn: 1}, nil)
 	ctx := context.Background()
-	if err := s.Acquire(ctx, 1, time.Second); err != nil {
-		t.Fatal(err)
+	at := time.Now().Add(-time.Hour)
+	if queued, err := s.AcquireAt(ctx, 1, time.Second, at); err != nil || queued {
+		t.Fatalf("a free slot: queued %v, %v", queued, err)
+	}
+	if !s.LastUse().Equal(at) {
+		t.Fatalf("LastUse %v, want the caller's %v", s.LastUse(), at)
 	}
 	// One waiter fits the queue and gets the slot when it is released.
 	got := make(chan error, 1)
-	go func() { got <- s.Acquire(ctx, 1, time.Minute) }()
+	go func() {
+		queued, err := s.AcquireAt(ctx, 1, time.Minute, time.Now())
+		if err == nil && !queued {
+			err = errors.New("a slot taken after waiting reported no wait")
+		}
+		got <- err
+	}()
 	synctest.Wait()
 	if q := s.Queued(); q != 1 {
 		t.Fatalf("queued %d, want 1", q)
