@@ -384,6 +384,7 @@ func (c *h1conn) loop() bool {
 			c.setReadDeadline(t0.Add(s.o.ClientTimeout))
 		}
 		c.armWrite(t0)
+		c.st.scratch.start = t0
 		w := &c.st.resp
 		w.reset(r)
 		if ev, ok := r.Header["Expect"]; ok && len(ev) > 0 && ev[0] != "" {

@@ -350,7 +350,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // request id, the backend URL, and the body read into its buffer. When a
 // check refuses r it answers it and returns ok false.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (rec *accesslog.Record, body *retryBody, path string, secure bool, start time.Time, ok bool) {
-	start = time.Now()
+	sc := scratchOf(w)
+	if sc != nil && !sc.start.IsZero() {
+		start, sc.start = sc.start, time.Time{} // when the head began (kclb's HTTP/1.1 server)
+	} else {
+		start = time.Now()
+	}
 	h.requests.Add(1)
 	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
 	client := peer.Addr().Unmap()
@@ -358,7 +363,6 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (rec *accesslog.
 	// hands it to finish. It lives in the request's scratch, not on this
 	// stack: the frames a proxied request goes through must fit the 4 KiB
 	// a goroutine's stack starts with once grown (docs/architecture.md).
-	sc := scratchOf(w)
 	if sc != nil {
 		rec = &sc.rec
 	} else {

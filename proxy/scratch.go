@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"time"
 	"unsafe"
 
 	"github.com/kclb/kclb/internal/accesslog"
@@ -31,6 +32,10 @@ type reqScratch struct {
 
 	// rec is the request's access-log record (Handler.ServeHTTP).
 	rec accesslog.Record
+	// start, when set by the server, is when the request's head began:
+	// the Handler takes it as the request's start instead of reading the
+	// clock again.
+	start time.Time
 
 	// head holds the backend's response head for the request: the
 	// Response's strings share it (upstream.roundTrip), so a lender
