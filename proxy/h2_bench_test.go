@@ -17,7 +17,8 @@ import (
 // connection (kclb's server) to the raw benchmark backend, 10 streams
 // at a time, one op per request. The client reads frames without
 // decoding them; its Framer allocates a HEADERS frame per response,
-// which -benchmem counts too.
+// which -benchmem counts too. cpu-ns/op is the process's CPU time per
+// request, the client's included.
 func BenchmarkH2Proxy(b *testing.B) {
 	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: rawBenchBackend(b)}}, backend.PoolOptions{})
 	if err != nil {
@@ -60,6 +61,7 @@ func BenchmarkH2Proxy(b *testing.B) {
 	}()
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCPU(b)()
 	for range min(streams, b.N) {
 		reqs <- struct{}{}
 	}

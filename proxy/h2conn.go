@@ -88,9 +88,10 @@ type h2conn struct {
 	// Reader state (the serving goroutine only).
 	br       *bufio.Reader
 	fr       *http2.Framer
-	maxID    uint32 // highest client stream id seen
-	junk     int    // frames without effect since the last request
-	recvConn int64  // connection receive window left
+	hb       *h2block // the header block being read
+	maxID    uint32   // highest client stream id seen
+	junk     int      // frames without effect since the last request
+	recvConn int64    // connection receive window left
 
 	mu   sync.Mutex // guards the fields below and every stream's shared state
 	cond sync.Cond  // on mu: windows opened, output drained, streams ended, closed
@@ -269,8 +270,8 @@ func (c *h2conn) readLoop() {
 	}
 	c.fr = http2.NewFramer(nil, c.br)
 	c.fr.SetReuseFrames()
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = uint32(s.o.MaxHeaderBytes)
+	c.hb = newH2Block(uint32(s.o.MaxHeaderBytes))
 	c.mu.Lock()
 	c.fw.WriteSettings(
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: uint32(s.o.MaxConcurrentStreams)},
@@ -368,8 +369,13 @@ func (e connErr) As(target any) bool {
 // an http2.StreamError, the stream).
 func (c *h2conn) handleFrame(f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
-		return c.onHeaders(f)
+	case *http2.HeadersFrame:
+		c.hb.start(f)
+		return c.headerFragment(f.HeaderBlockFragment(), f.HeadersEnded())
+	case *http2.ContinuationFrame:
+		// The Framer lets through only the CONTINUATION frames of the
+		// block being read.
+		return c.headerFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 	case *http2.DataFrame:
 		return c.onData(f)
 	case *http2.SettingsFrame:
@@ -428,6 +434,16 @@ func (c *h2conn) handleFrame(f http2.Frame) error {
 		// Unknown and ignored frame types (PRIORITY_UPDATE and others).
 		return c.junkFrame()
 	}
+}
+
+// headerFragment decodes one fragment of a header block; the complete
+// block opens a stream or ends one with trailers.
+func (c *h2conn) headerFragment(frag []byte, last bool) error {
+	done, err := c.hb.add(frag, last)
+	if !done {
+		return err
+	}
+	return c.onHeaders(c.hb)
 }
 
 // junkFrame counts a frame that did nothing.
@@ -646,7 +662,7 @@ func (c *h2conn) setIdleLocked() {
 }
 
 // onHeaders opens a stream, or takes a stream's trailers.
-func (c *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
+func (c *h2conn) onHeaders(f *h2block) error {
 	id := f.StreamID
 	c.mu.Lock()
 	if id%2 == 0 {

@@ -103,7 +103,7 @@ func (s *Server) putH2Stream(st *h2stream) {
 
 // build fills the stream's request from a HEADERS frame (RFC 9113 8.3),
 // with net/http's rules: it returns a code to reset the stream with, or 0.
-func (st *h2stream) build(f *http2.MetaHeadersFrame) http2.ErrCode {
+func (st *h2stream) build(f *h2block) http2.ErrCode {
 	var method, scheme, authority, path string
 	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
