@@ -744,7 +744,7 @@ func (c *h2conn) onHeaders(f *h2block) error {
 		c.entry.served.Store(true)
 	}
 	c.handlers.Add(1)
-	go st.run() // owned by c: serveH2 waits for it
+	go st.runFn() // st.run, owned by c: serveH2 waits for it
 	return nil
 }
 
