@@ -39,7 +39,7 @@ type headParser struct {
 const maxArenaVals = 256
 
 func newHeadParser() *headParser {
-	return &headParser{hdr: make(http.Header, 16), vals: make([]string, 32)}
+	return &headParser{hdr: make(http.Header), vals: make([]string, 32)}
 }
 
 // chunkedTE is the TransferEncoding of every chunked request; nobody
@@ -172,7 +172,7 @@ func (p *headParser) parse(r *http.Request, head string) *headError {
 			b.WriteString(kv)
 			for rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
 				var cont string
-				cont, rest = nextLine(strings.TrimLeft(rest, " \t"))
+				cont, rest = nextLine(trimLeftOWS(rest))
 				b.WriteByte(' ')
 				b.WriteString(trimOWS(cont))
 			}
@@ -197,7 +197,7 @@ func (p *headParser) parse(r *http.Request, head string) *headError {
 				return errHeadField
 			}
 		}
-		v = strings.TrimLeft(v, " \t")
+		v = trimLeftOWS(v)
 		if vv := hdr[key]; vv != nil {
 			hdr[key] = append(vv, v)
 			continue
@@ -488,6 +488,15 @@ func validValueByte(c byte) bool {
 }
 
 // trimOWS trims SP and HTAB at both ends of s.
+// trimLeftOWS is s without its leading spaces and tabs (a loop the
+// compiler inlines: strings.TrimLeft builds a set per call).
+func trimLeftOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	return s
+}
+
 func trimOWS(s string) string {
 	i, j := 0, len(s)
 	for i < j && (s[i] == ' ' || s[i] == '\t') {

@@ -218,7 +218,7 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 			}
 		}
 		key := http.CanonicalHeaderKey(k) // no allocation for canonical names
-		v = strings.TrimLeft(v, " \t")
+		v = trimLeftOWS(v)
 		switch key {
 		case "Transfer-Encoding":
 			te = true
