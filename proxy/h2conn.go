@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // This file is kclb's own HTTP/2 server for the public TLS listeners
@@ -100,8 +98,7 @@ type h2conn struct {
 	// sent last, reused for the next batch.
 	out, spare []byte
 	fw         *http2.Framer // writes into out
-	henc       *hpack.Encoder
-	hbuf       bytes.Buffer
+	henc       *h2enc
 	streams    map[uint32]*h2stream // streams not yet closed in both directions
 	running    int                  // Handlers running
 	closing    int                  // streams whose END_STREAM is queued and not yet removed (endedLocked)
@@ -167,7 +164,7 @@ func newH2Conn(s *Server, nc net.Conn, st *tls.ConnectionState, remote string, e
 func (c *h2conn) serve() {
 	s := c.s
 	c.fw = http2.NewFramer((*h2out)(c), nil)
-	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.henc = newH2Enc()
 	go c.writeLoop() // owned by c: it exits once closed is set and out is sent
 	c.readLoop()
 	c.shut()
@@ -482,7 +479,7 @@ func (c *h2conn) onSettings(f *http2.SettingsFrame) error {
 		case http2.SettingMaxFrameSize:
 			c.maxFrame = int(set.Val)
 		case http2.SettingHeaderTableSize:
-			c.henc.SetMaxDynamicTableSizeLimit(set.Val)
+			c.henc.setLimit(set.Val)
 		}
 		return nil
 	})

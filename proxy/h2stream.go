@@ -790,10 +790,10 @@ func h2Skip(k string) bool {
 // negative, is sent as content-length when the header has none; date
 // adds a date field when the header has none.
 func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bool, cl int64, date bool) {
-	c.hbuf.Reset()
 	enc := c.henc
+	enc.begin()
 	if status != 0 {
-		enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(status)})
+		enc.status(status, &enc.statusName)
 	}
 	for k, vv := range h {
 		e := c.nameEntry(k)
@@ -809,29 +809,35 @@ func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bo
 			// (the backend head arena): indexed values are copies the
 			// connection owns. Cookies and long values are never
 			// indexed.
-			f := hpack.HeaderField{Name: e.lower, Value: v}
 			switch {
 			case e.lower == "set-cookie" || len(v) > h2MaxIndexed:
-				f.Sensitive = true
-			case v == e.last:
-				f.Value = e.last
+				enc.field(e, v, true)
 			default:
-				f.Value = c.intern(v)
-				e.last = f.Value
+				if o := e.owned(v); o != "" {
+					v = o
+				} else {
+					v = c.intern(v)
+				}
+				enc.field(e, v, false)
 			}
-			enc.WriteField(f)
 		}
 	}
 	if status != 0 {
 		if _, ok := h["Content-Length"]; !ok && cl >= 0 {
 			var b [20]byte
-			enc.WriteField(hpack.HeaderField{Name: "content-length", Value: string(strconv.AppendInt(b[:0], cl, 10))})
+			n := &enc.lengthName
+			digits := strconv.AppendInt(b[:0], cl, 10)
+			v := n.owned(string(digits))
+			if v == "" {
+				v = string(digits)
+			}
+			enc.field(n, v, false)
 		}
 		if _, ok := h["Date"]; !ok && date {
-			enc.WriteField(hpack.HeaderField{Name: "date", Value: c.dateString()})
+			enc.field(&enc.dateName, c.dateString(), false)
 		}
 	}
-	block := c.hbuf.Bytes()
+	block := enc.buf
 	first := true
 	for first || len(block) > 0 {
 		n := min(len(block), c.maxFrame)
@@ -847,11 +853,14 @@ func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bo
 }
 
 // h2name is what a connection knows of a response header name: its
-// HTTP/2 (lower-case) form, whether it is left out, and the last value
-// sent under it (a copy the connection owns).
+// HTTP/2 (lower-case) form, whether it is left out, and the last values
+// it indexed (copies the connection owns) with their table ids (h2enc).
 type h2name struct {
-	lower, last string
-	skip        bool
+	lower  string
+	recent [h2Recent]h2value
+	slot   uint8 // the entry of recent to replace next
+	static uint8 // the name's index in HPACK's static table, 0 if none
+	skip   bool
 }
 
 // nameEntry returns the entry for header name k, cached per connection;
@@ -864,6 +873,7 @@ func (c *h2conn) nameEntry(k string) *h2name {
 	if e.lower == k {
 		e.lower = strings.Clone(k)
 	}
+	e.static = h2StaticNames[e.lower]
 	if c.names == nil || len(c.names) >= h2MaxInterned {
 		c.names = make(map[string]*h2name)
 	}
