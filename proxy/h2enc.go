@@ -161,26 +161,18 @@ func (e *h2enc) field(n *h2name, value string, sensitive bool) {
 	e.next++
 }
 
+// h2StaticStatus are the statuses of HPACK's static table, from index 8.
+var h2StaticStatus = [...]int{200, 204, 206, 304, 400, 404, 500}
+
 // status encodes :status code: the static table holds the common ones.
 func (e *h2enc) status(code int, n *h2name) {
-	switch code {
-	case 200:
-		e.buf = append(e.buf, 0x80|8)
-	case 204:
-		e.buf = append(e.buf, 0x80|9)
-	case 206:
-		e.buf = append(e.buf, 0x80|10)
-	case 304:
-		e.buf = append(e.buf, 0x80|11)
-	case 400:
-		e.buf = append(e.buf, 0x80|12)
-	case 404:
-		e.buf = append(e.buf, 0x80|13)
-	case 500:
-		e.buf = append(e.buf, 0x80|14)
-	default:
-		e.field(n, statusString(code), false)
+	for i, c := range h2StaticStatus {
+		if c == code {
+			e.buf = append(e.buf, 0x80|byte(8+i))
+			return
+		}
 	}
+	e.field(n, statusString(code), false)
 }
 
 // appendHpackInt appends i with an n-bit prefix whose other bits are
