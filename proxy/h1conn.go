@@ -554,6 +554,7 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 	// The header timeout matters only if the head is not all here yet:
 	// it is set before the first read that waits for more of it.
 	headDL := c.served == 0
+	var provisional time.Time // the header timeout while an earlier deadline stands in
 	limit := s.o.MaxHeaderBytes + 4096
 	scan := 0
 	for {
@@ -607,10 +608,27 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 			return nil, errHeadTooLarge, t0, true
 		}
 		if !headDL {
-			c.setReadDeadline(t0.Add(s.o.HeaderTimeout))
+			// A deadline already set that comes first (the idle wait's,
+			// idleRestack away) stands in for the header timeout, which
+			// spares two timer changes per request on TLS connections,
+			// whose idle read takes one byte: when it passes before the
+			// header timeout, the header timeout is set and the read
+			// goes on.
 			headDL = true
+			hd := t0.Add(s.o.HeaderTimeout)
+			if c.rdl.IsZero() || c.rdl.After(hd) {
+				c.setReadDeadline(hd)
+			} else {
+				provisional = hd
+			}
 		}
 		if err := c.fillMax(limit); err != nil {
+			if !provisional.IsZero() && isTimeout(err) && time.Now().Before(provisional) {
+				c.rerr = nil
+				c.setReadDeadline(provisional)
+				provisional = time.Time{}
+				continue
+			}
 			return nil, nil, t0, false
 		}
 	}
@@ -900,3 +918,9 @@ func (handoffAddr) String() string  { return "h2-handoff" }
 
 // discardLogger is the default ErrorLog of a Server.
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// isTimeout reports whether err is a deadline that passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -261,3 +261,84 @@ func TestH1TLSIdleRead(t *testing.T) {
 	io.WriteString(c, "GET /p1 HTTP/1.1\r\nHost: a\r\n\r\nGET /p2 HTTP/1.1\r\nHost: a\r\n\r\n")
 	expect("/p1", "/p2")
 }
+
+// TestH1HeadTimeoutUnderIdleDeadline pins the header timeout of a
+// keep-alive connection's later heads while the idle wait's deadline
+// (idleRestack away) is still set, over plain TCP and TLS (where the
+// idle read takes one byte, so every head goes on to the loop that
+// reads the rest): a head that stalls past that deadline but not past
+// the header timeout is served; one that stalls for good is closed at
+// the header timeout, not at the idle deadline.
+func TestH1HeadTimeoutUnderIdleDeadline(t *testing.T) {
+	setIdleRestack(t, 100*time.Millisecond)
+	const headerTimeout = 700 * time.Millisecond
+	for _, useTLS := range []bool{false, true} {
+		o := ServerOptions{HeaderTimeout: headerTimeout, KeepAlive: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, r.URL.Path)
+		})}
+		if useTLS {
+			o.TLS = &tls.Config{Certificates: []tls.Certificate{testCert(t)}, NextProtos: []string{"http/1.1"}}
+		}
+		addr, _ := startH1(t, o)
+		dial := func() net.Conn {
+			if useTLS {
+				c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		get := func(c net.Conn, br *bufio.Reader, path string) {
+			io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("tls=%v: %s: %v", useTLS, path, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != path {
+				t.Fatalf("tls=%v: %s answered %q", useTLS, path, body)
+			}
+		}
+
+		// A slow head: half of it, a pause longer than the idle
+		// deadline, the rest.
+		c := dial()
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		get(c, br, "/first")
+		io.WriteString(c, "GET /slow HTTP/1.1\r\n")
+		time.Sleep(3 * idleRestack) // the client's pause: the stimulus
+		io.WriteString(c, "Host: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("tls=%v: head paused %v (header timeout %v): %v", useTLS, 3*idleRestack, headerTimeout, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != "/slow" {
+			t.Fatalf("tls=%v: slow head answered %q", useTLS, body)
+		}
+		get(c, br, "/after")
+
+		// A stalled head is closed at the header timeout.
+		c2 := dial()
+		defer c2.Close()
+		c2.SetDeadline(time.Now().Add(10 * time.Second))
+		br2 := bufio.NewReader(c2)
+		get(c2, br2, "/first")
+		start := time.Now()
+		io.WriteString(c2, "GET /stalled HTTP/1.1\r\n")
+		if _, err := br2.ReadByte(); err == nil {
+			t.Fatalf("tls=%v: stalled head answered", useTLS)
+		}
+		if d := time.Since(start); d < headerTimeout-idleRestack || d > headerTimeout+2*time.Second {
+			t.Errorf("tls=%v: stalled head closed after %v, want about the header timeout %v", useTLS, d, headerTimeout)
+		}
+	}
+}
