@@ -437,7 +437,18 @@ func (p *headParser) canonicalKey(k string) (string, bool) {
 		return http.CanonicalHeaderKey(k), true
 	}
 	b := p.keys[:len(k)]
-	upper = true
+	canonicalInto(b, k)
+	if s, ok := commonHeaderNames[string(b)]; ok {
+		return s, true
+	}
+	return string(b), true
+}
+
+// canonicalInto writes the canonical form of the token k into b (as long
+// as k): upper case at the start and after each hyphen, lower case
+// elsewhere. It reports whether that is k itself.
+func canonicalInto(b []byte, k string) bool {
+	upper, same := true, true
 	for i := 0; i < len(k); i++ {
 		c := k[i]
 		if upper && 'a' <= c && c <= 'z' {
@@ -445,13 +456,11 @@ func (p *headParser) canonicalKey(k string) (string, bool) {
 		} else if !upper && 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
+		same = same && c == k[i]
 		b[i] = c
 		upper = c == '-'
 	}
-	if s, ok := commonHeaderNames[string(b)]; ok {
-		return s, true
-	}
-	return string(b), true
+	return same
 }
 
 // commonHeaderNames interns the canonical names clients send in lower

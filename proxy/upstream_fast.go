@@ -217,7 +217,7 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 				return nil, false
 			}
 		}
-		key := http.CanonicalHeaderKey(k) // no allocation for canonical names
+		key := responseKey(k)
 		v = trimLeftOWS(v)
 		switch key {
 		case "Transfer-Encoding":
@@ -284,7 +284,9 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 		closing = closing && !httpguts.HeaderValuesContainsToken(cv, "keep-alive")
 		if httpguts.HeaderValuesContainsToken(cv, "close") {
 			closing = true
-			delete(hdr, "Connection")
+			if minor == 1 {
+				delete(hdr, "Connection") // as net/http does, on HTTP/1.1 only
+			}
 		}
 	}
 	br.Discard(end)
@@ -323,6 +325,46 @@ func parseLength(s string) (int64, bool) {
 }
 
 // textprotoTrim trims ASCII white space as textproto.TrimString does.
+// responseKey is net/http's canonical form of the field name k (a
+// token). A name already canonical is k itself, and the names servers
+// spell otherwise (Keycloak's X-XSS-Protection, WWW-Authenticate, lower
+// case) come from responseNames: neither allocates, where
+// http.CanonicalHeaderKey makes a string of every name it changes.
+func responseKey(k string) string {
+	var buf [48]byte
+	if len(k) > len(buf) {
+		return http.CanonicalHeaderKey(k)
+	}
+	b := buf[:len(k)]
+	if canonicalInto(b, k) {
+		return k
+	}
+	if s, ok := responseNames[string(b)]; ok {
+		return s
+	}
+	return http.CanonicalHeaderKey(k)
+}
+
+// responseNames interns the canonical names of the response fields
+// Keycloak and common servers send.
+var responseNames = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{
+		"Accept-Ranges", "Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
+		"Access-Control-Allow-Methods", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers",
+		"Access-Control-Max-Age", "Age", "Alt-Svc", "Cache-Control", "Connection", "Content-Disposition",
+		"Content-Encoding", "Content-Language", "Content-Length", "Content-Range", "Content-Security-Policy",
+		"Content-Security-Policy-Report-Only", "Content-Type", "Date", "Etag", "Expires", "Keep-Alive",
+		"Last-Modified", "Link", "Location", "Pragma", "Referrer-Policy", "Retry-After", "Server",
+		"Set-Cookie", "Strict-Transport-Security", "Trailer", "Transfer-Encoding", "Upgrade", "Vary",
+		"Www-Authenticate", "X-Content-Type-Options", "X-Frame-Options", "X-Powered-By", "X-Robots-Tag",
+		"X-Xss-Protection",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
 func textprotoTrim(s string) string {
 	for len(s) > 0 && isASCIISpace(s[0]) {
 		s = s[1:]
