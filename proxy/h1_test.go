@@ -496,3 +496,41 @@ func TestH1ResponseHeadersUnderReuse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// browserFieldNames are the request field names Chrome and Firefox send
+// to a Keycloak login page, in HTTP/2's lower case.
+var browserFieldNames = []string{
+	"accept", "accept-encoding", "accept-language", "cache-control", "content-length", "content-type",
+	"cookie", "dnt", "if-modified-since", "if-none-match", "origin", "pragma", "priority", "referer",
+	"sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform", "sec-fetch-dest", "sec-fetch-mode",
+	"sec-fetch-site", "sec-fetch-user", "sec-gpc", "upgrade-insecure-requests", "user-agent",
+	"authorization", "x-requested-with", "access-control-request-method", "access-control-request-headers",
+}
+
+// TestBrowserFieldNamesAllocateNothing pins that the names browsers send
+// get their canonical form without a string made per request, in the
+// HTTP/1.1 parser (in lower case too) and in HTTP/2's streams.
+func TestBrowserFieldNamesAllocateNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	p := newHeadParser()
+	st := &h2stream{}
+	for _, name := range browserFieldNames {
+		want := http.CanonicalHeaderKey(name)
+		for _, k := range []string{name, want} {
+			if got, _ := p.canonicalKey(k); got != want {
+				t.Errorf("HTTP/1.1 %q: %q, want %q", k, got, want)
+			}
+			if n := testing.AllocsPerRun(10, func() { p.canonicalKey(k) }); n != 0 {
+				t.Errorf("HTTP/1.1 %q: %v allocations", k, n)
+			}
+		}
+		if got := st.canonicalKey(name); got != want {
+			t.Errorf("HTTP/2 %q: %q, want %q", name, got, want)
+		}
+		if n := testing.AllocsPerRun(10, func() { st.canonicalKey(name) }); n != 0 {
+			t.Errorf("HTTP/2 %q: %v allocations", name, n)
+		}
+	}
+}

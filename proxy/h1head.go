@@ -474,6 +474,10 @@ var commonHeaderNames = func() map[string]string {
 		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Proto",
 		"X-Request-Id", "X-Requested-With", "Upgrade", "Te", "Trailer", "Expect", "Keep-Alive",
 		"Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Priority", "Dnt",
+		"Sec-Fetch-User", "Sec-Ch-Ua", "Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform", "Sec-Gpc",
+		"Upgrade-Insecure-Requests", "Access-Control-Request-Method", "Access-Control-Request-Headers",
+		"Range", "If-Range", "If-Match", "If-Unmodified-Since", "Content-Encoding", "Forwarded", "Via",
+		"Traceparent", "Tracestate", "Baggage",
 	} {
 		m[k] = k
 	}
