@@ -1,8 +1,10 @@
 package admin
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -501,5 +503,62 @@ func TestFailTableBounded(t *testing.T) {
 	}
 	if !ft.blocked(a, now) || ft.blocked(a, now.Add(tokenFailWindow)) {
 		t.Fatalf("window not applied")
+	}
+}
+
+// acceptSignal is a listener that reports each connection it accepts.
+type acceptSignal struct {
+	net.Listener
+	accepted chan struct{}
+}
+
+func (l acceptSignal) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted <- struct{}{}
+	}
+	return c, err
+}
+
+// TestServeFinishesAcceptedOnListenerClose pins the hand-over of a binary
+// upgrade: when the old process closes its admin listener (the new one
+// serves on the same socket), a connection it had accepted and not yet
+// read a request from is still answered, and Serve returns only after
+// that, so the process does not exit (and reset the connection) first.
+func TestServeFinishesAcceptedOnListenerClose(t *testing.T) {
+	s, _ := New(Options{Pool: testPool(t), PublicRead: true})
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := acceptSignal{tl, make(chan struct{}, 1)}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(context.Background(), ln, false) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	<-ln.accepted
+	ln.Close()
+	select {
+	case err := <-errc:
+		t.Fatalf("Serve returned (%v) with an accepted connection not yet served", err)
+	case <-time.After(300 * time.Millisecond): // a window for the failure only
+	}
+	io.WriteString(c, "GET /v1/status HTTP/1.1\r\nHost: "+ln.Addr().String()+"\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("request on the accepted connection: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("request on the accepted connection: %s", resp.Status)
+	}
+	select {
+	case <-errc:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the request")
 	}
 }

@@ -284,10 +284,13 @@ var ErrUnknownServer = errors.New("unknown server")
 // state file could not be written.
 var ErrNotPersisted = errors.New("admin state applied but not persisted")
 
-// Serve serves the API on ln until ctx ends, then closes ln. trusted
-// marks a listener whose callers are authorised by the operating system
-// (the Unix socket); on others mutations need the bearer token. Requests
-// in progress (waits) are cancelled when ctx ends.
+// Serve serves the API on ln until ctx ends, then closes ln, or until ln
+// is closed (a binary upgrade's hand-over). trusted marks a listener
+// whose callers are authorised by the operating system (the Unix
+// socket); on others mutations need the bearer token. Requests in
+// progress (waits) are cancelled when ctx ends. Serve returns once the
+// connections it accepted are done (for up to 2 s): after a hand-over,
+// the ones that have not sent their request yet are answered first.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, trusted bool) error {
 	srv := &http.Server{
 		Handler:           s.Handler(trusted),
@@ -309,11 +312,80 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, trusted bool) error
 		case <-done:
 		}
 	}()
+	var busy busyConns
+	srv.ConnState = busy.track
 	err := srv.Serve(ln)
+	// However the accepting ended (ctx, or the listener closed: a binary
+	// upgrade's hand-over), the connections it accepted are answered,
+	// within the same bound, before Serve returns: the process may exit
+	// next, which would reset them. http.Server's Shutdown drops a
+	// connection whose request arrives after it began, so it waits until
+	// none is new or active first.
+	bound := time.Now().Add(2 * time.Second)
+	if ctx.Err() == nil {
+		busy.wait(bound)
+	}
+	sctx, cancel := context.WithDeadline(context.Background(), bound)
+	defer cancel()
+	if srv.Shutdown(sctx) != nil {
+		srv.Close()
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return fmt.Errorf("admin: serve %s: %w", ln.Addr(), err)
+}
+
+// busyConns counts a server's connections that are new (no request read
+// yet) or active, from its ConnState hook.
+type busyConns struct {
+	mu      sync.Mutex
+	states  map[net.Conn]http.ConnState
+	changed chan struct{} // closed and replaced at every change
+}
+
+func (b *busyConns) track(c net.Conn, st http.ConnState) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.states == nil {
+		b.states = make(map[net.Conn]http.ConnState)
+	}
+	if st == http.StateClosed || st == http.StateHijacked {
+		delete(b.states, c)
+	} else {
+		b.states[c] = st
+	}
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
+}
+
+// wait returns once no connection is new or active, or at deadline.
+func (b *busyConns) wait(deadline time.Time) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for {
+		b.mu.Lock()
+		busy := false
+		for _, st := range b.states {
+			busy = busy || st == http.StateNew || st == http.StateActive
+		}
+		if !busy {
+			b.mu.Unlock()
+			return
+		}
+		if b.changed == nil {
+			b.changed = make(chan struct{})
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-t.C:
+			return
+		}
+	}
 }
 
 // Handler returns the API handler for a listener; see Serve for trusted.
