@@ -500,7 +500,6 @@ func validValueByte(c byte) bool {
 	return c == '\t' || (c >= ' ' && c != 0x7f)
 }
 
-// trimOWS trims SP and HTAB at both ends of s.
 // trimLeftOWS is s without its leading spaces and tabs (a loop the
 // compiler inlines: strings.TrimLeft builds a set per call).
 func trimLeftOWS(s string) string {
@@ -510,6 +509,7 @@ func trimLeftOWS(s string) string {
 	return s
 }
 
+// trimOWS trims SP and HTAB at both ends of s.
 func trimOWS(s string) string {
 	i, j := 0, len(s)
 	for i < j && (s[i] == ' ' || s[i] == '\t') {

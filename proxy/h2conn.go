@@ -295,7 +295,7 @@ func (c *h2conn) readLoop() {
 		var se http2.StreamError
 		if errors.As(err, &se) {
 			// A malformed or refused stream: it is reset, the connection
-			// goes on. (The Framer decoded the whole header block, so the
+			// goes on. (h2block decoded the whole header block, so the
 			// header compression state is intact.)
 			c.mu.Lock()
 			if se.StreamID > c.maxID && se.StreamID%2 == 1 {

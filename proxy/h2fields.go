@@ -29,7 +29,6 @@ type h2block struct {
 	trailers  uint32 // the budget of "trailer" fields, kept apart as x/net does
 	regular   bool   // a regular field was seen
 	invalid   error  // the first invalid field: the stream is reset
-	active    bool   // a block is open (its END_HEADERS not seen)
 }
 
 // errH2PseudoAfterRegular is a pseudo-field after a regular one.
@@ -110,7 +109,6 @@ func (b *h2block) start(f *http2.HeadersFrame) {
 	b.remain, b.trailers = b.limit, b.limit
 	b.regular = false
 	b.invalid = nil
-	b.active = true
 	b.dec.SetEmitEnabled(true)
 }
 
@@ -124,22 +122,18 @@ func (b *h2block) add(frag []byte, last bool) (bool, error) {
 	// fragment once the limit is spent, is not decoded: a client
 	// flooding CONTINUATION frames is cut off.
 	if int64(len(frag)) > 2*(int64(b.remain)+int64(b.trailers)) {
-		b.active = false
 		return false, connErr{http2.ErrCodeProtocol, "header list too large"}
 	}
 	if b.invalid != nil {
 		// Sizes are no longer counted after an invalid field.
-		b.active = false
 		return false, connErr{http2.ErrCodeProtocol, "CONTINUATION after an invalid header field"}
 	}
 	if _, err := b.dec.Write(frag); err != nil {
-		b.active = false
 		return false, connErr{http2.ErrCodeCompression, "header block: " + err.Error()}
 	}
 	if !last {
 		return false, nil
 	}
-	b.active = false
 	if err := b.dec.Close(); err != nil {
 		return false, connErr{http2.ErrCodeCompression, "header block: " + err.Error()}
 	}
