@@ -35,6 +35,25 @@ func startH1(t *testing.T, o ServerOptions) (string, *Server) {
 	return ln.Addr().String(), srv
 }
 
+// h1Front serves a Handler over the one backend at addr (round robin,
+// keeping idle backend connections, adding sec) with kclb's HTTP/1.1
+// server, and returns the server's address.
+func h1Front(t *testing.T, addr string, idle int, sec []SecurityHeader) string {
+	t.Helper()
+	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: addr}}, backend.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Options{Pool: pool, Router: BalancerRouter{Selector: &balancer.RoundRobin{}}, Policy: pathpolicy.New(pathpolicy.Options{}),
+		MaxIdlePerServer: idle, Security: sec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	front, _ := startH1(t, ServerOptions{Handler: h})
+	return front
+}
+
 // exchange writes req on a new connection and reads until the server
 // closes it.
 func exchange(t *testing.T, addr, req string) string {
@@ -451,17 +470,7 @@ func TestH1ResponseHeadersUnderReuse(t *testing.T) {
 			}
 		}
 	})
-	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: addr}}, backend.PoolOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(Options{Pool: pool, Router: BalancerRouter{Selector: &balancer.RoundRobin{}}, Policy: pathpolicy.New(pathpolicy.Options{}),
-		MaxIdlePerServer: 2, Security: NewSecurityHeaders("", "nosniff", "no-referrer", "SAMEORIGIN")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	front, _ := startH1(t, ServerOptions{Handler: h})
+	front := h1Front(t, addr, 2, NewSecurityHeaders("", "nosniff", "no-referrer", "SAMEORIGIN"))
 	const clients, each = 8, 150
 	var wg sync.WaitGroup
 	for w := range clients {
@@ -495,6 +504,75 @@ func TestH1ResponseHeadersUnderReuse(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestH1ResponseHeadEdits pins kclb's edits of backend heads that follow
+// one another on one reused backend connection, through kclb's server:
+// hop-by-hop fields and those Connection names are dropped, Keycloak's
+// own security headers are kept and not doubled, a CSP with
+// frame-ancestors keeps X-Frame-Options out, and what one head had does
+// not decide for the next (fastHead notes the names each head has, and
+// the Handler skips looking for the others).
+func TestH1ResponseHeadEdits(t *testing.T) {
+	heads := []string{
+		"Connection: X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n",
+		"",
+		"Content-Security-Policy: frame-ancestors 'self'\r\n",
+		"X-Frame-Options: DENY\r\nReferrer-Policy: origin\r\nX-Content-Type-Options: nosniff\r\n",
+		"",
+		"Upgrade: h2c\r\nProxy-Connection: keep-alive\r\n",
+	}
+	addr, conns := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for i := 0; ; i++ {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			resp := "HTTP/1.1 200 OK\r\n" + heads[i%len(heads)] + "Content-Length: 2\r\n\r\nok"
+			if _, err := io.WriteString(c, resp); err != nil {
+				return
+			}
+		}
+	})
+	front := h1Front(t, addr, 1, NewSecurityHeaders("max-age=1", "nosniff", "no-referrer", "SAMEORIGIN"))
+	c, err := net.Dial("tcp", front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	want := []map[string][]string{
+		{"X-Frame-Options": {"SAMEORIGIN"}, "Referrer-Policy": {"no-referrer"}, "X-Content-Type-Options": {"nosniff"}},
+		{"X-Frame-Options": {"SAMEORIGIN"}, "Referrer-Policy": {"no-referrer"}, "X-Content-Type-Options": {"nosniff"}},
+		{"X-Frame-Options": nil, "Content-Security-Policy": {"frame-ancestors 'self'"}, "Referrer-Policy": {"no-referrer"}},
+		{"X-Frame-Options": {"DENY"}, "Referrer-Policy": {"origin"}, "X-Content-Type-Options": {"nosniff"}},
+		{"X-Frame-Options": {"SAMEORIGIN"}, "Content-Security-Policy": nil, "Referrer-Policy": {"no-referrer"}},
+		{"X-Frame-Options": {"SAMEORIGIN"}, "Referrer-Policy": {"no-referrer"}},
+	}
+	for round := range 2 {
+		for i, w := range want {
+			fmt.Fprintf(c, "GET /realms/test/x HTTP/1.1\r\nHost: sso.example.com\r\n\r\n")
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			for _, k := range []string{"Connection", "X-Secret", "Keep-Alive", "Upgrade", "Proxy-Connection", "Strict-Transport-Security"} {
+				if v, ok := resp.Header[k]; ok {
+					t.Errorf("round %d head %d: %s: %q reached the client", round, i, k, v)
+				}
+			}
+			for k, vv := range w {
+				if got := resp.Header[k]; strings.Join(got, "|") != strings.Join(vv, "|") {
+					t.Errorf("round %d head %d: %s = %q, want %q", round, i, k, got, vv)
+				}
+			}
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d backend connections, want 1 (the heads must follow one another on one)", n)
+	}
 }
 
 // browserFieldNames are the request field names Chrome and Firefox send

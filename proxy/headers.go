@@ -139,6 +139,42 @@ var hopByHop = []string{
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
+// The response field names fastHead notes as they go by (upFast.seen),
+// so that the Handler does not look for what the backend did not send.
+const (
+	seenHop  uint16 = 1 << iota // a hop-by-hop name (hopByHop)
+	seenCSP                     // Content-Security-Policy
+	seenHSTS                    // Strict-Transport-Security
+	seenXCTO                    // X-Content-Type-Options
+	seenRP                      // Referrer-Policy
+	seenXFO                     // X-Frame-Options
+
+	// seenUnknown is the absent set of a header nothing is known of.
+	seenUnknown uint16 = 0
+	// seenAll has every bit.
+	seenAll = seenHop | seenCSP | seenHSTS | seenXCTO | seenRP | seenXFO
+)
+
+// seenBit is the bit fastHead notes for the canonical name k, or 0.
+func seenBit(k string) uint16 {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return seenHop
+	case "Content-Security-Policy":
+		return seenCSP
+	case "Strict-Transport-Security":
+		return seenHSTS
+	case "X-Content-Type-Options":
+		return seenXCTO
+	case "Referrer-Policy":
+		return seenRP
+	case "X-Frame-Options":
+		return seenXFO
+	}
+	return 0
+}
+
 // removeHopByHop deletes hop-by-hop headers and those named in
 // Connection.
 func removeHopByHop(h http.Header) {
@@ -204,6 +240,8 @@ type SecurityHeader struct {
 	// vals is the shared, read-only value slice (capacity 1, so an
 	// append by anyone copies it).
 	vals []string
+	// bit is Name's seenBit (0 if it has none or was not computed).
+	bit uint16
 }
 
 // NewSecurityHeaders builds the list kclb adds by default, skipping empty
@@ -212,7 +250,8 @@ func NewSecurityHeaders(hsts, contentTypeOptions, referrerPolicy, frameOptions s
 	var out []SecurityHeader
 	add := func(name, v string, framing, tlsOnly bool) {
 		if v != "" {
-			out = append(out, SecurityHeader{Name: http.CanonicalHeaderKey(name), Value: v, Framing: framing, TLSOnly: tlsOnly, vals: []string{v}})
+			name = http.CanonicalHeaderKey(name)
+			out = append(out, SecurityHeader{Name: name, Value: v, Framing: framing, TLSOnly: tlsOnly, vals: []string{v}, bit: seenBit(name)})
 		}
 	}
 	add("Strict-Transport-Security", hsts, false, true)
@@ -226,13 +265,20 @@ func NewSecurityHeaders(hsts, contentTypeOptions, referrerPolicy, frameOptions s
 // skipped on exempt pages, and X-Frame-Options is also skipped when the
 // backend's CSP already decides framing (frame-ancestors); TLS-only
 // headers (HSTS) are added to responses on a secure connection only.
-func addSecurityHeaders(h http.Header, list []SecurityHeader, exempt, secure bool) {
+// absent holds seenBits of names h is known not to have: those are not
+// looked up (seenUnknown when nothing is known).
+func addSecurityHeaders(h http.Header, list []SecurityHeader, exempt, secure bool, absent uint16) {
 	for i := range list {
 		sh := &list[i]
-		if _, ok := h[sh.Name]; ok || (sh.TLSOnly && !secure) {
+		if sh.TLSOnly && !secure {
 			continue
 		}
-		if sh.Framing && (exempt || cspHasFrameAncestors(h)) {
+		if absent&sh.bit == 0 {
+			if _, ok := h[sh.Name]; ok {
+				continue
+			}
+		}
+		if sh.Framing && (exempt || (absent&seenCSP == 0 && cspHasFrameAncestors(h))) {
 			continue
 		}
 		if sh.vals == nil {

@@ -693,9 +693,17 @@ func hasOther(servers []*backend.Server, tried *balancer.Tried) bool {
 // stream).
 func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Response, s *backend.Server, setCookie, secure bool, path string, rec *accesslog.Record) (int, bool) {
 	defer resp.Body.Close()
-	removeHopByHop(resp.Header)
-	dst := w.Header()
 	fb, reused := resp.Body.(*upFastBody)
+	// absent: the names the header is known not to have (fastHead noted
+	// the backend's, and an adopted header holds nothing else).
+	absent := seenUnknown
+	if reused {
+		absent = seenAll &^ fb.c.fast.seen
+	}
+	if absent&seenHop == 0 {
+		removeHopByHop(resp.Header)
+	}
+	dst := w.Header()
 	if ad, ok := w.(headerAdopter); ok && reused && len(dst) == 0 {
 		// The backend connection reuses its header map and value slice
 		// once the body is closed (deferred above), which can be before
@@ -714,12 +722,13 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 		for k, vv := range resp.Header {
 			dst[k] = sc.ownValues(vv)
 		}
+		absent = seenUnknown // dst may have had fields of its own
 	} else {
 		for k, vv := range resp.Header {
 			dst[k] = vv
 		}
 	}
-	addSecurityHeaders(dst, h.opts.Security, frameExempt(path, h.opts.FrameExempt), secure)
+	addSecurityHeaders(dst, h.opts.Security, frameExempt(path, h.opts.FrameExempt), secure, absent)
 	h.opts.Router.Respond(dst, s, setCookie, secure)
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
@@ -872,7 +881,7 @@ func (h *Handler) notImplemented(w http.ResponseWriter, r *http.Request, rec *ac
 // rateLimited answers 429 to a request a rate-limit rule refused; the
 // rule counts it.
 func (h *Handler) rateLimited(w http.ResponseWriter, r *http.Request, d ratelimit.Decision, rec *accesslog.Record, start time.Time) {
-	addSecurityHeaders(w.Header(), h.opts.Security, false, r.TLS != nil)
+	addSecurityHeaders(w.Header(), h.opts.Security, false, r.TLS != nil, seenUnknown)
 	w.Header().Set("Retry-After", strconv.FormatInt(d.RetryAfterSeconds(), 10))
 	rec.ID = clientID(r)
 	h.finishLocal(w, rec, start, http.StatusTooManyRequests)
@@ -894,7 +903,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, v pathpolicy.Ve
 	if h.opts.Observer != nil {
 		h.opts.Observer.Blocked(v)
 	}
-	addSecurityHeaders(w.Header(), h.opts.Security, false, r.TLS != nil)
+	addSecurityHeaders(w.Header(), h.opts.Security, false, r.TLS != nil, seenUnknown)
 	writeError(w, code)
 	rec.Status = code
 	rec.ID = clientID(r)

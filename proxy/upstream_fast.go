@@ -40,6 +40,8 @@ type upFast struct {
 	hdr  http.Header
 	vals []string
 	body upFastBody
+	// seen holds the seenBits of the head's field names.
+	seen uint16
 }
 
 // upFastBody is the body of a response parsed by fastHead: Content-Length
@@ -197,6 +199,7 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 	// The fields the framing depends on, noted as they go by rather
 	// than looked up afterwards.
 	var te, hasCL, conn, pragma, noCache, hasCC bool
+	var seen uint16
 	ncookies := 0
 	var clv string
 	for {
@@ -226,12 +229,15 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 			hasCL, clv = true, v
 		case "Connection":
 			conn = true
+			seen |= seenHop
 		case "Pragma":
 			if !pragma { // the first value decides
 				pragma, noCache = true, v == "no-cache"
 			}
 		case "Cache-Control":
 			hasCC = true
+		default:
+			seen |= seenBit(key)
 		}
 		if key == "Set-Cookie" && ncookies < upCookieVals {
 			// Keycloak sets several, and kclb may add KC_ROUTE: they
@@ -290,6 +296,7 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 		}
 	}
 	br.Discard(end)
+	f.seen = seen
 	status := line[9:]
 	f.resp = http.Response{
 		Status: status, StatusCode: code, Proto: line[:8], ProtoMajor: major, ProtoMinor: minor,

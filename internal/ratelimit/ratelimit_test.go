@@ -297,7 +297,7 @@ func FuzzParsePattern(f *testing.F) {
 
 func BenchmarkCheckKnownKey(b *testing.B) {
 	c := newClock()
-	l := mustNew(b, Options{Rules: []Rule{loginRule, {Name: "token", Paths: []string{"/realms/*/protocol/openid-connect/token"}, Limit: 1 << 30, Per: time.Second, Burst: 1 << 20}}})
+	l := mustNew(b, Options{Rules: []Rule{loginRule, {Name: "token", Paths: []string{"/realms/*/protocol/openid-connect/token"}, Limit: 1 << 30, Per: time.Second, Burst: MaxBurst}}})
 	a := netip.MustParseAddr("192.0.2.9")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -316,7 +316,7 @@ func BenchmarkCheckUnmatchedPath(b *testing.B) {
 
 func BenchmarkCheckParallelDistinctKeys(b *testing.B) {
 	c := newClock()
-	l := mustNew(b, Options{Rules: []Rule{{Name: "token", Paths: []string{"/realms/*/protocol/openid-connect/token"}, Limit: 1 << 30, Per: time.Second, Burst: 1 << 20}}})
+	l := mustNew(b, Options{Rules: []Rule{{Name: "token", Paths: []string{"/realms/*/protocol/openid-connect/token"}, Limit: 1 << 30, Per: time.Second, Burst: MaxBurst}}})
 	var n atomic.Uint32
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
