@@ -835,6 +835,54 @@ func TestRespondKeepsBackendCookies(t *testing.T) {
 	}
 }
 
+// TestRespondStaysInResponseFields pins Router.ResponseFields: kclb's
+// HTTP/1.1 server gives Respond a header holding only those fields, so
+// Respond on it must change them exactly as on the whole header and
+// leave every other field alone.
+func TestRespondStaysInResponseFields(t *testing.T) {
+	f := newFixture(t, 2, true, nil)
+	scope := Router{A: f.aff}.ResponseFields()
+	for _, cc := range [][]string{nil, {"no-store"}, {"public, max-age=60"}, {"max-age=5"}} {
+		full := http.Header{
+			"Set-Cookie":      {"AUTH_SESSION_ID=abc.kc2; Path=/realms/test/"},
+			"Content-Type":    {"text/html"},
+			"X-Frame-Options": {"DENY"},
+			"Expires":         {"0"},
+			"Pragma":          {"no-cache"},
+			"Vary":            {"Cookie"},
+		}
+		if cc != nil {
+			full["Cache-Control"] = slices.Clone(cc)
+		}
+		part := http.Header{}
+		for _, k := range scope {
+			if vv, ok := full[k]; ok {
+				part[k] = slices.Clone(vv)
+			}
+		}
+		others := full.Clone()
+		d := Decision{Server: f.server("kc2"), SetCookie: true}
+		f.aff.Respond(full, d, true)
+		f.aff.Respond(part, d, true)
+		for k, vv := range full {
+			if slices.Contains(scope, k) {
+				if !slices.Equal(part[k], vv) {
+					t.Errorf("Cache-Control %q: %s = %q on the scope alone, %q on the whole header", cc, k, part[k], vv)
+				}
+				continue
+			}
+			if !slices.Equal(vv, others[k]) {
+				t.Errorf("Cache-Control %q: Respond changed %s (%q to %q), outside ResponseFields", cc, k, others[k], vv)
+			}
+		}
+		for k := range part {
+			if !slices.Contains(scope, k) {
+				t.Errorf("Respond added %s, outside ResponseFields", k)
+			}
+		}
+	}
+}
+
 func TestStripRequest(t *testing.T) {
 	tests := []struct {
 		name string

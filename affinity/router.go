@@ -44,6 +44,14 @@ func (rt Router) RouteExplained(r *http.Request, servers []*backend.Server, trie
 // StripRequest removes the affinity cookie from h.
 func (rt Router) StripRequest(h http.Header) { rt.A.StripRequest(h) }
 
+// ResponseFields names the response fields Respond reads or changes
+// (proxy.ResponseFielder): Set-Cookie (routes learned from
+// AUTH_SESSION_ID, the KC_ROUTE cookie) and Cache-Control (a response
+// that sets the cookie is made private).
+func (Router) ResponseFields() []string { return responseFields }
+
+var responseFields = []string{"Set-Cookie", "Cache-Control"}
+
 // Respond applies Affinity.Respond for a response from s.
 func (rt Router) Respond(h http.Header, s *backend.Server, setCookie, secure bool) {
 	rt.A.Respond(h, Decision{Server: s, SetCookie: setCookie}, secure)

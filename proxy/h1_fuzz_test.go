@@ -314,3 +314,30 @@ func FuzzH1Chunked(f *testing.F) {
 func isTrailerErr(err error) bool {
 	return errors.Is(err, errTrailerField) || errors.Is(err, errTrailerLong) || errors.Is(err, io.ErrUnexpectedEOF)
 }
+
+// FuzzFieldBytes checks the word-at-a-time checks of field names and
+// values against byte-by-byte ones: tokenForm against isToken and
+// net/http's canonical form, validValue against validValueByte.
+func FuzzFieldBytes(f *testing.F) {
+	for _, s := range []string{"", "Content-Type", "content-type", "X-XSS-Protection", "x-", "-a", "A-B-C",
+		"Set-Cookie\x7f", "a b", "\tvalue with a tab and more than eight bytes", "ok\x00after", "\x80\xff high bytes",
+		"seven77\x1f", "0123456789abcdef\x7f"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		token, canonical := tokenForm(s)
+		if token != isToken(s) {
+			t.Fatalf("tokenForm(%q) token %v, isToken %v", s, token, isToken(s))
+		}
+		if token && canonical != (http.CanonicalHeaderKey(s) == s) {
+			t.Fatalf("tokenForm(%q) canonical %v, CanonicalHeaderKey %q", s, canonical, http.CanonicalHeaderKey(s))
+		}
+		want := true
+		for i := 0; i < len(s); i++ {
+			want = want && validValueByte(s[i])
+		}
+		if validValue(s) != want {
+			t.Fatalf("validValue(%q) = %v, byte by byte %v", s, !want, want)
+		}
+	})
+}

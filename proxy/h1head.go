@@ -421,17 +421,9 @@ func shouldCloseRequest(major, minor int, h http.Header) bool {
 // false if k is not a token. Canonical names and the common
 // non-canonical spellings cost no allocation.
 func (p *headParser) canonicalKey(k string) (string, bool) {
-	canonical := true
-	upper := true
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !isTchar(c) {
-			return "", false
-		}
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			canonical = false
-		}
-		upper = c == '-'
+	token, canonical := tokenForm(k)
+	if !token {
+		return "", false
 	}
 	if canonical {
 		return k, true
@@ -445,6 +437,52 @@ func (p *headParser) canonicalKey(k string) (string, bool) {
 		return s, true
 	}
 	return string(b), true
+}
+
+// Byte classes of tokenForm.
+const (
+	classTchar = 1 << iota // an RFC 9110 tchar
+	classLower             // a to z
+	classUpper             // A to Z
+)
+
+// byteClass holds the classes of every byte.
+var byteClass = func() (t [256]uint8) {
+	for c := range 256 {
+		if isTchar(byte(c)) {
+			t[c] |= classTchar
+		}
+		if 'a' <= c && c <= 'z' {
+			t[c] |= classLower
+		}
+		if 'A' <= c && c <= 'Z' {
+			t[c] |= classUpper
+		}
+	}
+	return t
+}()
+
+// tokenForm reports whether k is a non-empty token, and whether it is in
+// net/http's canonical form (upper case at the start and after each
+// hyphen, lower case elsewhere), in one pass that writes nothing.
+func tokenForm(k string) (token, canonical bool) {
+	if k == "" {
+		return false, false
+	}
+	// want is the class a letter must not have: lower case where upper
+	// case belongs, and the other way round.
+	want := uint8(classLower)
+	var all, bad uint8 = classTchar, 0
+	for i := 0; i < len(k); i++ {
+		c := byteClass[k[i]]
+		all &= c
+		bad |= c & want
+		want = classUpper
+		if k[i] == '-' {
+			want = classLower
+		}
+	}
+	return all != 0, bad == 0
 }
 
 // canonicalInto writes the canonical form of the token k into b (as long
@@ -499,6 +537,36 @@ func spacedToken(k string) bool {
 
 // validValueByte reports whether c may appear in a field value: VCHAR,
 // obs-text, SP or HTAB (RFC 9110 5.5).
+// validValue reports whether every byte of a field value is one
+// validValueByte allows. Eight bytes at a time: a word with no byte
+// below 0x20 and none equal to 0x7f is valid as it is (a tab, the one
+// control byte allowed, sends its word to the byte loop).
+func validValue(v string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		x := uint64(v[i]) | uint64(v[i+1])<<8 | uint64(v[i+2])<<16 | uint64(v[i+3])<<24 |
+			uint64(v[i+4])<<32 | uint64(v[i+5])<<40 | uint64(v[i+6])<<48 | uint64(v[i+7])<<56
+		below := (x - 0x20*ones) &^ x & highs
+		del := x ^ 0x7f*ones
+		del = (del - ones) &^ del & highs
+		if below|del == 0 {
+			continue
+		}
+		for j := i; j < i+8; j++ {
+			if !validValueByte(v[j]) {
+				return false
+			}
+		}
+	}
+	for ; i < len(v); i++ {
+		if !validValueByte(v[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func validValueByte(c byte) bool {
 	return c == '\t' || (c >= ' ' && c != 0x7f)
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"net/http"
 	"strconv"
 	"strings"
@@ -30,9 +31,11 @@ type h1response struct {
 	respBody
 
 	spareHeader
-	fields []headerField // scratch for sorting header fields
-	date   [len(http.TimeFormat)]byte
-	sec    int64 // the second date was formatted for
+	list     []respField   // fields written besides hdr's (adoptList)
+	listDate bool          // list has a Date
+	fields   []headerField // scratch for sorting header fields
+	date     [len(http.TimeFormat)]byte
+	sec      int64 // the second date was formatted for
 }
 
 // h1Pending is how much of a body of unknown length is held back to give
@@ -41,6 +44,7 @@ const h1Pending = 2048
 
 func (w *h1response) reset(r *http.Request) {
 	clear(w.hdr)
+	w.list, w.listDate = w.list[:0], false
 	w.req = r
 	w.status = 0
 	w.wroteHeader, w.committed, w.chunked, w.noBody = false, false, false, false
@@ -59,6 +63,12 @@ func (w *h1response) Header() http.Header { return w.hdr }
 
 func (w *h1response) adoptHeader(h http.Header, vals []string) (http.Header, []string) {
 	return w.swap(&w.hdr, h, vals)
+}
+
+func (w *h1response) adoptList(list []respField, declared int64, date bool) []respField {
+	old := w.list[:0]
+	w.list, w.declared, w.listDate = list, declared, date
+	return old
 }
 
 // SetReadDeadline sets the connection's read deadline for the request
@@ -205,7 +215,7 @@ func (w *h1response) commit() {
 	bw := c.writer()
 	bw.Write(appendStatusLine(bw.AvailableBuffer(), w.status, w.http10))
 	w.writeFields()
-	if _, ok := w.hdr["Date"]; !ok {
+	if _, ok := w.hdr["Date"]; !ok && !w.listDate {
 		bw.WriteString("Date: ")
 		bw.Write(w.dateNow())
 		bw.WriteString("\r\n")
@@ -243,24 +253,20 @@ func (w *h1response) writeFields() {
 		if k == "Transfer-Encoding" || strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
-		fs = append(fs, headerField{k, vv})
+		fs = append(fs, headerField{k: k, vv: vv})
+	}
+	for _, f := range w.list {
+		// Names and values fastHead checked; values trimmed.
+		fs = append(fs, headerField{k: f.k, one: f.v, listed: true})
 	}
 	sortFields(fs)
 	for _, f := range fs {
+		if f.listed {
+			writeField(bw, f.k, f.one)
+			continue
+		}
 		for _, v := range f.vv {
-			if v = trimOWS(v); len(f.k)+len(v)+4 <= bw.Available() && !hasCRLF(v) {
-				// The common case: one copy into the write buffer.
-				b := bw.AvailableBuffer()
-				b = append(b, f.k...)
-				b = append(b, ": "...)
-				b = append(b, v...)
-				bw.Write(append(b, "\r\n"...))
-				continue
-			}
-			bw.WriteString(f.k)
-			bw.WriteString(": ")
-			writeFieldValue(bw, v)
-			bw.WriteString("\r\n")
+			writeField(bw, f.k, v)
 		}
 	}
 	clear(fs)
@@ -277,10 +283,31 @@ func fieldAfter(a, b string) bool {
 	return a > b
 }
 
-// headerField is a header name with its values.
+// headerField is a header name with its values: vv, or the one value
+// of a listed field.
 type headerField struct {
-	k  string
-	vv []string
+	k      string
+	vv     []string
+	one    string
+	listed bool
+}
+
+// writeField writes the field k: v, with v trimmed and CR and LF in it
+// made spaces.
+func writeField(bw *bufio.Writer, k, v string) {
+	if v = trimOWS(v); len(k)+len(v)+4 <= bw.Available() && !hasCRLF(v) {
+		// The common case: one copy into the write buffer.
+		b := bw.AvailableBuffer()
+		b = append(b, k...)
+		b = append(b, ": "...)
+		b = append(b, v...)
+		bw.Write(append(b, "\r\n"...))
+		return
+	}
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	writeFieldValue(bw, v)
+	bw.WriteString("\r\n")
 }
 
 // sortFields sorts fs by name: an insertion sort, as a response has a

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -49,6 +50,16 @@ type Router interface {
 	Respond(h http.Header, s *backend.Server, setCookie, secure bool)
 }
 
+// ResponseFielder is implemented by a Router whose Respond reads and
+// changes only the response fields ResponseFields names (canonical
+// names). The header Respond gets may then hold just those fields, and
+// kclb's own HTTP/1.1 server writes the backend's others as they came,
+// with no header map between the two connections. A Router without it
+// sees every field.
+type ResponseFielder interface {
+	ResponseFields() []string
+}
+
 // Explainer is implemented by a Router that can say which rule chose the
 // server (for the access log's route field). RouteExplained is Route
 // plus that reason; the handler calls it instead of Route when the
@@ -71,6 +82,9 @@ func (BalancerRouter) StripRequest(http.Header) {}
 
 // Respond implements Router; it does nothing.
 func (BalancerRouter) Respond(http.Header, *backend.Server, bool, bool) {}
+
+// ResponseFields implements ResponseFielder: Respond touches no field.
+func (BalancerRouter) ResponseFields() []string { return nil }
 
 // HeaderFamily selects which forwarded headers kclb sets, matching
 // Keycloak's proxy-headers option.
@@ -215,6 +229,7 @@ type Handler struct {
 	up        *upstream // transport, unless StdlibTransport
 	forwarded forwardRules
 	explain   Explainer // opts.Router, when it explains its choices
+	listed    bool      // opts.Router is a ResponseFielder: heads may come listed
 
 	requests, blocked, retries, noServer, queueFull atomic.Uint64
 	badGateway, timeouts, clientAborts, truncated   atomic.Uint64
@@ -273,8 +288,16 @@ func New(opts Options) (*Handler, error) {
 		waits:     newWaitTable(opts.BodyWaitsPerClient),
 	}
 	h.explain, _ = opts.Router.(Explainer)
+	var scope []string
+	if rf, ok := opts.Router.(ResponseFielder); ok {
+		h.listed = true
+		for _, k := range rf.ResponseFields() {
+			scope = append(scope, http.CanonicalHeaderKey(k))
+		}
+	}
 	if !opts.StdlibTransport {
 		h.up = newUpstream(upstreamOptions{
+			scope:                  scope,
 			ConnectTimeout:         opts.ConnectTimeout,
 			HeaderTimeout:          opts.ServerTimeout,
 			IdleTimeout:            opts.IdleTimeout,
@@ -639,7 +662,8 @@ func (h *Handler) roundTrip(r *http.Request, w http.ResponseWriter) (resp *http.
 	if !r.ProtoAtLeast(1, 1) {
 		w = nil
 	}
-	resp, err = h.up.roundTrip(r, w, &dialed, head)
+	_, list := w.(listAdopter)
+	resp, err = h.up.roundTrip(r, w, &dialed, head, list && h.listed && head != nil)
 	return resp, dialed, err
 }
 
@@ -704,6 +728,14 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 		removeHopByHop(resp.Header)
 	}
 	dst := w.Header()
+	if reused && fb.c.fast.listed {
+		if la, ok := w.(listAdopter); ok && len(dst) == 0 {
+			h.adoptListed(la, fb.c.fast, frameExempt(path, h.opts.FrameExempt), secure)
+			h.opts.Router.Respond(w.Header(), s, setCookie, secure)
+			return h.respondBody(w, r, resp, s, rec)
+		}
+		fb.c.fast.toMap()
+	}
 	if ad, ok := w.(headerAdopter); ok && reused && len(dst) == 0 {
 		// The backend connection reuses its header map and value slice
 		// once the body is closed (deferred above), which can be before
@@ -730,6 +762,63 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, resp *http.Res
 	}
 	addSecurityHeaders(dst, h.opts.Security, frameExempt(path, h.opts.FrameExempt), secure, absent)
 	h.opts.Router.Respond(dst, s, setCookie, secure)
+	return h.respondBody(w, r, resp, s, rec)
+}
+
+// adoptListed makes a listed head f (its header map with the Router's
+// fields, and its list with the others plus the security headers the
+// backend did not send) the header of w.
+func (h *Handler) adoptListed(w listAdopter, f *upFast, exempt, secure bool) {
+	for i := range h.opts.Security {
+		sh := &h.opts.Security[i]
+		if (sh.TLSOnly && !secure) || listedHas(f, sh.Name, sh.bit) {
+			continue
+		}
+		if sh.Framing && (exempt || (f.seen&seenCSP != 0 && listedFrameAncestors(f))) {
+			continue
+		}
+		vv := sh.vals
+		if vv == nil {
+			vv = []string{sh.Value}
+		}
+		f.put(h.up, sh.Name, vv)
+	}
+	f.hdr, f.vals = w.adoptHeader(f.hdr, f.vals)
+	f.list = w.adoptList(f.list, f.cl, f.date)
+	f.listed = false
+}
+
+// listedHas reports whether the listed head f has a field k, whose
+// seenBit is bit.
+func listedHas(f *upFast, k string, bit uint16) bool {
+	if bit != 0 {
+		return f.seen&bit != 0
+	}
+	if _, ok := f.hdr[k]; ok {
+		return true
+	}
+	for _, fl := range f.list {
+		if fl.k == k {
+			return true
+		}
+	}
+	return false
+}
+
+// listedFrameAncestors is cspHasFrameAncestors for a listed head.
+func listedFrameAncestors(f *upFast) bool {
+	for _, fl := range f.list {
+		if fl.k == "Content-Security-Policy" && strings.Contains(fl.v, "frame-ancestors") {
+			return true
+		}
+	}
+	return cspHasFrameAncestors(f.hdr)
+}
+
+// respondBody writes the response head prepared in w's header and copies
+// resp's body to w.
+func (h *Handler) respondBody(w http.ResponseWriter, r *http.Request, resp *http.Response, s *backend.Server, rec *accesslog.Record) (int, bool) {
+	dst := w.Header()
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
 		return resp.StatusCode, false

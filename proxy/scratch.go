@@ -75,6 +75,17 @@ type headerAdopter interface {
 	adoptHeader(h http.Header, vals []string) (http.Header, []string)
 }
 
+// listAdopter is implemented by a headerAdopter that also writes a
+// listed head (upFast.listed): adoptList makes list the fields the
+// writer writes besides its header map (the map never has their names),
+// declared the head's Content-Length (-1 if none; the list carries the
+// field itself) and date whether the list has a Date, and returns the
+// writer's previous list, emptied, for the backend connection.
+type listAdopter interface {
+	headerAdopter
+	adoptList(list []respField, declared int64, date bool) []respField
+}
+
 // spareHeader is the state of a headerAdopter: the value array that
 // goes with its header map.
 type spareHeader struct{ vals []string }

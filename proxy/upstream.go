@@ -83,6 +83,9 @@ type upstreamOptions struct {
 	BufferSize int
 	// now returns the current time; tests replace it. Default time.Now.
 	now func() time.Time
+	// scope names the response fields the Handler's Router edits
+	// (ResponseFielder): a listed head keeps them in its header map.
+	scope []string
 }
 
 // max1xx bounds the informational responses skipped before the final one.
@@ -172,6 +175,9 @@ type upConn struct {
 	// fast is the reusable response state of fastHead (upstream_fast.go),
 	// made on first use.
 	fast *upFast
+	// wantList asks fastHead for a listed final head (upFast.listed):
+	// set per request by roundTrip.
+	wantList bool
 	// rdl is the read deadline last set by its owner (setReadDeadline;
 	// abort's, from another goroutine, is not recorded: an aborted
 	// connection is closed). The response-head deadline stays set after
@@ -283,7 +289,7 @@ func (c *upConn) setReadDeadline(t time.Time) {
 // response, whose Body must be closed. Dial failures are returned as the
 // dialer's *net.OpError (Op "dial").
 func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) {
-	return u.roundTrip(r, nil, nil, nil)
+	return u.roundTrip(r, nil, nil, nil, false)
 }
 
 // roundTrip is RoundTrip; when hints is not nil, every 103 (Early Hints)
@@ -293,8 +299,10 @@ func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) {
 // is not nil, the strings of a response head parsed in place share the
 // memory of *head (grown as needed) instead of a new string: the caller
 // owns it until it no longer uses the response's header, status or any
-// string taken from them (fastHead).
-func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter, dialed *time.Duration, head *[]byte) (*http.Response, error) {
+// string taken from them (fastHead). With list, a common final head may
+// come listed (upFast.listed): its header map holds only the fields in
+// the scope, and the caller writes the others from the list.
+func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter, dialed *time.Duration, head *[]byte, list bool) (*http.Response, error) {
 	if r.URL == nil || r.URL.Host == "" {
 		return nil, errors.New("proxy: upstream request without a host")
 	}
@@ -328,6 +336,7 @@ func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter, dialed 
 				return nil, err
 			}
 		}
+		c.wantList = list
 		resp, retry, err := u.exchange(ctx, c, r, hints, head)
 		if err == nil {
 			return resp, nil

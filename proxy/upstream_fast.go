@@ -42,6 +42,86 @@ type upFast struct {
 	body upFastBody
 	// seen holds the seenBits of the head's field names.
 	seen uint16
+
+	// list holds the head's fields in order. When listed, the fields
+	// the Router does not edit are there and not in hdr (the Handler
+	// asked for it: upConn.wantList), and cl and date say what the
+	// h1response needs to know of them.
+	list   []respField
+	listed bool
+	cl     int64 // the Content-Length, -1 if none
+	date   bool  // the head has a Date
+
+	nvals, ncookies int // slots of vals taken (add)
+}
+
+// respField is one field of a response head: its canonical name and one
+// value.
+type respField struct{ k, v string }
+
+// upMaxFields bounds the fields of a head fastHead takes; a head with
+// more goes to http.ReadResponse.
+const upMaxFields = 64
+
+// add appends v to hdr's values of key: Set-Cookie values share the tail
+// of vals (Keycloak sets several, and kclb may add KC_ROUTE: room to
+// append in place), the first value of other names a slot each. Beyond
+// the slots a value is allocated.
+func (f *upFast) add(key, v string) {
+	if key == "Set-Cookie" && f.ncookies < upCookieVals {
+		i := upFieldVals + f.ncookies
+		f.vals[i] = v
+		f.ncookies++
+		f.hdr[key] = f.vals[upFieldVals : i+1 : upFieldVals+upCookieVals]
+		return
+	}
+	if vv := f.hdr[key]; vv != nil {
+		f.hdr[key] = append(vv, v)
+		return
+	}
+	if f.nvals == upFieldVals {
+		f.hdr[key] = []string{v}
+		return
+	}
+	vv := f.vals[f.nvals : f.nvals+1 : f.nvals+1]
+	f.nvals++
+	vv[0] = v
+	f.hdr[key] = vv
+}
+
+// put sets key's values, in hdr if the head is not listed or key is in
+// the Router's scope, else as fields of the list.
+func (f *upFast) put(u *upstream, key string, vv []string) {
+	if !f.listed || u.inScope(key) {
+		f.hdr[key] = vv
+		return
+	}
+	for _, v := range vv {
+		f.list = append(f.list, respField{key, v})
+	}
+}
+
+// toMap moves a listed head's fields into hdr, for a ResponseWriter that
+// cannot take the list.
+func (f *upFast) toMap() {
+	if !f.listed {
+		return
+	}
+	for _, fl := range f.list {
+		f.add(fl.k, fl.v)
+	}
+	f.list, f.listed = f.list[:0], false
+}
+
+// inScope reports whether the Router edits the response field k
+// (ResponseFielder).
+func (u *upstream) inScope(k string) bool {
+	for _, s := range u.opts.scope {
+		if s == k {
+			return true
+		}
+	}
+	return false
 }
 
 // upFastBody is the body of a response parsed by fastHead: Content-Length
@@ -176,7 +256,7 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 		return nil, false
 	}
 	if c.fast == nil {
-		c.fast = &upFast{hdr: make(http.Header, 16), vals: make([]string, upFieldVals+upCookieVals)}
+		c.fast = &upFast{hdr: make(http.Header), vals: make([]string, upFieldVals+upCookieVals)}
 	}
 	f := c.fast
 	var head string
@@ -193,15 +273,12 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 	if rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
 		return nil, false // a first field line that would continue the status line
 	}
-	hdr := f.hdr
-	clear(hdr)
-	nvals := 0
-	// The fields the framing depends on, noted as they go by rather
-	// than looked up afterwards.
-	var te, hasCL, conn, pragma, noCache, hasCC bool
+	// Pass 1: the fields in order, checked, with what the framing
+	// depends on noted as they go by rather than looked up afterwards.
+	var te, hasCL, conn, pragma, noCache, hasCC, date bool
 	var seen uint16
-	ncookies := 0
 	var clv string
+	list := f.list[:0]
 	for {
 		var l string
 		l, rest = nextLine(rest)
@@ -212,20 +289,22 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 			return nil, false // obs-fold
 		}
 		k, v, found := strings.Cut(trimOWS(l), ":")
-		if !found || k == "" || !isToken(k) {
+		token, canonical := tokenForm(k)
+		if !found || !token || !validValue(v) || len(list) == upMaxFields {
 			return nil, false
 		}
-		for i := 0; i < len(v); i++ {
-			if !validValueByte(v[i]) {
-				return nil, false
-			}
+		key := k
+		if !canonical {
+			key = responseKey(k)
 		}
-		key := responseKey(k)
 		v = trimLeftOWS(v)
 		switch key {
 		case "Transfer-Encoding":
 			te = true
 		case "Content-Length":
+			if hasCL {
+				return nil, false // net/http's rules for repeated lengths
+			}
 			hasCL, clv = true, v
 		case "Connection":
 			conn = true
@@ -236,33 +315,14 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 			}
 		case "Cache-Control":
 			hasCC = true
+		case "Date":
+			date = true
 		default:
 			seen |= seenBit(key)
 		}
-		if key == "Set-Cookie" && ncookies < upCookieVals {
-			// Keycloak sets several, and kclb may add KC_ROUTE: they
-			// share the tail of vals, with room to append in place.
-			i := upFieldVals + ncookies
-			f.vals[i] = v
-			ncookies++
-			hdr[key] = f.vals[upFieldVals : i+1 : upFieldVals+upCookieVals]
-			continue
-		}
-		if vv := hdr[key]; vv != nil {
-			if key == "Content-Length" {
-				return nil, false // net/http's rules for repeated lengths
-			}
-			hdr[key] = append(vv, v) // Set-Cookie, mostly
-			continue
-		}
-		if nvals == upFieldVals {
-			return nil, false
-		}
-		vv := f.vals[nvals : nvals+1 : nvals+1]
-		nvals++
-		vv[0] = v
-		hdr[key] = vv
+		list = append(list, respField{key, v})
 	}
+	f.list = list
 	if te {
 		return nil, false
 	}
@@ -271,36 +331,59 @@ func (u *upstream) fastHead(c *upConn, br *bufio.Reader, r *http.Request, arena 
 	if r.Method == http.MethodHead {
 		length = -1
 	}
+	f.cl = -1
 	if hasCL {
 		n, valid := parseLength(textprotoTrim(clv))
 		if !valid {
 			return nil, false
 		}
-		length = n
+		length, f.cl = n, n
 	} else if !bodyless {
 		return nil, false // delimited by the close
 	}
+	// Pass 2: the header map. Listed, it holds only the fields the
+	// Router edits (u.opts.scope) and the list the others; a head with a
+	// hop-by-hop field, or a 1xx, is all in the map.
+	f.listed = c.wantList && code >= 200 && seen&seenHop == 0
+	f.seen, f.date = seen, date
+	clear(f.hdr)
+	f.nvals, f.ncookies = 0, 0
+	if f.listed {
+		n := 0
+		for _, fl := range list {
+			if u.inScope(fl.k) {
+				f.add(fl.k, fl.v)
+				continue
+			}
+			list[n] = fl
+			n++
+		}
+		f.list = list[:n]
+	} else {
+		for _, fl := range list {
+			f.add(fl.k, fl.v)
+		}
+	}
 	if noCache && !hasCC {
-		hdr["Cache-Control"] = noCacheVals
+		f.put(u, "Cache-Control", noCacheVals)
 	}
 	major, minor := 1, int(raw[7]-'0')
 	closing := minor == 0
 	if conn {
-		cv := hdr["Connection"]
+		cv := f.hdr["Connection"]
 		closing = closing && !httpguts.HeaderValuesContainsToken(cv, "keep-alive")
 		if httpguts.HeaderValuesContainsToken(cv, "close") {
 			closing = true
 			if minor == 1 {
-				delete(hdr, "Connection") // as net/http does, on HTTP/1.1 only
+				delete(f.hdr, "Connection") // as net/http does, on HTTP/1.1 only
 			}
 		}
 	}
 	br.Discard(end)
-	f.seen = seen
 	status := line[9:]
 	f.resp = http.Response{
 		Status: status, StatusCode: code, Proto: line[:8], ProtoMajor: major, ProtoMinor: minor,
-		Header: hdr, ContentLength: length, Close: closing, Request: r,
+		Header: f.hdr, ContentLength: length, Close: closing, Request: r,
 	}
 	if bodyless {
 		f.resp.ContentLength = length

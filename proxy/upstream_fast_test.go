@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -129,6 +130,7 @@ func FuzzFastHead(f *testing.F) {
 		f.Add([]byte(s), true)
 	}
 	u := newUpstream(upstreamOptions{})
+	scoped := newUpstream(upstreamOptions{scope: []string{"Set-Cookie", "Cache-Control"}})
 	f.Fuzz(func(t *testing.T, raw []byte, head bool) {
 		method := http.MethodGet
 		if head {
@@ -169,7 +171,55 @@ func FuzzFastHead(f *testing.F) {
 		if gotShort != (wantErr != nil) || !bytes.Equal(gotBody, wantBody) {
 			t.Fatalf("%q: fastHead body %q (short %v), ReadResponse %q (%v)", raw, gotBody, gotShort, wantBody, wantErr)
 		}
+		checkListed(t, scoped, raw, req, want.Header)
 	})
+}
+
+// checkListed parses raw again as a listed head, as for kclb's HTTP/1.1
+// server with the affinity Router's scope: its map must hold only the
+// scope's names, map and list together the fields of want, and what
+// the head notes (seen, cl, date) must match them.
+func checkListed(t *testing.T, u *upstream, raw []byte, req *http.Request, want http.Header) {
+	t.Helper()
+	c := &upConn{u: u, wantList: true}
+	var arena []byte
+	got, ok := u.fastHead(c, bufio.NewReaderSize(bytes.NewReader(raw), 4096), req, &arena)
+	if !ok {
+		t.Fatalf("%q: taken unlisted, declined listed", raw)
+	}
+	f := c.fast
+	if f.listed != (got.StatusCode >= 200 && f.seen&seenHop == 0) {
+		t.Fatalf("%q: listed %v with seen %b, status %d", raw, f.listed, f.seen, got.StatusCode)
+	}
+	if f.listed {
+		for k := range got.Header {
+			if !u.inScope(k) {
+				t.Fatalf("%q: listed head has %s in its map", raw, k)
+			}
+		}
+		for _, fl := range f.list {
+			if u.inScope(fl.k) {
+				t.Fatalf("%q: listed head has %s in its list", raw, fl.k)
+			}
+		}
+		_, date := want["Date"]
+		wantCL := int64(-1)
+		if vv := want["Content-Length"]; len(vv) == 1 {
+			wantCL, _ = strconv.ParseInt(strings.TrimSpace(vv[0]), 10, 64)
+		}
+		if f.date != date || f.cl != wantCL {
+			t.Fatalf("%q: listed date %v cl %d, header has date %v cl %d", raw, f.date, f.cl, date, wantCL)
+		}
+	}
+	for k := range want {
+		if bit := seenBit(k); bit != 0 && f.seen&bit == 0 {
+			t.Fatalf("%q: %s not noted in seen %b", raw, k, f.seen)
+		}
+	}
+	f.toMap()
+	if !reflect.DeepEqual(map[string][]string(got.Header), map[string][]string(want)) {
+		t.Fatalf("%q: listed head's fields %q, ReadResponse %q", raw, got.Header, want)
+	}
 }
 
 // BenchmarkFastHead parses a Keycloak-like response head (a dozen fields,
@@ -182,19 +232,23 @@ func BenchmarkFastHead(b *testing.B) {
 		"Set-Cookie: AUTH_SESSION_ID=abc123.keycloak2; Path=/realms/test/; HttpOnly\r\n" +
 		"Set-Cookie: KC_RESTART=xyz; Path=/realms/test/; HttpOnly\r\nVary: Origin\r\nDate: Thu, 03 Dec 2026 12:05:37 GMT\r\n" +
 		"Content-Length: 2\r\n\r\nok"
-	parse := fastHeadOf(b, raw)
-	b.ReportAllocs()
-	for b.Loop() {
-		parse()
+	for _, listed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("listed=%v", listed), func(b *testing.B) {
+			parse := fastHeadOf(b, raw, listed)
+			b.ReportAllocs()
+			for b.Loop() {
+				parse()
+			}
+		})
 	}
 }
 
 // fastHeadOf returns a function that parses raw with fastHead on one
 // backend connection's state, as its exchanges do one after another.
-func fastHeadOf(tb testing.TB, raw string) func() *http.Response {
-	u := newUpstream(upstreamOptions{})
+func fastHeadOf(tb testing.TB, raw string, listed bool) func() *http.Response {
+	u := newUpstream(upstreamOptions{scope: []string{"Set-Cookie", "Cache-Control"}})
 	req, _ := http.NewRequest(http.MethodGet, "http://kc1/x", nil)
-	c := &upConn{u: u}
+	c := &upConn{u: u, wantList: listed}
 	rd := strings.NewReader(raw)
 	br := bufio.NewReaderSize(rd, 4096)
 	var arena []byte
@@ -218,7 +272,7 @@ func TestFastHeadKeycloakNamesAllocateNothing(t *testing.T) {
 	raw := "HTTP/1.1 401 Unauthorized\r\ncontent-type: text/html;charset=utf-8\r\nX-XSS-Protection: 1; mode=block\r\n" +
 		"WWW-Authenticate: Bearer realm=\"test\"\r\nx-robots-tag: none\r\nReferrer-Policy: no-referrer\r\n" +
 		"X-Odd-NAME: 1\r\ncontent-length: 2\r\n\r\nok"
-	parse := fastHeadOf(t, raw)
+	parse := fastHeadOf(t, raw, false)
 	resp := parse()
 	want, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), resp.Request)
 	if err != nil {
