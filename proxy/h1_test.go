@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -539,7 +541,8 @@ func TestH1ResponseHeadEdits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	br := bufio.NewReader(c)
+	var raw bytes.Buffer
+	br := bufio.NewReader(io.TeeReader(c, &raw))
 	want := []map[string][]string{
 		{"X-Frame-Options": {"SAMEORIGIN"}, "Referrer-Policy": {"no-referrer"}, "X-Content-Type-Options": {"nosniff"}},
 		{"X-Frame-Options": {"SAMEORIGIN"}, "Referrer-Policy": {"no-referrer"}, "X-Content-Type-Options": {"nosniff"}},
@@ -558,6 +561,19 @@ func TestH1ResponseHeadEdits(t *testing.T) {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+			// The fields go out in name order, as net/http writes them,
+			// the backend's listed ones merged with those kclb added;
+			// the server's own Date comes last, as net/http's does.
+			head, _, _ := strings.Cut(raw.String(), "\r\n\r\n")
+			raw.Reset()
+			var names []string
+			for _, l := range strings.Split(head, "\r\n")[1:] {
+				k, _, _ := strings.Cut(l, ":")
+				names = append(names, k)
+			}
+			if names[len(names)-1] != "Date" || !slices.IsSorted(names[:len(names)-1]) {
+				t.Errorf("round %d head %d: fields out of order: %q", round, i, names)
+			}
 			for _, k := range []string{"Connection", "X-Secret", "Keep-Alive", "Upgrade", "Proxy-Connection", "Strict-Transport-Security"} {
 				if v, ok := resp.Header[k]; ok {
 					t.Errorf("round %d head %d: %s: %q reached the client", round, i, k, v)

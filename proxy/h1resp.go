@@ -253,21 +253,24 @@ func (w *h1response) writeFields() {
 		if k == "Transfer-Encoding" || strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
-		fs = append(fs, headerField{k: k, vv: vv})
-	}
-	for _, f := range w.list {
-		// Names and values fastHead checked; values trimmed.
-		fs = append(fs, headerField{k: f.k, one: f.v, listed: true})
+		fs = append(fs, headerField{k, vv})
 	}
 	sortFields(fs)
-	for _, f := range fs {
-		if f.listed {
-			writeField(bw, f.k, f.one)
+	// The listed fields (names and values fastHead checked) are sorted
+	// in place and merged in: no name is in both.
+	list := w.list
+	sortFields(list)
+	i, j := 0, 0
+	for i < len(fs) || j < len(list) {
+		if j == len(list) || (i < len(fs) && fieldAfter(list[j].k, fs[i].k)) {
+			for _, v := range fs[i].vv {
+				writeField(bw, fs[i].k, v)
+			}
+			i++
 			continue
 		}
-		for _, v := range f.vv {
-			writeField(bw, f.k, v)
-		}
+		writeField(bw, list[j].k, list[j].v)
+		j++
 	}
 	clear(fs)
 	w.fields = fs[:0]
@@ -283,13 +286,10 @@ func fieldAfter(a, b string) bool {
 	return a > b
 }
 
-// headerField is a header name with its values: vv, or the one value
-// of a listed field.
+// headerField is a header name with its values.
 type headerField struct {
-	k      string
-	vv     []string
-	one    string
-	listed bool
+	k  string
+	vv []string
 }
 
 // writeField writes the field k: v, with v trimmed and CR and LF in it
@@ -310,18 +310,21 @@ func writeField(bw *bufio.Writer, k, v string) {
 	bw.WriteString("\r\n")
 }
 
-// sortFields sorts fs by name: an insertion sort, as a response has a
-// few dozen fields at most.
-func sortFields(fs []headerField) {
+// sortFields sorts fs by name, keeping the order of fields of one name:
+// an insertion sort, as a response has a few dozen fields at most.
+func sortFields[T interface{ name() string }](fs []T) {
 	for i := 1; i < len(fs); i++ {
 		f := fs[i]
 		j := i
-		for ; j > 0 && fieldAfter(fs[j-1].k, f.k); j-- {
+		for ; j > 0 && fieldAfter(fs[j-1].name(), f.name()); j-- {
 			fs[j] = fs[j-1]
 		}
 		fs[j] = f
 	}
 }
+
+func (f headerField) name() string { return f.k }
+func (f respField) name() string   { return f.k }
 
 // writeTrailers writes the fields the handler set with
 // http.TrailerPrefix after a chunked body.
