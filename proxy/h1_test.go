@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,10 +38,17 @@ func startH1(t *testing.T, o ServerOptions) (string, *Server) {
 	return ln.Addr().String(), srv
 }
 
-// h1Front serves a Handler over the one backend at addr (round robin,
-// keeping idle backend connections, adding sec) with kclb's HTTP/1.1
-// server, and returns the server's address.
+// h1Front serves oneBackend(addr, idle, sec) with kclb's HTTP/1.1
+// server and returns the server's address.
 func h1Front(t *testing.T, addr string, idle int, sec []SecurityHeader) string {
+	t.Helper()
+	front, _ := startH1(t, ServerOptions{Handler: oneBackend(t, addr, idle, sec)})
+	return front
+}
+
+// oneBackend is a Handler over the one backend at addr: round robin,
+// keeping idle backend connections, adding sec.
+func oneBackend(t *testing.T, addr string, idle int, sec []SecurityHeader) *Handler {
 	t.Helper()
 	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: addr}}, backend.PoolOptions{})
 	if err != nil {
@@ -52,8 +60,22 @@ func h1Front(t *testing.T, addr string, idle int, sec []SecurityHeader) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	front, _ := startH1(t, ServerOptions{Handler: h})
-	return front
+	return h
+}
+
+// headsBackend answers the requests on each connection with 200 and the
+// header lines of heads in turn, then body, and counts its connections.
+func headsBackend(t *testing.T, heads []string, body string) (string, *atomic.Int64) {
+	return rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for i := 0; ; i++ {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\n"+heads[i%len(heads)]+"\r\n"+body); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // exchange writes req on a new connection and reads until the server
@@ -524,17 +546,10 @@ func TestH1ResponseHeadEdits(t *testing.T) {
 		"",
 		"Upgrade: h2c\r\nProxy-Connection: keep-alive\r\n",
 	}
-	addr, conns := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
-		for i := 0; ; i++ {
-			if _, err := http.ReadRequest(br); err != nil {
-				return
-			}
-			resp := "HTTP/1.1 200 OK\r\n" + heads[i%len(heads)] + "Content-Length: 2\r\n\r\nok"
-			if _, err := io.WriteString(c, resp); err != nil {
-				return
-			}
-		}
-	})
+	for i := range heads {
+		heads[i] += "Content-Length: 2\r\n"
+	}
+	addr, conns := headsBackend(t, heads, "ok")
 	front := h1Front(t, addr, 1, NewSecurityHeaders("max-age=1", "nosniff", "no-referrer", "SAMEORIGIN"))
 	c, err := net.Dial("tcp", front)
 	if err != nil {

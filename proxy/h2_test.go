@@ -97,6 +97,7 @@ type h2res struct {
 	reset       bool
 	code        http2.ErrCode
 	fields      map[string]string
+	counts      map[string]int // fields of each name
 }
 
 func (c *h2client) read(id uint32) h2res {
@@ -120,13 +121,14 @@ func (c *h2client) read(id uint32) h2res {
 				res.status = s
 			}
 			if res.fields == nil {
-				res.fields = map[string]string{}
+				res.fields, res.counts = map[string]string{}, map[string]int{}
 			}
 			for _, hf := range f.RegularFields() {
 				if hf.Name == "x-got" {
 					res.got = hf.Value
 				}
 				res.fields[hf.Name] = hf.Value
+				res.counts[hf.Name]++
 			}
 			if f.StreamEnded() {
 				return res
@@ -330,6 +332,45 @@ func TestH2ResponseHeadArena(t *testing.T) {
 		if res.status != "200" || res.fields["x-seq"] != want || res.fields["x-kind"] != []string{"aaaa", "bbbb", "cccc"}[i%3] ||
 			res.fields["set-cookie"] != "AUTH_SESSION_ID="+want+".node; Path=/" {
 			t.Fatalf("response %d: %+v", i, res)
+		}
+	}
+}
+
+// TestH2ListedHead sends backend heads through kclb's HTTP/2 server as
+// listed heads (the Handler's Router names the fields it edits): the
+// backend's Content-Length and Date go out once, not again as the
+// server's own; without them the server adds its own; hop-by-hop
+// fields drop; security headers are added unless the backend set them.
+func TestH2ListedHead(t *testing.T) {
+	heads := []string{
+		"Date: Thu, 03 Dec 2026 12:00:00 GMT\r\nContent-Length: 2\r\nX-A: 1\r\n",
+		"Content-Length: 2\r\nX-Frame-Options: DENY\r\n",
+		"Connection: X-Secret\r\nX-Secret: 1\r\nContent-Length: 2\r\n",
+	}
+	addr, _ := headsBackend(t, heads, "ok")
+	conn, _, _ := h2pipe(t, oneBackend(t, addr, 1, NewSecurityHeaders("", "", "", "SAMEORIGIN")))
+	defer conn.Close()
+	c := newH2Client(t, conn)
+	for i := range 2 * len(heads) {
+		id := uint32(2*i + 1)
+		blk := c.block(":method", "GET", ":scheme", "https", ":authority", "sso.example.com", ":path", "/realms/test/x")
+		c.send(func(fr *http2.Framer) {
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true})
+		})
+		res := c.read(id)
+		if res.status != "200" || string(res.body) != "ok" || res.counts["content-length"] != 1 || res.counts["date"] != 1 ||
+			res.counts["x-frame-options"] != 1 || res.counts["x-secret"] != 0 || res.counts["connection"] != 0 {
+			t.Fatalf("head %d: %+v", i%len(heads), res)
+		}
+		switch i % len(heads) {
+		case 0:
+			if res.fields["date"] != "Thu, 03 Dec 2026 12:00:00 GMT" || res.fields["x-a"] != "1" {
+				t.Fatalf("head 0: the backend's fields were not kept: %+v", res.fields)
+			}
+		case 1:
+			if res.fields["x-frame-options"] != "DENY" {
+				t.Fatalf("head 1: X-Frame-Options %q, want the backend's", res.fields["x-frame-options"])
+			}
 		}
 	}
 }

@@ -397,7 +397,7 @@ func (b *h2body) Read(p []byte) (int, error) {
 		// 10.1.1); not once the Handler has answered.
 		b.st.cont = false
 		if !b.st.resp.committed && b.st.writableLocked() == nil {
-			c.writeHeadersLocked(b.st.id, http.StatusContinue, nil, false, -1, false)
+			c.writeHeadersLocked(b.st.id, http.StatusContinue, nil, false, -1, false, nil)
 		}
 	}
 	for b.off == len(b.buf) && b.err == nil && !b.timedOut {
@@ -495,6 +495,7 @@ type h2response struct {
 	ended       bool // END_STREAM queued
 	respBody
 	spareHeader
+	list h2list // the listed fields (adoptList)
 }
 
 // h2Pending is how much body is held back before HEADERS go out.
@@ -508,6 +509,7 @@ func (w *h2response) reset(r *http.Request) {
 	w.declared, w.written = -1, 0
 	w.pend = w.pend[:0]
 	w.werr = nil
+	w.list = h2list{fields: w.list.fields[:0]}
 }
 
 // requestScratch lends the Handler the stream's scratch memory.
@@ -518,6 +520,13 @@ func (w *h2response) Header() http.Header { return w.hdr }
 
 func (w *h2response) adoptHeader(h http.Header, vals []string) (http.Header, []string) {
 	return w.swap(&w.hdr, h, vals)
+}
+
+func (w *h2response) adoptList(list []respField, declared int64, date bool) []respField {
+	old := w.list.fields[:0]
+	w.list = h2list{fields: list, cl: declared >= 0, date: date}
+	w.declared = declared
+	return old
 }
 
 // SetReadDeadline bounds reading the request body
@@ -555,7 +564,7 @@ func (w *h2response) writeInformational(code int) {
 	if err := w.st.writableLocked(); err != nil {
 		return
 	}
-	c.writeHeadersLocked(w.st.id, code, w.hdr, false, -1, false)
+	c.writeHeadersLocked(w.st.id, code, w.hdr, false, -1, false, nil)
 }
 
 // Write implements http.ResponseWriter.
@@ -625,7 +634,7 @@ func (w *h2response) commit(last bool) error {
 	}
 	bodyless := w.noBody || len(w.pend) == 0 && (last || w.declared == 0)
 	endOnHeaders := bodyless && !trailers && (last || w.declared == 0 || w.noBody)
-	c.writeHeadersLocked(st.id, w.status, w.hdr, endOnHeaders, cl, true)
+	c.writeHeadersLocked(st.id, w.status, w.hdr, endOnHeaders, cl, true, &w.list)
 	if endOnHeaders {
 		w.endedLocked()
 	}
@@ -688,7 +697,7 @@ func (w *h2response) finish() error {
 	if err := st.writableLocked(); err != nil {
 		return err
 	}
-	c.writeHeadersLocked(st.id, 0, tr, true, -1, false)
+	c.writeHeadersLocked(st.id, 0, tr, true, -1, false, nil)
 	w.endedLocked()
 	return nil
 }
@@ -789,7 +798,7 @@ func h2Skip(k string) bool {
 // response head (status != 0) or trailers (status 0). cl, if not
 // negative, is sent as content-length when the header has none; date
 // adds a date field when the header has none.
-func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bool, cl int64, date bool) {
+func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bool, cl int64, date bool, l *h2list) {
 	enc := c.henc
 	enc.begin()
 	if status != 0 {
@@ -801,29 +810,21 @@ func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bo
 			continue
 		}
 		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				continue
-			}
-			// The compression table keeps what it indexes, but header
-			// strings may share memory the next response overwrites
-			// (the backend head arena): indexed values are copies the
-			// connection owns. Cookies and long values are never
-			// indexed.
-			switch {
-			case e.lower == "set-cookie" || len(v) > h2MaxIndexed:
-				enc.field(e, v, true)
-			default:
-				if o := e.owned(v); o != "" {
-					v = o
-				} else {
-					v = c.intern(v)
-				}
-				enc.field(e, v, false)
+			if httpguts.ValidHeaderFieldValue(v) {
+				c.encodeField(e, v)
 			}
 		}
 	}
+	hasCL, hasDate := false, false
+	if l != nil {
+		// Names and values fastHead checked, none hop-by-hop.
+		for _, f := range l.fields {
+			c.encodeField(c.nameEntry(f.k), f.v)
+		}
+		hasCL, hasDate = l.cl, l.date
+	}
 	if status != 0 {
-		if _, ok := h["Content-Length"]; !ok && cl >= 0 {
+		if _, ok := h["Content-Length"]; !ok && !hasCL && cl >= 0 {
 			var b [20]byte
 			n := &enc.lengthName
 			digits := strconv.AppendInt(b[:0], cl, 10)
@@ -833,7 +834,7 @@ func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bo
 			}
 			enc.field(n, v, false)
 		}
-		if _, ok := h["Date"]; !ok && date {
+		if _, ok := h["Date"]; !ok && !hasDate && date {
 			enc.field(&enc.dateName, c.dateString(), false)
 		}
 	}
@@ -850,6 +851,33 @@ func (c *h2conn) writeHeadersLocked(id uint32, status int, h http.Header, end bo
 			c.fw.WriteContinuation(id, len(block) == 0, frag)
 		}
 	}
+}
+
+// encodeField adds the field of name e with value v to the block.
+func (c *h2conn) encodeField(e *h2name, v string) {
+	enc := c.henc
+	// The compression table keeps what it indexes, but header strings
+	// may share memory the next response overwrites (the backend head
+	// arena): indexed values are copies the connection owns. Cookies and
+	// long values are never indexed.
+	if e.lower == "set-cookie" || len(v) > h2MaxIndexed {
+		enc.field(e, v, true)
+		return
+	}
+	if o := e.owned(v); o != "" {
+		v = o
+	} else {
+		v = c.intern(v)
+	}
+	enc.field(e, v, false)
+}
+
+// h2list is the listed part of a response head (listAdopter): fields
+// written besides the header map's, and whether they hold the
+// Content-Length and the Date.
+type h2list struct {
+	fields   []respField
+	cl, date bool
 }
 
 // h2name is what a connection knows of a response header name: its
