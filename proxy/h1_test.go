@@ -643,3 +643,68 @@ func TestBrowserFieldNamesAllocateNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestQueuedRequestKeepsHeadTimeout: a request that waited in a server's
+// queue and then goes out on a pooled connection gets the whole response
+// head timeout from when it went out, not from when it arrived (the
+// clock reading the backend client is given is the slot's, not the
+// request's start).
+func TestQueuedRequestKeepsHeadTimeout(t *testing.T) {
+	const headTimeout = 600 * time.Millisecond
+	holding, release := make(chan struct{}), make(chan struct{})
+	addr, _ := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			switch req.URL.Path {
+			case "/realms/test/hold":
+				close(holding)
+				<-release // holds the server's one slot
+			case "/realms/test/late":
+				time.Sleep(headTimeout / 2) // answered within the timeout from when it was sent
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	pool, err := backend.NewPool([]backend.Spec{{Name: "kc1", Addr: addr, MaxConn: 1}}, backend.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Options{Pool: pool, Router: BalancerRouter{Selector: &balancer.RoundRobin{}}, Policy: pathpolicy.New(pathpolicy.Options{}),
+		MaxIdlePerServer: 2, ServerTimeout: headTimeout, QueueTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	front, _ := startH1(t, ServerOptions{Handler: h})
+	get := func(path string) string {
+		resp, err := http.Get("http://" + front + path)
+		if err != nil {
+			return err.Error()
+		}
+		resp.Body.Close()
+		return resp.Status
+	}
+	held := make(chan string, 1)
+	go func() { held <- get("/realms/test/hold") }()
+	<-holding
+	// The late request takes the held one's connection from the pool
+	// once it is answered and the slot is free.
+	late := make(chan string, 1)
+	go func() { late <- get("/realms/test/late") }()
+	for pool.Lookup("kc1").Queued() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(headTimeout) // the late request queues longer than the timeout
+	close(release)
+	if got := <-held; got != "200 OK" {
+		t.Errorf("held request: %s", got)
+	}
+	if got := <-late; got != "200 OK" {
+		t.Errorf("request that waited in the queue, then answered within the head timeout: %s, want 200 OK", got)
+	}
+}

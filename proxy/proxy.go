@@ -379,6 +379,9 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (rec *accesslog.
 	} else {
 		start = time.Now()
 	}
+	if sc != nil {
+		sc.began = start
+	}
 	h.requests.Add(1)
 	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
 	client := peer.Addr().Unmap()
@@ -514,7 +517,8 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (rec *accesslog.
 // accesslog.Record) and BytesOut.
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBody, path string, secure bool, rec *accesslog.Record) (int, *backend.Server, bool) {
 	var tried *balancer.Tried
-	if sc := scratchOf(w); sc != nil {
+	sc := scratchOf(w)
+	if sc != nil {
 		tried = &sc.tried
 		*tried = balancer.Tried{}
 	} else {
@@ -553,7 +557,15 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 		// The router has read its cookie; Keycloak must not see it.
 		h.opts.Router.StripRequest(r.Header)
 		wait := h.opts.QueueTimeout
-		t0 := time.Now()
+		// The first attempt's queue wait starts with the request (the
+		// microseconds of its checks count as queue time).
+		var t0 time.Time
+		if attempt == 0 && sc != nil {
+			t0 = sc.began
+		}
+		if t0.IsZero() {
+			t0 = time.Now()
+		}
 		if queueDeadline.IsZero() {
 			queueDeadline = t0.Add(wait)
 		} else if wait = queueDeadline.Sub(t0); wait <= 0 {
@@ -572,6 +584,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body *retryBod
 		t1 := t0 // a slot taken at once: no clock reading
 		if queued {
 			t1 = time.Now()
+		}
+		if sc != nil {
+			// The backend client's reading of the clock for a pooled
+			// connection: a queue wait must not age its checks.
+			sc.began = t1
 		}
 		rec.Queue += t1.Sub(t0)
 		r.URL.Host = s.Addr()
@@ -656,14 +673,16 @@ func (h *Handler) roundTrip(r *http.Request, w http.ResponseWriter) (resp *http.
 	// the request's until it ended; what keeps a string of the head
 	// longer (affinity's learned routes) copies it.
 	var head *[]byte
+	var began time.Time
 	if sc := scratchOf(w); sc != nil {
-		head = &sc.head
-	}
-	if !r.ProtoAtLeast(1, 1) {
-		w = nil
+		head, began = &sc.head, sc.began
 	}
 	_, list := w.(listAdopter)
-	resp, err = h.up.roundTrip(r, w, &dialed, head, list && h.listed && head != nil)
+	hints := w
+	if !r.ProtoAtLeast(1, 1) {
+		hints = nil
+	}
+	resp, err = h.up.roundTrip(r, hints, &dialed, head, list && h.listed && head != nil, began)
 	return resp, dialed, err
 }
 

@@ -36,6 +36,11 @@ type reqScratch struct {
 	// the Handler takes it as the request's start instead of reading the
 	// clock again.
 	start time.Time
+	// began is when the request began (start, or the Handler's reading
+	// of the clock), for the whole request: what needs a time only
+	// within microseconds (a queue deadline, a pooled connection's head
+	// deadline) takes it instead of reading the clock again.
+	began time.Time
 
 	// head holds the backend's response head for the request: the
 	// Response's strings share it (upstream.roundTrip), so a lender

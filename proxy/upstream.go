@@ -176,8 +176,10 @@ type upConn struct {
 	// made on first use.
 	fast *upFast
 	// wantList asks fastHead for a listed final head (upFast.listed):
-	// set per request by roundTrip.
+	// set per request by roundTrip, as is began, the request's start
+	// (zero if unknown or the connection is new).
 	wantList bool
+	began    time.Time
 	// rdl is the read deadline last set by its owner (setReadDeadline;
 	// abort's, from another goroutine, is not recorded: an aborted
 	// connection is closed). The response-head deadline stays set after
@@ -289,7 +291,7 @@ func (c *upConn) setReadDeadline(t time.Time) {
 // response, whose Body must be closed. Dial failures are returned as the
 // dialer's *net.OpError (Op "dial").
 func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) {
-	return u.roundTrip(r, nil, nil, nil, false)
+	return u.roundTrip(r, nil, nil, nil, false, time.Time{})
 }
 
 // roundTrip is RoundTrip; when hints is not nil, every 103 (Early Hints)
@@ -301,8 +303,10 @@ func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) {
 // owns it until it no longer uses the response's header, status or any
 // string taken from them (fastHead). With list, a common final head may
 // come listed (upFast.listed): its header map holds only the fields in
-// the scope, and the caller writes the others from the list.
-func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter, dialed *time.Duration, head *[]byte, list bool) (*http.Response, error) {
+// the scope, and the caller writes the others from the list. now, if
+// not zero, is when the request began, which a pooled connection's
+// checks and head deadline take instead of reading the clock.
+func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter, dialed *time.Duration, head *[]byte, list bool, now time.Time) (*http.Response, error) {
 	if r.URL == nil || r.URL.Host == "" {
 		return nil, errors.New("proxy: upstream request without a host")
 	}
@@ -320,9 +324,11 @@ func (u *upstream) roundTrip(r *http.Request, hints http.ResponseWriter, dialed 
 	for attempt := 0; ; attempt++ {
 		var c *upConn
 		if attempt == 0 {
-			c = u.get(hp, check)
+			c = u.get(hp, check, now)
 		}
-		if c == nil {
+		if c != nil {
+			c.began = now // pooled: no dial came between the request's start and its head
+		} else {
 			var t0 time.Time
 			if dialed != nil {
 				t0 = time.Now()
@@ -374,9 +380,9 @@ func (u *upstream) pool(addr string) *hostPool {
 }
 
 // get pops the most recently used idle connection that is not expired
-// and, if check is set, not closed by the backend; or returns nil.
-func (u *upstream) get(hp *hostPool, check bool) *upConn {
-	var now time.Time
+// and, if check is set, not closed by the backend; or returns nil. now
+// is the caller's recent reading of the clock, if it has one.
+func (u *upstream) get(hp *hostPool, check bool, now time.Time) *upConn {
 	for {
 		hp.mu.Lock()
 		n := len(hp.idle)
@@ -531,7 +537,7 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, r *http.Request, hin
 		return nil, retry, err
 	}
 
-	u.headDeadline(ctx, c)
+	u.headDeadline(ctx, c, time.Time{})
 	c.limit = u.opts.MaxResponseHeaderBytes // what the wait reads is the head's
 	return u.awaitHead(ctx, c, r, hints, head, stop, c.awaitResponse())
 }
@@ -564,7 +570,7 @@ func (c *upConn) releaseHead() {
 // failed: before the response is read, since a response without a
 // body releases c to the pool, where another exchange may take it.
 func (u *upstream) exchangeHead(ctx context.Context, c *upConn, r *http.Request, hints http.ResponseWriter, head *[]byte, stop func() bool, b []byte) (*http.Response, bool, error) {
-	u.headDeadline(ctx, c)
+	u.headDeadline(ctx, c, c.began)
 	c.limit = u.opts.MaxResponseHeaderBytes
 	c.unsent = b
 	br := c.awaitResponse()
@@ -663,7 +669,7 @@ func (u *upstream) exchangeStreaming(ctx context.Context, c *upConn, r *http.Req
 	switch {
 	case werr == nil:
 		// The response-head timeout starts now, as on the plain path.
-		u.headDeadline(ctx, c)
+		u.headDeadline(ctx, c, time.Time{})
 	case c.early.Load():
 		// The head is in: the reader is done or about to be.
 	case c.werr == nil, errors.As(c.werr, &ne) && ne.Timeout():
@@ -674,7 +680,7 @@ func (u *upstream) exchangeStreaming(ctx context.Context, c *upConn, r *http.Req
 		// The connection failed (the backend reset or closed it): an
 		// answer it sent before is still readable, and anything else
 		// fails at once. The deadline is only a backstop.
-		u.headDeadline(ctx, c)
+		u.headDeadline(ctx, c, time.Time{})
 	}
 	res := <-c.headc
 	c.nc.SetWriteDeadline(time.Time{})
@@ -698,13 +704,17 @@ func (u *upstream) exchangeStreaming(ctx context.Context, c *upConn, r *http.Req
 
 // headDeadline starts the wait for the response head. A context abort
 // that ran before is repeated, since the new deadline replaced its own.
-func (u *upstream) headDeadline(ctx context.Context, c *upConn) {
+func (u *upstream) headDeadline(ctx context.Context, c *upConn, now time.Time) {
 	// At least HeaderTimeout from now and at most a sixteenth more: a
 	// deadline kept from an earlier exchange in that range serves, so a
 	// busy connection changes its timer about once every HeaderTimeout/16
-	// (as the client side's armWrite), not on every request.
+	// (as the client side's armWrite), not on every request. now is the
+	// caller's recent reading of the clock, if it has one.
 	ht := u.opts.HeaderTimeout
-	if want := time.Now().Add(ht); c.rdl.Before(want) || c.rdl.After(want.Add(ht/16)) {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if want := now.Add(ht); c.rdl.Before(want) || c.rdl.After(want.Add(ht/16)) {
 		c.setReadDeadline(want.Add(ht / 16))
 	}
 	if ctx.Err() != nil {
