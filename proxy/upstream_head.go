@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net/http"
-	"net/textproto"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -111,7 +110,7 @@ func appendField(b []byte, k, v string) []byte {
 // cleanHeaderValue turns CR and LF into spaces and trims surrounding
 // ASCII white space, as Request.Write does.
 func cleanHeaderValue(v string) string {
-	if strings.ContainsAny(v, "\r\n") {
+	if hasCRLF(v) {
 		b := []byte(v)
 		for i, c := range b {
 			if c == '\r' || c == '\n' {
@@ -120,7 +119,7 @@ func cleanHeaderValue(v string) string {
 		}
 		v = string(b)
 	}
-	return textproto.TrimString(v)
+	return trimOWS(v) // TrimString's other spaces, CR and LF, are gone
 }
 
 // plainHost reports whether host is ASCII and carries no IPv6 zone, so
