@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -706,5 +707,31 @@ func TestQueuedRequestKeepsHeadTimeout(t *testing.T) {
 	}
 	if got := <-late; got != "200 OK" {
 		t.Errorf("request that waited in the queue, then answered within the head timeout: %s, want 200 OK", got)
+	}
+}
+
+// TestPeerOfFollowsRemoteAddr: the connection's parsed peer stands in
+// for parsing RemoteAddr only while the request still carries that
+// RemoteAddr; a request whose RemoteAddr changed (a wrapping Handler)
+// gets its own, and so does its forwarded client string.
+func TestPeerOfFollowsRemoteAddr(t *testing.T) {
+	sc := &reqScratch{peer: newPeerInfo("[::ffff:192.0.2.7]:4711")}
+	r := &http.Request{RemoteAddr: "[::ffff:192.0.2.7]:4711"}
+	if got := sc.peerOf(r); got.Addr().Unmap() != netip.MustParseAddr("192.0.2.7") || got.Port() != 4711 {
+		t.Fatalf("peerOf = %v", got)
+	}
+	if got := sc.clientString(netip.MustParseAddr("192.0.2.7")); got != "192.0.2.7" {
+		t.Fatalf("clientString = %q", got)
+	}
+	r.RemoteAddr = "198.51.100.9:80"
+	if got := sc.peerOf(r); got != netip.MustParseAddrPort("198.51.100.9:80") {
+		t.Fatalf("peerOf after RemoteAddr changed = %v, want the request's own", got)
+	}
+	if got := sc.clientString(netip.MustParseAddr("198.51.100.9")); got != "198.51.100.9" {
+		t.Fatalf("clientString for another address = %q", got)
+	}
+	var none *reqScratch
+	if got := none.peerOf(r); got != netip.MustParseAddrPort("198.51.100.9:80") {
+		t.Fatalf("peerOf without scratch = %v", got)
 	}
 }

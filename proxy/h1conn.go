@@ -38,6 +38,7 @@ type h1conn struct {
 	nc     net.Conn // the accepted connection, or its *tls.Conn
 	entry  *connEntry
 	remote string
+	peer   *peerInfo // remote parsed, for every request's scratch
 	tls    *tls.ConnectionState
 	start  time.Time
 
@@ -173,6 +174,7 @@ func (s *Server) newConn(nc net.Conn) *h1conn {
 func (c *h1conn) serve() {
 	s := c.s
 	c.remote = c.nc.RemoteAddr().String()
+	c.peer = newPeerInfo(c.remote)
 	if s.o.TLS != nil {
 		tc := tls.Server(c.nc, s.tlsConf)
 		c.nc = tc
@@ -590,6 +592,7 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 				return nil, herr, t0, true
 			}
 			r.RemoteAddr = c.remote
+			c.st.scratch.peer = c.peer
 			r.TLS = c.tls
 			c.st.body.reset(c, r)
 			if r.ContentLength == 0 {

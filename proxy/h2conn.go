@@ -79,6 +79,7 @@ type h2conn struct {
 	nc     net.Conn // the *tls.Conn
 	tls    *tls.ConnectionState
 	remote string
+	peer   *peerInfo // remote parsed, for every stream's scratch
 	entry  *connEntry
 	ctx    context.Context // never canceled; every request's context
 	start  time.Time
@@ -145,7 +146,7 @@ func (c *h1conn) serveOwnH2(st *tls.ConnectionState) {
 // nothing of the client preface yet).
 func newH2Conn(s *Server, nc net.Conn, st *tls.ConnectionState, remote string, entry *connEntry, start time.Time) *h2conn {
 	h := &h2conn{
-		s: s, nc: nc, tls: st, remote: remote, entry: entry, start: start,
+		s: s, nc: nc, tls: st, remote: remote, peer: newPeerInfo(remote), entry: entry, start: start,
 		ctx:        context.WithoutCancel(s.baseCtx),
 		streams:    make(map[uint32]*h2stream),
 		sendConn:   65535,

@@ -195,6 +195,7 @@ func (st *h2stream) build(f *h2block) http2.ErrCode {
 	r.Header = hdr
 	r.Host = authority
 	r.RemoteAddr = st.c.remote
+	st.scratch.peer = st.c.peer
 	r.TLS = st.c.tls
 	r.RequestURI = path
 	switch {

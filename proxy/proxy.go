@@ -383,7 +383,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (rec *accesslog.
 		sc.began = start
 	}
 	h.requests.Add(1)
-	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
+	peer := sc.peerOf(r)
 	client := peer.Addr().Unmap()
 	// rec is the request's access-log record: every exit fills it and
 	// hands it to finish. It lives in the request's scratch, not on this

@@ -29,6 +29,9 @@ type reqScratch struct {
 	// The client address as a string, for the connection's peer.
 	client    netip.Addr
 	clientStr string
+	// peer is the connection's peer, set by the server per request (a
+	// request whose RemoteAddr is not peer.remote parses its own).
+	peer *peerInfo
 
 	// rec is the request's access-log record (Handler.ServeHTTP).
 	rec accesslog.Record
@@ -116,10 +119,42 @@ func scratchOf(w http.ResponseWriter) *reqScratch {
 	return nil
 }
 
+// peerInfo is a client connection's peer, parsed once per connection:
+// the RemoteAddr string its requests carry, that address, the client
+// address (unmapped) and its string form.
+type peerInfo struct {
+	remote    string
+	addr      netip.AddrPort
+	client    netip.Addr
+	clientStr string
+}
+
+// newPeerInfo parses remote, a RemoteAddr.
+func newPeerInfo(remote string) *peerInfo {
+	p := &peerInfo{remote: remote}
+	p.addr, _ = netip.ParseAddrPort(remote)
+	p.client = p.addr.Addr().Unmap()
+	p.clientStr = p.client.String()
+	return p
+}
+
+// peerOf returns the peer address of r: from the connection's peerInfo
+// when the server set it for this RemoteAddr, else parsed.
+func (sc *reqScratch) peerOf(r *http.Request) netip.AddrPort {
+	if sc != nil && sc.peer != nil && sc.peer.remote == r.RemoteAddr {
+		return sc.peer.addr
+	}
+	a, _ := netip.ParseAddrPort(r.RemoteAddr)
+	return a
+}
+
 // clientString returns a.String(), computed once per connection.
 func (sc *reqScratch) clientString(a netip.Addr) string {
 	if sc == nil {
 		return a.String()
+	}
+	if sc.peer != nil && sc.peer.client == a {
+		return sc.peer.clientStr
 	}
 	if sc.clientStr == "" || sc.client != a {
 		sc.client, sc.clientStr = a, a.String()
