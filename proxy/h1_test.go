@@ -22,6 +22,7 @@ import (
 	"github.com/kclb/kclb/internal/backend"
 	"github.com/kclb/kclb/internal/balancer"
 	"github.com/kclb/kclb/internal/pathpolicy"
+	"golang.org/x/net/http2"
 )
 
 // startH1 serves h with kclb's HTTP/1.1 server on loopback and returns
@@ -733,5 +734,95 @@ func TestPeerOfFollowsRemoteAddr(t *testing.T) {
 	var none *reqScratch
 	if got := none.peerOf(r); got != netip.MustParseAddrPort("198.51.100.9:80") {
 		t.Fatalf("peerOf without scratch = %v", got)
+	}
+}
+
+// TestRequestHopFieldsPerRequest sends requests with and without
+// hop-by-hop fields one after another on one client connection, over
+// HTTP/1.1 and HTTP/2: the backend never sees a hop-by-hop field or one
+// Connection named, and sees the others (whether a head had hop-by-hop
+// fields is noted per request, and the Handler looks only then).
+func TestRequestHopFieldsPerRequest(t *testing.T) {
+	seen := make(chan http.Header, 1)
+	addr, _ := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			seen <- req.Header
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	h := oneBackend(t, addr, 1, nil)
+	type field struct{ k, v string }
+	reqs := [][]field{
+		{{"Connection", "X-Secret"}, {"X-Secret", "1"}, {"X-Kept", "a"}},
+		{{"X-Kept", "b"}},
+		{{"Keep-Alive", "timeout=5"}, {"Proxy-Connection", "keep-alive"}, {"X-Kept", "c"}},
+		{{"X-Kept", "d"}},
+	}
+	gone := []string{"Connection", "X-Secret", "Keep-Alive", "Proxy-Connection"}
+	check := func(proto string, i int, got http.Header) {
+		t.Helper()
+		for _, k := range gone {
+			if v, ok := got[k]; ok {
+				t.Errorf("%s request %d: %s: %q reached the backend", proto, i, k, v)
+			}
+		}
+		if want := reqs[i][len(reqs[i])-1].v; got.Get("X-Kept") != want {
+			t.Errorf("%s request %d: X-Kept %q, want %q", proto, i, got.Get("X-Kept"), want)
+		}
+	}
+	front, _ := startH1(t, ServerOptions{Handler: h})
+	c, err := net.Dial("tcp", front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for round := range 2 {
+		for i, fs := range reqs {
+			head := "GET /realms/test/x HTTP/1.1\r\nHost: sso.example.com\r\n"
+			for _, f := range fs {
+				head += f.k + ": " + f.v + "\r\n"
+			}
+			io.WriteString(c, head+"\r\n")
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("round %d request %d: %v", round, i, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			check("HTTP/1.1", i, <-seen)
+		}
+	}
+	// HTTP/2 refuses connection-specific fields; the hop-by-hop fields
+	// it allows are Te (trailers) and Proxy-Authorization.
+	conn, _, _ := h2pipe(t, h)
+	defer conn.Close()
+	hc := newH2Client(t, conn)
+	gone = []string{"Te", "Proxy-Authorization"}
+	reqs = [][]field{
+		{{"te", "trailers"}, {"proxy-authorization", "Basic eA=="}, {"x-kept", "a"}},
+		{{"x-kept", "b"}},
+	}
+	for i := range 2 * len(reqs) {
+		id := uint32(2*i + 1)
+		fs := []string{":method", "GET", ":scheme", "https", ":authority", "sso.example.com", ":path", "/realms/test/x"}
+		for _, f := range reqs[i%len(reqs)] {
+			fs = append(fs, f.k, f.v)
+		}
+		blk := hc.block(fs...)
+		hc.send(func(fr *http2.Framer) {
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true})
+		})
+		if res := hc.read(id); res.status != "200" {
+			t.Fatalf("HTTP/2 request %d: %+v", i, res)
+		}
+		check("HTTP/2", i%len(reqs), <-seen)
 	}
 }

@@ -592,7 +592,7 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 				return nil, herr, t0, true
 			}
 			r.RemoteAddr = c.remote
-			c.st.scratch.peer = c.peer
+			c.st.scratch.peer, c.st.scratch.hopFree = c.peer, !c.st.p.hop
 			r.TLS = c.tls
 			c.st.body.reset(c, r)
 			if r.ContentLength == 0 {

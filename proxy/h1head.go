@@ -34,6 +34,9 @@ type headParser struct {
 	// sawTE is set when the head carried Transfer-Encoding (which the
 	// request's fields do not show on HTTP/1.0, like net/http).
 	sawTE bool
+	// hop is set when the head has a hop-by-hop field (seenHop), which
+	// the Handler removes; without one it need not look.
+	hop bool
 }
 
 // maxArenaVals bounds the value arena a connection keeps.
@@ -135,7 +138,7 @@ func indexByteFrom(b []byte, c byte, from int) int {
 // *headError for heads net/http's server would refuse.
 func (p *headParser) parse(r *http.Request, head string) *headError {
 	clear(p.hdr)
-	p.sawTE, p.spaceName = false, false
+	p.sawTE, p.spaceName, p.hop = false, false, false
 	p.url = url.URL{}
 	nvals := 0
 
@@ -195,10 +198,9 @@ func (p *headParser) parse(r *http.Request, head string) *headError {
 			}
 			key, p.spaceName = k, true
 		}
-		for i := 0; i < len(v); i++ {
-			if !validValueByte(v[i]) {
-				return errHeadField
-			}
+		p.hop = p.hop || seenBit(key) == seenHop
+		if !validValue(v) {
+			return errHeadField
 		}
 		v = trimLeftOWS(v)
 		if vv := hdr[key]; vv != nil {

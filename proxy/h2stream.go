@@ -108,6 +108,7 @@ func (s *Server) putH2Stream(st *h2stream) {
 // build fills the stream's request from a HEADERS frame (RFC 9113 8.3),
 // with net/http's rules: it returns a code to reset the stream with, or 0.
 func (st *h2stream) build(f *h2block) http2.ErrCode {
+	st.scratch.hopFree = false // until the fields are seen
 	var method, scheme, authority, path string
 	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
@@ -142,6 +143,7 @@ func (st *h2stream) build(f *h2block) http2.ErrCode {
 	}
 	hdr := st.hdr
 	cookies := 0
+	hop := false // a hop-by-hop field HTTP/2 allows (te: trailers, Trailer, Proxy-Authorization)
 	for _, hf := range f.RegularFields() {
 		switch hf.Name {
 		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
@@ -155,8 +157,10 @@ func (st *h2stream) build(f *h2block) http2.ErrCode {
 			cookies++
 		}
 		k := st.canonicalKey(hf.Name)
+		hop = hop || seenBit(k) == seenHop
 		hdr[k] = append(hdr[k], hf.Value)
 	}
+	st.scratch.hopFree = !hop
 	if cookies > 1 {
 		// Cookie crumbs are joined for HTTP/1.1 (8.2.3).
 		hdr["Cookie"] = []string{strings.Join(hdr["Cookie"], "; ")}

@@ -33,7 +33,9 @@ func (f *forwardRules) isTrusted(a netip.Addr) bool {
 // naming them there; then apply sets the forwarded family.
 // sc, if not nil, lends the memory for the values.
 func (f *forwardRules) prepare(r *http.Request, client netip.Addr, secure bool, sc *reqScratch) {
-	removeHopByHop(r.Header)
+	if sc == nil || !sc.hopFree {
+		removeHopByHop(r.Header)
+	}
 	f.apply(r, client, secure, sc)
 	if secure {
 		// apply already removed an untrusted peer's certificate headers.

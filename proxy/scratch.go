@@ -32,6 +32,10 @@ type reqScratch struct {
 	// peer is the connection's peer, set by the server per request (a
 	// request whose RemoteAddr is not peer.remote parses its own).
 	peer *peerInfo
+	// hopFree, set by the server per request, says the request's head
+	// had no hop-by-hop field (seenHop): the Handler then skips
+	// removing them. False when unknown.
+	hopFree bool
 
 	// rec is the request's access-log record (Handler.ServeHTTP).
 	rec accesslog.Record
