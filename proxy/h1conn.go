@@ -55,8 +55,23 @@ type h1conn struct {
 	hend   int   // while pinned: where the head ends in buf
 	rerr   error // sticky read error
 
-	bw   *bufio.Writer
+	bw *bufio.Writer
+	// out is what bw writes to: the connection, or while idleRead sends
+	// a held response, its descriptor directly (sendFirst).
+	out  h1out
 	rawc syscall.RawConn // for waiting without a buffer; nil for TLS
+	// sendFirst is set while bw holds a whole response that idleRead
+	// writes before it waits for the next request (h1idle_linux.go):
+	// the wait then needs no read(2) that finds nothing. pipelined is
+	// set once the client sent a request before its previous answer
+	// was written; such a connection always reads before it waits.
+	sendFirst bool
+	pipelined bool
+	held      int64 // responses sent by sendHeld, for Server.heldSends
+	// heldWait is set from a held response's send until the next read
+	// of the connection; idleFirst while idleRead has not read yet.
+	heldWait  bool
+	idleFirst bool
 	// readableFn is c.readable, bound once; idleErr is its result.
 	readableFn func(uintptr) bool
 	idleErr    error
@@ -295,7 +310,8 @@ func (c *h1conn) putBuffers() {
 func (c *h1conn) writer() *bufio.Writer {
 	if c.bw == nil {
 		c.bw = c.s.writeBufs.Get().(*bufio.Writer)
-		c.bw.Reset(c.nc)
+		c.out.c = c
+		c.bw.Reset(&c.out)
 	}
 	return c.bw
 }
@@ -322,6 +338,9 @@ func (c *h1conn) close(linger bool) {
 	}
 	c.nc.Close()
 	c.putState()
+	if c.held > 0 {
+		s.heldSends.Add(c.held)
+	}
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -498,7 +517,9 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 			// deadline set to the end of the keep-alive time.
 			c.resumed = false
 		} else if c.served > 0 {
-			if !c.state.CompareAndSwap(stateActive, stateIdle) {
+			// A held response goes out first: the connection turns idle
+			// once it has (idleRead), so Shutdown cannot close it unsent.
+			if !c.sendFirst && !c.state.CompareAndSwap(stateActive, stateIdle) {
 				return nil, nil, t0, false
 			}
 			now := time.Now()
@@ -521,10 +542,10 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 			// A large head grew the buffer: do not keep it while idle.
 			c.buf = *c.bufp
 		}
-		if c.bufp == nil && (c.served == 0 || c.rawc == nil || c.bw != nil) {
+		if c.bufp == nil && (c.served == 0 || c.rawc == nil || c.bw != nil && !c.sendFirst) {
 			c.getBuffers() // fill reads into it
 		}
-		if c.served > 0 && c.rawc != nil && c.bw == nil {
+		if c.served > 0 && c.rawc != nil && (c.bw == nil || c.sendFirst) {
 			// An idle plain connection holds no buffer while it waits
 			// for the client (h1idle_linux.go): the goroutine's stack and
 			// the connection's state are all it costs.
@@ -926,4 +947,20 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// h1out is the writer behind a connection's write buffer: the
+// connection, or its descriptor fd while raw is set (sendHeld).
+type h1out struct {
+	c   *h1conn
+	fd  int
+	raw bool
+}
+
+// Write implements io.Writer.
+func (o *h1out) Write(p []byte) (int, error) {
+	if !o.raw {
+		return o.c.nc.Write(p)
+	}
+	return o.rawWrite(p)
 }

@@ -8,3 +8,7 @@ const idleWait = false
 func (c *h1conn) idleRead() error { return nil }
 
 func (c *h1conn) readable(uintptr) bool { return true }
+
+func (c *h1conn) holdForWait(*h1response) bool { return false }
+
+func (o *h1out) rawWrite(p []byte) (int, error) { return o.c.nc.Write(p) }

@@ -188,11 +188,17 @@ func (w *h1response) finish() {
 		w.closeAfter = true
 	}
 	if w.werr == nil && w.c.buffered() == 0 {
-		// Nothing pipelined: the response goes now. Otherwise it leaves
-		// with the next one (or when the connection closes).
+		// Nothing pipelined: the response goes now, or with the wait
+		// for the next request (holdForWait). Otherwise it leaves with
+		// the next one (or when the connection closes).
+		if w.c.holdForWait(w) {
+			return
+		}
 		if err := w.c.writer().Flush(); err != nil {
 			w.werr = err
 		}
+	} else if w.werr == nil && w.c.st.body.done() {
+		w.c.pipelined = true
 	}
 }
 

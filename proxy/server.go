@@ -107,6 +107,10 @@ type Server struct {
 	// restacks counts idle connections moved to a new goroutine
 	// (h1conn.restackAfter), for the tests.
 	restacks atomic.Int64
+	// heldSends counts the responses written by the wait for the next
+	// request (h1conn.sendHeld), added when each connection closes, for
+	// the tests.
+	heldSends atomic.Int64
 
 	mu        sync.Mutex // guards listeners, conns and h2conns
 	listeners map[net.Listener]struct{}
