@@ -67,7 +67,10 @@ type h1conn struct {
 	// was written; such a connection always reads before it waits.
 	sendFirst bool
 	pipelined bool
-	held      int64 // responses sent by sendHeld, for Server.heldSends
+	// tcp is the connection under a TLS one, which holds a response's
+	// records for the idle wait (h1tlsheld_linux.go); nil for plain.
+	tcp  *heldConn
+	held int64 // responses sent by sendHeld, for Server.heldSends
 	// heldWait is set from a held response's send until the next read
 	// of the connection; idleFirst while idleRead has not read yet.
 	heldWait  bool
@@ -191,7 +194,11 @@ func (c *h1conn) serve() {
 	c.remote = c.nc.RemoteAddr().String()
 	c.peer = newPeerInfo(c.remote)
 	if s.o.TLS != nil {
-		tc := tls.Server(c.nc, s.tlsConf)
+		under := c.nc
+		if h := newHeldConn(c, c.nc); h != nil {
+			c.tcp, under = h, h
+		}
+		tc := tls.Server(under, s.tlsConf)
 		c.nc = tc
 		c.register()
 		tc.SetDeadline(time.Now().Add(s.o.HeaderTimeout))
@@ -565,7 +572,11 @@ func (c *h1conn) readRequest() (r *http.Request, herr *headError, t0 time.Time, 
 		}
 		c.restack = false
 		if c.served > 0 {
-			if !c.state.CompareAndSwap(stateIdle, stateActive) {
+			// A TLS connection whose held response is still held (the
+			// next request was already decrypted) never turned idle.
+			held := c.sendFirst
+			c.sendFirst = false
+			if !c.state.CompareAndSwap(stateIdle, stateActive) && !(held && c.state.Load() == stateActive) {
 				return nil, nil, t0, false // Shutdown closed it
 			}
 		}

@@ -85,8 +85,9 @@ func heldCount(t *testing.T, useTLS bool, steps []string) (int64, []string) {
 // nothing after each response is a fifth of a request's system calls):
 // on a plain keep-alive connection, for bodiless requests and for bodies
 // the handler read; never for a response that closes the connection, a body
-// left unread, pipelined requests (also after them) or TLS. Every
-// response must arrive whole either way.
+// left unread or pipelined requests (also after them); over TLS too,
+// where the held bytes are the response's records. Every response must
+// arrive whole either way.
 func TestH1HeldResponses(t *testing.T) {
 	get := func(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: a\r\n\r\n" }
 	post := "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
@@ -104,7 +105,9 @@ func TestH1HeldResponses(t *testing.T) {
 		{"close", false, []string{get("/1"), closing}, 1, []string{"ok /1 ", "ok /c "}},
 		{"body left", false, []string{leave, get("/2")}, 1, []string{"left", "ok /2 "}},
 		{"pipelined", false, []string{get("/1") + get("/2"), get("/3"), get("/4")}, 0, []string{"ok /1 ", "ok /2 ", "ok /3 ", "ok /4 "}},
-		{"tls", true, []string{get("/1"), get("/2")}, 0, []string{"ok /1 ", "ok /2 "}},
+		{"tls", true, []string{get("/1"), get("/2"), post}, 3, []string{"ok /1 ", "ok /2 ", "ok /p hello"}},
+		{"tls close", true, []string{get("/1"), closing}, 1, []string{"ok /1 ", "ok /c "}},
+		{"tls pipelined", true, []string{get("/1") + get("/2"), get("/3")}, 0, []string{"ok /1 ", "ok /2 ", "ok /3 "}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,6 +133,16 @@ func TestH1HeldResponses(t *testing.T) {
 // sequence again costs no second restack.
 func TestH1RequestSentWhileServed(t *testing.T) {
 	setIdleRestack(t, 50*time.Millisecond)
+	for _, useTLS := range []bool{false, true} {
+		name := "plain"
+		if useTLS {
+			name = "tls"
+		}
+		t.Run(name, func(t *testing.T) { requestSentWhileServed(t, useTLS) })
+	}
+}
+
+func requestSentWhileServed(t *testing.T, useTLS bool) {
 	echo, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +158,7 @@ func TestH1RequestSentWhileServed(t *testing.T) {
 		}
 	}()
 	started, sent := make(chan struct{}), make(chan struct{})
-	addr, srv := startH1(t, ServerOptions{KeepAlive: 30 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	o := ServerOptions{KeepAlive: 30 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/first" {
 			started <- struct{}{}
 			<-sent // the second request is in the connection
@@ -159,8 +172,17 @@ func TestH1RequestSentWhileServed(t *testing.T) {
 			}
 		}
 		io.WriteString(w, "ok "+r.URL.Path)
-	})})
+	})}
+	if useTLS {
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{testCert(t)}}
+	}
+	addr, srv := startH1(t, o)
+	var c net.Conn
 	c, br := dialClient(t, addr)
+	if useTLS {
+		c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+		br = bufio.NewReader(c)
+	}
 	read := func(want string) {
 		t.Helper()
 		resp, err := http.ReadResponse(br, nil)

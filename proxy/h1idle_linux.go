@@ -90,12 +90,21 @@ func (c *h1conn) readable(fd uintptr) bool {
 // (idleRestack, at most 250 ms) instead of at once, and the connection
 // reads before every wait from then on. So it is done only where that
 // bound holds, on keep-alive responses to requests whose body is read.
+// Over TLS the response's records are held, encrypted, by the connection
+// under crypto/tls (heldConn) for the same wait.
 func (c *h1conn) holdForWait(w *h1response) bool {
-	if c.rawc == nil || c.pipelined || w.closeAfter || w.reqClose || c.s.closing.Load() || !c.st.body.done() {
+	if c.rawc == nil && c.tcp == nil || c.pipelined || w.closeAfter || w.reqClose || c.s.closing.Load() || !c.st.body.done() {
 		return false
 	}
 	if idleRestack <= 0 || c.s.o.KeepAlive <= 2*idleRestack {
 		return false
+	}
+	if c.tcp != nil {
+		// Encrypted now, written by the idle wait (heldConn).
+		if err := c.holdTLS(); err != nil {
+			w.werr = err
+			return true
+		}
 	}
 	c.sendFirst = true
 	return true

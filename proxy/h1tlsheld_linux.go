@@ -1,0 +1,214 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+)
+
+// heldConn is the TCP connection under a TLS client connection of kclb's
+// HTTP/1.1 server. It lets the last records of a keep-alive response
+// wait, encrypted, for the idle wait that follows (holdForWait), which
+// writes them in its first callback and so begins without a read(2)
+// that finds nothing, as a plain connection's does (sendHeld).
+type heldConn struct {
+	net.Conn
+	c  *h1conn
+	rc syscall.RawConn
+	// hold is set while the response's last flush goes through
+	// crypto/tls: its records are kept in held instead of written.
+	hold bool
+	// held is guarded by mu (Server.Close may write the close alert
+	// meanwhile); pending is set while it holds records.
+	mu      sync.Mutex
+	held    []byte
+	pending atomic.Bool
+	// heldWait is set from the held records' send until the next read;
+	// first is set until a wait's first callback; sendErr is what the
+	// send callback met; n and rerr are probeRead's result.
+	heldWait bool
+	first    bool
+	sendErr  error
+	probe    []byte
+	n        int
+	rerr     error
+	sendFn   func(uintptr) bool
+	probeFn  func(uintptr) bool
+}
+
+// heldBufs pools the buffers of held records.
+var heldBufs = sync.Pool{New: func() any { b := make([]byte, 0, h1WriteBuf+1024); return &b }}
+
+// newHeldConn wraps nc for c, or returns nil where nc has no descriptor.
+func newHeldConn(c *h1conn, nc net.Conn) *heldConn {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	h := &heldConn{Conn: nc, c: c, rc: rc}
+	h.sendFn, h.probeFn = h.send, h.probeRead
+	return h
+}
+
+// Write implements net.Conn: records are kept while hold is set; held
+// ones go first otherwise.
+func (h *heldConn) Write(p []byte) (int, error) {
+	if h.hold {
+		h.mu.Lock()
+		if h.held == nil {
+			h.held = (*heldBufs.Get().(*[]byte))[:0]
+		}
+		h.held = append(h.held, p...)
+		h.pending.Store(true)
+		h.mu.Unlock()
+		return len(p), nil
+	}
+	if h.pending.Load() {
+		if err := h.writeHeld(-1); err != nil {
+			return 0, err
+		}
+	}
+	return h.Conn.Write(p)
+}
+
+// Close implements net.Conn.
+func (h *heldConn) Close() error {
+	h.mu.Lock()
+	h.dropHeld()
+	h.mu.Unlock()
+	return h.Conn.Close()
+}
+
+// dropHeld gives the held buffer back; h.mu is held.
+func (h *heldConn) dropHeld() {
+	h.pending.Store(false)
+	if h.held != nil {
+		b := h.held[:0]
+		h.held = nil
+		if cap(b) <= 2*(h1WriteBuf+1024) {
+			heldBufs.Put(&b)
+		}
+	}
+}
+
+// writeHeld writes the held records, on fd without blocking when fd is
+// not -1 (what the socket cannot take then goes through the connection's
+// Write, which waits).
+func (h *heldConn) writeHeld(fd int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.held
+	var err error
+	for len(p) > 0 && fd >= 0 {
+		n, werr := syscall.Write(fd, p)
+		if werr == syscall.EINTR {
+			continue
+		}
+		if werr == syscall.EAGAIN {
+			break
+		}
+		if werr != nil {
+			err = &net.OpError{Op: "write", Net: "tcp", Source: h.LocalAddr(), Addr: h.RemoteAddr(), Err: werr}
+			p = nil
+			break
+		}
+		p = p[n:]
+	}
+	if len(p) > 0 {
+		_, err = h.Conn.Write(p)
+	}
+	h.dropHeld()
+	return err
+}
+
+// Read implements net.Conn. With records held it writes them and waits
+// for the client without a read that finds nothing, then reads; after
+// such a wait ended at its deadline, its first read tells whether the
+// client had sent bytes all along (probeRead).
+func (h *heldConn) Read(p []byte) (int, error) {
+	if !h.hold && h.pending.Load() {
+		h.first, h.sendErr = true, nil
+		err := h.rc.Read(h.sendFn)
+		if h.sendErr != nil {
+			return 0, h.sendErr
+		}
+		if err != nil {
+			return 0, err
+		}
+		h.heldWait = false // woken by bytes that came after the wait began
+	} else if h.heldWait && len(p) > 0 {
+		h.first, h.probe = true, p
+		err := h.rc.Read(h.probeFn)
+		h.probe = nil
+		h.heldWait = false
+		if err != nil {
+			return 0, err
+		}
+		return h.n, h.rerr
+	}
+	return h.Conn.Read(p)
+}
+
+// send is the RawConn callback of Read with records held: the first
+// call writes them and turns the connection idle, then waits; the next
+// one (readiness) ends the wait.
+func (h *heldConn) send(fd uintptr) bool {
+	if !h.first {
+		return true
+	}
+	h.first = false
+	if err := h.writeHeld(int(fd)); err != nil {
+		h.sendErr = err
+		return true
+	}
+	h.c.held++
+	h.heldWait = true
+	if !h.c.state.CompareAndSwap(stateActive, stateIdle) {
+		h.sendErr = net.ErrClosed
+		return true
+	}
+	return false
+}
+
+// probeRead is the RawConn callback of Read after a held wait ended at
+// its deadline: one read(2) into probe. Bytes at the first attempt were
+// sent while the last request was served: the connection reads before
+// it waits from now on (pipelined).
+func (h *heldConn) probeRead(fd uintptr) bool {
+	for {
+		n, _, errno := syscall.Syscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&h.probe[0])), uintptr(len(h.probe)))
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno == syscall.EAGAIN:
+			h.first = false
+			return false
+		case errno != 0:
+			h.n, h.rerr = 0, &net.OpError{Op: "read", Net: "tcp", Source: h.LocalAddr(), Addr: h.RemoteAddr(), Err: errno}
+		case n == 0:
+			h.n, h.rerr = 0, io.EOF
+		default:
+			h.n, h.rerr = int(n), nil
+			if h.first {
+				h.c.pipelined = true
+			}
+		}
+		return true
+	}
+}
+
+// holdTLS flushes the write buffer of a TLS connection with its records
+// held by c.tcp (holdForWait).
+func (c *h1conn) holdTLS() error {
+	c.tcp.hold = true
+	err := c.bw.Flush()
+	c.tcp.hold = false
+	return err
+}
