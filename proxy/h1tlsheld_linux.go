@@ -25,6 +25,7 @@ type heldConn struct {
 	// meanwhile); pending is set while it holds records.
 	mu      sync.Mutex
 	held    []byte
+	heldp   *[]byte // held's pooled buffer
 	pending atomic.Bool
 	// heldWait is set from the held records' send until the next read;
 	// first is set until a wait's first callback; sendErr is what the
@@ -62,8 +63,9 @@ func newHeldConn(c *h1conn, nc net.Conn) *heldConn {
 func (h *heldConn) Write(p []byte) (int, error) {
 	if h.hold {
 		h.mu.Lock()
-		if h.held == nil {
-			h.held = (*heldBufs.Get().(*[]byte))[:0]
+		if h.heldp == nil {
+			h.heldp = heldBufs.Get().(*[]byte)
+			h.held = (*h.heldp)[:0]
 		}
 		h.held = append(h.held, p...)
 		h.pending.Store(true)
@@ -89,12 +91,12 @@ func (h *heldConn) Close() error {
 // dropHeld gives the held buffer back; h.mu is held.
 func (h *heldConn) dropHeld() {
 	h.pending.Store(false)
-	if h.held != nil {
-		b := h.held[:0]
-		h.held = nil
-		if cap(b) <= 2*(h1WriteBuf+1024) {
-			heldBufs.Put(&b)
+	if h.heldp != nil {
+		if cap(h.held) <= 2*(h1WriteBuf+1024) {
+			*h.heldp = h.held[:0]
+			heldBufs.Put(h.heldp)
 		}
+		h.heldp, h.held = nil, nil
 	}
 }
 
