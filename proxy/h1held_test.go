@@ -318,3 +318,40 @@ func TestHeldConnAllocatesNothing(t *testing.T) {
 		t.Errorf("%v allocations per held response, want 0", n)
 	}
 }
+
+// TestH1HalfCloseAfterRequest: a client that sends its request and then
+// shuts its side down (its FIN may come before the idle wait begins, the
+// case a held response gives up) gets the whole response, and the
+// connection then ends, within the first part of the idle wait rather
+// than at the end of the keep-alive time (30 s, longer than the client
+// waits); a second connection after it is served as usual.
+func TestH1HalfCloseAfterRequest(t *testing.T) {
+	setIdleRestack(t, 50*time.Millisecond)
+	addr, _ := startH1(t, ServerOptions{KeepAlive: 30 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok "+r.URL.Path)
+	})})
+	for _, path := range []string{"/1", "/2"} {
+		c, br := dialClient(t, addr)
+		io.WriteString(c, "GET /warm HTTP/1.1\r\nHost: a\r\n\r\n")
+		if resp, err := http.ReadResponse(br, nil); err != nil {
+			t.Fatal(err)
+		} else {
+			io.ReadAll(resp.Body)
+		}
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != "ok "+path {
+			t.Fatalf("%s: body %q", path, b)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("%s: after the response: %v, want EOF (the server closed)", path, err)
+		}
+	}
+}
