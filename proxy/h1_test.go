@@ -826,3 +826,41 @@ func TestRequestHopFieldsPerRequest(t *testing.T) {
 		check("HTTP/2", i%len(reqs), <-seen)
 	}
 }
+
+// TestUpgradeRefusedAfterPlainRequests: an upgrade request that follows
+// requests without hop-by-hop fields on the same connection is still
+// answered 501 (the Handler looks for Upgrade only in heads that had a
+// hop-by-hop field, which is noted per request), whether or not
+// Connection names it.
+func TestUpgradeRefusedAfterPlainRequests(t *testing.T) {
+	addr, _ := rawBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	front, _ := startH1(t, ServerOptions{Handler: oneBackend(t, addr, 1, nil)})
+	for _, upgrade := range []string{"Connection: Upgrade\r\nUpgrade: websocket\r\n", "Upgrade: websocket\r\n"} {
+		c, br := dialClient(t, front)
+		for i, extra := range []string{"", "X-Plain: 1\r\n", upgrade} {
+			io.WriteString(c, "GET /realms/test/x HTTP/1.1\r\nHost: sso.example.com\r\n"+extra+"\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%q request %d: %v", upgrade, i, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			want := http.StatusOK
+			if extra == upgrade {
+				want = http.StatusNotImplemented
+			}
+			if resp.StatusCode != want {
+				t.Errorf("%q request %d: status %d, want %d", upgrade, i, resp.StatusCode, want)
+			}
+		}
+	}
+}

@@ -64,8 +64,10 @@ var errStreamReset = errors.New("proxy: HTTP/2 stream reset")
 func (s *Server) newH2Stream(c *h2conn, id uint32) *h2stream {
 	st, _ := s.h2streams.Get().(*h2stream)
 	if st == nil {
-		st = &h2stream{hdr: make(http.Header, 16)}
-		st.resp.hdr = make(http.Header, 16)
+		// Small maps (one group of eight) until a stream has more
+		// fields: clearing one for the next stream touches one group.
+		st = &h2stream{hdr: make(http.Header)}
+		st.resp.hdr = make(http.Header)
 		st.body.st = st
 		st.resp.st = st
 		st.runFn = st.run

@@ -433,7 +433,8 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (rec *accesslog.
 	}
 
 	rec.Path, rec.Query = r.URL.Path, r.URL.RawQuery
-	if r.Method == http.MethodConnect || upgradeRequested(r.Header) {
+	// Upgrade is a hop-by-hop field: a head noted free of them has none.
+	if r.Method == http.MethodConnect || !(sc != nil && sc.hopFree) && upgradeRequested(r.Header) {
 		h.notImplemented(w, r, rec, start)
 		return nil, nil, "", false, start, false
 	}
