@@ -17,8 +17,14 @@ import (
 // listen with by default where the kernel has it): a planned handover
 // attaches a socket filter to the listener (DropSYNs), and the kernel
 // refuses SO_ATTACH_FILTER on an MPTCP socket.
+//
+// Accepted connections have no TCP keep-alive probes, like HAProxy's
+// client side by default: kclb's own timeouts end idle and stalled
+// clients, and Go's default (probes after 15 s) costs four setsockopt(2)
+// calls per connection. A listener inherited in a binary upgrade
+// (net.FileListener) keeps Go's default, which no API can change.
 func Listen(ctx context.Context, addr string, freebind bool) (net.Listener, error) {
-	lc := net.ListenConfig{}
+	lc := net.ListenConfig{KeepAlive: -1}
 	lc.SetMultipathTCP(false)
 	if freebind {
 		lc.Control = func(network, address string, c syscall.RawConn) error {

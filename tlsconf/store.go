@@ -249,6 +249,13 @@ func (s *Store) TLSConfig() *tls.Config {
 		CipherSuites:   slices.Clone(tls12Suites),
 		NextProtos:     protos,
 		GetCertificate: s.GetCertificate,
+		// Records of up to 16 KiB from the first byte, as HAProxy
+		// (tune.ssl.maxrecord 0) and nginx (ssl_buffer_size 16k) write
+		// them: crypto/tls's dynamic sizing cuts a new connection's first
+		// responses into records of one TCP segment, each its own
+		// write(2), which costs more than the head start it gives a
+		// client on a lossy path.
+		DynamicRecordSizingDisabled: true,
 	}
 }
 
