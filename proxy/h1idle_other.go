@@ -13,6 +13,8 @@ func (c *h1conn) readable(uintptr) bool { return true }
 
 func (c *h1conn) holdForWait(*h1response) bool { return false }
 
+func (c *h1conn) holdForClose(*h1response) bool { return false }
+
 func (o *h1out) rawWrite(p []byte) (int, error) { return o.c.nc.Write(p) }
 
 // heldConn is the TCP connection under a TLS one; outside Linux it holds

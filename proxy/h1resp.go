@@ -191,7 +191,7 @@ func (w *h1response) finish() {
 		// Nothing pipelined: the response goes now, or with the wait
 		// for the next request (holdForWait). Otherwise it leaves with
 		// the next one (or when the connection closes).
-		if w.c.holdForWait(w) {
+		if w.c.holdForWait(w) || w.c.holdForClose(w) {
 			return
 		}
 		if err := w.c.writer().Flush(); err != nil {

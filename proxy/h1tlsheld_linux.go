@@ -73,9 +73,15 @@ func (h *heldConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if h.pending.Load() {
+		// The held records and p leave in one write: the close alert
+		// after a response that closes the connection (holdForClose).
+		h.mu.Lock()
+		h.held = append(h.held, p...)
+		h.mu.Unlock()
 		if err := h.writeHeld(-1); err != nil {
 			return 0, err
 		}
+		return len(p), nil
 	}
 	return h.Conn.Write(p)
 }
@@ -204,6 +210,20 @@ func (h *heldConn) probeRead(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// holdForClose reports whether the response w, whole in the write
+// buffer of a TLS connection that closes after it, was kept by c.tcp, so
+// that it leaves with the close_notify alert (crypto/tls writes it on
+// Close) in one write(2) instead of two.
+func (c *h1conn) holdForClose(w *h1response) bool {
+	if c.tcp == nil || !(w.closeAfter || w.reqClose || c.s.closing.Load()) {
+		return false
+	}
+	if err := c.holdTLS(); err != nil {
+		w.werr = err
+	}
+	return true
 }
 
 // holdTLS flushes the write buffer of a TLS connection with its records
