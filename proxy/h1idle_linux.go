@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"unsafe"
 )
 
 // idleWait is true where an idle connection can wait for its client
@@ -49,7 +48,7 @@ func (c *h1conn) readable(fd uintptr) bool {
 		c.getBuffers()
 	}
 	for {
-		n, _, errno := syscall.Syscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.buf[c.w])), uintptr(len(c.buf)-c.w))
+		n, errno := sockRead(int(fd), c.buf[c.w:])
 		switch {
 		case errno == syscall.EINTR:
 			continue
@@ -137,7 +136,7 @@ func (c *h1conn) sendHeld(fd uintptr) bool {
 func (o *h1out) rawWrite(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
-		m, err := syscall.Write(o.fd, p[n:])
+		m, err := sockWrite(o.fd, p[n:])
 		switch {
 		case err == syscall.EINTR:
 			continue

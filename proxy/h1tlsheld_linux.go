@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
 )
 
 // heldConn is the TCP connection under a TLS client connection of kclb's
@@ -115,7 +114,7 @@ func (h *heldConn) writeHeld(fd int) error {
 	p := h.held
 	var err error
 	for len(p) > 0 && fd >= 0 {
-		n, werr := syscall.Write(fd, p)
+		n, werr := sockWrite(fd, p)
 		if werr == syscall.EINTR {
 			continue
 		}
@@ -191,7 +190,7 @@ func (h *heldConn) send(fd uintptr) bool {
 // it waits from now on (pipelined).
 func (h *heldConn) probeRead(fd uintptr) bool {
 	for {
-		n, _, errno := syscall.Syscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&h.probe[0])), uintptr(len(h.probe)))
+		n, errno := sockRead(int(fd), h.probe)
 		switch {
 		case errno == syscall.EINTR:
 			continue

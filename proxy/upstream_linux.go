@@ -97,7 +97,7 @@ func (c *upConn) awaitReadable(fd uintptr) bool {
 // c.unsent; a failed write is kept in c.werr.
 func (c *upConn) sendUnsent(fd int) bool {
 	for len(c.unsent) > 0 {
-		n, err := syscall.Write(fd, c.unsent)
+		n, err := sockWrite(fd, c.unsent)
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -122,7 +122,7 @@ var errRawEnded = errors.New("proxy: raw read ended")
 // rawRead is one read(2) on rawFD for awaitReadable.
 func (c *upConn) rawRead(p []byte) (int, error) {
 	for {
-		n, _, errno := syscall.Syscall(syscall.SYS_READ, uintptr(c.rawFD), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, errno := sockRead(c.rawFD, p)
 		switch {
 		case errno == syscall.EINTR:
 			continue
