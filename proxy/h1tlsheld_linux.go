@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +38,11 @@ type heldConn struct {
 	rerr     error
 	sendFn   func(uintptr) bool
 	probeFn  func(uintptr) bool
+	// wp, wn and werr are writeSome's bytes, progress and error.
+	wp      []byte
+	wn      int
+	werr    error
+	writeFn func(uintptr) bool
 }
 
 // heldBufs pools the buffers of held records.
@@ -53,7 +59,7 @@ func newHeldConn(c *h1conn, nc net.Conn) *heldConn {
 		return nil
 	}
 	h := &heldConn{Conn: nc, c: c, rc: rc}
-	h.sendFn, h.probeFn = h.send, h.probeRead
+	h.sendFn, h.probeFn, h.writeFn = h.send, h.probeRead, h.writeSome
 	return h
 }
 
@@ -82,7 +88,48 @@ func (h *heldConn) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	return h.Conn.Write(p)
+	return h.writeSock(p)
+}
+
+// writeSock writes all of p on the socket (sockWrite), waiting in the
+// poller, under the connection's write deadline, while its buffer is
+// full, as net.Conn's Write does.
+func (h *heldConn) writeSock(p []byte) (int, error) {
+	h.wp, h.wn, h.werr = p, 0, nil
+	err := h.rc.Write(h.writeFn)
+	n := h.wn
+	h.wp = nil
+	if err != nil {
+		return n, rawOpError(err, "write")
+	}
+	return n, h.werr
+}
+
+// writeSome is the RawConn callback of writeSock.
+func (h *heldConn) writeSome(fd uintptr) bool {
+	for h.wn < len(h.wp) {
+		n, err := sockWrite(int(fd), h.wp[h.wn:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return false
+		case err != nil:
+			h.werr = &net.OpError{Op: "write", Net: "tcp", Source: h.LocalAddr(), Addr: h.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+			return true
+		}
+		h.wn += n
+	}
+	return true
+}
+
+// rawOpError names a failed RawConn wait (a deadline, a closed
+// connection) as the read or write it stands for, as net.Conn's would.
+func rawOpError(err error, op string) error {
+	if oe, ok := err.(*net.OpError); ok {
+		oe.Op = op
+	}
+	return err
 }
 
 // Close implements net.Conn.
@@ -159,8 +206,18 @@ func (h *heldConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		return h.n, h.rerr
+	} else if len(p) == 0 {
+		return 0, nil
 	}
-	return h.Conn.Read(p)
+	// One recvfrom(2) (sockRead) each time the socket is readable,
+	// under the connection's read deadline, as net.Conn's Read does.
+	h.first, h.probe = false, p
+	err := h.rc.Read(h.probeFn)
+	h.probe = nil
+	if err != nil {
+		return 0, rawOpError(err, "read")
+	}
+	return h.n, h.rerr
 }
 
 // send is the RawConn callback of Read with records held: the first
@@ -184,10 +241,11 @@ func (h *heldConn) send(fd uintptr) bool {
 	return false
 }
 
-// probeRead is the RawConn callback of Read after a held wait ended at
-// its deadline: one read(2) into probe. Bytes at the first attempt were
-// sent while the last request was served: the connection reads before
-// it waits from now on (pipelined).
+// probeRead is the RawConn callback of Read: one read(2) into probe
+// once bytes are there. After a held wait that ended at its deadline
+// (first), bytes at the first attempt were sent while the last request
+// was served: the connection reads before it waits from now on
+// (pipelined).
 func (h *heldConn) probeRead(fd uintptr) bool {
 	for {
 		n, errno := sockRead(int(fd), h.probe)
@@ -198,7 +256,7 @@ func (h *heldConn) probeRead(fd uintptr) bool {
 			h.first = false
 			return false
 		case errno != 0:
-			h.n, h.rerr = 0, &net.OpError{Op: "read", Net: "tcp", Source: h.LocalAddr(), Addr: h.RemoteAddr(), Err: errno}
+			h.n, h.rerr = 0, &net.OpError{Op: "read", Net: "tcp", Source: h.LocalAddr(), Addr: h.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
 		case n == 0:
 			h.n, h.rerr = 0, io.EOF
 		default:

@@ -1,8 +1,14 @@
 package proxy
 
 import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestSockReadWrite: sockWrite and sockRead carry bytes over a socket
@@ -40,5 +46,59 @@ func TestSockReadWrite(t *testing.T) {
 	syscall.Close(sp[1])
 	if _, err := sockWrite(sp[0], []byte("x")); err != syscall.EPIPE {
 		t.Errorf("write to a closed peer: %v, want EPIPE", err)
+	}
+}
+
+// TestHeldConnRawIO: the TLS client socket's reads and writes, raw
+// system calls in RawConn callbacks, behave as net.Conn's: a read
+// deadline is a timeout named "read", bytes and the peer's end arrive,
+// a write larger than the socket buffers waits for the reader and goes
+// out whole, and a write deadline is a timeout named "write".
+func TestHeldConnRawIO(t *testing.T) {
+	peer, server := tcpPair(t)
+	h := newHeldConn(nil, server)
+	if h == nil {
+		t.Fatal("no descriptor under a TCP connection")
+	}
+	buf := make([]byte, 64)
+	h.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	_, err := h.Read(buf)
+	var oe *net.OpError
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &oe) || oe.Op != "read" {
+		t.Fatalf("read past its deadline: %v", err)
+	}
+	h.SetReadDeadline(time.Time{})
+	peer.Write([]byte("ping"))
+	if n, err := h.Read(buf); err != nil || string(buf[:n]) != "ping" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+
+	big := bytes.Repeat([]byte("k"), 8<<20)
+	got := make(chan int, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, io.LimitReader(peer, int64(len(big))))
+		got <- int(n)
+	}()
+	if n, err := h.Write(big); n != len(big) || err != nil {
+		t.Fatalf("write of 8 MiB: %d, %v", n, err)
+	}
+	if n := <-got; n != len(big) {
+		t.Fatalf("peer read %d of %d bytes", n, len(big))
+	}
+
+	h.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
+	n, err := h.Write(big) // nobody reads now
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &oe) || oe.Op != "write" || n >= len(big) {
+		t.Fatalf("write past its deadline: %d, %v", n, err)
+	}
+
+	peer.Close()
+	for {
+		if _, err = h.Read(buf); err != nil {
+			break
+		}
+	}
+	if err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read after the peer closed: %v", err)
 	}
 }
