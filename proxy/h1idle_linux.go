@@ -134,19 +134,13 @@ func (c *h1conn) sendHeld(fd uintptr) bool {
 // rawWrite writes p on fd without blocking: what a full socket buffer
 // leaves is written by the connection's Write, which waits for it.
 func (o *h1out) rawWrite(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		m, err := sockWrite(o.fd, p[n:])
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			m, err := o.c.nc.Write(p[n:])
-			return n + m, err
-		case err != nil:
-			return n, &net.OpError{Op: "write", Net: "tcp", Source: o.c.nc.LocalAddr(), Addr: o.c.nc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
-		}
-		n += m
+	n, err := sockWriteAll(o.fd, p)
+	switch {
+	case err == syscall.EAGAIN:
+		m, err := o.c.nc.Write(p[n:])
+		return n + m, err
+	case err != nil:
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: o.c.nc.LocalAddr(), Addr: o.c.nc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
 	}
 	return n, nil
 }

@@ -107,18 +107,13 @@ func (h *heldConn) writeSock(p []byte) (int, error) {
 
 // writeSome is the RawConn callback of writeSock.
 func (h *heldConn) writeSome(fd uintptr) bool {
-	for h.wn < len(h.wp) {
-		n, err := sockWrite(int(fd), h.wp[h.wn:])
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			return false
-		case err != nil:
-			h.werr = &net.OpError{Op: "write", Net: "tcp", Source: h.LocalAddr(), Addr: h.RemoteAddr(), Err: os.NewSyscallError("write", err)}
-			return true
-		}
-		h.wn += n
+	n, err := sockWriteAll(int(fd), h.wp[h.wn:])
+	h.wn += n
+	if err == syscall.EAGAIN {
+		return false
+	}
+	if err != nil {
+		h.werr = &net.OpError{Op: "write", Net: "tcp", Source: h.LocalAddr(), Addr: h.RemoteAddr(), Err: os.NewSyscallError("write", err)}
 	}
 	return true
 }
@@ -160,23 +155,16 @@ func (h *heldConn) writeHeld(fd int) error {
 	defer h.mu.Unlock()
 	p := h.held
 	var err error
-	for len(p) > 0 && fd >= 0 {
-		n, werr := sockWrite(fd, p)
-		if werr == syscall.EINTR {
-			continue
-		}
-		if werr == syscall.EAGAIN {
-			break
-		}
-		if werr != nil {
-			err = &net.OpError{Op: "write", Net: "tcp", Source: h.LocalAddr(), Addr: h.RemoteAddr(), Err: werr}
-			p = nil
-			break
-		}
+	if fd >= 0 {
+		n, werr := sockWriteAll(fd, p)
 		p = p[n:]
+		if werr != nil && werr != syscall.EAGAIN {
+			err = &net.OpError{Op: "write", Net: "tcp", Source: h.LocalAddr(), Addr: h.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
+			p = nil
+		}
 	}
 	if len(p) > 0 {
-		_, err = h.Conn.Write(p)
+		_, err = h.writeSock(p)
 	}
 	h.dropHeld()
 	return err

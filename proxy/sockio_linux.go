@@ -30,6 +30,24 @@ func sockRead(fd int, p []byte) (int, syscall.Errno) {
 	return int(n), 0
 }
 
+// sockWriteAll writes p on a non-blocking socket with sockWrite until
+// all of it went out, the socket's buffer is full (syscall.EAGAIN) or a
+// write fails, and returns how much went out.
+func sockWriteAll(fd int, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := sockWrite(fd, p[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
+}
+
 // sockWrite is one write(2) of p on a non-blocking socket, made as a raw
 // sendto(2) without an address (sockRead tells why) and with
 // MSG_NOSIGNAL, so a peer that reset the connection costs EPIPE and no

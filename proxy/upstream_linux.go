@@ -96,20 +96,12 @@ func (c *upConn) awaitReadable(fd uintptr) bool {
 // all of it went out. What a full socket buffer leaves stays in
 // c.unsent; a failed write is kept in c.werr.
 func (c *upConn) sendUnsent(fd int) bool {
-	for len(c.unsent) > 0 {
-		n, err := sockWrite(fd, c.unsent)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			return false
-		case err != nil:
-			c.werr = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
-			return false
-		}
-		c.unsent = c.unsent[n:]
+	n, err := sockWriteAll(fd, c.unsent)
+	c.unsent = c.unsent[n:]
+	if err != nil && err != syscall.EAGAIN {
+		c.werr = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
 	}
-	return true
+	return err == nil
 }
 
 // errWouldBlock is what a raw read returns when nothing is there yet.
