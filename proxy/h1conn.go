@@ -36,6 +36,7 @@ import (
 type h1conn struct {
 	s      *Server
 	nc     net.Conn // the accepted connection, or its *tls.Conn
+	sock   rawSock  // nc's reads and writes (sockio_linux.go: raw on a plain one)
 	entry  *connEntry
 	remote string
 	peer   *peerInfo // remote parsed, for every request's scratch
@@ -294,6 +295,7 @@ func (c *h1conn) setup() {
 		c.rawc, _ = sc.SyscallConn()
 		c.readableFn = c.readable
 	}
+	c.sock.init(c.nc, c.rawc)
 	c.getBuffers()
 }
 
@@ -787,7 +789,7 @@ func (c *h1conn) fillMax(max int) error {
 			return err
 		}
 	}
-	n, err := c.nc.Read(c.buf[c.w:])
+	n, err := c.sock.Read(c.buf[c.w:])
 	c.w += n
 	return c.readDone(n, err)
 }
@@ -829,7 +831,7 @@ func (c *h1conn) readBody(p []byte, b *h1body) (int, error) {
 			return 0, err
 		}
 	}
-	n, err := c.nc.Read(p)
+	n, err := c.sock.Read(p)
 	if err != nil {
 		c.rerr = err
 	}
@@ -971,7 +973,7 @@ type h1out struct {
 // Write implements io.Writer.
 func (o *h1out) Write(p []byte) (int, error) {
 	if !o.raw {
-		return o.c.nc.Write(p)
+		return o.c.sock.Write(p)
 	}
 	return o.rawWrite(p)
 }

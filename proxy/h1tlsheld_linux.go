@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -29,20 +28,13 @@ type heldConn struct {
 	pending atomic.Bool
 	// heldWait is set from the held records' send until the next read;
 	// first is set until a wait's first callback; sendErr is what the
-	// send callback met; n and rerr are probeRead's result.
+	// send callback met.
 	heldWait bool
 	first    bool
 	sendErr  error
-	probe    []byte
-	n        int
-	rerr     error
 	sendFn   func(uintptr) bool
-	probeFn  func(uintptr) bool
-	// wp, wn and werr are writeSome's bytes, progress and error.
-	wp      []byte
-	wn      int
-	werr    error
-	writeFn func(uintptr) bool
+	// sock is the socket's own reads and writes (sockRead, sockWrite).
+	sock rawSock
 }
 
 // heldBufs pools the buffers of held records.
@@ -59,7 +51,8 @@ func newHeldConn(c *h1conn, nc net.Conn) *heldConn {
 		return nil
 	}
 	h := &heldConn{Conn: nc, c: c, rc: rc}
-	h.sendFn, h.probeFn, h.writeFn = h.send, h.probeRead, h.writeSome
+	h.sendFn = h.send
+	h.sock.init(nc, rc)
 	return h
 }
 
@@ -88,43 +81,7 @@ func (h *heldConn) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	return h.writeSock(p)
-}
-
-// writeSock writes all of p on the socket (sockWrite), waiting in the
-// poller, under the connection's write deadline, while its buffer is
-// full, as net.Conn's Write does.
-func (h *heldConn) writeSock(p []byte) (int, error) {
-	h.wp, h.wn, h.werr = p, 0, nil
-	err := h.rc.Write(h.writeFn)
-	n := h.wn
-	h.wp = nil
-	if err != nil {
-		return n, rawOpError(err, "write")
-	}
-	return n, h.werr
-}
-
-// writeSome is the RawConn callback of writeSock.
-func (h *heldConn) writeSome(fd uintptr) bool {
-	n, err := sockWriteAll(int(fd), h.wp[h.wn:])
-	h.wn += n
-	if err == syscall.EAGAIN {
-		return false
-	}
-	if err != nil {
-		h.werr = &net.OpError{Op: "write", Net: "tcp", Source: h.LocalAddr(), Addr: h.RemoteAddr(), Err: os.NewSyscallError("write", err)}
-	}
-	return true
-}
-
-// rawOpError names a failed RawConn wait (a deadline, a closed
-// connection) as the read or write it stands for, as net.Conn's would.
-func rawOpError(err error, op string) error {
-	if oe, ok := err.(*net.OpError); ok {
-		oe.Op = op
-	}
-	return err
+	return h.sock.Write(p)
 }
 
 // Close implements net.Conn.
@@ -164,7 +121,7 @@ func (h *heldConn) writeHeld(fd int) error {
 		}
 	}
 	if len(p) > 0 {
-		_, err = h.writeSock(p)
+		_, err = h.sock.Write(p)
 	}
 	h.dropHeld()
 	return err
@@ -173,7 +130,9 @@ func (h *heldConn) writeHeld(fd int) error {
 // Read implements net.Conn. With records held it writes them and waits
 // for the client without a read that finds nothing, then reads; after
 // such a wait ended at its deadline, its first read tells whether the
-// client had sent bytes all along (probeRead).
+// client had sent bytes all along: bytes at the first attempt were sent
+// while the last request was served, and the connection reads before it
+// waits from then on (pipelined).
 func (h *heldConn) Read(p []byte) (int, error) {
 	if !h.hold && h.pending.Load() {
 		h.first, h.sendErr = true, nil
@@ -186,26 +145,14 @@ func (h *heldConn) Read(p []byte) (int, error) {
 		}
 		h.heldWait = false // woken by bytes that came after the wait began
 	} else if h.heldWait && len(p) > 0 {
-		h.first, h.probe = true, p
-		err := h.rc.Read(h.probeFn)
-		h.probe = nil
 		h.heldWait = false
-		if err != nil {
-			return 0, err
+		n, err := h.sock.Read(p)
+		if n > 0 && h.sock.tries == 1 {
+			h.c.pipelined = true
 		}
-		return h.n, h.rerr
-	} else if len(p) == 0 {
-		return 0, nil
+		return n, err
 	}
-	// One recvfrom(2) (sockRead) each time the socket is readable,
-	// under the connection's read deadline, as net.Conn's Read does.
-	h.first, h.probe = false, p
-	err := h.rc.Read(h.probeFn)
-	h.probe = nil
-	if err != nil {
-		return 0, rawOpError(err, "read")
-	}
-	return h.n, h.rerr
+	return h.sock.Read(p)
 }
 
 // send is the RawConn callback of Read with records held: the first
@@ -227,34 +174,6 @@ func (h *heldConn) send(fd uintptr) bool {
 		return true
 	}
 	return false
-}
-
-// probeRead is the RawConn callback of Read: one read(2) into probe
-// once bytes are there. After a held wait that ended at its deadline
-// (first), bytes at the first attempt were sent while the last request
-// was served: the connection reads before it waits from now on
-// (pipelined).
-func (h *heldConn) probeRead(fd uintptr) bool {
-	for {
-		n, errno := sockRead(int(fd), h.probe)
-		switch {
-		case errno == syscall.EINTR:
-			continue
-		case errno == syscall.EAGAIN:
-			h.first = false
-			return false
-		case errno != 0:
-			h.n, h.rerr = 0, &net.OpError{Op: "read", Net: "tcp", Source: h.LocalAddr(), Addr: h.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
-		case n == 0:
-			h.n, h.rerr = 0, io.EOF
-		default:
-			h.n, h.rerr = int(n), nil
-			if h.first {
-				h.c.pipelined = true
-			}
-		}
-		return true
-	}
 }
 
 // holdForClose reports whether the response w, whole in the write

@@ -49,27 +49,47 @@ func TestSockReadWrite(t *testing.T) {
 	}
 }
 
-// TestHeldConnRawIO: the TLS client socket's reads and writes, raw
-// system calls in RawConn callbacks, behave as net.Conn's: a read
-// deadline is a timeout named "read", bytes and the peer's end arrive,
-// a write larger than the socket buffers waits for the reader and goes
-// out whole, and a write deadline is a timeout named "write".
-func TestHeldConnRawIO(t *testing.T) {
-	peer, server := tcpPair(t)
-	h := newHeldConn(nil, server)
-	if h == nil {
-		t.Fatal("no descriptor under a TCP connection")
+// TestRawSockIO: a socket's raw reads and writes in RawConn callbacks
+// (rawSock, for plain client connections and backend connections, and
+// heldConn's under crypto/tls) behave as net.Conn's: a read deadline is
+// a timeout named "read", bytes and the peer's end arrive, a write
+// larger than the socket buffers waits for the reader and goes out
+// whole, and a write deadline is a timeout named "write".
+func TestRawSockIO(t *testing.T) {
+	for _, name := range []string{"rawSock", "heldConn"} {
+		t.Run(name, func(t *testing.T) {
+			peer, server := tcpPair(t)
+			var rw io.ReadWriter
+			if name == "heldConn" {
+				h := newHeldConn(nil, server)
+				if h == nil {
+					t.Fatal("no descriptor under a TCP connection")
+				}
+				rw = h
+			} else {
+				s := &rawSock{}
+				s.init(server, nil)
+				if s.rc == nil {
+					t.Fatal("no descriptor under a TCP connection")
+				}
+				rw = s
+			}
+			rawSockIO(t, peer, server, rw)
+		})
 	}
+}
+
+func rawSockIO(t *testing.T, peer, server net.Conn, rw io.ReadWriter) {
 	buf := make([]byte, 64)
-	h.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	_, err := h.Read(buf)
+	server.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	_, err := rw.Read(buf)
 	var oe *net.OpError
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &oe) || oe.Op != "read" {
 		t.Fatalf("read past its deadline: %v", err)
 	}
-	h.SetReadDeadline(time.Time{})
+	server.SetReadDeadline(time.Time{})
 	peer.Write([]byte("ping"))
-	if n, err := h.Read(buf); err != nil || string(buf[:n]) != "ping" {
+	if n, err := rw.Read(buf); err != nil || string(buf[:n]) != "ping" {
 		t.Fatalf("read %q, %v", buf[:n], err)
 	}
 
@@ -79,22 +99,22 @@ func TestHeldConnRawIO(t *testing.T) {
 		n, _ := io.Copy(io.Discard, io.LimitReader(peer, int64(len(big))))
 		got <- int(n)
 	}()
-	if n, err := h.Write(big); n != len(big) || err != nil {
+	if n, err := rw.Write(big); n != len(big) || err != nil {
 		t.Fatalf("write of 8 MiB: %d, %v", n, err)
 	}
 	if n := <-got; n != len(big) {
 		t.Fatalf("peer read %d of %d bytes", n, len(big))
 	}
 
-	h.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
-	n, err := h.Write(big) // nobody reads now
+	server.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
+	n, err := rw.Write(big) // nobody reads now
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &oe) || oe.Op != "write" || n >= len(big) {
 		t.Fatalf("write past its deadline: %d, %v", n, err)
 	}
 
 	peer.Close()
 	for {
-		if _, err = h.Read(buf); err != nil {
+		if _, err = rw.Read(buf); err != nil {
 			break
 		}
 	}

@@ -150,6 +150,7 @@ type hostPool struct {
 type upConn struct {
 	nc     net.Conn
 	rc     syscall.RawConn // for the stale-connection peek; nil if unavailable
+	sock   rawSock         // nc's reads and writes (sockio_linux.go)
 	hp     *hostPool
 	idleAt time.Time
 	reused bool // an earlier exchange on it completed
@@ -236,7 +237,7 @@ func (c *upConn) Read(p []byte) (int, error) {
 	if c.rawFD >= 0 {
 		n, err = c.rawRead(p)
 	} else {
-		n, err = c.nc.Read(p)
+		n, err = c.sock.Read(p)
 	}
 	c.nread += int64(n)
 	if c.limit >= 0 {
@@ -258,7 +259,7 @@ func (c *upConn) Write(p []byte) (int, error) {
 			return 0, errEarlyResponse
 		}
 	}
-	n, err := c.nc.Write(p)
+	n, err := c.sock.Write(p)
 	if err != nil && c.werr == nil {
 		c.werr = err
 	}
@@ -485,6 +486,7 @@ func (u *upstream) dial(ctx context.Context, hp *hostPool) (*upConn, error) {
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
+	c.sock.init(nc, c.rc)
 	c.awaitFn = c.awaitReadable
 	c.abortFn = c.abort
 	c.peekFn = c.peek
