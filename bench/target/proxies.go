@@ -103,9 +103,16 @@ func (p *proxyBase) launch(ctx context.Context, env Env, bin string, args []stri
 	return nil
 }
 
+// ForwardedFields are the request fields kclb adds to every request it
+// forwards with proxy_headers = "xforwarded" (the bench's): each peer's
+// configuration adds them too, so the backends get the same work from
+// every target (TestProxiesServeThroughConfig).
+var ForwardedFields = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X-Request-Id"}
+
 // HAProxy runs Debian's haproxy in the foreground with a configuration like
 // docs/performance.md's: 2 threads, roundrobin, cookie insert, httpchk on
-// the management port, the security headers.
+// the management port, the security headers, and the request fields kclb
+// adds (ForwardedFields).
 type HAProxy struct {
 	proxyBase
 	// Bin is the haproxy binary; default "haproxy".
@@ -149,6 +156,11 @@ frontend fe
     bind %s
     bind %s ssl crt %s alpn h2,http/1.1
     http-request set-header X-Forwarded-Proto https if { ssl_fc }
+    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
+    http-request set-header X-Forwarded-Host %%[req.hdr(host),field(1,:)]
+    http-request set-header X-Forwarded-Port %%[dst_port]
+    unique-id-format %%[uuid()]
+    unique-id-header X-Request-Id
 `, maxconn, maxconn, h.http, h.tls, env.Cert.Combined)
 	for _, hd := range securityHeaders {
 		fmt.Fprintf(&b, "    http-response set-header %s %q\n", hd[0], hd[1])
@@ -174,7 +186,8 @@ func (h *HAProxy) Start(ctx context.Context, env Env) error {
 }
 
 // Nginx runs nginx (master + one worker per core) with a configuration like
-// docs/performance.md's: upstream keepalive 64, the security headers.
+// docs/performance.md's: upstream keepalive 64, the security headers, the
+// request fields kclb adds (ForwardedFields).
 // nginx open source has no active health checks and no cookie insert.
 type Nginx struct {
 	proxyBase
@@ -228,6 +241,9 @@ http {
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Port $server_port;
+            proxy_set_header X-Request-Id $request_id;
 `, n.http, n.tls, env.Cert.CertFile, env.Cert.KeyFile)
 	for _, hd := range securityHeaders {
 		fmt.Fprintf(&b, "            add_header %s %q always;\n", hd[0], hd[1])

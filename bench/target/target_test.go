@@ -15,8 +15,19 @@ import (
 	"github.com/kclb/kclb/internal/configmap"
 )
 
+// TestProxiesServeThroughConfig: each peer serves through the
+// configuration the bench writes, plain and TLS (HTTP/2), with the
+// security headers, HAProxy's affinity cookie, and the request fields
+// kclb adds (ForwardedFields) with the client's scheme and port.
 func TestProxiesServeThroughConfig(t *testing.T) {
+	got := make(chan http.Header, 8)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/realms/test/hello" {
+			select {
+			case got <- r.Header.Clone():
+			default:
+			}
+		}
 		io.WriteString(w, `{"status":"UP"}`)
 	}))
 	t.Cleanup(be.Close)
@@ -52,6 +63,9 @@ func TestProxiesServeThroughConfig(t *testing.T) {
 			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 				TLSClientConfig: &tls.Config{RootCAs: cert.Pool, ServerName: "localhost"}, ForceAttemptHTTP2: true}}
 			for _, u := range []string{"http://" + tc.target.HTTPAddr(), "https://" + tc.target.HTTPSAddr()} {
+				for len(got) > 0 { // the readiness probes' requests
+					<-got
+				}
 				resp, err := c.Get(u + "/realms/test/hello")
 				if err != nil {
 					t.Fatal(err)
@@ -66,6 +80,22 @@ func TestProxiesServeThroughConfig(t *testing.T) {
 				}
 				if strings.HasPrefix(u, "https") && resp.ProtoMajor != 2 {
 					t.Fatalf("%s: %s, want HTTP/2", u, resp.Proto)
+				}
+				var h http.Header
+				select {
+				case h = <-got:
+				default:
+					t.Fatalf("%s: the backend saw no request", u)
+				}
+				for _, k := range ForwardedFields {
+					if h.Get(k) == "" {
+						t.Errorf("%s: the backend got no %s: %v", u, k, h)
+					}
+				}
+				scheme, hostport, _ := strings.Cut(u, "://")
+				_, port, _ := net.SplitHostPort(hostport)
+				if h.Get("X-Forwarded-Proto") != scheme || h.Get("X-Forwarded-Port") != port || h.Get("X-Forwarded-Host") != "127.0.0.1" {
+					t.Errorf("%s: forwarded proto %q host %q port %q", u, h.Get("X-Forwarded-Proto"), h.Get("X-Forwarded-Host"), h.Get("X-Forwarded-Port"))
 				}
 			}
 			if err := tc.target.Stop(); err != nil {
