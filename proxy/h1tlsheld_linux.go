@@ -179,9 +179,13 @@ func (h *heldConn) send(fd uintptr) bool {
 // holdForClose reports whether the response w, whole in the write
 // buffer of a TLS connection that closes after it, was kept by c.tcp, so
 // that it leaves with the close_notify alert (crypto/tls writes it on
-// Close) in one write(2) instead of two.
+// Close) in one write(2) instead of two. Only a response whose body fits
+// the write buffer is held: the alert is written under crypto/tls's 5 s
+// deadline for it, not WriteTimeout, and a socket buffer takes a small
+// response at once, while the tail of a large one may wait for a slow
+// client.
 func (c *h1conn) holdForClose(w *h1response) bool {
-	if c.tcp == nil || !(w.closeAfter || w.reqClose || c.s.closing.Load()) {
+	if c.tcp == nil || w.written >= h1WriteBuf || !(w.closeAfter || w.reqClose || c.s.closing.Load()) {
 		return false
 	}
 	if err := c.holdTLS(); err != nil {
