@@ -10,6 +10,10 @@ override VERSION := 0.0.0-dev
 endif
 COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# kclb is built without cgo: a static binary that runs on any Linux of its
+# architecture, with Go's own resolver and /etc/group lookups (the admin
+# socket's group must then be a local group); CGO=1 links libc instead.
+CGO     ?= 0
 # BIN is where build puts the binaries.
 BIN     ?= bin
 
@@ -18,7 +22,7 @@ BIN     ?= bin
 all: build
 
 build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/kclb ./cmd/kclb
+	CGO_ENABLED=$(CGO) $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/kclb ./cmd/kclb
 	$(GO) build -o $(BIN)/kcsim ./cmd/kcsim
 	$(GO) build -o $(BIN)/kclb-demo ./cmd/kclb-demo
 

@@ -36,7 +36,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	kclbBin = filepath.Join(dir, "kclb")
-	out, err := exec.Command("go", "build", "-o", kclbBin, ".").CombinedOutput()
+	// Built as make build does: static, without cgo.
+	build := exec.Command("go", "build", "-o", kclbBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building kclb: %v\n%s", err, out)
 		os.Exit(1)
