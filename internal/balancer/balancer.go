@@ -81,38 +81,61 @@ func New(name string) (Selector, error) {
 // weight, interleaved rather than in bursts). The zero value is ready.
 type RoundRobin struct {
 	mu      sync.Mutex // guards current
-	current map[*backend.Server]int
+	current []rrWeight
 }
 
-// Select implements Selector.
+// rrWeight is one server's current weight in the smooth round robin.
+type rrWeight struct {
+	s *backend.Server
+	c int
+}
+
+// slot returns the index of s in current, adding s at weight zero when it
+// is new. The servers slice keeps its order between calls, so the entry at
+// hint (the server's index in that slice) is checked first and the lookup
+// is one comparison in the steady state.
+func (rr *RoundRobin) slot(s *backend.Server, hint int) int {
+	if hint < len(rr.current) && rr.current[hint].s == s {
+		return hint
+	}
+	for i := range rr.current {
+		if rr.current[i].s == s {
+			return i
+		}
+	}
+	rr.current = append(rr.current, rrWeight{s: s})
+	return len(rr.current) - 1
+}
+
+// Select implements Selector. The lock covers one loop over the servers
+// with no map operation and, once every server has a slot, no allocation.
 func (rr *RoundRobin) Select(_ *http.Request, servers []*backend.Server, tried *Tried) *backend.Server {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
-	if rr.current == nil {
-		rr.current = make(map[*backend.Server]int)
+	if len(rr.current) > 2*len(servers)+8 {
+		// Servers left the pool: forget them.
+		clear(rr.current)
+		rr.current = rr.current[:0]
 	}
-	var best *backend.Server
+	best := -1
 	total := 0
-	for _, s := range servers {
+	for i, s := range servers {
 		if !eligible(s, tried) {
 			continue
 		}
 		w := s.Weight()
 		total += w
-		c := rr.current[s] + w
-		rr.current[s] = c
-		if best == nil || c > rr.current[best] {
-			best = s
+		j := rr.slot(s, i)
+		rr.current[j].c += w
+		if best < 0 || rr.current[j].c > rr.current[best].c {
+			best = j
 		}
 	}
-	if best != nil {
-		rr.current[best] -= total
+	if best < 0 {
+		return nil
 	}
-	if len(rr.current) > 2*len(servers)+8 {
-		// Servers left the pool: forget them.
-		clear(rr.current)
-	}
-	return best
+	rr.current[best].c -= total
+	return rr.current[best].s
 }
 
 // LeastRequest picks two eligible servers at random and sends the request
