@@ -107,6 +107,8 @@ type h2conn struct {
 	initWindow int64                // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	maxFrame   int                  // the client's SETTINGS_MAX_FRAME_SIZE
 	unackedIn  int64                // bytes Handlers consumed not yet credited to the connection window
+	started    bool                 // the server's SETTINGS written: other frames may follow (RFC 9113 3.4)
+	drainWant  bool                 // drain was called before started: it runs once SETTINGS is out
 	goneAway   bool                 // the final GOAWAY sent: no new streams
 	draining   bool                 // the first GOAWAY and PING of a graceful shutdown sent, not yet the final one
 	drainAt    time.Time            // when draining began
@@ -157,6 +159,9 @@ func newH2Conn(s *Server, nc net.Conn, st *tls.ConnectionState, remote string, e
 	}
 	h.cond.L = &h.mu
 	h.wake.L = &h.mu
+	// Set before the connection is tracked: Shutdown may reach it at once.
+	h.fw = http2.NewFramer((*h2out)(h), nil)
+	h.henc = newH2Enc()
 	h.tmpl = (&http.Request{}).WithContext(h.ctx)
 	return h
 }
@@ -164,8 +169,6 @@ func newH2Conn(s *Server, nc net.Conn, st *tls.ConnectionState, remote string, e
 // serve runs the connection until it closes.
 func (c *h2conn) serve() {
 	s := c.s
-	c.fw = http2.NewFramer((*h2out)(c), nil)
-	c.henc = newH2Enc()
 	go c.writeLoop() // owned by c: it exits once closed is set and out is sent
 	c.readLoop()
 	c.shut()
@@ -279,7 +282,8 @@ func (c *h2conn) readLoop() {
 	c.fw.WriteWindowUpdate(0, h2ConnWindow-65535)
 	c.recvConn = h2ConnWindow
 	c.setIdleLocked()
-	if s.closing.Load() {
+	c.started = true
+	if c.drainWant || s.closing.Load() {
 		c.mu.Unlock()
 		c.drain()
 		c.mu.Lock()
@@ -785,12 +789,18 @@ func (c *h2conn) streamDone(st *h2stream) {
 // passed, checked on every call), the final GOAWAY naming the last
 // stream opened. The connection closes when the final GOAWAY is sent
 // and its Handlers are done. Shutdown and CloseIdle call it, and a
-// stream ending with keep-alive off. It reports whether the connection
+// stream ending with keep-alive off. Before the client preface has
+// arrived it only marks the connection, and readLoop begins the drain
+// right after the server's SETTINGS. It reports whether the connection
 // is closed or closing.
 func (c *h2conn) drain() bool {
 	c.mu.Lock()
 	switch {
 	case c.closed || c.goneAway:
+	case !c.started:
+		// The client preface has not arrived: nothing but SETTINGS
+		// may go first, so the GOAWAY waits for it (readLoop).
+		c.drainWant = true
 	case !c.draining:
 		c.draining = true
 		c.drainAt = time.Now()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -97,4 +98,90 @@ func TestH2GracefulShutdown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestH2DrainBeforePreface pins that a graceful shutdown reaching a
+// connection whose client preface has not arrived yet (a binary
+// hand-over accepting it a moment before) waits for the server's
+// SETTINGS: the server's first frame is SETTINGS (RFC 9113 3.4) and the
+// GOAWAY follows. Before, the GOAWAY went out first and Go's client
+// failed the request with PROTOCOL_ERROR ("received GOAWAY before a
+// SETTINGS frame", TestBinaryHandoverUnderLoad in CI).
+func TestH2DrainBeforePreface(t *testing.T) {
+	for _, how := range []string{"shutdown", "keep-alive off"} {
+		t.Run(how, func(t *testing.T) {
+			conn, s, done := h2pipe(t, h2echo)
+			shut := make(chan error, 1)
+			if how == "shutdown" {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				go func() { shut <- s.Shutdown(ctx) }()
+			} else {
+				s.SetKeepAlives(false)
+				shut <- nil
+			}
+			// The drain has reached the connection before its preface.
+			for !drainWanted(s) {
+				runtime.Gosched()
+			}
+			c := newH2Client(t, conn)
+			f, err := c.fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("first frame: %v", err)
+			}
+			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
+				t.Fatalf("first frame from the server is %v, want SETTINGS", f.Header())
+			}
+			c.send(func(fr *http2.Framer) { fr.WriteSettingsAck() })
+			sawGoAway := false
+			for !sawGoAway {
+				f, err := c.fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("before the GOAWAY: %v", err)
+				}
+				switch f := f.(type) {
+				case *http2.GoAwayFrame:
+					sawGoAway = true
+				case *http2.PingFrame:
+					if !f.IsAck() {
+						data := f.Data
+						c.send(func(fr *http2.Framer) { fr.WritePing(true, data) })
+					}
+				}
+			}
+			// The client answers drain's PING; the final GOAWAY ends it.
+			for {
+				f, err := c.fr.ReadFrame()
+				if err != nil {
+					break
+				}
+				if p, ok := f.(*http2.PingFrame); ok && !p.IsAck() {
+					data := p.Data
+					c.send(func(fr *http2.Framer) { fr.WritePing(true, data) })
+				}
+			}
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the connection did not end after the drain")
+			}
+			if err := <-shut; err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+		})
+	}
+}
+
+// drainWanted reports whether s's one HTTP/2 connection has been asked
+// to drain before its client preface arrived.
+func drainWanted(s *Server) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.h2conns {
+		c.mu.Lock()
+		want := c.drainWant
+		c.mu.Unlock()
+		return want
+	}
+	return false
 }
